@@ -1,0 +1,1 @@
+"""relumilp: compile trained ReLU networks into MILPs and solve them to certified global optimality."""

@@ -1,0 +1,145 @@
+"""The result of a bound pass: lower/upper bounds on every node's output, and neuron stability.
+
+For an activation node, the bounds of its *input* node are the pre-activation bounds ``L <= x <= U``
+that decide whether a neuron is stable (no binary variable) and give the big-M coefficients of the
+unstable ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InvalidNetworkError
+from ..ir import ActivationNode, Network
+
+#: Order of the bound methods; each implies the ones before it.
+METHODS = ("interval", "symbolic", "lp", "milp")
+
+
+@dataclass
+class Bounds:
+    """Per-node output bounds of a network over an input domain.
+
+    Attributes
+    ----------
+    lower, upper:
+        ``{node name: array}`` for every node (input, affine and activation).
+    method:
+        The strongest method that produced them (``interval``, ``symbolic``, ``lp`` or ``milp``).
+    times:
+        Seconds spent per method.
+    """
+
+    lower: dict[str, np.ndarray]
+    upper: dict[str, np.ndarray]
+    method: str = "interval"
+    times: dict[str, float] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        return self.lower[name], self.upper[name]
+
+    def pre_activation(self, net: Network, node: ActivationNode) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds of the input of activation ``node``."""
+        return self[node.inputs[0]]
+
+    def copy(self) -> "Bounds":
+        return Bounds(
+            {k: v.copy() for k, v in self.lower.items()},
+            {k: v.copy() for k, v in self.upper.items()},
+            self.method,
+            dict(self.times),
+        )
+
+    def check_sound(self, net: Network, samples: np.ndarray, tol: float = 1e-9) -> None:
+        """Raise if any node value of the sampled inputs falls outside its bounds (a test oracle)."""
+        values = net.forward_all(samples)
+        for name, value in values.items():
+            lo, hi = self.lower[name], self.upper[name]
+            excess = max(float(np.max(lo - value)), float(np.max(value - hi)))
+            if excess > tol * (1.0 + float(np.max(np.abs(value)))):
+                raise AssertionError(f"bounds of {name!r} ({self.method}) violated by {excess:.3g}")
+
+    def to_json(self, net: Network) -> dict:
+        """``{"method": ..., "layers": [{"name", "lower", "upper"}, ...]}`` over the affine nodes.
+
+        For a sequential MLP, entry k holds the pre-activation bounds of the k-th affine layer and the
+        last entry is the network output.
+        """
+        layers = [
+            {"name": node.name, "lower": self.lower[node.name].tolist(), "upper": self.upper[node.name].tolist()}
+            for node in net.affines
+        ]
+        return {"method": self.method, "times": self.times, "layers": layers}
+
+
+@dataclass(frozen=True)
+class Phases:
+    """Which piece of an activation each neuron can be on, given its pre-activation bounds.
+
+    ``low`` -- always on the lowest piece (0 for ReLU, ``alpha*x`` for LeakyReLU);
+    ``linear`` -- always on the identity piece; ``high`` -- always saturated at a clipped ReLU's cap;
+    ``kink0`` -- can cross 0 (needs a binary); ``kink_cap`` -- can cross the cap (needs a binary).
+    """
+
+    low: np.ndarray
+    linear: np.ndarray
+    high: np.ndarray
+    kink0: np.ndarray
+    kink_cap: np.ndarray
+
+    @property
+    def unstable(self) -> np.ndarray:
+        """Neurons that need at least one binary variable."""
+        return self.kink0 | self.kink_cap
+
+    @property
+    def stable_active(self) -> np.ndarray:
+        return self.linear
+
+    @property
+    def stable_inactive(self) -> np.ndarray:
+        """Neurons fixed on a constant-slope non-identity piece (0, ``alpha*x``, or the cap)."""
+        return self.low | self.high
+
+    @property
+    def num_binaries(self) -> int:
+        return int(self.kink0.sum() + self.kink_cap.sum())
+
+
+def phases(node: ActivationNode, lower: np.ndarray, upper: np.ndarray) -> Phases:
+    """Classify the neurons of ``node`` from its pre-activation bounds ``lower <= x <= upper``."""
+    lower, upper = np.asarray(lower), np.asarray(upper)
+    if np.any(lower > upper):
+        raise InvalidNetworkError(f"bounds of {node.name!r} are inconsistent (lower > upper)")
+    none = np.zeros(lower.shape, dtype=bool)
+    if node.kind == "identity":
+        return Phases(none, ~none, none, none, none)
+    low = upper <= 0.0
+    if node.kind == "clipped_relu":
+        high = lower >= node.cap
+        kink0 = (lower < 0.0) & (upper > 0.0)
+        kink_cap = (lower < node.cap) & (upper > node.cap)
+        linear = ~(low | high | kink0 | kink_cap)
+        return Phases(low, linear, high, kink0, kink_cap)
+    linear = (lower >= 0.0) & ~low
+    return Phases(low, linear, none, ~(low | linear), none)
+
+
+def stability_counts(net: Network, bounds: Bounds) -> list[dict]:
+    """Per activation layer: ``name``, ``size``, ``stable_active``, ``stable_inactive``, ``unstable``."""
+    rows = []
+    for node in net.activations:
+        ph = phases(node, *bounds.pre_activation(net, node))
+        rows.append(
+            {
+                "name": node.name,
+                "size": node.size,
+                "stable_active": int(ph.stable_active.sum()),
+                "stable_inactive": int(ph.stable_inactive.sum()),
+                "unstable": int(ph.unstable.sum()),
+                "binaries": ph.num_binaries,
+            }
+        )
+    return rows
