@@ -1,0 +1,39 @@
+"""Shared test fixtures: the optional ../shared data folder and small random networks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from relumilp.ir import Network
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("RELUMILP_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The ../shared/data folder (ACAS Xu, reformer.csv); tests using it skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def acasxu_dir(shared_data) -> Path:
+    folder = shared_data / "acasxu"
+    if not folder.is_dir():
+        pytest.skip("ACAS Xu networks not present")
+    return folder
+
+
+def random_mlp(rng: np.random.Generator, sizes, activation="relu", scale=1.0) -> Network:
+    """A random MLP with layer sizes ``sizes`` (input first, output last)."""
+    layers = [
+        (rng.normal(0.0, scale / np.sqrt(n_in), size=(n_out, n_in)), rng.normal(0.0, 0.3, size=n_out))
+        for n_in, n_out in zip(sizes[:-1], sizes[1:])
+    ]
+    return Network.sequential(layers, activation)
