@@ -1,0 +1,169 @@
+r"""The big-M MILP of a network, built in matrix form from the IR and its bounds.
+
+Every node gets one column per output; activation neurons that can cross a breakpoint also get binaries.
+For a neuron with pre-activation ``x`` in ``[L, U]`` and output ``y``:
+
+**Affine node** ``y = sum_i W_i x_i + b``: equality rows ``y - sum_i W_i x_i = b``.
+
+**ReLU / LeakyReLU** ``y = max(x, alpha x)`` with ``alpha < 1`` (ReLU: ``alpha = 0``):
+
+* ``U <= 0`` (stably inactive): ``y = alpha x`` (for ReLU the column is fixed at 0), no binary;
+* ``L >= 0`` (stably active): ``y = x``, no binary;
+* otherwise, with ``z = 1`` meaning ``x >= 0``::
+
+      y >= x,   y >= alpha x,
+      y <= x - (1 - alpha) L (1 - z),
+      y <= alpha x + (1 - alpha) U z,        z in {0, 1}.
+
+  ``z = 1`` forces ``y = x`` and, through ``y >= alpha x``, ``x >= 0``; ``z = 0`` forces ``y = alpha x`` and,
+  through ``y >= x``, ``x <= 0``. For ``alpha = 0`` these are the classic rows ``y >= x, y >= 0,
+  y <= x - L (1 - z), y <= U z``.
+
+**Clipped ReLU** ``y = min(max(x, 0), c)`` has three pieces. With binaries ``d0`` (``x <= 0``) and ``dc``
+(``x >= c``), ``d0 + dc <= 1``, and ``0 <= y <= c``::
+
+      y >= x - (U - c) dc,      y <= x - L d0,
+      y <= min(U, c) (1 - d0),  y >= c dc.
+
+  Piece by piece: ``d0 = 1`` gives ``y = 0, x <= 0``; ``dc = 1`` gives ``y = c, x >= c``; neither gives
+  ``y = x`` with ``0 <= x <= c``. A binary is created only for a kink the bounds leave reachable
+  (``L < 0 < U`` for ``d0``, ``L < c < U`` for ``dc``); neurons with no reachable kink are the affine piece
+  they are on (``y = 0``, ``y = x`` or ``y = c``).
+
+The big-M coefficients are therefore ``-L`` and ``U`` (``U - c`` at the cap): their size is what bound
+tightening and scaling reduce.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+
+from ..bounds.base import Bounds, phases
+from ..domain import InputDomain
+from ..ir import ActivationNode, AffineNode, InputNode, Network
+from .milp import MILP, MILPAssembler, VariableGroup
+
+
+def build_milp(
+    net: Network,
+    bounds: Bounds,
+    domain: InputDomain | None = None,
+    upto: str | None = None,
+) -> MILP:
+    """The big-M MILP of ``net`` (or of the sub-network computing node ``upto``) over ``bounds``.
+
+    ``domain`` adds its linear rows ``A x <= b`` on the input columns (its box is already in
+    ``bounds``). Column bounds come from ``bounds`` for every node.
+    """
+    nodes = net.order
+    if upto is not None:
+        keep = nx.ancestors(net.graph, upto) | {upto}
+        nodes = tuple(node for node in net.order if node.name in keep)
+    asm = MILPAssembler()
+    columns: dict[str, np.ndarray] = {}
+    binaries: dict[str, dict[str, VariableGroup]] = {}
+    for node in nodes:
+        lower, upper = bounds[node.name]
+        if isinstance(node, ActivationNode):
+            lower, upper = _activation_column_bounds(node, bounds)
+        columns[node.name] = asm.add_columns(lower, upper)
+        if isinstance(node, AffineNode):
+            _affine_rows(asm, node, columns)
+        elif isinstance(node, ActivationNode):
+            binaries[node.name] = _activation_rows(asm, node, columns, *bounds[node.inputs[0]])
+    if domain is not None and domain.A is not None:
+        x = columns[net.input.name]
+        asm.add_rows("input_constraints", [(domain.A, x)], np.full(domain.b.size, -np.inf), domain.b)
+    return asm.finish(
+        node_columns=columns,
+        binaries=binaries,
+        input_name=net.input.name,
+        output_name=upto or net.output,
+    )
+
+
+def _activation_column_bounds(node: ActivationNode, bounds: Bounds) -> tuple[np.ndarray, np.ndarray]:
+    """Output bounds of an activation, made exact on fixed pieces (so stable neurons need no row)."""
+    lower, upper = (v.copy() for v in bounds[node.name])
+    pre_lower, pre_upper = bounds[node.inputs[0]]
+    ph = phases(node, pre_lower, pre_upper)
+    if node.kind in ("relu", "clipped_relu") or (node.kind == "leaky_relu" and node.alpha == 0.0):
+        lower[ph.low] = upper[ph.low] = 0.0
+        lower = np.maximum(lower, 0.0)
+    if node.kind == "clipped_relu":
+        lower[ph.high] = upper[ph.high] = node.cap
+        upper = np.minimum(upper, node.cap)
+    return lower, upper
+
+
+def _affine_rows(asm: MILPAssembler, node: AffineNode, columns: dict) -> None:
+    y = columns[node.name]
+    terms = [(np.eye(node.size), y)]
+    terms += [(-w, columns[source]) for source, w in zip(node.inputs, node.weights)]
+    asm.add_rows(node.name, terms, node.bias, node.bias)
+
+
+def _activation_rows(asm: MILPAssembler, node: ActivationNode, columns: dict, L: np.ndarray, U: np.ndarray):
+    """Rows (and binaries) of one activation node; returns its binary groups."""
+    x_all, y_all = columns[node.inputs[0]], columns[node.name]
+    ph = phases(node, L, U)
+    name = node.name
+    alpha = node.alpha if node.kind == "leaky_relu" else 0.0
+    # Neurons on one affine piece: y = x (identity piece) or y = alpha x (LeakyReLU's low piece).
+    # Constant pieces (0 or the cap) are already fixed through the column bounds.
+    linear = np.flatnonzero(ph.linear)
+    asm.add_rows(name, [(1.0, y_all[linear]), (-1.0, x_all[linear])], np.zeros(linear.size), 0.0)
+    if alpha != 0.0:
+        low = np.flatnonzero(ph.low)
+        asm.add_rows(name, [(1.0, y_all[low]), (-alpha, x_all[low])], np.zeros(low.size), 0.0)
+    if node.kind == "clipped_relu":
+        return _clipped_rows(asm, node, x_all, y_all, ph, L, U)
+    idx = np.flatnonzero(ph.kink0)
+    x, y, l, u = x_all[idx], y_all[idx], L[idx], U[idx]
+    z = asm.add_columns(np.zeros(idx.size), np.ones(idx.size), integer=True)
+    zeros, inf = np.zeros(idx.size), np.full(idx.size, np.inf)
+    asm.add_rows(name, [(1.0, y), (-1.0, x)], zeros, inf)  # y >= x
+    if alpha != 0.0:
+        asm.add_rows(name, [(1.0, y), (-alpha, x)], zeros, inf)  # y >= alpha x
+    gap = 1.0 - alpha
+    # y <= x - (1 - alpha) L (1 - z)   <=>   y - x - (1 - alpha) L z <= -(1 - alpha) L
+    asm.add_rows(name, [(1.0, y), (-1.0, x), (-gap * l, z)], -inf, -gap * l)
+    # y <= alpha x + (1 - alpha) U z
+    asm.add_rows(name, [(1.0, y), (-alpha, x), (-gap * u, z)], -inf, zeros)
+    return {"z": VariableGroup(f"{name}.z", z, idx)}
+
+
+def _clipped_rows(asm, node, x_all, y_all, ph, L, U):
+    c = node.cap
+    groups = {}
+    d0 = np.full(node.size, -1)
+    dc = np.full(node.size, -1)
+    i0 = np.flatnonzero(ph.kink0)
+    ic = np.flatnonzero(ph.kink_cap)
+    d0[i0] = asm.add_columns(np.zeros(i0.size), np.ones(i0.size), integer=True)
+    dc[ic] = asm.add_columns(np.zeros(ic.size), np.ones(ic.size), integer=True)
+    if i0.size:
+        groups["z"] = VariableGroup(f"{node.name}.z", d0[i0], i0)
+    if ic.size:
+        groups["z_cap"] = VariableGroup(f"{node.name}.z_cap", dc[ic], ic)
+    name = node.name
+
+    inf = np.inf
+    # Neurons that cross the cap: y >= x - (U - c) dc, y >= c dc.
+    x, y, u = x_all[ic], y_all[ic], U[ic]
+    asm.add_rows(name, [(1.0, y), (-1.0, x), (u - c, dc[ic])], np.zeros(ic.size), inf)
+    asm.add_rows(name, [(1.0, y), (-c, dc[ic])], np.zeros(ic.size), inf)
+    # ... and those among them that cannot cross 0 also satisfy y <= x.
+    only_cap = ic[~ph.kink0[ic]]
+    asm.add_rows(name, [(1.0, y_all[only_cap]), (-1.0, x_all[only_cap])], np.full(only_cap.size, -inf), 0.0)
+    # Neurons that cross 0: y <= x - L d0, y <= min(U, c)(1 - d0).
+    x, y, l, u = x_all[i0], y_all[i0], L[i0], U[i0]
+    asm.add_rows(name, [(1.0, y), (-1.0, x), (l, d0[i0])], np.full(i0.size, -inf), 0.0)
+    asm.add_rows(name, [(1.0, y), (np.minimum(u, c), d0[i0])], np.full(i0.size, -inf), np.minimum(u, c))
+    # ... and those that cannot cross the cap also satisfy y >= x.
+    only_zero = i0[~ph.kink_cap[i0]]
+    asm.add_rows(name, [(1.0, y_all[only_zero]), (-1.0, x_all[only_zero])], np.zeros(only_zero.size), inf)
+    both = i0[ph.kink_cap[i0]]
+    asm.add_rows(name, [(1.0, d0[both]), (1.0, dc[both])], np.full(both.size, -inf), 1.0)
+    return groups

@@ -1,0 +1,215 @@
+"""Solve with HiGHS through Pyomo, and check the answer against the network's own forward pass.
+
+:func:`solve` solves any Pyomo model that contains network blocks (from :func:`relumilp.add_network`);
+:func:`optimize` is the common case -- minimise or maximise one output (or a linear function of the
+outputs) of a network over an input domain.
+
+A MILP solution is only as good as the solver's tolerances: with big-M rows, an integrality tolerance
+of 1e-6 on a binary can move an output by 1e-6 * M. So the answer reports both the MILP's output values
+and the forward pass at the returned input, and warns (or raises, with ``check="raise"``) when they
+differ by more than ``tolerance`` (relative to the output scale).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyomo.environ as pyo
+from pyomo.contrib.appsi.base import TerminationCondition
+from pyomo.contrib.appsi.solvers import Highs
+
+from .api import add_network, network_blocks
+from .errors import RelumilpError, SolveError
+
+_STATUS = {
+    TerminationCondition.optimal: "optimal",
+    TerminationCondition.maxTimeLimit: "time_limit",
+    TerminationCondition.infeasible: "infeasible",
+    TerminationCondition.unbounded: "unbounded",
+    TerminationCondition.infeasibleOrUnbounded: "infeasible_or_unbounded",
+    TerminationCondition.maxIterations: "iteration_limit",
+    TerminationCondition.interrupted: "interrupted",
+}
+
+
+@dataclass
+class SolveResult:
+    """The answer of a solve.
+
+    ``status`` is ``optimal``, ``time_limit``, ``infeasible``, ``unbounded``, ... ; ``objective`` the
+    incumbent's objective (None without one); ``bound`` the best proven bound; ``gap`` the relative gap.
+    For the first network block: ``x`` its input, ``y`` the forward pass of the network at ``x``,
+    ``y_milp`` the MILP's output values, ``discrepancy`` ``max|y - y_milp|``. ``blocks`` has the same
+    for every network block in the model.
+    """
+
+    status: str
+    objective: float | None = None
+    bound: float | None = None
+    gap: float | None = None
+    x: np.ndarray | None = None
+    y: np.ndarray | None = None
+    y_milp: np.ndarray | None = None
+    discrepancy: float | None = None
+    times: dict[str, float] = field(default_factory=dict)
+    stats: dict = field(default_factory=dict)
+    blocks: list[dict] = field(default_factory=list)
+
+    @property
+    def has_solution(self) -> bool:
+        return self.x is not None
+
+    def to_json(self) -> dict:
+        as_list = lambda v: None if v is None else [float(t) for t in np.ravel(v)]
+        finite = lambda v: None if v is None or not math.isfinite(v) else float(v)
+        return {
+            "status": self.status,
+            "objective": finite(self.objective),
+            "bound": finite(self.bound),
+            "gap": finite(self.gap),
+            "x": as_list(self.x),
+            "y": as_list(self.y),
+            "y_milp": as_list(self.y_milp),
+            "discrepancy": finite(self.discrepancy),
+            "times": {k: round(v, 6) for k, v in self.times.items()},
+            "stats": self.stats,
+        }
+
+
+def _values(variables) -> np.ndarray:
+    return np.array([pyo.value(variables[i]) for i in variables.index_set()], dtype=np.float64)
+
+
+def solve(
+    model: pyo.Block,
+    time_limit: float | None = None,
+    mip_gap: float | None = None,
+    threads: int | None = None,
+    log: bool = False,
+    check: str = "warn",
+    tolerance: float = 1e-6,
+    highs_options: dict | None = None,
+) -> SolveResult:
+    """Solve ``model`` with HiGHS (Pyomo's appsi interface over highspy) and check every network block.
+
+    ``check`` is ``"warn"``, ``"raise"`` or ``"off"``: what to do when a block's MILP outputs differ
+    from the forward pass at its input by more than ``tolerance * (1 + max|y|)``.
+    """
+    if check not in ("warn", "raise", "off"):
+        raise RelumilpError("check must be 'warn', 'raise' or 'off'")
+    solver = Highs()
+    if not solver.available():
+        raise SolveError("HiGHS (highspy) is not available: pip install highspy")
+    solver.config.load_solution = False
+    solver.config.stream_solver = bool(log)
+    if time_limit is not None:
+        solver.config.time_limit = float(time_limit)
+    if mip_gap is not None:
+        solver.config.mip_gap = float(mip_gap)
+    options = {"mip_feasibility_tolerance": 1e-9, "primal_feasibility_tolerance": 1e-9}
+    if threads:
+        options["threads"] = int(threads)
+    options.update(highs_options or {})
+    solver.highs_options = options
+    start = time.perf_counter()
+    results = solver.solve(model)
+    elapsed = time.perf_counter() - start
+    status = _STATUS.get(results.termination_condition, str(results.termination_condition).split(".")[-1])
+    result = SolveResult(status=status, times={"solve": elapsed})
+    result.bound = results.best_objective_bound
+    if results.best_feasible_objective is not None:
+        results.solution_loader.load_vars()
+        result.objective = results.best_feasible_objective
+        if result.bound is not None and math.isfinite(result.bound):
+            result.gap = abs(result.objective - result.bound) / max(1e-10, abs(result.objective))
+        _check_blocks(model, result, check, tolerance)
+    return result
+
+
+def _check_blocks(model, result: SolveResult, check: str, tolerance: float) -> None:
+    for block in network_blocks(model):
+        compiled = block.compiled
+        x = _values(block.inputs)
+        y_milp = _values(block.outputs)
+        y = compiled.network.forward(x)
+        discrepancy = float(np.max(np.abs(y - y_milp)))
+        result.blocks.append({"block": block.name, "x": x, "y": y, "y_milp": y_milp, "discrepancy": discrepancy})
+        if discrepancy > tolerance * (1.0 + float(np.max(np.abs(y)))) and check != "off":
+            message = (
+                f"block {block.name}: MILP outputs differ from the forward pass by {discrepancy:.3g}; "
+                "the big-M coefficients may be too large for the solver tolerances (tighten bounds or scale)"
+            )
+            if check == "raise":
+                raise SolveError(message)
+            warnings.warn(message, stacklevel=3)
+    if result.blocks:
+        first = result.blocks[0]
+        result.x, result.y, result.y_milp, result.discrepancy = first["x"], first["y"], first["y_milp"], first["discrepancy"]
+
+
+def output_objective(size: int, maximize: int | None = None, minimize: int | None = None, objective=None):
+    """``(coefficients, sense)`` from the CLI-style choice of one output index, or a coefficient vector."""
+    chosen = [v is not None for v in (maximize, minimize, objective)]
+    if sum(chosen) != 1:
+        raise RelumilpError("give exactly one of maximize=K, minimize=K or objective=(coefficients, sense)")
+    if objective is not None:
+        coefficients, sense = objective
+        coefficients = np.asarray(coefficients, dtype=np.float64).ravel()
+        if coefficients.size != size or sense not in ("min", "max"):
+            raise RelumilpError(f"objective must be ({size} coefficients, 'min' or 'max')")
+        return coefficients, sense
+    index = maximize if maximize is not None else minimize
+    if not (0 <= int(index) < size):
+        raise RelumilpError(f"output index {index} is out of range: the network has {size} outputs (0..{size - 1})")
+    coefficients = np.zeros(size)
+    coefficients[int(index)] = 1.0
+    return coefficients, "max" if maximize is not None else "min"
+
+
+def optimize(
+    network,
+    input_bounds,
+    maximize: int | None = None,
+    minimize: int | None = None,
+    objective=None,
+    *,
+    tighten: str = "interval",
+    scale: bool | str = False,
+    bounds=None,
+    time_limit: float | None = None,
+    mip_gap: float | None = None,
+    threads: int | None = None,
+    log: bool = False,
+    check: str = "warn",
+    **bound_options,
+) -> SolveResult:
+    """Globally minimise or maximise an output of ``network`` over ``input_bounds``.
+
+    Returns a :class:`SolveResult` with ``times`` for ``bounds``, ``build``, ``solve`` and ``total``
+    and ``stats`` on model size and neuron stability.
+    """
+    start = time.perf_counter()
+    model = pyo.ConcreteModel()
+    block = add_network(model, network, input_bounds=input_bounds, tighten=tighten, scale=scale, bounds=bounds,
+                        name="net", **bound_options)
+    compiled = block.compiled
+    coefficients, sense = output_objective(compiled.network.output_size, maximize, minimize, objective)
+    outputs = block.outputs
+    model.objective = pyo.Objective(
+        expr=sum(float(c) * outputs[i] for i, c in enumerate(coefficients) if c != 0.0),
+        sense=pyo.maximize if sense == "max" else pyo.minimize,
+    )
+    built = time.perf_counter()
+    result = solve(model, time_limit=time_limit, mip_gap=mip_gap, threads=threads, log=log, check=check)
+    result.times = {
+        "bounds": compiled.times.get("bounds", 0.0) + compiled.times.get("scaling", 0.0),
+        "build": built - start - compiled.times.get("bounds", 0.0) - compiled.times.get("scaling", 0.0),
+        "solve": result.times["solve"],
+        "total": time.perf_counter() - start,
+    }
+    result.stats = compiled.stats()
+    return result
