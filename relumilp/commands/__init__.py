@@ -1,0 +1,1 @@
+"""Sub-commands of the ``relumilp`` CLI; each module defines ``register(subparsers)``."""

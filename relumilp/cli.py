@@ -1,0 +1,49 @@
+"""The ``relumilp`` command line: one sub-command per module in :mod:`relumilp.commands`.
+
+User errors (bad files, bad bounds, unsupported layers) print one line on stderr and exit with status 2,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import RelumilpError
+
+#: sub-command modules under relumilp.commands, in the order ``--help`` lists them
+COMMANDS = ("solve", "compile")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="relumilp",
+        description="Compile trained ReLU networks into MILPs and solve them to certified global optimality.",
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"relumilp {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f".commands.{name}", __package__).register(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except RelumilpError as exc:
+        print(f"relumilp: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        print("relumilp: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""``relumilp compile``: write a network's MILP as an MPS or LP file (whole or not at all)."""
+
+from __future__ import annotations
+
+from ..pipeline import compile_network
+from ..solve import output_objective
+from .common import (add_domain_arguments, add_model_arguments, add_objective_arguments, add_tighten_arguments,
+                     load_domain, load_model, objective_choice)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("compile", help="write the MILP as .mps or .lp",
+                                   description="Compile a network over an input box into a big-M MILP file.")
+    add_model_arguments(parser)
+    add_domain_arguments(parser)
+    add_objective_arguments(parser)
+    add_tighten_arguments(parser)
+    parser.add_argument("-o", "--output", required=True, metavar="OUT.mps|OUT.lp", help="file to write")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    net, default_domain = load_model(args)
+    domain = load_domain(args, net, default_domain)
+    compiled = compile_network(net, domain, tighten=args.tighten, scale=args.scale)
+    choice = objective_choice(args, required=False)
+    objective, sense = output_objective(net.output_size, **choice) if choice else (None, "min")
+    path = compiled.write(args.output, objective, sense)
+    size = compiled.milp.size_report()
+    print(f"wrote {path}: {size['binaries']} binaries, {size['continuous']} continuous, "
+          f"{size['constraints']} constraints, {size['nonzeros']} nonzeros")
+    return 0

@@ -1,0 +1,51 @@
+"""``relumilp solve``: globally optimise one network output over an input box, with HiGHS."""
+
+from __future__ import annotations
+
+import math
+
+from ..solve import optimize
+from .common import (add_domain_arguments, add_model_arguments, add_objective_arguments, add_tighten_arguments,
+                     load_domain, load_model, objective_choice, print_json)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("solve", help="minimise or maximise a network output to global optimality",
+                                   description="Minimise or maximise one output of a network over an input box.")
+    add_model_arguments(parser)
+    add_domain_arguments(parser)
+    add_objective_arguments(parser)
+    add_tighten_arguments(parser)
+    parser.add_argument("--time-limit", type=float, metavar="S", help="solver time limit in seconds")
+    parser.add_argument("--mip-gap", type=float, metavar="G", help="relative MIP gap to stop at")
+    parser.add_argument("--threads", type=int, metavar="N", help="HiGHS threads")
+    parser.add_argument("--log", action="store_true", help="show the HiGHS log")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    net, default_domain = load_model(args)
+    domain = load_domain(args, net, default_domain)
+    result = optimize(net, domain, **objective_choice(args, required=True), tighten=args.tighten, scale=args.scale,
+                      time_limit=args.time_limit, mip_gap=args.mip_gap, threads=args.threads, log=args.log)
+    if args.json:
+        print_json(result.to_json())
+        return 0
+    fmt = lambda v: "-" if v is None or not math.isfinite(v) else f"{v:.10g}"
+    print(f"status      {result.status}")
+    print(f"objective   {fmt(result.objective)}")
+    print(f"bound       {fmt(result.bound)}")
+    if result.gap is not None:
+        print(f"gap         {result.gap:.3g}")
+    if result.x is not None:
+        print(f"x           {' '.join(f'{v:.8g}' for v in result.x)}")
+        print(f"y (forward) {' '.join(f'{v:.8g}' for v in result.y)}")
+        print(f"discrepancy {result.discrepancy:.3g}")
+    s = result.stats
+    print(f"model       {s['binaries']} binaries, {s['continuous']} continuous, {s['constraints']} constraints, "
+          f"{s['nonzeros']} nonzeros")
+    print(f"neurons     {s['stable_active']} stable active, {s['stable_inactive']} stable inactive, "
+          f"{s['unstable']} unstable")
+    print("times       " + ", ".join(f"{k} {v:.3f}s" for k, v in result.times.items()))
+    return 0
