@@ -20,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 import pyomo.environ as pyo
+from pyomo.common.gc_manager import PauseGC
 from pyomo.core.expr.numeric_expr import LinearExpression
 
 from ..errors import InvalidDomainError
@@ -34,6 +35,13 @@ def _bounds_rule(lower: np.ndarray, upper: np.ndarray):
 
 def emit_block(milp: MILP, block: pyo.Block) -> list:
     """Create the variables and rows of ``milp`` on ``block``; returns the column-ordered VarData list."""
+    # Creating ~10^5 expression objects triggers Python's cyclic GC over and over; pausing it during
+    # the build cuts the time several-fold (the objects are not cyclic garbage).
+    with PauseGC():
+        return _emit(milp, block)
+
+
+def _emit(milp: MILP, block: pyo.Block) -> list:
     column_vars: list = [None] * milp.num_columns
     block.nodes = pyo.Block(list(milp.node_columns))
     for name, columns in milp.node_columns.items():
