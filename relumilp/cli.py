@@ -30,9 +30,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _attach_box_values(argv: list[str]) -> list[str]:
+    """``--box -1:1`` -> ``--box=-1:1``: argparse would otherwise read ``-1:1`` as an option."""
+    out: list[str] = []
+    tokens = iter(argv)
+    for token in tokens:
+        if token == "--box":
+            value = next(tokens, None)
+            out.append(token if value is None else f"--box={value}")
+        else:
+            out.append(token)
+    return out
+
+
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_box_values(list(sys.argv[1:] if argv is None else argv)))
     try:
         return int(args.run(args) or 0)
     except RelumilpError as exc:
