@@ -143,8 +143,8 @@ class SoftExponential(nn.Module):
         along the last input dimension).
     edge:
         ``"clamp"`` (default) continues f as a constant past the log's domain edge for alpha < 0 (see
-        :func:`soft_exponential`); ``"raise"`` raises :class:`~relumilp.errors.RelumilpError` when an input
-        reaches the edge.
+        :func:`soft_exponential`); ``"raise"`` raises :class:`~relumilp.errors.RelumilpError` instead
+        whenever the clamp would act (log argument ``1 - alpha (x + alpha) <= min_arg``).
     min_arg:
         Smallest value the log argument is clamped to.
     """
@@ -179,9 +179,10 @@ class SoftExponential(nn.Module):
             with torch.no_grad():
                 a = self.alpha.to(x.dtype)
                 arg = 1.0 - a * (x + a)
-                if bool(((a < 0) & (arg <= 0)).any()):
+                if bool(((a < 0) & (arg <= self.min_arg)).any()):
                     raise RelumilpError(
-                        "SoftExponential input outside the domain x > 1/alpha - alpha of its alpha < 0 branch"
+                        "SoftExponential input at or outside the domain edge x > 1/alpha - alpha of its alpha < 0 "
+                        f"branch (log argument <= min_arg = {self.min_arg})"
                     )
         return soft_exponential(x, self.alpha, self.min_arg)
 
