@@ -2,32 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from .errors import ModelFileError
 
 
-def atomic_write(path, write: Callable, binary: bool = False) -> Path:
-    """Call ``write(handle)`` on a temporary file beside ``path`` and move it into place on success."""
+@contextlib.contextmanager
+def atomic_path(path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffix); it replaces ``path`` only on success."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise ModelFileError(f"cannot write {path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=folder)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb" if binary else "w") as handle:
-            write(handle)
+        yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        try:
+    finally:
+        if os.path.exists(tmp):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+
+
+def atomic_write(path, write: Callable, binary: bool = False) -> Path:
+    """Call ``write(handle)`` on a temporary file beside ``path`` and move it into place on success."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb" if binary else "w") as handle:
+            write(handle)
+    return Path(path)
 
 
 def atomic_write_text(path, text: str) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 import highspy
 import numpy as np
 
-from .._io import atomic_write
+from .._io import atomic_path
 from ..errors import ModelFileError
 from .milp import MILP
 
@@ -62,15 +62,7 @@ def write_model(milp: MILP, path) -> Path:
     if path.suffix.lower() not in (".mps", ".lp"):
         raise ModelFileError(f"cannot write {path}: the output file must end in .mps or .lp")
     h = to_highs(milp)
-
-    def write(handle):
-        # HiGHS writes by file name; write beside the target, then copy into the atomic handle.
-        tmp = Path(handle.name).with_suffix(path.suffix)
-        try:
-            if h.writeModel(str(tmp)) == highspy.HighsStatus.kError:
-                raise ModelFileError(f"HiGHS could not write {path}")
-            handle.write(tmp.read_bytes())
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    return atomic_write(path, write, binary=True)
+    with atomic_path(path) as tmp:
+        if h.writeModel(str(tmp)) == highspy.HighsStatus.kError:
+            raise ModelFileError(f"HiGHS could not write {path}")
+    return path

@@ -1,0 +1,269 @@
+"""ONNX frontend: a ``.onnx`` model (or ``onnx.ModelProto``) of dense ReLU layers to the IR.
+
+Nodes are visited in graph order. Nodes whose inputs are all constants (initializers, ``Constant``
+nodes, shape arithmetic) are evaluated with ONNX's reference evaluator; the others must be one of
+:data:`SUPPORTED_OPS` and are emitted through the shared
+:class:`~relumilp.frontends._builder.NetworkBuilder`, which folds normalisation, batch norm and
+consecutive affine operators into single affine nodes. Initializers that old exporters also list as
+graph inputs are constants; the network input is the one graph input that is not an initializer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ..errors import InvalidNetworkError, ModelFileError, UnsupportedOperatorError
+from ..ir import Network
+from ._builder import NetworkBuilder, is_sym, one_line, smooth_hint
+
+_FLT_MAX = 3.4028234663852886e38  # Clip's unbounded defaults in the attribute form (opset < 11)
+
+
+def _attrs(node) -> dict:
+    """Node attributes; float ones decoded as the shortest decimal that rounds to their float32 value.
+
+    ONNX keeps float attributes (LeakyRelu alpha, BatchNormalization epsilon, Clip bounds, Gemm alpha)
+    in float32: an exporter given 0.1 stores 0.10000000149. Reading back 0.1 recovers the value the
+    model was built with, so the IR matches the source framework's exactly.
+    """
+    values = {}
+    for attr in node.attribute:
+        value = helper.get_attribute_value(attr)
+        if attr.type == onnx.AttributeProto.FLOAT:
+            value = float(np.format_float_positional(np.float32(value), unique=True, trim="0"))
+        values[attr.name] = value
+    return values
+
+
+def _optional(values: list, i: int):
+    return values[i] if i < len(values) else None
+
+
+def _gemm(b: NetworkBuilder, node, values, attrs, opset):
+    a, w, c = values[0], values[1], _optional(values, 2)
+    if attrs.get("transA", 0):
+        a = b.transpose(a)
+    if attrs.get("transB", 0):
+        w = b.transpose(w)
+    y = b.scaled(b.matmul(a, w), attrs.get("alpha", 1.0))
+    return y if c is None else b.add(y, b.scaled(c, attrs.get("beta", 1.0)))
+
+
+def _bound(value, default_attr) -> float | None:
+    """A Clip bound as a float; absent or at the float extremes means unbounded (None)."""
+    value = default_attr if value is None else value
+    if value is None:
+        return None
+    value = float(np.asarray(value, dtype=np.float64).reshape(-1)[0])
+    return None if abs(value) >= _FLT_MAX else value
+
+
+def _clip(b, node, values, attrs, opset):
+    if opset < 11:
+        return b.clip(values[0], _bound(None, attrs.get("min")), _bound(None, attrs.get("max")))
+    return b.clip(values[0], _bound(_optional(values, 1), None), _bound(_optional(values, 2), None))
+
+
+def _flatten(b, node, values, attrs, opset):
+    x = values[0]
+    axis = attrs.get("axis", 1)
+    axis = axis + x.ndim if axis < 0 else axis
+    return b.reshape(x, (int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis:]))))
+
+
+def _reshape(b, node, values, attrs, opset):
+    x, shape = values[0], [int(d) for d in np.asarray(values[1]).reshape(-1)]
+    if not attrs.get("allowzero", 0):
+        shape = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
+    return b.reshape(x, shape)
+
+
+def _axes(values, attrs) -> list[int] | None:
+    axes = attrs.get("axes", _optional(values, 1))
+    return None if axes is None else [int(a) for a in np.asarray(axes).reshape(-1)]
+
+
+def _squeeze(b, node, values, attrs, opset):
+    x, axes = values[0], _axes(values, attrs)
+    axes = [i for i, d in enumerate(x.shape) if d == 1] if axes is None else [a % x.ndim for a in axes]
+    return b.reshape(x, [d for i, d in enumerate(x.shape) if i not in axes])
+
+
+def _unsqueeze(b, node, values, attrs, opset):
+    x, axes = values[0], _axes(values, attrs)
+    if axes is None:
+        raise b.invalid("Unsqueeze needs axes")
+    rank = x.ndim + len(axes)
+    shape, dims = [], iter(x.shape)
+    axes = {a % rank for a in axes}
+    for i in range(rank):
+        shape.append(1 if i in axes else next(dims))
+    return b.reshape(x, shape)
+
+
+def _batch_norm(b, node, values, attrs, opset):
+    if attrs.get("training_mode", 0) or attrs.get("spatial", 1) != 1 or sum(1 for o in node.output if o) > 1:
+        raise b.unsupported(
+            "training-mode or non-spatial BatchNormalization",
+            ["inference-mode BatchNormalization"],
+            "export the model in eval mode",
+        )
+    x, scale, shift, mean, var = values[:5]
+    return b.batch_norm(x, mean, var, scale, shift, attrs.get("epsilon", 1e-5))
+
+
+def _dropout(b, node, values, attrs, opset):
+    x = values[0]
+    return x, np.ones(x.shape, dtype=bool)  # inference: identity, nothing dropped
+
+
+def _shape(b, node, values, attrs, opset):
+    shape = np.array(values[0].shape, dtype=np.int64)
+    return shape[attrs.get("start", 0) : attrs.get("end", len(shape))]
+
+
+def _cast(b, node, values, attrs, opset):
+    if helper.tensor_dtype_to_np_dtype(attrs["to"]).kind != "f":
+        raise b.unsupported("Cast of a network value to a non-float type", ["Cast to float types"])
+    return values[0]
+
+
+def _sum(b, node, values, attrs, opset):
+    total = values[0]
+    for value in values[1:]:
+        total = b.add(total, value)
+    return total
+
+
+_Handler = Callable[[NetworkBuilder, object, list, dict, int], object]
+
+_OPS: dict[str, _Handler] = {
+    "Gemm": _gemm,
+    "MatMul": lambda b, n, v, a, o: b.matmul(v[0], v[1]),
+    "Add": lambda b, n, v, a, o: b.add(v[0], v[1]),
+    "Sub": lambda b, n, v, a, o: b.sub(v[0], v[1]),
+    "Mul": lambda b, n, v, a, o: b.mul(v[0], v[1]),
+    "Div": lambda b, n, v, a, o: b.div(v[0], v[1]),
+    "Neg": lambda b, n, v, a, o: b.neg(v[0]),
+    "Sum": _sum,
+    "Relu": lambda b, n, v, a, o: b.relu(v[0]),
+    "LeakyRelu": lambda b, n, v, a, o: b.leaky_relu(v[0], a.get("alpha", 0.01)),
+    "Clip": _clip,
+    "Flatten": _flatten,
+    "Reshape": _reshape,
+    "Squeeze": _squeeze,
+    "Unsqueeze": _unsqueeze,
+    "Transpose": lambda b, n, v, a, o: b.transpose(v[0], a.get("perm")),
+    "Concat": lambda b, n, v, a, o: b.concat(v, a["axis"]),
+    "Identity": lambda b, n, v, a, o: v[0],
+    "Dropout": _dropout,
+    "BatchNormalization": _batch_norm,
+    "Shape": _shape,
+    "Cast": _cast,
+}
+
+SUPPORTED_OPS = tuple(sorted(_OPS)) + ("Constant",)
+
+
+def _load(source) -> onnx.ModelProto:
+    if isinstance(source, onnx.ModelProto):
+        return source
+    path = Path(source)
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # protobuf decode errors, missing external data ...
+        raise ModelFileError(f"cannot read {path} as an ONNX model: {one_line(exc)}") from None
+    if not model.graph.node or not model.graph.output:
+        raise ModelFileError(f"{path} is not an ONNX model (it has no graph)")
+    return model
+
+
+def _dims_of(value_info):
+    return value_info.type.tensor_type.shape.dim
+
+
+def _input_value(graph, constants: dict, b: NetworkBuilder):
+    """The one graph input that is not an initializer, as the builder's input; batch dimension dropped."""
+    inputs = [v for v in graph.input if v.name not in constants]
+    if len(inputs) != 1:
+        names = ", ".join(v.name for v in inputs) or "none"
+        raise InvalidNetworkError(f"the ONNX model has {len(inputs)} inputs ({names}); relumilp needs exactly one")
+    dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in _dims_of(inputs[0])]
+    batched = len(dims) >= 2 and dims[0] in (None, 1)
+    shape = dims[1:] if batched else dims
+    if not shape or None in shape:
+        raise InvalidNetworkError(
+            f"the ONNX input {inputs[0].name!r} has unknown shape {dims}; "
+            "only the leading (batch) dimension may be symbolic"
+        )
+    return inputs[0].name, b.input(shape, batched=batched)
+
+
+def _fold(node, values: list, opsets) -> list:
+    """Evaluate a node whose inputs are all constants with ONNX's reference implementation."""
+    from onnx.reference import ReferenceEvaluator
+
+    names = [n for n in node.input if n]
+    inputs = [
+        helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(np.asarray(v).dtype), np.shape(v))
+        for n, v in zip(node.input, values) if n
+    ]  # fmt: skip
+    outputs = [helper.make_empty_tensor_value_info(o) for o in node.output if o]
+    model = helper.make_model(helper.make_graph([node], "fold", inputs, outputs), opset_imports=opsets)
+    feeds = {n: np.asarray(v) for n, v in zip(node.input, values) if n}
+    try:
+        return ReferenceEvaluator(model).run(None, {n: feeds[n] for n in names})
+    except Exception as exc:
+        raise UnsupportedOperatorError(
+            f"ONNX operator '{node.op_type}' on constants (node '{node.name}': {one_line(exc)})", SUPPORTED_OPS
+        ) from None
+
+
+def _convert(b: NetworkBuilder, node, env: dict, opsets, opset: int) -> None:
+    label = node.name or (node.output[0] if node.output else "?")
+    b.where = f"ONNX node '{label}' ({node.op_type})"
+    missing = [n for n in node.input if n and n not in env]
+    if missing:
+        raise ModelFileError(f"ONNX node '{label}' reads tensor {missing[0]!r}, which no earlier node produces")
+    values = [env[n] if n else None for n in node.input]
+    if not any(is_sym(v) for v in values):
+        results = _fold(node, values, opsets)
+    else:
+        handler = _OPS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        if handler is None:
+            raise UnsupportedOperatorError(
+                f"ONNX operator '{node.op_type}' (node '{label}')", SUPPORTED_OPS, smooth_hint(node.op_type)
+            )
+        results = handler(b, node, values, _attrs(node), opset)
+        results = results if isinstance(results, tuple) else (results,)
+    env.update((name, value) for name, value in zip(node.output, results) if name)
+
+
+def from_onnx(source, name: str | None = None) -> Network:
+    """Convert an ONNX model (path or ``onnx.ModelProto``) to the IR; batch dimensions are dropped."""
+    model = _load(source)
+    graph = model.graph
+    try:
+        constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    except Exception as exc:
+        raise ModelFileError(f"cannot read the ONNX initializers: {one_line(exc)}") from None
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+    b = NetworkBuilder()
+    input_name, x = _input_value(graph, constants, b)
+    env = {**constants, input_name: x}
+    for node in graph.node:
+        _convert(b, node, env, model.opset_import, opset)
+    if len(graph.output) != 1:
+        raise InvalidNetworkError(f"the ONNX model has {len(graph.output)} outputs; relumilp needs exactly one")
+    if graph.output[0].name not in env:
+        raise ModelFileError(f"the ONNX output {graph.output[0].name!r} is not produced by any node")
+    b.where = "the ONNX output"
+    default = Path(source).stem if not isinstance(source, onnx.ModelProto) else (graph.name or "onnx")
+    return b.finish(env[graph.output[0].name], name or default)

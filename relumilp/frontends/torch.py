@@ -1,0 +1,643 @@
+"""PyTorch frontend: ``nn.Module`` (via torch.fx), TorchScript and ``torch.export`` programs to the IR.
+
+All three sources are first rewritten into one list of :class:`_Op` records -- an operator name in
+ATen spelling (``linear``, ``relu``, ``add``, ``cat`` ...) with its arguments -- and then run by a
+single interpreter over :class:`~relumilp.frontends._builder.NetworkBuilder`. Operations whose
+arguments are all constants (parameter transposes, shape arithmetic, TorchScript's constant branch
+conditions) are evaluated with torch itself; the rest must be one of the piecewise-linear operators in
+:data:`SUPPORTED_OPS`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import operator
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..errors import InvalidNetworkError, ModelFileError, UnsupportedOperatorError
+from ..ir import Network
+from ._builder import SMOOTH, NetworkBuilder, contains_sym, is_sym, one_line, smooth_hint
+
+SUPPORTED_LAYERS = (
+    "Linear",
+    "ReLU",
+    "LeakyReLU",
+    "ReLU6",
+    "Hardtanh(min_val=0, max_val=c>0)",
+    "BatchNorm1d (eval)",
+    "Flatten",
+    "Identity",
+    "Dropout",
+    "Sequential",
+)
+
+_ALIASES = {
+    "iadd": "add", "isub": "sub", "imul": "mul", "truediv": "div", "itruediv": "div", "mm": "matmul",
+    "reshape": "view", "_unsafe_view": "view", "view_copy": "view", "clip": "clamp", "concat": "cat",
+    "concatenate": "cat", "feature_dropout": "dropout", "alpha_dropout": "dropout",
+    "feature_alpha_dropout": "dropout", "dropout1d": "dropout", "contiguous": "identity",
+    "clone": "identity", "detach": "identity", "alias": "identity", "float": "identity",
+    "double": "identity", "to": "identity", "_to_copy": "identity", "type_as": "identity",
+    "unchecked_cast": "identity", "__getitem__": "getitem", "TupleIndex": "getitem",
+    "ListConstruct": "list", "TupleConstruct": "list", "ListUnpack": "unpack", "TupleUnpack": "unpack",
+}  # fmt: skip
+
+
+def _canonical(name: str) -> str:
+    """ATen-style name: in-place variants (``relu_``) and Python spellings (``truediv``) normalised."""
+    if name.endswith("_") and not name.endswith("__"):
+        name = name[:-1]
+    return _ALIASES.get(name, name)
+
+
+# -- the common op list ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Ref:
+    """A reference to the value another op produced."""
+
+    key: str
+
+
+@dataclass
+class _Op:
+    """One source operation: ``outputs = name(*args, **kwargs)``; ``call`` evaluates it on constants."""
+
+    name: str
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    outputs: tuple = ()
+    call: Callable | None = None
+    where: str = ""
+    blocks: tuple = ()  # TorchScript prim::If: ((ops, returns), (ops, returns))
+
+
+def _constant(key: str, value, where: str) -> _Op:
+    return _Op("constant", outputs=(key,), call=lambda: value, where=where)
+
+
+@dataclass
+class _Program:
+    """A torch source rewritten as ops, with its input and output and what is known of the input shape."""
+
+    ops: list
+    input_key: str
+    output: Any
+    name: str
+    input_shape: tuple | None = None
+    batched: bool = True
+
+
+class _Args:
+    """Positional-or-keyword access to an op's arguments (``self`` and ``input`` are the same)."""
+
+    _REQUIRED = object()
+
+    def __init__(self, op: _Op, args: tuple, kwargs: dict):
+        self.op, self.args, self.kwargs = op, args, kwargs
+
+    def __call__(self, i: int, name: str, default=_REQUIRED):
+        if i < len(self.args):
+            return self.args[i]
+        for key in (name, "self") if name == "input" else (name,):
+            if key in self.kwargs:
+                return self.kwargs[key]
+        if default is self._REQUIRED:
+            raise InvalidNetworkError(f"operation '{self.op.name}' is missing argument '{name}' ({self.op.where})")
+        return default
+
+
+# -- operator handlers (shared by torch.fx, TorchScript and torch.export) ----------------------------------
+
+
+def _scalar(value) -> float | None:
+    """A scalar argument (a bound, a slope) as a float; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor) and value.numel() != 1:
+        raise InvalidNetworkError(f"expected a single number, got a tensor of shape {tuple(value.shape)}")
+    return float(value)
+
+
+def _shape_arg(a: _Args, name: str) -> list[int]:
+    rest = list(a.args[1:]) if len(a.args) > 1 else [a(1, name)]
+    if len(rest) == 1 and isinstance(rest[0], (list, tuple, torch.Size)):
+        rest = list(rest[0])
+    return [int(d) for d in rest]
+
+
+def _dims(x, dims: list[int]) -> tuple:
+    return tuple(d % x.ndim for d in dims)
+
+
+def _transpose(b, a):
+    x = a(0, "input")
+    if a.op.name == "t":
+        return b.transpose(x, None)
+    if a.op.name == "permute":
+        return b.transpose(x, _dims(x, _shape_arg(a, "dims")))
+    perm = list(range(x.ndim))
+    i, j = _dims(x, [a(1, "dim0"), a(2, "dim1")])
+    perm[i], perm[j] = perm[j], perm[i]
+    return b.transpose(x, perm)
+
+
+def _batch_norm(b, a):
+    names = ("input", "weight", "bias", "running_mean", "running_var")
+    x, weight, bias, mean, var = (a(i, n, None) for i, n in enumerate(names))
+    training = a(5, "training", False) if a.op.name == "batch_norm" else False
+    eps = a(7, "eps", 1e-5) if a.op.name == "batch_norm" else a(6, "eps", 1e-5)
+    if training or mean is None or var is None:
+        raise b.unsupported(
+            "batch norm with batch statistics",
+            ["batch norm in eval mode with running statistics"],
+            "call model.eval() before saving or exporting it",
+        )
+    y = b.batch_norm(x, mean, var, weight, bias, float(eps))
+    return y if a.op.name == "batch_norm" else (y, None, None)
+
+
+def _size(b, a):
+    x, dim = a(0, "input"), a(1, "dim", None)
+    return torch.Size(x.shape) if dim is None else x.shape[dim]
+
+
+def _getattr(b, a):
+    x, attr = a(0, "input"), a(1, "name")
+    if is_sym(x) and attr in ("shape", "ndim"):
+        return torch.Size(x.shape) if attr == "shape" else x.ndim
+    raise b.unsupported(f"attribute '{attr}' of a network value", ["shape", "ndim"])
+
+
+def _getitem(b, a):
+    x, key = a(0, "input"), a(1, "idx")
+    return b.index(x, key) if is_sym(x) else x[key]
+
+
+def _slice(b, a):
+    x = a(0, "input")
+    key = [slice(None)] * x.ndim
+    key[a(1, "dim", 0) % x.ndim] = slice(a(2, "start", None), a(3, "end", None), a(4, "step", 1))
+    return b.index(x, tuple(key))
+
+
+def _view(b, a):
+    return b.reshape(a(0, "input"), _shape_arg(a, "size" if "size" in a.kwargs else "shape"))
+
+
+def _dropout(b, a):
+    x = a(0, "input")
+    return (x, None) if a.op.name == "native_dropout" else x
+
+
+_HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
+    "linear": lambda b, a: b.linear(a(0, "input"), a(1, "weight"), a(2, "bias", None)),
+    "addmm": lambda b, a: b.add(
+        b.scaled(b.matmul(a(1, "mat1"), a(2, "mat2")), a(4, "alpha", 1)), b.scaled(a(0, "input"), a(3, "beta", 1))
+    ),
+    "matmul": lambda b, a: b.matmul(a(0, "input"), a(1, "other")),
+    "add": lambda b, a: b.add(a(0, "input"), b.scaled(a(1, "other"), a(2, "alpha", 1))),
+    "sub": lambda b, a: b.sub(a(0, "input"), b.scaled(a(1, "other"), a(2, "alpha", 1))),
+    "rsub": lambda b, a: b.sub(a(1, "other"), b.scaled(a(0, "input"), a(2, "alpha", 1))),
+    "mul": lambda b, a: b.mul(a(0, "input"), a(1, "other")),
+    "div": lambda b, a: b.div(a(0, "input"), a(1, "other")),
+    "neg": lambda b, a: b.neg(a(0, "input")),
+    "relu": lambda b, a: b.relu(a(0, "input")),
+    "leaky_relu": lambda b, a: b.leaky_relu(a(0, "input"), _scalar(a(1, "negative_slope", 0.01))),
+    "hardtanh": lambda b, a: b.clip(a(0, "input"), _scalar(a(1, "min_val", -1.0)), _scalar(a(2, "max_val", 1.0))),
+    "relu6": lambda b, a: b.clip(a(0, "input"), 0.0, 6.0),
+    "clamp": lambda b, a: b.clip(a(0, "input"), _scalar(a(1, "min", None)), _scalar(a(2, "max", None))),
+    "clamp_min": lambda b, a: b.clip(a(0, "input"), _scalar(a(1, "min")), None),
+    "clamp_max": lambda b, a: b.clip(a(0, "input"), None, _scalar(a(1, "max"))),
+    "batch_norm": _batch_norm,
+    "_native_batch_norm_legit_no_training": _batch_norm,
+    "flatten": lambda b, a: b.flatten(a(0, "input"), a(1, "start_dim", 0), a(2, "end_dim", -1)),
+    "view": _view,
+    "cat": lambda b, a: b.concat(a(0, "tensors"), a(1, "dim", 0)),
+    "t": _transpose,
+    "transpose": _transpose,
+    "permute": _transpose,
+    "slice": _slice,
+    "dropout": _dropout,
+    "native_dropout": _dropout,
+    "identity": lambda b, a: a(0, "input"),
+    "size": _size,
+    "sym_size": _size,
+    "dim": lambda b, a: a(0, "input").ndim,
+    "getattr": _getattr,
+    "getitem": _getitem,
+    "list": lambda b, a: list(a.args),
+    "unpack": lambda b, a: tuple(a(0, "input")),
+}
+
+SUPPORTED_OPS = (
+    "linear", "addmm", "matmul/mm (by a constant)", "add", "sub", "mul/div (by a constant)", "relu",
+    "leaky_relu", "relu6", "hardtanh/clamp (to [0, c] or [0, inf))", "batch_norm (eval)", "dropout",
+    "flatten", "view/reshape", "cat", "t/transpose/permute", "slicing",
+)  # fmt: skip
+
+
+def _unsupported_op(op: _Op) -> UnsupportedOperatorError:
+    layer = op.where.partition("in layer '")[2].partition("'")[0]  # set for torch.fx / torch.export nodes
+    hint = smooth_hint(op.name) or smooth_hint(layer)
+    return UnsupportedOperatorError(f"operation '{op.name}' ({op.where})", SUPPORTED_OPS, hint)
+
+
+# -- the interpreter ------------------------------------------------------------------------------------
+
+
+def _resolve(value, env):
+    if isinstance(value, _Ref):
+        return env[value.key]
+    if isinstance(value, (list, tuple)):
+        return type(value)(_resolve(v, env) for v in value)
+    if isinstance(value, dict):
+        return {k: _resolve(v, env) for k, v in value.items()}
+    if isinstance(value, slice):
+        return slice(_resolve(value.start, env), _resolve(value.stop, env), _resolve(value.step, env))
+    return value
+
+
+def _evaluate(op: _Op, args: tuple, kwargs: dict, b: NetworkBuilder):
+    if op.call is not None and not contains_sym((args, kwargs)):
+        try:
+            return op.call(*args, **kwargs)
+        except Exception as exc:  # a constant computation torch itself rejects
+            message = f"cannot evaluate '{op.name}' on constants ({op.where}): {one_line(exc)}"
+            raise InvalidNetworkError(message) from None
+    handler = _HANDLERS.get(op.name)
+    if handler is None:
+        raise _unsupported_op(op)
+    return handler(b, _Args(op, args, kwargs))
+
+
+def _run(ops: list[_Op], env: dict, b: NetworkBuilder) -> None:
+    for op in ops:
+        b.where = op.where
+        args, kwargs = _resolve(op.args, env), _resolve(op.kwargs, env)
+        if op.blocks:
+            taken_ops, returns = op.blocks[0 if args[0] else 1]
+            _run(taken_ops, env, b)
+            env.update(zip(op.outputs, _resolve(returns, env)))
+            continue
+        value = _evaluate(op, args, kwargs, b)
+        if len(op.outputs) == 1:
+            env[op.outputs[0]] = value
+        elif op.outputs:
+            for key, item in zip(op.outputs, value):
+                env[key] = item
+
+
+def _first_linear_width(ops: list[_Op]) -> int | None:
+    """``in_features`` of the first linear layer, which fixes the input size when none is given."""
+    constants = {}
+    for op in ops:
+        if op.name == "constant":
+            constants[op.outputs[0]] = op.call()
+        elif op.name == "linear":
+            weight = _Args(op, op.args, op.kwargs)(1, "weight", None)
+            weight = constants.get(weight.key) if isinstance(weight, _Ref) else weight
+            if isinstance(weight, torch.Tensor) and weight.ndim == 2:
+                return int(weight.shape[1])
+    return None
+
+
+def _build(program: _Program, input_shape, name: str | None) -> Network:
+    if input_shape is None:
+        input_shape = program.input_shape
+    if input_shape is None:
+        width = _first_linear_width(program.ops)
+        if width is None:
+            raise InvalidNetworkError(
+                f"cannot tell the input size of {program.name!r} (no leading Linear layer); pass input_shape"
+            )
+        input_shape = (width,)
+    elif isinstance(input_shape, int):
+        input_shape = (input_shape,)
+    b = NetworkBuilder()
+    env = {program.input_key: b.input(input_shape, batched=program.batched)}
+    _run(program.ops, env, b)
+    b.where = f"the output of {program.name!r}"
+    return b.finish(_resolve(program.output, env), name or program.name)
+
+
+def from_torch(module, input_shape=None, name: str | None = None) -> Network:
+    """Convert a PyTorch network to the IR.
+
+    ``module`` is an ``nn.Module`` (traced with torch.fx; ``nn.Sequential`` of any nesting), a
+    TorchScript module (``torch.jit.script``/``trace``/``load``) or a ``torch.export`` ExportedProgram.
+    ``input_shape`` is the per-sample input shape (no batch dimension); by default it is taken from the
+    exported program, or from the first Linear layer's ``in_features``. Batch norm and dropout use
+    inference semantics (running statistics; dropout is the identity).
+    """
+    if isinstance(module, torch.export.ExportedProgram):
+        program = _export_program(module)
+    elif isinstance(module, torch.jit.ScriptModule):
+        program = _script_program(module)
+    elif isinstance(module, nn.Module):
+        program = _fx_program(module)
+    else:
+        raise InvalidNetworkError(
+            f"expected a torch.nn.Module, TorchScript module or ExportedProgram, got {type(module).__name__}"
+        )
+    return _build(program, input_shape, name)
+
+
+# -- torch.fx -------------------------------------------------------------------------------------------
+
+_LEAF_TYPES = (
+    nn.Linear, nn.ReLU, nn.LeakyReLU, nn.Hardtanh, nn.Flatten, nn.Identity, nn.modules.dropout._DropoutNd,
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
+)  # fmt: skip
+
+
+class _Tracer(torch.fx.Tracer):
+    """Keeps supported layers (and their subclasses, e.g. ClippedReLU) and smooth custom layers as leaves."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return (
+            isinstance(m, _LEAF_TYPES)
+            or type(m).__name__.lower() in SMOOTH
+            or super().is_leaf_module(m, qualname)
+        )
+
+
+def _layer_op(module: nn.Module, target: str) -> tuple[str, tuple, str]:
+    """A leaf layer as the equivalent functional op: (name, arguments after the input, description)."""
+    kind = type(module).__name__
+    where = f"layer '{kind}' (module {target})"
+    if isinstance(module, nn.Linear):
+        return "linear", (module.weight, module.bias), where
+    if isinstance(module, nn.ReLU):
+        return "relu", (), where
+    if isinstance(module, nn.LeakyReLU):
+        return "leaky_relu", (module.negative_slope,), where
+    if isinstance(module, nn.Hardtanh):
+        return "hardtanh", (module.min_val, module.max_val), where
+    if isinstance(module, nn.Flatten):
+        return "flatten", (module.start_dim, module.end_dim), where
+    if isinstance(module, (nn.Identity, nn.modules.dropout._DropoutNd)):
+        return "identity", (), where
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
+        stats = (module.weight, module.bias, module.running_mean, module.running_var)
+        return "batch_norm", stats + (False, 0.0, module.eps, False), where
+    hint = smooth_hint(kind)
+    raise UnsupportedOperatorError(f"layer '{kind}' (module {target})", SUPPORTED_LAYERS, hint)
+
+
+def _node_where(node) -> str:
+    """Where an fx node comes from, by the module stack torch.fx and torch.export record."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if stack:
+        path, kind = list(stack.values())[-1]
+        kind = kind.rsplit(".", 1)[-1] if isinstance(kind, str) else getattr(kind, "__name__", kind)
+        return f"node {node.name} in layer '{kind}' (module {path})"
+    return f"node {node.name}"
+
+
+def _target_name(target) -> str:
+    """An fx call target's ATen-style name (OpOverloads such as ``aten.linear.default`` included)."""
+    if isinstance(target, torch._ops.OpOverload):
+        return _canonical(target._opname)
+    return _canonical(getattr(target, "__name__", str(target)))
+
+
+def _fx_refs(value):
+    return torch.fx.node.map_arg(value, lambda n: _Ref(n.name))
+
+
+def _fx_function_args(target, args, kwargs):
+    """Python functions (torch.nn.functional) are bound by parameter name, as their order can differ from ATen's."""
+    if inspect.isfunction(target):
+        try:
+            bound = inspect.signature(target).bind(*args, **kwargs)
+        except TypeError:
+            return args, kwargs
+        bound.apply_defaults()
+        return (), dict(bound.arguments)
+    return args, kwargs
+
+
+def _fx_program(module: nn.Module) -> _Program:
+    try:
+        graph = _Tracer().trace(module)
+    except Exception as exc:
+        raise UnsupportedOperatorError(
+            f"module '{type(module).__name__}' (torch.fx cannot trace it: {one_line(exc)})",
+            SUPPORTED_LAYERS,
+            "use an nn.Sequential of supported layers, or pass the model saved with torch.jit.script or torch.export",
+        ) from None
+    ref = _fx_refs
+    ops, inputs, output = [], [], None
+    for node in graph.nodes:
+        if node.op == "placeholder" and node.args:  # an optional argument: its default is a constant
+            ops.append(_constant(node.name, node.args[0], f"argument {node.name}"))
+        elif node.op == "placeholder":
+            inputs.append(node.name)
+        elif node.op == "get_attr":
+            ops.append(_constant(node.name, operator.attrgetter(node.target)(module), f"attribute {node.target}"))
+        elif node.op == "call_module":
+            name, extra, where = _layer_op(module.get_submodule(node.target), node.target)
+            source = (tuple(node.args) + tuple(node.kwargs.values()))[0]
+            ops.append(_Op(name, (ref(source),) + extra, {}, (node.name,), None, where))
+        elif node.op == "call_function":
+            args, kwargs = _fx_function_args(node.target, ref(node.args), ref(node.kwargs))
+            name = _target_name(node.target)
+            ops.append(_Op(name, tuple(args), dict(kwargs), (node.name,), node.target, _node_where(node)))
+        elif node.op == "call_method":
+            call = lambda obj, *a, _m=node.target, **k: getattr(obj, _m)(*a, **k)  # noqa: E731
+            ops.append(
+                _Op(_canonical(node.target), ref(node.args), ref(node.kwargs), (node.name,), call, _node_where(node))
+            )
+        elif node.op == "output":
+            output = ref(node.args[0])
+    if len(inputs) != 1:
+        raise InvalidNetworkError(f"the model's forward takes {len(inputs)} inputs; relumilp needs exactly one")
+    return _Program(ops, inputs[0], output, type(module).__name__)
+
+
+# -- TorchScript ---------------------------------------------------------------------------------------
+
+
+_PYTHON_CALLS = {"list": lambda *a: list(a), "unpack": tuple, "getitem": operator.getitem}
+
+
+def _script_refs(values) -> tuple:
+    return tuple(_Ref(v.debugName()) for v in values)
+
+
+def _script_call(kind: str):
+    namespace, _, opname = kind.partition("::")
+    try:
+        return getattr(getattr(torch.ops, namespace), opname)
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def _script_where(node) -> str:
+    """The op and, when known, the module it came from (trace scope, or the frozen parameters' names)."""
+    module = node.scopeName().rsplit("/", 1)[-1].replace("__module.", "")
+    if not module:
+        owners = {
+            v.debugName()[len("self.") :].rsplit(".", 1)[0]
+            for v in node.inputs()
+            if v.node().kind() == "prim::Constant" and v.debugName().startswith("self.") and "." in v.debugName()[5:]
+        }
+        module = ", ".join(sorted(owners))
+    return f"TorchScript {node.kind()}" + (f" in module {module}" if module else "")
+
+
+def _script_ops(block) -> list[_Op]:
+    ops = []
+    for node in block.nodes():
+        kind = node.kind()
+        outputs = tuple(v.debugName() for v in node.outputs())
+        args = _script_refs(node.inputs())
+        where = _script_where(node)
+        if kind == "prim::Constant":
+            ops.append(_constant(outputs[0], node.output().toIValue(), where))
+        elif kind == "prim::If":
+            blocks = tuple((_script_ops(blk), _script_refs(blk.returnNode().inputs())) for blk in node.blocks())
+            ops.append(_Op("if", args, {}, outputs, None, where, blocks))
+        elif kind == "prim::RaiseException":
+            ops.append(_Op("raise", args, {}, outputs, _raise_script_exception, where))
+        elif kind in ("prim::Loop", "prim::CallMethod", "prim::CallFunction", "prim::GetAttr"):
+            hint = "loops and unresolved calls cannot be compiled"
+            raise UnsupportedOperatorError(f"TorchScript construct {kind} ({where})", SUPPORTED_OPS, hint)
+        else:
+            name = _canonical(kind.partition("::")[2])
+            call = _PYTHON_CALLS.get(name) or _script_call(kind)
+            ops.append(_Op(name, args, {}, outputs, call, where))
+    return ops
+
+
+def _raise_script_exception(message, *_):
+    raise InvalidNetworkError(f"the TorchScript model raised an error for this input shape: {message}")
+
+
+def _script_program(module: torch.jit.ScriptModule) -> _Program:
+    training = module.training
+    try:
+        module.eval()
+        # Freezing inlines submodules and parameters as constants and resolves the training flag.
+        frozen = torch.jit.freeze(module, optimize_numerics=False)
+    except Exception as exc:
+        raise UnsupportedOperatorError(
+            f"TorchScript module (cannot freeze it: {one_line(exc)})", SUPPORTED_LAYERS
+        ) from None
+    finally:
+        module.train(training)
+    graph = frozen.graph
+    values = [v for v in graph.inputs() if not isinstance(v.type(), torch.ClassType)]
+    arguments = [a for a in frozen.forward.schema.arguments if not isinstance(a.type, torch.ClassType)]
+    # Optional arguments keep their defaults; the others are the network input.
+    defaults = [
+        _constant(v.debugName(), a.default_value, f"argument {a.name}")
+        for v, a in zip(values, arguments) if a.has_default_value()
+    ]  # fmt: skip
+    inputs = [v for v, a in zip(values, arguments) if not a.has_default_value()]
+    if len(inputs) != 1:
+        raise InvalidNetworkError(f"the TorchScript model takes {len(inputs)} inputs; relumilp needs exactly one")
+    outputs = [_Ref(v.debugName()) for v in graph.outputs()]
+    name = getattr(module, "original_name", type(module).__name__)
+    output = outputs[0] if len(outputs) == 1 else outputs
+    return _Program(defaults + _script_ops(graph), inputs[0].debugName(), output, name)
+
+
+# -- torch.export -----------------------------------------------------------------------------------------
+
+
+def _export_program(exported) -> _Program:
+    from torch.export.graph_signature import InputKind, OutputKind
+
+    signature = exported.graph_signature
+    specs = {spec.arg.name: spec for spec in signature.input_specs}
+    ops, user_inputs = [], []
+    for node in exported.graph_module.graph.nodes:
+        spec = specs.get(node.name)
+        if node.op == "placeholder" and spec is not None and spec.kind != InputKind.USER_INPUT:
+            source = exported.state_dict if spec.target in exported.state_dict else exported.constants
+            ops.append(_constant(node.name, source.get(spec.target), f"parameter {spec.target}"))
+        elif node.op == "placeholder":
+            user_inputs.append(node)
+        elif node.op == "call_function":
+            args, kwargs = _fx_refs(tuple(node.args)), _fx_refs(dict(node.kwargs))
+            ops.append(_Op(_target_name(node.target), args, kwargs, (node.name,), node.target, _node_where(node)))
+        elif node.op == "output":
+            kinds = [spec.kind for spec in signature.output_specs]
+            values = [v for v, kind in zip(node.args[0], kinds) if kind == OutputKind.USER_OUTPUT]
+            output = [_fx_refs(v) for v in values]
+    if len(user_inputs) != 1:
+        raise InvalidNetworkError(f"the exported program takes {len(user_inputs)} inputs; relumilp needs exactly one")
+    shape, static_batch = _export_input_shape(user_inputs[0])
+    batched = len(shape) >= 2
+    if batched and static_batch:
+        _unbake_batch(ops, static_batch)
+    return _Program(
+        ops, user_inputs[0].name, output[0] if len(output) == 1 else output, "exported_program",
+        tuple(shape[1:]) if batched else tuple(shape), batched,
+    )  # fmt: skip
+
+
+def _unbake_batch(ops: list[_Op], batch: int) -> None:
+    """A static export bakes its example batch size into reshapes; the IR is built for one sample."""
+    for op in ops:
+        shape = op.args[1] if op.name == "view" and len(op.args) > 1 else None
+        if isinstance(shape, (list, tuple)) and list(shape[:1]) == [batch]:
+            op.args = (op.args[0], [1, *shape[1:]]) + tuple(op.args[2:])
+
+
+def _export_input_shape(node) -> tuple[list, int | None]:
+    """The example input shape; a symbolic (dynamic) leading dimension is the batch."""
+    value = node.meta.get("val")
+    if value is None:
+        raise InvalidNetworkError("the exported program does not record its input shape; pass input_shape")
+    dims = list(value.shape)
+    static = [isinstance(d, int) for d in dims]
+    if not all(static[1:]):
+        raise InvalidNetworkError("the exported program has dynamic feature dimensions; export with a fixed input size")
+    batch = int(dims[0]) if dims and static[0] else None
+    return [1 if not s else int(d) for d, s in zip(dims, static)], batch if batch and batch > 1 else None
+
+
+# -- files ---------------------------------------------------------------------------------------------
+
+
+def _is_state_dict(obj) -> bool:
+    """A state dict, or a training checkpoint holding one."""
+    return isinstance(obj, dict) and any(isinstance(v, (torch.Tensor, dict)) for v in obj.values())
+
+
+def load_torchscript(path) -> torch.jit.ScriptModule:
+    """Load a TorchScript archive; a state dict or pickled module gets an explanation, never unpickled."""
+    try:
+        return torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:
+        reason = one_line(exc)
+    try:
+        # Only to tell a state dict apart: weights_only never runs pickled code.
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception:
+        obj = None
+    if _is_state_dict(obj):
+        raise ModelFileError(
+            f"{path} holds a state dict, which has no architecture; save the model with "
+            "torch.jit.script(model).save(path) or torch.jit.trace, or torch.export.save, or pass the nn.Module"
+        )
+    raise ModelFileError(
+        f"cannot read {path} as a TorchScript model ({reason}); save the model with torch.jit.script(model).save(path) "
+        "or torch.export.save, or pass the nn.Module (relumilp does not unpickle arbitrary objects)"
+    )
+
+
+def load_exported(path):
+    """Load a ``torch.export`` program saved with ``torch.export.save`` (``.pt2``)."""
+    try:
+        return torch.export.load(str(path))
+    except Exception as exc:
+        raise ModelFileError(f"cannot read {path} as a torch.export program (.pt2): {one_line(exc)}") from None

@@ -1,0 +1,336 @@
+"""Tests of the PyTorch frontends: nn.Module (torch.fx), TorchScript and torch.export to the IR, and load_network."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from relumilp.errors import InvalidNetworkError, ModelFileError, UnsupportedOperatorError
+from relumilp.frontends import load_network
+from relumilp.frontends.torch import from_torch
+from relumilp.ir import Network
+
+# torch.jit / torch.onnx TorchScript APIs are deprecated upstream but are exactly what is under test.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
+]
+
+
+def assert_same_ir(a: Network, b: Network, tol: float = 1e-12) -> None:
+    """Same nodes (names, kinds, sizes, wiring), shapes and parameters up to ``tol``."""
+
+    def structure(net):
+        return [
+            (type(n).__name__, n.name, n.size, n.inputs, *(getattr(n, k, None) for k in ("kind", "alpha", "cap")))
+            for n in net
+        ]
+
+    assert structure(a) == structure(b)
+    assert (a.output, a.input_shape, a.output_shape) == (b.output, b.input_shape, b.output_shape)
+    for x, y in zip(a.affines, b.affines):
+        for wx, wy in zip(x.weights, y.weights):
+            np.testing.assert_allclose(wx, wy, rtol=tol, atol=tol)
+        np.testing.assert_allclose(x.bias, y.bias, rtol=tol, atol=tol)
+
+
+def assert_matches(net: Network, module, x: torch.Tensor, tol: float = 1e-12) -> None:
+    with torch.no_grad():
+        expected = module(x).reshape(len(x), -1).numpy()
+    np.testing.assert_allclose(net(x.reshape(len(x), -1).numpy()), expected, rtol=tol, atol=tol)
+
+
+def randomise_batch_norms(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial running statistics and affine parameters, so folding is really exercised."""
+    gen = torch.Generator().manual_seed(seed)
+    for bn in module.modules():
+        if isinstance(bn, nn.BatchNorm1d):
+            n = bn.num_features
+            bn.running_mean.copy_(torch.randn(n, generator=gen, dtype=bn.running_mean.dtype))
+            bn.running_var.copy_(0.3 + torch.rand(n, generator=gen, dtype=bn.running_var.dtype) * 2)
+            bn.weight.data.copy_(torch.randn(n, generator=gen, dtype=bn.weight.dtype))
+            bn.bias.data.copy_(torch.randn(n, generator=gen, dtype=bn.bias.dtype))
+    return module
+
+
+def every_layer_mlp(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    net = nn.Sequential(
+        nn.Linear(5, 8),
+        nn.BatchNorm1d(8),
+        nn.ReLU(),
+        nn.Sequential(nn.Linear(8, 8), nn.LeakyReLU(0.1), nn.Dropout(0.3)),
+        nn.Linear(8, 6),
+        nn.Hardtanh(0.0, 2.5),
+        nn.Flatten(),
+        nn.Identity(),
+        nn.Linear(6, 6),
+        nn.ReLU6(),
+        nn.Linear(6, 3),
+    )
+    return randomise_batch_norms(net.double().eval())
+
+
+class ResidualCat(nn.Module):
+    """A traceable custom module: residual add, concatenation and the functional activations."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = nn.Linear(4, 6)
+        self.mid = nn.Linear(6, 6)
+        self.bn = nn.BatchNorm1d(6)
+        self.out = nn.Linear(12, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.inp(x))
+        y = h + self.mid(F.relu(h))
+        y = F.leaky_relu(self.bn(y), 0.2)
+        z = torch.cat([y, F.hardtanh(h, 0.0, 1.5)], dim=1)
+        z = torch.clamp(z.view(z.size(0), -1), min=0, max=3.0)
+        return self.out(z.reshape(z.shape[0], -1).flatten(1))
+
+
+def residual_cat(seed: int = 0) -> ResidualCat:
+    torch.manual_seed(seed)
+    return randomise_batch_norms(ResidualCat().double().eval(), seed)
+
+
+def n_inputs(module: nn.Module) -> int:
+    return next(m for m in module.modules() if isinstance(m, nn.Linear)).in_features
+
+
+def inputs(n_in: int, seed: int = 1, n: int = 64) -> torch.Tensor:
+    return torch.randn(n, n_in, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 2
+
+
+# -- nn.Module through torch.fx -----------------------------------------------------------------------------
+
+
+def test_sequential_with_every_supported_layer():
+    module = every_layer_mlp()
+    net = from_torch(module)
+    assert_matches(net, module, inputs(5))
+    assert net.is_sequential
+    assert [n.name for n in net] == [
+        "input", "linear0", "act0", "linear1", "act1", "linear2", "act2", "linear3", "act3", "linear4",
+    ]  # fmt: skip
+    kinds = [(a.kind, a.alpha, a.cap) for a in net.activations]
+    assert kinds == [
+        ("relu", 0.0, math.inf), ("leaky_relu", 0.1, math.inf), ("clipped_relu", 0.0, 2.5), ("clipped_relu", 0.0, 6.0),
+    ]  # fmt: skip
+    assert net.input_shape == (5,) and net.output_shape == (3,)
+    assert all(w.dtype == np.float64 for a in net.affines for w in a.weights)
+
+
+def test_consecutive_affine_layers_fuse_into_one_node():
+    torch.manual_seed(3)
+    layers = [nn.Linear(4, 5), nn.BatchNorm1d(5), nn.Dropout(), nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 2)]
+    module = randomise_batch_norms(nn.Sequential(*layers).double().eval())
+    net = from_torch(module)
+    assert [type(n).__name__ for n in net] == ["InputNode", "AffineNode", "ActivationNode", "AffineNode"]
+    bn = module[1]
+    scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().numpy()
+    shift = (bn.bias - bn.running_mean * bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().numpy()
+    w1, b1, w2, b2 = (p.detach().numpy() for p in (module[0].weight, module[0].bias, module[3].weight, module[3].bias))
+    np.testing.assert_allclose(net["linear0"].weight, w2 @ (scale[:, None] * w1), atol=1e-12)
+    np.testing.assert_allclose(net["linear0"].bias, w2 @ (scale * b1 + shift) + b2, atol=1e-12)
+    assert_matches(net, module, inputs(4))
+
+
+def test_batch_norm_uses_running_statistics_even_in_train_mode():
+    torch.manual_seed(4)
+    module = randomise_batch_norms(nn.Sequential(nn.BatchNorm1d(3), nn.Linear(3, 2)).double())
+    module.train()
+    net = from_torch(module)
+    assert module.training  # the caller's module is left as it was
+    assert_matches(net, module.eval(), inputs(3))
+
+
+def test_fx_traced_custom_module_with_residual_and_cat():
+    module = residual_cat()
+    net = from_torch(module)
+    assert_matches(net, module, inputs(4))
+    assert not net.is_sequential
+    # the residual sum h + mid(relu(h)) reads h (act0) and relu(h) (act1): one two-input affine node.
+    assert len(net["linear1"].inputs) == 2
+    assert [a.kind for a in net.activations] == ["relu", "relu", "leaky_relu", "clipped_relu", "clipped_relu"]
+
+
+def test_clipped_relu_subclass_of_hardtanh_and_input_shape():
+    class ClippedReLU(nn.Hardtanh):
+        def __init__(self, cap: float = 1.0):
+            super().__init__(0.0, cap)
+
+    torch.manual_seed(5)
+    module = nn.Sequential(nn.Flatten(), nn.Linear(6, 4), ClippedReLU(0.7), nn.Linear(4, 1)).double().eval()
+    net = from_torch(module, input_shape=(2, 3))
+    assert net.input_shape == (2, 3) and net.activations[0].cap == 0.7
+    x = inputs(6).reshape(-1, 2, 3)
+    assert_matches(net, module, x)
+    assert_same_ir(from_torch(module), net.replace([], input_shape=(6,)))
+
+
+def test_input_shape_is_required_without_a_leading_linear():
+    module = nn.Sequential(nn.ReLU(), nn.Flatten())
+    with pytest.raises(InvalidNetworkError, match="input_shape"):
+        from_torch(module)
+    assert from_torch(module, input_shape=3).activations[0].inputs == ("input",)
+
+
+# -- TorchScript and torch.export ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [every_layer_mlp, residual_cat], ids=["mlp", "residual"])
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_torchscript_file_gives_the_same_ir(tmp_path, make, how):
+    module = make()
+    x = inputs(n_inputs(module))
+    scripted = torch.jit.script(module) if how == "script" else torch.jit.trace(module, x[:2])
+    path = tmp_path / f"model.{'pt' if how == 'script' else 'ts'}"
+    scripted.save(str(path))
+    net = load_network(path)
+    assert_same_ir(net, from_torch(module))
+    assert_matches(net, module, x)
+
+
+@pytest.mark.parametrize("make", [every_layer_mlp, residual_cat], ids=["mlp", "residual"])
+def test_torch_export_file_gives_the_same_ir(tmp_path, make):
+    module = make()
+    x = inputs(n_inputs(module))
+    exported = torch.export.export(module, (x[:3],), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(exported, str(tmp_path / "model.pt2"))
+    net = load_network(tmp_path / "model.pt2")
+    assert_same_ir(net, from_torch(module))
+    assert_matches(net, module, x)
+
+
+def test_torch_export_with_a_static_batch_size():
+    module = residual_cat(7)
+    x = inputs(4)
+    net = from_torch(torch.export.export(module, (x[:5],)))  # view(5, -1) is baked into the graph
+    assert_same_ir(net, from_torch(module))
+
+
+def test_nan_weights_name_the_layer():
+    module = every_layer_mlp()
+    with torch.no_grad():
+        module[4].weight[0, 0] = float("nan")
+    for source in (module, torch.jit.script(module)):
+        with pytest.raises(InvalidNetworkError, match="NaN") as err:
+            from_torch(source)
+        assert "module 4" in str(err.value) and "\n" not in str(err.value)
+
+
+# -- unsupported layers and operations --------------------------------------------------------------------
+
+
+class SoftExponential(nn.Module):
+    def forward(self, x):
+        return torch.exp(x) - 1
+
+
+class RePU(nn.Module):
+    def forward(self, x):
+        return torch.relu(x) ** 2
+
+
+SMOOTH_LAYERS = [
+    nn.Sigmoid(), nn.Tanh(), nn.ELU(), nn.SiLU(), nn.GELU(), nn.Softplus(), nn.Softmax(dim=1),
+    SoftExponential(), RePU(),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("layer", SMOOTH_LAYERS, ids=lambda m: type(m).__name__)
+def test_smooth_activation_is_refused_with_a_retraining_hint(layer):
+    module = nn.Sequential(nn.Linear(3, 4), nn.Sequential(nn.ReLU(), layer), nn.Linear(4, 1))
+    with pytest.raises(UnsupportedOperatorError) as err:
+        from_torch(module)
+    message = str(err.value)
+    assert f"'{type(layer).__name__}' (module 1.1)" in message
+    assert "not piecewise-linear" in message and "ClippedReLU" in message and "Linear" in message
+    assert "\n" not in message
+
+
+def test_smooth_custom_layer_in_an_exported_program():
+    exported = torch.export.export(nn.Sequential(nn.Linear(3, 4), RePU(), nn.Linear(4, 1)), (torch.randn(2, 3),))
+    with pytest.raises(UnsupportedOperatorError, match="layer 'RePU' \\(module 1\\).*'RePU' is not piecewise-linear"):
+        from_torch(exported)
+
+
+def test_smooth_functions_in_traced_and_scripted_graphs():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 2)
+
+        def forward(self, x):
+            return torch.sigmoid(self.fc(x))
+
+    for source in (Net(), torch.jit.script(Net())):
+        with pytest.raises(UnsupportedOperatorError, match="'sigmoid'.*not piecewise-linear") as err:
+            from_torch(source)
+        assert "\n" not in str(err.value)
+
+
+def test_other_unsupported_layers_and_clip_ranges():
+    with pytest.raises(UnsupportedOperatorError, match="'Conv1d' \\(module 0\\)") as err:
+        from_torch(nn.Sequential(nn.Conv1d(1, 1, 3), nn.Flatten(), nn.Linear(3, 1)), input_shape=(1, 5))
+    assert "not piecewise-linear" not in str(err.value)
+    with pytest.raises(UnsupportedOperatorError, match="clip range \\[-1, 1\\].*Hardtanh") as err:
+        from_torch(nn.Sequential(nn.Linear(2, 2), nn.Hardtanh()))
+    assert "\n" not in str(err.value)
+    with pytest.raises(UnsupportedOperatorError, match="batch statistics"):
+        from_torch(torch.export.export(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)).train(), (torch.randn(4, 2),)))
+
+
+# -- load_network on files ---------------------------------------------------------------------------
+
+
+def test_load_network_passes_networks_and_modules_through(tmp_path):
+    rng = np.random.default_rng(0)
+    net = Network.sequential([(rng.normal(size=(3, 2)), rng.normal(size=3)), (rng.normal(size=(1, 3)), np.zeros(1))])
+    assert load_network(net) is net
+    net.save(tmp_path / "net.npz")
+    assert load_network(tmp_path / "net.npz").content_hash == net.content_hash
+    module = every_layer_mlp()
+    assert_same_ir(load_network(module), from_torch(module))
+
+
+def bad_file(tmp_path, kind: str):
+    if kind == "missing":
+        return tmp_path / "nope.pt"
+    if kind == "extension":
+        path = tmp_path / "model.h5"
+        path.write_bytes(b"\x89HDF")
+        return path
+    if kind == "state_dict":
+        torch.save(every_layer_mlp().state_dict(), tmp_path / "weights.pt")
+        return tmp_path / "weights.pt"
+    if kind == "pickled_module":
+        torch.save(nn.Sequential(nn.Linear(2, 1)), tmp_path / "whole.pth")
+        return tmp_path / "whole.pth"
+    path = tmp_path / ("model.pt" if kind == "corrupt_pt" else "model.pt2")
+    path.write_bytes(b"PK\x03\x04 definitely not a zip archive" * 10)
+    return path
+
+
+@pytest.mark.parametrize(
+    "kind, pattern",
+    [
+        ("missing", "model file not found"),
+        ("extension", "unsupported model file extension '.h5'.*\\.onnx, \\.pt, \\.pth"),
+        ("state_dict", "state dict, which has no architecture; save the model with torch.jit.script"),
+        ("pickled_module", "cannot read .* as a TorchScript model"),
+        ("corrupt_pt", "cannot read .* as a TorchScript model"),
+        ("corrupt_pt2", "cannot read .* as a torch.export program"),
+    ],
+)
+def test_bad_model_files_give_one_line_errors(tmp_path, kind, pattern):
+    with pytest.raises(ModelFileError, match=pattern) as err:
+        load_network(bad_file(tmp_path, kind))
+    assert "\n" not in str(err.value)
