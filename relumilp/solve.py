@@ -24,6 +24,7 @@ from pyomo.contrib.appsi.solvers import Highs
 
 from .api import add_network, network_blocks
 from .errors import RelumilpError, SolveError
+from .formulation.highs import swallow_banner
 
 _STATUS = {
     TerminationCondition.optimal: "optimal",
@@ -101,6 +102,7 @@ def solve(
     """
     if check not in ("warn", "raise", "off"):
         raise RelumilpError("check must be 'warn', 'raise' or 'off'")
+    swallow_banner()
     solver = Highs()
     if not solver.available():
         raise SolveError("HiGHS (highspy) is not available: pip install highspy")

@@ -120,3 +120,10 @@ def test_nan_weights_in_model_file(tmp_path):
 def test_unknown_example():
     result = run_cli("solve", "--example", "nope", "--maximize", "0")
     assert result.returncode == 2 and "available: peaks" in result.stderr
+
+
+def test_json_output_is_clean_in_a_fresh_process(small_model):
+    # HiGHS prints a banner on fd 1 at its first use in a process; --json must stay parseable.
+    result = run_cli("solve", small_model, "--box", "-1:1", "--maximize", "0", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == "optimal"

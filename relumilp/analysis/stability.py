@@ -1,0 +1,158 @@
+"""Stable neurons: proven from bounds, and an empirical census from samples shown beside them.
+
+A neuron is *stable* over the input domain when its pre-activation bounds keep it on one piece of its
+activation: stably active (identity piece) or stably inactive (0, ``alpha x`` or the cap). Stable
+neurons need no binary variable. How many are stable depends on the bound method (``interval`` <
+``symbolic`` < ``lp`` < ``milp``).
+
+The **empirical census** evaluates the network at random domain points and counts the neurons never
+seen on more than one piece. It is only an *upper estimate* of stability -- a neuron that switches in a
+region no sample hits is counted as stable -- never a proof. Every proven-stable neuron is also
+empirically stable; the gap between the two columns is what tighter bounds could still win.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..bounds import Bounds, compute_bounds, phases
+from ..domain import InputDomain
+from ..ir import Network
+from .regions import piece_table
+
+
+@dataclass
+class LayerStability:
+    """Stability of one activation layer: proven counts (from bounds) and the empirical census."""
+
+    name: str
+    size: int
+    kind: str
+    stable_active: int
+    stable_inactive: int
+    unstable: int
+    binaries: int
+    #: EMPIRICAL: neurons seen on one piece only over the samples (an upper estimate, not a proof)
+    empirical_stable: int | None = None
+    empirical_always_active: int | None = None
+    empirical_always_inactive: int | None = None
+
+    @property
+    def stable(self) -> int:
+        return self.stable_active + self.stable_inactive
+
+    @property
+    def stable_fraction(self) -> float:
+        return self.stable / self.size if self.size else 1.0
+
+    @property
+    def empirical_stable_fraction(self) -> float | None:
+        return None if self.empirical_stable is None else (self.empirical_stable / self.size if self.size else 1.0)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["stable_fraction"] = round(self.stable_fraction, 6)
+        frac = self.empirical_stable_fraction
+        data["empirical_stable_fraction"] = None if frac is None else round(frac, 6)
+        return data
+
+
+@dataclass
+class StabilityReport:
+    """Per-layer stability over a domain, with the bound method and the census sample size."""
+
+    layers: list[LayerStability]
+    bound_method: str
+    samples: int = 0
+    times: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def neurons(self) -> int:
+        return sum(layer.size for layer in self.layers)
+
+    @property
+    def stable_fraction(self) -> float:
+        """Fraction of all neurons proven stable (1.0 for a network without activations)."""
+        n = self.neurons
+        return sum(layer.stable for layer in self.layers) / n if n else 1.0
+
+    @property
+    def empirical_stable_fraction(self) -> float | None:
+        """EMPIRICAL fraction of neurons never seen switching (an upper estimate of stability)."""
+        if not self.samples:
+            return None
+        n = self.neurons
+        return sum(layer.empirical_stable for layer in self.layers) / n if n else 1.0
+
+    def to_json(self) -> dict:
+        emp = self.empirical_stable_fraction
+        return {
+            "bound_method": self.bound_method,
+            "stable_fraction": round(self.stable_fraction, 6),
+            "empirical_stable_fraction": None if emp is None else round(emp, 6),
+            "empirical_samples": self.samples,
+            "layers": [layer.to_json() for layer in self.layers],
+        }
+
+
+def proven_stability(net: Network, bounds: Bounds) -> list[LayerStability]:
+    """Per activation layer: stably active / stably inactive / unstable neurons and binaries, from ``bounds``."""
+    rows = []
+    for node in net.activations:
+        ph = phases(node, *bounds.pre_activation(net, node))
+        rows.append(LayerStability(
+            name=node.name, size=node.size, kind=node.kind,
+            stable_active=int(ph.stable_active.sum()), stable_inactive=int(ph.stable_inactive.sum()),
+            unstable=int(ph.unstable.sum()), binaries=ph.num_binaries,
+        ))
+    return rows
+
+
+def pieces_seen(net: Network, x: np.ndarray, chunk: int = 8192) -> dict[str, np.ndarray]:
+    """``{activation node: bool array (neurons, pieces)}``: which pieces each neuron was on over rows of ``x``."""
+    seen = {node.name: np.zeros((node.size, piece_table(node).num_pieces), dtype=bool) for node in net.activations}
+    for first in range(0, len(x), chunk):
+        values = net.forward_all(x[first:first + chunk])
+        for node in net.activations:
+            table = piece_table(node)
+            index = table.index(values[node.inputs[0]])
+            for p in range(table.num_pieces):
+                seen[node.name][:, p] |= (index == p).any(axis=0)
+    return seen
+
+
+def empirical_census(net: Network, x: np.ndarray, rows: list[LayerStability]) -> None:
+    """Fill the EMPIRICAL columns of ``rows`` from the sample points ``x`` (in place)."""
+    seen = pieces_seen(net, x)
+    for node, row in zip(net.activations, rows):
+        table = piece_table(node)
+        flags = seen[node.name]
+        one_piece = flags.sum(axis=1) == 1
+        # the identity piece: index 1 for ReLU-like and clipped ReLU, the only piece for identity
+        linear = flags[:, 0] if table.num_pieces == 1 else flags[:, 1]
+        row.empirical_stable = int(one_piece.sum())
+        row.empirical_always_active = int((one_piece & linear).sum())
+        row.empirical_always_inactive = int((one_piece & ~linear).sum())
+
+
+def stability_report(net: Network, domain: InputDomain, bounds: Bounds | None = None, method: str = "interval",
+                     samples: int = 10000, seed: int | None = 0, **bound_options) -> StabilityReport:
+    """Proven stability from ``bounds`` (computed with ``method`` when not given) and an empirical census
+    over ``samples`` uniform domain points (0 skips the census)."""
+    times = {}
+    start = time.perf_counter()
+    if bounds is None:
+        bounds = compute_bounds(net, domain, method, **bound_options)
+        times["bounds"] = time.perf_counter() - start
+    rows = proven_stability(net, bounds)
+    n = 0
+    if samples:
+        start = time.perf_counter()
+        x = domain.sample(int(samples), np.random.default_rng(seed))
+        n = len(x)
+        empirical_census(net, x, rows)
+        times["census"] = time.perf_counter() - start
+    return StabilityReport(rows, bounds.method, n, times)
