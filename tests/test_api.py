@@ -62,8 +62,9 @@ def test_input_bounds_required():
 
 def test_optimize_reports_times_and_stats():
     net = relumilp.examples.peaks()
-    small = relumilp.Network.sequential(net.dense_layers()[:1] + [(np.ones((1, 32)), np.zeros(1))])
+    width = net.hidden_sizes[0]
+    small = relumilp.Network.sequential(net.dense_layers()[:1] + [(np.ones((1, width)), np.zeros(1))])
     result = relumilp.optimize(small, ([-3, -3], [3, 3]), minimize=0)
     assert set(result.times) == {"bounds", "build", "solve", "total"}
     assert {"binaries", "constraints", "stable_active", "stable_inactive", "unstable"} <= set(result.stats)
-    assert result.stats["stable_active"] + result.stats["stable_inactive"] + result.stats["unstable"] == 32
+    assert result.stats["stable_active"] + result.stats["stable_inactive"] + result.stats["unstable"] == width
