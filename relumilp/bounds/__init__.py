@@ -1,7 +1,14 @@
 """Bound passes: sound lower/upper bounds on every node of a network over an input domain.
 
 ``compute_bounds(net, domain, method)`` runs the named method after all cheaper ones
-(interval -> symbolic -> LP-based OBBT -> MILP-based OBBT), each starting from the last one's bounds.
+(interval -> symbolic -> LP-based OBBT -> MILP-based OBBT), each starting from the last one's bounds:
+
+* ``interval`` -- interval arithmetic (:mod:`.interval`);
+* ``symbolic`` -- CROWN/DeepPoly-style back-substitution, intersected with interval (:mod:`.symbolic`);
+* ``lp`` -- LP-based OBBT on the neurons symbolic bounds leave unstable (:mod:`.obbt`);
+* ``milp`` -- MILP-based OBBT on the neurons still unstable after LP, with a per-neuron time limit.
+
+Interval and symbolic bounds use the domain's box; LP and MILP also use its rows ``A x <= b``.
 """
 
 from __future__ import annotations
@@ -16,13 +23,64 @@ from .interval import interval_bounds
 
 __all__ = ["METHODS", "Bounds", "compute_bounds", "interval_bounds", "phases", "stability_counts"]
 
+#: options that change the bounds OBBT computes (and so belong to the cache key)
+_RESULT_OPTIONS = ("milp_time_limit", "mip_rel_gap", "tighten_outputs")
+
 
 def compute_bounds(net: Network, domain: InputDomain, method: str = "interval", **options) -> Bounds:
-    """Bounds of every node of ``net`` over ``domain`` by ``method`` (and every cheaper method first)."""
+    """Bounds of every node of ``net`` over ``domain`` by ``method`` (and every cheaper method first).
+
+    Options (all keyword):
+
+    * ``executor`` -- a ``concurrent.futures.Executor`` (e.g. ``dask.distributed.Client.get_executor()``)
+      for the independent neurons of each layer in LP/MILP OBBT;
+    * ``workers`` -- without ``executor``: ``None``/1 runs serially, more starts a local process pool;
+    * ``progress`` -- tqdm progress bars per layer;
+    * ``milp_time_limit`` -- seconds per MILP-OBBT solve (the dual bound is used at the limit);
+    * ``cache`` -- a directory or ``.npz``/``.json`` file: reuse bounds computed before for the same
+      network, domain, method and options, and store new ones;
+    * ``stats`` -- a dict that receives OBBT solver statistics;
+    * further :class:`relumilp.bounds.obbt.OBBTOptions` fields (``chunk_size``, ``early_stop``,
+      ``tighten_outputs``, ``mip_rel_gap``, ``simplex_strategy``).
+    """
     if method not in METHODS:
         raise RelumilpError(f"unknown bound method {method!r}; choose one of {', '.join(METHODS)}")
     domain.check_size(net.input_size)
+    cache = options.pop("cache", None)
+    key = None
+    if cache is not None:
+        from .cache import cache_key, cache_path, load_bounds
+
+        key = cache_key(net, domain, method, {k: options[k] for k in _RESULT_OPTIONS if k in options})
+        cached = load_bounds(cache_path(cache, key), key)
+        if cached is not None:
+            return cached
+    bounds = _compute(net, domain, method, **options)
+    if cache is not None:
+        from .cache import save_bounds
+
+        save_bounds(cache_path(cache, key), bounds, key)
+    return bounds
+
+
+def _compute(net, domain, method, executor=None, workers=None, progress=False, stats=None, device=None, **options):
+    if method in ("interval", "symbolic") and options:
+        raise RelumilpError(f"option(s) {', '.join(sorted(options))} only apply to the lp and milp methods")
     start = time.perf_counter()
     bounds = interval_bounds(net, domain)
-    bounds.times["interval"] = time.perf_counter() - start
+    times = {"interval": time.perf_counter() - start}
+    if method != "interval":
+        from .symbolic import symbolic_bounds
+
+        start = time.perf_counter()
+        bounds = symbolic_bounds(net, domain, start=bounds, device=device)
+        times["symbolic"] = time.perf_counter() - start
+    bounds.times = times
+    if method in ("lp", "milp"):
+        from .obbt import obbt_bounds
+
+        bounds = obbt_bounds(
+            net, domain, bounds, method, executor=executor, workers=workers, progress=progress, stats=stats, **options
+        )
+    bounds.method = method
     return bounds

@@ -1,0 +1,79 @@
+"""A bound cache: computed bounds saved to disk, keyed by network, domain, method and options.
+
+The key is ``(network content_hash, domain content_hash, method, options)`` -- equal keys mean the same
+bounds would be computed again. ``cache`` is either a directory (one file per key, named from a digest
+of the key) or a single ``.npz``/``.json`` file (holding one entry; a different key is recomputed and
+overwrites it). Files are written whole or not at all (:func:`relumilp._io.atomic_write`); an
+unreadable or mismatched file is ignored (the bounds are recomputed), never trusted.
+
+``.npz`` stores the float64 arrays bit for bit; ``.json`` stores them as shortest round-trip decimal
+strings, which also read back bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .._io import atomic_write, atomic_write_text
+from ..domain import InputDomain
+from ..ir import Network
+from .base import Bounds
+
+FORMAT = "relumilp-bounds-1"
+
+
+def cache_key(net: Network, domain: InputDomain, method: str, options: dict | None = None) -> dict:
+    """The identity of a bound computation (what must match for a cached result to be reused)."""
+    opts = {k: options[k] for k in sorted(options or {})}
+    return {"network": net.content_hash, "domain": domain.content_hash, "method": method, "options": opts}
+
+
+def cache_path(cache, key: dict) -> Path:
+    """The file for ``key``: ``cache`` itself when it names a .npz/.json file, else a file inside it."""
+    path = Path(cache)
+    if path.suffix in (".npz", ".json") and not path.is_dir():
+        return path
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    return path / f"bounds-{key['method']}-{digest}.npz"
+
+
+def save_bounds(path, bounds: Bounds, key: dict) -> Path:
+    """Write ``bounds`` with ``key`` to ``path`` (``.json`` or ``.npz``), whole or not at all."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"format": FORMAT, "key": key, "method": bounds.method, "times": bounds.times, "nodes": list(bounds.lower)}
+    if path.suffix == ".json":
+        data = dict(meta, lower={k: v.tolist() for k, v in bounds.lower.items()},
+                    upper={k: v.tolist() for k, v in bounds.upper.items()})
+        return atomic_write_text(path, json.dumps(data))
+    arrays = {}
+    for i, name in enumerate(bounds.lower):
+        arrays[f"lower{i}"] = np.asarray(bounds.lower[name], dtype=np.float64)
+        arrays[f"upper{i}"] = np.asarray(bounds.upper[name], dtype=np.float64)
+    return atomic_write(path, lambda handle: np.savez(handle, __meta__=np.array(json.dumps(meta)), **arrays), binary=True)
+
+
+def load_bounds(path, key: dict | None = None) -> Bounds | None:
+    """Bounds stored at ``path``, or None when missing, unreadable, or stored under another key."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        if path.suffix == ".json":
+            data = json.loads(path.read_text())
+            lower = {k: np.array(v, dtype=np.float64) for k, v in data["lower"].items()}
+            upper = {k: np.array(v, dtype=np.float64) for k, v in data["upper"].items()}
+        else:
+            with np.load(path, allow_pickle=False) as npz:
+                data = json.loads(str(npz["__meta__"]))
+                lower = {name: npz[f"lower{i}"] for i, name in enumerate(data["nodes"])}
+                upper = {name: npz[f"upper{i}"] for i, name in enumerate(data["nodes"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if data.get("format") != FORMAT or (key is not None and data.get("key") != json.loads(json.dumps(key))):
+        return None
+    return Bounds(lower, upper, data.get("method", "interval"), dict(data.get("times", {})))

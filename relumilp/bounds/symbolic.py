@@ -1,0 +1,348 @@
+r"""Symbolic (CROWN / DeepPoly-style) bounds by linear back-substitution, in torch.
+
+Every activation neuron with pre-activation bounds ``l <= x <= u`` gets two linear relaxations
+``a_l x + c_l <= f(x) <= a_u x + c_u`` valid on ``[l, u]`` (:func:`linear_relaxation`). To bound a node
+``t``, the identity ``t = I t`` is rewritten backwards through the graph: across an affine node
+``y = sum_i W_i x_i + b`` the coefficient matrix ``Λ`` becomes ``Λ W_i`` on each input (``Λ b`` joins
+the constant); across an activation, positive coefficients take the upper relaxation and negative ones
+the lower (for an upper bound), so the linear form stays an over-estimate. At the input node the
+linear form ``Λ x + c`` is maximised in closed form over the box: ``Λ⁺ u + Λ⁻ l + c``. Lower bounds
+are ``-(upper bound of -t)``, so both are computed in one pass with ``Λ = [I; -I]``.
+
+Relaxations (``f`` on ``[l, u]``; all are sound for every ``x`` in ``[l, u]``):
+
+* ReLU / LeakyReLU ``max(x, αx)``, ``α < 1`` (ReLU: ``α = 0``; ``α`` may be negative, ``f`` is then
+  still convex): ``l >= 0`` identity, ``u <= 0`` ``αx``; otherwise the upper bound is the chord
+  through ``(l, αl)`` and ``(u, u)`` and the lower bound is ``s x`` with ``s = 1`` when ``u >= -l``
+  else ``s = α`` (any ``s`` in ``[α, 1]`` is a subgradient at 0; this choice minimises the area).
+* Clipped ReLU ``min(max(x, 0), c)``: ``u <= 0`` zero; ``l >= c`` the constant ``c``; ``0 <= l, u <= c``
+  identity; ``l < 0 < u <= c`` as ReLU; ``0 <= l < c < u`` (concave part) lower = chord through
+  ``(l, l)`` and ``(u, c)``, upper = ``x`` if ``u - c <= c - l`` else ``c``; ``l < 0``, ``u > c`` (both
+  kinks) upper = line through ``(l, 0)`` and ``(c, c)`` when ``u - l < 2 (c - l)`` else ``c``, lower =
+  line through ``(0, 0)`` and ``(u, c)`` when ``u >= -l`` else ``0`` (each choice is the one of
+  smaller area between the line and ``f``).
+* identity: exact.
+
+Every symbolic bound is intersected with the interval bound of the same node, so it is never looser.
+
+Two entry points share this code (:func:`_propagate` is the only propagation routine):
+
+* :func:`mlp_bounds` -- differentiable bounds of a plain MLP given as torch ``(W, b)`` tensors (used by
+  the training regularizers), batched over several input boxes, on any device and dtype;
+* :func:`symbolic_bounds` -- bounds of every node of an IR DAG (multi-input affine nodes included), in
+  float64. These are widened outward by a float64 round-off margin
+  ``1e-12 * (1 + sum of |terms|)`` (the magnitude of all products that entered the bound), far above
+  the accumulated rounding error ``~ depth * width * 2^-53`` of the summations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..domain import InputDomain
+from ..errors import RelumilpError
+from ..ir import ActivationNode, AffineNode, InputNode, Network
+from .base import Bounds
+
+#: relative float64 round-off margin of the IR symbolic bounds (see module docstring)
+ROUNDOFF = 1e-12
+
+
+# -- element-wise relaxations -----------------------------------------------------------------------
+
+
+def activation_interval(kind: str, alpha: float, cap: float, l, u):
+    """Exact interval image of an activation over ``[l, u]`` (torch; extremes at ends or breakpoints)."""
+    if kind == "identity":
+        return l, u
+    f = lambda x: _apply(kind, alpha, cap, x)
+    candidates = [f(l), f(u)]
+    points = (0.0,) if kind != "clipped_relu" else (0.0, cap)
+    for p in points:
+        candidates.append(f(torch.clamp(torch.full_like(l, p), min=l, max=u)))
+    stacked = torch.stack(candidates)
+    return stacked.min(dim=0).values, stacked.max(dim=0).values
+
+
+def _apply(kind: str, alpha: float, cap: float, x):
+    if kind == "relu":
+        return torch.clamp(x, min=0.0)
+    if kind == "leaky_relu":
+        return torch.where(x >= 0, x, alpha * x)
+    if kind == "clipped_relu":
+        return torch.clamp(x, min=0.0, max=cap)
+    return x
+
+
+def linear_relaxation(kind: str, alpha: float, cap: float, l, u):
+    """``(a_l, c_l, a_u, c_u)`` with ``a_l x + c_l <= f(x) <= a_u x + c_u`` for all ``x`` in ``[l, u]``.
+
+    Element-wise over tensors ``l <= u`` of any shape; differentiable in ``l`` and ``u`` (the choices
+    between candidate lines are piecewise constant). Denominators are guarded so that no NaN reaches
+    the gradients of unselected branches.
+    """
+    one, zero = torch.ones_like(l), torch.zeros_like(l)
+    if kind == "identity":
+        return one, zero, one, zero
+    if kind in ("relu", "leaky_relu"):
+        a = float(alpha) if kind == "leaky_relu" else 0.0
+        active = l >= 0
+        inactive = (u <= 0) & ~active
+        cross = ~(active | inactive)
+        width = torch.where(cross, u - l, one)
+        chord = torch.where(cross, (u - a * l) / width, one)
+        au = torch.where(active, one, torch.where(inactive, a * one, chord))
+        cu = torch.where(cross, u - chord * u, zero)
+        al = torch.where(active | (cross & (u >= -l)), one, a * one)
+        return al, zero, au, cu
+    if kind != "clipped_relu":
+        raise RelumilpError(f"no linear relaxation for activation {kind!r}")
+    c = float(cap)
+    off = u <= 0
+    sat = (l >= c) & ~off
+    ident = (l >= 0) & (u <= c) & ~off & ~sat
+    relu_part = (l < 0) & (u > 0) & (u <= c)
+    concave = (l >= 0) & (l < c) & (u > c)
+    both = (l < 0) & (u > c)
+    # ReLU-like part: l < 0 < u <= c
+    w0 = torch.where(relu_part, u - l, one)
+    chord0 = torch.where(relu_part, u / w0, zero)
+    # concave part: 0 <= l < c < u
+    wc = torch.where(concave, u - l, one)
+    chord_c = torch.where(concave, (c - l) / wc, zero)
+    upper_is_x = (u - c) <= (c - l)
+    # both kinks: l < 0, u > c
+    wb = torch.where(both, c - l, one)
+    up_slope_b = torch.where(both, c / wb, zero)
+    use_up_line = (u - l) < 2.0 * (c - l)
+    ub = torch.where(both, u, one)
+    lo_slope_b = torch.where(both, c / ub, zero)
+    use_lo_line = u >= -l
+
+    al = torch.where(ident, one, zero)
+    al = torch.where(relu_part & (u >= -l), one, al)
+    al = torch.where(concave, chord_c, al)
+    al = torch.where(both & use_lo_line, lo_slope_b, al)
+    cl = torch.where(sat, c * one, zero)
+    cl = torch.where(concave, l - chord_c * l, cl)
+
+    au = torch.where(ident, one, zero)
+    au = torch.where(relu_part, chord0, au)
+    au = torch.where(concave & upper_is_x, one, au)
+    au = torch.where(both & use_up_line, up_slope_b, au)
+    cu = torch.where(sat, c * one, zero)
+    cu = torch.where(relu_part, -chord0 * l, cu)
+    cu = torch.where(concave & ~upper_is_x, c * one, cu)
+    cu = torch.where(both & use_up_line, -up_slope_b * l, cu)
+    cu = torch.where(both & ~use_up_line, c * one, cu)
+    return al, cl, au, cu
+
+
+# -- the shared propagation engine ------------------------------------------------------------------
+
+
+@dataclass
+class _Op:
+    """A lightweight graph node for :func:`_propagate` (built from the IR or from an MLP)."""
+
+    name: str
+    kind: str  # "input" | "affine" | "act"
+    size: int
+    inputs: tuple = ()
+    weights: tuple = ()
+    bias: object = None
+    act: tuple = ("identity", 0.0, float("inf"))
+
+
+def _affine_interval(op: _Op, lo: dict, hi: dict):
+    l = op.bias
+    u = op.bias
+    for src, W in zip(op.inputs, op.weights):
+        pos, neg = torch.clamp(W, min=0.0), torch.clamp(W, max=0.0)
+        l = l + lo[src] @ pos.T + hi[src] @ neg.T
+        u = u + hi[src] @ pos.T + lo[src] @ neg.T
+    return l, u
+
+
+def _backsubstitute(ops: list[_Op], index: int, lo: dict, hi: dict, relax: dict, track_magnitude: bool):
+    """Upper bounds of ``[t; -t]`` for node ``ops[index]`` over the input box; shape (B, 2m).
+
+    With ``track_magnitude`` also returns the sum of |terms| that entered each bound (for the round-off
+    margin); otherwise None.
+    """
+    target = ops[index]
+    m = target.size
+    batch = next(iter(lo.values())).shape[0]
+    ref = lo[ops[0].name]
+    eye = torch.eye(m, dtype=ref.dtype, device=ref.device)
+    coef = {target.name: torch.cat([eye, -eye]).expand(batch, 2 * m, m)}
+    const = torch.zeros(batch, 2 * m, dtype=ref.dtype, device=ref.device)
+    mag = torch.zeros_like(const) if track_magnitude else None
+    result = None
+    for op in ops[index::-1]:
+        A = coef.pop(op.name, None)
+        if A is None:
+            continue
+        if op.kind == "affine":
+            const = const + A @ op.bias
+            if track_magnitude:
+                mag = mag + A.abs() @ op.bias.abs()
+            for src, W in zip(op.inputs, op.weights):
+                term = A @ W
+                coef[src] = coef[src] + term if src in coef else term
+        elif op.kind == "act":
+            al, cl, au, cu = relax[op.name]
+            pos, neg = torch.clamp(A, min=0.0), torch.clamp(A, max=0.0)
+            new = pos * au.unsqueeze(1) + neg * al.unsqueeze(1)
+            const = const + (pos * cu.unsqueeze(1) + neg * cl.unsqueeze(1)).sum(-1)
+            if track_magnitude:
+                mag = mag + (pos * cu.abs().unsqueeze(1) - neg * cl.abs().unsqueeze(1)).sum(-1)
+            src = op.inputs[0]
+            coef[src] = coef[src] + new if src in coef else new
+        else:  # the input node: maximise over the box
+            l, u = lo[op.name], hi[op.name]
+            pos, neg = torch.clamp(A, min=0.0), torch.clamp(A, max=0.0)
+            result = const + (pos @ u.unsqueeze(-1) + neg @ l.unsqueeze(-1)).squeeze(-1)
+            if track_magnitude:
+                scale = torch.maximum(l.abs(), u.abs())
+                mag = mag + (A.abs() @ scale.unsqueeze(-1)).squeeze(-1)
+    if result is None:
+        raise RelumilpError(f"node {target.name!r} does not depend on the network input")
+    return result, mag
+
+
+def _propagate(
+    ops: list[_Op],
+    lower,
+    upper,
+    symbolic: bool = True,
+    start: dict | None = None,
+    roundoff: float = 0.0,
+):
+    """Bounds of every op over the box ``[lower, upper]`` (batched, (B, n_in)).
+
+    Interval bounds everywhere; with ``symbolic`` each affine node not fed by the input alone is also
+    bounded by back-substitution (widened by ``roundoff * (1 + sum |terms|)``) and intersected with the
+    interval bound. ``start`` maps node names to ``(lower, upper)`` to intersect with (tighter bounds
+    from elsewhere). Returns ``(lo, hi)`` dicts of (B, size) tensors.
+    """
+    lo: dict = {}
+    hi: dict = {}
+    relax: dict = {}
+    kinds = {op.name: op.kind for op in ops}
+    for index, op in enumerate(ops):
+        if op.kind == "input":
+            l, u = lower, upper
+        elif op.kind == "affine":
+            l, u = _affine_interval(op, lo, hi)
+            reads_input_only = all(kinds[src] == "input" for src in op.inputs)
+            if symbolic and not reads_input_only:
+                bound, mag = _backsubstitute(ops, index, lo, hi, relax, roundoff > 0)
+                m = op.size
+                su, sl = bound[:, :m], -bound[:, m:]
+                if roundoff > 0:
+                    su = su + roundoff * (1.0 + mag[:, :m])
+                    sl = sl - roundoff * (1.0 + mag[:, m:])
+                nl, nu = torch.maximum(l, sl), torch.minimum(u, su)
+                # round-off can make the intersection cross (e.g. a constant node): keep interval there
+                crossed = nl > nu
+                l, u = torch.where(crossed, l, nl), torch.where(crossed, u, nu)
+        else:
+            kind, alpha, cap = op.act
+            l, u = activation_interval(kind, alpha, cap, lo[op.inputs[0]], hi[op.inputs[0]])
+        if start is not None and op.name in start:
+            sl, su = start[op.name]
+            nl, nu = torch.maximum(l, sl), torch.minimum(u, su)
+            # never let an intersection cross over (numerically): keep the looser one there
+            crossed = nl > nu
+            l, u = torch.where(crossed, torch.minimum(l, sl), nl), torch.where(crossed, torch.maximum(u, su), nu)
+        lo[op.name], hi[op.name] = l, u
+        if op.kind == "act":
+            src = op.inputs[0]
+            relax[op.name] = linear_relaxation(*op.act, lo[src], hi[src])
+    return lo, hi
+
+
+# -- differentiable bounds of a torch MLP --------------------------------------------------------------
+
+
+def mlp_bounds(
+    layers: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    activations: Sequence[tuple[str, float, float]],
+    lower: torch.Tensor,
+    upper: torch.Tensor,
+    method: str = "symbolic",
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Pre-activation bounds of every affine layer of an MLP (last entry: the output).
+
+    ``layers`` is ``[(W, b), ...]`` with ``W`` of shape (out, in); ``activations`` one ``(kind, alpha,
+    cap)`` per hidden layer (``relu``, ``leaky_relu``, ``clipped_relu``, ``identity``); ``lower`` and
+    ``upper`` have shape (n_in,) or (batch, n_in). Each returned pair has shape (n_out,) or
+    (batch, n_out), is differentiable w.r.t. the weights and biases, and lives on their device.
+    ``method`` is ``"interval"`` or ``"symbolic"`` (back-substitution intersected with interval).
+    """
+    if method not in ("interval", "symbolic"):
+        raise RelumilpError(f"mlp_bounds method must be 'interval' or 'symbolic', got {method!r}")
+    if len(activations) != len(layers) - 1:
+        raise RelumilpError(f"{len(layers)} layers need {len(layers) - 1} activations, got {len(activations)}")
+    single = lower.dim() == 1
+    W0 = layers[0][0]
+    lower = lower.to(device=W0.device, dtype=W0.dtype)
+    upper = upper.to(device=W0.device, dtype=W0.dtype)
+    if single:
+        lower, upper = lower.unsqueeze(0), upper.unsqueeze(0)
+    ops = [_Op("input", "input", lower.shape[-1])]
+    for k, (W, b) in enumerate(layers):
+        ops.append(_Op(f"linear{k}", "affine", W.shape[0], (ops[-1].name,), (W,), b))
+        if k < len(layers) - 1:
+            kind, alpha, cap = activations[k]
+            ops.append(_Op(f"act{k}", "act", W.shape[0], (f"linear{k}",), act=(kind, float(alpha), float(cap))))
+    lo, hi = _propagate(ops, lower, upper, symbolic=method == "symbolic")
+    out = []
+    for k in range(len(layers)):
+        l, u = lo[f"linear{k}"], hi[f"linear{k}"]
+        out.append((l[0], u[0]) if single else (l, u))
+    return out
+
+
+# -- bounds of an IR network ----------------------------------------------------------------------
+
+
+def network_ops(net: Network, dtype=torch.float64, device=None) -> list[_Op]:
+    """The IR as :class:`_Op` list (topological order) with torch parameters."""
+    ops = []
+    t = lambda a: torch.tensor(np.array(a, dtype=np.float64), dtype=dtype, device=device)
+    for node in net.order:
+        if isinstance(node, InputNode):
+            ops.append(_Op(node.name, "input", node.size))
+        elif isinstance(node, AffineNode):
+            ops.append(_Op(node.name, "affine", node.size, tuple(node.inputs), tuple(t(w) for w in node.weights), t(node.bias)))
+        else:
+            assert isinstance(node, ActivationNode)
+            alpha = node.alpha if node.kind == "leaky_relu" else 0.0
+            ops.append(_Op(node.name, "act", node.size, tuple(node.inputs), act=(node.kind, float(alpha), float(node.cap))))
+    return ops
+
+
+def symbolic_bounds(net: Network, domain: InputDomain, start: Bounds | None = None, device=None) -> Bounds:
+    """Symbolic (back-substitution) bounds of every node of ``net`` over the box of ``domain``.
+
+    With ``start``, every node is intersected with the bounds already there (and those tighter bounds
+    feed the relaxations downstream). Computed in float64 on ``device`` (default CPU) and widened by
+    the documented round-off margin.
+    """
+    domain.check_size(net.input_size)
+    ops = network_ops(net, device=device)
+    t = lambda a: torch.tensor(np.array(a, dtype=np.float64), dtype=torch.float64, device=device).unsqueeze(0)
+    start_t = None
+    if start is not None:
+        start_t = {name: (t(start.lower[name]), t(start.upper[name])) for name in start.lower if name in net.graph}
+    with torch.no_grad():
+        lo, hi = _propagate(ops, t(domain.lower), t(domain.upper), True, start_t, roundoff=ROUNDOFF)
+    lower = {name: lo[name][0].cpu().numpy().copy() for name in lo}
+    upper = {name: hi[name][0].cpu().numpy().copy() for name in hi}
+    return Bounds(lower, upper, "symbolic")

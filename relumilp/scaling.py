@@ -1,0 +1,153 @@
+r"""A-posteriori ReLU scaling: rescale hidden neurons so the big-M coefficients are well conditioned.
+
+ReLU, LeakyReLU and identity are positively homogeneous: ``f(a x) = a f(x)`` for ``a > 0``. Multiplying
+the incoming weights and bias of a hidden neuron by ``a`` and dividing its outgoing weights by ``a``
+therefore leaves the network function unchanged, while its pre-activation bounds become ``a L`` and
+``a U`` -- the big-M coefficients of the compiled MILP scale with them. A clipped ReLU needs its cap
+scaled too (``min(max(a x, 0), a c) = a clip(x, 0, c)``); the IR has one scalar cap per activation
+node, so clipped-ReLU layers get **one common factor per layer**.
+
+Every factor is rounded to a power of two. Multiplying by a power of two is exact in binary floating
+point (barring overflow/underflow), so the scaled network computes *bitwise* the same values as the
+original times the factors, the bounds scale exactly (no recomputation, no loss of soundness), and
+the output is bitwise unchanged. The rounding costs at most a factor ``sqrt(2)`` against the ideal
+factor, which is irrelevant for conditioning.
+
+Rules (``M_j = max(|L_j|, |U_j|)`` of the pre-activation bounds):
+
+* ``"unit"`` -- ``a_j = 1 / M_j``: every neuron's bounds fit ``[-1, 1]`` with one end at +-1;
+* ``"geomean"`` -- ``a_j = 1 / sqrt(|L_j| U_j)`` for unstable neurons (the two big-M coefficients
+  ``-a L`` and ``a U`` become reciprocal, centred on 1 in log scale), ``1 / M_j`` for stable ones;
+* ``"layer"`` -- one factor per node, ``1 / geometric mean of M_j`` (coefficients between neurons of
+  one layer keep their ratios);
+* ``"none"`` -- no scaling at all (for comparisons).
+
+Clipped-ReLU layers always use the ``"layer"`` factor. Whether any of this speeds up HiGHS is an
+empirical question: see ``benchmarks/bounds_benchmark.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from .bounds.base import Bounds, phases
+from .errors import RelumilpError
+from .ir import ActivationNode, AffineNode, InputNode, Network
+
+RULES = ("unit", "geomean", "layer", "none")
+_HOMOGENEOUS = ("relu", "leaky_relu", "identity", "clipped_relu")
+
+
+def _power_of_two(a: np.ndarray) -> np.ndarray:
+    """The power of two nearest (in log scale) to each positive finite ``a``; 1 elsewhere."""
+    a = np.asarray(a, dtype=np.float64)
+    ok = np.isfinite(a) & (a > 0)
+    out = np.ones_like(a)
+    out[ok] = np.exp2(np.clip(np.round(np.log2(a[ok])), -60, 60))
+    return out
+
+
+def scale_factors(net: Network, bounds: Bounds, rule: str = "unit") -> dict[str, np.ndarray]:
+    """``{affine node: factors}`` for the affine nodes that feed a ReLU-type activation (powers of two)."""
+    if rule not in RULES:
+        raise RelumilpError(f"unknown scaling rule {rule!r}; choose one of {', '.join(RULES)}")
+    factors: dict[str, np.ndarray] = {}
+    if rule == "none":
+        return factors
+    for node in net.affines:
+        if node.name == net.output:
+            continue
+        consumers = [net[name] for name in net.graph.successors(node.name)]
+        acts = [c for c in consumers if isinstance(c, ActivationNode) and c.kind != "identity"]
+        if not acts or any(isinstance(c, ActivationNode) and c.kind not in _HOMOGENEOUS for c in consumers):
+            continue
+        if any(a.name == net.output for a in acts):
+            continue
+        lower, upper = bounds[node.name]
+        M = np.maximum(np.abs(lower), np.abs(upper))
+        if rule == "unit":
+            a = 1.0 / M
+        elif rule == "geomean":
+            a = 1.0 / M
+            unstable = np.zeros(node.size, dtype=bool)
+            for act in acts:
+                unstable |= phases(act, lower, upper).unstable
+            a[unstable] = 1.0 / np.sqrt(np.abs(lower[unstable]) * np.abs(upper[unstable]))
+        else:
+            a = np.full(node.size, _layer_factor(M))
+        if any(act.kind == "clipped_relu" for act in acts):
+            a = np.full(node.size, _layer_factor(M))
+        factors[node.name] = _power_of_two(a)
+    return factors
+
+
+def _layer_factor(M: np.ndarray) -> float:
+    positive = M[np.isfinite(M) & (M > 0)]
+    return 1.0 if positive.size == 0 else float(np.exp(-np.mean(np.log(positive))))
+
+
+def scale_network(net: Network, bounds: Bounds, rule: str = "unit") -> tuple[Network, Bounds]:
+    """An equivalent network with rescaled hidden neurons, and its bounds (scaled exactly).
+
+    Input and output are untouched, so solutions of the scaled MILP are solutions of the original.
+    """
+    if rule is True:
+        rule = "unit"
+    factors = scale_factors(net, bounds, rule)
+    scale: dict[str, np.ndarray] = {}  # factor of every node's output relative to the original
+    new_nodes = []
+    for node in net.order:
+        if isinstance(node, InputNode):
+            scale[node.name] = np.ones(node.size)
+            continue
+        if isinstance(node, AffineNode):
+            a = factors.get(node.name, np.ones(node.size))
+            weights = tuple(a[:, None] * w / scale[src][None, :] for src, w in zip(node.inputs, node.weights))
+            new_nodes.append(replace(node, weights=weights, bias=a * node.bias))
+            scale[node.name] = a
+        else:
+            a = scale[node.inputs[0]]
+            if node.kind == "clipped_relu" and np.any(a != 1.0):
+                if np.any(a != a[0]):  # pragma: no cover - factors of clipped layers are uniform
+                    raise RelumilpError(f"clipped ReLU {node.name!r} needs one common scale factor")
+                new_nodes.append(replace(node, cap=float(a[0] * node.cap)))
+            scale[node.name] = a
+    if np.any(scale[net.output] != 1.0):  # pragma: no cover - the output is never scaled
+        raise RelumilpError("internal error: scaling changed the network output")
+    scaled = net.replace(new_nodes)
+    lower = {name: scale[name] * bounds.lower[name] for name in bounds.lower}
+    upper = {name: scale[name] * bounds.upper[name] for name in bounds.upper}
+    return scaled, Bounds(lower, upper, bounds.method, dict(bounds.times))
+
+
+def big_m_stats(net: Network, bounds: Bounds) -> dict:
+    """Summary of the big-M coefficients ``-L`` and ``U`` of the unstable neurons, and the weight range.
+
+    ``coef_range`` is ``max |w| / min |w|`` over nonzero weights and big-M values (the spread HiGHS sees).
+    """
+    ms = []
+    for node in net.activations:
+        lower, upper = bounds.pre_activation(net, node)
+        ph = phases(node, lower, upper)
+        ms.append(-lower[ph.kink0])
+        ms.append(upper[ph.kink0])
+        if node.kind == "clipped_relu":
+            ms.append(upper[ph.kink_cap] - node.cap)
+    m = np.abs(np.concatenate(ms)) if ms else np.zeros(0)
+    m = m[m > 0]
+    weights = np.concatenate([np.abs(w).ravel() for node in net.affines for w in node.weights])
+    weights = weights[weights > 0]
+    values = np.concatenate([m, weights])
+    return {
+        "count": int(m.size),
+        "mean": float(m.mean()) if m.size else 0.0,
+        "median": float(np.median(m)) if m.size else 0.0,
+        "max": float(m.max()) if m.size else 0.0,
+        "min": float(m.min()) if m.size else 0.0,
+        "coef_range": float(values.max() / values.min()) if values.size else 1.0,
+    }
+
+
+__all__ = ["RULES", "big_m_stats", "scale_factors", "scale_network"]
