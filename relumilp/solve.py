@@ -17,6 +17,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
+import highspy
 import numpy as np
 import pyomo.environ as pyo
 from pyomo.contrib.appsi.base import TerminationCondition
@@ -114,6 +115,9 @@ def solve(
         solver.config.mip_gap = float(mip_gap)
     options = {"mip_feasibility_tolerance": 1e-9, "primal_feasibility_tolerance": 1e-9}
     if threads:
+        # HiGHS fixes its thread pool at the first run in a process (e.g. during bound tightening);
+        # a different count is only accepted after the global scheduler is reset.
+        highspy.Highs.resetGlobalScheduler(True)
         options["threads"] = int(threads)
     options.update(highs_options or {})
     solver.highs_options = options

@@ -127,3 +127,10 @@ def test_json_output_is_clean_in_a_fresh_process(small_model):
     result = run_cli("solve", small_model, "--box", "-1:1", "--maximize", "0", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["status"] == "optimal"
+
+
+def test_threads_after_bound_tightening_in_one_process(small_model, capsys):
+    # LP-OBBT runs HiGHS first; a thread count asked for afterwards must still be honoured.
+    assert main(["solve", str(small_model), "--box", "-1:1", "--maximize", "0", "--tighten", "lp",
+                 "--threads", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "optimal"

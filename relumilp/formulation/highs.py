@@ -64,6 +64,7 @@ def to_highs(milp: MILP, log: bool = False, threads: int | None = None) -> highs
     """A ``highspy.Highs`` instance holding ``milp`` (objective included when set)."""
     h = new_highs(log)
     if threads:
+        highspy.Highs.resetGlobalScheduler(True)  # the pool is process-wide; see relumilp.solve.solve
         h.setOptionValue("threads", int(threads))
     lp = highspy.HighsLp()
     lp.num_col_ = milp.num_columns
