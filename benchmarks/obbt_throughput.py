@@ -60,7 +60,7 @@ def acas_problem():
 def peaks_problem():
     from relumilp.examples import load_example
 
-    ex = load_example("peaks")
+    ex = load_example("peaks32")
     return "peaks-2-32x2", ex.network, ex.domain
 
 

@@ -33,7 +33,7 @@ def stats_json(capsys, *args) -> dict:
 
 
 def test_peaks_json(capsys):
-    data = stats_json(capsys, "--example", "peaks", "--samples", "2000")
+    data = stats_json(capsys, "--example", "peaks32", "--samples", "2000")
     assert {"layers", "stable_fraction", "empirical_stable_fraction", "linear_regions", "regions_upper_bound",
             "big_m", "model", "times"} <= set(data)
     for layer in data["layers"]:

@@ -41,7 +41,6 @@ share one map are counted once, so this is at most the region count).
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ import numpy as np
 
 from ..domain import InputDomain
 from ..errors import InvalidDomainError, RelumilpError
+from ..formulation.highs import new_highs
 from ..ir import ActivationNode, Network
 
 METHODS = ("exact", "mip", "sample")
@@ -397,28 +397,6 @@ def region_optimum(regions: RegionCount, coefficients=None, sense: str = "max") 
 # -- LP enumeration for any input dimension ------------------------------------------------------
 
 
-def _new_highs():
-    """A silent ``highspy.Highs`` (the first one of a process prints a banner on fd 1; keep it off stdout)."""
-    import highspy
-
-    try:
-        sys.stdout.flush()
-        saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
-    except OSError:  # no real stdout (e.g. embedded): nothing to protect
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
-        return h
-    try:
-        os.dup2(null, 1)
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(null)
-    return h
-
-
 class _Stop(Exception):
     pass
 
@@ -466,7 +444,7 @@ def mip_regions(
     diameter = float(np.linalg.norm(domain.upper - domain.lower))
     eps = 1e-7 * diameter if min_radius is None else float(min_radius)
     inf = highspy.kHighsInf
-    h = _new_highs()
+    h = new_highs()
     # No "threads" option: HiGHS fixes its thread pool process-wide at the first run, and a later
     # instance asking for another count fails every run (seen after a Pyomo solve in the same process).
     for option, value in (("primal_feasibility_tolerance", 1e-9), ("dual_feasibility_tolerance", 1e-9),

@@ -58,8 +58,6 @@ bitwise identical bounds.
 from __future__ import annotations
 
 import math
-import os
-import sys
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -162,35 +160,7 @@ def safe_dual_bound(milp: MILP, At, column: int, sign: float, y: np.ndarray) -> 
 # -- the worker -------------------------------------------------------------------------------------
 
 
-_BANNER_DONE = False
-
-
-def _swallow_highs_banner() -> None:
-    """HiGHS prints a banner on fd 1 when a process makes its first ``Highs``; keep it off stdout.
-
-    Runs once per process (also in pool and dask workers), so ``relumilp bounds --json`` stays clean.
-    """
-    global _BANNER_DONE
-    if _BANNER_DONE:
-        return
-    _BANNER_DONE = True
-    try:
-        sys.stdout.flush()
-        fd = sys.stdout.fileno()
-        saved = os.dup(fd)
-    except (AttributeError, OSError, ValueError):
-        return
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), fd)
-            highspy.Highs()
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
-
-
 def _new_highs(problem: LayerProblem) -> highspy.Highs:
-    _swallow_highs_banner()
     # No explicit "threads": HiGHS rejects a run (kError) whose thread count differs from the
     # process-wide scheduler that the first run fixed; the default (0) fits any scheduler.
     h = to_highs(problem.milp)
