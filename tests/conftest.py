@@ -37,3 +37,20 @@ def random_mlp(rng: np.random.Generator, sizes, activation="relu", scale=1.0) ->
         for n_in, n_out in zip(sizes[:-1], sizes[1:])
     ]
     return Network.sequential(layers, activation)
+
+
+def assert_same_ir(a: Network, b: Network, tol: float = 1e-12) -> None:
+    """Same nodes (names, kinds, sizes, wiring), shapes and parameters up to ``tol``."""
+
+    def structure(net):
+        return [
+            (type(n).__name__, n.name, n.size, n.inputs, *(getattr(n, k, None) for k in ("kind", "alpha", "cap")))
+            for n in net
+        ]
+
+    assert structure(a) == structure(b)
+    assert (a.output, a.input_shape, a.output_shape) == (b.output, b.input_shape, b.output_shape)
+    for x, y in zip(a.affines, b.affines):
+        for wx, wy in zip(x.weights, y.weights):
+            np.testing.assert_allclose(wx, wy, rtol=tol, atol=tol)
+        np.testing.assert_allclose(x.bias, y.bias, rtol=tol, atol=tol)

@@ -29,6 +29,7 @@ from relumilp.errors import InvalidNetworkError, ModelFileError, UnsupportedOper
 from relumilp.frontends import load_network
 from relumilp.frontends.onnx import from_onnx
 from relumilp.frontends.torch import from_torch
+from conftest import assert_same_ir
 from relumilp.ir import Network
 
 ort = pytest.importorskip("onnxruntime")
@@ -40,23 +41,6 @@ FLOAT32_RTOL = 2e-5
 """Tolerance for float32 computations, relative to :func:`float32_error_scale`: a float32 sum of n
 products is off by at most about n * u (u = 6e-8, the float32 unit roundoff) times the sum of the
 products' magnitudes, and such errors add up over layers: 7 layers * 50 terms * 6e-8 = 2e-5."""
-
-
-def assert_same_ir(a: Network, b: Network, tol: float = 1e-12) -> None:
-    """Same nodes (names, kinds, sizes, wiring), shapes and parameters up to ``tol``."""
-
-    def structure(net):
-        return [
-            (type(n).__name__, n.name, n.size, n.inputs, *(getattr(n, k, None) for k in ("kind", "alpha", "cap")))
-            for n in net
-        ]
-
-    assert structure(a) == structure(b)
-    assert (a.output, a.input_shape, a.output_shape) == (b.output, b.input_shape, b.output_shape)
-    for x, y in zip(a.affines, b.affines):
-        for wx, wy in zip(x.weights, y.weights):
-            np.testing.assert_allclose(wx, wy, rtol=tol, atol=tol)
-        np.testing.assert_allclose(x.bias, y.bias, rtol=tol, atol=tol)
 
 
 def run_ort(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from torch import nn
 from relumilp.errors import InvalidNetworkError, ModelFileError, UnsupportedOperatorError
 from relumilp.frontends import load_network
 from relumilp.frontends.torch import from_torch
+from conftest import assert_same_ir
 from relumilp.ir import Network
 
 # torch.jit / torch.onnx TorchScript APIs are deprecated upstream but are exactly what is under test.
@@ -20,23 +21,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
     pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
 ]
-
-
-def assert_same_ir(a: Network, b: Network, tol: float = 1e-12) -> None:
-    """Same nodes (names, kinds, sizes, wiring), shapes and parameters up to ``tol``."""
-
-    def structure(net):
-        return [
-            (type(n).__name__, n.name, n.size, n.inputs, *(getattr(n, k, None) for k in ("kind", "alpha", "cap")))
-            for n in net
-        ]
-
-    assert structure(a) == structure(b)
-    assert (a.output, a.input_shape, a.output_shape) == (b.output, b.input_shape, b.output_shape)
-    for x, y in zip(a.affines, b.affines):
-        for wx, wy in zip(x.weights, y.weights):
-            np.testing.assert_allclose(wx, wy, rtol=tol, atol=tol)
-        np.testing.assert_allclose(x.bias, y.bias, rtol=tol, atol=tol)
 
 
 def assert_matches(net: Network, module, x: torch.Tensor, tol: float = 1e-12) -> None:

@@ -19,7 +19,7 @@ from ..domain import InputDomain
 from ..errors import RelumilpError
 from ..ir import Network
 from .regions import RegionCount, count_regions, regions_upper_bound
-from .stability import StabilityReport, empirical_census, proven_stability
+from .stability import StabilityReport, stability_report
 
 _UNITS = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "clipped_relu": "clipped ReLU", "identity": "identity"}
 
@@ -285,15 +285,8 @@ def analyze_network(network, domain, tighten: str = "interval", scale: bool | st
         if phase in after.times:
             times[phase] = after.times[phase]
     net, bounds = after.network, after.bounds
-    layers = proven_stability(net, bounds)
-    n_samples = 0
-    if samples:
-        start = time.perf_counter()
-        x = domain.sample(int(samples), np.random.default_rng(seed))
-        n_samples = len(x)
-        empirical_census(net, x, layers)
-        times["census"] = time.perf_counter() - start
-    stability = StabilityReport(layers, bounds.method, n_samples)
+    stability = stability_report(net, domain, bounds=bounds, samples=samples, seed=seed)
+    times.update(stability.times)
     region_count = None
     if regions not in (None, "none"):
         start = time.perf_counter()
@@ -329,12 +322,7 @@ def report_from_compiled(before, after, regions: RegionCount | None = None, samp
     """A :class:`NetworkReport` from two :class:`~relumilp.pipeline.CompiledNetwork` of the same network
     (e.g. interval vs. tightened/scaled), with an optional region count computed elsewhere."""
     net, bounds = after.network, after.bounds
-    layers = proven_stability(net, bounds)
-    n = 0
-    if samples:
-        x = after.domain.sample(int(samples), np.random.default_rng(seed))
-        n = len(x)
-        empirical_census(net, x, layers)
+    stability = stability_report(net, after.domain, bounds=bounds, samples=samples, seed=seed)
     upper, source = regions_upper_bound(net)
     original = after.original or net
     times = dict(after.times)
@@ -344,7 +332,7 @@ def report_from_compiled(before, after, regions: RegionCount | None = None, samp
         network=original.name, input_size=net.input_size, output_size=net.output_size,
         hidden_sizes=net.hidden_sizes, activations=[a.kind for a in net.activations], domain=after.domain,
         bound_method=bounds.method, scaled=after.original is not None,
-        stability=StabilityReport(layers, bounds.method, n), regions=regions,
+        stability=stability, regions=regions,
         regions_upper_bound=upper, regions_upper_bound_source=source,
         big_m=BigMStats(f"{bounds.method}{', scaled' if after.original is not None else ''}",
                         big_m_values(net, bounds)),
