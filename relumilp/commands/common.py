@@ -78,3 +78,11 @@ def objective_choice(args, required: bool) -> dict:
             raise RelumilpError("choose an objective: --maximize K or --minimize K")
         return {}
     return {"maximize": args.maximize} if args.maximize is not None else {"minimize": args.minimize}
+
+
+def add_problem_arguments(parser: argparse.ArgumentParser) -> None:
+    """MODEL/--example, the input domain, the objective and the bound options (solve, compile)."""
+    add_model_arguments(parser)
+    add_domain_arguments(parser)
+    add_objective_arguments(parser)
+    add_tighten_arguments(parser)

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from ..pipeline import compile_network
 from ..solve import output_objective
-from .common import (add_domain_arguments, add_model_arguments, add_objective_arguments, add_tighten_arguments,
-                     load_domain, load_model, objective_choice)
+from .common import add_problem_arguments, load_domain, load_model, objective_choice
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("compile", help="write the MILP as .mps or .lp",
                                    description="Compile a network over an input box into a big-M MILP file.")
-    add_model_arguments(parser)
-    add_domain_arguments(parser)
-    add_objective_arguments(parser)
-    add_tighten_arguments(parser)
+    add_problem_arguments(parser)
     parser.add_argument("-o", "--output", required=True, metavar="OUT.mps|OUT.lp", help="file to write")
     parser.set_defaults(run=run)
 

@@ -5,17 +5,13 @@ from __future__ import annotations
 import math
 
 from ..solve import optimize
-from .common import (add_domain_arguments, add_model_arguments, add_objective_arguments, add_tighten_arguments,
-                     load_domain, load_model, objective_choice, print_json)
+from .common import add_problem_arguments, load_domain, load_model, objective_choice, print_json
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("solve", help="minimise or maximise a network output to global optimality",
                                    description="Minimise or maximise one output of a network over an input box.")
-    add_model_arguments(parser)
-    add_domain_arguments(parser)
-    add_objective_arguments(parser)
-    add_tighten_arguments(parser)
+    add_problem_arguments(parser)
     parser.add_argument("--time-limit", type=float, metavar="S", help="solver time limit in seconds")
     parser.add_argument("--mip-gap", type=float, metavar="G", help="relative MIP gap to stop at")
     parser.add_argument("--threads", type=int, metavar="N", help="HiGHS threads")
