@@ -23,7 +23,7 @@ import pyomo.environ as pyo
 from pyomo.contrib.appsi.base import TerminationCondition
 from pyomo.contrib.appsi.solvers import Highs
 
-from .api import add_network, network_blocks
+from .api import add_network, network_blocks, warm_start
 from .errors import RelumilpError, SolveError
 from .formulation.highs import swallow_banner
 
@@ -95,9 +95,14 @@ def solve(
     check: str = "warn",
     tolerance: float = 1e-6,
     highs_options: dict | None = None,
+    warmstart: bool = True,
 ) -> SolveResult:
     """Solve ``model`` with HiGHS (Pyomo's appsi interface over highspy) and check every network block.
 
+    With ``warmstart``, variable values already set (e.g. by :func:`relumilp.api.warm_start`) are
+    handed to HiGHS as a MIP start.
+
+    ``mip_gap`` is the relative gap to stop at (default 1e-6, tighter than HiGHS's own 1e-4).
     ``check`` is ``"warn"``, ``"raise"`` or ``"off"``: what to do when a block's MILP outputs differ
     from the forward pass at its input by more than ``tolerance * (1 + max|y|)``.
     """
@@ -109,10 +114,11 @@ def solve(
         raise SolveError("HiGHS (highspy) is not available: pip install highspy")
     solver.config.load_solution = False
     solver.config.stream_solver = bool(log)
+    solver.config.warmstart = bool(warmstart)
     if time_limit is not None:
         solver.config.time_limit = float(time_limit)
-    if mip_gap is not None:
-        solver.config.mip_gap = float(mip_gap)
+    # HiGHS stops at a relative gap of 1e-4 by default; a "global optimum" here means 1e-6.
+    solver.config.mip_gap = 1e-6 if mip_gap is None else float(mip_gap)
     options = {"mip_feasibility_tolerance": 1e-9, "primal_feasibility_tolerance": 1e-9}
     if threads:
         # HiGHS fixes its thread pool at the first run in a process (e.g. during bound tightening);
@@ -176,6 +182,18 @@ def output_objective(size: int, maximize: int | None = None, minimize: int | Non
     return coefficients, "max" if maximize is not None else "min"
 
 
+def _best_sample(compiled, coefficients: np.ndarray, sense: str, samples: int = 256) -> np.ndarray:
+    """The best of the domain's centre and ``samples`` random domain points: a MIP start for HiGHS,
+    whose own heuristics can fail to find any feasible point of a large big-M model."""
+    domain = compiled.domain
+    points = np.vstack([(domain.lower + domain.upper) / 2, domain.sample(samples, np.random.default_rng(0))])
+    points = points[domain.contains(points)] if domain.A is not None else points
+    if len(points) == 0:
+        return (domain.lower + domain.upper) / 2
+    values = compiled.network.forward(points) @ coefficients
+    return points[int(np.argmax(values) if sense == "max" else np.argmin(values))]
+
+
 def optimize(
     network,
     input_bounds,
@@ -209,6 +227,7 @@ def optimize(
         expr=sum(float(c) * outputs[i] for i, c in enumerate(coefficients) if c != 0.0),
         sense=pyo.maximize if sense == "max" else pyo.minimize,
     )
+    warm_start(block, _best_sample(compiled, coefficients, sense))
     built = time.perf_counter()
     result = solve(model, time_limit=time_limit, mip_gap=mip_gap, threads=threads, log=log, check=check)
     result.times = {

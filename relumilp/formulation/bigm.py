@@ -19,16 +19,17 @@ For a neuron with pre-activation ``x`` in ``[L, U]`` and output ``y``:
   through ``y >= x``, ``x <= 0``. For ``alpha = 0`` these are the classic rows ``y >= x, y >= 0,
   y <= x - L (1 - z), y <= U z``.
 
-**Clipped ReLU** ``y = min(max(x, 0), c)`` has three pieces. With binaries ``d0`` (``x <= 0``) and ``dc``
-(``x >= c``), ``d0 + dc <= 1``, and ``0 <= y <= c``::
+**Clipped ReLU** ``y = min(max(x, 0), c)`` has three pieces. With binaries ``z`` (``x >= 0``) and ``zc``
+(``x >= c``), ``zc <= z``, and ``0 <= y <= c``::
 
-      y >= x - (U - c) dc,      y <= x - L d0,
-      y <= min(U, c) (1 - d0),  y >= c dc.
+      y >= x - (U - c) zc,      y <= x - L (1 - z),
+      y <= min(U, c) z,         y >= c zc.
 
-  Piece by piece: ``d0 = 1`` gives ``y = 0, x <= 0``; ``dc = 1`` gives ``y = c, x >= c``; neither gives
-  ``y = x`` with ``0 <= x <= c``. A binary is created only for a kink the bounds leave reachable
-  (``L < 0 < U`` for ``d0``, ``L < c < U`` for ``dc``); neurons with no reachable kink are the affine piece
-  they are on (``y = 0``, ``y = x`` or ``y = c``).
+  Piece by piece: ``z = 0`` gives ``y = 0, x <= 0``; ``zc = 1`` gives ``y = c, x >= c``; ``z = 1, zc = 0``
+  gives ``y = x`` with ``0 <= x <= c``. A binary is created only for a kink the bounds leave reachable
+  (``L < 0 < U`` for ``z``, ``L < c < U`` for ``zc``); neurons with no reachable kink are the affine piece
+  they are on (``y = 0``, ``y = x`` or ``y = c``). For every activation, ``z = 1`` means "at or above 0"
+  and ``zc = 1`` "at or above the cap", so a forward pass gives the binaries of a MIP start directly.
 
 The big-M coefficients are therefore ``-L`` and ``U`` (``U - c`` at the cap): their size is what bound
 tightening and scaling reduce.
@@ -137,33 +138,33 @@ def _activation_rows(asm: MILPAssembler, node: ActivationNode, columns: dict, L:
 def _clipped_rows(asm, node, x_all, y_all, ph, L, U):
     c = node.cap
     groups = {}
-    d0 = np.full(node.size, -1)
-    dc = np.full(node.size, -1)
+    z = np.full(node.size, -1)
+    zc = np.full(node.size, -1)
     i0 = np.flatnonzero(ph.kink0)
     ic = np.flatnonzero(ph.kink_cap)
-    d0[i0] = asm.add_columns(np.zeros(i0.size), np.ones(i0.size), integer=True)
-    dc[ic] = asm.add_columns(np.zeros(ic.size), np.ones(ic.size), integer=True)
+    z[i0] = asm.add_columns(np.zeros(i0.size), np.ones(i0.size), integer=True)
+    zc[ic] = asm.add_columns(np.zeros(ic.size), np.ones(ic.size), integer=True)
     if i0.size:
-        groups["z"] = VariableGroup(f"{node.name}.z", d0[i0], i0)
+        groups["z"] = VariableGroup(f"{node.name}.z", z[i0], i0)
     if ic.size:
-        groups["z_cap"] = VariableGroup(f"{node.name}.z_cap", dc[ic], ic)
+        groups["z_cap"] = VariableGroup(f"{node.name}.z_cap", zc[ic], ic)
     name = node.name
 
     inf = np.inf
-    # Neurons that cross the cap: y >= x - (U - c) dc, y >= c dc.
+    # Neurons that cross the cap: y >= x - (U - c) zc, y >= c zc.
     x, y, u = x_all[ic], y_all[ic], U[ic]
-    asm.add_rows(name, [(1.0, y), (-1.0, x), (u - c, dc[ic])], np.zeros(ic.size), inf)
-    asm.add_rows(name, [(1.0, y), (-c, dc[ic])], np.zeros(ic.size), inf)
+    asm.add_rows(name, [(1.0, y), (-1.0, x), (u - c, zc[ic])], np.zeros(ic.size), inf)
+    asm.add_rows(name, [(1.0, y), (-c, zc[ic])], np.zeros(ic.size), inf)
     # ... and those among them that cannot cross 0 also satisfy y <= x.
     only_cap = ic[~ph.kink0[ic]]
     asm.add_rows(name, [(1.0, y_all[only_cap]), (-1.0, x_all[only_cap])], np.full(only_cap.size, -inf), 0.0)
-    # Neurons that cross 0: y <= x - L d0, y <= min(U, c)(1 - d0).
+    # Neurons that cross 0: y <= x - L (1 - z), y <= min(U, c) z.
     x, y, l, u = x_all[i0], y_all[i0], L[i0], U[i0]
-    asm.add_rows(name, [(1.0, y), (-1.0, x), (l, d0[i0])], np.full(i0.size, -inf), 0.0)
-    asm.add_rows(name, [(1.0, y), (np.minimum(u, c), d0[i0])], np.full(i0.size, -inf), np.minimum(u, c))
+    asm.add_rows(name, [(1.0, y), (-1.0, x), (-l, z[i0])], np.full(i0.size, -inf), -l)
+    asm.add_rows(name, [(1.0, y), (-np.minimum(u, c), z[i0])], np.full(i0.size, -inf), 0.0)
     # ... and those that cannot cross the cap also satisfy y >= x.
     only_zero = i0[~ph.kink_cap[i0]]
     asm.add_rows(name, [(1.0, y_all[only_zero]), (-1.0, x_all[only_zero])], np.zeros(only_zero.size), inf)
     both = i0[ph.kink_cap[i0]]
-    asm.add_rows(name, [(1.0, d0[both]), (1.0, dc[both])], np.full(both.size, -inf), 1.0)
+    asm.add_rows(name, [(1.0, zc[both]), (-1.0, z[both])], np.full(both.size, -inf), 0.0)  # zc <= z
     return groups
