@@ -13,7 +13,7 @@ import sys
 from .errors import RelumilpError
 
 #: sub-command modules under relumilp.commands, in the order ``--help`` lists them
-COMMANDS = ("solve", "compile")
+COMMANDS = ("solve", "compile", "stats", "bounds", "verify")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,60 @@
+"""``relumilp verify``: check a VNN-LIB property on a network (holds / violated / unknown)."""
+
+from __future__ import annotations
+
+from .._io import atomic_write_text
+from ..bounds import METHODS
+from .common import print_json
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "verify",
+        help="verify a VNN-LIB property: holds, violated (with a counterexample) or unknown",
+        description="Verify a VNN-LIB property on a network. Prints holds, violated (with a counterexample "
+                    "checked by the float64 forward pass) or unknown (time limit). Exit status 0 for any "
+                    "of the three answers, 2 for bad input.",
+    )
+    parser.add_argument("model", metavar="MODEL", help="network file: .onnx, TorchScript, .pt2 or relumilp .npz")
+    parser.add_argument("property", metavar="PROP.vnnlib", help="VNN-LIB property file")
+    parser.add_argument("--time-limit", type=float, metavar="S", help="wall-clock limit in seconds (whole run)")
+    parser.add_argument("--tighten", choices=METHODS, default=None,
+                        help="bound method per input region (default: lp for a single MILP, symbolic with "
+                             "input splitting)")
+    parser.add_argument("--disjunction", choices=("split", "bigm"), default="split",
+                        help="encoding of a disjunctive unsafe set: one MILP per disjunct (default) or one "
+                             "MILP with a binary per disjunct")
+    split = parser.add_mutually_exclusive_group()
+    split.add_argument("--input-split", dest="input_split", action="store_true", default=None,
+                       help="branch on input boxes before the MILP (default for networks with <= 16 inputs)")
+    split.add_argument("--no-input-split", dest="input_split", action="store_false",
+                       help="solve each input region as one MILP")
+    parser.add_argument("--threads", type=int, metavar="N", help="HiGHS threads")
+    parser.add_argument("--log", action="store_true", help="show the HiGHS log")
+    parser.add_argument("--json", action="store_true",
+                        help='print {"result", "counterexample": {"x", "y"} or null, "time"}')
+    parser.add_argument("--result-file", metavar="FILE",
+                        help="also write the answer in the VNN-COMP format (unsat / sat + assignment / timeout)")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..frontends import load_network
+    from ..frontends.vnnlib import read_vnnlib
+    from ..verify import verify
+
+    net = load_network(args.model)
+    prop = read_vnnlib(args.property, net.input_size, net.output_size)
+    result = verify(net, prop, time_limit=args.time_limit, tighten=args.tighten, disjunction=args.disjunction,
+                    input_split=args.input_split, threads=args.threads, log=args.log)
+    if args.result_file:
+        atomic_write_text(args.result_file, result.vnncomp_text())
+    if args.json:
+        print_json(result.to_json())
+        return 0
+    print(result.result)
+    if result.counterexample is not None:
+        print("x    " + " ".join(f"{v:.17g}" for v in result.counterexample["x"]))
+        print("y    " + " ".join(f"{v:.17g}" for v in result.counterexample["y"]))
+    print(f"time {result.time:.3f}s")
+    return 0
