@@ -229,7 +229,8 @@ def sample_noise(
 class _Perturb(nn.Module):
     """Shared configuration of :class:`PerturbSoftmax` and :class:`PerturbArgmax`."""
 
-    def __init__(self, noise: str, tau: float, sigma: float, dim: int, deterministic: bool, generator):
+    def __init__(self, noise: str = "gumbel", tau: float = 1.0, sigma: float = 1.0, dim: int = -1,
+                 deterministic: bool = False, generator: torch.Generator | None = None):
         super().__init__()
         if noise not in NOISES:
             raise RelumilpError(f"noise must be one of {NOISES}, got {noise!r}")
@@ -266,17 +267,6 @@ class PerturbSoftmax(_Perturb):
     the noise-free ``softmax(theta / tau)``. Pass ``generator=`` (here or to ``forward``) for
     reproducible draws, or ``perturbation=`` to ``forward`` to supply gamma yourself (e.g. for gradcheck).
     """
-
-    def __init__(
-        self,
-        noise: str = "gumbel",
-        tau: float = 1.0,
-        sigma: float = 1.0,
-        dim: int = -1,
-        deterministic: bool = False,
-        generator: torch.Generator | None = None,
-    ):
-        super().__init__(noise, tau, sigma, dim, deterministic, generator)
 
     def forward(self, logits: torch.Tensor, generator=None, perturbation=None) -> torch.Tensor:
         return torch.softmax(self.perturbed(logits, perturbation, generator) / self.tau, dim=self.dim)
