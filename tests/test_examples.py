@@ -61,7 +61,6 @@ def test_reformer_design_quick_with_bundled_sample(tmp_path):
 
 
 def test_digits_robustness_quick(tmp_path):
-    pytest.importorskip("sklearn")
     out = run("digits_robustness.py", "--quick", cwd=tmp_path)
     assert "test accuracy" in out
     verdicts = re.findall(r"^\s+0\.\d+\s+\d+\s+optimal .*(ROBUST|NOT robust)", out, flags=re.M)
@@ -130,7 +129,6 @@ def test_reformer_design_full(tmp_path):
 
 @pytest.mark.slow
 def test_digits_robustness_full(tmp_path):
-    pytest.importorskip("sklearn")
     out = run("digits_robustness.py", "--png", str(tmp_path / "adv.png"), cwd=tmp_path)
     assert "Exact robustness radius" in out and "eps* = " in out
 
