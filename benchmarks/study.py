@@ -1212,7 +1212,9 @@ def make_figures(rows: list[dict], config: Config, figures_dir: Path, prefix: st
         fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
 
     # 1. time vs % stable, one panel per tightening
-    tightenings = list(dict.fromkeys(r["tightening"] for r in rows))
+    tightenings = list(dict.fromkeys(r["tightening"] for r in solved))
+    if not tightenings:
+        return written
     ncols = len(tightenings) if len(tightenings) <= 2 else 2
     nrows = math.ceil(len(tightenings) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.6 * nrows), sharex=True, sharey=True, squeeze=False)
@@ -1273,6 +1275,11 @@ def make_figures(rows: list[dict], config: Config, figures_dir: Path, prefix: st
                        facecolors="none" if timeout else colors[t], edgecolors=colors[t], linewidths=1.2)
         for arch in archs:
             ax.scatter([], [], marker=arch_marker[arch], color="gray", label=arch)
+        plain = nets.get((archs[0], "plain")) if len(archs) == 1 else None
+        if plain is not None and config.training_table:  # the goal region: <= 1.5x plain's MSE, >= 100x faster
+            ax.axhline(1.5 * plain["test_rel_mse"], color="black", linestyle=":", linewidth=1)
+            ax.axvline(plain["total_s"] / 100.0, color="black", linestyle=":", linewidth=1)
+            ax.scatter([], [], marker="", label="goal: 1.5x MSE, 100x time")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
@@ -1297,7 +1304,8 @@ def make_figures(rows: list[dict], config: Config, figures_dir: Path, prefix: st
         from matplotlib.lines import Line2D
 
         fig, axes = plt.subplots(1, len(problems), figsize=(4.2 * len(problems), 3.6), squeeze=False)
-        styles = dict(zip(tightenings, ["-", "--", ":", "-."]))
+        all_tightenings = list(dict.fromkeys(r["tightening"] for r in rows))
+        styles = dict(zip(all_tightenings, ["-", "--", ":", "-."]))
         depths = sorted({r["depth"] for r in pick})
         depth_color = {d: plt.get_cmap("tab10")(i) for i, d in enumerate(depths)}
         for ax, p in zip(axes[0], problems):
@@ -1313,7 +1321,7 @@ def make_figures(rows: list[dict], config: Config, figures_dir: Path, prefix: st
             ax.grid(True, which="both", alpha=0.3)
         axes[0][0].set_ylabel("largest big-M of unstable neurons")
         handles = [Line2D([], [], color=depth_color[d], marker="o", label=f"{d} hidden layers") for d in depths]
-        handles += [Line2D([], [], color="gray", linestyle=styles[t], label=f"{t} bounds") for t in tightenings]
+        handles += [Line2D([], [], color="gray", linestyle=styles[t], label=f"{t} bounds") for t in all_tightenings]
         fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False,
                    handlelength=3.5)
         fig.suptitle("Big-M coefficients by layer (plain training, no scaling)", fontsize=11)
