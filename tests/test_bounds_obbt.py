@@ -328,3 +328,30 @@ def test_obbt_after_another_highs_user_with_other_threads():
     bounds.check_sound(net, samples_with_corners(domain, 20_000))
     lp = compute_bounds(net, domain, "lp")
     assert np.sum(bounds.upper["linear1"] - bounds.lower["linear1"]) < np.sum(lp.upper["linear1"] - lp.lower["linear1"])
+
+
+def test_lp_time_limit_keeps_sound_bounds_and_is_per_solve():
+    # A solve that hits its limit keeps the cheaper bound; the limit is per solve, not cumulative
+    # (HiGHS counts time_limit over the model object's whole life).
+    from conftest import random_mlp
+    from relumilp.bounds import compute_bounds
+    from relumilp.domain import InputDomain
+
+    net = random_mlp(np.random.default_rng(3), [2, 12, 12, 1])
+    domain = InputDomain.box(-1.0, 1.0, 2)
+    starved = compute_bounds(net, domain, "lp", lp_time_limit=0.0)
+    symbolic = compute_bounds(net, domain, "symbolic")
+    for name in symbolic.lower:
+        assert np.all(starved.lower[name] >= symbolic.lower[name] - 1e-9)
+    starved.check_sound(net, domain.sample(20000, 0))
+    # The limit set before each run is offset by the run time the model object has already used.
+    from relumilp.bounds.obbt import _set_time_limit
+    from relumilp.formulation.bigm import build_milp
+    from relumilp.formulation.highs import to_highs
+
+    h = to_highs(build_milp(net, symbolic, domain).relaxed())
+    h.changeColCost(0, 1.0)
+    h.run()
+    used = h.getRunTime()
+    _set_time_limit(h, 2.0)
+    assert used > 0 and h.getOptionValue("time_limit")[1] == pytest.approx(used + 2.0, abs=1e-9)

@@ -24,7 +24,7 @@ from .interval import interval_bounds
 __all__ = ["METHODS", "Bounds", "compute_bounds", "interval_bounds", "phases", "stability_counts"]
 
 #: options that change the bounds OBBT computes (and so belong to the cache key)
-_RESULT_OPTIONS = ("milp_time_limit", "mip_rel_gap", "tighten_outputs")
+_RESULT_OPTIONS = ("milp_time_limit", "lp_time_limit", "mip_rel_gap", "tighten_outputs")
 
 
 def compute_bounds(net: Network, domain: InputDomain, method: str = "interval", **options) -> Bounds:

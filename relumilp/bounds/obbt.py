@@ -97,6 +97,9 @@ class OBBTOptions:
     tighten_outputs: bool = True
     #: per-solve time limit of MILP-OBBT (seconds)
     milp_time_limit: float = 10.0
+    #: per-solve time limit of LP-OBBT (seconds): a solve that hits it keeps the neuron's cheaper bound
+    #: (seen: HiGHS's dual simplex cycling for >12 minutes on one LP of a pruned 3x64 network)
+    lp_time_limit: float = 30.0
     #: relative MIP gap at which a MILP-OBBT solve stops (its dual bound is used either way)
     mip_rel_gap: float = 1e-6
     #: HiGHS simplex strategy for LP-OBBT: 4 = primal (measured fastest for warm-started OBBT on
@@ -233,9 +236,16 @@ def solve_chunk(problem: LayerProblem, neurons) -> ChunkResult:
     return result
 
 
+def _set_time_limit(h: highspy.Highs, seconds: float) -> None:
+    """Limit the next ``run`` to ``seconds``: HiGHS's ``time_limit`` counts the total run time of the
+    model object, not the time of one run, so the limit is offset by the time already used."""
+    h.setOptionValue("time_limit", float(h.getRunTime() + seconds))
+
+
 def _solve_lp(h, problem: LayerProblem, At, column: int, sign: float, threshold: float, result: ChunkResult):
     """One warm-started LP; returns (valid lower bound of ``sign * x``, stopped early?)."""
     h.setOptionValue("objective_bound", float(threshold))
+    _set_time_limit(h, problem.options.lp_time_limit)
     run_status = h.run()
     status = h.getModelStatus()
     result.iterations += int(h.getInfo().simplex_iteration_count)
@@ -256,7 +266,7 @@ def _solve_lp(h, problem: LayerProblem, At, column: int, sign: float, threshold:
 
 def _solve_milp(h, problem: LayerProblem, stop_state: dict, result: ChunkResult):
     """One MILP with a time limit; returns (dual bound minus the margin, stopped early?)."""
-    h.setOptionValue("time_limit", float(problem.options.milp_time_limit))
+    _set_time_limit(h, problem.options.milp_time_limit)
     run_status = h.run()
     status = h.getModelStatus()
     info = h.getInfo()
