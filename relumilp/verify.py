@@ -343,7 +343,7 @@ class _BoxBounds:
 
     def __call__(self, L: np.ndarray, U: np.ndarray, start: dict[str, tuple[np.ndarray, np.ndarray]]):
         from .bounds.base import phases
-        from .bounds.symbolic import activation_interval, linear_relaxation
+        from .bounds.symbolic import activation_interval, affine_interval, linear_relaxation
 
         torch = self.torch
         lo: dict = {}
@@ -354,11 +354,7 @@ class _BoxBounds:
                 if op.kind == "input":
                     l, u = torch.from_numpy(L), torch.from_numpy(U)
                 elif op.kind == "affine":
-                    l = u = op.bias
-                    for src, W in zip(op.inputs, op.weights):
-                        pos, neg = W.clamp(min=0.0), W.clamp(max=0.0)
-                        l = l + lo[src] @ pos.T + hi[src] @ neg.T
-                        u = u + hi[src] @ pos.T + lo[src] @ neg.T
+                    l, u = affine_interval(op, lo, hi)
                     l, u = self._intersect(l, u, start.get(op.name))
                     mode = self.refine.get(op.name)
                     if mode is not None:
@@ -387,7 +383,7 @@ class _BoxBounds:
 
     def _refine(self, index, l, u, mask, lo, hi, relax):
         """Intersect ``[l, u]`` with back-substituted bounds on the masked neurons (per box)."""
-        from .bounds.symbolic import ROUNDOFF
+        from .bounds.symbolic import ROUNDOFF, back_substitute
 
         torch = self.torch
         batch, m = l.shape
@@ -397,7 +393,7 @@ class _BoxBounds:
         # per box, the masked neurons first (padding with unmasked ones is harmless: still valid bounds)
         order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :count]  # (B, r)
         eye = torch.nn.functional.one_hot(order, m).to(l.dtype)  # (B, r, m)
-        upper, mag = self._backsubstitute(index, torch.cat([eye, -eye], dim=1), lo, hi, relax)
+        upper, mag = back_substitute(self.ops, index, lo, hi, relax, coefficients=torch.cat([eye, -eye], dim=1))
         su = upper[:, :count] + ROUNDOFF * (1.0 + mag[:, :count])
         sl = -upper[:, count:] - ROUNDOFF * (1.0 + mag[:, count:])
         cur_l, cur_u = l.gather(1, order), u.gather(1, order)
@@ -408,7 +404,7 @@ class _BoxBounds:
 
     def input_coefficients(self, lo: dict, hi: dict) -> np.ndarray:
         """``Λ`` of shape (B, k, n): the margins' lower bounds are ``Λ x + const`` minimised over the box."""
-        from .bounds.symbolic import linear_relaxation
+        from .bounds.symbolic import back_substitute, linear_relaxation
 
         torch = self.torch
         with torch.no_grad():
@@ -420,45 +416,9 @@ class _BoxBounds:
             k = self.ops[index].size
             batch = lo[self.net.output].shape[0]
             minus_eye = -torch.eye(k, dtype=torch.float64).expand(batch, k, k)
-            return -self._backsubstitute(index, minus_eye, lo_t, hi_t, relax, input_coefficients=True).numpy()
+            return -back_substitute(self.ops, index, lo_t, hi_t, relax, coefficients=minus_eye,
+                                   input_coefficients=True).numpy()
 
-    def _backsubstitute(self, index, coefficients, lo, hi, relax, input_coefficients: bool = False):
-        """Upper bounds (B, R) of ``coefficients @ node`` for ``node = ops[index]``, and the |terms| sums.
-
-        With ``input_coefficients``, the linear form's coefficients on the input instead.
-        """
-        torch = self.torch
-        target = self.ops[index]
-        coef = {target.name: coefficients}
-        const = torch.zeros(coefficients.shape[:2], dtype=coefficients.dtype)
-        mag = torch.zeros_like(const)
-        for op in self.ops[index::-1]:
-            A = coef.pop(op.name, None)
-            if A is None:
-                continue
-            if op.kind == "affine":
-                const = const + A @ op.bias
-                mag = mag + A.abs() @ op.bias.abs()
-                for src, W in zip(op.inputs, op.weights):
-                    term = A @ W
-                    coef[src] = coef[src] + term if src in coef else term
-            elif op.kind == "act":
-                al, cl, au, cu = relax[op.name]
-                pos, neg = A.clamp(min=0.0), A.clamp(max=0.0)
-                new = pos * au.unsqueeze(1) + neg * al.unsqueeze(1)
-                const = const + (pos * cu.unsqueeze(1) + neg * cl.unsqueeze(1)).sum(-1)
-                mag = mag + (pos * cu.abs().unsqueeze(1) - neg * cl.abs().unsqueeze(1)).sum(-1)
-                src = op.inputs[0]
-                coef[src] = coef[src] + new if src in coef else new
-            else:
-                if input_coefficients:
-                    return A
-                l, u = lo[op.name], hi[op.name]
-                pos, neg = A.clamp(min=0.0), A.clamp(max=0.0)
-                result = const + (pos @ u.unsqueeze(-1) + neg @ l.unsqueeze(-1)).squeeze(-1)
-                mag = mag + (A.abs() @ torch.maximum(l.abs(), u.abs()).unsqueeze(-1)).squeeze(-1)
-                return result, mag
-        raise RelumilpError("the network output does not depend on its input")
 
 def _box_outside_rows(domain: InputDomain, L: np.ndarray, U: np.ndarray) -> np.ndarray:
     """Boxes that provably miss ``A x <= b`` (some row's minimum over the box exceeds ``b``)."""

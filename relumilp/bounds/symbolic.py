@@ -158,7 +158,8 @@ class _Op:
     act: tuple = ("identity", 0.0, float("inf"))
 
 
-def _affine_interval(op: _Op, lo: dict, hi: dict):
+def affine_interval(op: _Op, lo: dict, hi: dict):
+    """Interval image of an affine op from its inputs' (batched) bounds."""
     l = op.bias
     u = op.bias
     for src, W in zip(op.inputs, op.weights):
@@ -168,21 +169,25 @@ def _affine_interval(op: _Op, lo: dict, hi: dict):
     return l, u
 
 
-def _backsubstitute(ops: list[_Op], index: int, lo: dict, hi: dict, relax: dict, track_magnitude: bool):
-    """Upper bounds of ``[t; -t]`` for node ``ops[index]`` over the input box; shape (B, 2m).
+def back_substitute(ops: list[_Op], index: int, lo: dict, hi: dict, relax: dict, track_magnitude: bool = True,
+                    coefficients=None, input_coefficients: bool = False):
+    """Upper bounds over the input box of the linear forms ``coefficients @ t``, ``t = ops[index]``.
 
-    With ``track_magnitude`` also returns the sum of |terms| that entered each bound (for the round-off
-    margin); otherwise None.
+    ``coefficients`` has shape (B, R, m); the default ``[I; -I]`` gives upper bounds of ``[t; -t]``
+    (shape (B, 2m)). Returns ``(bounds, mag)`` where ``mag`` is the sum of |terms| that entered each
+    bound (for the round-off margin; None without ``track_magnitude``). With ``input_coefficients``,
+    returns instead the forms' coefficients on the network input (B, R, n_in).
     """
     target = ops[index]
-    m = target.size
-    batch = next(iter(lo.values())).shape[0]
-    ref = lo[ops[0].name]
-    eye = torch.eye(m, dtype=ref.dtype, device=ref.device)
-    coef = {target.name: torch.cat([eye, -eye]).expand(batch, 2 * m, m)}
-    const = torch.zeros(batch, 2 * m, dtype=ref.dtype, device=ref.device)
+    if coefficients is None:
+        m = target.size
+        batch = next(iter(lo.values())).shape[0]
+        ref = lo[ops[0].name]
+        eye = torch.eye(m, dtype=ref.dtype, device=ref.device)
+        coefficients = torch.cat([eye, -eye]).expand(batch, 2 * m, m)
+    coef = {target.name: coefficients}
+    const = coefficients.new_zeros(coefficients.shape[:2])
     mag = torch.zeros_like(const) if track_magnitude else None
-    result = None
     for op in ops[index::-1]:
         A = coef.pop(op.name, None)
         if A is None:
@@ -204,15 +209,16 @@ def _backsubstitute(ops: list[_Op], index: int, lo: dict, hi: dict, relax: dict,
             src = op.inputs[0]
             coef[src] = coef[src] + new if src in coef else new
         else:  # the input node: maximise over the box
+            if input_coefficients:
+                return A
             l, u = lo[op.name], hi[op.name]
             pos, neg = torch.clamp(A, min=0.0), torch.clamp(A, max=0.0)
             result = const + (pos @ u.unsqueeze(-1) + neg @ l.unsqueeze(-1)).squeeze(-1)
             if track_magnitude:
                 scale = torch.maximum(l.abs(), u.abs())
                 mag = mag + (A.abs() @ scale.unsqueeze(-1)).squeeze(-1)
-    if result is None:
-        raise RelumilpError(f"node {target.name!r} does not depend on the network input")
-    return result, mag
+            return result, mag
+    raise RelumilpError(f"node {target.name!r} does not depend on the network input")
 
 
 def _propagate(
@@ -238,10 +244,10 @@ def _propagate(
         if op.kind == "input":
             l, u = lower, upper
         elif op.kind == "affine":
-            l, u = _affine_interval(op, lo, hi)
+            l, u = affine_interval(op, lo, hi)
             reads_input_only = all(kinds[src] == "input" for src in op.inputs)
             if symbolic and not reads_input_only:
-                bound, mag = _backsubstitute(ops, index, lo, hi, relax, roundoff > 0)
+                bound, mag = back_substitute(ops, index, lo, hi, relax, roundoff > 0)
                 m = op.size
                 su, sl = bound[:, :m], -bound[:, m:]
                 if roundoff > 0:
