@@ -93,3 +93,48 @@ def test_linear_input_constraints_are_respected():
     result = optimize(net, cut, maximize=0)
     assert result.objective == pytest.approx(expected["max"][0], abs=1e-6)
     assert (A @ result.x)[0] <= b[0] + 1e-7
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_hull_relaxation_equals_the_relaxed_big_m_and_contains_the_graph(seed):
+    """The hull LP (LP-OBBT's model) contains every forward pass of the network; on every neuron its
+    optimum equals the big-M LP relaxation's for ReLU / LeakyReLU nets and is never looser with
+    clipped ReLUs (whose two-binary big-M relaxation is not sharp)."""
+    import highspy
+
+    from relumilp.bounds import compute_bounds
+    from relumilp.formulation.bigm import build_lp_relaxation, build_milp
+
+    net, domain = random_network(seed)
+    clipped = any(act.kind == "clipped_relu" for act in net.activations)
+    bounds = compute_bounds(net, domain, "interval")
+    hull = build_lp_relaxation(net, bounds, domain)
+    assert hull.num_binaries == 0
+    trace = net.forward_all(domain.sample(200, seed))
+    v = np.zeros((200, hull.num_columns))
+    for name, columns in hull.node_columns.items():
+        v[:, columns] = trace[name]
+    for point in v:
+        assert hull.max_violation(point) <= 1e-9
+    for node in net.affines:
+        relaxed = build_milp(net, bounds, domain, upto=node.name).relaxed()
+        lp = build_lp_relaxation(net, bounds, domain, upto=node.name)
+        assert lp.num_rows <= relaxed.num_rows
+        for model in (relaxed, lp):
+            model.h = to_highs(model)
+            model.h.setOptionValue("output_flag", False)
+        for j in range(node.size):
+            for sign in (1.0, -1.0):
+                values = []
+                for model in (relaxed, lp):
+                    h = model.h
+                    h.changeColsCost(model.num_columns, np.arange(model.num_columns, dtype=np.int32),
+                                     np.zeros(model.num_columns))
+                    h.changeColCost(int(model.node_columns[node.name][j]), sign)
+                    h.run()
+                    assert h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+                    values.append(h.getInfo().objective_function_value)
+                if clipped:
+                    assert values[1] >= values[0] - 1e-9 * (1 + abs(values[0]))
+                else:
+                    assert values[0] == pytest.approx(values[1], rel=1e-9, abs=1e-9)

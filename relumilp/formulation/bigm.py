@@ -33,6 +33,22 @@ For a neuron with pre-activation ``x`` in ``[L, U]`` and output ``y``:
 
 The big-M coefficients are therefore ``-L`` and ``U`` (``U - c`` at the cap): their size is what bound
 tightening and scaling reduce.
+
+**LP relaxation for OBBT** (:func:`build_lp_relaxation`). Each neuron that can cross a kink gets the
+convex hull of its graph over ``[L, U]`` instead of binaries: the region between the lower convex and
+the upper concave envelope of the points ``(L, f(L))``, the reachable kinks and ``(U, f(U))``:
+
+* ReLU / LeakyReLU: ``y >= x``, ``y >= alpha x`` and the chord ``y <= alpha L + s (x - L)``,
+  ``s = (U - alpha L) / (U - L)`` (for ReLU: the "triangle" ``y <= U (x - L) / (U - L)``);
+* clipped ReLU crossing 0 only: the ReLU triangle; crossing the cap only (``0 <= L``): ``y <= x``,
+  ``y <= c`` and ``y >= L + (c - L)(x - L) / (U - L)``; crossing both: ``0 <= y <= c``,
+  ``y <= c (x - L) / (c - L)`` and ``y >= c x / U``.
+
+Projecting the relaxed binaries out of the ReLU / LeakyReLU big-M rows above gives the same set
+(by hand for ReLU: a ``z`` exists iff ``y <= U (x - L) / (U - L)``), so LP bounds are unchanged while
+the LP loses the binary columns and a row per neuron. For clipped ReLU the two-binary big-M relaxation
+is not sharp and the hull is strictly tighter on some neurons. Both facts are checked numerically in
+``tests/test_formulation_oracle.py``.
 """
 
 from __future__ import annotations
@@ -57,9 +73,30 @@ def build_milp(
     ``domain`` adds its linear rows ``A x <= b`` on the input columns (its box is already in
     ``bounds``). Column bounds come from ``bounds`` for every node.
     """
+    return _assemble(net, bounds, domain, upto, _activation_rows)
+
+
+def build_lp_relaxation(
+    net: Network,
+    bounds: Bounds,
+    domain: InputDomain | None = None,
+    upto: str | None = None,
+    include_upto: bool = True,
+) -> MILP:
+    """The LP of ``net`` with each unstable neuron replaced by the convex hull of its graph (no binaries).
+
+    Same columns and affine rows as :func:`build_milp`; see the module docstring for the hull rows.
+    With ``include_upto=False`` the model stops before node ``upto`` (only its ancestors).
+    It is never weaker than the LP relaxation of the big-M MILP (equal for ReLU and LeakyReLU, tighter
+    for clipped ReLU) and smaller (no binary columns, fewer rows), so LP-OBBT solves it instead.
+    """
+    return _assemble(net, bounds, domain, upto, _hull_rows, include_upto)
+
+
+def _assemble(net, bounds, domain, upto, activation_rows, include_upto: bool = True) -> MILP:
     nodes = net.order
     if upto is not None:
-        keep = nx.ancestors(net.graph, upto) | {upto}
+        keep = nx.ancestors(net.graph, upto) | ({upto} if include_upto else set())
         nodes = tuple(node for node in net.order if node.name in keep)
     asm = MILPAssembler()
     columns: dict[str, np.ndarray] = {}
@@ -72,7 +109,7 @@ def build_milp(
         if isinstance(node, AffineNode):
             _affine_rows(asm, node, columns)
         elif isinstance(node, ActivationNode):
-            binaries[node.name] = _activation_rows(asm, node, columns, *bounds[node.inputs[0]])
+            binaries[node.name] = activation_rows(asm, node, columns, *bounds[node.inputs[0]])
     if domain is not None and domain.A is not None:
         x = columns[net.input.name]
         asm.add_rows("input_constraints", [(domain.A, x)], np.full(domain.b.size, -np.inf), domain.b)
@@ -80,7 +117,7 @@ def build_milp(
         node_columns=columns,
         binaries=binaries,
         input_name=net.input.name,
-        output_name=upto or net.output,
+        output_name=net.output if upto is None else (upto if include_upto else nodes[-1].name),
     )
 
 
@@ -105,19 +142,24 @@ def _affine_rows(asm: MILPAssembler, node: AffineNode, columns: dict) -> None:
     asm.add_rows(node.name, terms, node.bias, node.bias)
 
 
+def _linear_piece_rows(asm: MILPAssembler, node: ActivationNode, columns: dict, ph) -> None:
+    """``y = x`` on the identity piece and ``y = alpha x`` on LeakyReLU's low piece (constant pieces --
+    0 or the cap -- are fixed through the column bounds)."""
+    x_all, y_all = columns[node.inputs[0]], columns[node.name]
+    linear = np.flatnonzero(ph.linear)
+    asm.add_rows(node.name, [(1.0, y_all[linear]), (-1.0, x_all[linear])], np.zeros(linear.size), 0.0)
+    if node.kind == "leaky_relu" and node.alpha != 0.0:
+        low = np.flatnonzero(ph.low)
+        asm.add_rows(node.name, [(1.0, y_all[low]), (-node.alpha, x_all[low])], np.zeros(low.size), 0.0)
+
+
 def _activation_rows(asm: MILPAssembler, node: ActivationNode, columns: dict, L: np.ndarray, U: np.ndarray):
     """Rows (and binaries) of one activation node; returns its binary groups."""
     x_all, y_all = columns[node.inputs[0]], columns[node.name]
     ph = phases(node, L, U)
     name = node.name
     alpha = node.alpha if node.kind == "leaky_relu" else 0.0
-    # Neurons on one affine piece: y = x (identity piece) or y = alpha x (LeakyReLU's low piece).
-    # Constant pieces (0 or the cap) are already fixed through the column bounds.
-    linear = np.flatnonzero(ph.linear)
-    asm.add_rows(name, [(1.0, y_all[linear]), (-1.0, x_all[linear])], np.zeros(linear.size), 0.0)
-    if alpha != 0.0:
-        low = np.flatnonzero(ph.low)
-        asm.add_rows(name, [(1.0, y_all[low]), (-alpha, x_all[low])], np.zeros(low.size), 0.0)
+    _linear_piece_rows(asm, node, columns, ph)
     if node.kind == "clipped_relu":
         return _clipped_rows(asm, node, x_all, y_all, ph, L, U)
     idx = np.flatnonzero(ph.kink0)
@@ -168,3 +210,44 @@ def _clipped_rows(asm, node, x_all, y_all, ph, L, U):
     both = i0[ph.kink_cap[i0]]
     asm.add_rows(name, [(1.0, zc[both]), (-1.0, z[both])], np.full(both.size, -inf), 0.0)  # zc <= z
     return groups
+
+
+def _hull_rows(asm: MILPAssembler, node: ActivationNode, columns: dict, L: np.ndarray, U: np.ndarray) -> dict:
+    """Convex-hull rows of one activation node (LP relaxation, no binaries); see the module docstring."""
+    x_all, y_all = columns[node.inputs[0]], columns[node.name]
+    ph = phases(node, L, U)
+    _linear_piece_rows(asm, node, columns, ph)
+
+    def lower_rows(mask, slope, intercept):  # y >= slope x + intercept
+        i = np.flatnonzero(mask)
+        asm.add_rows(node.name, [(1.0, y_all[i]), (-slope[i], x_all[i])], intercept[i], np.inf)
+
+    def upper_rows(mask, slope, intercept):  # y <= slope x + intercept
+        i = np.flatnonzero(mask)
+        asm.add_rows(node.name, [(1.0, y_all[i]), (-slope[i], x_all[i])], np.full(i.size, -np.inf), intercept[i])
+
+    ones, zeros = np.ones_like(L), np.zeros_like(L)
+    with np.errstate(divide="ignore", invalid="ignore"):  # slopes are used only where L < kink < U
+        if node.kind != "clipped_relu":
+            alpha = node.alpha if node.kind == "leaky_relu" else 0.0
+            lower_rows(ph.kink0, ones, zeros)  # y >= x (and y >= alpha x: the column bound when alpha = 0)
+            if alpha != 0.0:
+                lower_rows(ph.kink0, np.full_like(L, alpha), zeros)
+            slope = (U - alpha * L) / (U - L)  # the chord from (L, alpha L) to (U, U)
+            upper_rows(ph.kink0, slope, (alpha - slope) * L)
+            return {}
+        c = node.cap
+        only_zero, only_cap, both = ph.kink0 & ~ph.kink_cap, ph.kink_cap & ~ph.kink0, ph.kink0 & ph.kink_cap
+        # crosses 0 only (U <= c): a ReLU; y >= 0 is the column bound
+        lower_rows(only_zero, ones, zeros)
+        slope = U / (U - L)
+        upper_rows(only_zero, slope, -slope * L)
+        # crosses the cap only (L >= 0): y = min(x, c); y <= c is the column bound
+        upper_rows(only_cap, ones, zeros)
+        slope = (c - L) / (U - L)  # the chord from (L, L) to (U, c)
+        lower_rows(only_cap, slope, L - slope * L)
+        # crosses both: chords (L, 0)-(c, c) above and (0, 0)-(U, c) below; 0 <= y <= c are column bounds
+        slope = c / (c - L)
+        upper_rows(both, slope, -slope * L)
+        lower_rows(both, c / U, zeros)
+    return {}
