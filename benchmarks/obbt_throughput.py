@@ -1,26 +1,33 @@
 """LP-OBBT throughput: relumilp's warm-started highspy loop vs naive Pyomo re-solve loops.
 
-All three solve exactly the same LPs: the per-layer LP relaxations that ``compute_bounds(..., "lp")``
-builds (captured while it runs), each neuron minimised and maximised.
+Every method but one solves the same LPs: for each neuron that ``compute_bounds(..., "lp")`` tightens, its
+affine map minimised and maximised over the hull LP relaxation of the layers before it (captured while
+relumilp runs).
 
-* ``relumilp`` -- one ``highspy.Highs`` per chunk of neurons, objective changed with ``changeColCost``,
-  warm-started from the previous basis, safe dual bounds computed from the duals;
-* ``pyomo-naive`` -- per neuron: build a Pyomo model of the relaxation, set the objective, solve with
+* ``relumilp`` -- chunks of solves on one ``highspy.Highs`` each, objective changed with
+  ``changeColsCost``, warm-started from the previous basis in :func:`warm_start_order`, safe dual
+  bounds from the duals; serially (1 process) and on a local process pool (the pool is started
+  before timing; its start-up is reported separately). The ablation row solves in neuron order;
+* ``pyomo-naive`` -- per neuron: build a Pyomo model of the LP, set the objective, solve with
   ``appsi_highs`` (min, then max on the same model);
+* ``pyomo-naive on the big-M relaxation`` -- the same loop over the model a user would take from an
+  OMLT-style formulation: the big-M MILP of the sub-network up to the layer, binaries relaxed to
+  ``[0, 1]`` (for ReLU nets the same optima up to the layer's own prior bounds; the difference is printed);
 * ``pyomo-persistent`` -- per layer: build the Pyomo model once; per solve: swap the objective and
   re-solve with the persistent ``appsi_highs`` interface (a fairer, stronger Pyomo baseline).
 
 The Pyomo loops solve a sample of the neurons (``--sample``) and their throughput is extrapolated per
 LP; their optima are checked against relumilp's bounds. Prints a Markdown table and writes
-``benchmarks/results/obbt_throughput.csv``.
+``benchmarks/results/obbt_throughput_<net>.csv``.
 
-    python benchmarks/obbt_throughput.py [--net acas|peaks] [--sample 40]
+    python -m benchmarks.obbt_throughput [--net acas|peaks32|peaks-2-64x3] [--sample 40] [--workers 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
 import re
 import sys
 import time
@@ -35,6 +42,9 @@ import pyomo.environ as pyo  # noqa: E402
 
 import relumilp.bounds.obbt as obbt  # noqa: E402
 from relumilp.bounds import compute_bounds  # noqa: E402
+from relumilp.bounds.obbt import LayerProblem  # noqa: E402
+from relumilp.formulation.bigm import build_milp  # noqa: E402
+from relumilp._io import atomic_path  # noqa: E402
 from relumilp.domain import InputDomain  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -64,6 +74,15 @@ def peaks_problem():
     return "peaks-2-32x2", ex.network, ex.domain
 
 
+def trained_peaks_problem():
+    from benchmarks.bounds_benchmark import train_peaks
+
+    return "peaks-2-64x3", train_peaks(64, 3), InputDomain.box(-3.0, 3.0, 2)
+
+
+PROBLEMS = {"acas": acas_problem, "peaks32": peaks_problem, "peaks-2-64x3": trained_peaks_problem}
+
+
 def pyomo_model(milp):
     """A Pyomo model of the LP ``milp`` (variables, rows; objective added by the caller)."""
     m = pyo.ConcreteModel()
@@ -82,42 +101,77 @@ def pyomo_model(milp):
     return m
 
 
-def pyomo_solve(model, solver, column: int, sign: float) -> float:
+def pyomo_solve(model, solver, problem, j: int, sign: float) -> float:
+    """``min sign * x_j`` (returned as the value of ``x_j``) for neuron ``j`` of ``problem``."""
+    columns, coefficients, constant = problem.objective(j)
     if hasattr(model, "obj"):
         model.del_component(model.obj)
-    model.obj = pyo.Objective(expr=sign * model.v[column], sense=pyo.minimize)
+    affine = sum(float(a) * model.v[int(c)] for a, c in zip(coefficients, columns)) + constant
+    model.obj = pyo.Objective(expr=sign * affine, sense=pyo.minimize)
     result = solver.solve(model)
     assert result.solver.termination_condition == pyo.TerminationCondition.optimal
     return sign * pyo.value(model.obj)
 
 
+def run_relumilp(net, domain, workers: int, **options):
+    stats: dict = {}
+    start = time.perf_counter()
+    bounds = compute_bounds(net, domain, "lp", stats=stats, workers=workers, **options)
+    return time.perf_counter() - start, stats["lp"]["solves"], stats["lp"]["iterations"], bounds
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--net", choices=("acas", "peaks"), default="acas" if ACAS.is_dir() else "peaks")
+    parser.add_argument("--net", choices=tuple(PROBLEMS), default="acas" if ACAS.is_dir() else "peaks-2-64x3")
     parser.add_argument("--sample", type=int, default=40, help="neurons solved by each Pyomo loop")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes of the pool row")
+    parser.add_argument("--repeats", type=int, default=3, help="relumilp runs per row (the best is kept)")
     args = parser.parse_args(argv)
-    name, net, domain = acas_problem() if args.net == "acas" else peaks_problem()
+    name, net, domain = PROBLEMS[args.net]()
+    compute_bounds(net, domain, "symbolic")  # warm up torch
 
-    captured = []
+    # capture the LPs (problem, neuron) of a serial run, with their merged bounds
+    captured: dict[int, tuple] = {}
     original = obbt.solve_chunk
 
-    def spy(problem, neurons):
-        result = original(problem, neurons)
-        captured.append((problem, np.asarray(neurons), result))
+    def spy(problem, neurons, signs=None):
+        result = original(problem, neurons, signs)
+        _, lower, upper = captured.setdefault(id(problem), (problem, {}, {}))
+        for k, j in enumerate(result.neurons):
+            lower[int(j)] = max(lower.get(int(j), -np.inf), result.lower[k])
+            upper[int(j)] = min(upper.get(int(j), np.inf), result.upper[k])
         return result
 
-    obbt.solve_chunk = spy
-    try:
-        stats: dict = {}
-        compute_bounds(net, domain, "symbolic")  # warm up torch
-        bounds = compute_bounds(net, domain, "lp", stats=stats)
-    finally:
-        obbt.solve_chunk = original
-    ours_time = bounds.times["lp"]
-    ours_solves = stats["lp"]["solves"]
-    pure_time = sum(r.seconds for _, _, r in captured)
+    # ... and, per layer, the bounds it was built from (for the big-M baseline)
+    built: dict[int, tuple] = {}
+    original_build = obbt.build_lp_relaxation
 
-    tasks = [(p, j, r.lower[k], r.upper[k]) for p, chunk, r in captured for k, j in enumerate(chunk)]
+    def build_spy(net, bounds, domain, upto=None, include_upto=True):
+        milp = original_build(net, bounds, domain, upto, include_upto)
+        built[id(milp)] = (bounds.copy(), upto)
+        return milp
+
+    obbt.solve_chunk, obbt.build_lp_relaxation = spy, build_spy
+    try:
+        run_relumilp(net, domain, 1)
+    finally:
+        obbt.solve_chunk, obbt.build_lp_relaxation = original, original_build
+
+    runs = {}
+    for label, workers, options in [
+        ("relumilp, 1 process", 1, {}),
+        (f"relumilp, {args.workers} processes", args.workers, {}),
+        ("relumilp, 1 process, neuron order (ablation)", 1, {"warm_start_order": False}),
+    ]:
+        if workers > 1:
+            clock = time.perf_counter()
+            obbt.shared_process_pool(workers).submit(int, 0).result()
+            pool_start = time.perf_counter() - clock
+        best = min((run_relumilp(net, domain, workers, **options) for _ in range(args.repeats)), key=lambda r: r[0])
+        runs[label] = best
+    ours_solves = runs["relumilp, 1 process"][1]
+
+    tasks = [(problem, j, lower[j], upper[j]) for problem, lower, upper in captured.values() for j in lower]
     rng = np.random.default_rng(0)
     pick = sorted(rng.choice(len(tasks), size=min(args.sample, len(tasks)), replace=False))
     solver = pyo.SolverFactory("appsi_highs")
@@ -126,12 +180,25 @@ def main(argv=None) -> int:
     worst = 0.0
     for t in pick:
         problem, j, lo, hi = tasks[t]
-        col = int(problem.columns[j])
         model = pyomo_model(problem.milp)
-        vmin, vmax = pyomo_solve(model, solver, col, 1.0), pyomo_solve(model, solver, col, -1.0)
+        vmin, vmax = pyomo_solve(model, solver, problem, j, 1.0), pyomo_solve(model, solver, problem, j, -1.0)
         worst = max(worst, abs(lo - vmin) / (1 + abs(vmin)), abs(hi - vmax) / (1 + abs(vmax)))
     naive_time = time.perf_counter() - start
     naive_solves = 2 * len(pick)
+
+    # the loop a user would write over an OMLT-style model: the big-M relaxation of the sub-network
+    # up to the layer (binaries in [0, 1], the layer's own columns in the model); same bounds
+    start = time.perf_counter()
+    worst_bigm = 0.0
+    for t in pick:
+        problem, j, lo, hi = tasks[t]
+        bounds, upto = built[id(problem.milp)]
+        relaxed = build_milp(net, bounds, domain, upto=upto).relaxed()
+        model = pyomo_model(relaxed)
+        column = LayerProblem(relaxed, relaxed.node_columns[upto], None, None, "lp")
+        vmin, vmax = pyomo_solve(model, solver, column, j, 1.0), pyomo_solve(model, solver, column, j, -1.0)
+        worst_bigm = max(worst_bigm, abs(lo - vmin) / (1 + abs(vmin)), abs(hi - vmax) / (1 + abs(vmax)))
+    bigm_time = time.perf_counter() - start
 
     start = time.perf_counter()
     models = {}
@@ -141,37 +208,40 @@ def main(argv=None) -> int:
         if key not in models:
             models[key] = (pyomo_model(problem.milp), pyo.SolverFactory("appsi_highs"))
         model, persistent = models[key]
-        col = int(problem.columns[j])
-        pyomo_solve(model, persistent, col, 1.0)
-        pyomo_solve(model, persistent, col, -1.0)
+        pyomo_solve(model, persistent, problem, j, 1.0)
+        pyomo_solve(model, persistent, problem, j, -1.0)
     persistent_time = time.perf_counter() - start
 
-    rows = [
-        {"net": name, "method": "relumilp (lp stage, incl. model building)", "lps": ours_solves,
-         "seconds": ours_time, "lps_per_s": ours_solves / ours_time},
-        {"net": name, "method": "relumilp (solver loop only)", "lps": ours_solves, "seconds": pure_time,
-         "lps_per_s": ours_solves / pure_time},
+    rows = [{"net": name, "method": label, "lps": solves, "seconds": seconds, "lps_per_s": solves / seconds,
+             "simplex_iterations": iterations} for label, (seconds, solves, iterations, _) in runs.items()]
+    rows += [
         {"net": name, "method": "pyomo-naive (model per neuron)", "lps": naive_solves, "seconds": naive_time,
-         "lps_per_s": naive_solves / naive_time},
+         "lps_per_s": naive_solves / naive_time, "simplex_iterations": ""},
+        {"net": name, "method": "pyomo-naive on the big-M relaxation (model per neuron)", "lps": naive_solves,
+         "seconds": bigm_time, "lps_per_s": naive_solves / bigm_time, "simplex_iterations": ""},
         {"net": name, "method": f"pyomo-persistent (model per layer, {len(models)} models)", "lps": naive_solves,
-         "seconds": persistent_time, "lps_per_s": naive_solves / persistent_time},
+         "seconds": persistent_time, "lps_per_s": naive_solves / persistent_time, "simplex_iterations": ""},
     ]
-    base = rows[0]["lps_per_s"]
     for row in rows:
-        row["speedup_of_relumilp"] = base / row["lps_per_s"]
+        row["vs_naive_same_lp"] = row["lps_per_s"] / (naive_solves / naive_time)
+        row["vs_naive_bigm"] = row["lps_per_s"] / (naive_solves / bigm_time)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS / "obbt_throughput.csv", "w", newline="") as handle:
+    out = RESULTS / f"obbt_throughput_{args.net}.csv"
+    with atomic_path(out) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print(f"LP-OBBT throughput on {name} ({ours_solves} LPs; Pyomo loops on a sample of {len(pick)} neurons)\n")
-    print("| method | LPs | seconds | LPs/s | relumilp speed-up |")
-    print("|---|---:|---:|---:|---:|")
+    print(f"LP-OBBT throughput on {name} ({ours_solves} LPs per run, best of {args.repeats} runs; "
+          f"Pyomo loops on a sample of {len(pick)} neurons)\n")
+    print("| method | LPs | seconds | LPs/s | simplex iterations | x naive (same LP) | x naive (big-M LP) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print(f"| {row['method']} | {row['lps']} | {row['seconds']:.2f} | {row['lps_per_s']:.1f} | "
-              f"{row['speedup_of_relumilp']:.1f}x |")
-    print(f"\nmax relative difference of the Pyomo optima vs relumilp's safe bounds: {worst:.2e}")
-    print(f"LP early stops: {stats['lp']['early']}, simplex iterations: {stats['lp']['iterations']}")
+              f"{row['simplex_iterations']} | {row['vs_naive_same_lp']:.1f}x | {row['vs_naive_bigm']:.1f}x |")
+    print(f"\nprocess pool start-up (not in the times above): {pool_start:.2f} s")
+    print(f"max relative difference of the Pyomo optima vs relumilp's safe bounds: {worst:.2e} "
+          f"(big-M relaxation: {worst_bigm:.2e})")
+    print(f"wrote {out.relative_to(ROOT)}")
     return 0
 
 

@@ -8,15 +8,54 @@ emits a MILP into a Pyomo block (:func:`add_network`) or straight into HiGHS; :f
 
 __version__ = "0.1.0"
 
-from . import examples
-from .api import add_network
-from .bounds import Bounds, compute_bounds
+import importlib
+import sys
+import types
+
 from .domain import InputDomain
 from .errors import (InvalidDomainError, InvalidNetworkError, ModelFileError, RelumilpError, SolveError,
                      UnsupportedOperatorError)
 from .ir import ActivationNode, AffineNode, InputNode, Network
-from .pipeline import CompiledNetwork, compile_network
-from .solve import SolveResult, optimize, solve
+
+# The Pyomo- and torch-based parts load on first use (PEP 562), so that ``import relumilp.bounds.obbt``
+# in a worker process or ``relumilp --help`` does not pay for importing Pyomo.
+_LAZY = {
+    "examples": (".examples", None),
+    "add_network": (".api", "add_network"),
+    "Bounds": (".bounds", "Bounds"),
+    "compute_bounds": (".bounds", "compute_bounds"),
+    "CompiledNetwork": (".pipeline", "CompiledNetwork"),
+    "compile_network": (".pipeline", "compile_network"),
+    "SolveResult": (".solve", "SolveResult"),
+    "optimize": (".solve", "optimize"),
+    "solve": (".solve", "solve"),
+}
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name, value):
+        # Importing the submodule ``relumilp.solve`` binds it as an attribute of the package, which
+        # would hide the function ``relumilp.solve`` (loaded lazily below); keep the function.
+        if name == "solve" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'relumilp' has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name, __name__)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def load_network(source, **options) -> Network:

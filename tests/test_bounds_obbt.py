@@ -13,7 +13,7 @@ from relumilp.bounds import compute_bounds, interval_bounds, phases
 from relumilp.bounds.obbt import ChunkResult, _intersect, safe_dual_bound
 from relumilp.domain import InputDomain
 from relumilp.errors import InvalidDomainError, RelumilpError
-from relumilp.formulation.bigm import build_milp
+from relumilp.formulation.bigm import build_lp_relaxation, build_milp
 from relumilp.ir import ActivationNode, Network
 from test_bounds_symbolic import assert_not_looser, mixed_mlp, residual_dag, samples_with_corners
 
@@ -28,6 +28,13 @@ def polytope(n: int, seed: int = 0) -> InputDomain:
 
 def linprog_bounds(milp, column: int) -> tuple[float, float]:
     """min / max of one column over the LP ``milp``, solved from scratch with scipy's linprog."""
+    cost = np.zeros(milp.num_columns)
+    cost[column] = 1.0
+    return linprog_range(milp, cost)
+
+
+def linprog_range(milp, cost: np.ndarray) -> tuple[float, float]:
+    """min / max of ``cost @ v`` over the LP ``milp``, solved from scratch with scipy's linprog."""
     A = sp.csr_array(milp.A)
     eq = milp.row_lower == milp.row_upper
     up = ~eq & np.isfinite(milp.row_upper)
@@ -36,10 +43,9 @@ def linprog_bounds(milp, column: int) -> tuple[float, float]:
     b_ub = np.concatenate([milp.row_upper[up], -milp.row_lower[lo]]) if A_ub is not None else None
     out = []
     for sign in (1.0, -1.0):
-        c = np.zeros(milp.num_columns)
-        c[column] = sign
         res = scipy.optimize.linprog(
-            c, A_ub=A_ub, b_ub=b_ub, A_eq=A[eq] if eq.any() else None, b_eq=milp.row_lower[eq] if eq.any() else None,
+            sign * cost, A_ub=A_ub, b_ub=b_ub, A_eq=A[eq] if eq.any() else None,
+            b_eq=milp.row_lower[eq] if eq.any() else None,
             bounds=list(zip(milp.col_lower, milp.col_upper)), method="highs",
         )
         assert res.status == 0, res.message
@@ -48,7 +54,9 @@ def linprog_bounds(milp, column: int) -> tuple[float, float]:
 
 
 def reference_lp_bounds(net: Network, domain: InputDomain):
-    """LP-OBBT written the straightforward way: every LP rebuilt and solved from scratch."""
+    """LP-OBBT written the straightforward way: for each neuron, its affine map minimised and maximised
+    over the LP of the layers before it (the hull relaxation, whose validity and relation to the
+    relaxed big-M are tested in test_formulation_oracle.py), every LP solved from scratch by scipy."""
     bounds = compute_bounds(net, domain, "symbolic")
     for node in net.affines:
         if all(src == net.input.name for src in node.inputs) and domain.is_box:
@@ -62,11 +70,14 @@ def reference_lp_bounds(net: Network, domain: InputDomain):
             mask[:] = True
         if not mask.any():
             continue
-        milp = build_milp(net, bounds, domain, upto=node.name).relaxed()
+        milp = build_lp_relaxation(net, bounds, domain, upto=node.name, include_upto=False)
         lower, upper = lower.copy(), upper.copy()
         for j in np.flatnonzero(mask):
-            lo, hi = linprog_bounds(milp, milp.node_columns[node.name][j])
-            lower[j], upper[j] = max(lower[j], lo), min(upper[j], hi)
+            cost = np.zeros(milp.num_columns)
+            for src, w in zip(node.inputs, node.weights):
+                cost[milp.node_columns[src]] += w[j]
+            lo, hi = linprog_range(milp, cost)
+            lower[j], upper[j] = max(lower[j], lo + node.bias[j]), min(upper[j], hi + node.bias[j])
         bounds.lower[node.name], bounds.upper[node.name] = lower, upper
         bounds = interval_bounds(net, domain, start=bounds)
     return bounds
@@ -137,7 +148,7 @@ def test_safe_dual_bound_is_valid_for_any_multipliers():
     rng = np.random.default_rng(0)
     for scale in (0.0, 0.1, 1.0, 10.0):
         y = rng.normal(scale=scale, size=milp.num_rows)
-        assert safe_dual_bound(milp, At, column, 1.0, y) <= exact + 1e-12
+        assert safe_dual_bound(milp, At, [column], [1.0], y) <= exact + 1e-12
 
 
 def test_intersection_never_crosses():
@@ -346,7 +357,7 @@ def test_lp_time_limit_keeps_sound_bounds_and_is_per_solve():
     starved.check_sound(net, domain.sample(20000, 0))
     # The limit set before each run is offset by the run time the model object has already used.
     from relumilp.bounds.obbt import _set_time_limit
-    from relumilp.formulation.bigm import build_milp
+    from relumilp.formulation.bigm import build_lp_relaxation, build_milp
     from relumilp.formulation.highs import to_highs
 
     h = to_highs(build_milp(net, symbolic, domain).relaxed())

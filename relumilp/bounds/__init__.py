@@ -34,7 +34,8 @@ def compute_bounds(net: Network, domain: InputDomain, method: str = "interval", 
 
     * ``executor`` -- a ``concurrent.futures.Executor`` (e.g. ``dask.distributed.Client.get_executor()``)
       for the independent neurons of each layer in LP/MILP OBBT;
-    * ``workers`` -- without ``executor``: ``None``/1 runs serially, more starts a local process pool;
+    * ``workers`` -- without ``executor``: local worker processes (1 = serial; ``None`` =
+      :func:`relumilp.bounds.obbt.default_workers`, every core unless called from a plain script);
     * ``progress`` -- tqdm progress bars per layer;
     * ``milp_time_limit`` -- seconds per MILP-OBBT solve (the dual bound is used at the limit);
     * ``cache`` -- a directory or ``.npz``/``.json`` file: reuse bounds computed before for the same

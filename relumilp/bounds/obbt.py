@@ -1,26 +1,29 @@
 r"""Optimisation-based bound tightening (OBBT): LP- and MILP-based bounds, layer by layer.
 
-For each affine node ``t`` in topological order, the big-M model of the sub-network computing ``t``
-(:func:`~relumilp.formulation.bigm.build_milp` with ``upto=t``, built from the bounds already tightened
-for earlier nodes, with the input domain's rows ``A x <= b``) gives valid bounds ``min / max x_j`` on
-each neuron ``x_j`` of ``t``:
+For each affine node ``t`` in topological order, models of the sub-network computing ``t``, built from
+the bounds already tightened for earlier nodes and with the input domain's rows ``A x <= b``, give
+valid bounds ``min / max x_j`` on each neuron ``x_j`` of ``t``:
 
-* **LP-OBBT** solves the LP relaxation (binaries in ``[0, 1]``). The relaxation is loaded into one
-  ``highspy.Highs`` per chunk of neurons; only the objective changes between solves
-  (``changeColCost``), so each solve warm-starts from the previous optimal basis (presolve off; all
-  minimisations first, then all maximisations, which saves ~20% iterations). The default is primal
-  simplex, measured fastest for this warm-started sequence (~1.4x fewer seconds than dual simplex
-  on ACAS Xu 1_1). With ``simplex_strategy=1`` (dual simplex, whose objective is a valid lower bound
-  throughout) solves also stop early once decided: when minimising ``x_j`` the option
-  ``objective_bound`` ends the solve as soon as the dual objective exceeds the largest breakpoint of
-  the activation fed by ``x_j`` (the neuron is proven stable on that side); the safe dual bound
-  below is then computed from the dual iterate at that point, so an early stop is as sound as an
-  optimal one. On the ACAS Xu / Peaks nets few neurons are decided that way (3 of 468 LPs on ACAS
-  Xu 1_1 prop. 1), which is why the early stop does not pay for dual simplex there.
-* **MILP-OBBT** runs on the neurons still unstable after LP: the same model with integer binaries, a
-  time limit per solve, and an early stop (MIP-interrupt callback) once the dual bound proves the
-  neuron stable. The result is always HiGHS's *dual* bound (``mip_dual_bound``), valid at optimality,
-  at the time limit and at an interrupt -- never the incumbent.
+* **LP-OBBT** minimises and maximises ``x_j = w_j . v + b_j`` over the LP relaxation of the layers
+  *before* ``t`` (:func:`~relumilp.formulation.bigm.build_lp_relaxation` with ``include_upto=False``:
+  each unstable neuron as the convex hull of its graph -- for ReLU the "triangle", which equals the LP
+  relaxation of its big-M rows -- and no binary columns). The LP is loaded into one ``highspy.Highs``
+  per chunk of solves; only the objective changes between solves (``changeColsCost``), so each solve
+  warm-starts from the previous optimal basis (presolve off). The solves are ordered by
+  :func:`warm_start_order` so that consecutive objectives point the same way. The default is primal
+  simplex, which keeps the previous basis primal feasible and was measured fastest for this sequence
+  (see ``benchmarks/obbt_throughput.py``). With ``simplex_strategy=1`` (dual simplex, whose objective
+  is a valid lower bound throughout) solves also stop early once decided: when minimising ``x_j`` the
+  option ``objective_bound`` ends the solve as soon as the dual objective exceeds the largest
+  breakpoint of the activation fed by ``x_j`` (the neuron is proven stable on that side); the safe
+  dual bound below is then computed from the dual iterate at that point, so an early stop is as sound
+  as an optimal one. On the ACAS Xu / Peaks nets few neurons are decided that way, which is why the
+  early stop does not pay for dual simplex there.
+* **MILP-OBBT** runs on the neurons still unstable after LP: the big-M model up to ``t``
+  (:func:`~relumilp.formulation.bigm.build_milp`) with integer binaries, a time limit per solve, and
+  an early stop (MIP-interrupt callback) once the dual bound proves the neuron stable. The result is
+  always HiGHS's *dual* bound (``mip_dual_bound``), valid at optimality, at the time limit and at an
+  interrupt -- never the incumbent.
 
 Only neurons that feed an activation and that the cheaper bounds leave unstable are tightened (the
 network output is also tightened by LP when ``tighten_outputs``); the others keep their
@@ -36,6 +39,7 @@ Soundness margins (a solver objective is not a proof):
   (infeasible duals, early termination) can only make the bound weaker, never invalid. The float64
   evaluation is widened by Higham's summation bound ``(n + 2) 2^-52 * S`` where ``n`` is the number of
   terms and ``S`` the sum of their magnitudes (including ``|A|^T |y|`` for the rounding in ``d``).
+  The bias ``b_j`` is added to that bound afterwards and the sum widened by ``2 * 2^-52`` relative.
 * **MILP -- dual bound margin.** ``bound = mip_dual_bound - (1e-6 |mip_dual_bound| + 1e-7)`` (and
   mirrored for maxima). HiGHS's dual bound comes from LP relaxations solved to feasibility
   tolerances and from integrality decisions up to ``mip_feasibility_tolerance``; we run the OBBT
@@ -49,17 +53,23 @@ Soundness margins (a solver objective is not a proof):
   looser of the two bounds is kept.
 
 Parallelism: the neurons of one layer are independent. The layer's model (a picklable
-:class:`LayerProblem`) and a chunk of neuron indices go to the top-level :func:`solve_chunk`, which
-builds its own HiGHS model; chunks are fixed by ``chunk_size`` only, so the serial run, a process
-pool and a ``dask.distributed`` executor perform the same solves in the same order and return
-bitwise identical bounds.
+:class:`LayerProblem`) and a chunk of the solve sequence go to the top-level :func:`solve_chunk`, which
+builds its own HiGHS model. The sequence and its split into near-equal contiguous chunks of at most
+``2 * chunk_size`` solves depend on the layer alone, so the serial run, a local process pool
+(:func:`shared_process_pool`) and a ``dask.distributed`` executor perform the same solves in the same
+order and return bitwise identical bounds.
 """
 
 from __future__ import annotations
 
+import atexit
 import math
+import multiprocessing as mp
+import os
+import sys
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import highspy
@@ -67,7 +77,7 @@ import numpy as np
 
 from ..domain import InputDomain
 from ..errors import InvalidDomainError, RelumilpError
-from ..formulation.bigm import build_milp
+from ..formulation.bigm import build_lp_relaxation, build_milp
 from ..formulation.highs import to_highs
 from ..formulation.milp import MILP
 from ..ir import ActivationNode, AffineNode, Network
@@ -81,6 +91,8 @@ MILP_ABS_MARGIN = 1e-7
 MILP_TOLERANCE = 1e-9
 #: slack added to an early-stop threshold so a stopped solve's safe bound clears the breakpoint
 EARLY_STOP_SLACK = 1e-7
+#: objectives chained at a time by :func:`warm_start_order`
+ORDER_BLOCK = 2048
 
 _EPS = 2.0**-52
 
@@ -106,6 +118,13 @@ class OBBTOptions:
     #: ACAS Xu / Peaks nets, see benchmarks/obbt_throughput.py), 1 = dual (the LP early stop via
     #: ``objective_bound`` acts only in dual simplex, whose objective is a lower bound throughout)
     simplex_strategy: int = 4
+    #: LP-OBBT solve sequence from :func:`warm_start_order` (else all minimisations, then all
+    #: maximisations, in neuron order)
+    warm_start_order: bool = True
+    #: HiGHS ``simplex_scale_strategy`` for LP-OBBT: 0 = off measured 10-17% fewer iterations and
+    #: seconds than HiGHS's default (2) on ACAS Xu 1_1, Peaks 2-64x2 / 2-64x3 and a random 5-64x4 net,
+    #: with identical bounds (the safe dual bound does not depend on the solver's accuracy)
+    simplex_scale_strategy: int = 0
 
 
 @dataclass
@@ -113,7 +132,8 @@ class LayerProblem:
     """Everything a worker needs to tighten some neurons of one node (picklable)."""
 
     milp: MILP
-    #: the node's columns in ``milp``
+    #: neuron ``j`` is ``v[columns[j]]`` (``weights`` is None: the model contains the node), or
+    #: ``weights[j] @ v[columns] + constant[j]`` (the model stops before the node: its affine map)
     columns: np.ndarray
     #: early-stop thresholds: a minimisation proving ``x_j >= min_stop[j]`` (a maximisation proving
     #: ``x_j <= max_stop[j]``) has decided the neuron's phase on that side
@@ -121,6 +141,14 @@ class LayerProblem:
     max_stop: np.ndarray
     mode: str  # "lp" | "milp"
     options: OBBTOptions = field(default_factory=OBBTOptions)
+    weights: np.ndarray | None = None
+    constant: np.ndarray | None = None
+
+    def objective(self, j: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """Neuron ``j`` as ``(columns, coefficients, constant)``."""
+        if self.weights is None:
+            return self.columns[j : j + 1], np.ones(1), 0.0
+        return self.columns, self.weights[j], float(self.constant[j])
 
 
 @dataclass
@@ -138,8 +166,9 @@ class ChunkResult:
 # -- the rigorous LP bound --------------------------------------------------------------------------
 
 
-def safe_dual_bound(milp: MILP, At, column: int, sign: float, y: np.ndarray) -> float:
-    """A valid lower bound of ``min sign * v[column]`` over the LP ``milp`` from any row multipliers ``y``.
+def safe_dual_bound(milp: MILP, At, columns, coefficients, y: np.ndarray) -> float:
+    """A valid lower bound of ``min coefficients @ v[columns]`` over the LP ``milp`` from any row
+    multipliers ``y``.
 
     ``At`` is ``milp.A.T`` in CSR form. See the module docstring for the formula and its round-off
     widening. Returns ``-inf`` when the multipliers prove nothing (an unbounded term).
@@ -149,13 +178,17 @@ def safe_dual_bound(milp: MILP, At, column: int, sign: float, y: np.ndarray) -> 
     y[(y > 0) & ~np.isfinite(rl)] = 0.0
     y[(y < 0) & ~np.isfinite(ru)] = 0.0
     d = -(At @ y)
-    d[column] += sign
+    cost = np.zeros_like(d)
+    np.add.at(cost, np.asarray(columns), np.asarray(coefficients, dtype=np.float64))
+    d += cost
     row_terms = np.where(y > 0, y * np.where(np.isfinite(rl), rl, 0.0), y * np.where(np.isfinite(ru), ru, 0.0))
     cl, cu = milp.col_lower, milp.col_upper
     col_terms = np.where(d > 0, d * cl, np.where(d < 0, d * cu, 0.0))
     if not np.all(np.isfinite(col_terms)):
         return -math.inf
-    magnitude = np.abs(row_terms).sum() + ((np.abs(d) + abs(At) @ np.abs(y)) * np.maximum(np.abs(cl), np.abs(cu))).sum()
+    magnitude = np.abs(row_terms).sum() + (
+        (np.abs(d) + np.abs(cost) + abs(At) @ np.abs(y)) * np.maximum(np.abs(cl), np.abs(cu))
+    ).sum()
     n = row_terms.size + col_terms.size
     return float(row_terms.sum() + col_terms.sum() - (n + 2) * _EPS * (1.0 + magnitude))
 
@@ -172,6 +205,7 @@ def _new_highs(problem: LayerProblem) -> highspy.Highs:
         h.setOptionValue("presolve", "off")  # keep the basis between solves
         h.setOptionValue("solver", "simplex")
         h.setOptionValue("simplex_strategy", int(problem.options.simplex_strategy))
+        h.setOptionValue("simplex_scale_strategy", int(problem.options.simplex_scale_strategy))
     else:
         h.setOptionValue("mip_rel_gap", float(problem.options.mip_rel_gap))
         h.setOptionValue("mip_abs_gap", 1e-9)
@@ -183,18 +217,25 @@ def _new_highs(problem: LayerProblem) -> highspy.Highs:
     return h
 
 
-def solve_chunk(problem: LayerProblem, neurons) -> ChunkResult:
+def solve_chunk(problem: LayerProblem, neurons, signs=None) -> ChunkResult:
     """Tighten ``neurons`` of one node: returns valid lower/upper bounds for each (top-level, picklable).
 
-    Bounds that a solve could not improve come back as ``-inf`` / ``+inf``; the caller intersects.
+    ``signs`` (one per entry of ``neurons``: +1 minimise, -1 maximise) gives the solve sequence; by
+    default every neuron is minimised, then every neuron maximised. Bounds that a solve could not
+    improve, or that the sequence does not ask for, come back as ``-inf`` / ``+inf``; the caller
+    intersects.
     """
     start = time.perf_counter()
     neurons = np.asarray(neurons, dtype=np.int64)
+    if signs is None:
+        neurons, signs = np.concatenate([neurons, neurons]), np.repeat([1.0, -1.0], neurons.size)
+    signs = np.asarray(signs, dtype=np.float64)
     if problem.mode == "milp" and problem.milp.num_binaries == 0:
         # no binaries: the "MILP" is an LP (HiGHS then reports no MIP dual bound); solve it as one
         problem = LayerProblem(problem.milp, problem.columns, problem.min_stop, problem.max_stop, "lp", problem.options)
     h = _new_highs(problem)
-    result = ChunkResult(neurons, np.full(neurons.size, -np.inf), np.full(neurons.size, np.inf))
+    unique, position = np.unique(neurons, return_inverse=True)
+    result = ChunkResult(unique, np.full(unique.size, -np.inf), np.full(unique.size, np.inf))
     At = problem.milp.A.T.tocsr() if problem.mode == "lp" else None
     stop_state = {"threshold": math.inf, "fired": False}
     if problem.mode == "milp" and problem.options.early_stop:
@@ -208,32 +249,62 @@ def solve_chunk(problem: LayerProblem, neurons) -> ChunkResult:
 
         h.cbMipInterrupt.subscribe(interrupt)
     previous = None
-    # all minimisations, then all maximisations: consecutive objectives point the same way, which
-    # saves ~20% simplex iterations over alternating min/max per neuron (measured on ACAS Xu 1_1)
-    for sign in (1.0, -1.0):
-        for i, j in enumerate(neurons):
-            column = int(problem.columns[j])
+    for i, j, sign in zip(position, neurons, signs):
+        columns, coefficients, constant = problem.objective(j)
+        if problem.weights is None:
             if previous is not None:
                 h.changeColCost(previous, 0.0)
-            h.changeColCost(column, sign)
-            previous = column
-            threshold = problem.min_stop[j] if sign > 0 else -problem.max_stop[j]
-            threshold = threshold + EARLY_STOP_SLACK * (1.0 + abs(threshold)) if np.isfinite(threshold) else math.inf
-            if not problem.options.early_stop:
-                threshold = math.inf
-            if problem.mode == "lp":
-                bound, early = _solve_lp(h, problem, At, column, sign, threshold, result)
-            else:
-                stop_state["threshold"], stop_state["fired"] = threshold, False
-                bound, early = _solve_milp(h, problem, stop_state, result)
-            result.solves += 1
-            result.early += int(early)
-            if sign > 0:
-                result.lower[i] = bound
-            else:
-                result.upper[i] = -bound
+            previous = int(columns[0])
+        h.changeColsCost(columns.size, columns.astype(np.int32), sign * coefficients)
+        # the solve minimises sign * (x_j - constant)
+        threshold = problem.min_stop[j] if sign > 0 else -problem.max_stop[j]
+        threshold = threshold - sign * constant
+        threshold = threshold + EARLY_STOP_SLACK * (1.0 + abs(threshold)) if np.isfinite(threshold) else math.inf
+        if not problem.options.early_stop:
+            threshold = math.inf
+        if problem.mode == "lp":
+            bound, early = _solve_lp(h, problem, At, columns, sign * coefficients, threshold, result)
+        else:
+            stop_state["threshold"], stop_state["fired"] = threshold, False
+            bound, early = _solve_milp(h, problem, stop_state, result)
+        if constant != 0.0 and math.isfinite(bound):
+            bound = bound + sign * constant
+            bound -= 2 * _EPS * abs(bound)  # the rounding of that addition
+        result.solves += 1
+        result.early += int(early)
+        if sign > 0:
+            result.lower[i] = max(result.lower[i], bound)
+        else:
+            result.upper[i] = min(result.upper[i], -bound)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def warm_start_order(directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A solve sequence ``(rows, signs)`` for minimising (+1) and maximising (-1) ``directions @ v``.
+
+    A warm-started simplex needs fewer iterations when consecutive objectives point the same way, so
+    the ``2 n`` objectives ``+d_j`` and ``-d_j`` are chained greedily, each followed by the unvisited
+    one of largest cosine (blocks of :data:`ORDER_BLOCK` objectives keep this O(n) in memory).
+    Deterministic: it depends on ``directions`` only, so every executor gets the same chunks.
+    """
+    n = directions.shape[0]
+    objectives = np.vstack([directions, -directions])
+    norms = np.linalg.norm(objectives, axis=1, keepdims=True)
+    unit = np.divide(objectives, norms, out=np.zeros_like(objectives), where=norms > 0)
+    order: list[int] = []
+    for first in range(0, 2 * n, ORDER_BLOCK):
+        block = np.arange(first, min(first + ORDER_BLOCK, 2 * n))
+        cosine = unit[block] @ unit[block].T
+        unvisited = np.ones(block.size, dtype=bool)
+        current = 0
+        for _ in range(block.size):
+            unvisited[current] = False
+            order.append(int(block[current]))
+            if unvisited.any():
+                current = int(np.argmax(np.where(unvisited, cosine[current], -np.inf)))
+    order_array = np.asarray(order, dtype=np.int64)
+    return order_array % n, np.where(order_array < n, 1.0, -1.0)
 
 
 def _set_time_limit(h: highspy.Highs, seconds: float) -> None:
@@ -242,7 +313,7 @@ def _set_time_limit(h: highspy.Highs, seconds: float) -> None:
     h.setOptionValue("time_limit", float(h.getRunTime() + seconds))
 
 
-def _solve_lp(h, problem: LayerProblem, At, column: int, sign: float, threshold: float, result: ChunkResult):
+def _solve_lp(h, problem: LayerProblem, At, columns, coefficients, threshold: float, result: ChunkResult):
     """One warm-started LP; returns (valid lower bound of ``sign * x``, stopped early?)."""
     h.setOptionValue("objective_bound", float(threshold))
     _set_time_limit(h, problem.options.lp_time_limit)
@@ -261,7 +332,7 @@ def _solve_lp(h, problem: LayerProblem, At, column: int, sign: float, threshold:
         # Any multipliers still give a valid bound, but without duals there is nothing to evaluate.
         h.clearSolver()
         return -math.inf, False
-    return safe_dual_bound(problem.milp, At, column, sign, np.asarray(solution.row_dual)), early
+    return safe_dual_bound(problem.milp, At, columns, coefficients, np.asarray(solution.row_dual)), early
 
 
 def _solve_milp(h, problem: LayerProblem, stop_state: dict, result: ChunkResult):
@@ -311,6 +382,16 @@ def _thresholds(net: Network, node: AffineNode, lower, upper, outputs: bool):
     return np.flatnonzero(mask), min_stop, max_stop
 
 
+def _affine_objectives(node: AffineNode, milp: MILP) -> tuple[np.ndarray, np.ndarray]:
+    """``(columns, weights)`` with ``x = weights @ v[columns] + node.bias`` (distinct columns: a
+    source read twice has its weights summed)."""
+    sources = np.concatenate([milp.node_columns[src] for src in node.inputs])
+    columns, position = np.unique(sources, return_inverse=True)
+    weights = np.zeros((node.size, columns.size))
+    np.add.at(weights.T, position, np.hstack(node.weights).T)
+    return columns, weights
+
+
 def _intersect(lower, upper, new_lower, new_upper):
     """Intersect, keeping the looser bounds wherever the intersection would cross."""
     lo = np.maximum(lower, new_lower)
@@ -322,21 +403,31 @@ def _intersect(lower, upper, new_lower, new_upper):
     return lo, hi
 
 
-def _run_chunks(problem: LayerProblem, targets: np.ndarray, executor, bar) -> list[ChunkResult]:
-    size = max(1, int(problem.options.chunk_size))
-    chunks = [targets[i : i + size] for i in range(0, targets.size, size)]
+def _run_chunks(problem: LayerProblem, neurons: np.ndarray, signs: np.ndarray, executor, bar) -> list[ChunkResult]:
+    """Solve the sequence ``(neurons, signs)`` in near-equal contiguous chunks of at most
+    ``2 * chunk_size`` solves (fixed by the sequence alone, so every executor does the same solves)."""
+    pieces = max(1, math.ceil(neurons.size / (2 * max(1, int(problem.options.chunk_size)))))
+    chunks = list(zip(np.array_split(neurons, pieces), np.array_split(signs, pieces)))
+    if isinstance(executor, _LazyPool):
+        executor = executor.get(len(chunks))
     if executor is None:
         results = []
-        for chunk in chunks:
-            results.append(solve_chunk(problem, chunk))
+        for chunk, chunk_signs in chunks:
+            results.append(solve_chunk(problem, chunk, chunk_signs))
             bar.update(chunk.size)
         return results
-    futures = {executor.submit(solve_chunk, problem, chunk): k for k, chunk in enumerate(chunks)}
+    futures = {executor.submit(solve_chunk, problem, chunk, chunk_signs): k for k, (chunk, chunk_signs) in enumerate(chunks)}
     results: list = [None] * len(chunks)
-    for future in as_completed(futures):
-        k = futures[future]
-        results[k] = future.result()
-        bar.update(chunks[k].size)
+    try:
+        for future in as_completed(futures):
+            k = futures[future]
+            results[k] = future.result()
+            bar.update(chunks[k][0].size)
+    except BrokenProcessPool as exc:
+        raise RelumilpError(
+            "a bound-tightening worker process died; when a script starts worker processes "
+            "(workers > 1), its code must run under `if __name__ == \"__main__\":`, or pass workers=1"
+        ) from exc
     return results
 
 
@@ -354,8 +445,9 @@ def obbt_bounds(
     """LP-based (``method="lp"``) or LP- then MILP-based (``"milp"``) OBBT, starting from ``start``.
 
     ``executor`` (any ``concurrent.futures.Executor``, e.g. ``dask.distributed.Client.get_executor()``)
-    runs the chunks of one layer in parallel; without it ``workers > 1`` starts a local process pool,
-    otherwise everything runs in this process. ``progress`` shows a tqdm bar per layer and stage.
+    runs the chunks of one layer in parallel. Without it, ``workers`` local processes do
+    (:func:`shared_process_pool`; ``None`` = :func:`default_workers`, ``1`` = this process only); a
+    layer with a single chunk of work always runs in this process. ``progress`` shows a tqdm bar per layer and stage.
     ``options`` are :class:`OBBTOptions` fields (``milp_time_limit``, ``chunk_size``, ...). Per-stage
     solver statistics are added to ``stats`` when a dict is given. ``bounds.times`` gets ``"lp"`` (and
     ``"milp"``) seconds.
@@ -366,14 +458,74 @@ def obbt_bounds(
     if unknown:
         raise RelumilpError(f"unknown bound option(s): {', '.join(sorted(unknown))}")
     opts = OBBTOptions(**options)
-    own_pool = None
-    if executor is None and workers is not None and int(workers) > 1:
-        own_pool = executor = ProcessPoolExecutor(max_workers=int(workers))
-    try:
-        return _obbt(net, domain, start, method, opts, executor, progress, stats if stats is not None else {})
-    finally:
-        if own_pool is not None:
-            own_pool.shutdown()
+    if executor is None:
+        count = default_workers() if workers is None else int(workers)
+        if count < 1:
+            raise RelumilpError(f"workers must be at least 1, got {count}")
+        if count > 1:
+            executor = _LazyPool(count)
+    return _obbt(net, domain, start, method, opts, executor, progress, stats if stats is not None else {})
+
+
+# -- local process pools ----------------------------------------------------------------------------
+
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+
+
+def shared_process_pool(workers: int) -> ProcessPoolExecutor:
+    """A local pool of ``workers`` processes, started on first use and reused by later calls.
+
+    Workers are *spawned*, never forked: a process forked after HiGHS has started its thread
+    scheduler deadlocks in its first MIP solve (reproduced with highspy 1.16). Spawning re-imports the
+    caller's main module, so a script that tightens bounds in parallel needs the usual
+    ``if __name__ == "__main__":`` guard.
+    """
+    pool = _POOLS.get(workers)
+    if pool is None or getattr(pool, "_broken", False):
+        if not _POOLS:
+            atexit.register(_shutdown_pools)
+        pool = _POOLS[workers] = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+    return pool
+
+
+def _shutdown_pools() -> None:
+    # explicitly, while the interpreter is intact (a pool collected during teardown prints noise)
+    while _POOLS:
+        _POOLS.popitem()[1].shutdown(wait=True, cancel_futures=True)
+
+
+_DEFAULT_WORKERS: int | None = None
+
+
+def set_default_workers(workers: int | None) -> None:
+    """Set the process-wide default of ``workers`` (``None`` restores the automatic rule of
+    :func:`default_workers`). The CLI, whose entry point is guarded, sets it to every core."""
+    global _DEFAULT_WORKERS
+    if workers is not None and int(workers) < 1:
+        raise RelumilpError(f"workers must be at least 1, got {workers}")
+    _DEFAULT_WORKERS = None if workers is None else int(workers)
+
+
+def default_workers() -> int:
+    """Processes used when neither ``executor`` nor ``workers`` is given: the value set by
+    :func:`set_default_workers`, else every core -- unless the main module is a plain script
+    (``python script.py``), which a spawned worker would re-execute: then 1 (pass ``workers``
+    explicitly from a script with a ``__main__`` guard)."""
+    if _DEFAULT_WORKERS is not None:
+        return _DEFAULT_WORKERS
+    main = sys.modules.get("__main__")
+    is_script = getattr(main, "__file__", None) is not None and getattr(main, "__spec__", None) is None
+    return 1 if is_script else max(1, os.cpu_count() or 1)
+
+
+class _LazyPool:
+    """Stands for :func:`shared_process_pool` until a stage has enough chunks to be worth spreading."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+
+    def get(self, chunks: int):
+        return shared_process_pool(self.workers) if chunks > 1 else None
 
 
 def _obbt(net, domain, start, method, opts, executor, progress, stats) -> Bounds:
@@ -394,19 +546,29 @@ def _obbt(net, domain, start, method, opts, executor, progress, stats) -> Bounds
             if targets.size == 0:
                 continue
             clock = time.perf_counter()
-            milp = build_milp(net, bounds, domain, upto=node.name)
             if stage == "lp":
-                milp = milp.relaxed()
-            elif milp.num_binaries == 0:
-                continue  # nothing is integer: the LP stage already gave these bounds
-            problem = LayerProblem(milp, milp.node_columns[node.name], min_stop, max_stop, stage, opts)
-            with tqdm(total=targets.size, desc=f"{stage} {node.name}", disable=not progress, leave=False) as bar:
-                results = _run_chunks(problem, targets, executor, bar)
+                # the model of the node's ancestors; each neuron is an objective over its inputs
+                milp = build_lp_relaxation(net, bounds, domain, upto=node.name, include_upto=False)
+                columns, weights = _affine_objectives(node, milp)
+                problem = LayerProblem(milp, columns, min_stop, max_stop, stage, opts, weights, node.bias)
+                if opts.warm_start_order:
+                    rows, signs = warm_start_order(weights[targets])
+                    neurons = targets[rows]
+                else:
+                    neurons, signs = np.concatenate([targets, targets]), np.repeat([1.0, -1.0], targets.size)
+            else:
+                milp = build_milp(net, bounds, domain, upto=node.name)
+                if milp.num_binaries == 0:
+                    continue  # nothing is integer: the LP stage already gave these bounds
+                neurons, signs = np.concatenate([targets, targets]), np.repeat([1.0, -1.0], targets.size)
+                problem = LayerProblem(milp, milp.node_columns[node.name], min_stop, max_stop, stage, opts)
+            with tqdm(total=neurons.size, desc=f"{stage} {node.name}", unit="solve", disable=not progress, leave=False) as bar:
+                results = _run_chunks(problem, neurons, signs, executor, bar)
             lower, upper = bounds[node.name]
             new_lower, new_upper = np.full(node.size, -np.inf), np.full(node.size, np.inf)
             for r in results:
-                new_lower[r.neurons] = r.lower
-                new_upper[r.neurons] = r.upper
+                new_lower[r.neurons] = np.maximum(new_lower[r.neurons], r.lower)
+                new_upper[r.neurons] = np.minimum(new_upper[r.neurons], r.upper)
                 for key in ("solves", "iterations", "early", "timeouts"):
                     stats[stage][key] += getattr(r, key)
             stats[stage]["neurons"] += int(targets.size)
