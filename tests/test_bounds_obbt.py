@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import highspy
 import numpy as np
 import pytest
 import scipy.optimize
@@ -357,12 +358,38 @@ def test_lp_time_limit_keeps_sound_bounds_and_is_per_solve():
     starved.check_sound(net, domain.sample(20000, 0))
     # The limit set before each run is offset by the run time the model object has already used.
     from relumilp.bounds.obbt import _set_time_limit
-    from relumilp.formulation.bigm import build_lp_relaxation, build_milp
+    from relumilp.formulation.bigm import build_milp
     from relumilp.formulation.highs import to_highs
 
     h = to_highs(build_milp(net, symbolic, domain).relaxed())
+    h.setOptionValue("output_flag", False)
     h.changeColCost(0, 1.0)
     h.run()
     used = h.getRunTime()
     _set_time_limit(h, 2.0)
     assert used > 0 and h.getOptionValue("time_limit")[1] == pytest.approx(used + 2.0, abs=1e-9)
+    # Why: an LP's limit is measured against the model's total run time -- a limit below the time
+    # already used stops the next (cold) run before its first iteration.
+    h.clearSolver()
+    h.setOptionValue("time_limit", used / 2)
+    h.run()
+    assert h.getModelStatus() == highspy.HighsModelStatus.kTimeLimit
+    assert h.getInfo().simplex_iteration_count == 0
+
+
+def test_milp_time_limit_is_per_solve():
+    """A MIP's time limit counts from the start of its run: every MILP-OBBT solve stops at its own
+    limit (regression: offsetting it like an LP's made each solve's limit grow by the chunk's run time)."""
+    from relumilp.bounds.obbt import LayerProblem, OBBTOptions, _thresholds, solve_chunk
+
+    net = random_mlp(np.random.default_rng(0), [2, 24, 24, 24, 1])
+    domain = InputDomain.box(-1.0, 1.0, 2)
+    bounds = compute_bounds(net, domain, "interval")
+    node = net.affines[-2]
+    milp = build_milp(net, bounds, domain, upto=node.name)
+    _, min_stop, max_stop = _thresholds(net, node, *bounds[node.name], False)
+    options = OBBTOptions(milp_time_limit=0.2, early_stop=False)
+    chunk = solve_chunk(LayerProblem(milp, milp.node_columns[node.name], min_stop, max_stop, "milp", options),
+                        np.arange(4))
+    assert chunk.solves == 8 and chunk.timeouts >= 6  # hard enough to reach the limit
+    assert chunk.seconds < chunk.solves * 0.2 + 3.0  # the offset bug took ~0.2 * (2^8 - 1) = 51 s
