@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.problems import PROBLEMS, Problem, available, get_problem
+from relumilp._io import atomic_path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -368,7 +369,8 @@ def _bounds_child(net, domain, tighten: str, options: dict, conn) -> None:
     relumilp.compute_bounds(net, domain, "symbolic")  # warm-up (first torch calls), not timed
     start = time.perf_counter()
     try:
-        bounds = relumilp.compute_bounds(net, domain, tighten, **options)
+        # one process: a killed child must not leave worker processes behind
+        bounds = relumilp.compute_bounds(net, domain, tighten, **{"workers": 1, **options})
         conn.send((bounds, time.perf_counter() - start, None))
     except Exception as exc:  # sent back and re-raised in the parent
         conn.send((None, 0.0, exc))
@@ -1157,6 +1159,19 @@ def write_outputs(config: Config, rows: list[dict], env: dict, out_dir: Path, fi
 # -- figures ------------------------------------------------------------------------------------------------
 
 
+def _save_figure(fig, path: Path) -> Path:
+    """Lay out, tidy the log axes, write ``path`` whole (via a temporary file) and close ``fig``."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    for ax in fig.axes:
+        _no_minor_labels(ax)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def _no_minor_labels(ax) -> None:
     """Readable log axes: plain numbers at 1-2-5 steps when the axis spans less than 2 decades, else at
     powers of ten; no minor labels."""
@@ -1229,13 +1244,7 @@ def make_figures(rows: list[dict], config: Config, figures_dir: Path, prefix: st
         ax.set_ylabel("bounds + build + solve (s)")
     fig.suptitle("Solve effort vs neuron stability (hollow = time limit)", fontsize=11)
     legend(fig)
-    fig.tight_layout()
-    path = figures_dir / f"{prefix}_time_vs_stable.png"
-    for a in fig.axes:
-        _no_minor_labels(a)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    written.append(path)
+    written.append(_save_figure(fig, figures_dir / f"{prefix}_time_vs_stable.png"))
 
     # 2. time vs linear regions (interval bounds, no scaling: one point per network)
     base = [r for r in solved if r["tightening"] == tightenings[0] and r["scaling"] == "off"]
@@ -1248,13 +1257,7 @@ def make_figures(rows: list[dict], config: Config, figures_dir: Path, prefix: st
     ax.set_ylabel(f"time ({tightenings[0]} bounds, no scaling) (s)")
     ax.set_title("Solve effort vs linear regions", fontsize=11)
     legend(fig)
-    fig.tight_layout()
-    path = figures_dir / f"{prefix}_time_vs_regions.png"
-    for a in fig.axes:
-        _no_minor_labels(a)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    written.append(path)
+    written.append(_save_figure(fig, figures_dir / f"{prefix}_time_vs_regions.png"))
 
     # 3. the trade-off: test error vs time, one panel per problem (best post-processing per network)
     fig, axes = plt.subplots(1, len(problems), figsize=(4.4 * len(problems), 3.8), squeeze=False)
@@ -1289,13 +1292,7 @@ def make_figures(rows: list[dict], config: Config, figures_dir: Path, prefix: st
     axes[0][0].set_ylabel("test MSE / variance")
     fig.suptitle("Trade-off: accuracy vs optimisation cost (hollow = time limit)", fontsize=11)
     legend(fig, with_problems=False)
-    fig.tight_layout()
-    path = figures_dir / f"{prefix}_tradeoff.png"
-    for a in fig.axes:
-        _no_minor_labels(a)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    written.append(path)
+    written.append(_save_figure(fig, figures_dir / f"{prefix}_tradeoff.png"))
 
     # 4. big-M per layer vs depth (each bound method), plain networks: colour = architecture, line = bounds
     deepest = max(r["depth"] for r in rows)
@@ -1325,13 +1322,7 @@ def make_figures(rows: list[dict], config: Config, figures_dir: Path, prefix: st
         fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False,
                    handlelength=3.5)
         fig.suptitle("Big-M coefficients by layer (plain training, no scaling)", fontsize=11)
-        fig.tight_layout()
-        path = figures_dir / f"{prefix}_bigm_depth.png"
-        for a in fig.axes:
-            _no_minor_labels(a)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        written.append(path)
+        written.append(_save_figure(fig, figures_dir / f"{prefix}_bigm_depth.png"))
     return written
 
 
