@@ -393,3 +393,31 @@ def test_milp_time_limit_is_per_solve():
                         np.arange(4))
     assert chunk.solves == 8 and chunk.timeouts >= 6  # hard enough to reach the limit
     assert chunk.seconds < chunk.solves * 0.2 + 3.0  # the offset bug took ~0.2 * (2^8 - 1) = 51 s
+
+
+def test_default_workers_setting_and_validation():
+    from relumilp.bounds import obbt
+
+    try:
+        obbt.set_default_workers(3)
+        assert obbt.default_workers() == 3
+        obbt.set_default_workers(None)
+        assert obbt.default_workers() >= 1
+        with pytest.raises(RelumilpError, match="at least 1"):
+            obbt.set_default_workers(0)
+        with pytest.raises(RelumilpError, match="at least 1"):
+            compute_bounds(mixed_mlp(1, [2, 4, 1]), InputDomain.box(-1.0, 1.0, 2), "lp", workers=0)
+    finally:
+        obbt.set_default_workers(None)
+
+
+def test_warm_start_order_covers_every_objective_once():
+    from relumilp.bounds.obbt import warm_start_order
+
+    directions = np.random.default_rng(0).normal(size=(7, 3))
+    rows, signs = warm_start_order(directions)
+    assert sorted(zip(rows.tolist(), signs.tolist())) == sorted((j, s) for j in range(7) for s in (1.0, -1.0))
+    # consecutive objectives are the nearest unvisited ones: the chain starts +d_0 and moves greedily
+    unit = np.vstack([directions, -directions]) / np.linalg.norm(np.vstack([directions, -directions]), axis=1)[:, None]
+    index = [int(r) if s > 0 else int(r) + 7 for r, s in zip(rows, signs)]
+    assert index[0] == 0 and index[1] == int(np.argmax(np.where(np.arange(14) == 0, -np.inf, unit @ unit[0])))
