@@ -100,7 +100,10 @@ def solve(
     """Solve ``model`` with HiGHS (Pyomo's appsi interface over highspy) and check every network block.
 
     With ``warmstart``, variable values already set (e.g. by :func:`relumilp.api.warm_start`) are
-    handed to HiGHS as a MIP start.
+    handed to HiGHS as a MIP start. A network block none of whose binaries has a value is first
+    filled from the forward pass at its input values (or, where they are unset, at its domain's
+    centre): HiGHS fixes the start's integers and completes the rest by an LP, so a large big-M model
+    rarely lacks an incumbent.
 
     ``mip_gap`` is the relative gap to stop at (default 1e-6, tighter than HiGHS's own 1e-4).
     ``check`` is ``"warn"``, ``"raise"`` or ``"off"``: what to do when a block's MILP outputs differ
@@ -127,6 +130,8 @@ def solve(
         options["threads"] = int(threads)
     options.update(highs_options or {})
     solver.highs_options = options
+    if warmstart:
+        _start_network_blocks(model)
     start = time.perf_counter()
     results = solver.solve(model)
     elapsed = time.perf_counter() - start
@@ -140,6 +145,19 @@ def solve(
             result.gap = abs(result.objective - result.bound) / max(1e-10, abs(result.objective))
         _check_blocks(model, result, check, tolerance)
     return result
+
+
+def _start_network_blocks(model) -> None:
+    """Fill the variables of every network block that has no start yet from a forward pass."""
+    for block in network_blocks(model):
+        binaries = [v for v in block.component_data_objects(pyo.Var, descend_into=True) if v.is_binary()]
+        if any(v.value is not None for v in binaries):
+            continue  # started by the caller (or by optimize): keep it
+        domain = block.compiled.domain
+        x = np.array([block.inputs[i].value for i in block.inputs.index_set()], dtype=object)
+        unset = np.array([value is None for value in x])
+        x[unset] = ((domain.lower + domain.upper) / 2)[unset]
+        warm_start(block, x.astype(np.float64))
 
 
 def _check_blocks(model, result: SolveResult, check: str, tolerance: float) -> None:

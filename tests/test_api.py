@@ -68,3 +68,29 @@ def test_optimize_reports_times_and_stats():
     assert set(result.times) == {"bounds", "build", "solve", "total"}
     assert {"binaries", "constraints", "stable_active", "stable_inactive", "unstable"} <= set(result.stats)
     assert result.stats["stable_active"] + result.stats["stable_inactive"] + result.stats["unstable"] == width
+
+
+def test_solve_starts_unstarted_network_blocks_from_a_forward_pass():
+    from relumilp.solve import _start_network_blocks
+
+    net = random_mlp(np.random.default_rng(5), [2, 8, 8, 1])
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(range(2), bounds=(-1, 1))
+    block = relumilp.add_network(m, net, inputs=m.x)
+    _start_network_blocks(m)
+    centre = np.zeros(2)
+    assert [block.inputs[i].value for i in range(2)] == [0.0, 0.0]
+    assert block.outputs[0].value == pytest.approx(float(net.forward(centre)[0]), abs=1e-12)
+    binaries = [v for v in block.component_data_objects(pyo.Var, descend_into=True) if v.is_binary()]
+    assert binaries and all(v.value in (0.0, 1.0) for v in binaries)
+    for c in block.component_data_objects(pyo.Constraint, descend_into=True):
+        if "link" in c.name:
+            continue  # the user's m.x has no values
+        body = pyo.value(c.body)
+        assert (c.lower is None or body >= pyo.value(c.lower) - 1e-9) and (c.upper is None or body <= pyo.value(c.upper) + 1e-9)
+    # a start the caller made is kept
+    for v in binaries:
+        v.set_value(1.0 - v.value)
+    flipped = [v.value for v in binaries]
+    _start_network_blocks(m)
+    assert [v.value for v in binaries] == flipped
