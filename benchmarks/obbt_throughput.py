@@ -158,11 +158,12 @@ def main(argv=None) -> int:
         obbt.solve_chunk, obbt.build_lp_relaxation = original, original_build
 
     runs = {}
-    for label, workers, options in [
-        ("relumilp, 1 process", 1, {}),
-        (f"relumilp, {args.workers} processes", args.workers, {}),
-        ("relumilp, 1 process, neuron order (ablation)", 1, {"warm_start_order": False}),
-    ]:
+    pool_start = None
+    configurations = [("relumilp, 1 process", 1, {})]
+    if args.workers > 1:
+        configurations.append((f"relumilp, {args.workers} processes", args.workers, {}))
+    configurations.append(("relumilp, 1 process, neuron order (ablation)", 1, {"warm_start_order": False}))
+    for label, workers, options in configurations:
         if workers > 1:
             clock = time.perf_counter()
             obbt.shared_process_pool(workers).submit(int, 0).result()
@@ -238,7 +239,8 @@ def main(argv=None) -> int:
     for row in rows:
         print(f"| {row['method']} | {row['lps']} | {row['seconds']:.2f} | {row['lps_per_s']:.1f} | "
               f"{row['simplex_iterations']} | {row['vs_naive_same_lp']:.1f}x | {row['vs_naive_bigm']:.1f}x |")
-    print(f"\nprocess pool start-up (not in the times above): {pool_start:.2f} s")
+    if pool_start is not None:
+        print(f"\nprocess pool start-up (not in the times above): {pool_start:.2f} s")
     print(f"max relative difference of the Pyomo optima vs relumilp's safe bounds: {worst:.2e} "
           f"(big-M relaxation: {worst_bigm:.2e})")
     print(f"wrote {out.relative_to(ROOT)}")

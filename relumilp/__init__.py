@@ -34,9 +34,9 @@ _LAZY = {
 
 class _Package(types.ModuleType):
     def __setattr__(self, name, value):
-        # Importing the submodule ``relumilp.solve`` binds it as an attribute of the package, which
-        # would hide the function ``relumilp.solve`` (loaded lazily below); keep the function.
-        if name == "solve" and isinstance(value, types.ModuleType):
+        # Importing a submodule binds it as an attribute of the package; where a lazy name is a
+        # function of the same name (``relumilp.solve``), the module must not hide it.
+        if isinstance(value, types.ModuleType) and _LAZY.get(name, (None, None))[1] is not None:
             return
         super().__setattr__(name, value)
 

@@ -47,10 +47,10 @@ def _attach_box_values(argv: list[str]) -> list[str]:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(_attach_box_values(list(sys.argv[1:] if argv is None else argv)))
-    from .bounds.obbt import default_workers, set_default_workers
+    if argv is None:  # the console entry point is guarded, so spawned worker processes are safe
+        from .bounds.obbt import set_default_workers
 
-    if argv is None and default_workers() == 1:
-        set_default_workers(os.cpu_count() or 1)  # our entry point is guarded: worker processes are safe
+        set_default_workers(os.cpu_count() or 1)
     try:
         return int(args.run(args) or 0)
     except RelumilpError as exc:

@@ -96,6 +96,7 @@ EARLY_STOP_SLACK = 1e-7
 ORDER_BLOCK = 2048
 
 _EPS = 2.0**-52
+_ONE = np.ones(1)
 
 
 @dataclass
@@ -149,8 +150,11 @@ class LayerProblem:
     def objective(self, j: int) -> tuple[np.ndarray, np.ndarray, float]:
         """Neuron ``j`` as ``(columns, coefficients, constant)``."""
         if self.weights is None:
-            return self.columns[j : j + 1], np.ones(1), 0.0
+            return self.columns[j : j + 1], _ONE, 0.0
         return self.columns, self.weights[j], float(self.constant[j])
+
+    def __post_init__(self):
+        self.columns = np.asarray(self.columns, dtype=np.int32)  # highspy's index type, converted once
 
 
 @dataclass
@@ -232,7 +236,7 @@ def solve_chunk(problem: LayerProblem, neurons, signs=None) -> ChunkResult:
     start = time.perf_counter()
     neurons = np.asarray(neurons, dtype=np.int64)
     if signs is None:
-        neurons, signs = np.concatenate([neurons, neurons]), np.repeat([1.0, -1.0], neurons.size)
+        neurons, signs = _min_then_max(neurons)
     signs = np.asarray(signs, dtype=np.float64)
     if problem.mode == "milp" and problem.milp.num_binaries == 0:
         # no binaries: the "MILP" is an LP (HiGHS then reports no MIP dual bound); solve it as one
@@ -260,7 +264,7 @@ def solve_chunk(problem: LayerProblem, neurons, signs=None) -> ChunkResult:
             if previous is not None:
                 h.changeColCost(previous, 0.0)
             previous = int(columns[0])
-        h.changeColsCost(columns.size, columns.astype(np.int32), sign * coefficients)
+        h.changeColsCost(columns.size, columns, sign * coefficients)
         # the solve minimises sign * (x_j - constant)
         threshold = problem.min_stop[j] if sign > 0 else -problem.max_stop[j]
         threshold = threshold - sign * constant
@@ -268,7 +272,7 @@ def solve_chunk(problem: LayerProblem, neurons, signs=None) -> ChunkResult:
         if not problem.options.early_stop:
             threshold = math.inf
         if problem.mode == "lp":
-            bound, early = _solve_lp(h, problem, (At, abs_At), columns, sign * coefficients, threshold, result)
+            bound, early = _solve_lp(h, problem, At, abs_At, columns, sign * coefficients, threshold, result)
         else:
             stop_state["threshold"], stop_state["fired"] = threshold, False
             bound, early = _solve_milp(h, problem, stop_state, result)
@@ -283,6 +287,11 @@ def solve_chunk(problem: LayerProblem, neurons, signs=None) -> ChunkResult:
             result.upper[i] = min(result.upper[i], -bound)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _min_then_max(neurons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The plain solve sequence: every neuron minimised, then every neuron maximised."""
+    return np.concatenate([neurons, neurons]), np.repeat([1.0, -1.0], neurons.size)
 
 
 def warm_start_order(directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -320,7 +329,7 @@ def _set_time_limit(h: highspy.Highs, seconds: float, mip: bool = False) -> None
     h.setOptionValue("time_limit", float(seconds if mip else h.getRunTime() + seconds))
 
 
-def _solve_lp(h, problem: LayerProblem, transposes, columns, coefficients, threshold: float, result: ChunkResult):
+def _solve_lp(h, problem: LayerProblem, At, abs_At, columns, coefficients, threshold: float, result: ChunkResult):
     """One warm-started LP; returns (valid lower bound of ``coefficients @ v[columns]``, stopped early?)."""
     h.setOptionValue("objective_bound", float(threshold))
     _set_time_limit(h, problem.options.lp_time_limit)
@@ -339,7 +348,6 @@ def _solve_lp(h, problem: LayerProblem, transposes, columns, coefficients, thres
         # Any multipliers still give a valid bound, but without duals there is nothing to evaluate.
         h.clearSolver()
         return -math.inf, False
-    At, abs_At = transposes
     return safe_dual_bound(problem.milp, At, columns, coefficients, np.asarray(solution.row_dual), abs_At), early
 
 
@@ -411,13 +419,15 @@ def _intersect(lower, upper, new_lower, new_upper):
     return lo, hi
 
 
-def _run_chunks(problem: LayerProblem, neurons: np.ndarray, signs: np.ndarray, executor, bar) -> list[ChunkResult]:
+def _run_chunks(problem: LayerProblem, neurons: np.ndarray, signs: np.ndarray, executor, workers: int,
+                bar) -> list[ChunkResult]:
     """Solve the sequence ``(neurons, signs)`` in near-equal contiguous chunks of at most
-    ``2 * chunk_size`` solves (fixed by the sequence alone, so every executor does the same solves)."""
+    ``2 * chunk_size`` solves (fixed by the sequence alone, so every executor does the same solves).
+    Without ``executor``, ``workers > 1`` spreads two or more chunks over the local process pool."""
     pieces = max(1, math.ceil(neurons.size / (2 * max(1, int(problem.options.chunk_size)))))
     chunks = list(zip(np.array_split(neurons, pieces), np.array_split(signs, pieces)))
-    if isinstance(executor, _LazyPool):
-        executor = executor.get(len(chunks))
+    if executor is None and workers > 1 and len(chunks) > 1:
+        executor = shared_process_pool(workers)
     if executor is None:
         results = []
         for chunk, chunk_signs in chunks:
@@ -466,13 +476,10 @@ def obbt_bounds(
     if unknown:
         raise RelumilpError(f"unknown bound option(s): {', '.join(sorted(unknown))}")
     opts = OBBTOptions(**options)
-    if executor is None:
-        count = default_workers() if workers is None else int(workers)
-        if count < 1:
-            raise RelumilpError(f"workers must be at least 1, got {count}")
-        if count > 1:
-            executor = _LazyPool(count)
-    return _obbt(net, domain, start, method, opts, executor, progress, stats if stats is not None else {})
+    workers = default_workers() if workers is None else int(workers)
+    if workers < 1:
+        raise RelumilpError(f"workers must be at least 1, got {workers}")
+    return _obbt(net, domain, start, method, opts, executor, workers, progress, stats if stats is not None else {})
 
 
 # -- local process pools ----------------------------------------------------------------------------
@@ -528,17 +535,7 @@ def default_workers() -> int:
     return 1 if is_script else max(1, os.cpu_count() or 1)
 
 
-class _LazyPool:
-    """Stands for :func:`shared_process_pool` until a stage has enough chunks to be worth spreading."""
-
-    def __init__(self, workers: int):
-        self.workers = workers
-
-    def get(self, chunks: int):
-        return shared_process_pool(self.workers) if chunks > 1 else None
-
-
-def _obbt(net, domain, start, method, opts, executor, progress, stats) -> Bounds:
+def _obbt(net, domain, start, method, opts, executor, workers, progress, stats) -> Bounds:
     from tqdm.auto import tqdm
 
     bounds = start.copy()
@@ -565,15 +562,15 @@ def _obbt(net, domain, start, method, opts, executor, progress, stats) -> Bounds
                     rows, signs = warm_start_order(weights[targets])
                     neurons = targets[rows]
                 else:
-                    neurons, signs = np.concatenate([targets, targets]), np.repeat([1.0, -1.0], targets.size)
+                    neurons, signs = _min_then_max(targets)
             else:
                 milp = build_milp(net, bounds, domain, upto=node.name)
                 if milp.num_binaries == 0:
                     continue  # nothing is integer: the LP stage already gave these bounds
-                neurons, signs = np.concatenate([targets, targets]), np.repeat([1.0, -1.0], targets.size)
+                neurons, signs = _min_then_max(targets)
                 problem = LayerProblem(milp, milp.node_columns[node.name], min_stop, max_stop, stage, opts)
             with tqdm(total=neurons.size, desc=f"{stage} {node.name}", unit="solve", disable=not progress, leave=False) as bar:
-                results = _run_chunks(problem, neurons, signs, executor, bar)
+                results = _run_chunks(problem, neurons, signs, executor, workers, bar)
             lower, upper = bounds[node.name]
             new_lower, new_upper = np.full(node.size, -np.inf), np.full(node.size, np.inf)
             for r in results:
