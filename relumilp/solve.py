@@ -25,7 +25,7 @@ from pyomo.contrib.appsi.solvers import Highs
 
 from .api import add_network, network_blocks, warm_start
 from .errors import RelumilpError, SolveError
-from .formulation.highs import swallow_banner
+from .backends.highs import swallow_banner
 
 _STATUS = {
     TerminationCondition.optimal: "optimal",

@@ -70,7 +70,7 @@ import scipy.sparse as sp
 
 from .domain import InputDomain
 from .errors import RelumilpError
-from .formulation.highs import swallow_banner
+from .backends.highs import swallow_banner
 from .formulation.milp import MILP
 from .ir import AffineNode, Network
 

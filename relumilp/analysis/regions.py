@@ -49,7 +49,7 @@ import numpy as np
 
 from ..domain import InputDomain
 from ..errors import InvalidDomainError, RelumilpError
-from ..formulation.highs import new_highs
+from ..backends.highs import new_highs
 from ..ir import ActivationNode, Network
 
 METHODS = ("exact", "mip", "sample")

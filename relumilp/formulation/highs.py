@@ -6,14 +6,13 @@ verification runner, and writing MPS/LP files.
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import highspy
 import numpy as np
 
 from .._io import atomic_path
+from ..backends.highs import new_highs
 from ..errors import ModelFileError
 from .milp import MILP
 
@@ -24,48 +23,9 @@ def _finite(values: np.ndarray) -> np.ndarray:
     return np.clip(values, -INF, INF)
 
 
-_BANNER_SHOWN = False
-
-
-def swallow_banner() -> None:
-    """Keep HiGHS's start-up banner off stdout.
-
-    HiGHS prints a banner on file descriptor 1 when a process creates its first instance, before any
-    option can be set; this creates that first instance with fd 1 pointed at /dev/null, once per
-    process (also in pool and dask workers), so that ``--json`` output stays clean.
-    """
-    global _BANNER_SHOWN
-    if not _BANNER_SHOWN:
-        _BANNER_SHOWN = True
-        try:
-            sys.stdout.flush()
-            saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
-        except (OSError, ValueError):  # no real stdout (embedded interpreter): nothing to protect
-            pass
-        else:
-            try:
-                os.dup2(null, 1)
-                highspy.Highs()
-            finally:
-                os.dup2(saved, 1)
-                os.close(saved)
-                os.close(null)
-
-
-def new_highs(log: bool = False) -> highspy.Highs:
-    """A ``highspy.Highs`` instance, silent unless ``log``."""
-    swallow_banner()
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", bool(log))
-    return h
-
-
 def to_highs(milp: MILP, log: bool = False, threads: int | None = None) -> highspy.Highs:
     """A ``highspy.Highs`` instance holding ``milp`` (objective included when set)."""
-    h = new_highs(log)
-    if threads:
-        highspy.Highs.resetGlobalScheduler(True)  # the pool is process-wide; see relumilp.solve.solve
-        h.setOptionValue("threads", int(threads))
+    h = new_highs(log, threads)
     lp = highspy.HighsLp()
     lp.num_col_ = milp.num_columns
     lp.num_row_ = milp.num_rows

@@ -1,0 +1,97 @@
+"""Time limits over a whole call, and clean interruption.
+
+A :class:`Deadline` is created once per public call (``optimize``, ``solve``, ``verify``,
+``compute_bounds``, a CLI command) from its ``time_limit`` and handed down to every phase: bound
+tightening, model building, solving. Each phase asks :meth:`Deadline.remaining` before starting work
+and gives the solver at most that long, so the limit covers the whole call rather than the last solve.
+
+Interruption: Python turns Ctrl-C (SIGINT) into ``KeyboardInterrupt`` in the main thread; the CLI maps
+SIGTERM onto the same path (:func:`terminate_as_interrupt`). Code that blocks in native solvers runs
+them so that the interrupt is seen promptly (see :func:`relumilp.backends.highs.run`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass
+
+from .errors import RelumilpError
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """An absolute point on the ``time.perf_counter`` clock (``inf``: no limit)."""
+
+    at: float = math.inf
+
+    @classmethod
+    def after(cls, seconds: float | None) -> "Deadline":
+        """A deadline ``seconds`` from now; ``None`` means no limit."""
+        if seconds is None:
+            return cls()
+        return cls(time.perf_counter() + check_time_limit(seconds))
+
+    @classmethod
+    def of(cls, value: "Deadline | float | None") -> "Deadline":
+        """A deadline from a :class:`Deadline`, a time limit in seconds, or ``None``."""
+        return value if isinstance(value, Deadline) else cls.after(value)
+
+    @property
+    def limited(self) -> bool:
+        return math.isfinite(self.at)
+
+    def remaining(self) -> float:
+        """Seconds left (``inf`` without a limit, 0 once passed)."""
+        return max(0.0, self.at - time.perf_counter()) if self.limited else math.inf
+
+    def expired(self) -> bool:
+        return self.limited and time.perf_counter() >= self.at
+
+    def cap(self, seconds: float | None) -> float | None:
+        """The smaller of ``seconds`` and the time left (``None`` when both are unlimited)."""
+        left = self.remaining()
+        if seconds is None:
+            return None if math.isinf(left) else left
+        return min(float(seconds), left)
+
+    def earlier(self, seconds: float | None) -> "Deadline":
+        """This deadline, or ``seconds`` from now if that comes first."""
+        if seconds is None:
+            return self
+        return Deadline(min(self.at, time.perf_counter() + float(seconds)))
+
+
+def check_time_limit(seconds, what: str = "the time limit") -> float:
+    """``seconds`` as a float, or a clear error for negative, zero, NaN or non-numeric values."""
+    try:
+        value = float(seconds)
+    except (TypeError, ValueError):
+        raise RelumilpError(f"{what} must be a number of seconds, got {seconds!r}") from None
+    if not value > 0.0:  # also catches NaN
+        raise RelumilpError(f"{what} must be a positive number of seconds, got {seconds!r}")
+    return value
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """Within the block, SIGTERM raises ``KeyboardInterrupt`` in the main thread like Ctrl-C does.
+
+    Used by the CLI so that ``kill`` gets the same clean shutdown (workers stopped, no partial files,
+    the best answer so far printed) as Ctrl-C. Outside the main thread this is a no-op.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
