@@ -73,7 +73,7 @@ def add_network(
 
 def populate_block(block: pyo.Block, compiled: CompiledNetwork, inputs=None, outputs=None) -> pyo.Block:
     """Emit a compiled network into an existing (empty) block and link it to the user's variables."""
-    emit_block(compiled.milp, block)
+    block.column_vars = emit_block(compiled.milp, block)
     block.compiled = compiled
     if inputs:
         link(block, "link_inputs", block.inputs, inputs, compiled.network.input_size)
@@ -85,25 +85,16 @@ def populate_block(block: pyo.Block, compiled: CompiledNetwork, inputs=None, out
 def warm_start(block: pyo.Block, x) -> None:
     """Set every variable of a network block from the forward pass at input ``x``: a MIP start.
 
-    Binaries follow the activation pattern (``z = 1`` at or above 0, ``z_cap = 1`` at or above the
-    cap), so the start satisfies every row of the block. :func:`relumilp.solve` hands the values to
-    HiGHS, which then never lacks an incumbent.
+    The values come from :func:`relumilp.formulation.bigm.start_vector` (binaries follow the
+    activation pattern), so the start satisfies every row of the block. :func:`relumilp.solve` hands
+    them to HiGHS, which then never lacks an incumbent.
     """
+    from .formulation.bigm import start_vector
+
     compiled = block.compiled
-    net, milp = compiled.network, compiled.milp
-    values = net.forward_all(x)
-    for name in milp.node_columns:
-        var = block.nodes[name].y
-        for i, v in enumerate(values[name]):
-            var[i].set_value(float(v), skip_validation=True)
-    for node in net.activations:
-        pre = values[node.inputs[0]]
-        for key, threshold in (("z", 0.0), ("z_cap", node.cap)):
-            group = milp.binaries.get(node.name, {}).get(key)
-            if group is not None:
-                var = block.nodes[node.name].component(key)
-                for n in group.neurons:
-                    var[int(n)].set_value(1.0 if pre[n] >= threshold else 0.0)
+    vector = start_vector(compiled.network, compiled.milp, x)
+    for var, value in zip(block.column_vars, vector):
+        var.set_value(float(value), skip_validation=True)
 
 
 def network_blocks(model: pyo.Block) -> list[pyo.Block]:

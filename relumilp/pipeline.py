@@ -72,7 +72,7 @@ class CompiledNetwork:
 
     def to_highs(self, objective: np.ndarray | None = None, sense: str = "min", log: bool = False):
         """A ``highspy.Highs`` model of the MILP, with ``objective @ outputs`` when given."""
-        from .formulation.highs import to_highs
+        from .backends.highs import to_highs
 
         milp = self.milp if objective is None else self.milp.with_objective(objective, sense)
         return to_highs(milp, log=log)

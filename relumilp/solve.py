@@ -60,6 +60,8 @@ class SolveResult:
     times: dict[str, float] = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
     blocks: list[dict] = field(default_factory=list)
+    #: why an answer is less than it seems (e.g. why a solver's "optimal" was not certified)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def has_solution(self) -> bool:
@@ -79,6 +81,7 @@ class SolveResult:
             "discrepancy": finite(self.discrepancy),
             "times": {k: round(v, 6) for k, v in self.times.items()},
             "stats": self.stats,
+            "notes": self.notes,
         }
 
 
@@ -229,30 +232,121 @@ def optimize(
     check: str = "warn",
     **bound_options,
 ) -> SolveResult:
-    """Globally minimise or maximise an output of ``network`` over ``input_bounds``.
+    """Globally minimise or maximise an output of ``network`` over ``input_bounds``, with a certificate.
+
+    The big-M MILP is solved by HiGHS through :func:`relumilp.backends.highs.solve_milp` (exact
+    power-of-two equilibration, no absolute gap), and the answer is certified by
+    :func:`certify`: the objective is the float64 forward pass at the returned input, and ``optimal``
+    means the (margin-widened) solver bound lies within ``mip_gap`` (default 1e-6) of it, relative to
+    ``max(1, |objective|)``. Anything the forward pass does not support is reported as ``unknown``.
 
     Returns a :class:`SolveResult` with ``times`` for ``bounds``, ``build``, ``solve`` and ``total``
-    and ``stats`` on model size and neuron stability.
+    and ``stats`` on model size, neuron stability and the coefficient range handed to HiGHS.
     """
-    start = time.perf_counter()
-    model = pyo.ConcreteModel()
-    block = add_network(model, network, input_bounds=input_bounds, tighten=tighten, scale=scale, bounds=bounds,
-                        name="net", **bound_options)
-    compiled = block.compiled
+    from .backends.highs import OPTIMALITY_GAP, solve_milp
+    from .formulation.bigm import start_vector
+    from .limits import Deadline
+    from .pipeline import compile_network
+
+    started = time.perf_counter()
+    if check not in ("warn", "raise", "off"):
+        raise RelumilpError("check must be 'warn', 'raise' or 'off'")
+    gap = OPTIMALITY_GAP if mip_gap is None else _check_gap(mip_gap)
+    deadline = Deadline.after(time_limit)
+    compiled = compile_network(network, input_bounds, tighten=tighten, scale=scale, bounds=bounds, **bound_options)
     coefficients, sense = output_objective(compiled.network.output_size, maximize, minimize, objective)
-    outputs = block.outputs
-    model.objective = pyo.Objective(
-        expr=sum(float(c) * outputs[i] for i, c in enumerate(coefficients) if c != 0.0),
-        sense=pyo.maximize if sense == "max" else pyo.minimize,
-    )
-    warm_start(block, _best_sample(compiled, coefficients, sense))
+    milp = compiled.milp.with_objective(coefficients, sense)
+    first_guess = _best_sample(compiled, coefficients, sense)
     built = time.perf_counter()
-    result = solve(model, time_limit=time_limit, mip_gap=mip_gap, threads=threads, log=log, check=check)
+    solution = solve_milp(milp, deadline=deadline, mip_rel_gap=gap, threads=threads, log=log,
+                          start=start_vector(compiled.network, milp, first_guess))
+    result = certify(compiled, solution, coefficients, sense, gap, [first_guess], check)
+    bound_seconds = compiled.times.get("bounds", 0.0) + compiled.times.get("scaling", 0.0)
     result.times = {
-        "bounds": compiled.times.get("bounds", 0.0) + compiled.times.get("scaling", 0.0),
-        "build": built - start - compiled.times.get("bounds", 0.0) - compiled.times.get("scaling", 0.0),
-        "solve": result.times["solve"],
-        "total": time.perf_counter() - start,
+        "bounds": bound_seconds,
+        "build": built - started - bound_seconds,
+        "solve": solution.seconds,
+        "total": time.perf_counter() - started,
     }
-    result.stats = compiled.stats()
+    result.stats = {**compiled.stats(), "numerics": solution.numerics, "nodes": solution.nodes}
+    return result
+
+
+def _check_gap(mip_gap) -> float:
+    gap = float(mip_gap)
+    if not gap >= 0.0:
+        raise RelumilpError(f"the MIP gap must be a non-negative number, got {mip_gap!r}")
+    return gap
+
+
+def _into_domain(domain, x: np.ndarray, inside: np.ndarray) -> np.ndarray | None:
+    """``x`` clipped into the box and, if it breaks a row ``A x <= b``, pulled towards ``inside`` (a point
+    of the domain) until every row holds exactly in float64; None if that fails."""
+    x = np.clip(x, domain.lower, domain.upper)
+    if domain.A is None or np.all(domain.A @ x <= domain.b):
+        return x
+    for t in (1.0 - 2.0 ** -k for k in range(1, 60)):
+        candidate = np.clip(inside + t * (x - inside), domain.lower, domain.upper)
+        if np.all(domain.A @ candidate <= domain.b):
+            return candidate
+    return None
+
+
+def certify(compiled, solution, coefficients: np.ndarray, sense: str, gap: float, guesses=(),
+            check: str = "warn") -> SolveResult:
+    """Turn a solver's answer into a :class:`SolveResult` that the float64 forward pass supports.
+
+    * The returned point is the best, by the forward pass, of the solver's input (clipped into the
+      domain) and the ``guesses``; ``objective`` is ``coefficients @ net(x)`` in float64.
+    * The solver's ``bound`` is kept only if no evaluated point beats it; a refuted bound makes the
+      answer ``unknown`` (the model was numerically unsafe), never a certificate.
+    * ``optimal`` needs the solver's word *and* ``|bound - objective| <= gap * max(1, |objective|)``.
+    """
+    network = compiled.original or compiled.network
+    domain = compiled.domain
+    sign = 1.0 if sense == "max" else -1.0
+    result = SolveResult(status=solution.status, notes=list(solution.notes))
+    candidates = [np.asarray(g, dtype=np.float64) for g in guesses]
+    milp_x = None
+    if solution.x is not None:
+        milp_x = solution.x[compiled.milp.input_columns]
+        repaired = _into_domain(domain, milp_x, candidates[0] if candidates else (domain.lower + domain.upper) / 2)
+        if repaired is not None:
+            candidates.insert(0, repaired)
+    feasible = [x for x in candidates if domain.contains(x, tol=0.0)[0]]
+    if feasible:
+        values = [float(coefficients @ network.forward(x)) for x in feasible]
+        best = int(np.argmax(sign * np.asarray(values)))
+        result.x = feasible[best]
+        result.y = network.forward(result.x)
+        result.objective = values[best]
+    if solution.x is not None:
+        y_milp = solution.x[compiled.milp.output_columns]
+        result.y_milp = y_milp
+        y_at_milp_x = network.forward(np.clip(milp_x, domain.lower, domain.upper))
+        result.discrepancy = float(np.max(np.abs(y_at_milp_x - y_milp)))
+        scale_y = 1.0 + float(np.max(np.abs(y_at_milp_x)))
+        if result.discrepancy > 1e-6 * scale_y and check != "off":
+            message = (f"the MILP's outputs differ from the forward pass at its input by {result.discrepancy:.3g}; "
+                       "its answer is not trusted beyond what the forward pass confirms")
+            if check == "raise":
+                raise SolveError(message)
+            warnings.warn(message, stacklevel=3)
+    bound = solution.bound
+    if bound is not None and result.objective is not None and sign * (result.objective - bound) > 0.0:
+        result.notes.append(f"the solver's bound {bound:.17g} is beaten by the forward pass ({result.objective:.17g}): "
+                            "numerically unsafe model, no certificate")
+        bound = None
+        result.status = "unknown"
+    result.bound = bound
+    if bound is not None and result.objective is not None:
+        result.gap = abs(bound - result.objective) / max(1.0, abs(result.objective))
+    if result.status == "optimal":
+        if result.gap is None or result.gap > gap * (1.0 + 1e-9):
+            result.notes.append(f"the solver reported optimal, but the forward pass leaves a gap of {result.gap}: "
+                                "no certificate")
+            result.status = "unknown"
+    elif result.status == "infeasible" and feasible:
+        result.notes.append("the solver reported infeasible, but the domain has feasible points: no certificate")
+        result.status = "unknown"
     return result

@@ -64,7 +64,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import highspy
 import numpy as np
 import scipy.sparse as sp
 
@@ -73,6 +72,8 @@ from .errors import RelumilpError
 from .backends.highs import swallow_banner
 from .formulation.milp import MILP
 from .ir import AffineNode, Network
+from .bounds.rounding import widen
+from .limits import Deadline
 
 RESULTS = ("holds", "violated", "unknown")
 DISJUNCTIONS = ("bigm", "split")
@@ -226,7 +227,12 @@ def _extend(milp: MILP, lower, upper, integer, rows: list[tuple[dict, float, flo
     })
 
 
-def unsafe_milp(milp: MILP, g_lower, g_upper, members: list[list[int]], t_upper: float = 0.0) -> tuple[MILP, int]:
+#: ``t`` may reach ``UNSAFE_SLACK`` times the margins' scale in the unsafe MILP: ten times the primal
+#: feasibility tolerance (1e-7) of the equilibrated model, so an infeasible MILP proves ``min t > 0``
+UNSAFE_SLACK = 1e-6
+
+
+def unsafe_milp(milp: MILP, g_lower, g_upper, members: list[list[int]], t_upper: float | None = None) -> tuple[MILP, int]:
     """The max-violation MILP of the union of conjunctions ``members`` (rows of the margin outputs).
 
     Returns the extended MILP (objective ``min t``) and the column of ``t``. See the module docstring.
@@ -235,6 +241,10 @@ def unsafe_milp(milp: MILP, g_lower, g_upper, members: list[list[int]], t_upper:
     n = milp.num_columns
     t = n
     t_lo = min(max(g_lower[r] for r in rows) for rows in members)
+    if t_upper is None:
+        rows = sorted({r for member in members for r in member})
+        scale = max(abs(t_lo), float(np.max(np.abs(g_lower[rows]))), float(np.max(np.abs(g_upper[rows]))))
+        t_upper = UNSAFE_SLACK * scale
     t_hi = min(t_upper, max(max(g_upper[r] for r in rows) for rows in members))
     t_hi = max(t_hi, t_lo)
     rows: list[tuple[dict, float, float]] = []
@@ -261,51 +271,33 @@ def unsafe_milp(milp: MILP, g_lower, g_upper, members: list[list[int]], t_upper:
     return extended, t
 
 
-def _highs(milp: MILP, time_limit: float | None, threads: int | None, log: bool, options: dict | None):
-    from .formulation.highs import to_highs
+def _solve_unsafe(milp: MILP, t: int, deadline, threads, log, highs_options, first_only: bool) -> dict:
+    """Run HiGHS (the equilibrated session) on an unsafe-set MILP.
 
-    h = to_highs(milp, log=log, threads=threads)
-    if time_limit is not None:
-        h.setOptionValue("time_limit", max(float(time_limit), 0.01))
-    for key, value in (options or {}).items():
-        h.setOptionValue(key, value)
-    return h
+    Returns ``{"status", "solution", "objective", "bound", "nodes", "time", "numerics"}``; ``bound`` is a
+    lower bound on ``min t`` already widened by the session's margin. With ``first_only`` HiGHS stops at
+    its first feasible point (a candidate counterexample).
+    """
+    from .backends.highs import solve_milp
 
-
-def _solve_unsafe(milp: MILP, t: int, time_limit, threads, log, highs_options) -> dict:
-    """Run HiGHS on an unsafe-set MILP; ``{"status", "solution", "dual_bound", "nodes", "time"}``."""
-    start = time.perf_counter()
-    h = _highs(milp, time_limit, threads, log, {"mip_max_improving_sols": 1, **(highs_options or {})})
-    h.run()
-    status = h.getModelStatus()
-    info = h.getInfo()
-    out = {
-        "status": h.modelStatusToString(status),
-        "time": time.perf_counter() - start,
-        "nodes": int(info.mip_node_count),
-        "dual_bound": float(info.mip_dual_bound) if math.isfinite(info.mip_dual_bound) else None,
-        "solution": None,
-        "infeasible": status == highspy.HighsModelStatus.kInfeasible,
-    }
-    if info.primal_solution_status == 2:  # kSolutionStatusFeasible
-        out["solution"] = np.array(h.getSolution().col_value)
-        out["objective"] = float(info.objective_function_value)
-    return out
+    run = solve_milp(milp, deadline=deadline, threads=threads, log=log, options=highs_options,
+                     stop_at_first_solution=first_only)
+    return {"status": run.status, "time": run.seconds, "nodes": run.nodes, "bound": run.bound,
+            "solution": run.x, "objective": run.objective, "numerics": run.numerics, "notes": run.notes}
 
 
-def _repair(milp: MILP, t: int, solution: np.ndarray, threads) -> np.ndarray | None:
+def _repair(milp: MILP, t: int, solution: np.ndarray, deadline, threads) -> np.ndarray | None:
     """The most violating point of the candidate's activation pattern (binaries fixed; an LP)."""
+    from .backends.highs import solve_milp
+
     lower, upper = milp.col_lower.copy(), milp.col_upper.copy()
     fixed = np.round(solution[milp.integrality])
     lower[milp.integrality] = upper[milp.integrality] = fixed
     upper[t] = np.inf
     lp = MILP(**{**milp.__dict__, "col_lower": lower, "col_upper": upper,
                  "integrality": np.zeros_like(milp.integrality)})
-    h = _highs(lp, None, threads, False, None)
-    h.run()
-    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        return None
-    return np.array(h.getSolution().col_value)
+    run = solve_milp(lp, deadline=deadline, threads=threads)
+    return run.x if run.status == "optimal" else None
 
 
 # -- input splitting (branch and bound over input boxes) ---------------------------------------------
@@ -319,17 +311,19 @@ class _BoxBounds:
     for branch and bound: back-substitution is run only for the neurons whose phase the box's current
     bounds leave undecided (and for every margin output), gathered per box and padded to the batch's
     largest count. Deep in the tree most neurons are stable, so this is several times cheaper than
-    bounding every neuron. Each back-substituted bound is widened by the round-off margin
-    ``ROUNDOFF * (1 + sum of |terms|)`` of :mod:`relumilp.bounds.symbolic`.
+    bounding every neuron. As in :func:`relumilp.bounds.symbolic.symbolic_bounds`, back-substituted
+    bounds carry the round-off margin, interval steps are rounded outward, and the result is widened
+    for the forward pass's rounding, so every bound holds for the float64 forward pass.
     """
 
     def __init__(self, net: Network):
         import torch
 
-        from .bounds.symbolic import network_ops
+        from .bounds.symbolic import network_ops, roundoff_margin
 
         self.torch = torch
         self.net = net
+        self.roundoff = roundoff_margin(net)
         self.ops = network_ops(net)
         kinds = {op.name: op.kind for op in self.ops}
         feeds_activation = {node.inputs[0] for node in net.activations}
@@ -354,7 +348,7 @@ class _BoxBounds:
                 if op.kind == "input":
                     l, u = torch.from_numpy(L), torch.from_numpy(U)
                 elif op.kind == "affine":
-                    l, u = affine_interval(op, lo, hi)
+                    l, u = affine_interval(op, lo, hi, outward=True)
                     l, u = self._intersect(l, u, start.get(op.name))
                     mode = self.refine.get(op.name)
                     if mode is not None:
@@ -370,7 +364,7 @@ class _BoxBounds:
                     l, u = self._intersect(l, u, start.get(op.name))
                     relax[op.name] = linear_relaxation(*op.act, lo[src], hi[src])
                 lo[op.name], hi[op.name] = l, u
-        return {k: v.numpy() for k, v in lo.items()}, {k: v.numpy() for k, v in hi.items()}
+        return widen(self.net, {k: v.numpy() for k, v in lo.items()}, {k: v.numpy() for k, v in hi.items()})
 
     def _intersect(self, l, u, given):
         if given is None:
@@ -383,7 +377,7 @@ class _BoxBounds:
 
     def _refine(self, index, l, u, mask, lo, hi, relax):
         """Intersect ``[l, u]`` with back-substituted bounds on the masked neurons (per box)."""
-        from .bounds.symbolic import ROUNDOFF, back_substitute
+        from .bounds.symbolic import back_substitute
 
         torch = self.torch
         batch, m = l.shape
@@ -394,8 +388,8 @@ class _BoxBounds:
         order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :count]  # (B, r)
         eye = torch.nn.functional.one_hot(order, m).to(l.dtype)  # (B, r, m)
         upper, mag = back_substitute(self.ops, index, lo, hi, relax, coefficients=torch.cat([eye, -eye], dim=1))
-        su = upper[:, :count] + ROUNDOFF * (1.0 + mag[:, :count])
-        sl = -upper[:, count:] - ROUNDOFF * (1.0 + mag[:, count:])
+        su = upper[:, :count] + self.roundoff * (1.0 + mag[:, :count])
+        sl = -upper[:, count:] - self.roundoff * (1.0 + mag[:, count:])
         cur_l, cur_u = l.gather(1, order), u.gather(1, order)
         new_l, new_u = torch.maximum(cur_l, sl), torch.minimum(cur_u, su)
         crossed = new_l > new_u
@@ -432,34 +426,50 @@ def _box_outside_rows(domain: InputDomain, L: np.ndarray, U: np.ndarray) -> np.n
 # -- MILP on one (sub-)domain ---------------------------------------------------------------------------
 
 
-def _milp_decide(net, compiled, domain, outputs, members, alive, deadline, disjunction, threads, log,
-                 highs_options, records):
-    """Decide one domain by MILP: ``("holds", None)``, ``("violated", (x, y))`` or ``(None, None)``."""
+def _milp_decide(net, compiled, domain, outputs, members, alive, settings: "_Settings", records):
+    """Decide one domain by MILP: ``("holds", None)``, ``("violated", (x, y))`` or ``(None, None)``.
+
+    Per group of conjunctions, the max-violation MILP (``min t``, ``t <= δ``) is solved twice at most:
+
+    1. stopping at the first feasible point, a candidate counterexample that the float64 forward pass
+       must confirm (directly, or after the LP repair over its activation pattern);
+    2. if that candidate fails, to optimality (or the deadline), for a dual bound.
+
+    ``holds`` needs a proof that ``min t > 0``: HiGHS finds the model infeasible although ``t`` may go
+    up to ``δ = UNSAFE_SLACK * scale`` (a margin well above the feasibility tolerance of the
+    equilibrated model, so "infeasible" cannot hide a point with ``t <= 0``), or its margin-widened
+    dual bound on ``min t`` is positive. Anything else is ``unknown``.
+    """
     g_lower, g_upper = compiled.bounds[compiled.network.output]
-    groups = [list(alive)] if disjunction == "bigm" else [[j] for j in alive]
+    groups = [list(alive)] if settings.disjunction == "bigm" else [[j] for j in alive]
     unknown = False
     for group in groups:
-        remaining = deadline - time.perf_counter()
-        if remaining <= 0:
+        if settings.deadline.expired():
             return None, None
         milp, t = unsafe_milp(compiled.milp, g_lower, g_upper, [members[j] for j in group])
-        run = _solve_unsafe(milp, t, None if math.isinf(remaining) else remaining, threads, log, highs_options)
-        record = {k: run[k] for k in ("status", "time", "nodes", "dual_bound")}
-        record.update(disjuncts=[int(j) for j in group], binaries=int(milp.num_binaries))
-        records.append(record)
-        if run["solution"] is not None:
-            record["candidate_max_violation"] = run.get("objective")
-            checked = _check_candidate(net, domain, outputs, run["solution"][compiled.milp.input_columns])
-            if checked is None:
-                repaired = _repair(milp, t, run["solution"], threads)
-                if repaired is not None:
-                    checked = _check_candidate(net, domain, outputs, repaired[compiled.milp.input_columns])
-                record["repaired"] = checked is not None
-            if checked is not None:
-                return "violated", checked
-            unknown = True  # a candidate the forward pass does not confirm: never report it
-        elif not run["infeasible"]:
-            unknown = True
+        decided = False
+        for first_only in (True, False):
+            run = _solve_unsafe(milp, t, settings.deadline, settings.threads, settings.log, settings.highs_options,
+                                first_only)
+            record = {k: run[k] for k in ("status", "time", "nodes", "bound")}
+            record.update(disjuncts=[int(j) for j in group], binaries=int(milp.num_binaries), first_only=first_only)
+            records.append(record)
+            if run["status"] == "infeasible" or (run["bound"] is not None and run["bound"] > 0.0):
+                decided = True  # holds for this group
+                break
+            if run["solution"] is not None:
+                record["candidate_max_violation"] = run.get("objective")
+                checked = _check_candidate(net, domain, outputs, run["solution"][compiled.milp.input_columns])
+                if checked is None:
+                    repaired = _repair(milp, t, run["solution"], settings.deadline, settings.threads)
+                    if repaired is not None:
+                        checked = _check_candidate(net, domain, outputs, repaired[compiled.milp.input_columns])
+                    record["repaired"] = checked is not None
+                if checked is not None:
+                    return "violated", checked
+            if run["status"] in ("time_limit", "interrupted", "error"):
+                break
+        unknown |= not decided
     return (None, None) if unknown else ("holds", None)
 
 
@@ -468,7 +478,7 @@ def _milp_decide(net, compiled, domain, outputs, members, alive, deadline, disju
 
 @dataclass
 class _Settings:
-    deadline: float
+    deadline: Deadline
     tighten: str
     disjunction: str
     input_split: bool | None
@@ -535,7 +545,7 @@ def verify(
     if tighten is None:
         tighten = "symbolic" if split else "lp"
     settings = _Settings(
-        deadline=math.inf if time_limit is None else start + float(time_limit),
+        deadline=Deadline(math.inf if time_limit is None else start + float(time_limit)),
         tighten=tighten, disjunction=disjunction, input_split=split,
         attack_samples=int(attack_samples), leaf_binaries=int(leaf_binaries), batch_size=max(1, int(batch_size)),
         max_depth=int(max_depth), threads=threads, log=log, highs_options=highs_options, bound_options=bound_options,
@@ -549,7 +559,7 @@ def verify(
     for index, (domain, outputs) in enumerate(prop.regions()):
         info = {"region": index, "disjuncts": len(outputs)}
         regions.append(info)
-        if time.perf_counter() >= settings.deadline:
+        if settings.deadline.expired():
             info["decided_by"] = "time_limit"
             answer = "unknown"
             break
@@ -586,14 +596,12 @@ def _verify_region(net, domain, outputs, settings: _Settings, rng, info):
     if not alive:
         info["decided_by"] = "bounds"
         return "holds", None
-    if time.perf_counter() >= settings.deadline:
+    if settings.deadline.expired():
         info["decided_by"] = "time_limit"
         return None, None
     info["milp"] = records = []
     if not settings.input_split:
-        verdict, found = _milp_decide(net, compiled, domain, outputs, members, alive, settings.deadline,
-                                      settings.disjunction, settings.threads, settings.log, settings.highs_options,
-                                      records)
+        verdict, found = _milp_decide(net, compiled, domain, outputs, members, alive, settings, records)
         info["decided_by"] = "milp" if verdict is not None else "unknown"
         return verdict, found
     return _branch_and_bound(net, margin_net, compiled, domain, outputs, members, alive, settings, info, records)
@@ -631,7 +639,7 @@ def _bab(net, margin_net, compiled, domain, outputs, members, alive, settings: _
     info["bab"] = stats
     unknown = False
     while L.shape[0]:
-        if time.perf_counter() >= settings.deadline:
+        if settings.deadline.expired():
             unknown = True
             break
         B = settings.batch_size
@@ -668,16 +676,15 @@ def _bab(net, margin_net, compiled, domain, outputs, members, alive, settings: _
             leaf_domain = InputDomain(Lb[i], Ub[i], domain.A, domain.b)
             leaf_alive = [alive[j] for j in np.flatnonzero(lbd[i] <= 0.0)]
             leaf_compiled = compile_network(margin_net, leaf_domain, bounds=box_bounds)
-            verdict, found = _milp_decide(net, leaf_compiled, leaf_domain, outputs, members, leaf_alive,
-                                          settings.deadline, settings.disjunction, settings.threads, settings.log,
-                                          settings.highs_options, records)
+            verdict, found = _milp_decide(net, leaf_compiled, leaf_domain, outputs, members, leaf_alive, settings,
+                                          records)
             if verdict == "violated":
                 info["decided_by"] = "bab+milp"
                 info["bab_time"] = time.perf_counter() - clock
                 return verdict, found
             if verdict is None:
                 unknown = True
-                if time.perf_counter() >= settings.deadline:
+                if settings.deadline.expired():
                     break
         split = open_ & ~leaf
         if not split.any():

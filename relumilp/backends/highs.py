@@ -22,9 +22,13 @@ import os
 import signal
 import sys
 import threading
+import time
+from dataclasses import dataclass, field
 
 import highspy
+import numpy as np
 
+from ..formulation.milp import MILP
 from ..limits import Deadline
 
 INF = highspy.kHighsInf
@@ -96,6 +100,41 @@ def new_highs(log: bool = False, threads: int | None = None) -> highspy.Highs:
     if threads:
         set_threads(threads)
         h.setOptionValue("threads", int(threads))
+    return h
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    return np.clip(values, -INF, INF)
+
+
+def to_highs(milp: MILP, log: bool = False, threads: int | None = None) -> highspy.Highs:
+    """A ``highspy.Highs`` instance holding ``milp`` (objective included when set)."""
+    h = new_highs(log, threads)
+    lp = highspy.HighsLp()
+    lp.num_col_ = milp.num_columns
+    lp.num_row_ = milp.num_rows
+    lp.col_cost_ = milp.objective if milp.objective is not None else np.zeros(milp.num_columns)
+    lp.col_lower_ = _finite(milp.col_lower)
+    lp.col_upper_ = _finite(milp.col_upper)
+    lp.row_lower_ = _finite(milp.row_lower)
+    lp.row_upper_ = _finite(milp.row_upper)
+    csc = milp.A.tocsc()
+    csc.sort_indices()
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = csc.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = csc.indices.astype(np.int32)
+    lp.a_matrix_.value_ = csc.data
+    lp.a_matrix_.num_col_ = milp.num_columns
+    lp.a_matrix_.num_row_ = milp.num_rows
+    if milp.sense == "max":
+        lp.sense_ = highspy.ObjSense.kMaximize
+    if milp.integrality.any():
+        lp.integrality_ = [
+            highspy.HighsVarType.kInteger if flag else highspy.HighsVarType.kContinuous for flag in milp.integrality
+        ]
+    status = h.passModel(lp)
+    if status == highspy.HighsStatus.kError:
+        raise RuntimeError("HiGHS rejected the model")
     return h
 
 
@@ -205,3 +244,81 @@ def run(h: highspy.Highs, time_limit: float | None = None, deadline: Deadline | 
         return "error"
     name = status_name(h.getModelStatus())
     return "interrupted" if interrupted else name
+
+
+#: relative MIP gap that "optimal" promises: ``|bound - objective| <= OPTIMALITY_GAP * max(1, |objective|)``
+OPTIMALITY_GAP = 1e-6
+#: margin put on HiGHS's dual bound of an equilibrated model, relative to ``max(1, |bound|)`` in the
+#: model's scaled units (columns, row terms and objective coefficients all about 1). The node LPs that
+#: make the bound are solved far more accurately than HiGHS's feasibility tolerance (1e-7) on such a
+#: model; this margin is a safeguard, not a proof (a proof needs safe dual bounds at the deciding
+#: nodes, which HiGHS does not expose). The forward-pass checks in :func:`relumilp.solve.certify`
+#: catch a bound that any evaluated point beats.
+BOUND_MARGIN = 1e-8
+
+
+@dataclass
+class MilpSolution:
+    """What a HiGHS run of a matrix-form MILP established, in the original model's units.
+
+    ``status`` is one of :data:`STATUSES`; ``x`` the full column vector of the best solution found (or
+    None); ``objective`` its objective value as HiGHS computed it; ``bound`` a bound on the optimum
+    (HiGHS's dual bound widened by :data:`BOUND_MARGIN`; ``None`` when HiGHS has none); ``numerics``
+    what the solver was handed (:meth:`~relumilp.formulation.numerics.Equilibrated.report`).
+    """
+
+    status: str
+    x: np.ndarray | None = None
+    objective: float | None = None
+    bound: float | None = None
+    nodes: int = 0
+    seconds: float = 0.0
+    numerics: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+
+
+def solve_milp(milp: MILP, *, time_limit: float | None = None, deadline: Deadline | None = None,
+               mip_rel_gap: float = OPTIMALITY_GAP, threads: int | None = None, log: bool = False,
+               start: np.ndarray | None = None, options: dict | None = None,
+               on_interrupt: str = "status", stop_at_first_solution: bool = False) -> MilpSolution:
+    """Solve ``milp`` (with its objective and sense) by HiGHS on its exactly equilibrated form.
+
+    The model is rescaled by powers of two and its negligible entries relaxed
+    (:func:`relumilp.formulation.numerics.equilibrate`), so HiGHS's default absolute tolerances mean
+    the same on every layer; nothing is forced to 1e-9 (that made HiGHS reject near-optimal points
+    after postsolve while still pruning their nodes). HiGHS stops at half of ``mip_rel_gap`` with no
+    absolute gap, which leaves room for the bound's margin and for the caller's forward-pass check
+    within ``mip_rel_gap``. ``start`` (original column values) is handed over as a MIP start.
+    """
+    from ..formulation.numerics import equilibrate
+
+    started = time.perf_counter()
+    scaled = equilibrate(milp)
+    h = to_highs(scaled.milp, log=log, threads=threads)
+    integer = bool(milp.integrality.any())
+    if integer:
+        h.setOptionValue("mip_rel_gap", 0.5 * float(mip_rel_gap))
+        h.setOptionValue("mip_abs_gap", 0.0)
+        if stop_at_first_solution:
+            h.setOptionValue("mip_max_improving_sols", 1)
+    for key, value in (options or {}).items():
+        h.setOptionValue(key, value)
+    if start is not None:
+        solution = highspy.HighsSolution()
+        solution.col_value = scaled.scale_columns(start).tolist()
+        solution.value_valid = True
+        h.setSolution(solution)
+    status = run(h, time_limit=time_limit, deadline=deadline, mip=integer, on_interrupt=on_interrupt)
+    info = h.getInfo()
+    result = MilpSolution(status, nodes=int(info.mip_node_count) if integer else 0, numerics=scaled.report(),
+                          notes=list(scaled.notes))
+    if info.primal_solution_status == 2:  # kSolutionStatusFeasible
+        result.x = scaled.unscale(np.array(h.getSolution().col_value))
+        result.objective = float(info.objective_function_value) / scaled.objective_scale
+    dual = float(info.mip_dual_bound) if integer else (float(info.objective_function_value)
+                                                     if status == "optimal" else math.nan)
+    if math.isfinite(dual) and status != "error":
+        sign = 1.0 if milp.sense == "max" else -1.0
+        result.bound = (dual + sign * BOUND_MARGIN * max(1.0, abs(dual))) / scaled.objective_scale
+    result.seconds = time.perf_counter() - started
+    return result

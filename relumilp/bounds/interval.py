@@ -1,8 +1,11 @@
 """Interval arithmetic: the cheapest sound bounds, one rule per operator.
 
 Affine ``y = W x + b``: ``lower_y = W+ l + W- u + b``, ``upper_y = W+ u + W- l + b`` (``W+ = max(W, 0)``,
-``W- = min(W, 0)``). Element-wise piecewise-linear activation ``f``: the extremes of ``f`` over
-``[l, u]`` lie at ``l``, ``u`` or a breakpoint inside, so evaluating ``f`` there is exact.
+``W- = min(W, 0)``), widened outward by the rounding of these sums and of the forward pass's
+(:mod:`.rounding`). Element-wise piecewise-linear activation ``f``: the extremes of ``f`` over
+``[l, u]`` lie at ``l``, ``u`` or a breakpoint inside, and rounding is monotone, so evaluating ``f``
+there in float64 bounds the float64 forward value exactly. Every bound works on one box ``(size,)`` or
+a batch of boxes ``(B, size)``.
 """
 
 from __future__ import annotations
@@ -12,17 +15,24 @@ import numpy as np
 from ..domain import InputDomain
 from ..ir import ActivationNode, AffineNode, Network
 from .base import Bounds
+from .rounding import magnitude, sum_margin
 
 
 def affine_interval(node: AffineNode, lower: dict, upper: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Interval image of an affine node given the bounds of its inputs."""
+    """Interval image of an affine node given the bounds of its inputs, rounded outward.
+
+    The margin :func:`~relumilp.bounds.rounding.sum_margin` covers the rounding of these sums and of
+    the forward pass's own, so the result contains every float64 forward value whenever the input
+    bounds do.
+    """
     lo = node.bias.copy()
     hi = node.bias.copy()
     for source, w in zip(node.inputs, node.weights):
         pos, neg = np.maximum(w, 0.0), np.minimum(w, 0.0)
-        lo += pos @ lower[source] + neg @ upper[source]
-        hi += pos @ upper[source] + neg @ lower[source]
-    return lo, hi
+        lo = lo + lower[source] @ pos.T + upper[source] @ neg.T
+        hi = hi + upper[source] @ pos.T + lower[source] @ neg.T
+    margin = sum_margin(node, {s: magnitude(lower[s], upper[s]) for s in node.inputs})
+    return np.nextafter(lo - margin, -np.inf), np.nextafter(hi + margin, np.inf)
 
 
 def activation_interval(node: ActivationNode, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

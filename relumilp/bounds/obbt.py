@@ -40,12 +40,16 @@ Soundness margins (a solver objective is not a proof):
   evaluation is widened by Higham's summation bound ``(n + 2) 2^-52 * S`` where ``n`` is the number of
   terms and ``S`` the sum of their magnitudes (including ``|A|^T |y|`` for the rounding in ``d``).
   The bias ``b_j`` is added to that bound afterwards and the sum widened by ``2 * 2^-52`` relative.
-* **MILP -- dual bound margin.** ``bound = mip_dual_bound - (1e-6 |mip_dual_bound| + 1e-7)`` (and
-  mirrored for maxima). HiGHS's dual bound comes from LP relaxations solved to feasibility
-  tolerances and from integrality decisions up to ``mip_feasibility_tolerance``; we run the OBBT
-  MILPs with all three tolerances at 1e-9 (HiGHS defaults: 1e-6 / 1e-7) so that this error stays
-  orders of magnitude inside the margin, which is of the size of HiGHS's *default*
-  ``mip_feasibility_tolerance`` (1e-6) relative to the objective plus an absolute floor. A dual bound
+* **MILP -- dual bound margin.** ``bound = mip_dual_bound - (1e-6 |mip_dual_bound| + 1e-8 d + 1e-7)``
+  (and mirrored for maxima), where ``d`` is the neuron's column scale. HiGHS's dual bound comes from
+  LP relaxations solved to feasibility tolerances and from integrality decisions up to
+  ``mip_feasibility_tolerance``. The MILP is handed to HiGHS exactly equilibrated
+  (:mod:`relumilp.formulation.numerics`: powers of two, so every column and row term is about 1 and no
+  entry falls under HiGHS's ``small_matrix_value``), with HiGHS's default feasibility tolerance (1e-7)
+  and an integrality tolerance of 1e-7 (default 1e-6);
+  on such a model the deciding LPs are far more accurate than those tolerances. (Forcing the
+  tolerances to 1e-9 on an unscaled model, as earlier versions did, let HiGHS drop small weights and
+  cut off reachable values on badly scaled networks.) A dual bound
   is used only from a run that ended optimal, at a limit, or by our own early-stop interrupt (a
   failed run reports stale numbers). The MILP bound is finally intersected with the rigorous LP
   bound.
@@ -79,17 +83,22 @@ import numpy as np
 from ..domain import InputDomain
 from ..errors import InvalidDomainError, RelumilpError
 from ..formulation.bigm import build_lp_relaxation, build_milp
-from ..formulation.highs import to_highs
+from ..backends.highs import to_highs
 from ..formulation.milp import MILP
+from ..formulation.numerics import equilibrate
 from ..ir import ActivationNode, AffineNode, Network
 from .base import Bounds, phases
 from .interval import interval_bounds
+from .rounding import envelopes
 
 #: relative and absolute margins applied to MILP dual bounds (see module docstring)
 MILP_REL_MARGIN = 1e-6
 MILP_ABS_MARGIN = 1e-7
-#: feasibility tolerances of the MILP-OBBT solves (HiGHS defaults: 1e-6 integrality, 1e-7 LP)
-MILP_TOLERANCE = 1e-9
+#: ... and relative to the objective column's equilibration scale (HiGHS's tolerances act on the scaled
+#: column; its node LPs are solved far more accurately than the 1e-7 feasibility tolerance)
+MILP_SCALE_MARGIN = 1e-8
+#: integrality tolerance of the MILP-OBBT solves (HiGHS's default 1e-6; its primal tolerance is 1e-7)
+MILP_INTEGRALITY = 1e-7
 #: slack added to an early-stop threshold so a stopped solve's safe bound clears the breakpoint
 EARLY_STOP_SLACK = 1e-7
 #: objectives chained at a time by :func:`warm_start_order`
@@ -204,25 +213,30 @@ def safe_dual_bound(milp: MILP, At, columns, coefficients, y: np.ndarray, abs_At
 # -- the worker -------------------------------------------------------------------------------------
 
 
-def _new_highs(problem: LayerProblem) -> highspy.Highs:
+def _new_highs(problem: LayerProblem) -> tuple[highspy.Highs, np.ndarray]:
+    """The chunk's HiGHS model and its column scales (original column = scale * HiGHS column).
+
+    MILPs are handed over exactly equilibrated (:func:`relumilp.formulation.numerics.equilibrate`),
+    so HiGHS's default absolute tolerances mean the same on every layer and no entry is dropped; LPs
+    are passed as they are, since their bounds come from our own float64 weak-duality evaluation.
+    """
     # No explicit "threads": HiGHS rejects a run (kError) whose thread count differs from the
     # process-wide scheduler that the first run fixed; the default (0) fits any scheduler.
-    h = to_highs(problem.milp)
-    h.setOptionValue("output_flag", False)
     if problem.mode == "lp":
+        h = to_highs(problem.milp)
         h.setOptionValue("presolve", "off")  # keep the basis between solves
         h.setOptionValue("solver", "simplex")
         h.setOptionValue("simplex_strategy", int(problem.options.simplex_strategy))
         h.setOptionValue("simplex_scale_strategy", int(problem.options.simplex_scale_strategy))
-    else:
-        h.setOptionValue("mip_rel_gap", float(problem.options.mip_rel_gap))
-        h.setOptionValue("mip_abs_gap", 1e-9)
-        # tighter than HiGHS's defaults (1e-6 / 1e-7) so the dual bound's own error stays well inside
-        # the documented margin
-        h.setOptionValue("mip_feasibility_tolerance", MILP_TOLERANCE)
-        h.setOptionValue("primal_feasibility_tolerance", MILP_TOLERANCE)
-        h.setOptionValue("dual_feasibility_tolerance", MILP_TOLERANCE)
-    return h
+        return h, np.ones(problem.milp.num_columns)
+    scaled = equilibrate(problem.milp)
+    h = to_highs(scaled.milp)
+    h.setOptionValue("mip_rel_gap", float(problem.options.mip_rel_gap))
+    h.setOptionValue("mip_abs_gap", 0.0)
+    # integrality to the primal tolerance (HiGHS: 1e-6): a binary at 1e-6 lets a big-M row move the
+    # neuron by 1e-6 of its scale, more than the bound's margin; 1e-7 is safe on an equilibrated model
+    h.setOptionValue("mip_feasibility_tolerance", MILP_INTEGRALITY)
+    return h, scaled.col_scale
 
 
 def solve_chunk(problem: LayerProblem, neurons, signs=None) -> ChunkResult:
@@ -241,7 +255,7 @@ def solve_chunk(problem: LayerProblem, neurons, signs=None) -> ChunkResult:
     if problem.mode == "milp" and problem.milp.num_binaries == 0:
         # no binaries: the "MILP" is an LP (HiGHS then reports no MIP dual bound); solve it as one
         problem = dataclasses.replace(problem, mode="lp")
-    h = _new_highs(problem)
+    h, col_scale = _new_highs(problem)
     unique, position = np.unique(neurons, return_inverse=True)
     result = ChunkResult(unique, np.full(unique.size, -np.inf), np.full(unique.size, np.inf))
     At = problem.milp.A.T.tocsr() if problem.mode == "lp" else None
@@ -264,7 +278,7 @@ def solve_chunk(problem: LayerProblem, neurons, signs=None) -> ChunkResult:
             if previous is not None:
                 h.changeColCost(previous, 0.0)
             previous = int(columns[0])
-        h.changeColsCost(columns.size, columns, sign * coefficients)
+        h.changeColsCost(columns.size, columns, sign * coefficients * col_scale[columns])
         # the solve minimises sign * (x_j - constant)
         threshold = problem.min_stop[j] if sign > 0 else -problem.max_stop[j]
         threshold = threshold - sign * constant
@@ -275,7 +289,7 @@ def solve_chunk(problem: LayerProblem, neurons, signs=None) -> ChunkResult:
             bound, early = _solve_lp(h, problem, At, abs_At, columns, sign * coefficients, threshold, result)
         else:
             stop_state["threshold"], stop_state["fired"] = threshold, False
-            bound, early = _solve_milp(h, problem, stop_state, result)
+            bound, early = _solve_milp(h, problem, stop_state, result, float(np.max(col_scale[columns])))
         if constant != 0.0 and math.isfinite(bound):
             bound = bound + sign * constant
             bound -= 2 * _EPS * abs(bound)  # the rounding of that addition
@@ -351,8 +365,11 @@ def _solve_lp(h, problem: LayerProblem, At, abs_At, columns, coefficients, thres
     return safe_dual_bound(problem.milp, At, columns, coefficients, np.asarray(solution.row_dual), abs_At), early
 
 
-def _solve_milp(h, problem: LayerProblem, stop_state: dict, result: ChunkResult):
-    """One MILP with a time limit; returns (dual bound minus the margin, stopped early?)."""
+def _solve_milp(h, problem: LayerProblem, stop_state: dict, result: ChunkResult, scale: float):
+    """One MILP with a time limit; returns (dual bound minus the margin, stopped early?).
+
+    ``scale`` is the objective column's equilibration scale: the margin is relative to the larger of
+    it and the bound, since HiGHS's tolerances act on the scaled column."""
     _set_time_limit(h, problem.options.milp_time_limit, mip=True)
     run_status = h.run()
     status = h.getModelStatus()
@@ -373,7 +390,7 @@ def _solve_milp(h, problem: LayerProblem, stop_state: dict, result: ChunkResult)
     dual = float(info.mip_dual_bound)
     if not math.isfinite(dual):
         return -math.inf, False
-    return dual - (MILP_REL_MARGIN * abs(dual) + MILP_ABS_MARGIN), early
+    return dual - (MILP_REL_MARGIN * abs(dual) + MILP_SCALE_MARGIN * scale + MILP_ABS_MARGIN), early
 
 
 # -- the driver -------------------------------------------------------------------------------------
@@ -579,6 +596,10 @@ def _obbt(net, domain, start, method, opts, executor, workers, progress, stats) 
                 for key in ("solves", "iterations", "early", "timeouts"):
                     stats[stage][key] += getattr(r, key)
             stats[stage]["neurons"] += int(targets.size)
+            # the solves bound the exact value; the float64 forward pass may differ by its rounding
+            slack = 2.0 * envelopes(net, bounds.lower, bounds.upper)[node.name]
+            new_lower = np.nextafter(new_lower - slack, -np.inf)
+            new_upper = np.nextafter(new_upper + slack, np.inf)
             bounds.lower[node.name], bounds.upper[node.name] = _intersect(lower, upper, new_lower, new_upper)
             # push the tightened bounds forward (activation outputs, later nodes) by interval arithmetic
             bounds = _forward(net, domain, bounds)

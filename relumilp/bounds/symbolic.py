@@ -30,13 +30,16 @@ Two entry points share this code (:func:`_propagate` is the only propagation rou
 * :func:`mlp_bounds` -- differentiable bounds of a plain MLP given as torch ``(W, b)`` tensors (used by
   the training regularizers), batched over several input boxes, on any device and dtype;
 * :func:`symbolic_bounds` -- bounds of every node of an IR DAG (multi-input affine nodes included), in
-  float64. These are widened outward by a float64 round-off margin
-  ``1e-12 * (1 + sum of |terms|)`` (the magnitude of all products that entered the bound), far above
-  the accumulated rounding error ``~ depth * width * 2^-53`` of the summations.
+  float64. Back-substituted bounds are widened by a round-off margin ``ρ (1 + sum of |terms|)`` (the
+  magnitude of all products that entered the bound), ``ρ = max(1e-12, 2 γ_K)`` for the ``K``
+  roundings the graph can accumulate (:func:`roundoff_margin`); the interval steps are rounded
+  outward; and the result is finally widened for the forward pass's own rounding
+  (:func:`relumilp.bounds.rounding.widen`), so that it contains every float64 forward value.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -47,6 +50,7 @@ from ..domain import InputDomain
 from ..errors import RelumilpError
 from ..ir import ActivationNode, AffineNode, InputNode, Network
 from .base import Bounds
+from .rounding import TINY, gamma, terms, widen
 
 #: relative float64 round-off margin of the IR symbolic bounds (see module docstring)
 ROUNDOFF = 1e-12
@@ -158,14 +162,25 @@ class _Op:
     act: tuple = ("identity", 0.0, float("inf"))
 
 
-def affine_interval(op: _Op, lo: dict, hi: dict):
-    """Interval image of an affine op from its inputs' (batched) bounds."""
+def affine_interval(op: _Op, lo: dict, hi: dict, outward: bool = False):
+    """Interval image of an affine op from its inputs' (batched) bounds.
+
+    With ``outward`` (float64 IR bounds), widened by the rounding of these sums and of the forward
+    pass's (:func:`relumilp.bounds.rounding.sum_margin`), as the numpy interval pass does.
+    """
     l = op.bias
     u = op.bias
     for src, W in zip(op.inputs, op.weights):
         pos, neg = torch.clamp(W, min=0.0), torch.clamp(W, max=0.0)
         l = l + lo[src] @ pos.T + hi[src] @ neg.T
         u = u + hi[src] @ pos.T + lo[src] @ neg.T
+    if outward:
+        size = op.bias.abs()
+        for src, W in zip(op.inputs, op.weights):
+            size = size + torch.maximum(lo[src].abs(), hi[src].abs()) @ W.abs().T
+        n = sum(W.shape[1] for W in op.weights) + len(op.weights) + 1
+        margin = 2.0 * gamma(n) * size + n * TINY
+        l, u = torch.nextafter(l - margin, l.new_tensor(-math.inf)), torch.nextafter(u + margin, u.new_tensor(math.inf))
     return l, u
 
 
@@ -244,7 +259,7 @@ def _propagate(
         if op.kind == "input":
             l, u = lower, upper
         elif op.kind == "affine":
-            l, u = affine_interval(op, lo, hi)
+            l, u = affine_interval(op, lo, hi, outward=roundoff > 0)
             reads_input_only = all(kinds[src] == "input" for src in op.inputs)
             if symbolic and not reads_input_only:
                 bound, mag = back_substitute(ops, index, lo, hi, relax, roundoff > 0)
@@ -348,7 +363,14 @@ def symbolic_bounds(net: Network, domain: InputDomain, start: Bounds | None = No
     if start is not None:
         start_t = {name: (t(start.lower[name]), t(start.upper[name])) for name in start.lower if name in net.graph}
     with torch.no_grad():
-        lo, hi = _propagate(ops, t(domain.lower), t(domain.upper), True, start_t, roundoff=ROUNDOFF)
+        lo, hi = _propagate(ops, t(domain.lower), t(domain.upper), True, start_t, roundoff=roundoff_margin(net))
     lower = {name: lo[name][0].cpu().numpy().copy() for name in lo}
     upper = {name: hi[name][0].cpu().numpy().copy() for name in hi}
+    lower, upper = widen(net, lower, upper)
     return Bounds(lower, upper, "symbolic")
+
+
+def roundoff_margin(net: Network) -> float:
+    """The relative margin put on back-substituted bounds of ``net``: :data:`ROUNDOFF`, or ``2 γ_K``
+    for the ``K`` roundings a bound can accumulate across the whole graph when that is larger."""
+    return max(ROUNDOFF, 2.0 * gamma(sum(terms(node) for node in net.affines)))

@@ -251,3 +251,22 @@ def _hull_rows(asm: MILPAssembler, node: ActivationNode, columns: dict, L: np.nd
         upper_rows(both, slope, -slope * L)
         lower_rows(both, c / U, zeros)
     return {}
+
+
+def start_vector(net: Network, milp: MILP, x) -> np.ndarray:
+    """The full column vector of ``milp`` at input ``x``: every node from the forward pass, every binary
+    from the activation pattern (``z = 1`` at or above 0, ``z_cap = 1`` at or above the cap).
+
+    It satisfies every row of :func:`build_milp` whenever the forward values lie within the model's
+    column bounds: a MIP start for any backend (highspy, Pyomo, MPS users).
+    """
+    values = net.forward_all(np.asarray(x, dtype=np.float64))
+    vector = np.zeros(milp.num_columns)
+    for name, columns in milp.node_columns.items():
+        vector[columns] = values[name]
+    for node in net.activations:
+        pre = values[node.inputs[0]]
+        for key, group in milp.binaries.get(node.name, {}).items():
+            threshold = node.cap if key == "z_cap" else 0.0
+            vector[group.columns] = (pre[group.neurons] >= threshold).astype(np.float64)
+    return np.clip(vector, milp.col_lower, milp.col_upper)

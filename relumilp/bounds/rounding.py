@@ -1,0 +1,102 @@
+r"""Outward rounding: bounds that hold for the float64 forward pass itself, with no tolerance.
+
+A bound method reasons about the network in exact arithmetic, but a certificate is checked against
+:meth:`relumilp.Network.forward`, which rounds. Two errors must therefore be covered:
+
+* **the bound computation's own rounding** -- interval arithmetic rounds its sums (:func:`sum_margin`),
+  back-substitution rounds its products (the symbolic margin of :mod:`.symbolic`), LP bounds are made
+  safe by evaluating weak duality ourselves (:mod:`.obbt`);
+* **the forward pass's rounding** -- an affine node ``t = W x + b`` computed in float64 from computed
+  inputs ``x~`` differs from the exact value by at most ``γ_N (|W| |x~| + |b|)`` (Higham's bound for a
+  sum of ``N`` products in any order, fused multiply-adds included; ``γ_N = N u / (1 - N u)``,
+  ``u = 2^-53``), and errors already in ``x~`` pass through ``|W|``. Activations are 1-Lipschitz
+  (``max(1, |α|)`` for LeakyReLU, whose product ``α x`` adds one rounding).
+
+:func:`forward_error_step` propagates that envelope ``δ`` through the graph from the magnitudes the
+bounds allow, and :func:`widen` moves every bound outward by ``2 δ`` (the forward pass's error and a
+computation of the same structure in the bound method), then by one more unit in the last place.
+Interval arithmetic needs no envelope: :func:`sum_margin` already widens each affine image by both its
+own and the forward pass's rounding, so its bounds contain the computed values inductively.
+
+All functions work on single bound vectors ``(size,)`` and on batches ``(B, size)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import ActivationNode, AffineNode, Network
+
+#: unit round-off of float64
+UNIT = 2.0**-53
+#: smallest positive subnormal: covers products that underflow
+TINY = 5e-324
+
+
+def gamma(n: int) -> float:
+    """Higham's ``γ_n = n u / (1 - n u)``, padded a little for the rounding of this very formula."""
+    nu = n * UNIT
+    return nu / (1.0 - nu) * (1.0 + 1e-10)
+
+
+def terms(node: AffineNode) -> int:
+    """How many roundings one output of ``node`` accumulates: one per product and addition."""
+    return sum(w.shape[1] for w in node.weights) + len(node.weights) + 1
+
+
+def sum_margin(node: AffineNode, magnitude: dict, count: int = 2) -> np.ndarray:
+    """``count * γ_N * (|b| + Σ_i |W_i| m_i)`` for input magnitudes ``m_i`` (batched or not).
+
+    With ``count = 2`` it covers the rounding of an interval bound's own sum *and* of the forward
+    pass's sum of the same terms.
+    """
+    total = np.abs(node.bias) + sum(magnitude[s] @ np.abs(w).T for s, w in zip(node.inputs, node.weights))
+    return count * gamma(terms(node)) * total + terms(node) * TINY
+
+
+def magnitude(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """The largest absolute value a bound pair allows."""
+    return np.maximum(np.abs(lower), np.abs(upper))
+
+
+def forward_error_step(node, lower: dict, upper: dict, error: dict) -> np.ndarray:
+    """How far the float64 forward value of ``node`` can be from its exact value (the envelope ``δ``).
+
+    From the predecessors' bounds (which must contain their computed values) and their envelopes.
+    """
+    if isinstance(node, AffineNode):
+        mags = {s: magnitude(lower[s], upper[s]) for s in node.inputs}
+        propagated = sum(error[s] @ np.abs(w).T for s, w in zip(node.inputs, node.weights))
+        return sum_margin(node, mags, count=1) + propagated
+    assert isinstance(node, ActivationNode)
+    source = node.inputs[0]
+    if node.kind == "leaky_relu":  # Lipschitz max(1, |α|), and the product α x rounds once
+        return max(1.0, abs(node.alpha)) * error[source] + UNIT * abs(node.alpha) * magnitude(lower[source], upper[source])
+    return error[source].copy()
+
+
+def widen(net: Network, lower: dict, upper: dict) -> tuple[dict, dict]:
+    """Bounds on exact values made to hold for the float64 forward pass (see the module docstring).
+
+    Processes the nodes in topological order so that each envelope is computed from predecessors'
+    bounds that already contain their computed values. Returns new dicts; nodes missing from
+    ``lower`` (e.g. those after a sub-network's last node) are skipped.
+    """
+    new_lower = {net.input.name: lower[net.input.name]}
+    new_upper = {net.input.name: upper[net.input.name]}
+    error = {net.input.name: np.zeros_like(lower[net.input.name])}
+    for node in net.order[1:]:
+        if node.name not in lower:
+            continue
+        error[node.name] = step = forward_error_step(node, new_lower, new_upper, error)
+        new_lower[node.name] = np.nextafter(lower[node.name] - 2.0 * step, -np.inf)
+        new_upper[node.name] = np.nextafter(upper[node.name] + 2.0 * step, np.inf)
+    return new_lower, new_upper
+
+
+def envelopes(net: Network, lower: dict, upper: dict) -> dict:
+    """``{node: δ}`` for every node, from bounds that already contain the computed values."""
+    error = {net.input.name: np.zeros_like(lower[net.input.name])}
+    for node in net.order[1:]:
+        error[node.name] = forward_error_step(node, lower, upper, error)
+    return error
