@@ -78,7 +78,9 @@ def command_line(command, model, box, prop, method, limit) -> list[str]:
     if command == "verify":
         return base + [str(model), str(prop), "--tighten", method, "--time-limit", str(limit), "--json"]
     args = base + [str(model), "--input-bounds", str(box), "--tighten", method, "--time-limit", str(limit), "--json"]
-    return args + (["--maximize", "0"] if command == "solve" else ["--workers", "2"])
+    if command == "solve":
+        return args + ["--maximize", "0"]
+    return args + (["--workers", "2"] if method in ("lp", "milp") else [])
 
 
 def outcome(command, stdout: str) -> str:
