@@ -1,7 +1,8 @@
 """The ``relumilp`` command line: one sub-command per module in :mod:`relumilp.commands`.
 
 User errors (bad files, bad bounds, unsupported layers) print one line on stderr and exit with status 2,
-never a traceback.
+never a traceback. Ctrl-C and SIGTERM stop a command cleanly (workers stopped, no partial files) with
+status 130.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import sys
 
 from .errors import RelumilpError
+from .limits import terminate_as_interrupt
 
 #: sub-command modules under relumilp.commands, in the order ``--help`` lists them
 COMMANDS = ("solve", "compile", "stats", "bounds", "verify")
@@ -52,7 +54,8 @@ def main(argv=None) -> int:
 
         set_default_workers(os.cpu_count() or 1)
     try:
-        return int(args.run(args) or 0)
+        with terminate_as_interrupt():
+            return int(args.run(args) or 0)
     except RelumilpError as exc:
         print(f"relumilp: error: {exc}", file=sys.stderr)
         return 2

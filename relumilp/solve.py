@@ -8,10 +8,15 @@ A MILP solution is only as good as the solver's tolerances: with big-M rows, an 
 of 1e-6 on a binary can move an output by 1e-6 * M. So the answer reports both the MILP's output values
 and the forward pass at the returned input, and warns (or raises, with ``check="raise"``) when they
 differ by more than ``tolerance`` (relative to the output scale).
+
+``time_limit`` covers the whole call (bounds, build and solve), and Ctrl-C returns promptly with status
+``interrupted`` and the best incumbent found so far (if any).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import time
 import warnings
@@ -25,7 +30,8 @@ from pyomo.contrib.appsi.solvers import Highs
 
 from .api import add_network, network_blocks, warm_start
 from .errors import RelumilpError, SolveError
-from .backends.highs import swallow_banner
+from .backends.highs import _Cancel, call_interruptibly, swallow_banner
+from .limits import Deadline
 
 _STATUS = {
     TerminationCondition.optimal: "optimal",
@@ -91,7 +97,7 @@ def _values(variables) -> np.ndarray:
 
 def solve(
     model: pyo.Block,
-    time_limit: float | None = None,
+    time_limit: float | Deadline | None = None,
     mip_gap: float | None = None,
     threads: int | None = None,
     log: bool = False,
@@ -108,6 +114,8 @@ def solve(
     centre): HiGHS fixes the start's integers and completes the rest by an LP, so a large big-M model
     rarely lacks an incumbent.
 
+    ``time_limit`` is seconds (or a :class:`relumilp.limits.Deadline`) for the call. Ctrl-C stops HiGHS
+    promptly; the result then has status ``interrupted`` and carries the incumbent, if any.
     ``mip_gap`` is the relative gap to stop at (default 1e-6, tighter than HiGHS's own 1e-4).
     ``check`` is ``"warn"``, ``"raise"`` or ``"off"``: what to do when a block's MILP outputs differ
     from the forward pass at its input by more than ``tolerance * (1 + max|y|)``.
@@ -121,8 +129,9 @@ def solve(
     solver.config.load_solution = False
     solver.config.stream_solver = bool(log)
     solver.config.warmstart = bool(warmstart)
-    if time_limit is not None:
-        solver.config.time_limit = float(time_limit)
+    deadline = Deadline.of(time_limit)
+    if deadline.limited:
+        solver.config.time_limit = max(deadline.remaining(), 0.01)
     # HiGHS stops at a relative gap of 1e-4 by default; a "global optimum" here means 1e-6.
     solver.config.mip_gap = 1e-6 if mip_gap is None else float(mip_gap)
     options = {"mip_feasibility_tolerance": 1e-9, "primal_feasibility_tolerance": 1e-9}
@@ -136,7 +145,7 @@ def solve(
     if warmstart:
         _start_network_blocks(model)
     start = time.perf_counter()
-    results = solver.solve(model)
+    results = _solve_interruptibly(solver, model)
     elapsed = time.perf_counter() - start
     status = _STATUS.get(results.termination_condition, str(results.termination_condition).split(".")[-1])
     result = SolveResult(status=status, times={"solve": elapsed})
@@ -148,6 +157,42 @@ def solve(
             result.gap = abs(result.objective - result.bound) / max(1e-10, abs(result.objective))
         _check_blocks(model, result, check, tolerance)
     return result
+
+
+def _solve_interruptibly(solver: Highs, model):
+    """``solver.solve(model)`` so that Ctrl-C stops HiGHS and returns its result (status interrupted).
+
+    appsi runs highspy in the calling thread, where a signal is seen only after the run; so the solve
+    runs in a helper thread, and a Ctrl-C asks the highspy object appsi holds to stop (its own
+    user-interrupt callback, which appsi subscribes through ``HandleKeyboardInterrupt``).
+    """
+    def stop():
+        highs = getattr(solver, "_solver_model", None)
+        if highs is not None:  # None until appsi has built the model: asked again on the next poll
+            highs.cancelSolve()
+
+    with _quiet_about_interrupts():
+        results, _ = call_interruptibly(lambda: solver.solve(model), _Cancel(hook=stop))
+    # appsi (Pyomo 6.x) reports HiGHS's kInterrupt as "unknown" without the incumbent; a solve that
+    # ended by itself before the request reached HiGHS keeps its own status
+    highs = solver._solver_model
+    if highs is not None and highs.getModelStatus() == highspy.HighsModelStatus.kInterrupt:
+        results.termination_condition = TerminationCondition.interrupted
+        if solver._sol is not None and solver._sol.value_valid and solver._objective is not None:
+            results.best_feasible_objective = highs.getInfo().objective_function_value
+    return results
+
+
+@contextlib.contextmanager
+def _quiet_about_interrupts():
+    """Drop appsi's "unhandled status kInterrupt" warning, which :func:`_solve_interruptibly` handles."""
+    log = logging.getLogger("pyomo.contrib.appsi.solvers.highs")
+    drop = lambda record: "kInterrupt" not in record.getMessage()
+    log.addFilter(drop)
+    try:
+        yield
+    finally:
+        log.removeFilter(drop)
 
 
 def _start_network_blocks(model) -> None:
@@ -241,7 +286,9 @@ def optimize(
     ``max(1, |objective|)``. Anything the forward pass does not support is reported as ``unknown``.
 
     Returns a :class:`SolveResult` with ``times`` for ``bounds``, ``build``, ``solve`` and ``total``
-    and ``stats`` on model size, neuron stability and the coefficient range handed to HiGHS.
+    and ``stats`` on model size, neuron stability, the coefficient range handed to HiGHS, and
+    ``bounds_complete`` (False when the time limit cut the bound pass short). ``time_limit`` covers
+    all of it; Ctrl-C returns status ``interrupted`` with the best point known (none before the solve).
     """
     from .backends.highs import OPTIMALITY_GAP, solve_milp
     from .formulation.bigm import start_vector
@@ -252,11 +299,15 @@ def optimize(
     if check not in ("warn", "raise", "off"):
         raise RelumilpError("check must be 'warn', 'raise' or 'off'")
     gap = OPTIMALITY_GAP if mip_gap is None else _check_gap(mip_gap)
-    deadline = Deadline.after(time_limit)
-    compiled = compile_network(network, input_bounds, tighten=tighten, scale=scale, bounds=bounds, **bound_options)
-    coefficients, sense = output_objective(compiled.network.output_size, maximize, minimize, objective)
-    milp = compiled.milp.with_objective(coefficients, sense)
-    first_guess = _best_sample(compiled, coefficients, sense)
+    deadline = Deadline.of(time_limit)
+    try:
+        compiled = compile_network(network, input_bounds, tighten=tighten, scale=scale, bounds=bounds,
+                                   time_limit=deadline, **bound_options)
+        coefficients, sense = output_objective(compiled.network.output_size, maximize, minimize, objective)
+        milp = compiled.milp.with_objective(coefficients, sense)
+        first_guess = _best_sample(compiled, coefficients, sense)
+    except KeyboardInterrupt:  # before the solve there is no incumbent to report
+        return SolveResult(status="interrupted", times={"total": time.perf_counter() - started})
     built = time.perf_counter()
     solution = solve_milp(milp, deadline=deadline, mip_rel_gap=gap, threads=threads, log=log,
                           start=start_vector(compiled.network, milp, first_guess))
@@ -268,7 +319,8 @@ def optimize(
         "solve": solution.seconds,
         "total": time.perf_counter() - started,
     }
-    result.stats = {**compiled.stats(), "numerics": solution.numerics, "nodes": solution.nodes}
+    result.stats = {**compiled.stats(), "numerics": solution.numerics, "nodes": solution.nodes,
+                    "bounds_complete": compiled.bounds.complete}
     return result
 
 

@@ -52,9 +52,9 @@ failed the re-check and could not be repaired). Each input region of the propert
 
 ``holds`` rests on sound bounds (interval/symbolic/LP bounds carry float64 round-off margins) and on
 HiGHS reporting a MILP infeasible, which is exact only up to its feasibility tolerances: a violation
-smaller than about 1e-6 of the model's scale can be missed. Bound computation (step 2) is not
-interruptible: ``time_limit`` covers the whole call, but a region whose bounds finish after the
-deadline reports ``unknown`` without a MILP.
+smaller than about 1e-6 of the model's scale can be missed. ``time_limit`` covers the whole call:
+bound computation stops at the deadline with the sound bounds it has, and a region not decided by then
+is ``unknown``. Ctrl-C stops the call promptly with ``unknown`` and ``details["interrupted"]``.
 """
 
 from __future__ import annotations
@@ -70,9 +70,9 @@ import scipy.sparse as sp
 from .domain import InputDomain
 from .errors import RelumilpError
 from .backends.highs import swallow_banner
+from .bounds.rounding import widen
 from .formulation.milp import MILP
 from .ir import AffineNode, Network
-from .bounds.rounding import widen
 from .limits import Deadline
 
 RESULTS = ("holds", "violated", "unknown")
@@ -98,7 +98,10 @@ class VerificationResult:
         cex = None
         if self.counterexample is not None:
             cex = {k: [float(v) for v in self.counterexample[k]] for k in ("x", "y")}
-        return {"result": self.result, "counterexample": cex, "time": round(self.time, 6)}
+        out = {"result": self.result, "counterexample": cex, "time": round(self.time, 6)}
+        if self.details.get("interrupted"):
+            out["interrupted"] = True
+        return out
 
     def vnncomp_text(self) -> str:
         """The VNN-COMP result-file text: ``unsat`` / ``sat`` + assignment / ``timeout`` (for unknown)."""
@@ -281,7 +284,7 @@ def _solve_unsafe(milp: MILP, t: int, deadline, threads, log, highs_options, fir
     from .backends.highs import solve_milp
 
     run = solve_milp(milp, deadline=deadline, threads=threads, log=log, options=highs_options,
-                     stop_at_first_solution=first_only)
+                     stop_at_first_solution=first_only, on_interrupt="raise")
     return {"status": run.status, "time": run.seconds, "nodes": run.nodes, "bound": run.bound,
             "solution": run.x, "objective": run.objective, "numerics": run.numerics, "notes": run.notes}
 
@@ -296,7 +299,7 @@ def _repair(milp: MILP, t: int, solution: np.ndarray, deadline, threads) -> np.n
     upper[t] = np.inf
     lp = MILP(**{**milp.__dict__, "col_lower": lower, "col_upper": upper,
                  "integrality": np.zeros_like(milp.integrality)})
-    run = solve_milp(lp, deadline=deadline, threads=threads)
+    run = solve_milp(lp, deadline=deadline, threads=threads, on_interrupt="raise")
     return run.x if run.status == "optimal" else None
 
 
@@ -563,7 +566,11 @@ def verify(
             info["decided_by"] = "time_limit"
             answer = "unknown"
             break
-        verdict, found = _verify_region(net, domain, outputs, settings, rng, info)
+        try:
+            verdict, found = _verify_region(net, domain, outputs, settings, rng, info)
+        except KeyboardInterrupt:  # Ctrl-C: solvers and workers are stopped by now
+            info["decided_by"], details["interrupted"] = "interrupted", True
+            return VerificationResult("unknown", None, time.perf_counter() - start, details)
         if verdict == "violated":
             x, y = found
             return VerificationResult("violated", {"x": x, "y": y}, time.perf_counter() - start, details)
@@ -585,7 +592,8 @@ def _verify_region(net, domain, outputs, settings: _Settings, rng, info):
     G, h, members = _stack_rows(outputs)
     margin_net = spec_network(net, G, h)
     clock = time.perf_counter()
-    compiled = compile_network(margin_net, domain, tighten=settings.tighten, **settings.bound_options)
+    compiled = compile_network(margin_net, domain, tighten=settings.tighten, time_limit=Deadline(settings.deadline),
+                               **settings.bound_options)
     info["bounds_time"] = time.perf_counter() - clock
     g_lower, _ = compiled.bounds[margin_net.output]
     stats = compiled.stats()
@@ -670,6 +678,9 @@ def _bab(net, margin_net, compiled, domain, outputs, members, alive, settings: _
         splittable = (Ub - Lb > 0).any(axis=1) & (db < settings.max_depth)
         leaf = open_ & ((unstable <= settings.leaf_binaries) | ~splittable)
         for i in np.flatnonzero(leaf):
+            if time.perf_counter() >= settings.deadline:
+                unknown = True
+                break
             stats["leaves"] += 1
             box_bounds = Bounds({k: v[i].copy() for k, v in lo.items()}, {k: v[i].copy() for k, v in hi.items()},
                                 "symbolic")

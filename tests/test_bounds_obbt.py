@@ -357,7 +357,7 @@ def test_lp_time_limit_keeps_sound_bounds_and_is_per_solve():
         assert np.all(starved.lower[name] >= symbolic.lower[name] - 1e-9)
     starved.check_sound(net, domain.sample(20000, 0))
     # The limit set before each run is offset by the run time the model object has already used.
-    from relumilp.bounds.obbt import _set_time_limit
+    from relumilp.backends.highs import set_run_time_limit
     from relumilp.formulation.bigm import build_milp
     from relumilp.formulation.highs import to_highs
 
@@ -366,7 +366,7 @@ def test_lp_time_limit_keeps_sound_bounds_and_is_per_solve():
     h.changeColCost(0, 1.0)
     h.run()
     used = h.getRunTime()
-    _set_time_limit(h, 2.0)
+    set_run_time_limit(h, 2.0, mip=False)
     assert used > 0 and h.getOptionValue("time_limit")[1] == pytest.approx(used + 2.0, abs=1e-9)
     # Why: an LP's limit is measured against the model's total run time -- a limit below the time
     # already used stops the next (cold) run before its first iteration.

@@ -245,7 +245,7 @@ def _compile(net, domain, tighten, scale, bound_options, bounds=None):
 
 def analyze_network(network, domain, tighten: str = "interval", scale: bool | str = False,
                     regions: str | None = "auto", region_time_limit: float | None = 60.0, samples: int = 10000,
-                    seed: int | None = 0, **bound_options) -> NetworkReport:
+                    seed: int | None = 0, time_limit=None, **bound_options) -> NetworkReport:
     """Analyse ``network`` over ``domain``: stability, linear regions, big-M and model size, phase times.
 
     Parameters
@@ -264,11 +264,16 @@ def analyze_network(network, domain, tighten: str = "interval", scale: bool | st
         Seconds for the ``mip`` region enumeration ("at least N" when reached).
     samples, seed:
         Random domain points for the EMPIRICAL census and the ``sample`` region estimate.
+    time_limit:
+        Seconds (or a :class:`~relumilp.limits.Deadline`) for bounds and region counting together:
+        LP/MILP tightening stops with sound bounds, and ``mip`` enumeration gets what is left.
     """
+    from ..limits import Deadline
     from ..ir import Network as _Network
     from ..pipeline import as_domain
 
     total_start = time.perf_counter()
+    deadline = Deadline.of(time_limit)
     if not isinstance(network, _Network):
         from ..frontends import load_network
 
@@ -280,7 +285,7 @@ def analyze_network(network, domain, tighten: str = "interval", scale: bool | st
     if tighten == "interval" and not scale and not bound_options:
         after = before
     else:
-        after = _compile(network, domain, tighten, scale, bound_options)
+        after = _compile(network, domain, tighten, scale, {**bound_options, "time_limit": deadline})
     for phase in ("bounds", "scaling", "formulation"):
         if phase in after.times:
             times[phase] = after.times[phase]
@@ -290,7 +295,8 @@ def analyze_network(network, domain, tighten: str = "interval", scale: bool | st
     region_count = None
     if regions not in (None, "none"):
         start = time.perf_counter()
-        region_count = count_regions(net, domain, regions, bounds=bounds, time_limit=region_time_limit,
+        region_count = count_regions(net, domain, regions, bounds=bounds,
+                                     time_limit=deadline.cap(region_time_limit),
                                      samples=max(int(samples), 1000), seed=seed)
         times["regions"] = time.perf_counter() - start
     upper, source = regions_upper_bound(net)

@@ -159,10 +159,15 @@ def is_mip(h: highspy.Highs) -> bool:
 
 
 class _Cancel:
-    """A user-interrupt callback that fires once :attr:`requested` is set (a plain bool: the GIL orders it)."""
+    """A user-interrupt callback that fires once :attr:`requested` is set (a plain bool: the GIL orders it).
 
-    def __init__(self):
+    ``hook`` (optional) is called by :func:`call_interruptibly` while a requested cancellation waits
+    for the solver to stop: for a solver whose callbacks relumilp does not own (Pyomo's appsi).
+    """
+
+    def __init__(self, hook=None):
         self.requested = False
+        self.hook = hook
 
     def __call__(self, event) -> None:
         if self.requested:
@@ -175,7 +180,8 @@ def _signals_cancel(cancel: _Cancel):
 
     Raising ``KeyboardInterrupt`` at an arbitrary point of the waiting loop could leave HiGHS running
     in its thread while the interpreter unwinds (and aborts at exit); so the signal just sets the flag
-    that the interrupt callback reads, and :func:`run` raises once HiGHS has stopped.
+    that the interrupt callback reads, and the caller raises once HiGHS has stopped. Signals that are
+    ignored or left at their default action (e.g. SIGINT in an OBBT worker process) stay so.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -187,13 +193,43 @@ def _signals_cancel(cancel: _Cancel):
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         handler = signal.getsignal(signum)
-        if signum == signal.SIGINT or callable(handler):
+        if callable(handler):  # Python's own handlers only: SIG_IGN / SIG_DFL are not callable
             previous[signum] = signal.signal(signum, request)
     try:
         yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def call_interruptibly(target, cancel: _Cancel):
+    """``target()`` (a HiGHS run) in a helper thread while this thread waits; returns ``(value, interrupted)``.
+
+    Ctrl-C meanwhile sets ``cancel.requested`` (and calls ``cancel.hook`` until ``target`` returns);
+    the caller decides what an interrupted run means.
+    """
+    outcome: dict = {}
+
+    def body():
+        try:
+            outcome["value"] = target()
+        except BaseException as exc:  # surfaced in the caller's thread below
+            outcome["error"] = exc
+        finally:
+            # HiGHS's worker threads belong to the thread that ran it; without this reset the
+            # process aborts at exit ("terminate called without an active exception")
+            highspy.Highs.resetThreadScheduler(False)
+
+    worker = threading.Thread(target=body, name="highs-run", daemon=True)
+    with _signals_cancel(cancel):
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.05)
+            if cancel.requested and cancel.hook is not None:
+                cancel.hook()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value"), cancel.requested
 
 
 def run(h: highspy.Highs, time_limit: float | None = None, deadline: Deadline | None = None,
@@ -216,31 +252,14 @@ def run(h: highspy.Highs, time_limit: float | None = None, deadline: Deadline | 
     subscriptions = (h.cbSimplexInterrupt, h.cbIpmInterrupt, h.cbMipInterrupt)
     for callback in subscriptions:
         callback.subscribe(cancel)
-    outcome: dict = {}
-
-    def target():
-        try:
-            outcome["status"] = h.run()
-        except BaseException as exc:  # surfaced in the caller's thread below
-            outcome["error"] = exc
-        finally:
-            # HiGHS's worker threads belong to the thread that ran it; without this reset the
-            # process aborts at exit ("terminate called without an active exception")
-            highspy.Highs.resetThreadScheduler(False)
-
-    worker = threading.Thread(target=target, name="highs-run", daemon=True)
-    with _signals_cancel(cancel):
-        worker.start()
-        while worker.is_alive():
-            worker.join(0.05)
-    for callback in subscriptions:
-        callback.unsubscribe(cancel)
-    interrupted = cancel.requested
-    if "error" in outcome:
-        raise outcome["error"]
+    try:
+        run_status, interrupted = call_interruptibly(h.run, cancel)
+    finally:
+        for callback in subscriptions:
+            callback.unsubscribe(cancel)
     if interrupted and on_interrupt == "raise":
         raise KeyboardInterrupt
-    if outcome.get("status") == highspy.HighsStatus.kError:
+    if run_status == highspy.HighsStatus.kError:
         return "error"
     name = status_name(h.getModelStatus())
     return "interrupted" if interrupted else name

@@ -18,6 +18,7 @@ import time
 from ..domain import InputDomain
 from ..errors import RelumilpError
 from ..ir import Network
+from ..limits import Deadline
 from .base import METHODS, Bounds, phases, stability_counts
 from .interval import interval_bounds
 
@@ -41,8 +42,14 @@ def compute_bounds(net: Network, domain: InputDomain, method: str = "interval", 
     * ``cache`` -- a directory or ``.npz``/``.json`` file: reuse bounds computed before for the same
       network, domain, method and options, and store new ones;
     * ``stats`` -- a dict that receives OBBT solver statistics;
+    * ``time_limit`` -- seconds (or a :class:`relumilp.limits.Deadline`) for the whole call. LP/MILP
+      OBBT stops when it runs out and returns the sound bounds it has (neurons not yet tightened keep
+      their interval/symbolic bounds) with ``bounds.complete = False``; such bounds are not cached;
     * further :class:`relumilp.bounds.obbt.OBBTOptions` fields (``chunk_size``, ``early_stop``,
       ``tighten_outputs``, ``mip_rel_gap``, ``simplex_strategy``).
+
+    Ctrl-C (``KeyboardInterrupt``) stops the call promptly: OBBT worker processes are stopped and
+    pending tasks cancelled, then the ``KeyboardInterrupt`` is re-raised (no partial bounds).
     """
     if method not in METHODS:
         raise RelumilpError(f"unknown bound method {method!r}; choose one of {', '.join(METHODS)}")
@@ -60,11 +67,14 @@ def compute_bounds(net: Network, domain: InputDomain, method: str = "interval", 
     if cache is not None:
         from .cache import save_bounds
 
-        save_bounds(cache_path(cache, key), bounds, key)
+        if bounds.complete:  # bounds cut short by a time limit would be reused as if final
+            save_bounds(cache_path(cache, key), bounds, key)
     return bounds
 
 
-def _compute(net, domain, method, executor=None, workers=None, progress=False, stats=None, device=None, **options):
+def _compute(net, domain, method, executor=None, workers=None, progress=False, stats=None, device=None,
+             time_limit=None, **options):
+    deadline = Deadline.of(time_limit)
     if method in ("interval", "symbolic") and options:
         raise RelumilpError(f"option(s) {', '.join(sorted(options))} only apply to the lp and milp methods")
     start = time.perf_counter()
@@ -81,7 +91,8 @@ def _compute(net, domain, method, executor=None, workers=None, progress=False, s
         from .obbt import obbt_bounds
 
         bounds = obbt_bounds(
-            net, domain, bounds, method, executor=executor, workers=workers, progress=progress, stats=stats, **options
+            net, domain, bounds, method, executor=executor, workers=workers, progress=progress, stats=stats,
+            deadline=deadline, **options
         )
     bounds.method = method
     return bounds

@@ -30,12 +30,16 @@ class Bounds:
         The strongest method that produced them (``interval``, ``symbolic``, ``lp`` or ``milp``).
     times:
         Seconds spent per method.
+    complete:
+        False when a time limit stopped the pass early: the bounds are sound, but some neurons kept
+        the bounds of a cheaper method.
     """
 
     lower: dict[str, np.ndarray]
     upper: dict[str, np.ndarray]
     method: str = "interval"
     times: dict[str, float] = field(default_factory=dict)
+    complete: bool = True
 
     def __getitem__(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         return self.lower[name], self.upper[name]
@@ -50,6 +54,7 @@ class Bounds:
             {k: v.copy() for k, v in self.upper.items()},
             self.method,
             dict(self.times),
+            self.complete,
         )
 
     def check_sound(self, net: Network, samples: np.ndarray, tol: float = 1e-9) -> None:
@@ -71,7 +76,7 @@ class Bounds:
             {"name": node.name, "lower": self.lower[node.name].tolist(), "upper": self.upper[node.name].tolist()}
             for node in net.affines
         ]
-        return {"method": self.method, "times": self.times, "layers": layers}
+        return {"method": self.method, "complete": self.complete, "times": self.times, "layers": layers}
 
 
 @dataclass(frozen=True)

@@ -62,15 +62,25 @@ builds its own HiGHS model. The sequence and its split into near-equal contiguou
 ``2 * chunk_size`` solves depend on the layer alone, so the serial run, a local process pool
 (:func:`shared_process_pool`) and a ``dask.distributed`` executor perform the same solves in the same
 order and return bitwise identical bounds.
+
+Time limits and interruption: ``deadline`` (a :class:`relumilp.limits.Deadline` for the whole call)
+caps every solve's time limit and is checked before each solve; when it passes, the remaining solves
+are skipped -- those neurons keep their cheaper (interval/symbolic, or LP) bounds, which are sound --
+and the result has ``complete = False``. Workers get the deadline as a wall-clock time (their
+``perf_counter`` need not share the parent's epoch, e.g. on dask workers). Worker processes of the
+local pool ignore SIGINT and die with their parent (Linux); on Ctrl-C the parent cancels pending
+tasks, terminates the pool's processes and forgets the pool, so a later call starts a fresh one.
 """
 
 from __future__ import annotations
 
 import atexit
+import ctypes
 import dataclasses
 import math
 import multiprocessing as mp
 import os
+import signal
 import sys
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
@@ -83,10 +93,12 @@ import numpy as np
 from ..domain import InputDomain
 from ..errors import InvalidDomainError, RelumilpError
 from ..formulation.bigm import build_lp_relaxation, build_milp
-from ..backends.highs import to_highs
+from ..backends.highs import run as run_highs
+from ..backends.highs import set_run_time_limit, to_highs
 from ..formulation.milp import MILP
 from ..formulation.numerics import equilibrate
 from ..ir import ActivationNode, AffineNode, Network
+from ..limits import Deadline
 from .base import Bounds, phases
 from .interval import interval_bounds
 from .rounding import envelopes
@@ -155,6 +167,14 @@ class LayerProblem:
     options: OBBTOptions = field(default_factory=OBBTOptions)
     weights: np.ndarray | None = None
     constant: np.ndarray | None = None
+    #: the call's deadline as a ``time.time()`` value (``inf``: none), shared by every worker
+    stop_at: float = math.inf
+
+    def deadline(self) -> Deadline:
+        """:attr:`stop_at` on this process's ``perf_counter`` clock."""
+        if math.isinf(self.stop_at):
+            return Deadline()
+        return Deadline(time.perf_counter() + (self.stop_at - time.time()))
 
     def objective(self, j: int) -> tuple[np.ndarray, np.ndarray, float]:
         """Neuron ``j`` as ``(columns, coefficients, constant)``."""
@@ -176,6 +196,8 @@ class ChunkResult:
     early: int = 0
     timeouts: int = 0
     seconds: float = 0.0
+    #: False when the deadline passed before every solve of the chunk was run
+    complete: bool = True
 
 
 # -- the rigorous LP bound --------------------------------------------------------------------------
@@ -260,19 +282,27 @@ def solve_chunk(problem: LayerProblem, neurons, signs=None) -> ChunkResult:
     result = ChunkResult(unique, np.full(unique.size, -np.inf), np.full(unique.size, np.inf))
     At = problem.milp.A.T.tocsr() if problem.mode == "lp" else None
     abs_At = abs(At) if At is not None else None
-    stop_state = {"threshold": math.inf, "fired": False}
+    stop_state = {"threshold": math.inf, "fired": False, "fresh": True}
     if problem.mode == "milp" and problem.options.early_stop:
 
         def interrupt(event):
-            # Set the flag explicitly every time: HiGHS keeps a raised interrupt flag across runs of
-            # the same model, which would stop every later solve at once.
-            decided = bool(event.data_out.mip_dual_bound >= stop_state["threshold"])
-            event.data_in.user_interrupt = decided
-            stop_state["fired"] |= decided
+            # HiGHS keeps a raised interrupt flag across runs of the same model, which would stop
+            # every later solve at once: lower it at a run's first check only. Otherwise only ever
+            # raise it, so a cancellation requested by backends.highs.run (Ctrl-C) is never undone.
+            if stop_state["fresh"]:
+                stop_state["fresh"] = False
+                event.data_in.user_interrupt = False
+            if event.data_out.mip_dual_bound >= stop_state["threshold"]:
+                event.data_in.user_interrupt = True
+                stop_state["fired"] = True
 
         h.cbMipInterrupt.subscribe(interrupt)
     previous = None
+    deadline = problem.deadline()
     for i, j, sign in zip(position, neurons, signs):
+        if deadline.expired():
+            result.complete = False  # the rest keep their -inf / +inf: the caller's cheaper bounds
+            break
         columns, coefficients, constant = problem.objective(j)
         if problem.weights is None:
             if previous is not None:
@@ -286,10 +316,11 @@ def solve_chunk(problem: LayerProblem, neurons, signs=None) -> ChunkResult:
         if not problem.options.early_stop:
             threshold = math.inf
         if problem.mode == "lp":
-            bound, early = _solve_lp(h, problem, At, abs_At, columns, sign * coefficients, threshold, result)
+            bound, early = _solve_lp(h, problem, At, abs_At, columns, sign * coefficients, threshold, result,
+                                     deadline)
         else:
-            stop_state["threshold"], stop_state["fired"] = threshold, False
-            bound, early = _solve_milp(h, problem, stop_state, result, float(np.max(col_scale[columns])))
+            stop_state.update(threshold=threshold, fired=False, fresh=True)
+            bound, early = _solve_milp(h, problem, stop_state, result, deadline, float(np.max(col_scale[columns])))
         if constant != 0.0 and math.isfinite(bound):
             bound = bound + sign * constant
             bound -= 2 * _EPS * abs(bound)  # the rounding of that addition
@@ -335,18 +366,15 @@ def warm_start_order(directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order_array % n, np.where(order_array < n, 1.0, -1.0)
 
 
-def _set_time_limit(h: highspy.Highs, seconds: float, mip: bool = False) -> None:
-    """Limit the next ``run`` to ``seconds``. HiGHS (1.16) measures an LP's ``time_limit`` against the
-    total run time of the model object, so for LPs the limit is offset by the time already used; a
-    MIP's limit counts from the start of its run (offsetting it made every solve's limit grow by the
-    whole chunk's run time). Both behaviours are pinned by ``tests/test_bounds_obbt.py``."""
-    h.setOptionValue("time_limit", float(seconds if mip else h.getRunTime() + seconds))
+def _solve_lp(h, problem: LayerProblem, At, abs_At, columns, coefficients, threshold: float, result: ChunkResult,
+              deadline: Deadline):
+    """One warm-started LP; returns (valid lower bound of ``coefficients @ v[columns]``, stopped early?).
 
-
-def _solve_lp(h, problem: LayerProblem, At, abs_At, columns, coefficients, threshold: float, result: ChunkResult):
-    """One warm-started LP; returns (valid lower bound of ``coefficients @ v[columns]``, stopped early?)."""
+    A plain ``h.run()`` (not the interruptible :func:`relumilp.backends.highs.run`): these LPs take
+    milliseconds, Ctrl-C is seen when one returns, and the helper thread and interrupt callback would
+    cost throughput."""
     h.setOptionValue("objective_bound", float(threshold))
-    _set_time_limit(h, problem.options.lp_time_limit)
+    set_run_time_limit(h, deadline.cap(problem.options.lp_time_limit), mip=False)
     run_status = h.run()
     status = h.getModelStatus()
     result.iterations += int(h.getInfo().simplex_iteration_count)
@@ -365,13 +393,18 @@ def _solve_lp(h, problem: LayerProblem, At, abs_At, columns, coefficients, thres
     return safe_dual_bound(problem.milp, At, columns, coefficients, np.asarray(solution.row_dual), abs_At), early
 
 
-def _solve_milp(h, problem: LayerProblem, stop_state: dict, result: ChunkResult, scale: float):
+def _solve_milp(h, problem: LayerProblem, stop_state: dict, result: ChunkResult, deadline: Deadline,
+                scale: float):
     """One MILP with a time limit; returns (dual bound minus the margin, stopped early?).
 
-    ``scale`` is the objective column's equilibration scale: the margin is relative to the larger of
-    it and the bound, since HiGHS's tolerances act on the scaled column."""
-    _set_time_limit(h, problem.options.milp_time_limit, mip=True)
-    run_status = h.run()
+    ``scale`` is the objective column's equilibration scale: HiGHS's tolerances act on the scaled
+    column, so part of the margin is relative to it."""
+    seconds = deadline.cap(problem.options.milp_time_limit)
+    if seconds <= 0.0:
+        return -math.inf, False  # out of time: the neuron keeps its cheaper bound
+    # interruptible: Ctrl-C stops the solve at once (raised here; the chunk is dropped)
+    name = run_highs(h, seconds, mip=True)
+    run_status = highspy.HighsStatus.kError if name == "error" else highspy.HighsStatus.kOk
     status = h.getModelStatus()
     info = h.getInfo()
     if status == highspy.HighsModelStatus.kInfeasible:
@@ -443,7 +476,8 @@ def _run_chunks(problem: LayerProblem, neurons: np.ndarray, signs: np.ndarray, e
     Without ``executor``, ``workers > 1`` spreads two or more chunks over the local process pool."""
     pieces = max(1, math.ceil(neurons.size / (2 * max(1, int(problem.options.chunk_size)))))
     chunks = list(zip(np.array_split(neurons, pieces), np.array_split(signs, pieces)))
-    if executor is None and workers > 1 and len(chunks) > 1:
+    local = executor is None and workers > 1 and len(chunks) > 1
+    if local:
         executor = shared_process_pool(workers)
     if executor is None:
         results = []
@@ -463,6 +497,12 @@ def _run_chunks(problem: LayerProblem, neurons: np.ndarray, signs: np.ndarray, e
             "a bound-tightening worker process died; when a script starts worker processes "
             "(workers > 1), its code must run under `if __name__ == \"__main__\":`, or pass workers=1"
         ) from exc
+    except BaseException:  # KeyboardInterrupt (also SIGTERM in the CLI): leave nothing running
+        for future in futures:
+            future.cancel()
+        if local:
+            _kill_pool(workers)
+        raise
     return results
 
 
@@ -475,6 +515,7 @@ def obbt_bounds(
     workers: int | None = None,
     progress: bool = False,
     stats: dict | None = None,
+    deadline: Deadline | float | None = None,
     **options,
 ) -> Bounds:
     """LP-based (``method="lp"``) or LP- then MILP-based (``"milp"``) OBBT, starting from ``start``.
@@ -485,7 +526,8 @@ def obbt_bounds(
     layer with a single chunk of work always runs in this process. ``progress`` shows a tqdm bar per layer and stage.
     ``options`` are :class:`OBBTOptions` fields (``milp_time_limit``, ``chunk_size``, ...). Per-stage
     solver statistics are added to ``stats`` when a dict is given. ``bounds.times`` gets ``"lp"`` (and
-    ``"milp"``) seconds.
+    ``"milp"``) seconds. ``deadline`` (a :class:`~relumilp.limits.Deadline` or seconds) ends the pass
+    early with the sound bounds it has and ``complete = False`` (also ``stats["complete"]``).
     """
     if method not in ("lp", "milp"):
         raise RelumilpError(f"OBBT method must be 'lp' or 'milp', got {method!r}")
@@ -493,10 +535,12 @@ def obbt_bounds(
     if unknown:
         raise RelumilpError(f"unknown bound option(s): {', '.join(sorted(unknown))}")
     opts = OBBTOptions(**options)
+    deadline = Deadline.of(deadline)
     workers = default_workers() if workers is None else int(workers)
     if workers < 1:
         raise RelumilpError(f"workers must be at least 1, got {workers}")
-    return _obbt(net, domain, start, method, opts, executor, workers, progress, stats if stats is not None else {})
+    return _obbt(net, domain, start, method, opts, executor, workers, progress, stats if stats is not None else {},
+                 deadline)
 
 
 # -- local process pools ----------------------------------------------------------------------------
@@ -516,8 +560,39 @@ def shared_process_pool(workers: int) -> ProcessPoolExecutor:
     if pool is None or getattr(pool, "_broken", False):
         if not _POOLS:
             atexit.register(_shutdown_pools)
-        pool = _POOLS[workers] = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+        pool = _POOLS[workers] = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                                     initializer=_init_worker, initargs=(os.getpid(),))
     return pool
+
+
+def _init_worker(parent: int) -> None:
+    """Worker set-up: only the parent decides about Ctrl-C, and a worker dies with its parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:
+            # PR_SET_PDEATHSIG (1): SIGTERM when the parent dies, even by SIGKILL
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+
+def _kill_pool(workers: int) -> None:
+    """Stop the shared pool of ``workers`` now, running tasks included, and forget it."""
+    pool = _POOLS.pop(workers, None)
+    if pool is None:
+        return
+    # ProcessPoolExecutor has no public way to stop running tasks: terminate its processes directly
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(2.0)
+        if process.is_alive():
+            process.kill()
+            process.join(1.0)
 
 
 def _shutdown_pools() -> None:
@@ -552,7 +627,7 @@ def default_workers() -> int:
     return 1 if is_script else max(1, os.cpu_count() or 1)
 
 
-def _obbt(net, domain, start, method, opts, executor, workers, progress, stats) -> Bounds:
+def _obbt(net, domain, start, method, opts, executor, workers, progress, stats, deadline: Deadline) -> Bounds:
     from tqdm.auto import tqdm
 
     bounds = start.copy()
@@ -560,6 +635,7 @@ def _obbt(net, domain, start, method, opts, executor, workers, progress, stats) 
     for key in ("lp", "milp"):
         stats.setdefault(key, {"solves": 0, "iterations": 0, "early": 0, "timeouts": 0, "neurons": 0})
     stages = ("lp", "milp") if method == "milp" else ("lp",)
+    stop_at = time.time() + deadline.remaining()  # wall clock: workers' perf_counter may differ
     for node in net.affines:
         reads_input_only = all(src == net.input.name for src in node.inputs)
         for stage in stages:
@@ -569,12 +645,15 @@ def _obbt(net, domain, start, method, opts, executor, workers, progress, stats) 
             targets, min_stop, max_stop = _thresholds(net, node, *bounds[node.name], outputs)
             if targets.size == 0:
                 continue
+            if deadline.expired():
+                bounds.complete = False  # the later nodes keep their cheaper (sound) bounds
+                break
             clock = time.perf_counter()
             if stage == "lp":
                 # the model of the node's ancestors; each neuron is an objective over its inputs
                 milp = build_lp_relaxation(net, bounds, domain, upto=node.name, include_upto=False)
                 columns, weights = _affine_objectives(node, milp)
-                problem = LayerProblem(milp, columns, min_stop, max_stop, stage, opts, weights, node.bias)
+                problem = LayerProblem(milp, columns, min_stop, max_stop, stage, opts, weights, node.bias, stop_at)
                 if opts.warm_start_order:
                     rows, signs = warm_start_order(weights[targets])
                     neurons = targets[rows]
@@ -585,12 +664,14 @@ def _obbt(net, domain, start, method, opts, executor, workers, progress, stats) 
                 if milp.num_binaries == 0:
                     continue  # nothing is integer: the LP stage already gave these bounds
                 neurons, signs = _min_then_max(targets)
-                problem = LayerProblem(milp, milp.node_columns[node.name], min_stop, max_stop, stage, opts)
+                problem = LayerProblem(milp, milp.node_columns[node.name], min_stop, max_stop, stage, opts,
+                                       stop_at=stop_at)
             with tqdm(total=neurons.size, desc=f"{stage} {node.name}", unit="solve", disable=not progress, leave=False) as bar:
                 results = _run_chunks(problem, neurons, signs, executor, workers, bar)
             lower, upper = bounds[node.name]
             new_lower, new_upper = np.full(node.size, -np.inf), np.full(node.size, np.inf)
             for r in results:
+                bounds.complete &= r.complete
                 new_lower[r.neurons] = np.maximum(new_lower[r.neurons], r.lower)
                 new_upper[r.neurons] = np.minimum(new_upper[r.neurons], r.upper)
                 for key in ("solves", "iterations", "early", "timeouts"):
@@ -606,6 +687,7 @@ def _obbt(net, domain, start, method, opts, executor, workers, progress, stats) 
             times[stage] += time.perf_counter() - clock
     bounds.times.update({k: v for k, v in times.items() if k in stages})
     bounds.method = method
+    stats["complete"] = bounds.complete
     return bounds
 
 
@@ -618,4 +700,5 @@ def _forward(net: Network, domain: InputDomain, bounds: Bounds) -> Bounds:
         )
     pushed.times = bounds.times
     pushed.method = bounds.method
+    pushed.complete = bounds.complete
     return pushed

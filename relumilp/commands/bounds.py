@@ -15,6 +15,7 @@ import numpy as np
 from .._io import atomic_write_text
 from ..bounds import compute_bounds, phases
 from ..errors import RelumilpError
+from ..limits import check_time_limit
 from ..ir import ActivationNode
 from .common import add_domain_arguments, add_model_arguments, add_tighten_arguments, load_domain, load_model, print_json
 
@@ -30,6 +31,9 @@ def register(subparsers) -> None:
     parser.add_argument("--workers", type=int, metavar="N", help="parallel processes for LP/MILP tightening (default: every core)")
     parser.add_argument("--milp-time-limit", type=float, metavar="S",
                         help="seconds per neuron for --tighten milp (the solver's dual bound is used at the limit)")
+    parser.add_argument("--time-limit", type=float, metavar="S",
+                        help="seconds for the whole run; LP/MILP tightening then stops with the sound bounds "
+                             "it has (\"complete\": false)")
     parser.add_argument("--cache", metavar="PATH", help="bound cache: a directory or a .npz/.json file")
     parser.add_argument("--progress", action="store_true", help="progress bars per layer (on stderr)")
     parser.add_argument("--json", action="store_true", help="print the bounds JSON instead of the table")
@@ -68,6 +72,8 @@ def run(args) -> int:
         raise RelumilpError("--workers and --milp-time-limit apply to --tighten lp or milp only")
     if args.cache:
         options["cache"] = args.cache
+    if args.time_limit is not None:
+        options["time_limit"] = check_time_limit(args.time_limit, "--time-limit")
     bounds = compute_bounds(net, domain, args.tighten, **options)
     if args.scale:
         from ..scaling import scale_network
@@ -80,7 +86,8 @@ def run(args) -> int:
     if args.json:
         print_json(data)
         return 0
-    print(f"bounds      {bounds.method}" + (" (scaled network)" if args.scale else ""))
+    print(f"bounds      {bounds.method}" + (" (scaled network)" if args.scale else "")
+          + ("" if bounds.complete else " (stopped at the time limit: partly tightened, sound)"))
     print(f"{'layer':<16} {'size':>5} {'active':>7} {'inactive':>8} {'unstable':>8} {'mean width':>12}")
     show = lambda v: "-" if v is None else str(v)
     for row in layer_table(net, bounds):

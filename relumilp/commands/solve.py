@@ -12,7 +12,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("solve", help="minimise or maximise a network output to global optimality",
                                    description="Minimise or maximise one output of a network over an input box.")
     add_problem_arguments(parser)
-    parser.add_argument("--time-limit", type=float, metavar="S", help="solver time limit in seconds")
+    parser.add_argument("--time-limit", type=float, metavar="S", help="time limit in seconds for the whole run (bounds, build and solve)")
     parser.add_argument("--mip-gap", type=float, metavar="G", help="relative MIP gap to stop at")
     parser.add_argument("--threads", type=int, metavar="N", help="HiGHS threads")
     parser.add_argument("--log", action="store_true", help="show the HiGHS log")
@@ -25,9 +25,11 @@ def run(args) -> int:
     domain = load_domain(args, net, default_domain)
     result = optimize(net, domain, **objective_choice(args, required=True), tighten=args.tighten, scale=args.scale,
                       time_limit=args.time_limit, mip_gap=args.mip_gap, threads=args.threads, log=args.log)
+    # Ctrl-C: the best incumbent and bound so far are printed, then the usual interrupt exit status
+    code = 130 if result.status == "interrupted" else 0
     if args.json:
         print_json(result.to_json())
-        return 0
+        return code
     fmt = lambda v: "-" if v is None or not math.isfinite(v) else f"{v:.10g}"
     print(f"status      {result.status}")
     print(f"objective   {fmt(result.objective)}")
@@ -39,9 +41,11 @@ def run(args) -> int:
         print(f"y (forward) {' '.join(f'{v:.8g}' for v in result.y)}")
         print(f"discrepancy {result.discrepancy:.3g}")
     s = result.stats
+    if not s:  # interrupted before the model was built
+        return code
     print(f"model       {s['binaries']} binaries, {s['continuous']} continuous, {s['constraints']} constraints, "
           f"{s['nonzeros']} nonzeros")
     print(f"neurons     {s['stable_active']} stable active, {s['stable_inactive']} stable inactive, "
           f"{s['unstable']} unstable")
     print("times       " + ", ".join(f"{k} {v:.3f}s" for k, v in result.times.items()))
-    return 0
+    return code

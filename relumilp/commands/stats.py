@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ..errors import RelumilpError
+from ..limits import Deadline, check_time_limit
 from .common import (add_domain_arguments, add_model_arguments, add_tighten_arguments, load_domain, load_model,
                      print_json)
 
@@ -38,6 +39,8 @@ def register(subparsers) -> None:
     parser.add_argument("--solve-time-limit", type=float, default=60.0, metavar="S",
                         help="time limit of each MILP solve for the optimum marked on the region figure; 0 skips "
                              "the MILP and marks the vertex-enumeration optimum of the exact regions (default 60)")
+    parser.add_argument("--time-limit", type=float, metavar="S",
+                        help="seconds for bounds, region counting and the figure's MILPs together")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(run=run)
 
@@ -51,6 +54,7 @@ def run(args) -> int:
         raise RelumilpError("--solve-time-limit must be >= 0")
     if args.region_time_limit is not None and args.region_time_limit <= 0:
         raise RelumilpError("--region-time-limit must be positive")
+    deadline = Deadline.after(None if args.time_limit is None else check_time_limit(args.time_limit, "--time-limit"))
     net, default_domain = load_model(args)
     domain = load_domain(args, net, default_domain)
     if args.regions == "exact" and net.input_size > 2:
@@ -59,10 +63,11 @@ def run(args) -> int:
     if args.plot and not Path(args.plot).is_dir():
         raise RelumilpError(f"--plot folder {args.plot} does not exist")
     report = analyze_network(net, domain, tighten=args.tighten, scale=args.scale, regions=args.regions,
-                             region_time_limit=args.region_time_limit, samples=args.samples, seed=args.seed)
+                             region_time_limit=args.region_time_limit, samples=args.samples, seed=args.seed,
+                             time_limit=deadline)
     figures = []
     if args.plot:
-        figures = _figures(args, report, net, domain)
+        figures = _figures(args, report, net, domain, deadline)
     if args.json:
         data = report.to_json()
         data["figures"] = [str(p) for p in figures]
@@ -74,7 +79,7 @@ def run(args) -> int:
     return 0
 
 
-def _figures(args, report, net, domain) -> list:
+def _figures(args, report, net, domain, deadline) -> list:
     import time
 
     from ..analysis.plots import write_figures
@@ -83,13 +88,13 @@ def _figures(args, report, net, domain) -> list:
     prefix = args.example or Path(args.model).stem
     optima = None
     if report.regions is not None and any(r.vertices is not None for r in report.regions.regions):
-        optima = _optima(net, domain, args, report.regions)
+        optima = _optima(net, domain, args, report.regions, deadline)
     paths = write_figures(report, args.plot, prefix, network=net, optima=optima)
     report.times["plots"] = time.perf_counter() - start
     return paths
 
 
-def _optima(net, domain, args, regions) -> list:
+def _optima(net, domain, args, regions, deadline) -> list:
     """Global max and min of output 0 to mark on the region figure.
 
     Solved with :func:`relumilp.optimize` (time limit ``--solve-time-limit``) and cross-checked against
@@ -106,12 +111,12 @@ def _optima(net, domain, args, regions) -> list:
     for sense, word in (("max", "max"), ("min", "min")):
         exact_value, exact_x = region_optimum(regions, sense=sense)
         result = None
-        if args.solve_time_limit > 0:
+        if args.solve_time_limit > 0 and not deadline.expired():
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     result = optimize(net, domain, **{f"{sense}imize": 0}, tighten=args.tighten,
-                                      time_limit=args.solve_time_limit)
+                                      time_limit=deadline.earlier(args.solve_time_limit))
             except RelumilpError as exc:
                 print(f"relumilp: note: MILP {word} not solved ({exc})", file=sys.stderr)
         where = lambda x: ", ".join(f"{v:.3g}" for v in x)

@@ -47,14 +47,16 @@ def run(args) -> int:
     prop = read_vnnlib(args.property, net.input_size, net.output_size)
     result = verify(net, prop, time_limit=args.time_limit, tighten=args.tighten, disjunction=args.disjunction,
                     input_split=args.input_split, threads=args.threads, log=args.log)
-    if args.result_file:
+    interrupted = bool(result.details.get("interrupted"))
+    if args.result_file and not interrupted:  # an interrupted run has no answer to record
         atomic_write_text(args.result_file, result.vnncomp_text())
+    code = 130 if interrupted else 0
     if args.json:
         print_json(result.to_json())
-        return 0
-    print(result.result)
+        return code
+    print(result.result + (" (interrupted)" if interrupted else ""))
     if result.counterexample is not None:
         print("x    " + " ".join(f"{v:.17g}" for v in result.counterexample["x"]))
         print("y    " + " ".join(f"{v:.17g}" for v in result.counterexample["y"]))
     print(f"time {result.time:.3f}s")
-    return 0
+    return code

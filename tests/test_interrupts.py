@@ -1,0 +1,180 @@
+"""Whole-run time limits and clean interruption (Ctrl-C / SIGTERM) of the CLI and the API.
+
+The CLI tests run ``python -m relumilp`` in a subprocess, signal it while it works, and check: exit
+status 130 within a few seconds (the measured latency is printed), what it prints, no output file,
+and no process left behind (the child's descendants, recorded before the signal, are all gone).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from relumilp.bounds import compute_bounds
+from relumilp.domain import InputDomain
+from relumilp.solve import optimize
+from relumilp.verify import verify
+
+from conftest import random_mlp
+
+#: seconds allowed between the signal and the exit (target 2 s; slack for a loaded CI machine)
+LATENCY = 5.0
+
+
+def hard_net(seed=0, sizes=(5, 64, 64, 64, 1)):
+    """A random net whose MILP with interval bounds runs far longer than these tests."""
+    return random_mlp(np.random.default_rng(seed), list(sizes))
+
+
+@pytest.fixture(scope="module")
+def hard_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("interrupts") / "hard.npz"
+    hard_net().save(path)
+    return path
+
+
+def hard_property(path, net, n_in=5):
+    """``Y_0 >= max over samples + 0.05``: not refuted by sampling, and slow to prove by MILP."""
+    x = InputDomain.box(-1.0, 1.0, n_in).sample(20000, 0)
+    threshold = float(net.forward(x).max()) + 0.05
+    lines = [f"(declare-const X_{i} Real)" for i in range(n_in)] + ["(declare-const Y_0 Real)"]
+    lines += [f"(assert (>= X_{i} -1.0)) (assert (<= X_{i} 1.0))" for i in range(n_in)]
+    lines.append(f"(assert (>= Y_0 {threshold!r}))")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def signal_cli(args, sig, ready, timeout=60.0):
+    """Run the CLI, send ``sig`` once ``ready(process)`` holds; returns (completed, latency, descendants)."""
+    child = subprocess.Popen([sys.executable, "-m", "relumilp", *map(str, args)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    proc = psutil.Process(child.pid)
+    start = time.monotonic()
+    while not ready(proc):
+        assert child.poll() is None, child.communicate()
+        assert time.monotonic() - start < timeout, "the command never reached the state to interrupt"
+        time.sleep(0.1)
+    descendants = proc.children(recursive=True)
+    sent = time.monotonic()
+    child.send_signal(sig)
+    out, err = child.communicate(timeout=30)
+    latency = time.monotonic() - sent
+    print(f"{' '.join(map(str, args[:1]))} {signal.Signals(sig).name}: exit {child.returncode} "
+          f"{latency:.2f} s after the signal; {len(descendants)} descendant(s)")
+    gone, alive = psutil.wait_procs(descendants, timeout=5)
+    assert not alive, f"processes left behind: {alive}"
+    return subprocess.CompletedProcess(child.args, child.returncode, out, err), latency
+
+
+def after(seconds):
+    """Ready once the child has run ``seconds`` (imports done, solver working)."""
+    return lambda proc: time.time() - proc.create_time() >= seconds
+
+
+def with_workers(count, then=1.0):
+    """Ready ``then`` seconds after the child has ``count`` descendants (an OBBT pool at work)."""
+    seen = {}
+
+    def ready(proc):
+        if len(proc.children(recursive=True)) < count:
+            return False
+        seen.setdefault("at", time.monotonic())
+        return time.monotonic() - seen["at"] >= then
+
+    return ready
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_solve_interrupt_prints_the_incumbent(hard_model, sig):
+    done, latency = signal_cli(["solve", hard_model, "--box", "-1:1", "--maximize", "0", "--tighten", "interval",
+                                "--time-limit", "600", "--threads", "1", "--json"], sig, after(5.0))
+    assert done.returncode == 130, done.stderr
+    assert latency <= LATENCY
+    answer = json.loads(done.stdout)
+    assert answer["status"] == "interrupted"
+    assert answer["objective"] is not None  # the forward-pass start is an incumbent from the outset
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_bounds_interrupt_stops_the_pool_and_writes_nothing(hard_model, tmp_path, sig):
+    out = tmp_path / "bounds.json"
+    done, latency = signal_cli(["bounds", hard_model, "--box", "-1:1", "--tighten", "milp", "--workers", "2",
+                                "--milp-time-limit", "60", "-o", out], sig, with_workers(2))
+    assert done.returncode == 130, done.stderr
+    assert latency <= LATENCY
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_verify_interrupt_reports_unknown(hard_model, tmp_path):
+    prop = hard_property(tmp_path / "p.vnnlib", hard_net())
+    result_file = tmp_path / "result.txt"
+    done, latency = signal_cli(["verify", hard_model, prop, "--no-input-split", "--tighten", "interval",
+                                "--threads", "1", "--json", "--result-file", result_file], signal.SIGINT, after(6.0))
+    assert done.returncode == 130, done.stderr
+    assert latency <= LATENCY
+    answer = json.loads(done.stdout)
+    assert answer["result"] == "unknown" and answer["interrupted"] is True
+    assert not result_file.exists()
+
+
+# -- API: time limits over the whole call ------------------------------------------------------------
+
+
+def test_optimize_time_limit_covers_bounds_and_solve():
+    net, limit = hard_net(), 3.0
+    start = time.perf_counter()
+    result = optimize(net, InputDomain.box(-1.0, 1.0, 5), maximize=0, tighten="lp", time_limit=limit, workers=1,
+                      threads=1)
+    elapsed = time.perf_counter() - start
+    print(f"optimize: {elapsed:.2f} s for a {limit} s limit")
+    assert elapsed <= 1.1 * limit + 2.0
+    assert result.status == "time_limit"
+    assert result.objective is not None and result.bound >= result.objective - 1e-6
+
+
+def test_compute_bounds_time_limit_returns_sound_partial_bounds():
+    net, limit = hard_net(), 2.0
+    domain = InputDomain.box(-1.0, 1.0, 5)
+    stats = {}
+    start = time.perf_counter()
+    bounds = compute_bounds(net, domain, "milp", time_limit=limit, workers=1, stats=stats)
+    elapsed = time.perf_counter() - start
+    print(f"compute_bounds milp: {elapsed:.2f} s for a {limit} s limit")
+    assert elapsed <= 1.1 * limit + 2.0
+    assert bounds.complete is False and stats["complete"] is False
+    assert bounds.to_json(net)["complete"] is False
+    bounds.check_sound(net, domain.sample(20000, 1))
+    symbolic = compute_bounds(net, domain, "symbolic")
+    for name in symbolic.lower:  # never looser than the cheaper pass it started from
+        assert np.all(bounds.lower[name] >= symbolic.lower[name] - 1e-9)
+        assert np.all(bounds.upper[name] <= symbolic.upper[name] + 1e-9)
+
+
+def test_compute_bounds_time_limit_with_a_pool():
+    net, limit = hard_net(), 3.0
+    domain = InputDomain.box(-1.0, 1.0, 5)
+    start = time.perf_counter()
+    bounds = compute_bounds(net, domain, "milp", time_limit=limit, workers=2)
+    elapsed = time.perf_counter() - start
+    print(f"compute_bounds milp, 2 workers: {elapsed:.2f} s for a {limit} s limit (incl. pool start)")
+    assert elapsed <= 1.1 * limit + 2.0
+    bounds.check_sound(net, domain.sample(20000, 2))
+
+
+def test_verify_time_limit(tmp_path):
+    net, limit = hard_net(), 3.0
+    prop = hard_property(tmp_path / "p.vnnlib", net)
+    start = time.perf_counter()
+    result = verify(net, prop, time_limit=limit, tighten="lp", input_split=False, threads=1, workers=1)
+    elapsed = time.perf_counter() - start
+    print(f"verify: {elapsed:.2f} s for a {limit} s limit ({result.result})")
+    assert elapsed <= 1.1 * limit + 2.0
+    assert result.result == "unknown"
