@@ -239,6 +239,13 @@ def _inside(domain: InputDomain, x) -> bool:
     return True
 
 
+def _refused(call, exc, X, outcome):
+    """A clean refusal is honest, unless it claims an empty domain while ``X`` holds points of it."""
+    if "empty" in str(exc) and len(X):
+        return outcome.add(call, "empty", f"{type(exc).__name__}: {exc}; but x={_vec(X[0])} is in the domain")
+    outcome.add(call, "refused")
+
+
 def check_optimize(case, net, domain, X, call, outcome):
     s, j = _objective_sign(call), call["output"]
     options = {"workers": 1} if call["tighten"] in ("lp", "milp") else {}
@@ -246,8 +253,8 @@ def check_optimize(case, net, domain, X, call, outcome):
     try:
         r = optimize(net, domain, **sense, tighten=call["tighten"], scale=call["scale"], time_limit=TIME_LIMIT,
                      **options)
-    except RelumilpError:
-        return outcome.add(call, "refused")
+    except RelumilpError as exc:
+        return _refused(call, exc, X, outcome)
     if r.status in ("infeasible", "unbounded", "infeasible_or_unbounded"):
         return outcome.add(call, r.status, f"{r.status} on a non-empty bounded domain")
     if r.status != "optimal":
@@ -299,8 +306,8 @@ def check_verify(case, net, domain, X, call, outcome):
     try:
         r = verify(net, prop, time_limit=TIME_LIMIT, tighten=call["tighten"], input_split=call["input_split"],
                    attack_samples=call["attack"])
-    except RelumilpError:
-        return outcome.add(call, "refused")
+    except RelumilpError as exc:
+        return _refused(call, exc, X, outcome)
     if r.result == "violated":
         x = np.asarray(r.counterexample["x"], dtype=np.float64)
         if not prop.is_counterexample(x, net.forward(x)):
@@ -321,8 +328,8 @@ def check_bounds(case, net, domain, X, call, outcome):
     options = {"workers": 1, "milp_time_limit": 2.0} if call["method"] in ("lp", "milp") else {}
     try:
         bounds = compute_bounds(net, domain, call["method"], **options)
-    except RelumilpError:
-        return outcome.add(call, "refused")
+    except RelumilpError as exc:
+        return _refused(call, exc, X, outcome)
     for name, values in net.forward_all(X).items():
         if name not in bounds.lower:
             continue

@@ -81,7 +81,11 @@ def test_issue_wrong_optimal(options, outcomes):
 @pytest.mark.slow
 def test_random_cases_slow():
     """500 networks (300 badly scaled), 1e5 samples each, over every bound method, scaling and verify margin."""
-    collected = [check_case(make_case(seed, samples=100_000)) for seed in SLOW_SEEDS]
+    collected = []
+    for seed in SLOW_SEEDS:
+        collected.append(check_case(make_case(seed, samples=100_000)))
+        for failure in collected[-1].failures:
+            print("WRONG", failure, flush=True)  # as they come: the run is long
     print("\n" + summary(collected))
     failures = [f for o in collected for f in o.failures]
     assert sum(o.family != "plain" for o in collected) >= 150
