@@ -14,6 +14,8 @@ import pytest
 from fuzz_oracle import Case, check_case, make_case, summary
 
 DEFAULT_SEEDS = range(60)
+#: issue #11 reproducer 1: a layer of weights 5e-10 over inputs of +-1e9
+ISSUE1_LAYERS = [(np.array([[5e-10, 5e-10], [-5e-10, 5e-10]]), np.zeros(2)), (np.array([[1.0, 0.0]]), np.zeros(1))]
 SLOW_SEEDS = range(1000, 1500)
 
 
@@ -41,11 +43,9 @@ def _box(n, radius):
 
 def test_issue_false_holds(outcomes):
     """Issue #11 reproducer 1: Y_0 = 1 at the corner (1e9, 1e9), so 'Y_0 >= 0.9' is reachable."""
-    W1 = np.array([[5e-10, 5e-10], [-5e-10, 5e-10]])
-    layers = [(W1, np.zeros(2)), (np.array([[1.0, 0.0]]), np.zeros(1))]
     call = {"kind": "verify", "sense": "max", "output": 0, "margin": -1, "tighten": None, "input_split": None,
             "attack": 0}
-    case = Case("issue-1 2-2-1", layers, ["relu"], *_box(2, 1e9), calls=[call], family="tiny_over_huge")
+    case = Case("issue-1 2-2-1", ISSUE1_LAYERS, ["relu"], *_box(2, 1e9), calls=[call], family="tiny_over_huge")
     outcome = check_case(case)
     outcomes.append(outcome)
     _assert_sound(outcome)
@@ -56,8 +56,7 @@ def test_issue_false_holds_verbatim():
     from relumilp.frontends.vnnlib import parse_vnnlib
     from relumilp.verify import verify
 
-    W1 = np.array([[5e-10, 5e-10], [-5e-10, 5e-10]])
-    net = relumilp.Network.sequential([(W1, np.zeros(2)), (np.array([[1.0, 0.0]]), np.zeros(1))], "relu")
+    net = relumilp.Network.sequential(ISSUE1_LAYERS, "relu")
     box = "".join(f"(declare-const X_{i} Real)\n(assert (>= X_{i} -1000000000))\n(assert (<= X_{i} 1000000000))\n"
                   for i in range(2))
     prop = parse_vnnlib(box + "(declare-const Y_0 Real)\n(assert (>= Y_0 0.9))\n")
