@@ -96,6 +96,25 @@ class InputDomain:
             raise InvalidDomainError(f"the input domain has {self.size} bounds but the network has {size} inputs")
         return self
 
+    def check_not_empty(self, deadline=None) -> "InputDomain":
+        """Raise :class:`InvalidDomainError` when the rows ``A x <= b`` leave no point of the box.
+
+        Decided by one LP on the exactly equilibrated rows (:func:`relumilp.backends.highs.solve_milp`),
+        and only when HiGHS proves infeasibility; a box alone is never empty. Returns self.
+        """
+        if self.A is None:
+            return self
+        from .backends.highs import solve_milp
+        from .formulation.milp import MILPAssembler
+
+        asm = MILPAssembler()
+        x = asm.add_columns(self.lower, self.upper)
+        asm.add_rows("input_constraints", [(self.A, x)], np.full(self.b.size, -np.inf), self.b)
+        milp = asm.finish(node_columns={"input": x}, binaries={}, input_name="input", output_name="input")
+        if solve_milp(milp, deadline=deadline, on_interrupt="raise").status == "infeasible":
+            raise InvalidDomainError("the input domain is empty (its linear constraints cannot all hold)")
+        return self
+
     def contains(self, x, tol: float = 1e-9) -> np.ndarray:
         """Which rows of ``x`` (batch, size) lie in the domain, up to ``tol``."""
         x = np.atleast_2d(np.asarray(x, dtype=np.float64))

@@ -592,7 +592,7 @@ def _verify_region(net, domain, outputs, settings: _Settings, rng, info):
     G, h, members = _stack_rows(outputs)
     margin_net = spec_network(net, G, h)
     clock = time.perf_counter()
-    compiled = compile_network(margin_net, domain, tighten=settings.tighten, time_limit=Deadline(settings.deadline),
+    compiled = compile_network(margin_net, domain, tighten=settings.tighten, time_limit=settings.deadline,
                                **settings.bound_options)
     info["bounds_time"] = time.perf_counter() - clock
     g_lower, _ = compiled.bounds[margin_net.output]
@@ -678,7 +678,7 @@ def _bab(net, margin_net, compiled, domain, outputs, members, alive, settings: _
         splittable = (Ub - Lb > 0).any(axis=1) & (db < settings.max_depth)
         leaf = open_ & ((unstable <= settings.leaf_binaries) | ~splittable)
         for i in np.flatnonzero(leaf):
-            if time.perf_counter() >= settings.deadline:
+            if settings.deadline.expired():
                 unknown = True
                 break
             stats["leaves"] += 1

@@ -267,10 +267,11 @@ def run(h: highspy.Highs, time_limit: float | None = None, deadline: Deadline | 
 
 #: relative MIP gap that "optimal" promises: ``|bound - objective| <= OPTIMALITY_GAP * max(1, |objective|)``
 OPTIMALITY_GAP = 1e-6
+#: feasibility and integrality tolerances of the equilibrated models (see :func:`solve_milp`)
+FEASIBILITY_TOLERANCE = 1e-9
 #: margin put on HiGHS's dual bound of an equilibrated model, relative to ``max(1, |bound|)`` in the
-#: model's scaled units (columns, row terms and objective coefficients all about 1). The node LPs that
-#: make the bound are solved far more accurately than HiGHS's feasibility tolerance (1e-7) on such a
-#: model; this margin is a safeguard, not a proof (a proof needs safe dual bounds at the deciding
+#: model's scaled units (columns, row terms and objective coefficients all about 1): ten times the
+#: feasibility tolerance its node LPs are solved to. It is a safeguard, not a proof (a proof needs safe dual bounds at the deciding
 #: nodes, which HiGHS does not expose). The forward-pass checks in :func:`relumilp.solve.certify`
 #: catch a bound that any evaluated point beats.
 BOUND_MARGIN = 1e-8
@@ -304,8 +305,8 @@ def solve_milp(milp: MILP, *, time_limit: float | None = None, deadline: Deadlin
 
     The model is rescaled by powers of two and its negligible entries relaxed
     (:func:`relumilp.formulation.numerics.equilibrate`), so HiGHS's default absolute tolerances mean
-    the same on every layer; nothing is forced to 1e-9 (that made HiGHS reject near-optimal points
-    after postsolve while still pruning their nodes). HiGHS stops at half of ``mip_rel_gap`` with no
+    the same on every layer (tight tolerances on an *unscaled* model made HiGHS reject near-optimal
+    points after postsolve while still pruning their nodes). HiGHS stops at half of ``mip_rel_gap`` with no
     absolute gap, which leaves room for the bound's margin and for the caller's forward-pass check
     within ``mip_rel_gap``. ``start`` (original column values) is handed over as a MIP start.
     """
@@ -315,7 +316,13 @@ def solve_milp(milp: MILP, *, time_limit: float | None = None, deadline: Deadlin
     scaled = equilibrate(milp)
     h = to_highs(scaled.milp, log=log, threads=threads)
     integer = bool(milp.integrality.any())
+    # On the equilibrated model every column and row term is about 1, so tolerances of 1e-9 are
+    # attainable (HiGHS's defaults 1e-7 / 1e-6 would let a bound drift by more than BOUND_MARGIN);
+    # on an unscaled model the same values made HiGHS drop or reject points (issue #11).
+    h.setOptionValue("primal_feasibility_tolerance", FEASIBILITY_TOLERANCE)
+    h.setOptionValue("dual_feasibility_tolerance", FEASIBILITY_TOLERANCE)
     if integer:
+        h.setOptionValue("mip_feasibility_tolerance", FEASIBILITY_TOLERANCE)
         h.setOptionValue("mip_rel_gap", 0.5 * float(mip_rel_gap))
         h.setOptionValue("mip_abs_gap", 0.0)
         if stop_at_first_solution:
@@ -336,8 +343,14 @@ def solve_milp(milp: MILP, *, time_limit: float | None = None, deadline: Deadlin
         result.objective = float(info.objective_function_value) / scaled.objective_scale
     dual = float(info.mip_dual_bound) if integer else (float(info.objective_function_value)
                                                      if status == "optimal" else math.nan)
+    sign = 1.0 if milp.sense == "max" else -1.0
+    if integer and math.isfinite(dual) and result.objective is not None:
+        # HiGHS prunes nodes that cannot beat the incumbent by more than the gap and then reports the
+        # incumbent as its dual bound: only "incumbent +- the gap allowance" is proven there
+        incumbent = float(info.objective_function_value)
+        allowance = 0.5 * float(mip_rel_gap) * max(1.0, abs(incumbent))
+        dual = max(dual, incumbent + sign * allowance) if sign > 0 else min(dual, incumbent + sign * allowance)
     if math.isfinite(dual) and status != "error":
-        sign = 1.0 if milp.sense == "max" else -1.0
         result.bound = (dual + sign * BOUND_MARGIN * max(1.0, abs(dual))) / scaled.objective_scale
     result.seconds = time.perf_counter() - started
     return result

@@ -380,7 +380,7 @@ def _solve_lp(h, problem: LayerProblem, At, abs_At, columns, coefficients, thres
     result.iterations += int(h.getInfo().simplex_iteration_count)
     early = status == highspy.HighsModelStatus.kObjectiveBound
     if status == highspy.HighsModelStatus.kInfeasible:
-        raise InvalidDomainError("the input domain is empty (its linear constraints cannot all hold)")
+        return -math.inf, False  # not a proof (tolerances); an empty domain is caught up front
     solution = h.getSolution()
     if (
         run_status == highspy.HighsStatus.kError
@@ -408,7 +408,7 @@ def _solve_milp(h, problem: LayerProblem, stop_state: dict, result: ChunkResult,
     status = h.getModelStatus()
     info = h.getInfo()
     if status == highspy.HighsModelStatus.kInfeasible:
-        raise InvalidDomainError("the input domain is empty (its linear constraints cannot all hold)")
+        return -math.inf, False  # not a proof (tolerances); an empty domain is caught up front
     result.timeouts += int(status == highspy.HighsModelStatus.kTimeLimit)
     trusted = (
         highspy.HighsModelStatus.kOptimal,
@@ -539,6 +539,7 @@ def obbt_bounds(
     workers = default_workers() if workers is None else int(workers)
     if workers < 1:
         raise RelumilpError(f"workers must be at least 1, got {workers}")
+    domain.check_not_empty(deadline)
     return _obbt(net, domain, start, method, opts, executor, workers, progress, stats if stats is not None else {},
                  deadline)
 
