@@ -21,8 +21,9 @@ tolerances mean the same thing everywhere:
 Powers of two make every scaling exact in binary floating point (barring overflow, which the column
 magnitudes rule out), so the scaled model has exactly the feasible set of the original in exact
 arithmetic; solutions map back by ``v = d \hat v``. The objective is scaled like the columns
-(``\hat c = c d``, the same objective values) and then by one power of two so that its largest
-coefficient is about 1 (:attr:`Equilibrated.objective_scale`).
+(``\hat c = c d``, the same objective values) and then, if its largest coefficient is below 1, by
+the power of two that brings it to about 1 (:attr:`Equilibrated.objective_scale`; never down, since a
+relative gap floored at an absolute 1 must not widen in original units).
 
 :class:`Equilibrated` also reports the coefficient range before and after, the number of relaxed
 entries and the largest row widening, so that a caller knows what it handed the solver.
@@ -137,7 +138,9 @@ def equilibrate(milp: MILP) -> Equilibrated:
         objective = objective * col_scale
         largest = float(np.max(np.abs(objective), initial=0.0))
         if largest > 0.0:
-            objective_scale = float(_power_of_two(np.array([1.0 / largest]))[0])
+            # only ever scaled up: a solver's relative gap is floored at an absolute 1 (HiGHS:
+            # max(1, |objective|)), which must not grow in original units
+            objective_scale = max(1.0, float(_power_of_two(np.array([1.0 / largest]))[0]))
             objective = objective * objective_scale
     scaled = MILP(**{
         **milp.__dict__,
