@@ -12,11 +12,13 @@ import json
 
 import numpy as np
 
-from .._io import atomic_write_text
+from .._io import atomic_write_text, check_writable
 from ..bounds import compute_bounds, phases
+from ..bounds.cache import check_cache
 from ..errors import RelumilpError
 from ..ir import ActivationNode
-from .common import add_domain_arguments, add_model_arguments, add_tighten_arguments, load_domain, load_model, print_json
+from .common import (add_domain_arguments, add_model_arguments, add_tighten_arguments, load_domain, load_model,
+                     positive_int, print_json, seconds)
 
 
 def register(subparsers) -> None:
@@ -27,8 +29,8 @@ def register(subparsers) -> None:
     add_domain_arguments(parser)
     add_tighten_arguments(parser)
     parser.add_argument("-o", "--output", metavar="BOUNDS.json", help="write the bounds as JSON")
-    parser.add_argument("--workers", type=int, metavar="N", help="parallel processes for LP/MILP tightening (default: every core)")
-    parser.add_argument("--milp-time-limit", type=float, metavar="S",
+    parser.add_argument("--workers", type=positive_int, metavar="N", help="parallel processes for LP/MILP tightening (default: every core)")
+    parser.add_argument("--milp-time-limit", type=seconds, metavar="S",
                         help="seconds per neuron for --tighten milp (the solver's dual bound is used at the limit)")
     parser.add_argument("--cache", metavar="PATH", help="bound cache: a directory or a .npz/.json file")
     parser.add_argument("--progress", action="store_true", help="progress bars per layer (on stderr)")
@@ -53,10 +55,10 @@ def layer_table(net, bounds) -> list[dict]:
 
 
 def run(args) -> int:
-    if args.workers is not None and args.workers < 1:
-        raise RelumilpError(f"--workers must be at least 1, got {args.workers}")
-    if args.milp_time_limit is not None and not args.milp_time_limit > 0:
-        raise RelumilpError(f"--milp-time-limit must be positive, got {args.milp_time_limit}")
+    if args.output:  # refuse a bad path before the (possibly long) computation
+        check_writable(args.output)
+    if args.cache:
+        check_cache(args.cache)
     net, default_domain = load_model(args)
     domain = load_domain(args, net, default_domain)
     options = {}
