@@ -196,7 +196,13 @@ def _input_value(graph, constants: dict, b: NetworkBuilder):
         names = ", ".join(v.name for v in inputs) or "none"
         raise InvalidNetworkError(f"the ONNX model has {len(inputs)} inputs ({names}); relumilp needs exactly one")
     dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in _dims_of(inputs[0])]
-    batched = len(dims) >= 2 and dims[0] in (None, 1)
+    if len(dims) >= 2 and dims[0] is not None and dims[0] > 1:
+        # Reading the batch as a feature axis would compile several copies side by side: a wider network.
+        raise InvalidNetworkError(
+            f"the ONNX input {inputs[0].name!r} has a fixed batch dimension of {dims[0]} (shape {dims}); "
+            "re-export it with batch size 1 or a dynamic batch axis"
+        )
+    batched = len(dims) >= 2
     shape = dims[1:] if batched else dims
     if not shape or None in shape:
         raise InvalidNetworkError(
