@@ -98,6 +98,9 @@ def stdout_to_stderr() -> Iterator[None]:
         yield
     finally:
         sys.stdout.flush()
-        ctypes.CDLL(None).fflush(None)  # native code's buffered output still belongs to stderr
+        try:
+            ctypes.CDLL(None).fflush(None)  # native code's buffered output still belongs to stderr
+        except (OSError, AttributeError, TypeError):  # no C library to flush (not POSIX)
+            pass
         os.dup2(saved, 1)
         os.close(saved)

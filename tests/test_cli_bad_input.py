@@ -101,10 +101,11 @@ def _target(kind: str, tmp_path: Path) -> Path:
 
 
 KINDS = ("proc", "sys", "directory", "under a file", "missing folder")
+# an existing directory is a valid --cache (one file per key inside it), so that pair is left out
+UNWRITABLE = [(o, k) for o in ("-o", "--cache") for k in KINDS if (o, k) != ("--cache", "directory")]
 
 
-# an existing directory is a valid --cache (one file per key inside it)
-@pytest.mark.parametrize("option,kind", [(o, k) for o in ("-o", "--cache") for k in KINDS if (o, k) != ("--cache", "directory")])
+@pytest.mark.parametrize("option,kind", UNWRITABLE)
 def test_unwritable_output(files, tmp_path, option, kind):
     name = "bounds"
     target = _target(kind, tmp_path)

@@ -29,7 +29,8 @@ def register(subparsers) -> None:
     add_domain_arguments(parser)
     add_tighten_arguments(parser)
     parser.add_argument("-o", "--output", metavar="BOUNDS.json", help="write the bounds as JSON")
-    parser.add_argument("--workers", type=positive_int, metavar="N", help="parallel processes for LP/MILP tightening (default: every core)")
+    parser.add_argument("--workers", type=positive_int, metavar="N",
+                        help="parallel processes for LP/MILP tightening (default: every core)")
     parser.add_argument("--milp-time-limit", type=seconds, metavar="S",
                         help="seconds per neuron for --tighten milp (the solver's dual bound is used at the limit)")
     parser.add_argument("--cache", metavar="PATH", help="bound cache: a directory or a .npz/.json file")

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ..errors import RelumilpError
-from .common import (add_domain_arguments, add_model_arguments, add_tighten_arguments, count, integer, load_domain,
+from .common import (add_domain_arguments, add_model_arguments, add_tighten_arguments, count, load_domain,
                      load_model, print_json, seconds, seconds_or_zero)
 
 
@@ -32,7 +32,7 @@ def register(subparsers) -> None:
     parser.add_argument("--samples", type=count, default=10000, metavar="N",
                         help="random domain points for the empirical census (0 skips it) and for --regions sample "
                              "(at least 1000 there) (default 10000)")
-    parser.add_argument("--seed", type=integer, default=0, help="random seed of the samples (default 0)")
+    parser.add_argument("--seed", type=count, default=0, help="random seed of the samples (default 0)")
     parser.add_argument("--plot", metavar="DIR",
                         help="write PNG figures into DIR: regions (1-2 inputs, exact), stability bars, big-M histogram")
     parser.add_argument("--solve-time-limit", type=seconds_or_zero, default=60.0, metavar="S",
