@@ -11,6 +11,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 from .errors import RelumilpError
 from .limits import terminate_as_interrupt
@@ -53,8 +54,12 @@ def main(argv=None) -> int:
         from .bounds.obbt import set_default_workers
 
         set_default_workers(os.cpu_count() or 1)
+    from .commands.common import convert_options, show_warning
+
     try:
-        with terminate_as_interrupt():
+        with terminate_as_interrupt(), warnings.catch_warnings():
+            warnings.showwarning = show_warning  # warnings print as one line, like errors
+            convert_options(args)
             return int(args.run(args) or 0)
     except RelumilpError as exc:
         print(f"relumilp: error: {exc}", file=sys.stderr)

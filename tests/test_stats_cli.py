@@ -85,7 +85,7 @@ def test_plots(model2, tmp_path, capsys):
 
 @pytest.mark.parametrize("args,message", [
     (["--regions", "exact"], "needs 1 or 2 inputs"),
-    (["--region-time-limit", "0"], "must be positive"),
+    (["--region-time-limit", "0"], "must be a positive number"),
     (["--plot", "/nonexistent/folder"], "does not exist"),
 ])
 def test_errors_are_one_line(model3, capsys, args, message):

@@ -6,6 +6,11 @@ of the key) or a single ``.npz``/``.json`` file (holding one entry; a different 
 overwrites it). Files are written whole or not at all (:func:`relumilp._io.atomic_write`); an
 unreadable or mismatched file is ignored (the bounds are recomputed), never trusted.
 
+A cache never destroys someone else's data: an existing file named as the cache must be a relumilp
+bound cache, else :class:`~relumilp.errors.ModelFileError` is raised and the file is left untouched
+(inside a cache directory, only our own ``bounds-<method>-<digest>.npz`` names are ever written). A
+cache directory is created when missing, but the folder it goes in must exist (a typo is an error).
+
 ``.npz`` stores the float64 arrays bit for bit; ``.json`` stores them as shortest round-trip decimal
 strings, which also read back bit for bit.
 """
@@ -18,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write, atomic_write_text
+from .._io import atomic_write, atomic_write_text, check_writable
 from ..domain import InputDomain
+from ..errors import ModelFileError
 from ..ir import Network
 from .base import Bounds
 
@@ -32,10 +38,32 @@ def cache_key(net: Network, domain: InputDomain, method: str, options: dict | No
     return {"network": net.content_hash, "domain": domain.content_hash, "method": method, "options": opts}
 
 
+def _target(cache) -> tuple[Path, bool]:
+    """``(path, single file?)`` of a cache argument; raises when using it could destroy other data."""
+    path = Path(cache)
+    single = path.suffix in (".npz", ".json") and not path.is_dir()
+    if path.exists() and not path.is_dir() and not (single and _is_cache_file(path)):
+        raise ModelFileError(f"bound cache {path} is an existing file that is not a relumilp bound cache; it is "
+                             "left untouched: give a directory or a new .npz/.json file")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not path.is_dir() and not folder.is_dir():
+        raise ModelFileError(f"cannot use bound cache {path}: folder {folder} does not exist")
+    return path, single
+
+
+def check_cache(cache) -> None:
+    """Raise a one-line error now if ``cache`` could not be written later (the CLI checks before computing)."""
+    path, single = _target(cache)
+    if single or not path.is_dir():
+        check_writable(path)  # the file, or the cache directory still to be created, goes in path's folder
+    else:
+        check_writable(path / "bounds.npz")
+
+
 def cache_path(cache, key: dict) -> Path:
     """The file for ``key``: ``cache`` itself when it names a .npz/.json file, else a file inside it."""
-    path = Path(cache)
-    if path.suffix in (".npz", ".json") and not path.is_dir():
+    path, single = _target(cache)
+    if single:
         return path
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     return path / f"bounds-{key['method']}-{digest}.npz"
@@ -44,7 +72,10 @@ def cache_path(cache, key: dict) -> Path:
 def save_bounds(path, bounds: Bounds, key: dict) -> Path:
     """Write ``bounds`` with ``key`` to ``path`` (``.json`` or ``.npz``), whole or not at all."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise ModelFileError(f"cannot create the bound cache folder {path.parent}: {exc.strerror or exc}") from None
     meta = {"format": FORMAT, "key": key, "method": bounds.method, "times": bounds.times, "nodes": list(bounds.lower)}
     if path.suffix == ".json":
         data = dict(meta, lower={k: v.tolist() for k, v in bounds.lower.items()},
@@ -59,6 +90,21 @@ def save_bounds(path, bounds: Bounds, key: dict) -> Path:
 
 def load_bounds(path, key: dict | None = None) -> Bounds | None:
     """Bounds stored at ``path``, or None when missing, unreadable, or stored under another key."""
+    stored = _read(path)
+    if stored is None:
+        return None
+    data, lower, upper = stored
+    if key is not None and data.get("key") != json.loads(json.dumps(key)):
+        return None
+    return Bounds(lower, upper, data.get("method", "interval"), dict(data.get("times", {})))
+
+
+def _is_cache_file(path) -> bool:
+    return _read(path) is not None
+
+
+def _read(path) -> tuple[dict, dict, dict] | None:
+    """``(metadata, lower, upper)`` of a relumilp bound cache file, or None for anything else."""
     path = Path(path)
     if not path.is_file():
         return None
@@ -72,8 +118,6 @@ def load_bounds(path, key: dict | None = None) -> Bounds | None:
                 data = json.loads(str(npz["__meta__"]))
                 lower = {name: npz[f"lower{i}"] for i, name in enumerate(data["nodes"])}
                 upper = {name: npz[f"upper{i}"] for i, name in enumerate(data["nodes"])}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    if data.get("format") != FORMAT or (key is not None and data.get("key") != json.loads(json.dumps(key))):
-        return None
-    return Bounds(lower, upper, data.get("method", "interval"), dict(data.get("times", {})))
+    return (data, lower, upper) if isinstance(data, dict) and data.get("format") == FORMAT else None

@@ -12,12 +12,13 @@ import json
 
 import numpy as np
 
-from .._io import atomic_write_text
+from .._io import atomic_write_text, check_writable
 from ..bounds import compute_bounds, phases
+from ..bounds.cache import check_cache
 from ..errors import RelumilpError
-from ..limits import check_time_limit
 from ..ir import ActivationNode
-from .common import add_domain_arguments, add_model_arguments, add_tighten_arguments, load_domain, load_model, print_json
+from .common import (add_domain_arguments, add_model_arguments, add_tighten_arguments, load_domain, load_model,
+                     positive_int, print_json, seconds)
 
 
 def register(subparsers) -> None:
@@ -28,10 +29,11 @@ def register(subparsers) -> None:
     add_domain_arguments(parser)
     add_tighten_arguments(parser)
     parser.add_argument("-o", "--output", metavar="BOUNDS.json", help="write the bounds as JSON")
-    parser.add_argument("--workers", type=int, metavar="N", help="parallel processes for LP/MILP tightening (default: every core)")
-    parser.add_argument("--milp-time-limit", type=float, metavar="S",
+    parser.add_argument("--workers", type=positive_int, metavar="N",
+                        help="parallel processes for LP/MILP tightening (default: every core)")
+    parser.add_argument("--milp-time-limit", type=seconds, metavar="S",
                         help="seconds per neuron for --tighten milp (the solver's dual bound is used at the limit)")
-    parser.add_argument("--time-limit", type=float, metavar="S",
+    parser.add_argument("--time-limit", type=seconds, metavar="S",
                         help="seconds for the whole run; LP/MILP tightening then stops with the sound bounds "
                              "it has (\"complete\": false)")
     parser.add_argument("--cache", metavar="PATH", help="bound cache: a directory or a .npz/.json file")
@@ -57,10 +59,10 @@ def layer_table(net, bounds) -> list[dict]:
 
 
 def run(args) -> int:
-    if args.workers is not None and args.workers < 1:
-        raise RelumilpError(f"--workers must be at least 1, got {args.workers}")
-    if args.milp_time_limit is not None and not args.milp_time_limit > 0:
-        raise RelumilpError(f"--milp-time-limit must be positive, got {args.milp_time_limit}")
+    if args.output:  # refuse a bad path before the (possibly long) computation
+        check_writable(args.output)
+    if args.cache:
+        check_cache(args.cache)
     net, default_domain = load_model(args)
     domain = load_domain(args, net, default_domain)
     options = {}
@@ -73,7 +75,7 @@ def run(args) -> int:
     if args.cache:
         options["cache"] = args.cache
     if args.time_limit is not None:
-        options["time_limit"] = check_time_limit(args.time_limit, "--time-limit")
+        options["time_limit"] = args.time_limit
     bounds = compute_bounds(net, domain, args.tighten, **options)
     if args.scale:
         from ..scaling import scale_network

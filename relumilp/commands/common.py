@@ -1,11 +1,20 @@
-"""Options shared by several sub-commands: the model, its input domain, bound tightening, output."""
+"""Options shared by several sub-commands: the model, its input domain, bound tightening, output.
+
+Numeric options are typed with the converters below (:func:`seconds`, :func:`positive_int` ...).
+argparse only records the text; :func:`convert_options` converts it after parsing, so a bad value is
+a :class:`~relumilp.errors.RelumilpError` -- one line, exit status 2 -- instead of argparse's usage
+block, and every command checks the same option the same way.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import sys
 
+from .._io import stdout_to_stderr
 from ..bounds import METHODS
 from ..domain import InputDomain, box_from_cli
 from ..errors import RelumilpError
@@ -61,6 +70,77 @@ def load_domain(args, net: Network, default: InputDomain | None = None) -> Input
     raise RelumilpError("no input domain: give --box LO:HI (once, or once per input) or --input-bounds FILE.json")
 
 
+# -- numeric options ---------------------------------------------------------------------------------
+
+
+class _Text:
+    """An option's text awaiting conversion by :func:`convert_options`."""
+
+    def __init__(self, convert, text: str):
+        self.convert, self.text = convert, text
+
+
+def _number(text: str, what: str, kind: type, rule: str, ok) -> int | float:
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not ok(value):  # ``ok`` is False for NaN, which compares false with everything
+        raise RelumilpError(f"{what} must be {rule}, got {text!r}")
+    return value
+
+
+def _option_type(convert):
+    """An argparse ``type=`` that defers ``convert(text, option name)`` to :func:`convert_options`."""
+    return lambda text: _Text(convert, text)
+
+
+def _seconds(text, what):
+    from ..limits import check_time_limit
+
+    return check_time_limit(text, what)
+
+
+#: a time limit: a positive number of seconds
+seconds = _option_type(_seconds)
+#: a time limit where 0 means "skip this step"
+seconds_or_zero = _option_type(
+    lambda text, what: _number(text, what, float, "a number of seconds >= 0 (0 skips it)", lambda v: 0 <= v < math.inf))
+#: a relative tolerance such as a MIP gap
+fraction = _option_type(lambda text, what: _number(text, what, float, "a number >= 0", lambda v: 0 <= v < math.inf))
+#: a count of threads, workers ...
+positive_int = _option_type(lambda text, what: _number(text, what, int, "a whole number >= 1", lambda v: v >= 1))
+#: a count that may be zero
+count = _option_type(lambda text, what: _number(text, what, int, "a whole number >= 0", lambda v: v >= 0))
+#: any whole number (a seed, an output index)
+integer = _option_type(lambda text, what: _number(text, what, int, "a whole number", lambda v: True))
+
+
+def convert_options(args: argparse.Namespace) -> None:
+    """Convert the options typed with the converters above; raises a one-line error for a bad value."""
+    for dest, value in vars(args).items():
+        if isinstance(value, _Text):
+            setattr(args, dest, value.convert(value.text, "--" + dest.replace("_", "-")))
+
+
+# -- output ----------------------------------------------------------------------------------------------
+
+
+def print_warning(message: str) -> None:
+    """A warning as one stderr line (the CLI's counterpart of ``relumilp: error: ...``)."""
+    print(f"relumilp: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for the CLI: the message only, on one line, no source location."""
+    print_warning(message)
+
+
+def quiet_stdout(args):
+    """With ``--json``, the run's own output (solver logs) goes to stderr so stdout stays pure JSON."""
+    return stdout_to_stderr() if getattr(args, "json", False) else contextlib.nullcontext()
+
+
 def print_json(data) -> None:
     json.dump(data, sys.stdout, indent=2, allow_nan=False)
     sys.stdout.write("\n")
@@ -68,8 +148,8 @@ def print_json(data) -> None:
 
 def add_objective_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--maximize", type=int, metavar="K", help="maximise output K (flat index)")
-    group.add_argument("--minimize", type=int, metavar="K", help="minimise output K (flat index)")
+    group.add_argument("--maximize", type=integer, metavar="K", help="maximise output K (flat index)")
+    group.add_argument("--minimize", type=integer, metavar="K", help="minimise output K (flat index)")
 
 
 def objective_choice(args, required: bool) -> dict:

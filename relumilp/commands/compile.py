@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._io import check_writable
 from ..pipeline import compile_network
 from ..solve import output_objective
 from .common import add_problem_arguments, load_domain, load_model, objective_choice
@@ -16,6 +17,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    check_writable(args.output)  # refuse a bad path before compiling
     net, default_domain = load_model(args)
     domain = load_domain(args, net, default_domain)
     compiled = compile_network(net, domain, tighten=args.tighten, scale=args.scale)

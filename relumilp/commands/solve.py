@@ -5,17 +5,19 @@ from __future__ import annotations
 import math
 
 from ..solve import optimize
-from .common import add_problem_arguments, load_domain, load_model, objective_choice, print_json
+from .common import (add_problem_arguments, fraction, load_domain, load_model, objective_choice, positive_int,
+                     print_json, quiet_stdout, seconds)
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("solve", help="minimise or maximise a network output to global optimality",
                                    description="Minimise or maximise one output of a network over an input box.")
     add_problem_arguments(parser)
-    parser.add_argument("--time-limit", type=float, metavar="S", help="time limit in seconds for the whole run (bounds, build and solve)")
-    parser.add_argument("--mip-gap", type=float, metavar="G", help="relative MIP gap to stop at")
-    parser.add_argument("--threads", type=int, metavar="N", help="HiGHS threads")
-    parser.add_argument("--log", action="store_true", help="show the HiGHS log")
+    parser.add_argument("--time-limit", type=seconds, metavar="S",
+                        help="time limit in seconds for the whole run (bounds, build and solve)")
+    parser.add_argument("--mip-gap", type=fraction, metavar="G", help="relative MIP gap to stop at")
+    parser.add_argument("--threads", type=positive_int, metavar="N", help="HiGHS threads")
+    parser.add_argument("--log", action="store_true", help="show the HiGHS log (on stderr with --json)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(run=run)
 
@@ -23,8 +25,10 @@ def register(subparsers) -> None:
 def run(args) -> int:
     net, default_domain = load_model(args)
     domain = load_domain(args, net, default_domain)
-    result = optimize(net, domain, **objective_choice(args, required=True), tighten=args.tighten, scale=args.scale,
-                      time_limit=args.time_limit, mip_gap=args.mip_gap, threads=args.threads, log=args.log)
+    with quiet_stdout(args):
+        result = optimize(net, domain, **objective_choice(args, required=True), tighten=args.tighten,
+                          scale=args.scale, time_limit=args.time_limit, mip_gap=args.mip_gap, threads=args.threads,
+                          log=args.log)
     # Ctrl-C: the best incumbent and bound so far are printed, then the usual interrupt exit status
     code = 130 if result.status == "interrupted" else 0
     if args.json:

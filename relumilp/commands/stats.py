@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from ..errors import RelumilpError
-from ..limits import Deadline, check_time_limit
-from .common import (add_domain_arguments, add_model_arguments, add_tighten_arguments, load_domain, load_model,
-                     print_json)
+from ..limits import Deadline
+from .common import (add_domain_arguments, add_model_arguments, add_tighten_arguments, count, load_domain,
+                     load_model, print_json, seconds, seconds_or_zero)
 
 
 def register(subparsers) -> None:
@@ -28,18 +28,18 @@ def register(subparsers) -> None:
                         help="how to count linear regions on the domain: exact (1-2 inputs), mip (LP enumeration, "
                              "small nets), sample (lower bound), none; default auto = exact for <= 2 inputs, "
                              "else sample")
-    parser.add_argument("--region-time-limit", type=float, default=60.0, metavar="S",
+    parser.add_argument("--region-time-limit", type=seconds, default=60.0, metavar="S",
                         help="time limit of --regions mip in seconds; reports 'at least N' when reached (default 60)")
-    parser.add_argument("--samples", type=int, default=10000, metavar="N",
+    parser.add_argument("--samples", type=count, default=10000, metavar="N",
                         help="random domain points for the empirical census (0 skips it) and for --regions sample "
                              "(at least 1000 there) (default 10000)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the samples (default 0)")
+    parser.add_argument("--seed", type=count, default=0, help="random seed of the samples (default 0)")
     parser.add_argument("--plot", metavar="DIR",
                         help="write PNG figures into DIR: regions (1-2 inputs, exact), stability bars, big-M histogram")
-    parser.add_argument("--solve-time-limit", type=float, default=60.0, metavar="S",
+    parser.add_argument("--solve-time-limit", type=seconds_or_zero, default=60.0, metavar="S",
                         help="time limit of each MILP solve for the optimum marked on the region figure; 0 skips "
                              "the MILP and marks the vertex-enumeration optimum of the exact regions (default 60)")
-    parser.add_argument("--time-limit", type=float, metavar="S",
+    parser.add_argument("--time-limit", type=seconds, metavar="S",
                         help="seconds for bounds, region counting and the figure's MILPs together")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(run=run)
@@ -48,13 +48,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..analysis import analyze_network
 
-    if args.samples < 0:
-        raise RelumilpError("--samples must be >= 0")
-    if args.solve_time_limit < 0:
-        raise RelumilpError("--solve-time-limit must be >= 0")
-    if args.region_time_limit is not None and args.region_time_limit <= 0:
-        raise RelumilpError("--region-time-limit must be positive")
-    deadline = Deadline.after(None if args.time_limit is None else check_time_limit(args.time_limit, "--time-limit"))
+    deadline = Deadline.after(args.time_limit)
     net, default_domain = load_model(args)
     domain = load_domain(args, net, default_domain)
     if args.regions == "exact" and net.input_size > 2:

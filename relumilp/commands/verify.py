@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .._io import atomic_write_text
+from .._io import atomic_write_text, check_writable
 from ..bounds import METHODS
-from .common import print_json
+from .common import positive_int, print_json, print_warning, quiet_stdout, seconds
 
 
 def register(subparsers) -> None:
@@ -17,7 +17,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("model", metavar="MODEL", help="network file: .onnx, TorchScript, .pt2 or relumilp .npz")
     parser.add_argument("property", metavar="PROP.vnnlib", help="VNN-LIB property file")
-    parser.add_argument("--time-limit", type=float, metavar="S", help="wall-clock limit in seconds (whole run)")
+    parser.add_argument("--time-limit", type=seconds, metavar="S", help="wall-clock limit in seconds (whole run)")
     parser.add_argument("--tighten", choices=METHODS, default=None,
                         help="bound method per input region (default: lp for a single MILP, symbolic with "
                              "input splitting)")
@@ -29,8 +29,8 @@ def register(subparsers) -> None:
                        help="branch on input boxes before the MILP (default for networks with <= 16 inputs)")
     split.add_argument("--no-input-split", dest="input_split", action="store_false",
                        help="solve each input region as one MILP")
-    parser.add_argument("--threads", type=int, metavar="N", help="HiGHS threads")
-    parser.add_argument("--log", action="store_true", help="show the HiGHS log")
+    parser.add_argument("--threads", type=positive_int, metavar="N", help="HiGHS threads")
+    parser.add_argument("--log", action="store_true", help="show the HiGHS log (on stderr with --json)")
     parser.add_argument("--json", action="store_true",
                         help='print {"result", "counterexample": {"x", "y"} or null, "time"}')
     parser.add_argument("--result-file", metavar="FILE",
@@ -43,10 +43,15 @@ def run(args) -> int:
     from ..frontends.vnnlib import read_vnnlib
     from ..verify import verify
 
+    if args.result_file:
+        check_writable(args.result_file)
     net = load_network(args.model)
     prop = read_vnnlib(args.property, net.input_size, net.output_size)
-    result = verify(net, prop, time_limit=args.time_limit, tighten=args.tighten, disjunction=args.disjunction,
-                    input_split=args.input_split, threads=args.threads, log=args.log)
+    with quiet_stdout(args):
+        result = verify(net, prop, time_limit=args.time_limit, tighten=args.tighten, disjunction=args.disjunction,
+                        input_split=args.input_split, threads=args.threads, log=args.log)
+    for note in result.details.get("notes", ()):  # e.g. an empty input region: the answer may be vacuous
+        print_warning(note)
     interrupted = bool(result.details.get("interrupted"))
     if args.result_file and not interrupted:  # an interrupted run has no answer to record
         atomic_write_text(args.result_file, result.vnncomp_text())

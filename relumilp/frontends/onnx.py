@@ -189,13 +189,39 @@ def _dims_of(value_info):
     return value_info.type.tensor_type.shape.dim
 
 
-def _input_value(graph, constants: dict, b: NetworkBuilder):
+def _fixed_dims(value_info) -> list:
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in _dims_of(value_info)]
+
+
+def _output_dims(model: onnx.ModelProto) -> list:
+    """The output's shape as declared, else as ONNX shape inference finds it ([] when unknown)."""
+    dims = _fixed_dims(model.graph.output[0]) if model.graph.output else []
+    if dims and None not in dims:
+        return dims
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model).graph.output[0]
+    except Exception:  # inference is only a hint here; the conversion reports real problems
+        return dims
+    return _fixed_dims(inferred)
+
+
+def _input_value(model: onnx.ModelProto, constants: dict, b: NetworkBuilder):
     """The one graph input that is not an initializer, as the builder's input; batch dimension dropped."""
-    inputs = [v for v in graph.input if v.name not in constants]
+    inputs = [v for v in model.graph.input if v.name not in constants]
     if len(inputs) != 1:
         names = ", ".join(v.name for v in inputs) or "none"
         raise InvalidNetworkError(f"the ONNX model has {len(inputs)} inputs ({names}); relumilp needs exactly one")
-    dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in _dims_of(inputs[0])]
+    dims = _fixed_dims(inputs[0])
+    if len(dims) >= 2 and dims[0] is not None and dims[0] > 1:
+        # A leading input dimension the output also starts with is a batch of several samples; read as
+        # features it would compile copies of the network side by side (a wider network). Otherwise
+        # (e.g. a column input to Gemm with transA) the input is one sample of that shape.
+        out = _output_dims(model)
+        if len(out) >= 2 and out[0] == dims[0]:
+            raise InvalidNetworkError(
+                f"the ONNX input {inputs[0].name!r} has a fixed batch dimension of {dims[0]} (shape {dims}); "
+                "re-export the model with batch size 1 or a dynamic batch axis"
+            )
     batched = len(dims) >= 2 and dims[0] in (None, 1)
     shape = dims[1:] if batched else dims
     if not shape or None in shape:
@@ -256,7 +282,7 @@ def from_onnx(source, name: str | None = None) -> Network:
         raise ModelFileError(f"cannot read the ONNX initializers: {one_line(exc)}") from None
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
     b = NetworkBuilder()
-    input_name, x = _input_value(graph, constants, b)
+    input_name, x = _input_value(model, constants, b)
     env = {**constants, input_name: x}
     for node in graph.node:
         _convert(b, node, env, model.opset_import, opset)

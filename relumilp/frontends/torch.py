@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import inspect
 import operator
+import pickle
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -333,8 +335,10 @@ def from_torch(module, input_shape=None, name: str | None = None) -> Network:
     TorchScript module (``torch.jit.script``/``trace``/``load``) or a ``torch.export`` ExportedProgram.
     ``input_shape`` is the per-sample input shape (no batch dimension); by default it is taken from the
     exported program, or from the first Linear layer's ``in_features``. Batch norm and dropout use
-    inference semantics (running statistics; dropout is the identity).
+    inference semantics (running statistics; dropout is the identity); a module in training mode that
+    has such layers gets a warning, since its outputs differ from the compiled network's.
     """
+    _warn_if_training(module)
     if isinstance(module, torch.export.ExportedProgram):
         program = _export_program(module)
     elif isinstance(module, torch.jit.ScriptModule):
@@ -346,6 +350,27 @@ def from_torch(module, input_shape=None, name: str | None = None) -> Network:
             f"expected a torch.nn.Module, TorchScript module or ExportedProgram, got {type(module).__name__}"
         )
     return _build(program, input_shape, name)
+
+
+#: layers whose output depends on the training flag (by class name: TorchScript modules keep it only there)
+_MODE_DEPENDENT = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout",
+                   "BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
+
+
+def _warn_if_training(module) -> None:
+    """Warn when ``module`` is in training mode and has a layer that behaves differently in eval mode."""
+    if not isinstance(module, nn.Module):
+        return
+    for name, sub in module.named_modules():
+        kind = getattr(sub, "original_name", type(sub).__name__)
+        mode_dependent = kind in _MODE_DEPENDENT or isinstance(sub, (nn.modules.dropout._DropoutNd,
+                                                                     nn.modules.batchnorm._BatchNorm))
+        if sub.training and mode_dependent:
+            warnings.warn(
+                f"the model is in training mode (layer {name or 'root'}: {kind}); it is compiled with eval-mode "
+                "semantics (dropout off, batch norm with running statistics); call model.eval() first",
+                UserWarning, stacklevel=3)
+            return
 
 
 # -- torch.fx -------------------------------------------------------------------------------------------
@@ -619,20 +644,22 @@ def load_torchscript(path) -> torch.jit.ScriptModule:
         return torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
         reason = one_line(exc)
+    save = ("save the model with torch.jit.script(model).save(path), torch.export.save or torch.onnx.export, "
+            "or pass the nn.Module")
     try:
-        # Only to tell a state dict apart: weights_only never runs pickled code.
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        # Only to tell a state dict apart: weights_only never runs pickled code. Torch's own warnings
+        # (pickle protocol ...) are silenced: the one-line error below says everything needed.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ModelFileError(f"{path} is a pickled Python object (e.g. torch.save(model)), which relumilp does not "
+                             f"unpickle (it could run arbitrary code); {save}") from None
     except Exception:
         obj = None
     if _is_state_dict(obj):
-        raise ModelFileError(
-            f"{path} holds a state dict, which has no architecture; save the model with "
-            "torch.jit.script(model).save(path) or torch.jit.trace, or torch.export.save, or pass the nn.Module"
-        )
-    raise ModelFileError(
-        f"cannot read {path} as a TorchScript model ({reason}); save the model with torch.jit.script(model).save(path) "
-        "or torch.export.save, or pass the nn.Module (relumilp does not unpickle arbitrary objects)"
-    )
+        raise ModelFileError(f"{path} holds a state dict, which has no architecture; {save}")
+    raise ModelFileError(f"cannot read {path} as a TorchScript model ({reason}); {save}")
 
 
 def load_exported(path):

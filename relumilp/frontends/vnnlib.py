@@ -33,6 +33,11 @@ region with the output conjunctions that apply to it (all of them when the prope
 ``(or of input regions) and (or of output sets)``, as in every ACAS Xu property). Every input variable
 must be bounded above and below by single-variable atoms in every input region.
 
+Properties that are legal but probably not what was meant are accepted with a note in
+:attr:`Property.notes` (shown as warnings by ``relumilp verify``): an empty input region (contradictory
+bounds or linear constraints) is dropped, and when every region is empty the property holds vacuously;
+a property without output constraints makes every output unsafe, so any input is a counterexample.
+
 Malformed input raises :class:`VNNLibError` (a :class:`~relumilp.errors.RelumilpError`) with
 ``file:line:column`` of the offending form.
 """
@@ -43,7 +48,7 @@ import itertools
 import math
 import re
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -448,7 +453,14 @@ def parse_vnnlib(text: str, name: str = "<string>", num_inputs: int | None = Non
     input_dnf = parser.conjoin(groups["X"], None) if groups["X"] else [frozenset()]
     output_dnf = parser.conjoin(groups["Y"], None) if groups["Y"] else [frozenset()]
     mixed_dnf = parser.conjoin(groups["mixed"], None) if groups["mixed"] else [frozenset()]
-    return _build_property(parser, source, n_in, n_out, input_dnf, output_dnf, mixed_dnf)
+    prop = _build_property(parser, source, n_in, n_out, input_dnf, output_dnf, mixed_dnf)
+    notes = list(prop.notes)
+    if not groups["Y"] and not groups["mixed"]:
+        notes.append("the property has no output constraint, so every output is unsafe: any input in the input "
+                     "region violates it")
+    if not prop.input_disjuncts:
+        notes.append("no input satisfies the input constraints, so the property holds vacuously")
+    return replace(prop, notes=tuple(notes))
 
 
 def _sizes(parser: _Parser, source: _Source) -> tuple[int, int]:
@@ -548,9 +560,22 @@ def _input_domain(atoms, conj: frozenset, n_in: int, source: _Source, notes: lis
         notes.append(f"an input region is empty: X_{i} in [{lower[i]}, {upper[i]}]")
         return None
     try:
-        return InputDomain(lower, upper, np.array(rows) if rows else None, np.array(rhs) if rows else None)
+        domain = InputDomain(lower, upper, np.array(rows) if rows else None, np.array(rhs) if rows else None)
     except InvalidDomainError as exc:
         raise VNNLibError(f"{source.name}: invalid input region: {exc}") from None
+    if rows and not _feasible(domain):
+        notes.append("an input region is empty: its linear input constraints contradict each other or the bounds")
+        return None
+    return domain
+
+
+def _feasible(domain: InputDomain) -> bool:
+    """Whether the box meets ``A x <= b`` (one small LP; only regions with multi-variable atoms need it)."""
+    from scipy.optimize import linprog
+
+    result = linprog(np.zeros(domain.size), A_ub=domain.A, b_ub=domain.b, bounds=list(zip(domain.lower, domain.upper)),
+                     method="highs")
+    return result.status != 2  # 2: infeasible; anything else (solved, numerical trouble) keeps the region
 
 
 def _output_constraint(atoms, conj: frozenset, n_out: int) -> OutputConstraint | None:
