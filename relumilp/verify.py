@@ -8,8 +8,8 @@ failed the re-check and could not be repaired). Each input region of the propert
    uniform points are pushed through :meth:`Network.forward`; a point in an unsafe set answers
    ``violated`` at once (``attack_samples=0`` switches this off).
 2. **Specification layer and bounds.** All rows of the region's unsafe conjunctions ``C_j y <= d_j``
-   are stacked (duplicates once) into ``G y - h``, and this affine map is folded into the network's last
-   affine layer, so the network's outputs become the *margins* ``g = G y - h`` (``g_r <= 0`` for
+   are stacked (duplicates once) into ``G y - h``, and this affine map is appended to the network as one
+   more affine node, so the network's outputs become the *margins* ``g = G y - h`` (``g_r <= 0`` for
    every row of conjunction ``j``: ``y`` is in unsafe set ``j``). Bounds (``tighten``) are then computed
    on the margins directly, which is much tighter than bounding ``y`` and combining. A conjunction with
    ``max_r lower(g_r) > 0`` is unreachable and is dropped; when none is left the region holds.
@@ -123,15 +123,16 @@ def _number(value) -> str:
     return np.format_float_positional(float(value), unique=True, trim="0")
 
 def spec_network(net: Network, G: np.ndarray, h: np.ndarray) -> Network:
-    """The network ``x -> G net(x) - h``: the spec rows folded into the last affine layer (or appended)."""
+    """The network ``x -> G net(x) - h``: the spec rows appended as one more affine node.
+
+    Appended, not folded into the last layer: the margins must be computed from the very outputs the
+    float64 forward pass produces, so that bounds on them (which hold for this network's forward
+    pass, rounding included) also decide the property's own check ``C y <= d`` at exact equality.
+    Back-substitution composes ``G`` with the last layer, so symbolic bounds lose nothing.
+    """
     G = np.asarray(G, dtype=np.float64)
     h = np.asarray(h, dtype=np.float64)
-    k = G.shape[0]
-    out = net[net.output]
-    if isinstance(out, AffineNode):
-        folded = AffineNode(out.name, k, out.inputs, tuple(G @ w for w in out.weights), G @ out.bias - h)
-        return net.replace([folded], output_shape=(k,), name=f"{net.name}+spec")
-    spec = AffineNode("spec_margin", k, (net.output,), (G,), -h)
+    spec = AffineNode("spec_margin", G.shape[0], (net.output,), (G,), -h)
     return Network([*net.order, spec], spec.name, input_shape=net.input_shape, name=f"{net.name}+spec")
 
 
@@ -230,9 +231,26 @@ def _extend(milp: MILP, lower, upper, integer, rows: list[tuple[dict, float, flo
     })
 
 
-#: ``t`` may reach ``UNSAFE_SLACK`` times the margins' scale in the unsafe MILP: ten times the primal
-#: feasibility tolerance (1e-7) of the equilibrated model, so an infeasible MILP proves ``min t > 0``
-UNSAFE_SLACK = 1e-6
+#: what the solver's word on ``min t`` is worth, relative to the magnitudes that make up the margins
+#: (:func:`decision_slack`): ten times the feasibility tolerance of the equilibrated model, per layer
+UNSAFE_SLACK = 1e-8
+
+
+def decision_slack(compiled) -> float:
+    """The smallest ``min t`` a MILP may claim and still decide ``holds``.
+
+    Every row of the equilibrated model holds to its feasibility tolerance relative to its largest
+    term, and errors pass through the layers; so the slack is :data:`UNSAFE_SLACK` times the number
+    of affine layers times the largest term of any layer (``|W| max|x| + |b|`` from the bounds).
+    """
+    net, bounds = compiled.network, compiled.bounds
+    largest = 0.0
+    for node in net.affines:
+        terms = np.abs(node.bias) + sum(
+            np.maximum(np.abs(bounds.lower[s]), np.abs(bounds.upper[s])) @ np.abs(w).T
+            for s, w in zip(node.inputs, node.weights))
+        largest = max(largest, float(np.max(terms, initial=0.0)))
+    return UNSAFE_SLACK * len(net.affines) * max(largest, np.finfo(float).tiny)
 
 
 def unsafe_milp(milp: MILP, g_lower, g_upper, members: list[list[int]], t_upper: float | None = None) -> tuple[MILP, int]:
@@ -245,9 +263,7 @@ def unsafe_milp(milp: MILP, g_lower, g_upper, members: list[list[int]], t_upper:
     t = n
     t_lo = min(max(g_lower[r] for r in rows) for rows in members)
     if t_upper is None:
-        rows = sorted({r for member in members for r in member})
-        scale = max(abs(t_lo), float(np.max(np.abs(g_lower[rows]))), float(np.max(np.abs(g_upper[rows]))))
-        t_upper = UNSAFE_SLACK * scale
+        t_upper = 0.0
     t_hi = min(t_upper, max(max(g_upper[r] for r in rows) for rows in members))
     t_hi = max(t_hi, t_lo)
     rows: list[tuple[dict, float, float]] = []
@@ -439,17 +455,18 @@ def _milp_decide(net, compiled, domain, outputs, members, alive, settings: "_Set
     2. if that candidate fails, to optimality (or the deadline), for a dual bound.
 
     ``holds`` needs a proof that ``min t > 0``: HiGHS finds the model infeasible although ``t`` may go
-    up to ``δ = UNSAFE_SLACK * scale`` (a margin well above the feasibility tolerance of the
-    equilibrated model, so "infeasible" cannot hide a point with ``t <= 0``), or its margin-widened
-    dual bound on ``min t`` is positive. Anything else is ``unknown``.
+    up to ``δ =`` :func:`decision_slack` (well above what the feasibility tolerances of the
+    equilibrated model can hide, so "infeasible" cannot hide a point with ``t <= 0``), or its
+    margin-widened dual bound on ``min t`` exceeds ``δ``. Anything else is ``unknown``.
     """
     g_lower, g_upper = compiled.bounds[compiled.network.output]
+    slack = decision_slack(compiled)
     groups = [list(alive)] if settings.disjunction == "bigm" else [[j] for j in alive]
     unknown = False
     for group in groups:
         if settings.deadline.expired():
             return None, None
-        milp, t = unsafe_milp(compiled.milp, g_lower, g_upper, [members[j] for j in group])
+        milp, t = unsafe_milp(compiled.milp, g_lower, g_upper, [members[j] for j in group], t_upper=slack)
         decided = False
         for first_only in (True, False):
             run = _solve_unsafe(milp, t, settings.deadline, settings.threads, settings.log, settings.highs_options,
@@ -457,7 +474,7 @@ def _milp_decide(net, compiled, domain, outputs, members, alive, settings: "_Set
             record = {k: run[k] for k in ("status", "time", "nodes", "bound")}
             record.update(disjuncts=[int(j) for j in group], binaries=int(milp.num_binaries), first_only=first_only)
             records.append(record)
-            if run["status"] == "infeasible" or (run["bound"] is not None and run["bound"] > 0.0):
+            if run["status"] == "infeasible" or (run["bound"] is not None and run["bound"] > slack):
                 decided = True  # holds for this group
                 break
             if run["solution"] is not None:
