@@ -14,7 +14,7 @@ import sys
 import warnings
 
 from .errors import RelumilpError
-from .limits import terminate_as_interrupt
+from .limits import Deadline, terminate_as_interrupt
 
 #: sub-command modules under relumilp.commands, in the order ``--help`` lists them
 COMMANDS = ("solve", "compile", "stats", "bounds", "verify")
@@ -60,6 +60,9 @@ def main(argv=None) -> int:
         with terminate_as_interrupt(), warnings.catch_warnings():
             warnings.showwarning = show_warning  # warnings print as one line, like errors
             convert_options(args)
+            if getattr(args, "time_limit", None) is not None:
+                # the user's clock starts with the command: imports and start-up count too
+                args.time_limit = Deadline.since_process_start(args.time_limit)
             return int(args.run(args) or 0)
     except RelumilpError as exc:
         print(f"relumilp: error: {exc}", file=sys.stderr)

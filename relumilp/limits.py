@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import threading
 import time
@@ -34,6 +35,13 @@ class Deadline:
         if seconds is None:
             return cls()
         return cls(time.perf_counter() + check_time_limit(seconds))
+
+    @classmethod
+    def since_process_start(cls, seconds: float | None) -> "Deadline":
+        """A deadline ``seconds`` after this process started (the CLI: its limit includes start-up)."""
+        if seconds is None:
+            return cls()
+        return cls(time.perf_counter() - process_age() + check_time_limit(seconds))
 
     @classmethod
     def of(cls, value: "Deadline | float | None") -> "Deadline":
@@ -63,6 +71,18 @@ class Deadline:
         if seconds is None:
             return self
         return Deadline(min(self.at, time.perf_counter() + float(seconds)))
+
+
+def process_age() -> float:
+    """Seconds since this process started (Linux ``/proc``; 0 where that cannot be read)."""
+    try:
+        with open("/proc/self/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime") as handle:
+            uptime = float(handle.read().split()[0])
+        return max(0.0, uptime - float(fields[19]) / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def check_time_limit(seconds, what: str = "the time limit") -> float:

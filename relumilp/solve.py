@@ -1,6 +1,7 @@
-"""Solve with HiGHS through Pyomo, and check the answer against the network's own forward pass.
+"""Solve models with network blocks, and certify the answer against the networks' own forward passes.
 
-:func:`solve` solves any Pyomo model that contains network blocks (from :func:`relumilp.add_network`);
+:func:`solve` solves any Pyomo model that contains network blocks (from :func:`relumilp.add_network`),
+by default with relumilp's HiGHS session, or with any Pyomo solver;
 :func:`optimize` is the common case -- minimise or maximise one output (or a linear function of the
 outputs) of a network over an input domain.
 
@@ -15,33 +16,18 @@ differ by more than ``tolerance`` (relative to the output scale).
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
 import time
 import warnings
 from dataclasses import dataclass, field
 
-import highspy
 import numpy as np
 import pyomo.environ as pyo
-from pyomo.contrib.appsi.base import TerminationCondition
-from pyomo.contrib.appsi.solvers import Highs
+import scipy.sparse as sp
 
-from .api import add_network, network_blocks, warm_start
+from .api import network_blocks, warm_start
 from .errors import RelumilpError, SolveError
-from .backends.highs import _Cancel, call_interruptibly, swallow_banner
 from .limits import Deadline
-
-_STATUS = {
-    TerminationCondition.optimal: "optimal",
-    TerminationCondition.maxTimeLimit: "time_limit",
-    TerminationCondition.infeasible: "infeasible",
-    TerminationCondition.unbounded: "unbounded",
-    TerminationCondition.infeasibleOrUnbounded: "infeasible_or_unbounded",
-    TerminationCondition.maxIterations: "iteration_limit",
-    TerminationCondition.interrupted: "interrupted",
-}
 
 
 @dataclass
@@ -105,94 +91,142 @@ def solve(
     tolerance: float = 1e-6,
     highs_options: dict | None = None,
     warmstart: bool = True,
+    solver="highs",
 ) -> SolveResult:
-    """Solve ``model`` with HiGHS (Pyomo's appsi interface over highspy) and check every network block.
+    """Solve a Pyomo ``model`` that contains network blocks, and check every block against its network.
 
-    With ``warmstart``, variable values already set (e.g. by :func:`relumilp.api.warm_start`) are
-    handed to HiGHS as a MIP start. A network block none of whose binaries has a value is first
-    filled from the forward pass at its input values (or, where they are unset, at its domain's
-    centre): HiGHS fixes the start's integers and completes the rest by an LP, so a large big-M model
-    rarely lacks an incumbent.
+    With ``solver="highs"`` (the default) the model is compiled to matrix form by Pyomo's
+    standard-form compiler and solved by relumilp's HiGHS session
+    (:func:`relumilp.backends.highs.solve_milp`: exact equilibration, interruptible, the whole-call
+    deadline). Any other ``solver`` (a name such as ``"gurobi"``, ``"cplex"``, ``"scip"``, ``"cbc"``, or
+    a Pyomo solver object) goes through ``pyomo.environ.SolverFactory``; the same checks apply.
 
-    ``time_limit`` is seconds (or a :class:`relumilp.limits.Deadline`) for the call. Ctrl-C stops HiGHS
-    promptly; the result then has status ``interrupted`` and carries the incumbent, if any.
-    ``mip_gap`` is the relative gap to stop at (default 1e-6, tighter than HiGHS's own 1e-4).
-    ``check`` is ``"warn"``, ``"raise"`` or ``"off"``: what to do when a block's MILP outputs differ
-    from the forward pass at its input by more than ``tolerance * (1 + max|y|)``.
+    With ``warmstart``, variable values already set are handed over as a MIP start; a network block
+    none of whose binaries has a value is first filled from the forward pass at its input values (or,
+    where they are unset, at its domain's centre), so a large big-M model rarely lacks an incumbent.
+
+    ``time_limit`` is seconds (or a :class:`relumilp.limits.Deadline`) for the call. Ctrl-C stops the
+    HiGHS session promptly; the result then has status ``interrupted`` and carries the incumbent.
+    ``mip_gap`` is the relative gap that ``optimal`` promises (default 1e-6, relative to
+    ``max(1, |objective|)``, no absolute gap). ``check`` is ``"warn"``, ``"raise"`` or ``"off"``: what
+    to do when a block's MILP outputs differ from the forward pass at its input by more than
+    ``tolerance * (1 + max|y|)``; such a solution is never reported ``optimal`` (status ``unknown``).
     """
+    from .backends.highs import OPTIMALITY_GAP
+
     if check not in ("warn", "raise", "off"):
         raise RelumilpError("check must be 'warn', 'raise' or 'off'")
-    swallow_banner()
-    solver = Highs()
-    if not solver.available():
-        raise SolveError("HiGHS (highspy) is not available: pip install highspy")
-    solver.config.load_solution = False
-    solver.config.stream_solver = bool(log)
-    solver.config.warmstart = bool(warmstart)
     deadline = Deadline.of(time_limit)
-    if deadline.limited:
-        solver.config.time_limit = max(deadline.remaining(), 0.01)
-    # HiGHS stops at a relative gap of 1e-4 by default; a "global optimum" here means 1e-6.
-    solver.config.mip_gap = 1e-6 if mip_gap is None else float(mip_gap)
-    options = {"mip_feasibility_tolerance": 1e-9, "primal_feasibility_tolerance": 1e-9}
-    if threads:
-        # HiGHS fixes its thread pool at the first run in a process (e.g. during bound tightening);
-        # a different count is only accepted after the global scheduler is reset.
-        highspy.Highs.resetGlobalScheduler(True)
-        options["threads"] = int(threads)
-    options.update(highs_options or {})
-    solver.highs_options = options
+    gap = OPTIMALITY_GAP if mip_gap is None else _check_gap(mip_gap)
     if warmstart:
         _start_network_blocks(model)
-    start = time.perf_counter()
-    results = _solve_interruptibly(solver, model)
-    elapsed = time.perf_counter() - start
-    status = _STATUS.get(results.termination_condition, str(results.termination_condition).split(".")[-1])
-    result = SolveResult(status=status, times={"solve": elapsed})
-    result.bound = results.best_objective_bound
-    if results.best_feasible_objective is not None:
-        results.solution_loader.load_vars()
-        result.objective = results.best_feasible_objective
-        if result.bound is not None and math.isfinite(result.bound):
-            result.gap = abs(result.objective - result.bound) / max(1e-10, abs(result.objective))
+    started = time.perf_counter()
+    if isinstance(solver, str) and solver.lower() == "highs":
+        result = _solve_with_session(model, deadline, gap, threads, log, highs_options, warmstart)
+    else:
+        result = _solve_with_pyomo(model, solver, deadline, gap, log)
+    result.times = {"solve": time.perf_counter() - started}
+    if result.objective is not None:
         _check_blocks(model, result, check, tolerance)
+        _certify_model(result, gap, tolerance)
     return result
 
 
-def _solve_interruptibly(solver: Highs, model):
-    """``solver.solve(model)`` so that Ctrl-C stops HiGHS and returns its result (status interrupted).
+def _solve_with_session(model, deadline, gap, threads, log, highs_options, warmstart) -> SolveResult:
+    """Compile ``model`` to matrix form and solve it with the HiGHS session; load the values back."""
+    from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
 
-    appsi runs highspy in the calling thread, where a signal is seen only after the run; so the solve
-    runs in a helper thread, and a Ctrl-C asks the highspy object appsi holds to stop (its own
-    user-interrupt callback, which appsi subscribes through ``HandleKeyboardInterrupt``).
-    """
-    def stop():
-        highs = getattr(solver, "_solver_model", None)
-        if highs is not None:  # None until appsi has built the model: asked again on the next poll
-            highs.cancelSolve()
+    from .backends.highs import solve_milp
+    from .formulation.milp import MILP
 
-    with _quiet_about_interrupts():
-        results, _ = call_interruptibly(lambda: solver.solve(model), _Cancel(hook=stop))
-    # appsi (Pyomo 6.x) reports HiGHS's kInterrupt as "unknown" without the incumbent; a solve that
-    # ended by itself before the request reached HiGHS keeps its own status
-    highs = solver._solver_model
-    if highs is not None and highs.getModelStatus() == highspy.HighsModelStatus.kInterrupt:
-        results.termination_condition = TerminationCondition.interrupted
-        if solver._sol is not None and solver._sol.value_valid and solver._objective is not None:
-            results.best_feasible_objective = highs.getInfo().objective_function_value
-    return results
-
-
-@contextlib.contextmanager
-def _quiet_about_interrupts():
-    """Drop appsi's "unhandled status kInterrupt" warning, which :func:`_solve_interruptibly` handles."""
-    log = logging.getLogger("pyomo.contrib.appsi.solvers.highs")
-    drop = lambda record: "kInterrupt" not in record.getMessage()
-    log.addFilter(drop)
     try:
-        yield
-    finally:
-        log.removeFilter(drop)
+        form = LinearStandardFormCompiler().write(model, mixed_form=True, set_sense=None)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise SolveError(f"the model is not a mixed-integer linear program: {exc}") from None
+    if len(form.objectives) > 1:
+        raise SolveError(f"the model has {len(form.objectives)} active objectives; keep one")
+    columns = form.columns
+    n = len(columns)
+    lower = np.array([-np.inf if v.lb is None else v.lb for v in columns], dtype=np.float64)
+    upper = np.array([np.inf if v.ub is None else v.ub for v in columns], dtype=np.float64)
+    integer = np.array([v.is_integer() or v.is_binary() for v in columns], dtype=bool)
+    rhs = np.asarray(form.rhs, dtype=np.float64)
+    kind = np.array([entry.bound_type for entry in form.rows], dtype=np.int64)
+    row_lower = np.where(kind <= 0, rhs, -np.inf)  # -1: ">=", 0: "=="
+    row_upper = np.where(kind >= 0, rhs, np.inf)  # 1: "<=", 0: "=="
+    sense, offset, cost = "min", 0.0, np.zeros(n)
+    if form.objectives:
+        sense = "max" if form.objectives[0].sense == pyo.maximize else "min"
+        cost = np.asarray(form.c.toarray()[0], dtype=np.float64)
+        offset = float(form.c_offset[0])
+    milp = MILP(col_lower=lower, col_upper=upper, integrality=integer, A=sp.csr_array(form.A),
+                row_lower=row_lower, row_upper=row_upper, node_columns={}, binaries={}, row_ranges={},
+                input_name="", output_name="", objective=cost, sense=sense)
+    start = None
+    if warmstart and any(v.value is not None for v in columns):
+        start = np.clip([0.0 if v.value is None else float(v.value) for v in columns], lower, upper)
+    solution = solve_milp(milp, deadline=deadline, mip_rel_gap=gap, threads=threads, log=log, start=start,
+                          options=highs_options)
+    result = SolveResult(status=solution.status, notes=list(solution.notes),
+                         stats={"numerics": solution.numerics, "nodes": solution.nodes})
+    if solution.x is not None:
+        for var, value in zip(columns, solution.x):
+            var.set_value(float(value), skip_validation=True)
+        result.objective = float(cost @ solution.x) + offset
+    if solution.bound is not None:
+        result.bound = solution.bound + offset
+    return result
+
+
+def _solve_with_pyomo(model, solver, deadline, gap, log) -> SolveResult:
+    """Solve with any Pyomo solver (a name for ``SolverFactory``, or a solver object), mapping its
+    termination condition onto relumilp's status names."""
+    from pyomo.opt import TerminationCondition as Condition
+
+    opt = pyo.SolverFactory(solver) if isinstance(solver, str) else solver
+    if not opt.available(exception_flag=False):
+        raise SolveError(f"the solver {solver!r} is not available here")
+    options = {}
+    if deadline.limited:
+        options["time_limit"] = max(deadline.remaining(), 0.01)
+    if hasattr(opt, "config"):  # appsi solvers behind SolverFactory take their settings there
+        for key, value in (("time_limit", options.get("time_limit")), ("mip_gap", 0.5 * gap)):
+            if value is not None and key in opt.config:
+                setattr(opt.config, key, value)
+    results = opt.solve(model, load_solutions=False, tee=log)
+    status = {Condition.optimal: "optimal", Condition.maxTimeLimit: "time_limit",
+              Condition.infeasible: "infeasible", Condition.unbounded: "unbounded",
+              Condition.userInterrupt: "interrupted"}.get(results.solver.termination_condition, "unknown")
+    result = SolveResult(status=status)
+    objective = next(model.component_data_objects(pyo.Objective, active=True), None)
+    if len(results.solution) > 0:
+        model.solutions.load_from(results)
+        if objective is not None:
+            result.objective = float(pyo.value(objective))
+            maximize = objective.sense == pyo.maximize
+            bound = results.problem.upper_bound if maximize else results.problem.lower_bound
+            if bound is not None and math.isfinite(float(bound)):
+                result.bound = float(bound)
+    return result
+
+
+def _certify_model(result: SolveResult, gap: float, tolerance: float) -> None:
+    """No ``optimal`` unless every block matches its network and the bound supports the objective."""
+    mismatched = [b["block"] for b in result.blocks
+                  if b["discrepancy"] > tolerance * (1.0 + float(np.max(np.abs(b["y"]))))]
+    if result.bound is not None and not math.isfinite(result.bound):
+        result.bound = None
+    if result.bound is not None:
+        result.gap = abs(result.bound - result.objective) / max(1.0, abs(result.objective))
+    if result.status != "optimal":
+        return
+    if mismatched:
+        result.notes.append(f"network block(s) {', '.join(mismatched)} do not match their network's forward pass: "
+                            "no certificate")
+        result.status = "unknown"
+    elif result.gap is None or result.gap > gap * (1.0 + 1e-9):
+        result.notes.append(f"the solver reported optimal with a gap of {result.gap}: no certificate")
+        result.status = "unknown"
 
 
 def _start_network_blocks(model) -> None:

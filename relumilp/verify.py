@@ -551,8 +551,7 @@ def verify(
         raise RelumilpError(f"unknown disjunction encoding {disjunction!r}; choose one of {', '.join(DISJUNCTIONS)}")
     if tighten is not None and tighten not in METHODS:
         raise RelumilpError(f"unknown bound method {tighten!r}; choose one of {', '.join(METHODS)}")
-    if time_limit is not None and not time_limit > 0:
-        raise RelumilpError(f"the time limit must be positive, got {time_limit}")
+    deadline = Deadline.of(time_limit)  # also rejects a negative, zero or NaN limit
     net = load_network(network)
     if not isinstance(prop, Property):
         prop = read_vnnlib(Path(prop), net.input_size, net.output_size)
@@ -565,7 +564,7 @@ def verify(
     if tighten is None:
         tighten = "symbolic" if split else "lp"
     settings = _Settings(
-        deadline=Deadline(math.inf if time_limit is None else start + float(time_limit)),
+        deadline=deadline,
         tighten=tighten, disjunction=disjunction, input_split=split,
         attack_samples=int(attack_samples), leaf_binaries=int(leaf_binaries), batch_size=max(1, int(batch_size)),
         max_depth=int(max_depth), threads=threads, log=log, highs_options=highs_options, bound_options=bound_options,

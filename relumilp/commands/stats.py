@@ -48,7 +48,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..analysis import analyze_network
 
-    deadline = Deadline.after(args.time_limit)
+    deadline = Deadline.of(args.time_limit)
     net, default_domain = load_model(args)
     domain = load_domain(args, net, default_domain)
     if args.regions == "exact" and net.input_size > 2:
