@@ -12,7 +12,7 @@ import inspect
 from pathlib import Path
 
 MODULES = [
-    "relumilp", "relumilp.api", "relumilp.solve", "relumilp.pipeline", "relumilp.ir", "relumilp.domain",
+    "relumilp", "relumilp.api", "relumilp.optimization", "relumilp.pipeline", "relumilp.ir", "relumilp.domain",
     "relumilp.frontends", "relumilp.frontends.vnnlib", "relumilp.bounds", "relumilp.bounds.base",
     "relumilp.bounds.interval", "relumilp.bounds.symbolic", "relumilp.bounds.obbt", "relumilp.bounds.cache",
     "relumilp.scaling", "relumilp.formulation.bigm", "relumilp.formulation.argmax", "relumilp.formulation.milp",

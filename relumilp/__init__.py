@@ -9,8 +9,6 @@ emits a MILP into a Pyomo block (:func:`add_network`) or straight into HiGHS; :f
 __version__ = "0.1.0"
 
 import importlib
-import sys
-import types
 
 from .domain import InputDomain
 from .errors import (InvalidDomainError, InvalidNetworkError, ModelFileError, RelumilpError, SolveError,
@@ -26,22 +24,15 @@ _LAZY = {
     "compute_bounds": (".bounds", "compute_bounds"),
     "CompiledNetwork": (".pipeline", "CompiledNetwork"),
     "compile_network": (".pipeline", "compile_network"),
-    "SolveResult": (".solve", "SolveResult"),
-    "optimize": (".solve", "optimize"),
-    "solve": (".solve", "solve"),
+    "SolveResult": (".optimization", "SolveResult"),
+    "optimize": (".optimization", "optimize"),
+    "solve": (".optimization", "solve"),
+    "verify": (".verify", "verify"),
+    "VerificationResult": (".verify", "VerificationResult"),
+    "prune": (".pruning", "prune"),
+    "scale_network": (".scaling", "scale_network"),
+    "analyze_network": (".analysis.report", "analyze_network"),
 }
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name, value):
-        # Importing a submodule binds it as an attribute of the package; where a lazy name is a
-        # function of the same name (``relumilp.solve``), the module must not hide it.
-        if isinstance(value, types.ModuleType) and _LAZY.get(name, (None, None))[1] is not None:
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str):
@@ -68,6 +59,6 @@ def load_network(source, **options) -> Network:
 __all__ = [
     "ActivationNode", "AffineNode", "Bounds", "CompiledNetwork", "InputDomain", "InputNode", "InvalidDomainError",
     "InvalidNetworkError", "ModelFileError", "Network", "RelumilpError", "SolveError", "SolveResult",
-    "UnsupportedOperatorError", "add_network", "compile_network", "compute_bounds", "examples", "load_network",
-    "optimize", "solve",
+    "UnsupportedOperatorError", "VerificationResult", "add_network", "analyze_network", "compile_network",
+    "compute_bounds", "examples", "load_network", "optimize", "prune", "scale_network", "solve", "verify",
 ]

@@ -26,7 +26,7 @@ from relumilp.domain import InputDomain
 from relumilp.errors import RelumilpError
 from relumilp.frontends.vnnlib import parse_vnnlib
 from relumilp.ir import Network
-from relumilp.solve import optimize
+from relumilp.optimization import optimize
 from relumilp.verify import verify
 
 TIME_LIMIT = 10.0

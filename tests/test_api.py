@@ -71,7 +71,7 @@ def test_optimize_reports_times_and_stats():
 
 
 def test_solve_starts_unstarted_network_blocks_from_a_forward_pass():
-    from relumilp.solve import _start_network_blocks
+    from relumilp.optimization import _start_network_blocks
 
     net = random_mlp(np.random.default_rng(5), [2, 8, 8, 1])
     m = pyo.ConcreteModel()

@@ -14,7 +14,7 @@ from relumilp.domain import InputDomain
 from relumilp.formulation.highs import to_highs
 from relumilp.ir import Network
 from relumilp.pipeline import compile_network
-from relumilp.solve import optimize
+from relumilp.optimization import optimize
 
 
 def random_network(seed: int) -> tuple[Network, InputDomain]:

@@ -20,7 +20,7 @@ import pytest
 
 from relumilp.bounds import compute_bounds
 from relumilp.domain import InputDomain
-from relumilp.solve import optimize
+from relumilp.optimization import optimize
 from relumilp.verify import verify
 
 from conftest import random_mlp

@@ -11,7 +11,7 @@ from relumilp.errors import RelumilpError
 from relumilp.ir import ActivationNode, Network
 from relumilp.pipeline import compile_network
 from relumilp.scaling import RULES, big_m_stats, scale_factors, scale_network
-from relumilp.solve import optimize
+from relumilp.optimization import optimize
 from test_bounds_symbolic import mixed_mlp, residual_dag, samples_with_corners
 
 

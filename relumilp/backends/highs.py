@@ -272,7 +272,7 @@ FEASIBILITY_TOLERANCE = 1e-9
 #: margin put on HiGHS's dual bound of an equilibrated model, relative to ``max(1, |bound|)`` in the
 #: model's scaled units (columns, row terms and objective coefficients all about 1): ten times the
 #: feasibility tolerance its node LPs are solved to. It is a safeguard, not a proof (a proof needs safe dual bounds at the deciding
-#: nodes, which HiGHS does not expose). The forward-pass checks in :func:`relumilp.solve.certify`
+#: nodes, which HiGHS does not expose). The forward-pass checks in :func:`relumilp.optimization.certify`
 #: catch a bound that any evaluated point beats.
 BOUND_MARGIN = 1e-8
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._io import check_writable
 from ..pipeline import compile_network
-from ..solve import output_objective
+from ..optimization import output_objective
 from .common import add_problem_arguments, load_domain, load_model, objective_choice
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..solve import optimize
+from ..optimization import optimize
 from .common import (add_problem_arguments, fraction, load_domain, load_model, objective_choice, positive_int,
                      print_json, quiet_stdout, seconds)
 

@@ -99,7 +99,7 @@ def _optima(net, domain, args, regions, deadline) -> list:
     import warnings
 
     from ..analysis.regions import region_optimum
-    from ..solve import optimize
+    from ..optimization import optimize
 
     marks = []
     for sense, word in (("max", "max"), ("min", "min")):

@@ -22,10 +22,8 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-import pyomo.environ as pyo
 import scipy.sparse as sp
 
-from .api import network_blocks, warm_start
 from .errors import RelumilpError, SolveError
 from .limits import Deadline
 
@@ -78,6 +76,8 @@ class SolveResult:
 
 
 def _values(variables) -> np.ndarray:
+    import pyomo.environ as pyo
+
     return np.array([pyo.value(variables[i]) for i in variables.index_set()], dtype=np.float64)
 
 
@@ -112,6 +112,7 @@ def solve(
     to do when a block's MILP outputs differ from the forward pass at its input by more than
     ``tolerance * (1 + max|y|)``; such a solution is never reported ``optimal`` (status ``unknown``).
     """
+
     from .backends.highs import OPTIMALITY_GAP
 
     if check not in ("warn", "raise", "off"):
@@ -134,6 +135,8 @@ def solve(
 
 def _solve_with_session(model, deadline, gap, threads, log, highs_options, warmstart) -> SolveResult:
     """Compile ``model`` to matrix form and solve it with the HiGHS session; load the values back."""
+    import pyomo.environ as pyo
+
     from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
 
     from .backends.highs import solve_milp
@@ -181,6 +184,8 @@ def _solve_with_session(model, deadline, gap, threads, log, highs_options, warms
 def _solve_with_pyomo(model, solver, deadline, gap, log) -> SolveResult:
     """Solve with any Pyomo solver (a name for ``SolverFactory``, or a solver object), mapping its
     termination condition onto relumilp's status names."""
+    import pyomo.environ as pyo
+
     from pyomo.opt import TerminationCondition as Condition
 
     opt = pyo.SolverFactory(solver) if isinstance(solver, str) else solver
@@ -231,6 +236,10 @@ def _certify_model(result: SolveResult, gap: float, tolerance: float) -> None:
 
 def _start_network_blocks(model) -> None:
     """Fill the variables of every network block that has no start yet from a forward pass."""
+    import pyomo.environ as pyo
+
+    from .api import network_blocks, warm_start
+
     for block in network_blocks(model):
         binaries = [v for v in block.component_data_objects(pyo.Var, descend_into=True) if v.is_binary()]
         if any(v.value is not None for v in binaries):
@@ -243,6 +252,8 @@ def _start_network_blocks(model) -> None:
 
 
 def _check_blocks(model, result: SolveResult, check: str, tolerance: float) -> None:
+    from .api import network_blocks
+
     for block in network_blocks(model):
         compiled = block.compiled
         x = _values(block.inputs)
@@ -265,6 +276,7 @@ def _check_blocks(model, result: SolveResult, check: str, tolerance: float) -> N
 
 def output_objective(size: int, maximize: int | None = None, minimize: int | None = None, objective=None):
     """``(coefficients, sense)`` from the CLI-style choice of one output index, or a coefficient vector."""
+
     chosen = [v is not None for v in (maximize, minimize, objective)]
     if sum(chosen) != 1:
         raise RelumilpError("give exactly one of maximize=K, minimize=K or objective=(coefficients, sense)")
