@@ -350,7 +350,7 @@ def solve_milp(milp: MILP, *, time_limit: float | None = None, deadline: Deadlin
         incumbent = float(info.objective_function_value)
         allowance = 0.5 * float(mip_rel_gap) * max(1.0, abs(incumbent))
         dual = max(dual, incumbent + sign * allowance) if sign > 0 else min(dual, incumbent + sign * allowance)
-    if math.isfinite(dual) and status != "error":
+    if math.isfinite(dual) and status != "error" and info.valid:  # not valid: HiGHS never ran
         result.bound = (dual + sign * BOUND_MARGIN * max(1.0, abs(dual))) / scaled.objective_scale
     result.seconds = time.perf_counter() - started
     return result

@@ -84,6 +84,7 @@ import signal
 import sys
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
@@ -113,6 +114,8 @@ MILP_SCALE_MARGIN = 1e-8
 MILP_INTEGRALITY = 1e-7
 #: slack added to an early-stop threshold so a stopped solve's safe bound clears the breakpoint
 EARLY_STOP_SLACK = 1e-7
+#: seconds a layer's chunks may come back after the deadline before they are abandoned
+DEADLINE_GRACE = 0.5
 #: objectives chained at a time by :func:`warm_start_order`
 ORDER_BLOCK = 2048
 
@@ -470,10 +473,14 @@ def _intersect(lower, upper, new_lower, new_upper):
 
 
 def _run_chunks(problem: LayerProblem, neurons: np.ndarray, signs: np.ndarray, executor, workers: int,
-                bar) -> list[ChunkResult]:
+                bar, deadline: Deadline) -> list[ChunkResult]:
     """Solve the sequence ``(neurons, signs)`` in near-equal contiguous chunks of at most
     ``2 * chunk_size`` solves (fixed by the sequence alone, so every executor does the same solves).
-    Without ``executor``, ``workers > 1`` spreads two or more chunks over the local process pool."""
+    Without ``executor``, ``workers > 1`` spreads two or more chunks over the local process pool.
+
+    Past the deadline (plus :data:`DEADLINE_GRACE`) results are no longer awaited: chunks not back by
+    then count as unimproved (their neurons keep their cheaper bounds), and a local pool is stopped,
+    since its workers may still be starting up or busy."""
     pieces = max(1, math.ceil(neurons.size / (2 * max(1, int(problem.options.chunk_size)))))
     chunks = list(zip(np.array_split(neurons, pieces), np.array_split(signs, pieces)))
     local = executor is None and workers > 1 and len(chunks) > 1
@@ -487,11 +494,22 @@ def _run_chunks(problem: LayerProblem, neurons: np.ndarray, signs: np.ndarray, e
         return results
     futures = {executor.submit(solve_chunk, problem, chunk, chunk_signs): k for k, (chunk, chunk_signs) in enumerate(chunks)}
     results: list = [None] * len(chunks)
+    wait = None if not deadline.limited else deadline.remaining() + DEADLINE_GRACE
     try:
-        for future in as_completed(futures):
+        for future in as_completed(futures, timeout=wait):
             k = futures[future]
             results[k] = future.result()
             bar.update(chunks[k][0].size)
+    except FuturesTimeout:
+        for future in futures:
+            future.cancel()
+        if local:
+            _kill_pool(workers)
+        for k, (chunk, _) in enumerate(chunks):
+            if results[k] is None:
+                unique = np.unique(chunk)
+                results[k] = ChunkResult(unique, np.full(unique.size, -np.inf), np.full(unique.size, np.inf),
+                                         complete=False)
     except BrokenProcessPool as exc:
         raise RelumilpError(
             "a bound-tightening worker process died; when a script starts worker processes "
@@ -597,9 +615,10 @@ def _kill_pool(workers: int) -> None:
 
 
 def _shutdown_pools() -> None:
-    # explicitly, while the interpreter is intact (a pool collected during teardown prints noise)
-    while _POOLS:
-        _POOLS.popitem()[1].shutdown(wait=True, cancel_futures=True)
+    # explicitly, while the interpreter is intact (a pool collected during teardown prints noise);
+    # the pools are idle at exit, but a worker may still be importing: stop it rather than wait
+    for workers in list(_POOLS):
+        _kill_pool(workers)
 
 
 _DEFAULT_WORKERS: int | None = None
@@ -668,7 +687,7 @@ def _obbt(net, domain, start, method, opts, executor, workers, progress, stats, 
                 problem = LayerProblem(milp, milp.node_columns[node.name], min_stop, max_stop, stage, opts,
                                        stop_at=stop_at)
             with tqdm(total=neurons.size, desc=f"{stage} {node.name}", unit="solve", disable=not progress, leave=False) as bar:
-                results = _run_chunks(problem, neurons, signs, executor, workers, bar)
+                results = _run_chunks(problem, neurons, signs, executor, workers, bar, deadline)
             lower, upper = bounds[node.name]
             new_lower, new_upper = np.full(node.size, -np.inf), np.full(node.size, np.inf)
             for r in results:
