@@ -1,4 +1,5 @@
-"""Model frontends: read a trained network from PyTorch, TorchScript, torch.export, ONNX or .npz into the IR.
+"""Model frontends: read a trained network from PyTorch, TorchScript, torch.export, ONNX, scikit-learn or
+.npz into the IR.
 
 :func:`load_network` picks the frontend from the object's type or the file's extension; the frontend
 modules (:mod:`relumilp.frontends.torch`, :mod:`relumilp.frontends.onnx`) are imported only when needed,
@@ -16,7 +17,7 @@ from ..ir import Network
 TORCHSCRIPT_EXTENSIONS = (".pt", ".pth", ".ts", ".jit")
 EXTENSIONS = (".onnx", *TORCHSCRIPT_EXTENSIONS, ".pt2", ".npz")
 
-__all__ = ["load_network", "from_torch", "from_onnx", "EXTENSIONS"]
+__all__ = ["load_network", "from_torch", "from_onnx", "from_sklearn", "EXTENSIONS"]
 
 
 def from_torch(module, input_shape=None, name=None) -> Network:
@@ -33,11 +34,19 @@ def from_onnx(source, name=None) -> Network:
     return convert(source, name)
 
 
+def from_sklearn(model, name=None) -> Network:
+    """See :func:`relumilp.frontends.sklearn.from_sklearn`."""
+    from .sklearn import from_sklearn as convert
+
+    return convert(model, name)
+
+
 def load_network(source, input_shape=None) -> Network:
     """Read a network into the IR.
 
     ``source`` is a :class:`Network` (returned as is), a live ``torch.nn.Module``, TorchScript module or
-    ``torch.export`` ExportedProgram, an ``onnx.ModelProto``, or a path: ``.onnx`` (ONNX),
+    ``torch.export`` ExportedProgram, an ``onnx.ModelProto``, a fitted scikit-learn ``MLPRegressor`` /
+    ``MLPClassifier`` (or a ``Pipeline`` of scalers and one), or a path: ``.onnx`` (ONNX),
     ``.pt``/``.pth``/``.ts``/``.jit`` (TorchScript, ``torch.jit.save``), ``.pt2`` (``torch.export.save``)
     or ``.npz`` (:meth:`Network.save`). ``input_shape`` (per sample, no batch dimension) is needed only
     for torch models that do not start with a Linear layer.
@@ -47,6 +56,8 @@ def load_network(source, input_shape=None) -> Network:
     if not isinstance(source, (str, os.PathLike)):
         if type(source).__module__.startswith("onnx"):
             return from_onnx(source)
+        if type(source).__module__.startswith("sklearn."):
+            return from_sklearn(source)
         return from_torch(source, input_shape)
     path = Path(source)
     if not path.is_file():

@@ -1,0 +1,68 @@
+"""scikit-learn frontend: MLPs and scaler pipelines compile to the same function, and solve to the same optimum."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn")
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.neural_network import MLPClassifier, MLPRegressor  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import MinMaxScaler, StandardScaler  # noqa: E402
+
+import relumilp  # noqa: E402
+from relumilp.errors import UnsupportedOperatorError  # noqa: E402
+
+
+def data(seed=0, n=200, d=3):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-2, 5, size=(n, d)) * np.array([1.0, 10.0, 0.1])[:d]
+    y = np.sin(X[:, 0]) + 0.1 * X[:, 1] - X[:, -1] ** 2
+    return X, y
+
+
+def fitted(estimator, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return estimator.fit(X, y)
+
+
+@pytest.mark.parametrize("scaler", [None, StandardScaler, MinMaxScaler, "both"])
+@pytest.mark.parametrize("activation", ["relu", "identity"])
+def test_regressor_pipelines_match_predict(scaler, activation):
+    X, y = data()
+    mlp = MLPRegressor(hidden_layer_sizes=(8, 6), activation=activation, max_iter=200, random_state=0)
+    steps = {None: [], "both": [MinMaxScaler(), StandardScaler()]}.get(scaler) if scaler in (None, "both") else [scaler()]
+    model = fitted(make_pipeline(*steps, mlp) if steps else mlp, X, y)
+    net = relumilp.load_network(model)
+    np.testing.assert_allclose(net.forward(X)[:, 0], model.predict(X), rtol=1e-12, atol=1e-12)
+
+
+def test_classifier_logits_give_the_predicted_class():
+    X, y = data(1)
+    labels = np.digitize(y, np.quantile(y, [0.33, 0.66]))
+    model = fitted(make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(10,), max_iter=300, random_state=0)),
+                   X, labels)
+    net = relumilp.load_network(model)
+    assert np.array_equal(np.argmax(net.forward(X), axis=1), model.predict(X))
+
+
+def test_optimum_of_a_sklearn_surrogate_is_the_forward_pass_maximum():
+    X, y = data(2, d=2)
+    model = fitted(make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(6,), max_iter=300, random_state=0)),
+                   X, y)
+    lower, upper = X.min(axis=0), X.max(axis=0)
+    result = relumilp.optimize(model, (lower, upper), maximize=0)
+    grid = np.stack(np.meshgrid(*[np.linspace(a, b, 120) for a, b in zip(lower, upper)]), -1).reshape(-1, 2)
+    assert result.status == "optimal"
+    assert result.objective >= model.predict(grid).max() - 1e-9
+    assert result.objective == pytest.approx(float(model.predict(result.x[None])[0]), abs=1e-9)
+
+
+@pytest.mark.parametrize("make", [lambda: MLPRegressor(activation="tanh", max_iter=5),
+                                  lambda: make_pipeline(MinMaxScaler(clip=True), MLPRegressor(max_iter=5))])
+def test_refused_models_say_what_to_change(make):
+    X, y = data()
+    with pytest.raises(UnsupportedOperatorError):
+        relumilp.load_network(fitted(make(), X, y))
