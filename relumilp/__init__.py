@@ -32,6 +32,7 @@ _LAZY = {
     "prune": (".pruning", "prune"),
     "scale_network": (".scaling", "scale_network"),
     "analyze_network": (".analysis.report", "analyze_network"),
+    "export_onnx": (".export", "export_onnx"),
 }
 
 
@@ -60,5 +61,5 @@ __all__ = [
     "ActivationNode", "AffineNode", "Bounds", "CompiledNetwork", "InputDomain", "InputNode", "InvalidDomainError",
     "InvalidNetworkError", "ModelFileError", "Network", "RelumilpError", "SolveError", "SolveResult",
     "UnsupportedOperatorError", "VerificationResult", "add_network", "analyze_network", "compile_network",
-    "compute_bounds", "examples", "load_network", "optimize", "prune", "scale_network", "solve", "verify",
+    "compute_bounds", "examples", "export_onnx", "load_network", "optimize", "prune", "scale_network", "solve", "verify",
 ]

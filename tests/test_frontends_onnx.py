@@ -379,3 +379,22 @@ def test_acasxu_networks_match_onnxruntime(acasxu_dir):
         worst["ort/rounding-scale"] = max(worst["ort/rounding-scale"], (ort_error / float32_error_scale(net, x)).max())
     print("ACAS Xu max relative errors:", {k: f"{v:.2e}" for k, v in worst.items()})
     assert worst["ort/rounding-scale"] < FLOAT32_RTOL
+
+
+def test_export_onnx_writes_a_file_relumilp_reads_back(tmp_path):
+    import torch
+
+    import relumilp
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    module.train()
+    net = relumilp.export_onnx(module, tmp_path / "m.onnx")
+    assert module.training  # the caller's mode is restored
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    with torch.no_grad():
+        expected = module(torch.tensor(x, dtype=torch.float32)).double().numpy()
+    np.testing.assert_allclose(net.forward(x), expected, rtol=1e-5, atol=1e-5)
+    assert relumilp.load_network(tmp_path / "m.onnx").input_size == 3
+    with pytest.raises(relumilp.ModelFileError):
+        relumilp.export_onnx(module, tmp_path / "m.txt")
