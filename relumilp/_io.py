@@ -39,6 +39,13 @@ def _temp_beside(path: Path) -> str:
     return tmp
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it; set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def check_writable(path) -> Path:
     """``path`` if a file can be written there (probed with a temporary file), else a one-line error."""
     path = Path(path)
@@ -57,6 +64,7 @@ def atomic_path(path) -> Iterator[Path]:
         except OSError as exc:
             raise ModelFileError(f"cannot write {path}: {_reason(exc)}") from None
         try:
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a written file honours the umask
             os.replace(tmp, path)
         except OSError as exc:
             raise ModelFileError(f"cannot write {path}: {_reason(exc)}") from None

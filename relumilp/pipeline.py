@@ -77,12 +77,13 @@ class CompiledNetwork:
         milp = self.milp if objective is None else self.milp.with_objective(objective, sense)
         return to_highs(milp, log=log)
 
-    def write(self, path, objective: np.ndarray | None = None, sense: str = "min"):
-        """Write the MILP to ``path`` (``.mps`` or ``.lp``), whole or not at all."""
+    def write(self, path, objective: np.ndarray | None = None, sense: str = "min", names_path=None):
+        """Write the MILP to ``path`` (``.mps`` or ``.lp``), whole or not at all; with ``names_path``, the
+        column/row name map beside it (:func:`relumilp.formulation.highs.write_model`)."""
         from .formulation.highs import write_model
 
         milp = self.milp if objective is None else self.milp.with_objective(objective, sense)
-        return write_model(milp, path)
+        return write_model(milp, path, names_path)
 
 
 def as_domain(domain, size: int) -> InputDomain:

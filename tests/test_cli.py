@@ -134,3 +134,23 @@ def test_threads_after_bound_tightening_in_one_process(small_model, capsys):
     assert main(["solve", str(small_model), "--box", "-1:1", "--maximize", "0", "--tighten", "lp",
                  "--threads", "1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "optimal"
+
+
+def test_compile_names_the_columns_warns_without_objective_and_honours_the_umask(tmp_path):
+    import os
+
+    model, names = tmp_path / "m.mps", tmp_path / "m.json"
+    old = os.umask(0o027)
+    try:
+        proc = run_cli("compile", "--example", "peaks", "--box", "-3:3", "-o", str(model), "--names", str(names))
+    finally:
+        os.umask(old)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: no objective given" in proc.stderr
+    table = json.loads(names.read_text())
+    assert table["columns"][table["inputs"][0]] == "x[0]" and table["columns"][table["outputs"][0]] == "y[0]"
+    assert any(name.endswith(".z[0]") for name in table["columns"])
+    text = model.read_text()
+    assert "x[1]" in text and "y[0]" in text
+    for path in (model, names):
+        assert path.stat().st_mode & 0o777 == 0o640

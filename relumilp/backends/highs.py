@@ -107,8 +107,11 @@ def _finite(values: np.ndarray) -> np.ndarray:
     return np.clip(values, -INF, INF)
 
 
-def to_highs(milp: MILP, log: bool = False, threads: int | None = None) -> highspy.Highs:
-    """A ``highspy.Highs`` instance holding ``milp`` (objective included when set)."""
+def to_highs(milp: MILP, log: bool = False, threads: int | None = None, names: bool = False) -> highspy.Highs:
+    """A ``highspy.Highs`` instance holding ``milp`` (objective included when set).
+
+    With ``names``, columns and rows carry :meth:`MILP.column_names` / :meth:`MILP.row_names` (for
+    written models; solves do not need them)."""
     h = new_highs(log, threads)
     lp = highspy.HighsLp()
     lp.num_col_ = milp.num_columns
@@ -132,6 +135,9 @@ def to_highs(milp: MILP, log: bool = False, threads: int | None = None) -> highs
         lp.integrality_ = [
             highspy.HighsVarType.kInteger if flag else highspy.HighsVarType.kContinuous for flag in milp.integrality
         ]
+    if names:
+        lp.col_names_ = milp.column_names()
+        lp.row_names_ = milp.row_names()
     status = h.passModel(lp)
     if status == highspy.HighsStatus.kError:
         raise RuntimeError("HiGHS rejected the model")

@@ -87,6 +87,27 @@ class MILP:
             "nonzeros": self.num_nonzeros,
         }
 
+    def column_names(self) -> list[str]:
+        """A name per column: ``x[i]`` (input), ``y[j]`` (output), ``node[i]``, ``node.z[i]``, ``node.z_cap[i]``."""
+        names = [f"c{k}" for k in range(self.num_columns)]
+        for node, columns in self.node_columns.items():
+            label = "x" if node == self.input_name else "y" if node == self.output_name else node
+            for i, column in enumerate(columns):
+                names[column] = f"{label}[{i}]"
+        for node, groups in self.binaries.items():
+            for key, group in groups.items():
+                for neuron, column in zip(group.neurons, group.columns):
+                    names[column] = f"{node}.{key}[{int(neuron)}]"
+        return names
+
+    def row_names(self) -> list[str]:
+        """A name per row: ``owner[k]`` (the node that owns the row, or ``input_constraints``)."""
+        names = [f"r{k}" for k in range(self.num_rows)]
+        for owner, (start, stop) in self.row_ranges.items():
+            for k in range(start, stop):
+                names[k] = f"{owner}[{k - start}]"
+        return names
+
     def relaxed(self) -> "MILP":
         """The LP relaxation (binaries become continuous in [0, 1])."""
         return MILP(**{**self.__dict__, "integrality": np.zeros_like(self.integrality)})
