@@ -181,6 +181,6 @@ def populate_block(block: NetworkBlockData, compiled: CompiledNetwork, inputs=No
 
 
 def network_blocks(model: pyo.Block) -> list[NetworkBlockData]:
-    """All active network blocks in ``model`` (at any depth)."""
+    """All active, populated network blocks in ``model`` (at any depth)."""
     return [block for block in model.block_data_objects(active=True, descend_into=True)
-            if isinstance(block, NetworkBlockData)]
+            if isinstance(block, NetworkBlockData) and block.compiled is not None]
