@@ -20,6 +20,7 @@ from .ir import ActivationNode, AffineNode, InputNode, Network
 _LAZY = {
     "examples": (".examples", None),
     "add_network": (".api", "add_network"),
+    "NetworkBlock": (".api", "NetworkBlock"),
     "Bounds": (".bounds", "Bounds"),
     "compute_bounds": (".bounds", "compute_bounds"),
     "CompiledNetwork": (".pipeline", "CompiledNetwork"),
@@ -59,7 +60,7 @@ def load_network(source, **options) -> Network:
 
 __all__ = [
     "ActivationNode", "AffineNode", "Bounds", "CompiledNetwork", "InputDomain", "InputNode", "InvalidDomainError",
-    "InvalidNetworkError", "ModelFileError", "Network", "RelumilpError", "SolveError", "SolveResult",
+    "InvalidNetworkError", "ModelFileError", "Network", "NetworkBlock", "RelumilpError", "SolveError", "SolveResult",
     "UnsupportedOperatorError", "VerificationResult", "add_network", "analyze_network", "compile_network",
     "compute_bounds", "examples", "export_onnx", "load_network", "optimize", "prune", "scale_network", "solve", "verify",
 ]

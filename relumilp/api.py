@@ -1,4 +1,9 @@
-"""The one-call public API: embed a trained network into a Pyomo model.
+"""The one-call public API: embed a trained network into a Pyomo model as a :class:`NetworkBlock`.
+
+The block is a declared Pyomo block type (like OMLT's blocks and gurobi-machinelearning's predictor
+constraints): besides the variables and rows, it carries the compiled network and can start itself
+from a forward pass (:meth:`~NetworkBlockData.warm_start`), check solver values against the forward
+pass (:meth:`~NetworkBlockData.check`) and report its size (:meth:`~NetworkBlockData.stats`).
 
 >>> import pyomo.environ as pyo, relumilp
 >>> m = pyo.ConcreteModel()
@@ -7,19 +12,111 @@
 >>> block = relumilp.add_network(m, relumilp.examples.peaks(), inputs=m.x, outputs=m.y)
 >>> m.obj = pyo.Objective(expr=m.y, sense=pyo.maximize)
 >>> result = relumilp.solve(m)  # doctest: +SKIP
+>>> float(block.get_error().max()) < 1e-6  # doctest: +SKIP
+True
 """
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass, field
 
+import numpy as np
 import pyomo.environ as pyo
+from pyomo.core.base.block import BlockData, declare_custom_block
 
 from .errors import InvalidDomainError
 from .formulation.pyomo_block import bounds_of, emit_block, flatten_vars, link
 from .pipeline import CompiledNetwork, compile_network
 
 _counter = itertools.count()
+
+
+@dataclass
+class BlockCheck:
+    """A network block's variable values against the forward pass at its input values.
+
+    ``x`` the block's input values, ``y`` the forward pass at ``x``, ``y_milp`` the block's output
+    values, ``errors`` ``|y - y_milp|`` per output, ``max_error`` their maximum (infinite when any input
+    or output has no value), ``nodes`` (with ``check(nodes=True)``) the largest error of every node.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    y_milp: np.ndarray
+    errors: np.ndarray
+    max_error: float
+    nodes: dict[str, float] = field(default_factory=dict)
+
+    def matches(self, tolerance: float = 1e-6) -> bool:
+        """Whether the outputs agree with the forward pass up to ``tolerance * (1 + max|y|)``."""
+        return self.max_error <= tolerance * (1.0 + float(np.max(np.abs(self.y), initial=0.0)))
+
+
+def _values(variables) -> np.ndarray:
+    """Values of an indexed Var (or Reference) in index order; NaN where unset."""
+    return np.array([np.nan if variables[i].value is None else variables[i].value for i in variables.index_set()],
+                    dtype=np.float64)
+
+
+@declare_custom_block(name="NetworkBlock")
+class NetworkBlockData(BlockData):
+    """A compiled network's big-M MILP in a Pyomo model (see :mod:`relumilp.formulation.pyomo_block`
+    for the layout: ``inputs``, ``outputs``, ``nodes[name].y/z/z_cap/rows``, ...).
+
+    ``compiled`` is the :class:`~relumilp.pipeline.CompiledNetwork` (network, domain, bounds,
+    matrix-form MILP, times); it is set by :func:`add_network`.
+    """
+
+    compiled: CompiledNetwork | None = None
+    column_vars: list | None = None
+
+    def warm_start(self, x=None) -> None:
+        """Set every variable of the block from the forward pass at input ``x``: a MIP start.
+
+        Without ``x``, the block's current input values are used, and the domain's centre where
+        they are unset. The values come from :func:`relumilp.formulation.bigm.start_vector`
+        (binaries follow the activation pattern), so the start satisfies every row of the block.
+        """
+        from .formulation.bigm import start_vector
+
+        compiled = self.compiled
+        if x is None:
+            x = _values(self.inputs)
+            unset = np.isnan(x)
+            x[unset] = ((compiled.domain.lower + compiled.domain.upper) / 2)[unset]
+        vector = start_vector(compiled.network, compiled.milp, x)
+        for var, value in zip(self.column_vars, vector):
+            var.set_value(float(value), skip_validation=True)
+
+    def check(self, nodes: bool = False) -> BlockCheck:
+        """Compare the block's output values with the forward pass at its input values.
+
+        Works after any solver that loads values into the Pyomo variables. With ``nodes``, also the
+        largest error of every node's ``y`` (where the MILP departs from the network first).
+        """
+        network = self.compiled.network
+        x = _values(self.inputs)
+        y_milp = _values(self.outputs)
+        everything = network.forward_all(x)
+        y = everything[network.output]
+        errors = np.abs(y - y_milp)
+        max_error = float(np.max(errors, initial=0.0)) if np.isfinite(errors).all() else float("inf")
+        report = BlockCheck(x=x, y=y, y_milp=y_milp, errors=errors, max_error=max_error)
+        if nodes:
+            for name in self.compiled.milp.node_columns:
+                error = np.abs(everything[name] - _values(self.nodes[name].y))
+                report.nodes[name] = float(np.max(error, initial=0.0)) if np.isfinite(error).all() else float("inf")
+        return report
+
+    def get_error(self) -> np.ndarray:
+        """``|forward(x) - outputs|`` per output at the block's current values (as gurobi-machinelearning's
+        ``get_error``); :meth:`check` gives the input, both outputs and per-node errors too."""
+        return self.check().errors
+
+    def stats(self) -> dict:
+        """Model size and neuron stability (:meth:`relumilp.pipeline.CompiledNetwork.stats`)."""
+        return self.compiled.stats()
 
 
 def add_network(
@@ -34,8 +131,8 @@ def add_network(
     bounds=None,
     name: str | None = None,
     **bound_options,
-) -> pyo.Block:
-    """Add ``network``'s big-M formulation to ``model`` as a new block and return the block.
+) -> NetworkBlockData:
+    """Add ``network``'s big-M formulation to ``model`` as a new :class:`NetworkBlock` and return it.
 
     Parameters
     ----------
@@ -48,13 +145,14 @@ def add_network(
         Optional Pyomo variables (indexed Var, list or array) that the network's flat input and output
         are tied to by equality rows. Without them, use ``block.inputs`` / ``block.outputs``.
     input_bounds:
-        An :class:`relumilp.InputDomain` or ``(lower, upper)``; defaults to the bounds of ``inputs``.
+        An :class:`relumilp.InputDomain`, ``(lower, upper)`` or a dict with ``lower``/``upper``/``A``/``b``;
+        defaults to the bounds of ``inputs``.
     tighten, scale, bounds:
         Bound method (``interval``, ``symbolic``, ``lp``, ``milp``), a-posteriori scaling, or
         precomputed bounds; see :func:`relumilp.compile_network`.
 
-    The block carries ``block.compiled`` (the :class:`~relumilp.pipeline.CompiledNetwork`: network,
-    bounds, matrix-form MILP, timings), which :func:`relumilp.solve` uses to check the answer against
+    The block carries ``block.compiled`` (the :class:`~relumilp.pipeline.CompiledNetwork`), which
+    :func:`relumilp.solve` uses, through :meth:`NetworkBlockData.check`, to check the answer against
     the network's own forward pass.
     """
     input_vars = flatten_vars(inputs)
@@ -66,13 +164,13 @@ def add_network(
     name = name or f"network_{next(_counter)}"
     while model.component(name) is not None:
         name = f"{name}_{next(_counter)}"
-    block = pyo.Block(concrete=True)
+    block = NetworkBlock(concrete=True)
     model.add_component(name, block)
     return populate_block(block, compiled, inputs=input_vars, outputs=outputs)
 
 
-def populate_block(block: pyo.Block, compiled: CompiledNetwork, inputs=None, outputs=None) -> pyo.Block:
-    """Emit a compiled network into an existing (empty) block and link it to the user's variables."""
+def populate_block(block: NetworkBlockData, compiled: CompiledNetwork, inputs=None, outputs=None) -> NetworkBlockData:
+    """Emit a compiled network into an existing (empty) network block and link it to the user's variables."""
     block.column_vars = emit_block(compiled.milp, block)
     block.compiled = compiled
     if inputs:
@@ -82,25 +180,7 @@ def populate_block(block: pyo.Block, compiled: CompiledNetwork, inputs=None, out
     return block
 
 
-def warm_start(block: pyo.Block, x) -> None:
-    """Set every variable of a network block from the forward pass at input ``x``: a MIP start.
-
-    The values come from :func:`relumilp.formulation.bigm.start_vector` (binaries follow the
-    activation pattern), so the start satisfies every row of the block. :func:`relumilp.solve` hands
-    them to HiGHS, which then never lacks an incumbent.
-    """
-    from .formulation.bigm import start_vector
-
-    compiled = block.compiled
-    vector = start_vector(compiled.network, compiled.milp, x)
-    for var, value in zip(block.column_vars, vector):
-        var.set_value(float(value), skip_validation=True)
-
-
-def network_blocks(model: pyo.Block) -> list[pyo.Block]:
-    """All blocks in ``model`` that hold a compiled network."""
-    found = []
-    for block in model.block_data_objects(active=True, descend_into=True):
-        if isinstance(getattr(block, "compiled", None), CompiledNetwork):
-            found.append(block)
-    return found
+def network_blocks(model: pyo.Block) -> list[NetworkBlockData]:
+    """All active, populated network blocks in ``model`` (at any depth)."""
+    return [block for block in model.block_data_objects(active=True, descend_into=True)
+            if isinstance(block, NetworkBlockData) and block.compiled is not None]

@@ -61,6 +61,23 @@ class InputDomain:
         return cls(lower, upper)
 
     @classmethod
+    def of(cls, value, size: int) -> "InputDomain":
+        """An :class:`InputDomain` of ``size`` inputs from a domain, a ``(lower, upper)`` pair (scalars
+        broadcast), or a dict with ``lower``/``upper`` and optional ``A``/``b``: every form the public
+        functions accept."""
+        if isinstance(value, InputDomain):
+            return value.check_size(size)
+        if value is None:
+            raise InvalidDomainError("input bounds are required: give input_bounds=(lower, upper) or bounded input variables")
+        if isinstance(value, dict):
+            return cls(value["lower"], value["upper"], value.get("A"), value.get("b")).check_size(size)
+        try:
+            lower, upper = value
+        except (TypeError, ValueError):
+            raise InvalidDomainError("input bounds must be an InputDomain or a (lower, upper) pair") from None
+        return cls.box(lower, upper, size).check_size(size)
+
+    @classmethod
     def from_json(cls, path) -> "InputDomain":
         """Read ``{"lower": [...], "upper": [...], "A": [[...]], "b": [...]}`` (A and b optional)."""
         try:

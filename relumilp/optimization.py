@@ -35,8 +35,9 @@ class SolveResult:
     ``status`` is ``optimal``, ``time_limit``, ``infeasible``, ``unbounded``, ... ; ``objective`` the
     incumbent's objective (None without one); ``bound`` the best proven bound; ``gap`` the relative gap.
     For the first network block: ``x`` its input, ``y`` the forward pass of the network at ``x``,
-    ``y_milp`` the MILP's output values, ``discrepancy`` ``max|y - y_milp|``. ``blocks`` has the same
-    for every network block in the model.
+    ``y_milp`` the MILP's output values, ``discrepancy`` ``max|y - y_milp|`` (infinite when the solver
+    left a value unset). ``blocks`` has the same for every network block in the model, and ``matches``
+    (whether the block passed :meth:`relumilp.api.NetworkBlockData.check` within the tolerance).
     """
 
     status: str
@@ -73,12 +74,6 @@ class SolveResult:
             "stats": self.stats,
             "notes": self.notes,
         }
-
-
-def _values(variables) -> np.ndarray:
-    import pyomo.environ as pyo
-
-    return np.array([pyo.value(variables[i]) for i in variables.index_set()], dtype=np.float64)
 
 
 def solve(
@@ -129,7 +124,7 @@ def solve(
     result.times = {"solve": time.perf_counter() - started}
     if result.objective is not None:
         _check_blocks(model, result, check, tolerance)
-        _certify_model(result, gap, tolerance)
+        _certify_model(result, gap)
     return result
 
 
@@ -215,10 +210,9 @@ def _solve_with_pyomo(model, solver, deadline, gap, log) -> SolveResult:
     return result
 
 
-def _certify_model(result: SolveResult, gap: float, tolerance: float) -> None:
+def _certify_model(result: SolveResult, gap: float) -> None:
     """No ``optimal`` unless every block matches its network and the bound supports the objective."""
-    mismatched = [b["block"] for b in result.blocks
-                  if b["discrepancy"] > tolerance * (1.0 + float(np.max(np.abs(b["y"]))))]
+    mismatched = [b["block"] for b in result.blocks if not b["matches"]]
     if result.bound is not None and not math.isfinite(result.bound):
         result.bound = None
     if result.bound is not None:
@@ -238,32 +232,26 @@ def _start_network_blocks(model) -> None:
     """Fill the variables of every network block that has no start yet from a forward pass."""
     import pyomo.environ as pyo
 
-    from .api import network_blocks, warm_start
+    from .api import network_blocks
 
     for block in network_blocks(model):
         binaries = [v for v in block.component_data_objects(pyo.Var, descend_into=True) if v.is_binary()]
         if any(v.value is not None for v in binaries):
             continue  # started by the caller (or by optimize): keep it
-        domain = block.compiled.domain
-        x = np.array([block.inputs[i].value for i in block.inputs.index_set()], dtype=object)
-        unset = np.array([value is None for value in x])
-        x[unset] = ((domain.lower + domain.upper) / 2)[unset]
-        warm_start(block, x.astype(np.float64))
+        block.warm_start()
 
 
 def _check_blocks(model, result: SolveResult, check: str, tolerance: float) -> None:
     from .api import network_blocks
 
     for block in network_blocks(model):
-        compiled = block.compiled
-        x = _values(block.inputs)
-        y_milp = _values(block.outputs)
-        y = compiled.network.forward(x)
-        discrepancy = float(np.max(np.abs(y - y_milp)))
-        result.blocks.append({"block": block.name, "x": x, "y": y, "y_milp": y_milp, "discrepancy": discrepancy})
-        if discrepancy > tolerance * (1.0 + float(np.max(np.abs(y)))) and check != "off":
+        report = block.check()
+        matches = report.matches(tolerance)
+        result.blocks.append({"block": block.name, "x": report.x, "y": report.y, "y_milp": report.y_milp,
+                              "discrepancy": report.max_error, "matches": matches})
+        if not matches and check != "off":
             message = (
-                f"block {block.name}: MILP outputs differ from the forward pass by {discrepancy:.3g}; "
+                f"block {block.name}: MILP outputs differ from the forward pass by {report.max_error:.3g}; "
                 "the big-M coefficients may be too large for the solver tolerances (tighten bounds or scale)"
             )
             if check == "raise":

@@ -15,7 +15,6 @@ import numpy as np
 
 from .bounds import Bounds, compute_bounds, stability_counts
 from .domain import InputDomain
-from .errors import InvalidDomainError
 from .formulation.bigm import build_milp
 from .formulation.milp import MILP
 from .ir import Network
@@ -86,21 +85,6 @@ class CompiledNetwork:
         return write_model(milp, path, names_path)
 
 
-def as_domain(domain, size: int) -> InputDomain:
-    """An :class:`InputDomain` from a domain, a ``(lower, upper)`` pair, or a dict with those keys."""
-    if isinstance(domain, InputDomain):
-        return domain.check_size(size)
-    if domain is None:
-        raise InvalidDomainError("input bounds are required: give input_bounds=(lower, upper) or bounded input variables")
-    if isinstance(domain, dict):
-        return InputDomain(domain["lower"], domain["upper"], domain.get("A"), domain.get("b")).check_size(size)
-    try:
-        lower, upper = domain
-    except (TypeError, ValueError):
-        raise InvalidDomainError("input bounds must be an InputDomain or a (lower, upper) pair") from None
-    return InputDomain.box(lower, upper, size).check_size(size)
-
-
 def compile_network(
     network,
     domain,
@@ -122,7 +106,7 @@ def compile_network(
         from .frontends import load_network
 
         net = load_network(network)
-    domain = as_domain(domain, net.input_size)
+    domain = InputDomain.of(domain, net.input_size)
     start = time.perf_counter()
     if bounds is None:
         bounds = compute_bounds(net, domain, tighten, **bound_options)

@@ -94,3 +94,96 @@ def test_solve_starts_unstarted_network_blocks_from_a_forward_pass():
     flipped = [v.value for v in binaries]
     _start_network_blocks(m)
     assert [v.value for v in binaries] == flipped
+
+
+def _model_with_block(seed=21):
+    net = random_mlp(np.random.default_rng(seed), [2, 8, 8, 2])
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(range(2), bounds=(-1, 1))
+    block = relumilp.add_network(m, net, inputs=m.x)
+    m.obj = pyo.Objective(expr=block.outputs[0] - block.outputs[1], sense=pyo.maximize)
+    return m, net, block
+
+
+def test_add_network_returns_a_declared_network_block():
+    from relumilp.api import NetworkBlockData, network_blocks
+
+    m, net, block = _model_with_block()
+    assert isinstance(block, relumilp.NetworkBlock) and isinstance(block, NetworkBlockData)
+    assert type(block).__name__ == "ScalarNetworkBlock"
+    # found by type, also inside a user's sub-block, and not when deactivated
+    m.sub = pyo.Block()
+    inner = relumilp.add_network(m.sub, net, input_bounds=([-1, -1], [1, 1]))
+    assert network_blocks(m) == [block, inner]
+    inner.deactivate()
+    assert network_blocks(m) == [block]
+    assert block.stats() == block.compiled.stats() and block.stats()["binaries"] == len(block.column_vars) - sum(
+        len(block.nodes[k].y) for k in block.compiled.milp.node_columns)
+
+
+def test_warm_start_satisfies_every_row_of_the_block():
+    m, net, block = _model_with_block()
+    x = np.array([0.3, -0.7])
+    block.warm_start(x)
+    vector = np.array([v.value for v in block.column_vars])
+    assert block.compiled.milp.max_violation(vector) <= 1e-12
+    np.testing.assert_allclose([block.outputs[j].value for j in range(2)], net.forward(x), atol=1e-12)
+    check = block.check(nodes=True)
+    assert check.max_error <= 1e-12 and max(check.nodes.values()) <= 1e-12
+    np.testing.assert_array_equal(check.x, x)
+
+
+@pytest.mark.parametrize("solver", ["highs", "appsi_highs"])
+def test_get_error_after_solve_is_zero_and_catches_corrupted_values(solver):
+    if solver != "highs" and not pyo.SolverFactory(solver).available(exception_flag=False):
+        pytest.skip(f"{solver} not available")
+    m, net, block = _model_with_block()
+    result = relumilp.solve(m, solver=solver, check="raise")
+    assert result.status == "optimal"
+    errors = block.get_error()
+    assert errors.shape == (2,) and errors.max() <= 1e-6
+    check = block.check()
+    np.testing.assert_allclose(check.y, net.forward(check.x), atol=0)
+    assert check.matches()
+    block.outputs[1].set_value(block.outputs[1].value + 5.0)
+    assert block.get_error()[1] == pytest.approx(5.0, abs=1e-6) and not block.check().matches()
+    block.outputs[1].set_value(None)  # a value the solver did not load is never a match
+    assert block.check().max_error == np.inf
+
+
+def test_solve_never_certifies_a_block_that_does_not_match(monkeypatch):
+    from relumilp.api import NetworkBlockData
+
+    m, net, block = _model_with_block()
+    real = NetworkBlockData.check
+
+    def corrupted(self, nodes=False):
+        report = real(self, nodes)
+        report.y_milp = report.y_milp + 1.0
+        report.errors = np.abs(report.y - report.y_milp)
+        report.max_error = float(report.errors.max())
+        return report
+
+    monkeypatch.setattr(NetworkBlockData, "check", corrupted)
+    with pytest.warns(UserWarning, match="differ from the forward pass"):
+        result = relumilp.solve(m)
+    assert result.status == "unknown" and result.blocks[0]["matches"] is False
+    with pytest.raises(relumilp.SolveError):
+        relumilp.solve(m, check="raise")
+
+
+def test_compute_bounds_accepts_every_domain_form():
+    net = random_mlp(np.random.default_rng(3), [2, 5, 1])
+    box = relumilp.InputDomain([-1, -1], [1, 1])
+    reference = relumilp.compute_bounds(net, box)
+    for domain in (([-1, -1], [1, 1]), (-1, 1), {"lower": [-1, -1], "upper": [1, 1]}):
+        bounds = relumilp.compute_bounds(net, domain)
+        for name in [node.name for node in net]:
+            np.testing.assert_array_equal(bounds[name][0], reference[name][0])
+            np.testing.assert_array_equal(bounds[name][1], reference[name][1])
+    cut = relumilp.compute_bounds(net, {"lower": [-1, -1], "upper": [1, 1], "A": [[1.0, 1.0]], "b": [-1.5]}, "lp",
+                                  workers=1)
+    output = net.output
+    assert cut[output][1][0] <= reference[output][1][0] + 1e-9
+    with pytest.raises(InvalidDomainError, match="3 bounds"):
+        relumilp.compute_bounds(net, ([0, 0, 0], [1, 1, 1]))

@@ -270,7 +270,6 @@ def analyze_network(network, domain, tighten: str = "interval", scale: bool | st
     """
     from ..limits import Deadline
     from ..ir import Network as _Network
-    from ..pipeline import as_domain
 
     total_start = time.perf_counter()
     deadline = Deadline.of(time_limit)
@@ -278,7 +277,7 @@ def analyze_network(network, domain, tighten: str = "interval", scale: bool | st
         from ..frontends import load_network
 
         network = load_network(network)
-    domain = as_domain(domain, network.input_size)
+    domain = InputDomain.of(domain, network.input_size)
     times: dict[str, float] = {}
     before = _compile(network, domain, "interval", False, {})
     times["bounds_baseline"] = before.times.get("bounds", 0.0)

@@ -28,8 +28,11 @@ __all__ = ["METHODS", "Bounds", "compute_bounds", "interval_bounds", "phases", "
 _RESULT_OPTIONS = ("milp_time_limit", "lp_time_limit", "mip_rel_gap", "tighten_outputs")
 
 
-def compute_bounds(net: Network, domain: InputDomain, method: str = "interval", **options) -> Bounds:
+def compute_bounds(net: Network, domain, method: str = "interval", **options) -> Bounds:
     """Bounds of every node of ``net`` over ``domain`` by ``method`` (and every cheaper method first).
+
+    ``domain`` is an :class:`~relumilp.domain.InputDomain`, a ``(lower, upper)`` pair or a dict with
+    ``lower``/``upper`` (and optional ``A``/``b``), as for :func:`relumilp.optimize`.
 
     Options (all keyword):
 
@@ -53,7 +56,7 @@ def compute_bounds(net: Network, domain: InputDomain, method: str = "interval", 
     """
     if method not in METHODS:
         raise RelumilpError(f"unknown bound method {method!r}; choose one of {', '.join(METHODS)}")
-    domain.check_size(net.input_size)
+    domain = InputDomain.of(domain, net.input_size)
     cache = options.pop("cache", None)
     key = None
     if cache is not None:
