@@ -25,6 +25,7 @@ import numpy as np
 import pyomo.environ as pyo
 from pyomo.core.base.block import BlockData, declare_custom_block
 
+from .domain import InputDomain
 from .errors import InvalidDomainError
 from .formulation.pyomo_block import bounds_of, emit_block, flatten_vars, link
 from .pipeline import CompiledNetwork, compile_network
@@ -154,19 +155,70 @@ def add_network(
     The block carries ``block.compiled`` (the :class:`~relumilp.pipeline.CompiledNetwork`), which
     :func:`relumilp.solve` uses, through :meth:`NetworkBlockData.check`, to check the answer against
     the network's own forward pass.
+
+    **Batches.** When ``inputs`` holds several samples -- a Var indexed by ``(sample, feature)``, a 2-D
+    array or a list of lists of variables -- one block per sample is created (an indexed
+    ``NetworkBlock`` over the samples, returned), from one compiled network per distinct input box:
+    bounds are computed once per box, not once per sample. ``outputs`` is then indexed the same way.
     """
+    samples = _sample_rows(inputs)
+    if samples is not None:
+        return _add_batch(model, network, samples, _sample_rows(outputs) if outputs is not None else None,
+                          input_bounds, name, dict(tighten=tighten, scale=scale, bounds=bounds, **bound_options))
     input_vars = flatten_vars(inputs)
     if input_bounds is None and input_vars:
         input_bounds = bounds_of(input_vars)
         if input_bounds is None:
             raise InvalidDomainError("some input variables are unbounded: give them bounds or pass input_bounds=")
     compiled = compile_network(network, input_bounds, tighten=tighten, scale=scale, bounds=bounds, **bound_options)
-    name = name or f"network_{next(_counter)}"
-    while model.component(name) is not None:
-        name = f"{name}_{next(_counter)}"
+    name = _free_name(model, name)
     block = NetworkBlock(concrete=True)
     model.add_component(name, block)
     return populate_block(block, compiled, inputs=input_vars, outputs=outputs)
+
+
+def _sample_rows(variables) -> list[list] | None:
+    """The variables of each sample when ``variables`` is 2-D (indexed by (sample, feature), an array
+    with two dimensions, or a list of lists); None for a single sample."""
+    if hasattr(variables, "is_indexed") and variables.is_indexed() and variables.index_set().dimen == 2:
+        rows: dict = {}
+        for index in variables.index_set():
+            rows.setdefault(index[0], []).append(variables[index])
+        return list(rows.values())
+    if isinstance(variables, np.ndarray) and variables.ndim == 2:
+        return [list(row) for row in variables]
+    if isinstance(variables, (list, tuple)) and variables and all(isinstance(r, (list, tuple, np.ndarray))
+                                                                  for r in variables):
+        return [flatten_vars(row) for row in variables]
+    return None
+
+
+def _add_batch(model, network, samples, outputs, input_bounds, name, options) -> pyo.Block:
+    """One network block per sample, sharing one compiled network per distinct input box."""
+    if outputs is not None and len(outputs) != len(samples):
+        raise InvalidDomainError(f"{len(samples)} input samples but {len(outputs)} output samples")
+    name = _free_name(model, name)
+    blocks = NetworkBlock(range(len(samples)), concrete=True)
+    model.add_component(name, blocks)
+    compiled_for: dict = {}
+    for k, row in enumerate(samples):
+        box = input_bounds if input_bounds is not None else bounds_of(row)
+        if box is None:
+            raise InvalidDomainError(f"sample {k}: some input variables are unbounded: give them bounds or "
+                                     "pass input_bounds=")
+        domain = InputDomain.of(box, len(row))
+        key = domain.content_hash
+        if key not in compiled_for:
+            compiled_for[key] = compile_network(network, domain, **options)
+        populate_block(blocks[k], compiled_for[key], inputs=row, outputs=None if outputs is None else outputs[k])
+    return blocks
+
+
+def _free_name(model, name: str | None) -> str:
+    name = name or f"network_{next(_counter)}"
+    while model.component(name) is not None:
+        name = f"{name}_{next(_counter)}"
+    return name
 
 
 def populate_block(block: NetworkBlockData, compiled: CompiledNetwork, inputs=None, outputs=None) -> NetworkBlockData:

@@ -187,3 +187,27 @@ def test_compute_bounds_accepts_every_domain_form():
     assert cut[output][1][0] <= reference[output][1][0] + 1e-9
     with pytest.raises(InvalidDomainError, match="3 bounds"):
         relumilp.compute_bounds(net, ([0, 0, 0], [1, 1, 1]))
+
+
+def test_batch_embedding_one_block_per_sample_and_bounds_once_per_box(monkeypatch):
+    import relumilp.api as api
+
+    net = relumilp.examples.peaks()
+    m = pyo.ConcreteModel()
+    m.X = pyo.Var(range(5), range(2), bounds=(-3, 3))
+    m.Y = pyo.Var(range(5), range(1))
+    calls = []
+    original = api.compile_network
+    monkeypatch.setattr(api, "compile_network", lambda *a, **k: calls.append(1) or original(*a, **k))
+    blocks = relumilp.add_network(m, net, inputs=m.X, outputs=m.Y)
+    assert len(blocks) == 5 and len(calls) == 1  # five samples, one box: compiled once
+    for k in range(5):  # pin each sample's input; the batch must reproduce the network on each
+        for i in range(2):
+            m.X[k, i].fix(-2.0 + k + 0.5 * i)
+    m.obj = pyo.Objective(expr=sum(m.Y[k, 0] for k in range(5)))
+    result = relumilp.solve(m)
+    assert result.status == "optimal"
+    for k in range(5):
+        x = np.array([m.X[k, 0].value, m.X[k, 1].value])
+        assert m.Y[k, 0].value == pytest.approx(float(net.forward(x)[0]), abs=1e-6)
+        assert blocks[k].get_error().max() < 1e-6
