@@ -5,8 +5,10 @@ The problem
     function on [-3, 3]^2. This script is its recipe: sample the function at 2,000 uniform points, fit
     the network with ``relumilp.train.fit_surrogate`` (300 epochs of Adam, seed 0), convert it to
     relumilp's network IR and write it with ``Network.save`` (a plain ``.npz``: weights plus a JSON
-    description, no pickled objects). With the defaults the written file is bit-for-bit the shipped
-    network (same ``content_hash``; the script says whether it matches).
+    description, no pickled objects). With the defaults the weights are those of the shipped network
+    to within a float64 rounding (a float32 -> float64 conversion can differ in the last bit across
+    torch builds); the script prints the largest weight difference and whether the file is
+    bit-for-bit identical.
 
     Options change the recipe: ``--hidden 32 32`` for a larger network, ``--stability 1e-3`` to add the
     ReLU-stability penalty (Xiao et al. 2019), which makes more neurons stable over the box and the
@@ -99,8 +101,14 @@ def main(argv=None) -> int:
           f"{stats['stable_active'] + stats['stable_inactive']} stable, of {stats['neurons']}")
     print(f"  saved and reloaded               max |IR(reloaded) - torch| = {np.max(np.abs(ir_out - torch_out)):.1e}")
     shipped = relumilp.examples.peaks()
-    same = "identical to the shipped relumilp.examples.peaks()" if loaded.content_hash == shipped.content_hash \
-        else "differs from the shipped network"
+    if loaded.content_hash == shipped.content_hash:
+        same = "bit-for-bit the shipped relumilp.examples.peaks()"
+    elif loaded.hidden_sizes == shipped.hidden_sizes:
+        gap = max(float(np.max(np.abs(a - b))) for pair in zip(loaded.dense_layers(), shipped.dense_layers())
+                  for a, b in zip(*pair))
+        same = f"the shipped network's weights to within {gap:.1e}"
+    else:
+        same = "a different architecture from the shipped network"
     print(f"  content hash                     {loaded.content_hash[:16]} ({same})")
     print(f"Wrote {out}")
     if args.quick:
