@@ -46,6 +46,18 @@ def _umask() -> int:
     return mask
 
 
+def make_folder(path, what: str = "folder") -> Path:
+    """Create the folder ``path`` (and missing parents) unless it exists; a one-line error otherwise."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ModelFileError(f"{what} {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelFileError(f"cannot create {what} {path}: {_reason(exc)}") from None
+    return path
+
+
 def check_writable(path) -> Path:
     """``path`` if a file can be written there (probed with a temporary file), else a one-line error."""
     path = Path(path)

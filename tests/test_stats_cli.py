@@ -73,12 +73,14 @@ def test_text_output(model2, capsys):
         assert needle in out
 
 
-def test_plots(model2, tmp_path, capsys):
+@pytest.mark.parametrize("cross_check", [[], ["--solve-time-limit", "30"]])
+def test_plots(model2, tmp_path, capsys, cross_check):
     pytest.importorskip("matplotlib")
-    assert main(["stats", str(model2), "--box", "-1:1", "--plot", str(tmp_path), "--samples", "500",
-                 "--solve-time-limit", "30"]) == 0
+    folder = tmp_path / "new" / "figures"  # created, parents too
+    assert main(["stats", str(model2), "--box", "-1:1", "--plot", str(folder), "--samples", "500",
+                 *cross_check]) == 0
     out = capsys.readouterr().out
-    names = sorted(p.name for p in tmp_path.glob("*.png"))
+    names = sorted(p.name for p in folder.glob("*.png"))
     assert names == ["two_big_m.png", "two_regions.png", "two_stability.png"]
     assert "wrote" in out
 
@@ -86,7 +88,7 @@ def test_plots(model2, tmp_path, capsys):
 @pytest.mark.parametrize("args,message", [
     (["--regions", "exact"], "needs 1 or 2 inputs"),
     (["--region-time-limit", "0"], "must be a positive number"),
-    (["--plot", "/nonexistent/folder"], "does not exist"),
+    (["--plot", "/proc/nonexistent/folder"], "cannot create --plot"),
 ])
 def test_errors_are_one_line(model3, capsys, args, message):
     assert main(["stats", str(model3), "--box", "-1:1", *args]) == 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .._io import make_folder
 from ..errors import RelumilpError
 from ..limits import Deadline
 from .common import (add_domain_arguments, add_model_arguments, add_tighten_arguments, count, load_domain,
@@ -35,10 +36,12 @@ def register(subparsers) -> None:
                              "(at least 1000 there) (default 10000)")
     parser.add_argument("--seed", type=count, default=0, help="random seed of the samples (default 0)")
     parser.add_argument("--plot", metavar="DIR",
-                        help="write PNG figures into DIR: regions (1-2 inputs, exact), stability bars, big-M histogram")
-    parser.add_argument("--solve-time-limit", type=seconds_or_zero, default=60.0, metavar="S",
-                        help="time limit of each MILP solve for the optimum marked on the region figure; 0 skips "
-                             "the MILP and marks the vertex-enumeration optimum of the exact regions (default 60)")
+                        help="write PNG figures into DIR (created if missing): regions (1-2 inputs, exact), stability "
+                             "bars, big-M histogram")
+    parser.add_argument("--solve-time-limit", type=seconds_or_zero, default=0.0, metavar="S",
+                        help="cross-check the optima marked on the region figure with MILP solves of at most S "
+                             "seconds each; by default (0) the exact regions' vertex enumeration marks them, "
+                             "which is exact and fast")
     parser.add_argument("--time-limit", type=seconds, metavar="S",
                         help="seconds for bounds, region counting and the figure's MILPs together")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -54,8 +57,8 @@ def run(args) -> int:
     if args.regions == "exact" and net.input_size > 2:
         raise RelumilpError(f"--regions exact needs 1 or 2 inputs (the network has {net.input_size}); "
                             "use --regions mip or sample")
-    if args.plot and not Path(args.plot).is_dir():
-        raise RelumilpError(f"--plot folder {args.plot} does not exist")
+    if args.plot:
+        make_folder(args.plot, "--plot")
     report = analyze_network(net, domain, tighten=args.tighten, scale=args.scale, regions=args.regions,
                              region_time_limit=args.region_time_limit, samples=args.samples, seed=args.seed,
                              time_limit=deadline)
