@@ -311,3 +311,14 @@ def test_batch_runner_on_a_tiny_instances_file(model_and_props, tmp_path, capsys
     # comparing with itself: no differences
     assert run_batch([str(csv_path), "--compare", str(out)]) == 0
     assert "0 differ, 0 contradictions" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("split", ["--input-split", "--no-input-split"])
+def test_cli_verbose_tells_how_the_answer_was_reached(model_and_props, capsys, split):
+    _, model, props, _ = model_and_props
+    assert main(["verify", str(model), str(props["holds"]), split, "--verbose"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("holds") and "region 0: decided by" in out and "bounds:" in out
+    assert main(["verify", str(model), str(props["holds"]), split, "--verbose", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["details"]["regions"][0]["decided_by"]

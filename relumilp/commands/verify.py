@@ -31,6 +31,9 @@ def register(subparsers) -> None:
                        help="solve each input region as one MILP")
     parser.add_argument("--threads", type=positive_int, metavar="N", help="HiGHS threads")
     parser.add_argument("--log", action="store_true", help="show the HiGHS log (on stderr with --json)")
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="tell how the answer was reached: per input region, the attack, the bounds, the "
+                             "branch and bound and every MILP (with --json: the full details object)")
     parser.add_argument("--json", action="store_true",
                         help='print {"result", "counterexample": {"x", "y"} or null, "time"}')
     parser.add_argument("--result-file", metavar="FILE",
@@ -57,11 +60,45 @@ def run(args) -> int:
         atomic_write_text(args.result_file, result.vnncomp_text())
     code = 130 if interrupted else 0
     if args.json:
-        print_json(result.to_json())
+        data = result.to_json()
+        if args.verbose:
+            data["details"] = result.details
+        print_json(data)
         return code
     print(result.result + (" (interrupted)" if interrupted else ""))
     if result.counterexample is not None:
         print("x    " + " ".join(f"{v:.17g}" for v in result.counterexample["x"]))
         print("y    " + " ".join(f"{v:.17g}" for v in result.counterexample["y"]))
     print(f"time {result.time:.3f}s")
+    if args.verbose:
+        for line in explain(result.details):
+            print(line)
     return code
+
+
+def explain(details: dict) -> list[str]:
+    """How a verification answer was reached, one line per input region and per MILP."""
+    lines = [f"bounds: {details.get('tighten')}; input splitting: {'on' if details.get('input_split') else 'off'}; "
+             f"disjunction encoding: {details.get('disjunction')}"]
+    for region in details.get("regions", ()):
+        head = (f"region {region.get('region')}: decided by {region.get('decided_by', 'nothing (not reached)')}"
+                f" ({region.get('disjuncts')} unsafe conjunction(s)")
+        if "unstable" in region:
+            head += f", {region['unstable']} unstable neurons, {region.get('binaries')} binaries at the root"
+        if "pruned_by_bounds" in region:
+            head += f", {region['pruned_by_bounds']} conjunction(s) ruled out by bounds"
+        lines.append(head + ")")
+        times = [f"{key[:-5]} {region[key]:.3f}s" for key in ("attack_time", "bounds_time", "bab_time") if key in region]
+        if times:
+            lines.append("  time: " + ", ".join(times))
+        if "bab" in region:
+            bab = region["bab"]
+            lines.append(f"  branch and bound: {bab.get('boxes')} boxes, {bab.get('pruned')} closed by bounds, "
+                         f"{bab.get('leaves')} decided by MILP, depth {bab.get('max_depth')}")
+        for run in region.get("milp", ()):
+            bound = run.get("bound")
+            lines.append(f"  MILP over conjunction(s) {run.get('disjuncts')}: {run.get('status')} in "
+                         f"{run.get('time', 0.0):.3f}s, {run.get('nodes')} nodes, {run.get('binaries')} binaries"
+                         + ("" if bound is None else f", bound on the max violation {bound:.3g}")
+                         + (", stopped at its first solution" if run.get("first_only") else ""))
+    return lines
