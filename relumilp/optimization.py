@@ -309,6 +309,7 @@ def optimize(
     threads: int | None = None,
     log: bool = False,
     check: str = "warn",
+    progress: bool = False,
     **bound_options,
 ) -> SolveResult:
     """Globally minimise or maximise an output of ``network`` over ``input_bounds``, with a certificate.
@@ -318,6 +319,8 @@ def optimize(
     :func:`certify`: the objective is the float64 forward pass at the returned input, and ``optimal``
     means the (margin-widened) solver bound lies within ``mip_gap`` (default 1e-6) of it, relative to
     ``max(1, |objective|)``. Anything the forward pass does not support is reported as ``unknown``.
+
+    ``progress`` shows bound tightening and the solver's incumbent, bound and gap on stderr.
 
     Returns a :class:`SolveResult` with ``times`` for ``bounds``, ``build``, ``solve`` and ``total``
     and ``stats`` on model size, neuron stability, the coefficient range handed to HiGHS, and
@@ -335,6 +338,8 @@ def optimize(
     gap = OPTIMALITY_GAP if mip_gap is None else _check_gap(mip_gap)
     deadline = Deadline.of(time_limit)
     try:
+        if progress and tighten in ("lp", "milp"):
+            bound_options.setdefault("progress", True)
         compiled = compile_network(network, input_bounds, tighten=tighten, scale=scale, bounds=bounds,
                                    time_limit=deadline, **bound_options)
         coefficients, sense = output_objective(compiled.network.output_size, maximize, minimize, objective)
@@ -344,7 +349,7 @@ def optimize(
         return SolveResult(status="interrupted", times={"total": time.perf_counter() - started})
     built = time.perf_counter()
     solution = solve_milp(milp, deadline=deadline, mip_rel_gap=gap, threads=threads, log=log,
-                          start=start_vector(compiled.network, milp, first_guess))
+                          start=start_vector(compiled.network, milp, first_guess), progress=progress)
     result = certify(compiled, solution, coefficients, sense, gap, [first_guess], check)
     bound_seconds = compiled.times.get("bounds", 0.0) + compiled.times.get("scaling", 0.0)
     result.times = {

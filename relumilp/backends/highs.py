@@ -303,10 +303,41 @@ class MilpSolution:
     notes: list = field(default_factory=list)
 
 
+@contextlib.contextmanager
+def _progress_display(h: highspy.Highs, show: bool, sense: str, objective_scale: float):
+    """A tqdm line on stderr with HiGHS's incumbent, bound and gap, refreshed at most twice a second
+    from its MIP interrupt callback (which HiGHS calls often; the callback only reads numbers)."""
+    if not show:
+        yield
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=None, desc="solve", unit=" nodes", file=sys.stderr, leave=False, dynamic_ncols=True)
+    last = [0.0]
+
+    def update(event) -> None:
+        now = time.perf_counter()
+        if now - last[0] < 0.5:
+            return
+        last[0] = now
+        out = event.data_out
+        primal, dual = out.mip_primal_bound / objective_scale, out.mip_dual_bound / objective_scale
+        bar.n = int(out.mip_node_count)
+        bar.set_postfix_str(f"incumbent {primal:.8g}  bound {dual:.8g}  gap {out.mip_gap:.2%}", refresh=True)
+
+    h.cbMipInterrupt.subscribe(update)
+    try:
+        yield
+    finally:
+        h.cbMipInterrupt.unsubscribe(update)
+        bar.close()
+
+
 def solve_milp(milp: MILP, *, time_limit: float | None = None, deadline: Deadline | None = None,
                mip_rel_gap: float = OPTIMALITY_GAP, threads: int | None = None, log: bool = False,
                start: np.ndarray | None = None, options: dict | None = None,
-               on_interrupt: str = "status", stop_at_first_solution: bool = False) -> MilpSolution:
+               on_interrupt: str = "status", stop_at_first_solution: bool = False,
+               progress: bool = False) -> MilpSolution:
     """Solve ``milp`` (with its objective and sense) by HiGHS on its exactly equilibrated form.
 
     The model is rescaled by powers of two and its negligible entries relaxed
@@ -315,6 +346,7 @@ def solve_milp(milp: MILP, *, time_limit: float | None = None, deadline: Deadlin
     points after postsolve while still pruning their nodes). HiGHS stops at half of ``mip_rel_gap`` with no
     absolute gap, which leaves room for the bound's margin and for the caller's forward-pass check
     within ``mip_rel_gap``. ``start`` (original column values) is handed over as a MIP start.
+    ``progress`` shows the incumbent, bound and gap on stderr while HiGHS runs.
     """
     from ..formulation.numerics import equilibrate
 
@@ -340,7 +372,8 @@ def solve_milp(milp: MILP, *, time_limit: float | None = None, deadline: Deadlin
         solution.col_value = scaled.scale_columns(start).tolist()
         solution.value_valid = True
         h.setSolution(solution)
-    status = run(h, time_limit=time_limit, deadline=deadline, mip=integer, on_interrupt=on_interrupt)
+    with _progress_display(h, progress, milp.sense, scaled.objective_scale) if integer else contextlib.nullcontext():
+        status = run(h, time_limit=time_limit, deadline=deadline, mip=integer, on_interrupt=on_interrupt)
     info = h.getInfo()
     result = MilpSolution(status, nodes=int(info.mip_node_count) if integer else 0, numerics=scaled.report(),
                           notes=list(scaled.notes))

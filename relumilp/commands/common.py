@@ -160,6 +160,16 @@ def objective_choice(args, required: bool) -> dict:
     return {"maximize": args.maximize} if args.maximize is not None else {"minimize": args.minimize}
 
 
+def add_quiet_argument(parser: argparse.ArgumentParser) -> None:
+    """``--quiet``: no progress display (it is shown on stderr only when stderr is a terminal)."""
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress display on stderr")
+
+
+def show_progress(args) -> bool:
+    """Whether to draw progress: stderr is a terminal and ``--quiet`` was not given."""
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
 def add_problem_arguments(parser: argparse.ArgumentParser) -> None:
     """MODEL/--example, the input domain, the objective and the bound options (solve, compile)."""
     add_model_arguments(parser)

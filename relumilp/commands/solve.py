@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 from ..optimization import optimize
-from .common import (add_problem_arguments, fraction, load_domain, load_model, objective_choice, positive_int,
-                     print_json, quiet_stdout, seconds)
+from .common import (add_problem_arguments, add_quiet_argument, fraction, load_domain, load_model, objective_choice,
+                     positive_int, print_json, quiet_stdout, seconds, show_progress)
 
 
 def register(subparsers) -> None:
@@ -19,6 +19,7 @@ def register(subparsers) -> None:
     parser.add_argument("--threads", type=positive_int, metavar="N", help="HiGHS threads")
     parser.add_argument("--log", action="store_true", help="show the HiGHS log (on stderr with --json)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_quiet_argument(parser)
     parser.set_defaults(run=run)
 
 
@@ -28,7 +29,7 @@ def run(args) -> int:
     with quiet_stdout(args):
         result = optimize(net, domain, **objective_choice(args, required=True), tighten=args.tighten,
                           scale=args.scale, time_limit=args.time_limit, mip_gap=args.mip_gap, threads=args.threads,
-                          log=args.log)
+                          log=args.log, progress=show_progress(args))
     # Ctrl-C: the best incumbent and bound so far are printed, then the usual interrupt exit status
     code = 130 if result.status == "interrupted" else 0
     if args.json:
@@ -40,6 +41,8 @@ def run(args) -> int:
     print(f"bound       {fmt(result.bound)}")
     if result.gap is not None:
         print(f"gap         {result.gap:.3g}")
+    for note in result.notes:
+        print(f"note        {note}")
     if result.x is not None:
         print(f"x           {' '.join(f'{v:.8g}' for v in result.x)}")
         print(f"y (forward) {' '.join(f'{v:.8g}' for v in result.y)}")
