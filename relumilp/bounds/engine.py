@@ -32,8 +32,10 @@ with ``+1`` -- the neuron is fixed active in that box (its pre-activation ``x >=
 inactive (``x <= 0``), ``0`` -- free. The pre-activation bounds are clamped at the kink at 0, so the
 relaxation becomes the exact piece. A box whose clamped bounds cross (e.g. active but ``x <= u < 0``)
 contains no input satisfying its splits: it is reported ``empty`` (its bounds there are set to the
-kink, vacuously sound). This is the simple sound form; optimised split multipliers (beta-CROWN) are
-not implemented.
+kink, vacuously sound). The relaxation inside the propagation is exact; the widened bounds returned by
+:meth:`BoundEngine.bounds` may dip past the kink by the forward pass's rounding envelope (they bound the
+computed values). This is the simple sound form; optimised split multipliers (beta-CROWN) are not
+implemented.
 
 **Soundness** (sound mode, IR networks): interval steps are rounded outward (:func:`affine_interval`,
 ``outward=True``); back-substituted bounds are widened by ``ρ (1 + sum of |terms|)``, the magnitude of
