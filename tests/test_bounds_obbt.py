@@ -11,7 +11,8 @@ import scipy.sparse as sp
 from conftest import random_mlp
 from oracles import brute_force_optima
 from relumilp.bounds import compute_bounds, interval_bounds, phases
-from relumilp.bounds.obbt import ChunkResult, _intersect, safe_dual_bound
+from relumilp.bounds.base import intersect as _intersect
+from relumilp.bounds.obbt import ChunkResult, safe_dual_bound
 from relumilp.domain import InputDomain
 from relumilp.errors import InvalidDomainError, RelumilpError
 from relumilp.formulation.bigm import build_lp_relaxation, build_milp

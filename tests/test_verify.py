@@ -11,7 +11,8 @@ import relumilp.verify as verify_module
 from relumilp.cli import main
 from relumilp.domain import InputDomain
 from relumilp.frontends.vnnlib import OutputConstraint, Property, parse_vnnlib
-from relumilp.verify import _BoxBounds, spec_network, verify
+from relumilp.bounds.engine import BoundEngine
+from relumilp.verify import spec_network, verify
 
 from conftest import random_mlp
 from oracles import brute_force_optima
@@ -151,8 +152,8 @@ def test_unconfirmed_candidate_is_never_reported_violated(monkeypatch):
     net = random_mlp(np.random.default_rng(2), [2, 6, 6, 1])
     best = brute_force_optima(net, -np.ones(2), np.ones(2), np.ones(1))["max"][0]
     prop = parse_vnnlib(header(2, 1) + box_text([-1, -1], [1, 1]) + f"(assert (>= Y_0 {num(best - 0.1)}))")
-    monkeypatch.setattr(verify_module, "_check_candidate", lambda *args: None)
-    monkeypatch.setattr(verify_module, "_first_counterexample", lambda *args: None)
+    monkeypatch.setattr(verify_module.attack, "check_candidate", lambda *args: None)
+    monkeypatch.setattr(verify_module.attack, "first_counterexample", lambda *args: None)
     result = verify(net, prop, input_split=False, attack_samples=0)
     assert result.result == "unknown" and result.counterexample is None
     assert result.details["regions"][0]["milp"][0]["repaired"] is False
@@ -183,7 +184,7 @@ def test_box_bounds_are_sound(activation):
     L = rng.uniform(-1, 0.5, size=(16, 3))
     U = np.minimum(L + rng.uniform(0.05, 1.0, size=(16, 3)), 1.0)
     start = {k: (np.repeat(root.lower[k][None], 16, 0), np.repeat(root.upper[k][None], 16, 0)) for k in root.lower}
-    lo, hi = _BoxBounds(net)(L, U, start)
+    lo, hi = BoundEngine.for_network(net).bounds(L, U, start, refine="undecided")
     for i in range(16):
         values = net.forward_all(rng.uniform(L[i], U[i], size=(500, 3)))
         for name, v in values.items():

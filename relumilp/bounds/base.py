@@ -113,6 +113,25 @@ class Phases:
         return int(self.kink0.sum() + self.kink_cap.sum())
 
 
+def intersect(lower, upper, new_lower, new_upper):
+    """``[max(lower, new_lower), min(upper, new_upper)]``, keeping the looser bound where that would cross.
+
+    Two sound bounds of the same values can only cross by round-off (or on an empty set); the union is
+    then the safe choice. Works on numpy arrays and, element-wise and differentiably, on torch tensors
+    (the bound engine); returns new arrays.
+    """
+    xp = np if isinstance(lower, np.ndarray) or isinstance(new_lower, np.ndarray) else _torch()
+    lo, hi = xp.maximum(lower, new_lower), xp.minimum(upper, new_upper)
+    crossed = lo > hi
+    return (xp.where(crossed, xp.minimum(lower, new_lower), lo), xp.where(crossed, xp.maximum(upper, new_upper), hi))
+
+
+def _torch():
+    import torch  # only when torch tensors are passed: the CLI starts without torch
+
+    return torch
+
+
 def phases(node: ActivationNode, lower: np.ndarray, upper: np.ndarray) -> Phases:
     """Classify the neurons of ``node`` from its pre-activation bounds ``lower <= x <= upper``."""
     lower, upper = np.asarray(lower), np.asarray(upper)

@@ -100,7 +100,7 @@ from ..formulation.milp import MILP
 from ..formulation.numerics import equilibrate
 from ..ir import ActivationNode, AffineNode, Network
 from ..limits import Deadline
-from .base import Bounds, phases
+from .base import Bounds, intersect, phases
 from .interval import interval_bounds
 from .rounding import envelopes
 
@@ -461,17 +461,6 @@ def _affine_objectives(node: AffineNode, milp: MILP) -> tuple[np.ndarray, np.nda
     return columns, weights
 
 
-def _intersect(lower, upper, new_lower, new_upper):
-    """Intersect, keeping the looser bounds wherever the intersection would cross."""
-    lo = np.maximum(lower, new_lower)
-    hi = np.minimum(upper, new_upper)
-    crossed = lo > hi
-    if np.any(crossed):
-        lo[crossed] = np.minimum(lower, new_lower)[crossed]
-        hi[crossed] = np.maximum(upper, new_upper)[crossed]
-    return lo, hi
-
-
 def _run_chunks(problem: LayerProblem, neurons: np.ndarray, signs: np.ndarray, executor, workers: int,
                 bar, deadline: Deadline) -> list[ChunkResult]:
     """Solve the sequence ``(neurons, signs)`` in near-equal contiguous chunks of at most
@@ -701,7 +690,7 @@ def _obbt(net, domain, start, method, opts, executor, workers, progress, stats, 
             slack = 2.0 * envelopes(net, bounds.lower, bounds.upper)[node.name]
             new_lower = np.nextafter(new_lower - slack, -np.inf)
             new_upper = np.nextafter(new_upper + slack, np.inf)
-            bounds.lower[node.name], bounds.upper[node.name] = _intersect(lower, upper, new_lower, new_upper)
+            bounds.lower[node.name], bounds.upper[node.name] = intersect(lower, upper, new_lower, new_upper)
             # push the tightened bounds forward (activation outputs, later nodes) by interval arithmetic
             bounds = _forward(net, domain, bounds)
             times[stage] += time.perf_counter() - clock
@@ -715,7 +704,7 @@ def _forward(net: Network, domain: InputDomain, bounds: Bounds) -> Bounds:
     """Intersect ``bounds`` with interval arithmetic from them (never crossing), keeping ``times``."""
     pushed = interval_bounds(net, domain, start=bounds)
     for name in pushed.lower:
-        pushed.lower[name], pushed.upper[name] = _intersect(
+        pushed.lower[name], pushed.upper[name] = intersect(
             bounds.lower[name], bounds.upper[name], pushed.lower[name], pushed.upper[name]
         )
     pushed.times = bounds.times

@@ -1,0 +1,382 @@
+r"""The bound engine: batched symbolic (CROWN / DeepPoly-style) bounds of a network over many input boxes.
+
+One propagation routine serves every user of symbolic bounds:
+
+* :func:`relumilp.bounds.symbolic.symbolic_bounds` -- ``compute_bounds(..., "symbolic")``, one box;
+* the input-splitting branch and bound of :mod:`relumilp.verify.bab` -- batches of sub-boxes, each
+  starting from its parent's bounds, refining only the neurons still undecided;
+* :func:`relumilp.bounds.symbolic.mlp_bounds` -- the training losses: differentiable, any device and
+  dtype, no round-off margins (not a certificate).
+
+**Method.** Nodes are visited in topological order. An affine node first gets its interval image (rounded
+outward in sound mode), intersected with the box's start bounds (e.g. its parent's). Then selected
+neurons are bounded by back-substitution (:func:`back_substitute`): the identity ``t = I t`` is rewritten
+backwards through the graph -- across an affine node ``Λ`` becomes ``Λ W_i`` on each input, across an
+activation positive coefficients take the upper linear relaxation and negative ones the lower -- and
+the linear form in the input is maximised in closed form over the box. Lower bounds are ``-(upper bound
+of -t)``: both come from one pass with ``Λ = [I; -I]``. The result is intersected with the interval
+bound (:func:`relumilp.bounds.base.intersect`: where round-off would make them cross, the looser bound
+is kept). An activation node gets the exact interval image of its input's bounds and its linear
+relaxation (the only two calls into the relaxation formulas of :mod:`relumilp.bounds.symbolic`).
+
+**Which neurons are refined** (``refine``): ``"all"`` -- every neuron of every affine node not fed by the
+input alone (the input-only ones are exact by interval arithmetic); ``"undecided"`` -- per box, only the
+neurons of nodes that feed an activation whose phase the current bounds leave undecided (a neuron
+fixed on a constant piece needs no bound), plus every output neuron; the selected neurons are gathered
+per box and padded to the batch's largest count (padding rows are valid bounds too). Deep in a branch
+and bound tree most neurons are stable, so this is several times cheaper than ``"all"``. A dict
+``{node name: (B, size) bool mask}`` selects neurons explicitly.
+
+**Neuron splits** (``splits``, for branch and bound over neurons): ``{activation name: (B, size) int}``
+with ``+1`` -- the neuron is fixed active in that box (its pre-activation ``x >= 0``), ``-1`` -- fixed
+inactive (``x <= 0``), ``0`` -- free. The pre-activation bounds are clamped at the kink at 0, so the
+relaxation becomes the exact piece. A box whose clamped bounds cross (e.g. active but ``x <= u < 0``)
+contains no input satisfying its splits: it is reported ``empty`` (its bounds there are set to the
+kink, vacuously sound). The relaxation inside the propagation is exact; the widened bounds returned by
+:meth:`BoundEngine.bounds` may dip past the kink by the forward pass's rounding envelope (they bound the
+computed values). This is the simple sound form; optimised split multipliers (beta-CROWN) are not
+implemented.
+
+**Soundness** (sound mode, IR networks): interval steps are rounded outward (:func:`affine_interval`,
+``outward=True``); back-substituted bounds are widened by ``ρ (1 + sum of |terms|)``, the magnitude of
+all products that entered the bound, with ``ρ =`` :func:`roundoff_margin`; and :meth:`BoundEngine.bounds`
+finally widens the result for the forward pass's own rounding
+(:func:`relumilp.bounds.rounding.widen`), so it contains every float64 forward value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import RelumilpError
+from ..ir import ActivationNode, AffineNode, InputNode, Network
+from .base import intersect, phases
+from .rounding import TINY, gamma, terms, widen
+from .symbolic import activation_interval, linear_relaxation
+
+#: relative float64 round-off margin of back-substituted IR bounds (see :func:`roundoff_margin`)
+ROUNDOFF = 1e-12
+
+
+def roundoff_margin(net: Network) -> float:
+    """The relative margin put on back-substituted bounds of ``net``: :data:`ROUNDOFF`, or ``2 γ_K``
+    for the ``K`` roundings a bound can accumulate across the whole graph when that is larger."""
+    return max(ROUNDOFF, 2.0 * gamma(sum(terms(node) for node in net.affines)))
+
+
+@dataclass
+class _Op:
+    """A lightweight graph node of the engine (built from the IR or from an MLP)."""
+
+    name: str
+    kind: str  # "input" | "affine" | "act"
+    size: int
+    inputs: tuple = ()
+    weights: tuple = ()
+    bias: object = None
+    act: tuple = ("identity", 0.0, float("inf"))
+
+
+def network_ops(net: Network, dtype=torch.float64, device=None) -> list[_Op]:
+    """The IR as :class:`_Op` list (topological order) with torch parameters."""
+    ops = []
+    t = lambda a: torch.tensor(np.array(a, dtype=np.float64), dtype=dtype, device=device)
+    for node in net.order:
+        if isinstance(node, InputNode):
+            ops.append(_Op(node.name, "input", node.size))
+        elif isinstance(node, AffineNode):
+            ops.append(_Op(node.name, "affine", node.size, tuple(node.inputs), tuple(t(w) for w in node.weights), t(node.bias)))
+        else:
+            assert isinstance(node, ActivationNode)
+            alpha = node.alpha if node.kind == "leaky_relu" else 0.0
+            ops.append(_Op(node.name, "act", node.size, tuple(node.inputs), act=(node.kind, float(alpha), float(node.cap))))
+    return ops
+
+
+def mlp_ops(layers, activations, n_in: int) -> list[_Op]:
+    """An MLP ``[(W, b), ...]`` with one ``(kind, alpha, cap)`` per hidden layer as :class:`_Op` list.
+
+    Affine nodes are named ``linear{k}``, activations ``act{k}``.
+    """
+    ops = [_Op("input", "input", n_in)]
+    for k, (W, b) in enumerate(layers):
+        ops.append(_Op(f"linear{k}", "affine", W.shape[0], (ops[-1].name,), (W,), b))
+        if k < len(layers) - 1:
+            kind, alpha, cap = activations[k]
+            ops.append(_Op(f"act{k}", "act", W.shape[0], (f"linear{k}",), act=(kind, float(alpha), float(cap))))
+    return ops
+
+
+def affine_interval(op: _Op, lo: dict, hi: dict, outward: bool = False):
+    """Interval image of an affine op from its inputs' (batched) bounds.
+
+    With ``outward`` (float64 IR bounds), widened by the rounding of these sums and of the forward
+    pass's (:func:`relumilp.bounds.rounding.sum_margin`), as the numpy interval pass does.
+    """
+    l = op.bias
+    u = op.bias
+    for src, W in zip(op.inputs, op.weights):
+        pos, neg = torch.clamp(W, min=0.0), torch.clamp(W, max=0.0)
+        l = l + lo[src] @ pos.T + hi[src] @ neg.T
+        u = u + hi[src] @ pos.T + lo[src] @ neg.T
+    if outward:
+        size = op.bias.abs()
+        for src, W in zip(op.inputs, op.weights):
+            size = size + torch.maximum(lo[src].abs(), hi[src].abs()) @ W.abs().T
+        n = sum(W.shape[1] for W in op.weights) + len(op.weights) + 1
+        margin = 2.0 * gamma(n) * size + n * TINY
+        l, u = torch.nextafter(l - margin, l.new_tensor(-math.inf)), torch.nextafter(u + margin, u.new_tensor(math.inf))
+    return l, u
+
+
+def back_substitute(ops: list[_Op], index: int, lo: dict, hi: dict, relax: dict, track_magnitude: bool = True,
+                    coefficients=None, input_coefficients: bool = False):
+    """Upper bounds over the input box of the linear forms ``coefficients @ t``, ``t = ops[index]``.
+
+    ``coefficients`` has shape (B, R, m); the default ``[I; -I]`` gives upper bounds of ``[t; -t]``
+    (shape (B, 2m)). Returns ``(bounds, mag)`` where ``mag`` is the sum of |terms| that entered each
+    bound (for the round-off margin; None without ``track_magnitude``). With ``input_coefficients``,
+    returns instead the forms' coefficients on the network input (B, R, n_in).
+    """
+    target = ops[index]
+    if coefficients is None:
+        m = target.size
+        batch = next(iter(lo.values())).shape[0]
+        ref = lo[ops[0].name]
+        eye = torch.eye(m, dtype=ref.dtype, device=ref.device)
+        coefficients = torch.cat([eye, -eye]).expand(batch, 2 * m, m)
+    coef = {target.name: coefficients}
+    const = coefficients.new_zeros(coefficients.shape[:2])
+    mag = torch.zeros_like(const) if track_magnitude else None
+    for op in ops[index::-1]:
+        A = coef.pop(op.name, None)
+        if A is None:
+            continue
+        if op.kind == "affine":
+            const = const + A @ op.bias
+            if track_magnitude:
+                mag = mag + A.abs() @ op.bias.abs()
+            for src, W in zip(op.inputs, op.weights):
+                term = A @ W
+                coef[src] = coef[src] + term if src in coef else term
+        elif op.kind == "act":
+            al, cl, au, cu = relax[op.name]
+            pos, neg = torch.clamp(A, min=0.0), torch.clamp(A, max=0.0)
+            new = pos * au.unsqueeze(1) + neg * al.unsqueeze(1)
+            const = const + (pos * cu.unsqueeze(1) + neg * cl.unsqueeze(1)).sum(-1)
+            if track_magnitude:
+                mag = mag + (pos * cu.abs().unsqueeze(1) - neg * cl.abs().unsqueeze(1)).sum(-1)
+            src = op.inputs[0]
+            coef[src] = coef[src] + new if src in coef else new
+        else:  # the input node: maximise over the box
+            if input_coefficients:
+                return A
+            l, u = lo[op.name], hi[op.name]
+            pos, neg = torch.clamp(A, min=0.0), torch.clamp(A, max=0.0)
+            result = const + (pos @ u.unsqueeze(-1) + neg @ l.unsqueeze(-1)).squeeze(-1)
+            if track_magnitude:
+                scale = torch.maximum(l.abs(), u.abs())
+                mag = mag + (A.abs() @ scale.unsqueeze(-1)).squeeze(-1)
+            return result, mag
+    raise RelumilpError(f"node {target.name!r} does not depend on the network input")
+
+
+@dataclass
+class EngineBounds:
+    """Bounds of every node per box: ``lower``/``upper`` map node names to (B, size) arrays (numpy from
+    :meth:`BoundEngine.bounds`, torch from :meth:`BoundEngine.propagate`); ``empty`` (B,) flags boxes
+    whose neuron splits contradict their bounds (no input of the box satisfies them)."""
+
+    lower: dict
+    upper: dict
+    empty: object
+
+    def __iter__(self):  # lo, hi = engine.bounds(...)
+        return iter((self.lower, self.upper))
+
+
+class BoundEngine:
+    """Batched symbolic bounds of one network (see the module docstring).
+
+    Build it once per network (:meth:`for_network` for the sound float64 IR bounds, :meth:`for_mlp` for
+    differentiable training bounds) and call :meth:`bounds` / :meth:`propagate` for many batches.
+    """
+
+    def __init__(self, ops: list[_Op], net: Network | None = None, roundoff: float = 0.0):
+        self.ops = ops
+        self.net = net
+        self.roundoff = roundoff  # > 0: sound mode (outward interval steps, margins, widening)
+        self.index = {op.name: i for i, op in enumerate(ops)}
+        kinds = {op.name: op.kind for op in ops}
+        self.output = net.output if net is not None else ops[-1].name
+        #: affine nodes that back-substitution can tighten (not fed by the input alone)
+        self.symbolic = {op.name for op in ops
+                         if op.kind == "affine" and not all(kinds[src] == "input" for src in op.inputs)}
+        #: affine node -> the activation ops reading it (their kinks are where splits clamp)
+        self.readers: dict[str, list[_Op]] = {}
+        for op in ops:
+            if op.kind == "act":
+                self.readers.setdefault(op.inputs[0], []).append(op)
+        self.nodes = {node.name: node for node in net.order} if net is not None else {}
+        self.device = next((op.bias.device for op in ops if op.bias is not None), None)
+
+    @classmethod
+    def for_network(cls, net: Network, device=None) -> "BoundEngine":
+        """The sound float64 engine of an IR network (outward rounding, round-off margins, widening)."""
+        return cls(network_ops(net, device=device), net, roundoff_margin(net))
+
+    @classmethod
+    def for_mlp(cls, layers, activations, n_in: int) -> "BoundEngine":
+        """The differentiable engine of a torch MLP (no margins; see :func:`mlp_ops`)."""
+        return cls(mlp_ops(layers, activations, n_in))
+
+    @property
+    def sound(self) -> bool:
+        return self.roundoff > 0
+
+    # -- numpy front end (sound IR bounds) -----------------------------------------------------------
+
+    def bounds(self, lower, upper, start: dict | None = None, refine="all", splits: dict | None = None) -> EngineBounds:
+        """Sound bounds (numpy, (B, size) per node) over the boxes ``[lower, upper]`` of shape (B, n).
+
+        ``start`` maps node names to ``(lower, upper)`` (B, size) arrays already valid on each box;
+        ``refine`` and ``splits`` are described in the module docstring. In sound mode the result is
+        widened so that it contains every float64 forward value of every input of each box.
+        """
+        device = self.device
+        t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), device=device)
+        start_t = None if start is None else {k: (t(v[0]), t(v[1])) for k, v in start.items() if k in self.index}
+        splits_t = None if splits is None else {k: t(v) for k, v in splits.items()}
+        with torch.no_grad():
+            result = self.propagate(t(lower), t(upper), start_t, refine, splits_t)
+        lo = {k: v.cpu().numpy() for k, v in result.lower.items()}
+        hi = {k: v.cpu().numpy() for k, v in result.upper.items()}
+        if self.sound and self.net is not None:
+            lo, hi = widen(self.net, lo, hi)
+        return EngineBounds(lo, hi, result.empty.cpu().numpy())
+
+    # -- the propagation -------------------------------------------------------------------------------
+
+    def propagate(self, lower, upper, start: dict | None = None, refine="all", splits: dict | None = None) -> EngineBounds:
+        """Bounds of every op over the boxes ``[lower, upper]`` ((B, n) tensors), as (B, size) tensors.
+
+        Differentiable when called outside ``torch.no_grad`` (the training losses). No final widening.
+        """
+        lo: dict = {}
+        hi: dict = {}
+        relax: dict = {}
+        empty = torch.zeros(lower.shape[0], dtype=torch.bool, device=lower.device)
+        for index, op in enumerate(self.ops):
+            if op.kind == "input":
+                l, u = lower, upper
+                l, u = self._start(op.name, l, u, start)
+            elif op.kind == "affine":
+                l, u = affine_interval(op, lo, hi, outward=self.sound)
+                l, u = self._start(op.name, l, u, start)
+                l, u, empty = self._split(op.name, l, u, splits, empty)
+                mask = self._mask(op.name, l, u, refine)
+                if mask is not None:
+                    l, u = self._refine(index, l, u, mask, lo, hi, relax)
+                    l, u, empty = self._split(op.name, l, u, splits, empty)
+            else:
+                src = op.inputs[0]
+                # -- the activation's interval image and linear relaxation (the formulas' only two calls) --
+                l, u = activation_interval(*op.act, lo[src], hi[src])
+                relax[op.name] = linear_relaxation(*op.act, lo[src], hi[src])
+                l, u = self._start(op.name, l, u, start)
+            lo[op.name], hi[op.name] = l, u
+        return EngineBounds(lo, hi, empty)
+
+    @staticmethod
+    def _start(name, l, u, start):
+        if start is None or name not in start:
+            return l, u
+        return intersect(l, u, *start[name])
+
+    def _split(self, name, l, u, splits, empty):
+        """Clamp the pre-activation bounds of split neurons at the kink (0); flag contradicted boxes."""
+        if not splits:
+            return l, u, empty
+        for op in self.readers.get(name, ()):
+            s = splits.get(op.name)
+            if s is None:
+                continue
+            l = torch.where(s > 0, torch.clamp(l, min=0.0), l)
+            u = torch.where(s < 0, torch.clamp(u, max=0.0), u)
+            crossed = l > u
+            if bool(crossed.any()):  # no input of the box satisfies its splits: bounds there are vacuous
+                empty = empty | crossed.any(dim=1)
+                l, u = torch.where(crossed, torch.zeros_like(l), l), torch.where(crossed, torch.zeros_like(u), u)
+        return l, u, empty
+
+    def _mask(self, name, l, u, refine):
+        """Which neurons of affine node ``name`` to back-substitute: True (all), None (none) or a mask."""
+        if name not in self.symbolic:
+            return None
+        if isinstance(refine, dict):
+            mask = refine.get(name)
+            return None if mask is None else torch.as_tensor(mask, dtype=torch.bool, device=l.device)
+        if refine == "all" or name == self.output:
+            return True
+        if refine != "undecided":
+            raise RelumilpError(f"refine must be 'all', 'undecided' or a dict of masks, got {refine!r}")
+        readers = self.readers.get(name)
+        if not readers:
+            return None
+        lower, upper = l.cpu().numpy(), u.cpu().numpy()
+        undecided = np.zeros(lower.shape, dtype=bool)
+        for op in readers:
+            ph = phases(self.nodes[op.name], lower, upper)
+            undecided |= ~(ph.low | ph.high)  # constant pieces need no bound
+        return torch.from_numpy(undecided).to(l.device)
+
+    def _refine(self, index, l, u, mask, lo, hi, relax):
+        """Intersect ``[l, u]`` with back-substituted bounds on the masked neurons (per box)."""
+        m = l.shape[1]
+        if mask is True:
+            bound, mag = back_substitute(self.ops, index, lo, hi, relax, self.sound)
+            su, sl = bound[:, :m], -bound[:, m:]
+            if self.sound:
+                su = su + self.roundoff * (1.0 + mag[:, :m])
+                sl = sl - self.roundoff * (1.0 + mag[:, m:])
+            return intersect(l, u, sl, su)
+        count = int(mask.sum(dim=1).max()) if mask.numel() else 0
+        if count == 0:
+            return l, u
+        # per box, the masked neurons first (padding with unmasked ones is harmless: still valid bounds)
+        order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :count]  # (B, r)
+        eye = torch.nn.functional.one_hot(order, m).to(l.dtype)  # (B, r, m)
+        upper, mag = back_substitute(self.ops, index, lo, hi, relax, self.sound, coefficients=torch.cat([eye, -eye], dim=1))
+        su, sl = upper[:, :count], -upper[:, count:]
+        if self.sound:
+            su = su + self.roundoff * (1.0 + mag[:, :count])
+            sl = sl - self.roundoff * (1.0 + mag[:, count:])
+        new_l, new_u = intersect(l.gather(1, order), u.gather(1, order), sl, su)
+        return l.scatter(1, order, new_l), u.scatter(1, order, new_u)
+
+    # -- input coefficients (branching scores) ------------------------------------------------------------
+
+    def input_coefficients(self, lower: dict, upper: dict, node: str | None = None, sense: str = "lower"):
+        """``Λ`` of shape (B, size, n): the linear bound of ``node`` (default: the output) used by
+        back-substitution from the bounds ``lower``/``upper`` (numpy dicts, (B, size) per node) is
+        ``Λ x + c``, minimised (``sense="lower"``) or maximised (``"upper"``) over each box.
+        """
+        node = self.output if node is None else node
+        index = self.index[node]
+        with torch.no_grad():
+            device = self.device
+            lo = {k: torch.as_tensor(v, device=device) for k, v in lower.items()}
+            hi = {k: torch.as_tensor(v, device=device) for k, v in upper.items()}
+            # -- the activations' linear relaxations (the formula's only call here) --
+            relax = {op.name: linear_relaxation(*op.act, lo[op.inputs[0]], hi[op.inputs[0]])
+                     for op in self.ops[:index] if op.kind == "act"}
+            k = self.ops[index].size
+            batch = lo[node].shape[0]
+            sign = -1.0 if sense == "lower" else 1.0
+            eye = sign * torch.eye(k, dtype=lo[node].dtype, device=device).expand(batch, k, k)
+            coefficients = back_substitute(self.ops, index, lo, hi, relax, coefficients=eye, input_coefficients=True)
+            return (sign * coefficients).cpu().numpy()

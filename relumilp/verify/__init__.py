@@ -1,0 +1,213 @@
+r"""Verify VNN-LIB properties: does any input of a region reach the property's unsafe output set?
+
+:func:`verify` answers ``holds`` (no input of any region reaches an unsafe set), ``violated`` (with a
+counterexample re-checked by the float64 forward pass) or ``unknown`` (time limit, or a candidate that
+failed the re-check and could not be repaired). Each input region of the property is handled in turn,
+by the modules of this package:
+
+1. **Falsification by sampling** (:mod:`.attack`): the box centre, corners and random points through
+   the float64 forward pass.
+2. **Specification layer and bounds** (:mod:`.spec`): the unsafe rows appended to the network as one
+   affine node, whose outputs are the margins; bounds (``tighten``) on the margins drop unreachable
+   conjunctions.
+3. **MILP** (:mod:`.decide`, on the encoding of :mod:`relumilp.formulation.spec`): the max-violation
+   MILP of the margin network, solved by HiGHS; infeasible (or a dual bound above the decision slack)
+   proves the region, a feasible point is a candidate counterexample.
+4. **Input splitting** (:mod:`.bab`, default on for networks with at most 16 inputs): branch and bound
+   over input boxes on the batched bound engine, small leaves decided by step 3.
+5. **Re-check** (:mod:`.attack`): every candidate must satisfy an unsafe conjunction under the float64
+   forward pass of the original network (after an LP repair if needed); otherwise ``unknown``, never a
+   false ``violated``.
+
+``holds`` rests on sound bounds (interval/symbolic/LP bounds carry float64 round-off margins) and on
+HiGHS reporting a MILP infeasible, which is exact only up to its feasibility tolerances: a violation
+smaller than about 1e-6 of the model's scale can be missed. ``time_limit`` covers the whole call:
+bound computation stops at the deadline with the sound bounds it has, and a region not decided by then
+is ``unknown``. Ctrl-C stops the call promptly with ``unknown`` and ``details["interrupted"]``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..backends.highs import swallow_banner
+from ..errors import RelumilpError
+from ..formulation.spec import unsafe_milp
+from ..limits import Deadline
+from . import attack
+from .bab import branch_and_bound
+from .decide import UNSAFE_SLACK, Settings, decision_slack, milp_decide
+from .spec import spec_network, stack_rows
+
+__all__ = ["verify", "VerificationResult", "spec_network", "unsafe_milp", "decision_slack", "UNSAFE_SLACK",
+           "RESULTS", "DISJUNCTIONS"]
+
+RESULTS = ("holds", "violated", "unknown")
+DISJUNCTIONS = ("bigm", "split")
+
+
+@dataclass
+class VerificationResult:
+    """The answer of :func:`verify`.
+
+    ``result`` is ``holds``, ``violated`` or ``unknown``; ``counterexample`` is ``{"x": [...], "y": [...]}``
+    (``y`` = float64 forward pass at ``x``) for ``violated``, else None; ``time`` the wall time in
+    seconds; ``details`` per-region diagnostics (how each region was decided, bound and MILP times,
+    model sizes, MILP status and dual bound).
+    """
+
+    result: str
+    counterexample: dict | None
+    time: float
+    details: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        cex = None
+        if self.counterexample is not None:
+            cex = {k: [float(v) for v in self.counterexample[k]] for k in ("x", "y")}
+        out = {"result": self.result, "counterexample": cex, "time": round(self.time, 6)}
+        if self.details.get("interrupted"):
+            out["interrupted"] = True
+        return out
+
+    def vnncomp_text(self) -> str:
+        """The VNN-COMP result-file text: ``unsat`` / ``sat`` + assignment / ``timeout`` (for unknown)."""
+        if self.result == "holds":
+            return "unsat\n"
+        if self.result == "violated":
+            x, y = self.counterexample["x"], self.counterexample["y"]
+            parts = [f"(X_{i} {_number(v)})" for i, v in enumerate(x)]
+            parts += [f"(Y_{j} {_number(v)})" for j, v in enumerate(y)]
+            return "sat\n(" + "\n ".join(parts) + ")\n"
+        return "timeout\n"
+
+
+def _number(value) -> str:
+    """A float in positional notation that reads back exactly (VNN-LIB has no exponent syntax)."""
+    return np.format_float_positional(float(value), unique=True, trim="0")
+
+
+# -- the verifier ------------------------------------------------------------------------------------
+
+
+def verify(
+    network,
+    prop,
+    time_limit: float | None = None,
+    tighten: str | None = None,
+    disjunction: str = "split",
+    input_split: bool | None = None,
+    attack_samples: int = 1000,
+    leaf_binaries: int = 16,
+    batch_size: int = 256,
+    max_depth: int = 60,
+    threads: int | None = None,
+    log: bool = False,
+    highs_options: dict | None = None,
+    seed: int = 0,
+    **bound_options,
+) -> VerificationResult:
+    """Verify VNN-LIB property ``prop`` (a :class:`~relumilp.frontends.vnnlib.Property` or a path) on ``network``.
+
+    ``network`` is an IR :class:`Network` or anything :func:`relumilp.frontends.load_network` reads.
+    ``time_limit`` (seconds) covers the whole call. ``tighten`` is the bound method for each input
+    region (and so for the MILP's big-M coefficients; default ``symbolic`` with input splitting, ``lp``
+    without); ``disjunction`` the encoding of several unsafe conjunctions (``split``, the default: one
+    MILP per conjunction; ``bigm``: one MILP with binaries). ``attack_samples`` random points (plus the
+    box centre and corners) are tried first; 0 switches this off.
+    ``input_split`` (default: on for networks with at most 16 inputs) branches on input boxes with
+    batched symbolic bounds (``batch_size`` boxes at a time, at most ``max_depth`` halvings) and hands a
+    box to the MILP once it has at most ``leaf_binaries`` unstable neurons; off, each region is one MILP.
+    Remaining keyword arguments go to :func:`relumilp.bounds.compute_bounds`.
+    """
+    from ..bounds import METHODS
+    from ..frontends import load_network
+    from ..frontends.vnnlib import Property, read_vnnlib
+
+    start = time.perf_counter()
+    if disjunction not in DISJUNCTIONS:
+        raise RelumilpError(f"unknown disjunction encoding {disjunction!r}; choose one of {', '.join(DISJUNCTIONS)}")
+    if tighten is not None and tighten not in METHODS:
+        raise RelumilpError(f"unknown bound method {tighten!r}; choose one of {', '.join(METHODS)}")
+    deadline = Deadline.of(time_limit)  # also rejects a negative, zero or NaN limit
+    net = load_network(network)
+    if not isinstance(prop, Property):
+        prop = read_vnnlib(Path(prop), net.input_size, net.output_size)
+    if (prop.num_inputs, prop.num_outputs) != (net.input_size, net.output_size):
+        raise RelumilpError(
+            f"the property has {prop.num_inputs} inputs and {prop.num_outputs} outputs but the network has "
+            f"{net.input_size} and {net.output_size}"
+        )
+    split = (net.input_size <= 16) if input_split is None else bool(input_split)
+    if tighten is None:
+        tighten = "symbolic" if split else "lp"
+    settings = Settings(
+        deadline=deadline,
+        tighten=tighten, disjunction=disjunction, input_split=split,
+        attack_samples=int(attack_samples), leaf_binaries=int(leaf_binaries), batch_size=max(1, int(batch_size)),
+        max_depth=int(max_depth), threads=threads, log=log, highs_options=highs_options, bound_options=bound_options,
+    )
+    swallow_banner()  # keep HiGHS's start-up banner off stdout (--json)
+    rng = np.random.default_rng(seed)
+    regions: list[dict] = []
+    details = {"regions": regions, "tighten": tighten, "disjunction": disjunction,
+               "input_split": settings.input_split, "notes": list(prop.notes)}
+    answer = "holds"
+    for index, (domain, outputs) in enumerate(prop.regions()):
+        info = {"region": index, "disjuncts": len(outputs)}
+        regions.append(info)
+        if settings.deadline.expired():
+            info["decided_by"] = "time_limit"
+            answer = "unknown"
+            break
+        try:
+            verdict, found = _verify_region(net, domain, outputs, settings, rng, info)
+        except KeyboardInterrupt:  # Ctrl-C: solvers and workers are stopped by now
+            info["decided_by"], details["interrupted"] = "interrupted", True
+            return VerificationResult("unknown", None, time.perf_counter() - start, details)
+        if verdict == "violated":
+            x, y = found
+            return VerificationResult("violated", {"x": x, "y": y}, time.perf_counter() - start, details)
+        if verdict is None:
+            answer = "unknown"
+    return VerificationResult(answer, None, time.perf_counter() - start, details)
+
+
+def _verify_region(net, domain, outputs, settings: Settings, rng, info):
+    """``("holds", None)``, ``("violated", (x, y))`` or ``(None, None)`` (unknown) for one input region."""
+    from ..pipeline import compile_network
+
+    clock = time.perf_counter()
+    found = attack.sampling_attack(net, domain, outputs, settings.attack_samples, rng)
+    info["attack_time"] = time.perf_counter() - clock
+    if found is not None:
+        info["decided_by"] = "attack"
+        return "violated", found
+    G, h, members = stack_rows(outputs)
+    margin_net = spec_network(net, G, h)
+    clock = time.perf_counter()
+    compiled = compile_network(margin_net, domain, tighten=settings.tighten, time_limit=settings.deadline,
+                               **settings.bound_options)
+    info["bounds_time"] = time.perf_counter() - clock
+    g_lower, _ = compiled.bounds[margin_net.output]
+    stats = compiled.stats()
+    info.update(binaries=stats["binaries"], unstable=stats["unstable"])
+    lower_by = np.array([max(g_lower[r] for r in rows) for rows in members])
+    alive = [int(j) for j in np.argsort(lower_by, kind="stable") if lower_by[j] <= 0.0]
+    info["pruned_by_bounds"] = len(members) - len(alive)
+    if not alive:
+        info["decided_by"] = "bounds"
+        return "holds", None
+    if settings.deadline.expired():
+        info["decided_by"] = "time_limit"
+        return None, None
+    info["milp"] = records = []
+    if not settings.input_split:
+        verdict, found = milp_decide(net, compiled, domain, outputs, members, alive, settings, records)
+        info["decided_by"] = "milp" if verdict is not None else "unknown"
+        return verdict, found
+    return branch_and_bound(net, margin_net, compiled, domain, outputs, members, alive, settings, info, records)

@@ -1,0 +1,131 @@
+r"""The MILP decision of one (sub-)domain: ``holds``, ``violated`` (re-checked) or unknown.
+
+The margin network's big-M MILP, extended with the max-violation variable ``t``
+(:func:`relumilp.formulation.spec.unsafe_milp`), is solved with HiGHS (the equilibrated session of
+:func:`relumilp.backends.highs.solve_milp`). Several conjunctions are either solved one MILP each
+(``disjunction="split"``, the default: most promising first, i.e. smallest ``max_r lower(g_r)``,
+stopping at a violation) or encoded in one MILP (``disjunction="bigm"``).
+
+The column bound ``t <= δ`` (:func:`decision_slack`) makes any feasible point a candidate
+counterexample (the first run stops at the first one, ``mip_max_improving_sols = 1``), which the
+float64 forward pass must confirm (:mod:`relumilp.verify.attack`). ``holds`` rests on sound bounds
+(interval/symbolic/LP bounds carry float64 round-off margins) and on HiGHS reporting the MILP
+infeasible although ``t`` may go up to ``δ``, or on its margin-widened dual bound on ``min t``
+exceeding ``δ``: ``δ`` is well above what the feasibility tolerances of the equilibrated model (1e-6
+relative to each row's largest term, by default) can hide, so "infeasible" cannot hide a point with
+``t <= 0``. Anything else is ``unknown``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..formulation.milp import MILP
+from ..formulation.spec import unsafe_milp
+from ..limits import Deadline
+from . import attack
+
+
+@dataclass
+class Settings:
+    """The options of one :func:`relumilp.verify.verify` call, as read by the decision and branch and bound."""
+
+    deadline: Deadline
+    tighten: str
+    disjunction: str
+    input_split: bool | None
+    attack_samples: int
+    leaf_binaries: int
+    batch_size: int
+    max_depth: int
+    threads: int | None
+    log: bool
+    highs_options: dict | None
+    bound_options: dict
+
+
+#: what the solver's word on ``min t`` is worth, relative to the magnitudes that make up the margins
+#: (:func:`decision_slack`): ten times the feasibility tolerance of the equilibrated model, per layer
+UNSAFE_SLACK = 1e-8
+
+
+def decision_slack(compiled) -> float:
+    """The smallest ``min t`` a MILP may claim and still decide ``holds``.
+
+    Every row of the equilibrated model holds to its feasibility tolerance relative to its largest
+    term, and errors pass through the layers; so the slack is :data:`UNSAFE_SLACK` times the number
+    of affine layers times the largest term of any layer (``|W| max|x| + |b|`` from the bounds).
+    """
+    net, bounds = compiled.network, compiled.bounds
+    largest = 0.0
+    for node in net.affines:
+        terms = np.abs(node.bias) + sum(
+            np.maximum(np.abs(bounds.lower[s]), np.abs(bounds.upper[s])) @ np.abs(w).T
+            for s, w in zip(node.inputs, node.weights))
+        largest = max(largest, float(np.max(terms, initial=0.0)))
+    return UNSAFE_SLACK * len(net.affines) * max(largest, np.finfo(float).tiny)
+
+
+def solve_unsafe(milp: MILP, t: int, deadline, threads, log, highs_options, first_only: bool) -> dict:
+    """Run HiGHS (the equilibrated session) on an unsafe-set MILP.
+
+    Returns ``{"status", "solution", "objective", "bound", "nodes", "time", "numerics"}``; ``bound`` is a
+    lower bound on ``min t`` already widened by the session's margin. With ``first_only`` HiGHS stops at
+    its first feasible point (a candidate counterexample).
+    """
+    from ..backends.highs import solve_milp
+
+    run = solve_milp(milp, deadline=deadline, threads=threads, log=log, options=highs_options,
+                     stop_at_first_solution=first_only, on_interrupt="raise")
+    return {"status": run.status, "time": run.seconds, "nodes": run.nodes, "bound": run.bound,
+            "solution": run.x, "objective": run.objective, "numerics": run.numerics, "notes": run.notes}
+
+
+def milp_decide(net, compiled, domain, outputs, members, alive, settings: "Settings", records):
+    """Decide one domain by MILP: ``("holds", None)``, ``("violated", (x, y))`` or ``(None, None)``.
+
+    Per group of conjunctions, the max-violation MILP (``min t``, ``t <= δ``) is solved twice at most:
+
+    1. stopping at the first feasible point, a candidate counterexample that the float64 forward pass
+       must confirm (directly, or after the LP repair over its activation pattern);
+    2. if that candidate fails, to optimality (or the deadline), for a dual bound.
+
+    ``holds`` needs a proof that ``min t > 0``: HiGHS finds the model infeasible although ``t`` may go
+    up to ``δ =`` :func:`decision_slack` (well above what the feasibility tolerances of the
+    equilibrated model can hide, so "infeasible" cannot hide a point with ``t <= 0``), or its
+    margin-widened dual bound on ``min t`` exceeds ``δ``. Anything else is ``unknown``.
+    """
+    g_lower, g_upper = compiled.bounds[compiled.network.output]
+    slack = decision_slack(compiled)
+    groups = [list(alive)] if settings.disjunction == "bigm" else [[j] for j in alive]
+    unknown = False
+    for group in groups:
+        if settings.deadline.expired():
+            return None, None
+        milp, t = unsafe_milp(compiled.milp, g_lower, g_upper, [members[j] for j in group], t_upper=slack)
+        decided = False
+        for first_only in (True, False):
+            run = solve_unsafe(milp, t, settings.deadline, settings.threads, settings.log, settings.highs_options,
+                                first_only)
+            record = {k: run[k] for k in ("status", "time", "nodes", "bound")}
+            record.update(disjuncts=[int(j) for j in group], binaries=int(milp.num_binaries), first_only=first_only)
+            records.append(record)
+            if run["status"] == "infeasible" or (run["bound"] is not None and run["bound"] > slack):
+                decided = True  # holds for this group
+                break
+            if run["solution"] is not None:
+                record["candidate_max_violation"] = run.get("objective")
+                checked = attack.check_candidate(net, domain, outputs, run["solution"][compiled.milp.input_columns])
+                if checked is None:
+                    repaired = attack.repair(milp, t, run["solution"], settings.deadline, settings.threads)
+                    if repaired is not None:
+                        checked = attack.check_candidate(net, domain, outputs, repaired[compiled.milp.input_columns])
+                    record["repaired"] = checked is not None
+                if checked is not None:
+                    return "violated", checked
+            if run["status"] in ("time_limit", "interrupted", "error"):
+                break
+        unknown |= not decided
+    return (None, None) if unknown else ("holds", None)
