@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from .._io import atomic_write_text, check_writable
 from ..bounds import METHODS
-from .common import positive_int, print_json, print_warning, quiet_stdout, seconds
+from .common import (add_quiet_argument, positive_int, print_json, print_warning, quiet_stdout, seconds,
+                     show_progress)
 
 
 def register(subparsers) -> None:
@@ -36,6 +37,7 @@ def register(subparsers) -> None:
                              "branch and bound and every MILP (with --json: the full details object)")
     parser.add_argument("--json", action="store_true",
                         help='print {"result", "counterexample": {"x", "y"} or null, "time"}')
+    add_quiet_argument(parser)
     parser.add_argument("--result-file", metavar="FILE",
                         help="also write the answer in the VNN-COMP format (unsat / sat + assignment / timeout)")
     parser.set_defaults(run=run)
@@ -52,7 +54,8 @@ def run(args) -> int:
     prop = read_vnnlib(args.property, net.input_size, net.output_size)
     with quiet_stdout(args):
         result = verify(net, prop, time_limit=args.time_limit, tighten=args.tighten, disjunction=args.disjunction,
-                        input_split=args.input_split, threads=args.threads, log=args.log)
+                        input_split=args.input_split, threads=args.threads, log=args.log,
+                        progress=show_progress(args))
     for note in result.details.get("notes", ()):  # e.g. an empty input region: the answer may be vacuous
         print_warning(note)
     interrupted = bool(result.details.get("interrupted"))

@@ -70,6 +70,8 @@ class VerificationResult:
         if self.counterexample is not None:
             cex = {k: [float(v) for v in self.counterexample[k]] for k in ("x", "y")}
         out = {"result": self.result, "counterexample": cex, "time": round(self.time, 6)}
+        if self.details.get("notes"):
+            out["notes"] = list(self.details["notes"])
         if self.details.get("interrupted"):
             out["interrupted"] = True
         return out
@@ -109,6 +111,7 @@ def verify(
     log: bool = False,
     highs_options: dict | None = None,
     seed: int = 0,
+    progress: bool = False,
     **bound_options,
 ) -> VerificationResult:
     """Verify VNN-LIB property ``prop`` (a :class:`~relumilp.frontends.vnnlib.Property` or a path) on ``network``.
@@ -122,6 +125,7 @@ def verify(
     ``input_split`` (default: on for networks with at most 16 inputs) branches on input boxes with
     batched symbolic bounds (``batch_size`` boxes at a time, at most ``max_depth`` halvings) and hands a
     box to the MILP once it has at most ``leaf_binaries`` unstable neurons; off, each region is one MILP.
+    ``progress`` shows the branch and bound (open and closed boxes, leaf MILPs) on stderr.
     Remaining keyword arguments go to :func:`relumilp.bounds.compute_bounds`.
     """
     from ..bounds import METHODS
@@ -150,6 +154,7 @@ def verify(
         tighten=tighten, disjunction=disjunction, input_split=split,
         attack_samples=int(attack_samples), leaf_binaries=int(leaf_binaries), batch_size=max(1, int(batch_size)),
         max_depth=int(max_depth), threads=threads, log=log, highs_options=highs_options, bound_options=bound_options,
+        progress=bool(progress),
     )
     swallow_banner()  # keep HiGHS's start-up banner off stdout (--json)
     rng = np.random.default_rng(seed)

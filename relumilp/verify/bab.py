@@ -19,6 +19,7 @@ ACAS Xu measurements in ``benchmarks/results``).
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
@@ -34,13 +35,17 @@ def branch_and_bound(net, margin_net, compiled, domain, outputs, members, alive,
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # many small batched products: one thread is much faster (and shares the machine)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(desc="verify", unit=" boxes", file=sys.stderr, leave=False, disable=not settings.progress)
     try:
-        return _bab(net, margin_net, compiled, domain, outputs, members, alive, settings, info, records)
+        return _bab(net, margin_net, compiled, domain, outputs, members, alive, settings, info, records, bar)
     finally:
+        bar.close()
         torch.set_num_threads(threads)
 
 
-def _bab(net, margin_net, compiled, domain, outputs, members, alive, settings: Settings, info, records):
+def _bab(net, margin_net, compiled, domain, outputs, members, alive, settings: Settings, info, records, bar):
     from ..bounds.base import Bounds, phases
     from ..bounds.engine import BoundEngine
     from ..pipeline import compile_network
@@ -72,6 +77,9 @@ def _bab(net, margin_net, compiled, domain, outputs, members, alive, settings: S
         PU = {name: v[:-B] for name, v in PU.items()}
         stats["boxes"] += Lb.shape[0]
         stats["max_depth"] = max(stats["max_depth"], int(db.max()))
+        bar.update(Lb.shape[0])
+        bar.set_postfix_str(f"open {L.shape[0] + Lb.shape[0]}  closed {stats['pruned']}  leaves {stats['leaves']}  "
+                            f"depth {stats['max_depth']}", refresh=False)
         # a cheap counterexample search: the centre of every box
         found = attack.first_counterexample(net, domain, outputs, (Lb + Ub) / 2)
         if found is not None:

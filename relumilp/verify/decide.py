@@ -44,6 +44,7 @@ class Settings:
     log: bool
     highs_options: dict | None
     bound_options: dict
+    progress: bool = False
 
 
 #: what the solver's word on ``min t`` is worth, relative to the magnitudes that make up the margins
