@@ -20,12 +20,16 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
 from .errors import RelumilpError, SolveError
 from .limits import Deadline
+
+if TYPE_CHECKING:  # Pyomo is imported by solve() itself, on first use
+    import pyomo.environ as pyo
 
 
 @dataclass

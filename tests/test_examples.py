@@ -137,3 +137,12 @@ def test_acasxu_verification_full(tmp_path):
 def test_train_milp_friendly_full(tmp_path):
     out = run("train_milp_friendly.py", cwd=tmp_path)
     assert out.count(" optimal ") >= 4
+
+
+@pytest.mark.slow
+def test_api_reference_builds_with_pdoc(tmp_path):
+    pytest.importorskip("pdoc")
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "docs" / "build_api.py"),
+                           str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "relumilp.html").is_file() and "Warn" not in proc.stderr
