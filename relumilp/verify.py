@@ -356,7 +356,7 @@ class _BoxBounds:
 
     def __call__(self, L: np.ndarray, U: np.ndarray, start: dict[str, tuple[np.ndarray, np.ndarray]]):
         from .bounds.base import phases
-        from .bounds.symbolic import activation_interval, affine_interval, linear_relaxation
+        from .bounds.symbolic import affine_interval
 
         torch = self.torch
         lo: dict = {}
@@ -375,13 +375,13 @@ class _BoxBounds:
                             mask = torch.ones_like(l, dtype=torch.bool)
                         else:
                             ph = phases(self.acts_of[op.name], l.numpy(), u.numpy())
-                            mask = torch.from_numpy(~(ph.low | ph.high))  # constant pieces need no bound
+                            mask = torch.from_numpy(~ph.stable_inactive)  # off the identity piece: no bound needed
                         l, u = self._refine(index, l, u, mask, lo, hi, relax)
                 else:
                     src = op.inputs[0]
-                    l, u = activation_interval(*op.act, lo[src], hi[src])
+                    l, u = op.act.interval_torch(lo[src], hi[src])
                     l, u = self._intersect(l, u, start.get(op.name))
-                    relax[op.name] = linear_relaxation(*op.act, lo[src], hi[src])
+                    relax[op.name] = op.act.linear_relaxation(lo[src], hi[src])
                 lo[op.name], hi[op.name] = l, u
         return widen(self.net, {k: v.numpy() for k, v in lo.items()}, {k: v.numpy() for k, v in hi.items()})
 
@@ -417,13 +417,13 @@ class _BoxBounds:
 
     def input_coefficients(self, lo: dict, hi: dict) -> np.ndarray:
         """``Λ`` of shape (B, k, n): the margins' lower bounds are ``Λ x + const`` minimised over the box."""
-        from .bounds.symbolic import back_substitute, linear_relaxation
+        from .bounds.symbolic import back_substitute
 
         torch = self.torch
         with torch.no_grad():
             lo_t = {k: torch.from_numpy(v) for k, v in lo.items()}
             hi_t = {k: torch.from_numpy(v) for k, v in hi.items()}
-            relax = {op.name: linear_relaxation(*op.act, lo_t[op.inputs[0]], hi_t[op.inputs[0]])
+            relax = {op.name: op.act.linear_relaxation(lo_t[op.inputs[0]], hi_t[op.inputs[0]])
                      for op in self.ops if op.kind == "act"}
             index = next(i for i, op in enumerate(self.ops) if op.name == self.net.output)
             k = self.ops[index].size

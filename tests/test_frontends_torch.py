@@ -266,8 +266,12 @@ def test_other_unsupported_layers_and_clip_ranges():
     with pytest.raises(UnsupportedOperatorError, match="'Conv1d' \\(module 0\\)") as err:
         from_torch(nn.Sequential(nn.Conv1d(1, 1, 3), nn.Flatten(), nn.Linear(3, 1)), input_shape=(1, 5))
     assert "not piecewise-linear" not in str(err.value)
-    with pytest.raises(UnsupportedOperatorError, match="clip range \\[-1, 1\\].*Hardtanh") as err:
-        from_torch(nn.Sequential(nn.Linear(2, 2), nn.Hardtanh()))
+    class ClampMin(nn.Module):  # one-sided clipping away from 0 has no activation kind
+        def forward(self, x):
+            return torch.clamp(x, min=1.0)
+
+    with pytest.raises(UnsupportedOperatorError, match="clip range \\[1, inf\\].*Hardtanh") as err:
+        from_torch(nn.Sequential(nn.Linear(2, 2), ClampMin()))
     assert "\n" not in str(err.value)
     with pytest.raises(UnsupportedOperatorError, match="batch statistics"):
         from_torch(torch.export.export(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)).train(), (torch.randn(4, 2),)))
