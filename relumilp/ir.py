@@ -65,7 +65,7 @@ class ActivationNode(Node):
     """An element-wise activation of its single input.
 
     Built from an :class:`~relumilp.activations.Activation` (``activation=``) or, as before, from a
-    kind name and its parameters: ``ActivationNode("a", 4, ("h",), kind="leaky_relu", alpha=0.1)``.
+    kind name and its parameters: ``ActivationNode("a", 4, ("h",), kind=..., **params)``.
     """
 
     activation: Activation = None
@@ -223,7 +223,7 @@ class Network:
         """Build an MLP from ``[(W1, b1), ..., (Wk, bk)]`` with an activation after every layer but the last.
 
         ``activations`` is one kind for all hidden layers, or one entry per hidden layer: a kind name,
-        a dict such as ``{"kind": "leaky_relu", "alpha": 0.1}``, an Activation or an ActivationNode.
+        a dict ``{"kind": ..., **params}``, an Activation or an ActivationNode.
         """
         n_hidden = len(layers) - 1
         if isinstance(activations, (str, ActivationNode, dict, Activation)):

@@ -57,7 +57,7 @@ def label(kind: str) -> str:
 
 
 def get(kind: str, **params) -> "Activation":
-    """The activation of kind ``kind`` with parameters ``params`` (e.g. ``get("leaky_relu", alpha=0.1)``)."""
+    """The activation of kind ``kind`` with its parameters ``params`` (the class's ``PARAMS``)."""
     cls = _REGISTRY.get(kind)
     if cls is None:
         raise UnsupportedOperatorError(f"activation {kind!r}", kinds())
