@@ -6,9 +6,9 @@ producing a flat float64 vector:
 * :class:`InputNode` -- the network input (one per network), flattened from ``input_shape``;
 * :class:`AffineNode` -- ``y = sum_i W_i @ x_i + b`` over one or more predecessors (a dense layer,
   folded normalisation, a residual sum, a concatenation are all affine);
-* :class:`ActivationNode` -- an element-wise piecewise-linear activation of one predecessor:
-  ``relu``, ``leaky_relu`` (``max(x, alpha*x)``, alpha < 1), ``clipped_relu`` (``min(max(x, 0), cap)``)
-  or ``identity``.
+* :class:`ActivationNode` -- an element-wise piecewise-linear activation of one predecessor, an
+  :class:`~relumilp.activations.Activation` object of one of the registered kinds
+  (:mod:`relumilp.activations`).
 
 The numpy forward pass (:meth:`Network.forward`) is the reference every other part of relumilp is
 checked against. Networks are immutable: passes such as scaling or pruning build new ones
@@ -26,9 +26,9 @@ from typing import Iterable, Sequence
 import networkx as nx
 import numpy as np
 
-from .errors import InvalidNetworkError, ModelFileError, UnsupportedOperatorError
-
-ACTIVATION_KINDS = ("relu", "leaky_relu", "clipped_relu", "identity")
+from . import activations as _activations
+from .activations import Activation
+from .errors import InvalidNetworkError, ModelFileError
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,31 +60,48 @@ class AffineNode(Node):
         return self.weights[0]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, init=False)
 class ActivationNode(Node):
     """An element-wise activation of its single input.
 
-    ``alpha`` is LeakyReLU's negative slope; ``cap`` is the clip level ``c > 0`` of a clipped ReLU.
+    Built from an :class:`~relumilp.activations.Activation` (``activation=``) or, as before, from a
+    kind name and its parameters: ``ActivationNode("a", 4, ("h",), kind=..., **params)``.
     """
 
-    kind: str = "relu"
-    alpha: float = 0.0
-    cap: float = math.inf
+    activation: Activation = None
+
+    def __init__(self, name: str, size: int, inputs: tuple[str, ...] = (), activation: Activation | None = None, **spec):
+        if activation is None:
+            activation = _activations.from_spec(spec)
+        elif spec:
+            raise InvalidNetworkError(f"activation node {name!r}: give an activation object or a kind, not both")
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "inputs", tuple(inputs))
+        object.__setattr__(self, "activation", activation)
+
+    @property
+    def kind(self) -> str:
+        return self.activation.kind
+
+    @property
+    def alpha(self) -> float:
+        """Compatibility view of the format-1 field: the slope below 0 where the kind has one, else 0."""
+        return getattr(self.activation, "alpha", 0.0)
+
+    @property
+    def cap(self) -> float:
+        """Compatibility view of the format-1 field: the cap where the kind has one, else infinity."""
+        return getattr(self.activation, "cap", math.inf)
 
     @property
     def breakpoints(self) -> tuple[float, ...]:
         """The points where the activation changes slope."""
-        return {"relu": (0.0,), "leaky_relu": (0.0,), "clipped_relu": (0.0, self.cap)}.get(self.kind, ())
+        return self.activation.breakpoints
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """Evaluate the activation element-wise (numpy, float64)."""
-        if self.kind == "relu":
-            return np.maximum(x, 0.0)
-        if self.kind == "leaky_relu":
-            return np.where(x >= 0.0, x, self.alpha * x)
-        if self.kind == "clipped_relu":
-            return np.clip(x, 0.0, self.cap)
-        return np.array(x, dtype=np.float64, copy=True)
+        return self.activation.apply(x)
 
 
 def _as_float_array(value, what: str) -> np.ndarray:
@@ -174,14 +191,8 @@ class Network:
             bias = _as_float_array(node.bias, f"bias of {node.name!r}")
             return dc_replace(node, weights=weights, bias=bias, inputs=tuple(node.inputs))
         if isinstance(node, ActivationNode):
-            if node.kind not in ACTIVATION_KINDS:
-                raise UnsupportedOperatorError(f"activation {node.kind!r}", ACTIVATION_KINDS)
-            if node.kind == "leaky_relu" and not (math.isfinite(node.alpha) and node.alpha < 1.0):
-                raise UnsupportedOperatorError(
-                    f"LeakyReLU slope {node.alpha} (node {node.name!r})", ["negative slopes below 1"]
-                )
-            if node.kind == "clipped_relu" and not (0.0 < node.cap < math.inf):
-                raise InvalidNetworkError(f"clipped ReLU {node.name!r} needs a finite cap > 0, got {node.cap}")
+            if not isinstance(node.activation, Activation):
+                raise InvalidNetworkError(f"activation {node.name!r} holds no Activation object")
             if len(node.inputs) != 1:
                 raise InvalidNetworkError(f"activation {node.name!r} must have exactly one input")
         return node
@@ -212,10 +223,10 @@ class Network:
         """Build an MLP from ``[(W1, b1), ..., (Wk, bk)]`` with an activation after every layer but the last.
 
         ``activations`` is one kind for all hidden layers, or one entry per hidden layer: a kind name,
-        or a dict such as ``{"kind": "clipped_relu", "cap": 1.0}``.
+        a dict ``{"kind": ..., **params}``, an Activation or an ActivationNode.
         """
         n_hidden = len(layers) - 1
-        if isinstance(activations, (str, ActivationNode, dict)):
+        if isinstance(activations, (str, ActivationNode, dict, Activation)):
             activations = [activations] * n_hidden
         if len(activations) != n_hidden:
             raise InvalidNetworkError(f"{len(layers)} layers need {n_hidden} activations, got {len(activations)}")
@@ -229,10 +240,12 @@ class Network:
             if k < n_hidden:
                 spec = activations[k]
                 if isinstance(spec, ActivationNode):
-                    spec = {"kind": spec.kind, "alpha": spec.alpha, "cap": spec.cap}
+                    spec = spec.activation
                 elif isinstance(spec, str):
-                    spec = {"kind": spec}
-                nodes.append(ActivationNode(f"act{k}", w.shape[0], (nodes[-1].name,), **spec))
+                    spec = _activations.get(spec)
+                elif isinstance(spec, dict):
+                    spec = _activations.from_spec(spec)
+                nodes.append(ActivationNode(f"act{k}", w.shape[0], (nodes[-1].name,), spec))
         return cls(nodes, nodes[-1].name, input_shape=input_shape, name=name)
 
     def replace(self, nodes: Iterable[Node], **kwargs) -> "Network":
@@ -298,7 +311,9 @@ class Network:
                     digest.update(np.ascontiguousarray(w).tobytes())
                 digest.update(np.ascontiguousarray(node.bias).tobytes())
             elif isinstance(node, ActivationNode):
-                digest.update(f"{node.kind}|{node.alpha!r}|{node.cap!r}".encode())
+                # the format-1 text (kind|alpha|cap) first, so hashes of older kinds -- and caches -- stay valid
+                extra = "".join(f"|{k}={v!r}" for k, v in node.activation.params.items() if k not in ("alpha", "cap"))
+                digest.update(f"{node.kind}|{node.alpha!r}|{node.cap!r}{extra}".encode())
         digest.update(f"out={self.output}".encode())
         return digest.hexdigest()
 
@@ -345,7 +360,7 @@ class Network:
                     arrays[f"w{i}_{j}"] = w
                 arrays[f"b{i}"] = node.bias
             elif isinstance(node, ActivationNode):
-                entry.update(kind=node.kind, alpha=node.alpha, cap=node.cap if math.isfinite(node.cap) else None)
+                entry.update(node.activation.to_spec())
             spec.append(entry)
         meta = {
             "format": "relumilp-network-1",
@@ -385,9 +400,7 @@ class Network:
             elif entry["type"] == "AffineNode":
                 weights = tuple(arrays[f"w{i}_{j}"] for j in range(len(entry["inputs"])))
                 nodes.append(AffineNode(**common, weights=weights, bias=arrays[f"b{i}"]))
-            else:
-                cap = entry.get("cap")
-                nodes.append(
-                    ActivationNode(**common, kind=entry["kind"], alpha=entry["alpha"], cap=math.inf if cap is None else cap)
-                )
+            else:  # format-1 files give kind, alpha and cap for every kind; from_spec reads both
+                spec = {k: v for k, v in entry.items() if k not in ("type", "name", "size", "inputs")}
+                nodes.append(ActivationNode(**common, activation=_activations.from_spec(spec)))
         return cls(nodes, meta["output"], meta["input_shape"], meta["output_shape"], meta["name"])

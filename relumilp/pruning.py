@@ -1,12 +1,10 @@
 """Lossless pruning of stable neurons (Serra et al. 2020, "Lossless compression of deep neural networks").
 
 Given bounds on every pre-activation over the input domain, a neuron whose pre-activation never crosses
-a kink computes an *affine* function of its layer's input on the whole domain:
-
-* stably inactive (``U <= 0``): ReLU and clipped ReLU output the constant 0, LeakyReLU ``alpha * x``;
-* stably saturated clipped ReLU (``L >= c``): the constant ``c``;
-* stably active (``L >= 0``, and ``U <= c`` for a clipped ReLU): the identity ``x``;
-* identity activations always.
+a kink computes an *affine* function of its layer's input on the whole domain: the piece ``s x + o``
+of its activation's piece table that it stays on (:meth:`~relumilp.activations.Activation.stable_affine`;
+e.g. 0 or ``alpha x`` below a ReLU's kink, ``x`` above it, the saturation level of a clip). Identity
+activations are always stable.
 
 :func:`prune` substitutes these affine expressions into every consumer. Constants fold into the next
 layer's bias; affine pieces fold into the next affine layer, which then also reads the earlier nodes
@@ -39,13 +37,7 @@ def _classify(node: ActivationNode, lower: np.ndarray, upper: np.ndarray, tol: f
     lower = np.asarray(lower, dtype=np.float64)
     upper = np.asarray(upper, dtype=np.float64)
     if tol > 0.0:
-        lower, upper = lower.copy(), upper.copy()
-        lower[(lower < 0.0) & (lower >= -tol)] = 0.0
-        upper[(upper > 0.0) & (upper <= tol)] = 0.0
-        if node.kind == "clipped_relu":
-            lower[(lower < node.cap) & (lower >= node.cap - tol)] = node.cap
-            upper[(upper > node.cap) & (upper <= node.cap + tol)] = node.cap
-        upper = np.maximum(upper, lower)
+        lower, upper = node.activation.snapped(lower, upper, tol)
     return phases(node, lower, upper)
 
 
@@ -107,11 +99,7 @@ def prune(net: Network, bounds: Bounds, tol: float = 0.0) -> Network:
         unstable = ph.unstable
         pre_coef, pre_const = reps[source]
         # slope and offset of the affine piece of each stable neuron (unstable rows get 0, then a unit)
-        slope = np.where(ph.linear, 1.0, 0.0)
-        if node.kind == "leaky_relu":
-            slope = np.where(ph.low, node.alpha, slope)
-        slope = np.where(unstable, 0.0, slope)
-        offset = np.where(ph.high, node.cap, 0.0) if node.kind == "clipped_relu" else np.zeros(node.size)
+        slope, offset = node.activation.stable_affine(ph)
         coef = {k: slope[:, None] * a for k, a in pre_coef.items()}
         const = slope * pre_const + offset
         index = np.flatnonzero(unstable)
@@ -180,7 +168,7 @@ def prune(net: Network, bounds: Bounds, tol: float = 0.0) -> Network:
         act_name = name if (output_is_activation or name != net.output) else f"{name}_unstable"
         new_name[name] = fresh(act_name)
         node = k.node
-        nodes.append(ActivationNode(new_name[name], int(keep.sum()), (pre_name,), kind=node.kind, alpha=node.alpha, cap=node.cap))
+        nodes.append(ActivationNode(new_name[name], int(keep.sum()), (pre_name,), node.activation))
     if output_is_activation:
         output = new_name[net.output]
     else:

@@ -3,9 +3,10 @@ r"""A-posteriori ReLU scaling: rescale hidden neurons so the big-M coefficients 
 ReLU, LeakyReLU and identity are positively homogeneous: ``f(a x) = a f(x)`` for ``a > 0``. Multiplying
 the incoming weights and bias of a hidden neuron by ``a`` and dividing its outgoing weights by ``a``
 therefore leaves the network function unchanged, while its pre-activation bounds become ``a L`` and
-``a U`` -- the big-M coefficients of the compiled MILP scale with them. A clipped ReLU needs its cap
-scaled too (``min(max(a x, 0), a c) = a clip(x, 0, c)``); the IR has one scalar cap per activation
-node, so clipped-ReLU layers get **one common factor per layer**.
+``a U`` -- the big-M coefficients of the compiled MILP scale with them. An activation with a kink or
+offset away from 0 (a clip) needs its kinks scaled too (``min(max(a x, a lo), a hi) = a clip(x, lo, hi)``,
+:meth:`~relumilp.activations.Activation.rescaled`); the IR has one activation object per node, so such
+layers get **one common factor per layer**.
 
 Every factor is rounded to a power of two. Multiplying by a power of two is exact in binary floating
 point (barring overflow/underflow), so the scaled network computes *bitwise* the same values as the
@@ -22,7 +23,7 @@ Rules (``M_j = max(|L_j|, |U_j|)`` of the pre-activation bounds):
   one layer keep their ratios);
 * ``"none"`` -- no scaling at all (for comparisons).
 
-Clipped-ReLU layers always use the ``"layer"`` factor. Whether any of this speeds up HiGHS is an
+Layers of non-homogeneous activations always use the ``"layer"`` factor. Whether any of this speeds up HiGHS is an
 empirical question: see ``benchmarks/bounds_benchmark.py``.
 """
 
@@ -37,7 +38,6 @@ from .errors import RelumilpError
 from .ir import ActivationNode, AffineNode, InputNode, Network
 
 RULES = ("unit", "geomean", "layer", "none")
-_HOMOGENEOUS = ("relu", "leaky_relu", "identity", "clipped_relu")
 
 
 def _power_of_two(a: np.ndarray) -> np.ndarray:
@@ -60,8 +60,8 @@ def scale_factors(net: Network, bounds: Bounds, rule: str = "unit") -> dict[str,
         if node.name == net.output:
             continue
         consumers = [net[name] for name in net.graph.successors(node.name)]
-        acts = [c for c in consumers if isinstance(c, ActivationNode) and c.kind != "identity"]
-        if not acts or any(isinstance(c, ActivationNode) and c.kind not in _HOMOGENEOUS for c in consumers):
+        acts = [c for c in consumers if isinstance(c, ActivationNode) and c.activation.breakpoints]
+        if not acts:
             continue
         if any(a.name == net.output for a in acts):
             continue
@@ -77,7 +77,7 @@ def scale_factors(net: Network, bounds: Bounds, rule: str = "unit") -> dict[str,
             a[unstable] = 1.0 / np.sqrt(np.abs(lower[unstable]) * np.abs(upper[unstable]))
         else:
             a = np.full(node.size, _layer_factor(M))
-        if any(act.kind == "clipped_relu" for act in acts):
+        if not all(act.activation.homogeneous for act in acts):
             a = np.full(node.size, _layer_factor(M))
         factors[node.name] = _power_of_two(a)
     return factors
@@ -109,10 +109,10 @@ def scale_network(net: Network, bounds: Bounds, rule: str = "unit") -> tuple[Net
             scale[node.name] = a
         else:
             a = scale[node.inputs[0]]
-            if node.kind == "clipped_relu" and np.any(a != 1.0):
-                if np.any(a != a[0]):  # pragma: no cover - factors of clipped layers are uniform
-                    raise RelumilpError(f"clipped ReLU {node.name!r} needs one common scale factor")
-                new_nodes.append(replace(node, cap=float(a[0] * node.cap)))
+            if not node.activation.homogeneous and np.any(a != 1.0):
+                if np.any(a != a[0]):  # pragma: no cover - factors of such layers are uniform
+                    raise RelumilpError(f"activation {node.name!r} needs one common scale factor")
+                new_nodes.append(replace(node, activation=node.activation.rescaled(a[0])))
             scale[node.name] = a
     if np.any(scale[net.output] != 1.0):  # pragma: no cover - the output is never scaled
         raise RelumilpError("internal error: scaling changed the network output")
@@ -130,11 +130,7 @@ def big_m_stats(net: Network, bounds: Bounds) -> dict:
     ms = []
     for node in net.activations:
         lower, upper = bounds.pre_activation(net, node)
-        ph = phases(node, lower, upper)
-        ms.append(-lower[ph.kink0])
-        ms.append(upper[ph.kink0])
-        if node.kind == "clipped_relu":
-            ms.append(upper[ph.kink_cap] - node.cap)
+        ms.extend(node.activation.big_m(lower, upper, phases(node, lower, upper)))
     m = np.abs(np.concatenate(ms)) if ms else np.zeros(0)
     m = m[m > 0]
     weights = np.concatenate([np.abs(w).ravel() for node in net.affines for w in node.weights])

@@ -23,6 +23,9 @@ def pieces(node: ActivationNode):
         return [(-inf, 0.0, node.alpha, 0.0), (0.0, inf, 1.0, 0.0)]
     if node.kind == "clipped_relu":
         return [(-inf, 0.0, 0.0, 0.0), (0.0, node.cap, 1.0, 0.0), (node.cap, inf, 0.0, node.cap)]
+    if node.kind == "clip":  # min(max(x, a), b)
+        a, b = node.activation.low, node.activation.high
+        return [(-inf, a, 0.0, a), (a, b, 1.0, 0.0), (b, inf, 0.0, b)]
     return [(-inf, inf, 1.0, 0.0)]
 
 

@@ -11,7 +11,8 @@ import torch
 
 from conftest import random_mlp
 from relumilp.bounds import compute_bounds, interval_bounds
-from relumilp.bounds.symbolic import linear_relaxation, mlp_bounds, symbolic_bounds
+from relumilp.activations import from_spec
+from relumilp.bounds.symbolic import mlp_bounds, symbolic_bounds
 from relumilp.domain import InputDomain
 from relumilp.ir import ActivationNode, AffineNode, InputNode, Network
 
@@ -84,7 +85,7 @@ def test_linear_relaxation_is_sound_on_every_case(kind, alpha, cap):
     # intervals covering every position relative to the kinks 0 and cap (including degenerate ones)
     l = torch.tensor(np.concatenate([rng.uniform(-3, 3, 5000), [0.0, -1.0, 0.25, 1.0, -2.0, 0.0]]))
     u = l + torch.tensor(np.concatenate([rng.exponential(1.5, 5000), [0.0, 1.0, 0.0, 2.0, 5.0, 0.25]]))
-    al, cl, au, cu = linear_relaxation(kind, alpha, cap, l, u)
+    al, cl, au, cu = from_spec({"kind": kind, "alpha": alpha, "cap": cap}).linear_relaxation(l, u)
     t = torch.linspace(0.0, 1.0, 101, dtype=torch.float64).unsqueeze(1)
     x = l + (u - l) * t
     node = ActivationNode("a", 1, ("x",), kind=kind, alpha=alpha, cap=cap)

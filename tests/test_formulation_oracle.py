@@ -17,8 +17,12 @@ from relumilp.pipeline import compile_network
 from relumilp.optimization import optimize
 
 
-def random_network(seed: int) -> tuple[Network, InputDomain]:
-    """1-3 inputs, 1-3 hidden layers with <= 12 units in all, mixed ReLU/LeakyReLU/clipped ReLU."""
+OLD_KINDS = ("relu", "leaky_relu", "clipped_relu")
+ALL_KINDS = (*OLD_KINDS, "clip")
+
+
+def random_network(seed: int, kinds=OLD_KINDS) -> tuple[Network, InputDomain]:
+    """1-3 inputs, 1-3 hidden layers with <= 12 units in all, mixed activations of ``kinds``."""
     rng = np.random.default_rng(seed)
     n_in = int(rng.integers(1, 4))
     depth = int(rng.integers(1, 4))
@@ -33,11 +37,14 @@ def random_network(seed: int) -> tuple[Network, InputDomain]:
     layers = [(rng.normal(size=(o, i)), rng.normal(scale=0.5, size=o)) for i, o in zip(sizes[:-1], sizes[1:])]
     acts = []
     for _ in widths:
-        kind = rng.choice(["relu", "leaky_relu", "clipped_relu"])
+        kind = rng.choice(list(kinds))
         if kind == "leaky_relu":
             acts.append({"kind": kind, "alpha": float(rng.choice([0.01, 0.2, -0.3]))})
         elif kind == "clipped_relu":
             acts.append({"kind": kind, "cap": float(rng.uniform(0.2, 2.0))})
+        elif kind == "clip":  # kinks anywhere: both negative, straddling 0, both positive
+            low = float(rng.uniform(-1.5, 1.0))
+            acts.append({"kind": kind, "low": low, "high": low + float(rng.uniform(0.2, 2.0))})
         else:
             acts.append({"kind": kind})
     net = Network.sequential(layers, acts)
@@ -49,7 +56,16 @@ def random_network(seed: int) -> tuple[Network, InputDomain]:
 @settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(0, 2**31 - 1))
 def test_milp_optimum_equals_brute_force(seed):
-    net, domain = random_network(seed)
+    check_milp_against_brute_force(*random_network(seed))
+
+
+@settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(seed=st.integers(0, 2**31 - 1))
+def test_milp_optimum_equals_brute_force_with_clip(seed):
+    check_milp_against_brute_force(*random_network(seed, ALL_KINDS))
+
+
+def check_milp_against_brute_force(net, domain):
     k = net.output_size - 1
     coefficients = np.zeros(net.output_size)
     coefficients[k] = 1.0
@@ -95,8 +111,8 @@ def test_linear_input_constraints_are_respected():
     assert (A @ result.x)[0] <= b[0] + 1e-7
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_hull_relaxation_equals_the_relaxed_big_m_and_contains_the_graph(seed):
+@pytest.mark.parametrize("seed,kinds", [(s, OLD_KINDS) for s in range(40)] + [(s, ALL_KINDS) for s in range(40, 60)])
+def test_hull_relaxation_equals_the_relaxed_big_m_and_contains_the_graph(seed, kinds):
     """The hull LP (LP-OBBT's model) contains every forward pass of the network; on every neuron its
     optimum equals the big-M LP relaxation's for ReLU / LeakyReLU nets and is never looser with
     clipped ReLUs (whose two-binary big-M relaxation is not sharp)."""
@@ -105,8 +121,8 @@ def test_hull_relaxation_equals_the_relaxed_big_m_and_contains_the_graph(seed):
     from relumilp.bounds import compute_bounds
     from relumilp.formulation.bigm import build_lp_relaxation, build_milp
 
-    net, domain = random_network(seed)
-    clipped = any(act.kind == "clipped_relu" for act in net.activations)
+    net, domain = random_network(seed, kinds)
+    clipped = any(act.kind in ("clipped_relu", "clip") for act in net.activations)
     bounds = compute_bounds(net, domain, "interval")
     hull = build_lp_relaxation(net, bounds, domain)
     assert hull.num_binaries == 0

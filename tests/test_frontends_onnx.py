@@ -100,6 +100,11 @@ def residual() -> Residual:
     return Residual().double().eval()
 
 
+def hardtanh_mlp() -> nn.Sequential:
+    torch.manual_seed(2)
+    return nn.Sequential(nn.Linear(3, 6), nn.Hardtanh(-1.0, 0.5), nn.Linear(6, 4), nn.ReLU6(), nn.Linear(4, 2)).double().eval()
+
+
 def export(module: nn.Module, n_in: int) -> onnx.ModelProto:
     buffer = io.BytesIO()
     # opset 17: ORT has float64 LeakyRelu kernels up to that opset; the TorchScript-based exporter
@@ -113,8 +118,8 @@ def export(module: nn.Module, n_in: int) -> onnx.ModelProto:
 
 @pytest.mark.parametrize(
     "make, n_in",
-    [(lambda: every_layer_mlp(False), 5), (lambda: every_layer_mlp(True), 5), (residual, 4)],
-    ids=["mlp", "mlp-leaky", "residual"],
+    [(lambda: every_layer_mlp(False), 5), (lambda: every_layer_mlp(True), 5), (residual, 4), (hardtanh_mlp, 3)],
+    ids=["mlp", "mlp-leaky", "residual", "hardtanh"],
 )
 def test_torch_exported_onnx_gives_the_torch_ir(tmp_path, make, n_in):
     module = make()
@@ -398,3 +403,26 @@ def test_export_onnx_writes_a_file_relumilp_reads_back(tmp_path):
     assert relumilp.load_network(tmp_path / "m.onnx").input_size == 3
     with pytest.raises(relumilp.ModelFileError):
         relumilp.export_onnx(module, tmp_path / "m.txt")
+
+
+# -- general Clip(a, b) ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("low, high", [(-0.5, 1.25), (0.25, 2.0), (-3.0, -1.0)])
+def test_general_clip_as_inputs_and_as_attributes(low, high):
+    from onnx.reference import ReferenceEvaluator
+
+    net = check(clip_model(13, TensorProto.DOUBLE, low, high), rows(3))  # IR forward equals ORT
+    assert net.activations[0].activation.to_spec() == {"kind": "clip", "low": low, "high": high}
+    proto = clip_model(6, TensorProto.DOUBLE, low, high)
+    net = from_onnx(proto)
+    assert net.activations[0].activation.to_spec() == {"kind": "clip", "low": low, "high": high}
+    x = rows(3)
+    reference = ReferenceEvaluator(proto)
+    expected = np.stack([reference.run(None, {"x": row.reshape(1, 3)})[0].reshape(-1) for row in x])
+    np.testing.assert_allclose(net(x), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_one_sided_clip_away_from_zero_is_refused():
+    with pytest.raises(UnsupportedOperatorError, match="clip range"):
+        from_onnx(clip_model(13, TensorProto.DOUBLE, 0.5, None))

@@ -266,8 +266,12 @@ def test_other_unsupported_layers_and_clip_ranges():
     with pytest.raises(UnsupportedOperatorError, match="'Conv1d' \\(module 0\\)") as err:
         from_torch(nn.Sequential(nn.Conv1d(1, 1, 3), nn.Flatten(), nn.Linear(3, 1)), input_shape=(1, 5))
     assert "not piecewise-linear" not in str(err.value)
-    with pytest.raises(UnsupportedOperatorError, match="clip range \\[-1, 1\\].*Hardtanh") as err:
-        from_torch(nn.Sequential(nn.Linear(2, 2), nn.Hardtanh()))
+    class ClampMin(nn.Module):  # one-sided clipping away from 0 has no activation kind
+        def forward(self, x):
+            return torch.clamp(x, min=1.0)
+
+    with pytest.raises(UnsupportedOperatorError, match="clip range \\[1, inf\\].*Hardtanh") as err:
+        from_torch(nn.Sequential(nn.Linear(2, 2), ClampMin()))
     assert "\n" not in str(err.value)
     with pytest.raises(UnsupportedOperatorError, match="batch statistics"):
         from_torch(torch.export.export(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)).train(), (torch.randn(4, 2),)))
@@ -319,3 +323,38 @@ def test_bad_model_files_give_one_line_errors(tmp_path, kind, pattern):
     with pytest.raises(ModelFileError, match=pattern) as err:
         load_network(bad_file(tmp_path, kind))
     assert "\n" not in str(err.value)
+
+
+# -- general clipping: Hardtanh(a, b), clamp, ReLU6 ----------------------------------------------------------
+
+
+class ClampNet(nn.Module):
+    """Functional clipping anywhere: torch.clamp and F.hardtanh with general bounds."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(3, 6), nn.Linear(6, 6), nn.Linear(6, 2)
+
+    def forward(self, x):
+        h = torch.clamp(self.a(x), -0.5, 0.7)
+        h = F.hardtanh(self.b(h), 0.25, 2.0)
+        return self.c(h)
+
+
+def test_hardtanh_relu6_and_clamp_with_general_bounds():
+    torch.manual_seed(5)
+    module = nn.Sequential(
+        nn.Linear(3, 6), nn.Hardtanh(-1.0, 0.5), nn.Linear(6, 4), nn.ReLU6(), nn.Linear(4, 4), nn.Hardtanh(), nn.Linear(4, 2),
+    ).double().eval()
+    net = from_torch(module)
+    assert_matches(net, module, inputs(3))
+    assert [a.activation.to_spec() for a in net.activations] == [
+        {"kind": "clip", "low": -1.0, "high": 0.5}, {"kind": "clipped_relu", "cap": 6.0},
+        {"kind": "clip", "low": -1.0, "high": 1.0},
+    ]  # fmt: skip
+    functional = ClampNet().double().eval()
+    net = from_torch(functional)
+    assert_matches(net, functional, inputs(3))
+    assert [a.activation.to_spec() for a in net.activations] == [
+        {"kind": "clip", "low": -0.5, "high": 0.7}, {"kind": "clip", "low": 0.25, "high": 2.0},
+    ]

@@ -13,7 +13,8 @@ from relumilp.domain import InputDomain, box_from_cli
 from relumilp.errors import InvalidDomainError
 
 ACTIVATIONS = ["relu", {"kind": "leaky_relu", "alpha": 0.1}, {"kind": "leaky_relu", "alpha": -0.4},
-               {"kind": "clipped_relu", "cap": 0.7}, "identity"]
+               {"kind": "clipped_relu", "cap": 0.7}, "identity", {"kind": "clip", "low": -0.4, "high": 0.6},
+               {"kind": "clip", "low": 0.1, "high": 0.9}]
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS, ids=lambda a: a if isinstance(a, str) else str(a["kind"]) + str(a))

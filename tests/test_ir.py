@@ -65,7 +65,7 @@ def test_invalid_networks_raise_one_line(make, match):
 
 
 def test_unsupported_activation_names_itself():
-    with pytest.raises(UnsupportedOperatorError, match="sigmoid.*supported: clipped_relu, identity, leaky_relu, relu"):
+    with pytest.raises(UnsupportedOperatorError, match="sigmoid.*supported: clip, clipped_relu, identity, leaky_relu, relu"):
         Network([InputNode("x", 1), ActivationNode("a", 1, ("x",), kind="sigmoid")], "a")
 
 

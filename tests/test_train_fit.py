@@ -61,7 +61,7 @@ def to_network(model) -> Network:
     """The IR of a trained MLP built from its Linear weights (independent of the torch frontend)."""
     layers, acts = sequential_layers(model)
     return Network.sequential(
-        [(w.detach().numpy(), b.detach().numpy()) for w, b in layers], [{"kind": k, "alpha": a, "cap": c} for k, a, c in acts]
+        [(w.detach().numpy(), b.detach().numpy()) for w, b in layers], acts
     )
 
 

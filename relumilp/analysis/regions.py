@@ -1,7 +1,7 @@
 r"""Linear (activation) regions of a network restricted to its input domain.
 
-An *activation pattern* assigns every neuron the piece of its activation it is on (ReLU and LeakyReLU:
-2 pieces, clipped ReLU: 3 pieces -- below 0, linear, saturated at the cap; identity: 1). The set of
+An *activation pattern* assigns every neuron the piece of its activation it is on (the pieces of its
+piece table: ReLU and LeakyReLU 2, clip kinds 3 -- below, linear, saturated; identity 1). The set of
 domain points that share one pattern is a convex polyhedron on which the network is affine: an
 *activation region* in the sense of Serra, Tjandraatmadja & Ramalingam (2018). Only full-dimensional
 regions (nonempty interior) are counted; patterns that occur only on a boundary are not.
@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..activations import Activation
 from ..domain import InputDomain
 from ..errors import InvalidDomainError, RelumilpError
 from ..backends.highs import new_highs
@@ -58,50 +59,16 @@ METHODS = ("exact", "mip", "sample")
 # -- activation pieces ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PieceTable:
-    """The pieces of one activation: breakpoints, and on piece ``p`` the map ``slopes[p] x + offsets[p]``.
-
-    Piece ``p`` is ``breakpoints[p-1] <= x < breakpoints[p]``; a point exactly on a breakpoint belongs
-    to the piece above it (the activation is continuous, so either choice gives the same value).
-    """
-
-    breakpoints: tuple[float, ...]
-    slopes: np.ndarray
-    offsets: np.ndarray
-
-    @property
-    def num_pieces(self) -> int:
-        return len(self.breakpoints) + 1
-
-    def index(self, pre: np.ndarray) -> np.ndarray:
-        """Piece index of every pre-activation value (any shape), as uint8."""
-        pre = np.asarray(pre)
-        out = np.zeros(pre.shape, dtype=np.uint8)
-        for b in self.breakpoints:
-            out += pre >= b
-        return out
-
-    def interval(self, p: int) -> tuple[float, float]:
-        bps = (-math.inf, *self.breakpoints, math.inf)
-        return bps[p], bps[p + 1]
-
-
-def piece_table(node: ActivationNode) -> PieceTable:
-    """The :class:`PieceTable` of an activation node."""
-    if node.kind == "relu":
-        return PieceTable((0.0,), np.array([0.0, 1.0]), np.zeros(2))
-    if node.kind == "leaky_relu":
-        return PieceTable((0.0,), np.array([node.alpha, 1.0]), np.zeros(2))
-    if node.kind == "clipped_relu":
-        return PieceTable((0.0, float(node.cap)), np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, float(node.cap)]))
-    return PieceTable((), np.ones(1), np.zeros(1))
+def piece_table(node: ActivationNode) -> Activation:
+    """The piece table of an activation node: its :class:`~relumilp.activations.Activation` (breakpoints,
+    and on piece ``p`` the map ``slopes[p] x + offsets[p]``; a point on a breakpoint is on the piece above)."""
+    return node.activation
 
 
 def activation_patterns(net: Network, x: np.ndarray) -> np.ndarray:
     """The activation pattern of every row of ``x``: a uint8 array (batch, total neurons) of piece indices."""
     values = net.forward_all(np.atleast_2d(x))
-    parts = [piece_table(node).index(values[node.inputs[0]]) for node in net.activations]
+    parts = [piece_table(node).pattern(values[node.inputs[0]]) for node in net.activations]
     if not parts:
         return np.zeros((np.atleast_2d(x).shape[0], 0), dtype=np.uint8)
     return np.concatenate(parts, axis=1)
@@ -339,7 +306,7 @@ def exact_regions(net: Network, domain: InputDomain, rel_tol: float = 1e-10,
     return RegionCount(len(patterns), "exact", True, len(maps), time.perf_counter() - start, note, regions=regions)
 
 
-def _split_layer(cell, M, m, table: PieceTable, eps: float, min_measure: float):
+def _split_layer(cell, M, m, table: Activation, eps: float, min_measure: float):
     """Split ``cell`` by all breakpoint hyperplanes of one activation layer; yield (sub-cell, pieces)."""
     if not table.breakpoints:
         yield cell, np.zeros(M.shape[0], dtype=np.uint8)
@@ -368,7 +335,7 @@ def _split_layer(cell, M, m, table: PieceTable, eps: float, min_measure: float):
         pieces = nxt
     for piece in pieces:
         center = piece.mean(axis=0)
-        yield piece, table.index(M @ center + m)
+        yield piece, table.pattern(M @ center + m)
 
 
 def region_optimum(regions: RegionCount, coefficients=None, sense: str = "max") -> tuple[float, np.ndarray]:
@@ -401,16 +368,16 @@ class _Stop(Exception):
     pass
 
 
-def _allowed_pieces(table: PieceTable, lower: np.ndarray, upper: np.ndarray) -> list[tuple[int, ...]]:
+def _allowed_pieces(table: Activation, lower: np.ndarray, upper: np.ndarray) -> list[tuple[int, ...]]:
     """Per neuron, the pieces whose open interval meets the bounds ``[lower, upper]`` in more than a point."""
     out = []
     for lo, hi in zip(lower, upper):
         if lo >= hi:
-            out.append((int(table.index(np.array(lo))),))
+            out.append((int(table.pattern(np.array(lo))),))
             continue
         pieces = tuple(p for p in range(table.num_pieces)
-                       if max(lo, table.interval(p)[0]) < min(hi, table.interval(p)[1]))
-        out.append(pieces or (int(table.index(np.array(0.5 * (lo + hi)))),))
+                       if max(lo, table.piece_interval(p)[0]) < min(hi, table.piece_interval(p)[1]))
+        out.append(pieces or (int(table.pattern(np.array(0.5 * (lo + hi)))),))
     return out
 
 
@@ -576,14 +543,14 @@ def mip_regions(
         g, hh = M[j], float(m[j])
         norm = float(np.linalg.norm(g))
         if len(layer_allowed[j]) == 1 or norm == 0.0:  # one piece on this region: no rows, no LP
-            index[j] = layer_allowed[j][0] if norm > 0.0 else table.index(np.array(hh))
+            index[j] = layer_allowed[j][0] if norm > 0.0 else table.pattern(np.array(hh))
             visit_neuron(k, act, table, M, m, todo, i + 1, index, maps, pattern, center, radius, layer_allowed, fresh)
             return
         value = float(g @ center) + hh
-        here = int(table.index(np.array(value)))
+        here = int(table.pattern(np.array(value)))
         distance = min((abs(value - b) / norm for b in table.breakpoints), default=math.inf)
         for p in layer_allowed[j]:
-            lo, hi = table.interval(p)
+            lo, hi = table.piece_interval(p)
             added = add_rows(g, hh, lo, hi)
             if p == here and min(radius, distance) > eps:
                 # the ball around the current centre stays inside this piece: feasible without an LP

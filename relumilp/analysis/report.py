@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..activations import label
 from ..bounds import Bounds, phases
 from ..domain import InputDomain
 from ..errors import RelumilpError
@@ -21,7 +22,6 @@ from ..ir import Network
 from .regions import RegionCount, count_regions, regions_upper_bound
 from .stability import StabilityReport, stability_report
 
-_UNITS = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "clipped_relu": "clipped ReLU", "identity": "identity"}
 
 
 def big_m_values(net: Network, bounds: Bounds) -> dict[str, np.ndarray]:
@@ -149,7 +149,7 @@ class NetworkReport:
     def to_text(self) -> str:
         """A plain-text report: per-layer stability table, regions, big-M, model size, times."""
         out = []
-        hidden = [f"{n} {_UNITS.get(k, k)}" for n, k in zip(self.hidden_sizes, self.activations)]
+        hidden = [f"{n} {label(k)}" for n, k in zip(self.hidden_sizes, self.activations)]
         arch = " -> ".join([str(self.input_size), *hidden, str(self.output_size)])
         out.append(f"network   {self.network}: {arch}")
         out.append(f"domain    {_domain_text(self.domain)}")

@@ -1,7 +1,8 @@
 """Stable neurons: proven from bounds, and an empirical census from samples shown beside them.
 
 A neuron is *stable* over the input domain when its pre-activation bounds keep it on one piece of its
-activation: stably active (identity piece) or stably inactive (0, ``alpha x`` or the cap). Stable
+activation: stably active (identity piece) or stably inactive (any other piece: 0, ``alpha x``, a
+saturation level). Stable
 neurons need no binary variable. How many are stable depends on the bound method (``interval`` <
 ``symbolic`` < ``lp`` < ``milp``).
 
@@ -21,7 +22,6 @@ import numpy as np
 from ..bounds import Bounds, compute_bounds, phases
 from ..domain import InputDomain
 from ..ir import Network
-from .regions import piece_table
 
 
 @dataclass
@@ -113,12 +113,12 @@ def proven_stability(net: Network, bounds: Bounds) -> list[LayerStability]:
 
 def pieces_seen(net: Network, x: np.ndarray, chunk: int = 8192) -> dict[str, np.ndarray]:
     """``{activation node: bool array (neurons, pieces)}``: which pieces each neuron was on over rows of ``x``."""
-    seen = {node.name: np.zeros((node.size, piece_table(node).num_pieces), dtype=bool) for node in net.activations}
+    seen = {node.name: np.zeros((node.size, node.activation.num_pieces), dtype=bool) for node in net.activations}
     for first in range(0, len(x), chunk):
         values = net.forward_all(x[first:first + chunk])
         for node in net.activations:
-            table = piece_table(node)
-            index = table.index(values[node.inputs[0]])
+            table = node.activation
+            index = table.pattern(values[node.inputs[0]])
             for p in range(table.num_pieces):
                 seen[node.name][:, p] |= (index == p).any(axis=0)
     return seen
@@ -128,11 +128,10 @@ def empirical_census(net: Network, x: np.ndarray, rows: list[LayerStability]) ->
     """Fill the EMPIRICAL columns of ``rows`` from the sample points ``x`` (in place)."""
     seen = pieces_seen(net, x)
     for node, row in zip(net.activations, rows):
-        table = piece_table(node)
+        table = node.activation
         flags = seen[node.name]
         one_piece = flags.sum(axis=1) == 1
-        # the identity piece: index 1 for ReLU-like and clipped ReLU, the only piece for identity
-        linear = flags[:, 0] if table.num_pieces == 1 else flags[:, 1]
+        linear = flags[:, table.identity_pieces].any(axis=1)
         row.empirical_stable = int(one_piece.sum())
         row.empirical_always_active = int((one_piece & linear).sum())
         row.empirical_always_inactive = int((one_piece & ~linear).sum())

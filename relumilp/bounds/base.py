@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import InvalidNetworkError
+from ..activations import Phases
 from ..ir import ActivationNode, Network
 
 #: Order of the bound methods; each implies the ones before it.
@@ -79,40 +79,6 @@ class Bounds:
         return {"method": self.method, "complete": self.complete, "times": self.times, "layers": layers}
 
 
-@dataclass(frozen=True)
-class Phases:
-    """Which piece of an activation each neuron can be on, given its pre-activation bounds.
-
-    ``low`` -- always on the lowest piece (0 for ReLU, ``alpha*x`` for LeakyReLU);
-    ``linear`` -- always on the identity piece; ``high`` -- always saturated at a clipped ReLU's cap;
-    ``kink0`` -- can cross 0 (needs a binary); ``kink_cap`` -- can cross the cap (needs a binary).
-    """
-
-    low: np.ndarray
-    linear: np.ndarray
-    high: np.ndarray
-    kink0: np.ndarray
-    kink_cap: np.ndarray
-
-    @property
-    def unstable(self) -> np.ndarray:
-        """Neurons that need at least one binary variable."""
-        return self.kink0 | self.kink_cap
-
-    @property
-    def stable_active(self) -> np.ndarray:
-        return self.linear
-
-    @property
-    def stable_inactive(self) -> np.ndarray:
-        """Neurons fixed on a constant-slope non-identity piece (0, ``alpha*x``, or the cap)."""
-        return self.low | self.high
-
-    @property
-    def num_binaries(self) -> int:
-        return int(self.kink0.sum() + self.kink_cap.sum())
-
-
 def intersect(lower, upper, new_lower, new_upper):
     """``[max(lower, new_lower), min(upper, new_upper)]``, keeping the looser bound where that would cross.
 
@@ -133,22 +99,9 @@ def _torch():
 
 
 def phases(node: ActivationNode, lower: np.ndarray, upper: np.ndarray) -> Phases:
-    """Classify the neurons of ``node`` from its pre-activation bounds ``lower <= x <= upper``."""
-    lower, upper = np.asarray(lower), np.asarray(upper)
-    if np.any(lower > upper):
-        raise InvalidNetworkError(f"bounds of {node.name!r} are inconsistent (lower > upper)")
-    none = np.zeros(lower.shape, dtype=bool)
-    if node.kind == "identity":
-        return Phases(none, ~none, none, none, none)
-    low = upper <= 0.0
-    if node.kind == "clipped_relu":
-        high = lower >= node.cap
-        kink0 = (lower < 0.0) & (upper > 0.0)
-        kink_cap = (lower < node.cap) & (upper > node.cap)
-        linear = ~(low | high | kink0 | kink_cap)
-        return Phases(low, linear, high, kink0, kink_cap)
-    linear = (lower >= 0.0) & ~low
-    return Phases(low, linear, none, ~(low | linear), none)
+    """Classify the neurons of ``node`` from its pre-activation bounds ``lower <= x <= upper``
+    (:meth:`relumilp.activations.Activation.phases`)."""
+    return node.activation.phases(lower, upper, node.name)
 
 
 def stability_counts(net: Network, bounds: Bounds) -> list[dict]:

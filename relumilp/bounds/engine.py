@@ -52,11 +52,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..activations import Activation, from_spec
 from ..errors import RelumilpError
 from ..ir import ActivationNode, AffineNode, InputNode, Network
 from .base import intersect, phases
 from .rounding import TINY, gamma, terms, widen
-from .symbolic import activation_interval, linear_relaxation
 
 #: relative float64 round-off margin of back-substituted IR bounds (see :func:`roundoff_margin`)
 ROUNDOFF = 1e-12
@@ -78,7 +78,7 @@ class _Op:
     inputs: tuple = ()
     weights: tuple = ()
     bias: object = None
-    act: tuple = ("identity", 0.0, float("inf"))
+    act: Activation | None = None  # the activation object of an "act" op
 
 
 def network_ops(net: Network, dtype=torch.float64, device=None) -> list[_Op]:
@@ -92,13 +92,13 @@ def network_ops(net: Network, dtype=torch.float64, device=None) -> list[_Op]:
             ops.append(_Op(node.name, "affine", node.size, tuple(node.inputs), tuple(t(w) for w in node.weights), t(node.bias)))
         else:
             assert isinstance(node, ActivationNode)
-            alpha = node.alpha if node.kind == "leaky_relu" else 0.0
-            ops.append(_Op(node.name, "act", node.size, tuple(node.inputs), act=(node.kind, float(alpha), float(node.cap))))
+            ops.append(_Op(node.name, "act", node.size, tuple(node.inputs), act=node.activation))
     return ops
 
 
 def mlp_ops(layers, activations, n_in: int) -> list[_Op]:
-    """An MLP ``[(W, b), ...]`` with one ``(kind, alpha, cap)`` per hidden layer as :class:`_Op` list.
+    """An MLP ``[(W, b), ...]`` with one activation per hidden layer (an
+    :class:`~relumilp.activations.Activation`, or a format-1 ``(kind, alpha, cap)`` tuple) as :class:`_Op` list.
 
     Affine nodes are named ``linear{k}``, activations ``act{k}``.
     """
@@ -106,8 +106,10 @@ def mlp_ops(layers, activations, n_in: int) -> list[_Op]:
     for k, (W, b) in enumerate(layers):
         ops.append(_Op(f"linear{k}", "affine", W.shape[0], (ops[-1].name,), (W,), b))
         if k < len(layers) - 1:
-            kind, alpha, cap = activations[k]
-            ops.append(_Op(f"act{k}", "act", W.shape[0], (f"linear{k}",), act=(kind, float(alpha), float(cap))))
+            act = activations[k]
+            if not isinstance(act, Activation):
+                act = from_spec(dict(zip(("kind", "alpha", "cap"), act)))
+            ops.append(_Op(f"act{k}", "act", W.shape[0], (f"linear{k}",), act=act))
     return ops
 
 
@@ -285,8 +287,8 @@ class BoundEngine:
             else:
                 src = op.inputs[0]
                 # -- the activation's interval image and linear relaxation (the formulas' only two calls) --
-                l, u = activation_interval(*op.act, lo[src], hi[src])
-                relax[op.name] = linear_relaxation(*op.act, lo[src], hi[src])
+                l, u = op.act.interval_torch(lo[src], hi[src])
+                relax[op.name] = op.act.linear_relaxation(lo[src], hi[src])
                 l, u = self._start(op.name, l, u, start)
             lo[op.name], hi[op.name] = l, u
         return EngineBounds(lo, hi, empty)
@@ -331,7 +333,7 @@ class BoundEngine:
         undecided = np.zeros(lower.shape, dtype=bool)
         for op in readers:
             ph = phases(self.nodes[op.name], lower, upper)
-            undecided |= ~(ph.low | ph.high)  # constant pieces need no bound
+            undecided |= ~ph.stable_inactive  # off the identity piece: no bound needed
         return torch.from_numpy(undecided).to(l.device)
 
     def _refine(self, index, l, u, mask, lo, hi, relax):
@@ -372,7 +374,7 @@ class BoundEngine:
             lo = {k: torch.as_tensor(v, device=device) for k, v in lower.items()}
             hi = {k: torch.as_tensor(v, device=device) for k, v in upper.items()}
             # -- the activations' linear relaxations (the formula's only call here) --
-            relax = {op.name: linear_relaxation(*op.act, lo[op.inputs[0]], hi[op.inputs[0]])
+            relax = {op.name: op.act.linear_relaxation(lo[op.inputs[0]], hi[op.inputs[0]])
                      for op in self.ops[:index] if op.kind == "act"}
             k = self.ops[index].size
             batch = lo[node].shape[0]

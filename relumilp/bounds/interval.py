@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..domain import InputDomain
-from ..ir import ActivationNode, AffineNode, Network
+from ..ir import AffineNode, Network
 from .base import Bounds
 from .rounding import magnitude, sum_margin
 
@@ -35,20 +35,11 @@ def affine_interval(node: AffineNode, lower: dict, upper: dict) -> tuple[np.ndar
     return np.nextafter(lo - margin, -np.inf), np.nextafter(hi + margin, np.inf)
 
 
-def activation_interval(node: ActivationNode, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exact interval image of an element-wise piecewise-linear activation."""
-    candidates = [node.apply(lo), node.apply(hi)]
-    for point in node.breakpoints:
-        candidates.append(node.apply(np.clip(point, lo, hi)))
-    stacked = np.stack(candidates)
-    return stacked.min(axis=0), stacked.max(axis=0)
-
-
 def propagate_node(node, lower: dict, upper: dict) -> tuple[np.ndarray, np.ndarray]:
     """Interval bounds of one non-input node from the bounds already known for its inputs."""
     if isinstance(node, AffineNode):
         return affine_interval(node, lower, upper)
-    return activation_interval(node, lower[node.inputs[0]], upper[node.inputs[0]])
+    return node.activation.interval(lower[node.inputs[0]], upper[node.inputs[0]])
 
 
 def interval_bounds(net: Network, domain: InputDomain, start: Bounds | None = None) -> Bounds:

@@ -439,7 +439,7 @@ def _thresholds(net: Network, node: AffineNode, lower, upper, outputs: bool):
     points: list[float] = []
     for name in net.graph.successors(node.name):
         act = net[name]
-        if isinstance(act, ActivationNode) and act.kind != "identity":
+        if isinstance(act, ActivationNode) and act.activation.breakpoints:
             mask |= phases(act, lower, upper).unstable
             points.extend(act.breakpoints)
     # minimising x_j is decided once x_j >= the largest breakpoint, maximising once x_j <= the smallest

@@ -10,7 +10,8 @@ A bound method reasons about the network in exact arithmetic, but a certificate 
   inputs ``x~`` differs from the exact value by at most ``γ_N (|W| |x~| + |b|)`` (Higham's bound for a
   sum of ``N`` products in any order, fused multiply-adds included; ``γ_N = N u / (1 - N u)``,
   ``u = 2^-53``), and errors already in ``x~`` pass through ``|W|``. Activations are 1-Lipschitz
-  (``max(1, |α|)`` for LeakyReLU, whose product ``α x`` adds one rounding).
+  with Lipschitz constant ``max |slope|`` over their pieces, and a slope other than 0 or 1 is a product
+  ``s x`` that adds one rounding (LeakyReLU's ``α x``).
 
 :func:`forward_error_step` propagates that envelope ``δ`` through the graph from the magnitudes the
 bounds allow, and :func:`widen` moves every bound outward by ``2 δ`` (the forward pass's error and a
@@ -69,10 +70,10 @@ def forward_error_step(node, lower: dict, upper: dict, error: dict) -> np.ndarra
         propagated = sum(error[s] @ np.abs(w).T for s, w in zip(node.inputs, node.weights))
         return sum_margin(node, mags, count=1) + propagated
     assert isinstance(node, ActivationNode)
-    source = node.inputs[0]
-    if node.kind == "leaky_relu":  # Lipschitz max(1, |α|), and the product α x rounds once
-        return max(1.0, abs(node.alpha)) * error[source] + UNIT * abs(node.alpha) * magnitude(lower[source], upper[source])
-    return error[source].copy()
+    source, act = node.inputs[0], node.activation
+    if act.rounding_slope:  # the product s x rounds once
+        return act.lipschitz * error[source] + UNIT * act.rounding_slope * magnitude(lower[source], upper[source])
+    return act.lipschitz * error[source]
 
 
 def widen(net: Network, lower: dict, upper: dict) -> tuple[dict, dict]:

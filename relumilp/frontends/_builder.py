@@ -17,6 +17,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..activations import Clip, ClippedReLU, LeakyReLU, ReLU
 from ..errors import InvalidNetworkError, UnsupportedOperatorError
 from ..ir import ActivationNode, AffineNode, InputNode, Network, Node
 
@@ -151,9 +152,9 @@ class NetworkBuilder:
         x.terms, x.bias = {node.name: np.eye(node.size)}, np.zeros(node.size)
         return node.name
 
-    def _activate(self, x: Sym, kind: str, **params) -> Sym:
+    def _activate(self, x: Sym, activation) -> Sym:
         source = self.node_of(x)
-        node = ActivationNode(f"act{self._activations}", x.size, (source,), kind=kind, **params)
+        node = ActivationNode(f"act{self._activations}", x.size, (source,), activation)
         self._activations += 1
         self._add(node)
         return self._identity_of(node, x.shape)
@@ -359,7 +360,7 @@ class NetworkBuilder:
     # -- activations --------------------------------------------------------------------------------
 
     def relu(self, x: Sym) -> Sym:
-        return self._activate(x, "relu")
+        return self._activate(x, ReLU())
 
     def leaky_relu(self, x: Sym, alpha: float) -> Sym:
         alpha = float(alpha)
@@ -367,10 +368,11 @@ class NetworkBuilder:
             return self.relu(x)
         if not alpha < 1.0:
             raise self.unsupported(f"LeakyReLU slope {alpha}", ["negative slopes below 1"])
-        return self._activate(x, "leaky_relu", alpha=alpha)
+        return self._activate(x, LeakyReLU(alpha))
 
     def clip(self, x: Sym, low=None, high=None) -> Sym:
-        """``min(max(x, low), high)``: ReLU for [0, inf), clipped ReLU for [0, c]; None means unbounded."""
+        """``min(max(x, low), high)``: ReLU for [0, inf), clipped ReLU for [0, c], clip for a finite
+        [a, b]; None means unbounded."""
         low = -math.inf if low is None else float(low)
         high = math.inf if high is None else float(high)
         if low == -math.inf and high == math.inf:
@@ -378,9 +380,11 @@ class NetworkBuilder:
         if low == 0.0 and high == math.inf:
             return self.relu(x)
         if low == 0.0 and 0.0 < high < math.inf:
-            return self._activate(x, "clipped_relu", cap=high)
+            return self._activate(x, ClippedReLU(high))
+        if -math.inf < low < high < math.inf:
+            return self._activate(x, Clip(low, high))
         raise self.unsupported(
             f"clip range [{low:g}, {high:g}]",
-            ["[0, inf) (ReLU)", "[0, c] with c > 0 (clipped ReLU)"],
-            "Only clipping from below at 0 compiles; use ReLU, ReLU6 or Hardtanh(0, c)",
+            ["[0, inf) (ReLU)", "[a, b] with finite a < b (clip)"],
+            "One-sided clipping compiles only from below at 0; use ReLU, ReLU6 or Hardtanh(a, b)",
         )

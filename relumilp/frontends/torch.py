@@ -29,7 +29,7 @@ SUPPORTED_LAYERS = (
     "ReLU",
     "LeakyReLU",
     "ReLU6",
-    "Hardtanh(min_val=0, max_val=c>0)",
+    "Hardtanh(min_val=a, max_val=b>a)",
     "BatchNorm1d (eval)",
     "Flatten",
     "Identity",
@@ -239,7 +239,7 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
 
 SUPPORTED_OPS = (
     "linear", "addmm", "matmul/mm (by a constant)", "add", "sub", "mul/div (by a constant)", "relu",
-    "leaky_relu", "relu6", "hardtanh/clamp (to [0, c] or [0, inf))", "batch_norm (eval)", "dropout",
+    "leaky_relu", "relu6", "hardtanh/clamp (to [a, b] or [0, inf))", "batch_norm (eval)", "dropout",
     "flatten", "view/reshape", "cat", "t/transpose/permute", "slicing",
 )  # fmt: skip
 

@@ -122,8 +122,7 @@ def _stable_fraction(model: nn.Sequential, lower: np.ndarray, upper: np.ndarray)
     if not acts:
         return 1.0
     np_layers = [(w.detach().cpu().double().numpy(), b.detach().cpu().double().numpy()) for w, b in layers]
-    specs = [{"kind": k, "alpha": a, "cap": c} for k, a, c in acts]
-    net = Network.sequential(np_layers, specs)
+    net = Network.sequential(np_layers, acts)
     rows = stability_counts(net, interval_bounds(net, InputDomain(lower, upper)))
     total = sum(r["size"] for r in rows)
     return 1.0 - sum(r["unstable"] for r in rows) / total

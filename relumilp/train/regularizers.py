@@ -22,8 +22,8 @@ pre-activation bounds ``l <= W h + b <= u`` of every hidden neuron over an input
 * :class:`ReLUStabilityPenalty` -- the ReLU-stability loss of Xiao et al. 2019 ("Training for faster
   adversarial robustness verification via inducing ReLU stability"),
   ``weight * sum over hidden neurons of -tanh(1 + l * u)``: ``l * u < 0`` exactly for unstable neurons
-  (``l < 0 < u``), and the loss pushes ``l * u`` up, i.e. the neuron to one side of its kink. For a
-  clipped ReLU with cap ``c`` the second kink adds ``-tanh(1 + (l - c) (u - c))`` (our extension).
+  (``l < 0 < u``), and the loss pushes ``l * u`` up, i.e. the neuron to one side of its kink. Every
+  further kink ``b`` (e.g. a clip level) adds ``-tanh(1 + (l - b) (u - b))`` (our extension).
 * :class:`BigMPenalty` -- ``weight * sum over hidden neurons of max(|l|, |u|)``, the size of the big-M
   coefficients, or (``variant="area"``) the area ``1/2 relu(u) relu(-l)`` of the LP relaxation
   triangle of each unstable neuron (Ehlers 2017), zero for stable neurons.
@@ -39,6 +39,7 @@ import math
 import torch
 from torch import nn
 
+from ..activations import Activation, Clip, ClippedReLU, LeakyReLU, ReLU
 from ..errors import RelumilpError, UnsupportedOperatorError
 
 __all__ = [
@@ -52,7 +53,7 @@ __all__ = [
 ]
 
 _SKIPPED = (nn.Dropout, nn.Identity)
-_SUPPORTED = ["Linear", "ReLU", "LeakyReLU", "Hardtanh(0, c)", "ClippedReLU", "Dropout", "Identity", "Sequential"]
+_SUPPORTED = ["Linear", "ReLU", "LeakyReLU", "Hardtanh(a, b)", "ReLU6", "ClippedReLU", "Dropout", "Identity", "Sequential"]
 
 
 def _flat_modules(model: nn.Module) -> list[nn.Module]:
@@ -61,25 +62,24 @@ def _flat_modules(model: nn.Module) -> list[nn.Module]:
     return [model]
 
 
-def _activation_spec(module: nn.Module) -> tuple[str, float, float] | None:
-    """``(kind, alpha, cap)`` of a supported activation module, None for a non-activation."""
+def _activation_spec(module: nn.Module) -> Activation | None:
+    """The activation of a supported activation module, None for a non-activation."""
     if isinstance(module, nn.ReLU):
-        return ("relu", 0.0, math.inf)
+        return ReLU()
     if isinstance(module, nn.LeakyReLU):
-        return ("leaky_relu", float(module.negative_slope), math.inf)
+        return LeakyReLU(float(module.negative_slope))
     if isinstance(module, nn.Hardtanh):  # includes ClippedReLU and ReLU6
-        if float(module.min_val) != 0.0 or not float(module.max_val) > 0.0:
-            raise UnsupportedOperatorError(
-                f"Hardtanh({module.min_val}, {module.max_val})", _SUPPORTED, "only Hardtanh(0, c) with c > 0 is a clipped ReLU"
-            )
-        return ("clipped_relu", 0.0, float(module.max_val))
+        low, high = float(module.min_val), float(module.max_val)
+        if not low < high:
+            raise UnsupportedOperatorError(f"Hardtanh({low}, {high})", _SUPPORTED, "Hardtanh needs min_val < max_val")
+        return ClippedReLU(high) if low == 0.0 else Clip(low, high)
     return None
 
 
-def sequential_layers(model: nn.Module) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[tuple[str, float, float]]]:
-    """A training-side view of a live MLP: ``([(W1, b1), ..., (Wk, bk)], [(kind, alpha, cap), ...])``.
+def sequential_layers(model: nn.Module) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[Activation]]:
+    """A training-side view of a live MLP: ``([(W1, b1), ..., (Wk, bk)], [activation, ...])``.
 
-    ``model`` is an ``nn.Sequential`` (possibly nested) of Linear, ReLU, LeakyReLU, Hardtanh(0, c) /
+    ``model`` is an ``nn.Sequential`` (possibly nested) of Linear, ReLU, LeakyReLU, Hardtanh(a, b) /
     :class:`~relumilp.train.modules.ClippedReLU`, Dropout and Identity modules. The tensors are the
     module parameters themselves (or differentiable functions of them), so gradients flow back to the
     model: Dropout/Identity are skipped (the eval-mode function), consecutive Linear layers are
@@ -87,7 +87,7 @@ def sequential_layers(model: nn.Module) -> tuple[list[tuple[torch.Tensor, torch.
     last layer is affine.
     """
     layers: list[tuple[torch.Tensor, torch.Tensor]] = []
-    activations: list[tuple[str, float, float]] = []
+    activations: list[Activation] = []
     pending: tuple[torch.Tensor, torch.Tensor] | None = None  # affine map since the last activation
     for module in _flat_modules(model):
         if isinstance(module, _SKIPPED):
@@ -242,7 +242,7 @@ class GroupL1Penalty(nn.Module):
 
 def pre_activation_bounds(
     model: nn.Module, lower: torch.Tensor, upper: torch.Tensor, method: str = "interval"
-) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[tuple[str, float, float]]]:
+) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[Activation]]:
     """Differentiable bounds ``[(l, u), ...]`` of every hidden layer's pre-activations, and the activations.
 
     ``lower``/``upper`` have shape (n_in,) or (batch, n_in). Uses
@@ -294,7 +294,7 @@ class _BoundPenalty(nn.Module):
             hi = torch.minimum(hi, self.upper.to(dtype=x.dtype, device=x.device))
         return lo, hi
 
-    def per_neuron(self, l, u, kind, alpha, cap) -> torch.Tensor:  # pragma: no cover - abstract
+    def per_neuron(self, l, u, act: Activation) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def value(self, model, x_batch=None) -> torch.Tensor:
@@ -303,8 +303,8 @@ class _BoundPenalty(nn.Module):
         bounds, activations = pre_activation_bounds(model, lower, upper, self.method)
         ref = next(model.parameters())
         total = torch.zeros((), dtype=ref.dtype, device=ref.device)
-        for (l, u), (kind, alpha, cap) in zip(bounds, activations):
-            total = total + self.per_neuron(l, u, kind, alpha, cap).sum(dim=-1)
+        for (l, u), act in zip(bounds, activations):
+            total = total + self.per_neuron(l, u, act).sum(dim=-1)
         return total.mean() if total.dim() else total
 
     def forward(self, model, x_batch=None) -> torch.Tensor:
@@ -317,18 +317,18 @@ class ReLUStabilityPenalty(_BoundPenalty):
     ``l, u`` are differentiable pre-activation bounds over the box ``[lower, upper]``, or, with
     ``epsilon``, over ``[x - epsilon, x + epsilon]`` intersected with the box for each sample ``x`` of
     the batch (then averaged over the batch). The value lies in ``(-1, 1)`` per neuron: about ``+1`` for
-    a neuron whose bounds straddle the kink widely, below ``-0.76`` once ``l * u >= 0`` (stable). For a
-    clipped ReLU with cap ``c`` the term ``-tanh(1 + (l - c)(u - c))`` of the second kink is added.
+    a neuron whose bounds straddle the kink widely, below ``-0.76`` once ``l * u >= 0`` (stable). With
+    several kinks ``b`` (a clip) the terms ``-tanh(1 + (l - b)(u - b))`` of all of them are summed.
     ``method`` is ``"interval"`` or ``"symbolic"`` (tighter, slower).
     """
 
     def __init__(self, weight: float = 1e-2, lower=None, upper=None, method: str = "interval", epsilon=None):
         super().__init__(weight, lower, upper, method, epsilon)
 
-    def per_neuron(self, l, u, kind, alpha, cap):
-        value = -torch.tanh(1.0 + l * u)
-        if kind == "clipped_relu":
-            value = value - torch.tanh(1.0 + (l - cap) * (u - cap))
+    def per_neuron(self, l, u, act):
+        value = torch.zeros_like(l)
+        for b in act.breakpoints:
+            value = value - torch.tanh(1.0 + (l - b) * (u - b))
         return value
 
 
@@ -336,8 +336,8 @@ class BigMPenalty(_BoundPenalty):
     """``weight * sum over hidden neurons of max(|l|, |u|)``: the size of the big-M coefficients.
 
     ``variant="area"`` instead sums ``1/2 relu(u) relu(-l)``, the area of the LP-relaxation triangle of
-    a ReLU over ``[l, u]`` (zero for stable neurons; for a clipped ReLU the cap kink adds
-    ``1/2 relu(u - c) relu(c - l)``), which penalises only what makes the relaxation weak. Domain and
+    a ReLU over ``[l, u]`` (zero for stable neurons; summed over the kinks ``b`` of the activation as
+    ``1/2 relu(u - b) relu(b - l)``), which penalises only what makes the relaxation weak. Domain and
     ``method`` as in :class:`ReLUStabilityPenalty`.
 
     Measured (peaks function on [-3, 3]^2, 500 points, 16x16 ReLU, 60 epochs, mean of 3 seeds; interval
@@ -357,12 +357,12 @@ class BigMPenalty(_BoundPenalty):
             raise RelumilpError(f"BigMPenalty variant must be one of {self.VARIANTS}, got {variant!r}")
         self.variant = variant
 
-    def per_neuron(self, l, u, kind, alpha, cap):
+    def per_neuron(self, l, u, act):
         if self.variant == "max_abs":
             return torch.maximum(l.abs(), u.abs())
-        value = 0.5 * torch.relu(u) * torch.relu(-l)
-        if kind == "clipped_relu":
-            value = value + 0.5 * torch.relu(u - cap) * torch.relu(cap - l)
+        value = torch.zeros_like(l)
+        for b in act.breakpoints:
+            value = value + 0.5 * torch.relu(u - b) * torch.relu(b - l)
         return value
 
 

@@ -1,0 +1,19 @@
+"""Activation kinds: one class per kind, behind a registry keyed by kind name.
+
+Everything relumilp knows about an element-wise activation -- evaluation, interval image, phases of
+neurons, MILP and LP encodings, symbolic relaxations, rescaling, rounding -- lives on its class. Code
+elsewhere asks the object (``node.activation``) and never tests kind names. See
+``docs/architecture.md`` ("How to add an activation kind").
+"""
+
+from __future__ import annotations
+
+from .base import Activation, Phases, from_spec, get, kinds, label, register
+from .clip import Clip, ClippedReLU
+from .identity import Identity
+from .relu import LeakyReLU, ReLU
+
+__all__ = [
+    "Activation", "Clip", "ClippedReLU", "Identity", "LeakyReLU", "Phases", "ReLU",
+    "from_spec", "get", "kinds", "label", "register",
+]
