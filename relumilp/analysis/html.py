@@ -110,8 +110,10 @@ def _summary(report, optima) -> str:
         _card("bound method", html.escape(report.bound_method) + (", scaled" if report.scaled else "")),
         _card("analysis time", f"{report.times.get('total', 0.0):.2f} s"),
     ]
-    if report.regions is not None:
-        cards.append(_card("linear regions", html.escape(report.regions.label)))
+    regions = report.regions
+    if regions is not None:  # the count alone: "at least N (method)" is too long for a card
+        cards.append(_card("linear regions", f"{'' if regions.exact else '&ge; '}{regions.count:,}",
+                           html.escape(regions.method) + ("" if regions.exact else ", a lower bound")))
     for opt in optima or []:
         if opt.value is not None:
             cards.append(_card(f"{opt.sense} of output 0", _fmt(opt.value, 6)))
