@@ -169,6 +169,14 @@ def plot_stability(report, path, title: str | None = None) -> Path | bytes:
     return _save(fig, path)
 
 
+def _plain_minor_labels(axis) -> None:
+    """Label the minor ticks of a log axis "3", not "3x10^0": over about a decade matplotlib labels them,
+    and the long labels run into each other (and into the axis label)."""
+    from matplotlib.ticker import LogFormatter
+
+    axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+
+
 def plot_big_m(report, path, title: str | None = None) -> Path | bytes:
     """Big-M coefficients: histogram (log bins) before vs. after tightening/scaling, and per-layer box plots."""
     Figure, _ = _matplotlib()
@@ -196,6 +204,7 @@ def plot_big_m(report, path, title: str | None = None) -> Path | bytes:
                 label = "baseline " + label
             ax.hist(np.clip(s.all, lo, None), bins=bins, alpha=0.65, color=colour, label=label)
         ax.set_xscale("log")
+        _plain_minor_labels(ax.xaxis)
         ax.set_ylim(0, ax.get_ylim()[1] * 1.25)  # headroom for the legend
         ax.legend(fontsize=8, loc="upper left")
         layers = [(name, v) for name, v in after.values.items()]
@@ -203,6 +212,7 @@ def plot_big_m(report, path, title: str | None = None) -> Path | bytes:
         ax2.set_xticks(np.arange(1, len(layers) + 1))
         ax2.set_xticklabels([f"{name}\n({v.size})" for name, v in layers], fontsize=8)
         ax2.set_yscale("log")
+        _plain_minor_labels(ax2.yaxis)
         ax2.set_ylabel("big-M")
         ax2.set_title(f"per layer ({after.label}; unstable neurons in brackets)", fontsize=10)
     ax.set_xlabel("big-M = max(-L, U) of unstable neurons")
