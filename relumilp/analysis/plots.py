@@ -1,5 +1,8 @@
 """Figures of a network analysis (PNG, written whole or not at all). Needs matplotlib (``pip install relumilp[plot]``).
 
+Every figure function takes a ``path``; with ``path=None`` it returns the PNG bytes instead of writing a
+file (for pages that inline their figures, :mod:`relumilp.analysis.html`).
+
 * :func:`plot_regions` -- the activation regions of a 1-D or 2-D network over its domain (from
   :func:`relumilp.analysis.regions.exact_regions`), coloured by region, beside the network's output with
   the region boundaries, and the optimum (or optima) marked;
@@ -32,12 +35,15 @@ def _matplotlib():
     return Figure, FigureCanvasAgg
 
 
-def _save(fig, path) -> Path:
+def _save(fig, path) -> Path | bytes:
+    """Write ``fig`` as PNG to ``path``, or return the PNG bytes when ``path`` is None."""
     _, canvas_class = _matplotlib()
     canvas_class(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=150, bbox_inches="tight")
     data = buffer.getvalue()
+    if path is None:
+        return data
     path = atomic_write(path, lambda handle: handle.write(data), binary=True)
     try:
         os.chmod(path, 0o644)  # a figure, not a secret (the temporary file was created 0600)
@@ -59,7 +65,7 @@ def _region_colours(n: int, seed: int = 0) -> np.ndarray:
 
 
 def plot_regions(regions, domain, path, network=None, optima: list[tuple[str, np.ndarray]] | None = None,
-                 title: str | None = None, output: int = 0) -> Path:
+                 title: str | None = None, output: int = 0) -> Path | bytes:
     """Draw the activation regions (an exact :class:`~relumilp.analysis.regions.RegionCount`) and write PNG.
 
     For 2-D inputs: left, the regions in random colours; right (when ``network`` is given), output
@@ -133,7 +139,7 @@ def plot_regions(regions, domain, path, network=None, optima: list[tuple[str, np
     return _save(fig, path)
 
 
-def plot_stability(report, path, title: str | None = None) -> Path:
+def plot_stability(report, path, title: str | None = None) -> Path | bytes:
     """Stacked bars per layer: stably active, stably inactive (proven), unstable; EMPIRICAL census as ticks."""
     Figure, _ = _matplotlib()
     stability = getattr(report, "stability", report)
@@ -163,7 +169,15 @@ def plot_stability(report, path, title: str | None = None) -> Path:
     return _save(fig, path)
 
 
-def plot_big_m(report, path, title: str | None = None) -> Path:
+def _plain_minor_labels(axis) -> None:
+    """Label the minor ticks of a log axis "3", not "3x10^0": over about a decade matplotlib labels them,
+    and the long labels run into each other (and into the axis label)."""
+    from matplotlib.ticker import LogFormatter
+
+    axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+
+
+def plot_big_m(report, path, title: str | None = None) -> Path | bytes:
     """Big-M coefficients: histogram (log bins) before vs. after tightening/scaling, and per-layer box plots."""
     Figure, _ = _matplotlib()
     before, after = report.big_m_before, report.big_m
@@ -190,6 +204,7 @@ def plot_big_m(report, path, title: str | None = None) -> Path:
                 label = "baseline " + label
             ax.hist(np.clip(s.all, lo, None), bins=bins, alpha=0.65, color=colour, label=label)
         ax.set_xscale("log")
+        _plain_minor_labels(ax.xaxis)
         ax.set_ylim(0, ax.get_ylim()[1] * 1.25)  # headroom for the legend
         ax.legend(fontsize=8, loc="upper left")
         layers = [(name, v) for name, v in after.values.items()]
@@ -197,6 +212,7 @@ def plot_big_m(report, path, title: str | None = None) -> Path:
         ax2.set_xticks(np.arange(1, len(layers) + 1))
         ax2.set_xticklabels([f"{name}\n({v.size})" for name, v in layers], fontsize=8)
         ax2.set_yscale("log")
+        _plain_minor_labels(ax2.yaxis)
         ax2.set_ylabel("big-M")
         ax2.set_title(f"per layer ({after.label}; unstable neurons in brackets)", fontsize=10)
     ax.set_xlabel("big-M = max(-L, U) of unstable neurons")

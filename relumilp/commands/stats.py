@@ -9,11 +9,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .._io import make_folder
+from .._io import atomic_write_text, check_writable, make_folder
 from ..errors import RelumilpError
 from ..limits import Deadline
 from .common import (add_domain_arguments, add_model_arguments, add_tighten_arguments, count, load_domain,
                      load_model, print_json, seconds, seconds_or_zero)
+
+
+#: seconds per MILP for the --html optima when no exact regions give them and --solve-time-limit is 0
+_HTML_SOLVE_LIMIT = 60.0
 
 
 def register(subparsers) -> None:
@@ -38,10 +42,14 @@ def register(subparsers) -> None:
     parser.add_argument("--plot", metavar="DIR",
                         help="write PNG figures into DIR (created if missing): regions (1-2 inputs, exact), stability "
                              "bars, big-M histogram")
+    parser.add_argument("--html", metavar="FILE",
+                        help="write the report as one self-contained HTML page (tables, figures, the optimum of "
+                             "output 0)")
     parser.add_argument("--solve-time-limit", type=seconds_or_zero, default=0.0, metavar="S",
                         help="cross-check the optima marked on the region figure with MILP solves of at most S "
                              "seconds each; by default (0) the exact regions' vertex enumeration marks them, "
-                             "which is exact and fast")
+                             "which is exact and fast. Without exact regions, --html solves for the optima with "
+                             f"at most S seconds each ({_HTML_SOLVE_LIMIT:g} when 0)")
     parser.add_argument("--time-limit", type=seconds, metavar="S",
                         help="seconds for bounds, region counting and the figure's MILPs together")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -59,74 +67,102 @@ def run(args) -> int:
                             "use --regions mip or sample")
     if args.plot:
         make_folder(args.plot, "--plot")
+    if args.html:
+        check_writable(args.html)  # refuse a bad path before minutes of analysis
     report = analyze_network(net, domain, tighten=args.tighten, scale=args.scale, regions=args.regions,
                              region_time_limit=args.region_time_limit, samples=args.samples, seed=args.seed,
                              time_limit=deadline)
     figures = []
+    optima = None
+    if args.html or (args.plot and _exact_cells(report.regions)):
+        optima = _optima(net, domain, args, report.regions, deadline)
     if args.plot:
-        figures = _figures(args, report, net, domain, deadline)
+        figures = _figures(args, report, net, optima)
+    page = _html(args, report, net, optima) if args.html else None
     if args.json:
         data = report.to_json()
         data["figures"] = [str(p) for p in figures]
+        if page is not None:
+            data["html"] = str(page)
         print_json(data)
         return 0
     print(report.to_text())
-    for path in figures:
+    for path in figures + ([page] if page is not None else []):
         print(f"wrote {path}")
     return 0
 
 
-def _figures(args, report, net, domain, deadline) -> list:
+def _exact_cells(regions) -> bool:
+    return regions is not None and any(r.vertices is not None for r in regions.regions)
+
+
+def _figures(args, report, net, optima) -> list:
     import time
 
     from ..analysis.plots import write_figures
 
     start = time.perf_counter()
-    prefix = args.example or Path(args.model).stem
-    optima = None
-    if report.regions is not None and any(r.vertices is not None for r in report.regions.regions):
-        optima = _optima(net, domain, args, report.regions, deadline)
-    paths = write_figures(report, args.plot, prefix, network=net, optima=optima)
+    marks = None if optima is None else [(o.label, o.x) for o in optima if o.x is not None]
+    paths = write_figures(report, args.plot, _prefix(args), network=net, optima=marks)
     report.times["plots"] = time.perf_counter() - start
     return paths
 
 
-def _optima(net, domain, args, regions, deadline) -> list:
-    """Global max and min of output 0 to mark on the region figure.
+def _prefix(args) -> str:
+    return args.example or Path(args.model).stem
 
-    Solved with :func:`relumilp.optimize` (time limit ``--solve-time-limit``) and cross-checked against
-    the vertex enumeration of the exact regions (the network is affine on each cell, so its optimum over
-    the domain is at a cell vertex). When the MILP does not prove optimality in time, the vertex
-    optimum is marked instead, and the label says so.
+
+def _html(args, report, net, optima) -> Path:
+    from ..analysis.html import html_report
+
+    return atomic_write_text(args.html, html_report(report, network=net, optima=optima, title=_prefix(args)))
+
+
+def _optima(net, domain, args, regions, deadline) -> list:
+    """Global max and min of output 0 (:class:`~relumilp.analysis.html.Optimum`), for the region figure
+    and the HTML page.
+
+    With exact regions: the vertex enumeration of the cells (the network is affine on each cell, so its
+    optimum over the domain is at a cell vertex), cross-checked by :func:`relumilp.optimize` when
+    ``--solve-time-limit`` is set; when the MILP does not prove optimality in time, the vertex optimum
+    is kept, and ``how`` says so. Without them: :func:`relumilp.optimize` alone, each solve within
+    ``--solve-time-limit`` (or ``_HTML_SOLVE_LIMIT``) and ``--time-limit``.
     """
     import warnings
 
+    from ..analysis.html import Optimum
     from ..analysis.regions import region_optimum
     from ..optimization import optimize
 
+    exact = _exact_cells(regions)
+    limit = args.solve_time_limit if exact or args.solve_time_limit > 0 else _HTML_SOLVE_LIMIT
     marks = []
     for sense, word in (("max", "max"), ("min", "min")):
-        exact_value, exact_x = region_optimum(regions, sense=sense)
+        exact_value, exact_x = region_optimum(regions, sense=sense) if exact else (None, None)
         result = None
-        if args.solve_time_limit > 0 and not deadline.expired():
+        if limit > 0 and not deadline.expired():
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     result = optimize(net, domain, **{f"{sense}imize": 0}, tighten=args.tighten,
-                                      time_limit=deadline.earlier(args.solve_time_limit))
+                                      time_limit=deadline.earlier(limit))
             except RelumilpError as exc:
                 print(f"relumilp: note: MILP {word} not solved ({exc})", file=sys.stderr)
-        where = lambda x: ", ".join(f"{v:.3g}" for v in x)
+        why = "MILP not run" if result is None else f"MILP {result.status}"
         if result is not None and result.status == "optimal" and result.x is not None:
-            agree = abs(result.objective - exact_value) <= 1e-6 * (1.0 + abs(exact_value))
-            if not agree:
-                print(f"relumilp: warning: MILP {word} {result.objective:.10g} differs from the vertex "
-                      f"enumeration of the regions ({exact_value:.10g})", file=sys.stderr)
-            check = "= vertex enumeration" if agree else f"vertex enumeration {exact_value:.6g}"
-            marks.append((f"global {word} {result.objective:.6g} at ({where(result.x)}) (MILP optimal, {check})",
-                          result.x))
+            check = ""
+            if exact:
+                agree = abs(result.objective - exact_value) <= 1e-6 * (1.0 + abs(exact_value))
+                if not agree:
+                    print(f"relumilp: warning: MILP {word} {result.objective:.10g} differs from the vertex "
+                          f"enumeration of the regions ({exact_value:.10g})", file=sys.stderr)
+                check = ", = vertex enumeration" if agree else f", vertex enumeration {exact_value:.6g}"
+            marks.append(Optimum(word, result.objective, result.x, f"MILP optimal{check}"))
+        elif exact:
+            marks.append(Optimum(word, exact_value, exact_x, f"vertex enumeration; {why}"))
+        elif result is not None and result.x is not None:
+            marks.append(Optimum(word, result.objective, result.x, f"{why}: best found, not proven optimal",
+                                 bound=result.bound))
         else:
-            why = "MILP not run" if result is None else f"MILP {result.status}"
-            marks.append((f"global {word} {exact_value:.6g} at ({where(exact_x)}) (vertex enumeration; {why})",
-                          exact_x))
+            marks.append(Optimum(word, None, None, f"{why}: no solution found"))
     return marks
