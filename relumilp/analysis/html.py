@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import RelumilpError
-from .report import _UNITS, _big_int, _domain_text
+from ..activations import label
+from .report import big_int, domain_text
 
 
 @dataclass
@@ -144,7 +145,7 @@ def _stability_section(report) -> str:
         header.insert(7, "empirical stable*")
     rows = []
     for layer in report.layers:
-        row = [html.escape(layer.name), html.escape(_UNITS.get(layer.kind, layer.kind)), _fmt(layer.size),
+        row = [html.escape(layer.name), html.escape(label(layer.kind)), _fmt(layer.size),
                _fmt(layer.stable_active), _fmt(layer.stable_inactive), _fmt(layer.unstable),
                f"{100 * layer.stable_fraction:.1f}",
                _stack_bar(layer.stable_active, layer.stable_inactive, layer.unstable)]
@@ -229,7 +230,7 @@ def _regions_section(report, network, optima) -> str:
             rows.append(["distinct affine maps", _fmt(regions.distinct_affine_maps)])
     if report.regions_upper_bound is not None:
         rows.append(["architecture upper bound (all of input space)",
-                     f"{html.escape(_big_int(report.regions_upper_bound))} "
+                     f"{html.escape(big_int(report.regions_upper_bound))} "
                      f'<span class="muted">({html.escape(report.regions_upper_bound_source)})</span>'])
     figure = ""
     if regions is not None and any(r.vertices is not None for r in regions.regions):
@@ -337,7 +338,7 @@ def html_report(report, network=None, optima: list[Optimum] | None = None, title
     from .. import __version__
 
     name = html.escape(title or report.network)
-    hidden = [f"{n} {_UNITS.get(k, k)}" for n, k in zip(report.hidden_sizes, report.activations)]
+    hidden = [f"{n} {label(k)}" for n, k in zip(report.hidden_sizes, report.activations)]
     arch = " &rarr; ".join(html.escape(str(p)) for p in [report.input_size, *hidden, report.output_size])
     stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     sections = [_model_section(report), _stability_section(report), _big_m_section(report),
@@ -360,7 +361,7 @@ def html_report(report, network=None, optima: list[Optimum] | None = None, title
 <header>
 <h1><span class="tool">relumilp report &middot;</span> {name}</h1>
 <p class="meta">architecture <code>{arch}</code></p>
-<p class="meta">domain <code>{html.escape(_domain_text(report.domain))}</code> &middot; bounds
+<p class="meta">domain <code>{html.escape(domain_text(report.domain))}</code> &middot; bounds
 <code>{html.escape(report.bound_method)}{", scaled" if report.scaled else ""}</code></p>
 <nav>{nav}</nav>
 </header>

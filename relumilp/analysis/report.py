@@ -152,7 +152,7 @@ class NetworkReport:
         hidden = [f"{n} {label(k)}" for n, k in zip(self.hidden_sizes, self.activations)]
         arch = " -> ".join([str(self.input_size), *hidden, str(self.output_size)])
         out.append(f"network   {self.network}: {arch}")
-        out.append(f"domain    {_domain_text(self.domain)}")
+        out.append(f"domain    {domain_text(self.domain)}")
         out.append(f"bounds    {self.bound_method}{', scaled' if self.scaled else ''}")
         out.append("")
         samples = self.stability.samples
@@ -184,7 +184,7 @@ class NetworkReport:
             if r.distinct_affine_maps is not None:
                 out.append(f"distinct affine maps:        {r.distinct_affine_maps}")
         if self.regions_upper_bound is not None:
-            out.append(f"architecture upper bound:    {_big_int(self.regions_upper_bound)} over all of input space "
+            out.append(f"architecture upper bound:    {big_int(self.regions_upper_bound)} over all of input space "
                        f"({self.regions_upper_bound_source})")
         out.append("  (the count on the input domain is what matters for optimisation)")
         out.append("")
@@ -206,12 +206,12 @@ class NetworkReport:
         return "\n".join(out)
 
 
-def _big_int(n: int) -> str:
+def big_int(n: int) -> str:
     text = str(n)
     return text if len(text) <= 15 else f"{text[0]}.{text[1:4]}e{len(text) - 1} ({len(text)} digits)"
 
 
-def _domain_text(domain: InputDomain) -> str:
+def domain_text(domain: InputDomain) -> str:
     if domain.size <= 4:
         text = " x ".join(f"[{lo:g}, {hi:g}]" for lo, hi in zip(domain.lower, domain.upper))
     else:
