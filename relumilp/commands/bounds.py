@@ -17,8 +17,8 @@ from ..bounds import compute_bounds, phases
 from ..bounds.cache import check_cache
 from ..errors import RelumilpError
 from ..ir import ActivationNode
-from .common import (add_domain_arguments, add_model_arguments, add_tighten_arguments, load_domain, load_model,
-                     positive_int, print_json, seconds)
+from .common import (add_domain_arguments, add_model_arguments, add_quiet_argument, add_tighten_arguments,
+                     load_domain, load_model, positive_int, print_json, seconds, show_progress)
 
 
 def register(subparsers) -> None:
@@ -37,7 +37,9 @@ def register(subparsers) -> None:
                         help="seconds for the whole run; LP/MILP tightening then stops with the sound bounds "
                              "it has (\"complete\": false)")
     parser.add_argument("--cache", metavar="PATH", help="bound cache: a directory or a .npz/.json file")
-    parser.add_argument("--progress", action="store_true", help="progress bars per layer (on stderr)")
+    parser.add_argument("--progress", action="store_true",
+                        help="progress bars per layer on stderr even when it is not a terminal")
+    add_quiet_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the bounds JSON instead of the table")
     parser.set_defaults(run=run)
 
@@ -67,7 +69,7 @@ def run(args) -> int:
     domain = load_domain(args, net, default_domain)
     options = {}
     if args.tighten in ("lp", "milp"):
-        options.update(workers=args.workers, progress=args.progress)
+        options.update(workers=args.workers, progress=args.progress or show_progress(args))
         if args.milp_time_limit is not None:
             options["milp_time_limit"] = args.milp_time_limit
     elif args.workers is not None or args.milp_time_limit is not None:

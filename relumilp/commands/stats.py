@@ -12,8 +12,8 @@ from pathlib import Path
 from .._io import atomic_write_text, check_writable, make_folder
 from ..errors import RelumilpError
 from ..limits import Deadline
-from .common import (add_domain_arguments, add_model_arguments, add_tighten_arguments, count, load_domain,
-                     load_model, print_json, seconds, seconds_or_zero)
+from .common import (add_domain_arguments, add_model_arguments, add_quiet_argument, add_tighten_arguments, count,
+                     load_domain, load_model, print_json, seconds, seconds_or_zero)
 
 
 #: seconds per MILP for the --html optima when no exact regions give them and --solve-time-limit is 0
@@ -53,6 +53,7 @@ def register(subparsers) -> None:
     parser.add_argument("--time-limit", type=seconds, metavar="S",
                         help="seconds for bounds, region counting and the figure's MILPs together")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_quiet_argument(parser)
     parser.set_defaults(run=run)
 
 
