@@ -46,7 +46,6 @@ finally widens the result for the forward pass's own rounding
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,7 +55,8 @@ from ..activations import Activation, from_spec
 from ..errors import RelumilpError
 from ..ir import ActivationNode, AffineNode, InputNode, Network
 from .base import intersect, phases
-from .rounding import TINY, gamma, terms, widen
+from .interval import affine_image
+from .rounding import gamma, terms, widen
 
 #: relative float64 round-off margin of back-substituted IR bounds (see :func:`roundoff_margin`)
 ROUNDOFF = 1e-12
@@ -114,25 +114,9 @@ def mlp_ops(layers, activations, n_in: int) -> list[_Op]:
 
 
 def affine_interval(op: _Op, lo: dict, hi: dict, outward: bool = False):
-    """Interval image of an affine op from its inputs' (batched) bounds.
-
-    With ``outward`` (float64 IR bounds), widened by the rounding of these sums and of the forward
-    pass's (:func:`relumilp.bounds.rounding.sum_margin`), as the numpy interval pass does.
-    """
-    l = op.bias
-    u = op.bias
-    for src, W in zip(op.inputs, op.weights):
-        pos, neg = torch.clamp(W, min=0.0), torch.clamp(W, max=0.0)
-        l = l + lo[src] @ pos.T + hi[src] @ neg.T
-        u = u + hi[src] @ pos.T + lo[src] @ neg.T
-    if outward:
-        size = op.bias.abs()
-        for src, W in zip(op.inputs, op.weights):
-            size = size + torch.maximum(lo[src].abs(), hi[src].abs()) @ W.abs().T
-        n = sum(W.shape[1] for W in op.weights) + len(op.weights) + 1
-        margin = 2.0 * gamma(n) * size + n * TINY
-        l, u = torch.nextafter(l - margin, l.new_tensor(-math.inf)), torch.nextafter(u + margin, u.new_tensor(math.inf))
-    return l, u
+    """Interval image of an affine op from its inputs' (batched) bounds: the one interval rule,
+    :func:`relumilp.bounds.interval.affine_image` (rounded outward with ``outward``)."""
+    return affine_image(op.inputs, op.weights, op.bias, lo, hi, outward)
 
 
 def back_substitute(ops: list[_Op], index: int, lo: dict, hi: dict, relax: dict, track_magnitude: bool = True,

@@ -14,25 +14,49 @@ import numpy as np
 
 from ..domain import InputDomain
 from ..ir import AffineNode, Network
-from .base import Bounds
-from .rounding import magnitude, sum_margin
+from .base import Bounds, intersect
+from .rounding import TINY, gamma
+
+
+def affine_image(inputs, weights, bias, lower: dict, upper: dict, outward: bool = True):
+    """The interval image of ``y = sum_i W_i x_i + b``, for numpy arrays or torch tensors (batched or not).
+
+    ``W+ = (W + |W|) / 2`` and ``W- = (W - |W|) / 2`` are exact in floating point, so one expression
+    serves both array libraries. With ``outward``, the result is widened by
+    :func:`~relumilp.bounds.rounding.sum_margin`'s rule (the rounding of these sums and of the forward
+    pass's own), so it contains every float64 forward value whenever the input bounds do; the
+    differentiable training bounds pass ``outward=False``.
+    """
+    lo = hi = bias
+    size = abs(bias)
+    for source, w in zip(inputs, weights):
+        pos, neg = (w + abs(w)) / 2, (w - abs(w)) / 2
+        lo = lo + lower[source] @ pos.T + upper[source] @ neg.T
+        hi = hi + upper[source] @ pos.T + lower[source] @ neg.T
+        if outward:
+            size = size + _larger(abs(lower[source]), abs(upper[source])) @ abs(w).T
+    if not outward:
+        return lo, hi
+    n = sum(w.shape[1] for w in weights) + len(weights) + 1
+    margin = 2.0 * gamma(n) * size + n * TINY
+    return outward_pair(lo - margin, hi + margin)
+
+
+def _larger(a, b):
+    """Element-wise maximum of two numpy arrays or two torch tensors."""
+    return np.maximum(a, b) if isinstance(a, np.ndarray) else a.maximum(b)
+
+
+def outward_pair(lo, hi):
+    """``lo`` and ``hi`` moved one unit in the last place outward (numpy or torch)."""
+    if isinstance(lo, np.ndarray) or np.isscalar(lo):
+        return np.nextafter(lo, -np.inf), np.nextafter(hi, np.inf)
+    return lo.nextafter(lo.new_tensor(-np.inf)), hi.nextafter(hi.new_tensor(np.inf))
 
 
 def affine_interval(node: AffineNode, lower: dict, upper: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Interval image of an affine node given the bounds of its inputs, rounded outward.
-
-    The margin :func:`~relumilp.bounds.rounding.sum_margin` covers the rounding of these sums and of
-    the forward pass's own, so the result contains every float64 forward value whenever the input
-    bounds do.
-    """
-    lo = node.bias.copy()
-    hi = node.bias.copy()
-    for source, w in zip(node.inputs, node.weights):
-        pos, neg = np.maximum(w, 0.0), np.minimum(w, 0.0)
-        lo = lo + lower[source] @ pos.T + upper[source] @ neg.T
-        hi = hi + upper[source] @ pos.T + lower[source] @ neg.T
-    margin = sum_margin(node, {s: magnitude(lower[s], upper[s]) for s in node.inputs})
-    return np.nextafter(lo - margin, -np.inf), np.nextafter(hi + margin, np.inf)
+    """Interval image of an affine IR node given the bounds of its inputs, rounded outward."""
+    return affine_image(node.inputs, node.weights, node.bias, lower, upper)
 
 
 def propagate_node(node, lower: dict, upper: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -52,12 +76,11 @@ def interval_bounds(net: Network, domain: InputDomain, start: Bounds | None = No
     lower = {net.input.name: domain.lower.copy()}
     upper = {net.input.name: domain.upper.copy()}
     if start is not None:
-        lower[net.input.name] = np.maximum(lower[net.input.name], start.lower[net.input.name])
-        upper[net.input.name] = np.minimum(upper[net.input.name], start.upper[net.input.name])
+        lower[net.input.name], upper[net.input.name] = intersect(
+            lower[net.input.name], upper[net.input.name], start.lower[net.input.name], start.upper[net.input.name])
     for node in net.order[1:]:
         lo, hi = propagate_node(node, lower, upper)
         if start is not None and node.name in start.lower:
-            lo = np.maximum(lo, start.lower[node.name])
-            hi = np.minimum(hi, start.upper[node.name])
+            lo, hi = intersect(lo, hi, start.lower[node.name], start.upper[node.name])
         lower[node.name], upper[node.name] = lo, hi
     return Bounds(lower, upper, "interval")
