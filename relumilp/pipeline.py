@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .bounds import Bounds, compute_bounds, stability_counts
+from .bounds import Bounds, big_m_values, compute_bounds, stability_counts
 from .domain import InputDomain
 from .formulation.bigm import build_milp
 from .formulation.milp import MILP
@@ -49,14 +49,9 @@ class CompiledNetwork:
         }
 
     def big_m(self) -> np.ndarray:
-        """The big-M magnitudes ``max(-L, U)`` of the unstable neurons (all layers, concatenated)."""
-        from .bounds import phases
-
-        values = []
-        for node in self.network.activations:
-            lower, upper = self.bounds.pre_activation(self.network, node)
-            unstable = phases(node, lower, upper).unstable
-            values.append(np.maximum(-lower, upper)[unstable])
+        """The big-M magnitudes of the unstable neurons, all layers concatenated
+        (:func:`relumilp.bounds.base.big_m_values`)."""
+        values = list(big_m_values(self.network, self.bounds).values())
         return np.concatenate(values) if values else np.zeros(0)
 
     def to_pyomo(self, block=None):

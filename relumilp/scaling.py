@@ -33,7 +33,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .bounds.base import Bounds, phases
+from .bounds.base import Bounds, big_m_values, phases
 from .errors import RelumilpError
 from .ir import ActivationNode, AffineNode, InputNode, Network
 
@@ -123,14 +123,12 @@ def scale_network(net: Network, bounds: Bounds, rule: str = "unit") -> tuple[Net
 
 
 def big_m_stats(net: Network, bounds: Bounds) -> dict:
-    """Summary of the big-M coefficients ``-L`` and ``U`` of the unstable neurons, and the weight range.
+    """Summary of the big-M magnitudes of the unstable neurons (:func:`relumilp.bounds.base.big_m_values`)
+    and the weight range.
 
     ``coef_range`` is ``max |w| / min |w|`` over nonzero weights and big-M values (the spread HiGHS sees).
     """
-    ms = []
-    for node in net.activations:
-        lower, upper = bounds.pre_activation(net, node)
-        ms.extend(node.activation.big_m(lower, upper, phases(node, lower, upper)))
+    ms = list(big_m_values(net, bounds).values())
     m = np.abs(np.concatenate(ms)) if ms else np.zeros(0)
     m = m[m > 0]
     weights = np.concatenate([np.abs(w).ravel() for node in net.affines for w in node.weights])

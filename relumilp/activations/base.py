@@ -293,16 +293,6 @@ class Activation:
             upper[(upper > b) & (upper <= b + tol)] = b
         return lower, np.maximum(upper, lower)
 
-    def big_m(self, lower: np.ndarray, upper: np.ndarray, ph: Phases) -> list[np.ndarray]:
-        """The big-M magnitudes of the crossed kinks: ``b - L`` at the lowest kink, ``U - b`` at each."""
-        out = []
-        for k, b in enumerate(self.breakpoints):
-            crossing = ph.crosses[k]
-            if k == 0:
-                out.append(b - lower[crossing])
-            out.append(upper[crossing] - b)
-        return out
-
     # -- rounding and scaling -------------------------------------------------------------------
 
     @property

@@ -15,26 +15,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..activations import label
-from ..bounds import Bounds, phases
+from ..bounds import Bounds, big_m_values
 from ..domain import InputDomain
 from ..errors import RelumilpError
 from ..ir import Network
 from .regions import RegionCount, count_regions, regions_upper_bound
 from .stability import StabilityReport, stability_report
 
-
-
-def big_m_values(net: Network, bounds: Bounds) -> dict[str, np.ndarray]:
-    """Per activation layer, the big-M magnitudes ``max(-L, U)`` of its unstable neurons.
-
-    The same quantity as :meth:`relumilp.pipeline.CompiledNetwork.big_m`, kept per layer.
-    """
-    out = {}
-    for node in net.activations:
-        lower, upper = bounds.pre_activation(net, node)
-        unstable = phases(node, lower, upper).unstable
-        out[node.name] = np.maximum(-lower, upper)[unstable]
-    return out
 
 
 def _stat(values: np.ndarray, fn) -> float | None:
@@ -347,4 +334,4 @@ def report_from_compiled(before, after, regions: RegionCount | None = None, samp
     )
 
 
-__all__ = ["BigMStats", "NetworkReport", "analyze_network", "big_m_values", "report_from_compiled"]
+__all__ = ["BigMStats", "NetworkReport", "analyze_network", "big_m_values", "report_from_compiled"]  # big_m_values: re-exported

@@ -19,10 +19,10 @@ from ..domain import InputDomain
 from ..errors import RelumilpError
 from ..ir import Network
 from ..limits import Deadline
-from .base import METHODS, Bounds, phases, stability_counts
+from .base import METHODS, Bounds, big_m_values, phases, stability_counts
 from .interval import interval_bounds
 
-__all__ = ["METHODS", "Bounds", "compute_bounds", "interval_bounds", "phases", "stability_counts"]
+__all__ = ["METHODS", "Bounds", "big_m_values", "compute_bounds", "interval_bounds", "phases", "stability_counts"]
 
 #: options that change the bounds OBBT computes (and so belong to the cache key)
 _RESULT_OPTIONS = ("milp_time_limit", "lp_time_limit", "mip_rel_gap", "tighten_outputs")

@@ -104,6 +104,25 @@ def phases(node: ActivationNode, lower: np.ndarray, upper: np.ndarray) -> Phases
     return node.activation.phases(lower, upper, node.name)
 
 
+def big_m_values(net: Network, bounds: Bounds) -> dict[str, np.ndarray]:
+    """Per activation layer, the big-M magnitude of each unstable neuron: the largest coefficient its
+    binaries get, ``max(b - L, U - b)`` over the kinks ``b`` it can cross (``max(-L, U)`` for ReLU).
+
+    The one definition behind :meth:`relumilp.pipeline.CompiledNetwork.big_m`, the report's big-M
+    statistics and :func:`relumilp.scaling.big_m_stats`.
+    """
+    out = {}
+    for node in net.activations:
+        lower, upper = bounds.pre_activation(net, node)
+        ph = phases(node, lower, upper)
+        size = np.zeros(node.size)
+        for k, b in enumerate(node.activation.breakpoints):
+            crossing = ph.crosses[k]
+            size[crossing] = np.maximum(size[crossing], np.maximum(b - lower[crossing], upper[crossing] - b))
+        out[node.name] = size[ph.unstable]
+    return out
+
+
 def stability_counts(net: Network, bounds: Bounds) -> list[dict]:
     """Per activation layer: ``name``, ``size``, ``stable_active``, ``stable_inactive``, ``unstable``."""
     rows = []
