@@ -15,7 +15,7 @@ MODULES = [
     "relumilp", "relumilp.api", "relumilp.optimization", "relumilp.pipeline", "relumilp.ir", "relumilp.domain",
     "relumilp.frontends", "relumilp.frontends.vnnlib", "relumilp.bounds", "relumilp.bounds.base",
     "relumilp.bounds.interval", "relumilp.bounds.symbolic", "relumilp.bounds.engine", "relumilp.bounds.obbt", "relumilp.bounds.cache",
-    "relumilp.scaling", "relumilp.formulation.bigm", "relumilp.formulation.argmax", "relumilp.formulation.milp",
+    "relumilp.scaling", "relumilp.formulation.bigm", "relumilp.formulation.ideal", "relumilp.formulation.argmax", "relumilp.formulation.milp",
     "relumilp.formulation.pyomo_block", "relumilp.formulation.highs", "relumilp.analysis", "relumilp.verify",
     "relumilp.pruning", "relumilp.train", "relumilp.examples", "relumilp.errors",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -129,3 +130,19 @@ def test_unknown_formulation_is_refused():
     net, domain = tiny_relu_net(0)
     with pytest.raises(RelumilpError):
         optimize(net, domain, maximize=0, formulation="extended")
+
+
+def test_cli_solve_with_ideal_cuts(capsys):
+    from relumilp.cli import main
+
+    args = ["solve", "--example", "peaks", "--maximize", "0"]
+    assert main([*args, "--formulation", "ideal_cuts", "--json"]) == 0
+    cut = json.loads(capsys.readouterr().out)
+    assert main([*args, "--json"]) == 0
+    big_m = json.loads(capsys.readouterr().out)
+    assert cut["status"] == big_m["status"] == "optimal"
+    assert cut["objective"] == pytest.approx(big_m["objective"], abs=1e-6)
+    stats = cut["stats"]["cuts"]
+    assert stats["added"] > 0 and stats["root_bound_after"] < stats["root_bound_before"]
+    assert main([*args, "--formulation", "ideal_cuts"]) == 0
+    assert "ideal cuts in" in capsys.readouterr().out
