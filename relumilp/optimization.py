@@ -314,6 +314,7 @@ def optimize(
     log: bool = False,
     check: str = "warn",
     progress: bool = False,
+    formulation: str = "bigm",
     **bound_options,
 ) -> SolveResult:
     """Globally minimise or maximise an output of ``network`` over ``input_bounds``, with a certificate.
@@ -326,12 +327,16 @@ def optimize(
 
     ``progress`` shows bound tightening and the solver's incumbent, bound and gap on stderr.
 
+    ``formulation="ideal_cuts"`` first strengthens the big-M MILP by rounds of ideal ReLU cuts at its LP
+    relaxation (:func:`relumilp.formulation.ideal.root_cuts`; valid inequalities, so the optimum is
+    unchanged); ``stats["cuts"]`` then reports rounds, cuts added and the root LP bound before and after.
+
     Returns a :class:`SolveResult` with ``times`` for ``bounds``, ``build``, ``solve`` and ``total``
     and ``stats`` on model size, neuron stability, the coefficient range handed to HiGHS, and
     ``bounds_complete`` (False when the time limit cut the bound pass short). ``time_limit`` covers
     all of it; Ctrl-C returns status ``interrupted`` with the best point known (none before the solve).
     """
-    from .backends.highs import OPTIMALITY_GAP, solve_milp
+    from .backends.highs import OPTIMALITY_GAP, MilpSolution, solve_milp
     from .formulation.bigm import start_vector
     from .limits import Deadline
     from .pipeline import compile_network
@@ -339,6 +344,8 @@ def optimize(
     started = time.perf_counter()
     if check not in ("warn", "raise", "off"):
         raise RelumilpError("check must be 'warn', 'raise' or 'off'")
+    if formulation not in ("bigm", "ideal_cuts"):
+        raise RelumilpError(f"formulation must be 'bigm' or 'ideal_cuts', got {formulation!r}")
     gap = OPTIMALITY_GAP if mip_gap is None else _check_gap(mip_gap)
     deadline = Deadline.of(time_limit)
     try:
@@ -352,18 +359,30 @@ def optimize(
     except KeyboardInterrupt:  # before the solve there is no incumbent to report
         return SolveResult(status="interrupted", times={"total": time.perf_counter() - started})
     built = time.perf_counter()
-    solution = solve_milp(milp, deadline=deadline, mip_rel_gap=gap, threads=threads, log=log,
-                          start=start_vector(compiled.network, milp, first_guess), progress=progress)
+    cuts = None
+    if formulation == "ideal_cuts":
+        from .formulation.ideal import root_cuts
+
+        milp, cuts = root_cuts(compiled.network, milp, deadline=deadline, threads=threads)
+    if cuts is not None and cuts["interrupted"]:  # Ctrl-C in the cut loop: only the sampled guess is known
+        solution = MilpSolution("interrupted")
+    else:
+        solution = solve_milp(milp, deadline=deadline, mip_rel_gap=gap, threads=threads, log=log,
+                              start=start_vector(compiled.network, milp, first_guess), progress=progress)
     result = certify(compiled, solution, coefficients, sense, gap, [first_guess], check)
     bound_seconds = compiled.times.get("bounds", 0.0) + compiled.times.get("scaling", 0.0)
     result.times = {
         "bounds": bound_seconds,
         "build": built - started - bound_seconds,
+        **({"cuts": cuts["seconds"]} if cuts is not None else {}),
         "solve": solution.seconds,
         "total": time.perf_counter() - started,
     }
     result.stats = {**compiled.stats(), "numerics": solution.numerics, "nodes": solution.nodes,
                     "bounds_complete": compiled.bounds.complete}
+    if cuts is not None:
+        result.stats["cuts"] = cuts
+        result.stats.update(milp.size_report())  # the model solved, cuts included
     return result
 
 

@@ -15,6 +15,9 @@ def register(subparsers) -> None:
     add_problem_arguments(parser)
     parser.add_argument("--time-limit", type=seconds, metavar="S",
                         help="time limit in seconds for the whole run (bounds, build and solve)")
+    parser.add_argument("--formulation", choices=("bigm", "ideal_cuts"), default="bigm",
+                        help="bigm (default), or bigm strengthened by root rounds of ideal ReLU cuts "
+                             "(Anderson et al. 2020) before the MILP solve")
     parser.add_argument("--mip-gap", type=fraction, metavar="G", help="relative MIP gap to stop at")
     parser.add_argument("--threads", type=positive_int, metavar="N", help="HiGHS threads")
     parser.add_argument("--log", action="store_true", help="show the HiGHS log (on stderr with --json)")
@@ -29,7 +32,7 @@ def run(args) -> int:
     with quiet_stdout(args):
         result = optimize(net, domain, **objective_choice(args, required=True), tighten=args.tighten,
                           scale=args.scale, time_limit=args.time_limit, mip_gap=args.mip_gap, threads=args.threads,
-                          log=args.log, progress=show_progress(args))
+                          log=args.log, progress=show_progress(args), formulation=args.formulation)
     # Ctrl-C: the best incumbent and bound so far are printed, then the usual interrupt exit status
     code = 130 if result.status == "interrupted" else 0
     if args.json:
@@ -54,5 +57,9 @@ def run(args) -> int:
           f"{s['nonzeros']} nonzeros")
     print(f"neurons     {s['stable_active']} stable active, {s['stable_inactive']} stable inactive, "
           f"{s['unstable']} unstable")
+    if "cuts" in s:
+        c = s["cuts"]
+        print(f"cuts        {c['added']} ideal cuts in {c['rounds']} rounds; root LP bound "
+              f"{fmt(c['root_bound_before'])} -> {fmt(c['root_bound_after'])}")
     print("times       " + ", ".join(f"{k} {v:.3f}s" for k, v in result.times.items()))
     return code
