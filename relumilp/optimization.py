@@ -321,9 +321,17 @@ def optimize(
     threads: int | None = None,
     log: bool = False,
     check: str = "warn",
+    method: str = "auto",
+    progress: bool = False,
     **bound_options,
 ) -> SolveResult:
     """Globally minimise or maximise an output of ``network`` over ``input_bounds``, with a certificate.
+
+    ``method`` is ``"milp"`` (one big-M MILP, below), ``"bab"`` (branch and bound over input boxes,
+    :func:`relumilp.bab.branch_and_bound`: batched bounds per box, small MILPs at the leaves; box
+    domains only) or ``"auto"`` (the default): ``bab`` for networks with at most
+    :data:`BAB_MAX_INPUTS` inputs over a box, ``milp`` otherwise -- a first rule, to be re-measured.
+    ``progress`` shows a tqdm bar on stderr (branch and bound: open boxes, incumbent, bound, gap).
 
     The big-M MILP is solved by HiGHS through :func:`relumilp.backends.highs.solve_milp` (exact
     power-of-two equilibration, no absolute gap), and the answer is certified by
@@ -346,6 +354,16 @@ def optimize(
         raise RelumilpError("check must be 'warn', 'raise' or 'off'")
     gap = OPTIMALITY_GAP if mip_gap is None else _check_gap(mip_gap)
     deadline = Deadline.of(time_limit)
+    if method not in METHODS:
+        raise RelumilpError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if progress:
+        bound_options["progress"] = True
+    if method != "milp":
+        net, domain = _problem(network, input_bounds)
+        if method == "bab" or (net.input_size <= BAB_MAX_INPUTS and domain.A is None):
+            return _optimize_bab(net, domain, (maximize, minimize, objective), tighten, bounds, deadline, gap,
+                                 threads, log, check, started, bound_options)
+        network, input_bounds = net, domain
     try:
         compiled = compile_network(network, input_bounds, tighten=tighten, scale=scale, bounds=bounds,
                                    time_limit=deadline, **bound_options)
@@ -366,7 +384,43 @@ def optimize(
         "total": time.perf_counter() - started,
     }
     result.stats = {**compiled.stats(), "numerics": solution.numerics, "nodes": solution.nodes,
-                    "bounds_complete": compiled.bounds.complete}
+                    "bounds_complete": compiled.bounds.complete, "method": "milp"}
+    return result
+
+
+#: optimize's methods; "auto" picks "bab" up to BAB_MAX_INPUTS inputs over a box (a first rule)
+METHODS = ("auto", "bab", "milp")
+BAB_MAX_INPUTS = 8
+
+
+def _problem(network, input_bounds):
+    from .frontends import load_network
+    from .ir import Network
+    from .pipeline import as_domain
+
+    net = network if isinstance(network, Network) else load_network(network)
+    return net, as_domain(input_bounds, net.input_size)
+
+
+def _optimize_bab(net, domain, choice, tighten, bounds, deadline, gap, threads, log, check, started, bound_options):
+    """:func:`optimize` by branch and bound (``bounds``, or ``tighten`` beyond symbolic, seed the root)."""
+    from .bab import branch_and_bound, certified
+    from .bounds import compute_bounds
+
+    progress = bound_options.pop("progress", False)
+    coefficients, sense = output_objective(net.output_size, *choice)
+    try:
+        if bounds is None and tighten not in ("interval", "symbolic"):
+            bounds = compute_bounds(net, domain, tighten, time_limit=deadline, progress=progress, **bound_options)
+    except KeyboardInterrupt:
+        return SolveResult(status="interrupted", times={"total": time.perf_counter() - started})
+    searched = time.perf_counter()
+    solution, x, stats = branch_and_bound(net, domain, coefficients, sense, gap=gap, deadline=deadline,
+                                          root_bounds=bounds, threads=threads, log=log, progress=progress)
+    result = certified(net, domain, solution, x, coefficients, sense, gap, check)
+    result.times = {"bounds": searched - started, "solve": time.perf_counter() - searched,
+                    "total": time.perf_counter() - started}
+    result.stats = {"method": "bab", **stats, "bounds_complete": bounds is None or bounds.complete}
     return result
 
 
