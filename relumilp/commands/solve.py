@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..optimization import optimize
+from ..optimization import BAB_MAX_INPUTS, METHODS, optimize
 from .common import (add_problem_arguments, fraction, load_domain, load_model, objective_choice, positive_int,
                      print_json, quiet_stdout, seconds)
 
@@ -19,6 +19,10 @@ def register(subparsers) -> None:
     parser.add_argument("--threads", type=positive_int, metavar="N", help="HiGHS threads")
     parser.add_argument("--log", action="store_true", help="show the HiGHS log (on stderr with --json)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--method", choices=METHODS, default="auto",
+                        help="bab: branch and bound over input boxes; milp: one big-M MILP; "
+                             f"auto (default): bab up to {BAB_MAX_INPUTS} inputs over a box, else milp")
+    parser.add_argument("--progress", action="store_true", help="a progress bar on stderr")
     parser.set_defaults(run=run)
 
 
@@ -28,7 +32,7 @@ def run(args) -> int:
     with quiet_stdout(args):
         result = optimize(net, domain, **objective_choice(args, required=True), tighten=args.tighten,
                           scale=args.scale, time_limit=args.time_limit, mip_gap=args.mip_gap, threads=args.threads,
-                          log=args.log)
+                          log=args.log, method=args.method, progress=args.progress)
     # Ctrl-C: the best incumbent and bound so far are printed, then the usual interrupt exit status
     code = 130 if result.status == "interrupted" else 0
     if args.json:
@@ -43,13 +47,18 @@ def run(args) -> int:
     if result.x is not None:
         print(f"x           {' '.join(f'{v:.8g}' for v in result.x)}")
         print(f"y (forward) {' '.join(f'{v:.8g}' for v in result.y)}")
-        print(f"discrepancy {result.discrepancy:.3g}")
+        if result.discrepancy is not None:  # bab has no single MILP whose outputs could differ
+            print(f"discrepancy {result.discrepancy:.3g}")
     s = result.stats
+    if s.get("method") == "bab":
+        print(f"bab         {s['boxes']} boxes, {s['leaves']} leaf MILPs ({s['leaf_milp_time']:.3f}s), "
+              f"{s['pruned']} pruned, {s['open']} open, depth {s['max_depth']}")
     if not s:  # interrupted before the model was built
         return code
-    print(f"model       {s['binaries']} binaries, {s['continuous']} continuous, {s['constraints']} constraints, "
-          f"{s['nonzeros']} nonzeros")
-    print(f"neurons     {s['stable_active']} stable active, {s['stable_inactive']} stable inactive, "
-          f"{s['unstable']} unstable")
+    if "binaries" in s:  # one model (milp)
+        print(f"model       {s['binaries']} binaries, {s['continuous']} continuous, {s['constraints']} constraints, "
+              f"{s['nonzeros']} nonzeros")
+        print(f"neurons     {s['stable_active']} stable active, {s['stable_inactive']} stable inactive, "
+              f"{s['unstable']} unstable")
     print("times       " + ", ".join(f"{k} {v:.3f}s" for k, v in result.times.items()))
     return code
