@@ -50,13 +50,13 @@ def test_optimum_equals_brute_force(seed):
 
 
 @pytest.mark.parametrize("seed", range(40))
-def test_optimum_equals_brute_force_when_branching_to_stable_boxes(seed):
-    """``leaf_unstable=0``: every box is split until all its neurons are stable (deep trees, tiny leaves)."""
+def test_optimum_equals_brute_force_when_branching(seed):
+    """Few unstable neurons per leaf and a shallow ``max_depth``: deep trees, leaves at the depth limit."""
     net, domain = random_network(5000 + seed)
     k, sense = _objective(net, seed)
     c = np.eye(net.output_size)[k]
-    solution, x, stats = branch_and_bound(net, domain, c, sense, gap=1e-6, deadline=Deadline(), leaf_unstable=0,
-                                          batch_size=4, polish=seed % 2 == 0)
+    solution, x, stats = branch_and_bound(net, domain, c, sense, gap=1e-6, deadline=Deadline(), leaf_unstable=seed % 3,
+                                          max_depth=8, batch_size=4, polish=seed % 2 == 0)
     result = certified(net, domain, solution, x, c, sense, 1e-6, "raise")
     _check_against_oracle(net, domain, result, k, sense)
 
