@@ -185,8 +185,9 @@ class _Search:
         for i in np.flatnonzero(leaf):
             if self.deadline.expired():
                 return  # the batch stays in flight: its bound still counts
-            if upper[i] > self.threshold():  # the incumbent may have improved meanwhile
-                self.closed = max(self.closed, self.leaf(L[i], U[i], upper[i], lo, hi, i))
+            # the incumbent may have improved meanwhile: then the box is pruned, its bound kept
+            bound = self.leaf(L[i], U[i], upper[i], lo, hi, i) if upper[i] > self.threshold() else upper[i]
+            self.closed = max(self.closed, bound)
         split = np.flatnonzero(alive & ~leaf)
         if split.size:
             score = np.where(halvable[split], np.abs(lam[split]) * (U[split] - L[split]), -np.inf)
