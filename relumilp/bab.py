@@ -316,7 +316,7 @@ def branch_and_bound(net: Network, domain: InputDomain, coefficients: np.ndarray
     try:
         search.offer((domain.lower + domain.upper) / 2)
         while search.ub.size:
-            if deadline.expired():
+            if deadline.expired() and search.stats["boxes"]:  # the root is always bounded: a finite bound
                 status = "time_limit"
                 break
             before = search.stats["boxes"]
