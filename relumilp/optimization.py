@@ -313,11 +313,18 @@ def optimize(
     threads: int | None = None,
     log: bool = False,
     check: str = "warn",
+    method: str = "auto",
     progress: bool = False,
     formulation: str = "bigm",
     **bound_options,
 ) -> SolveResult:
     """Globally minimise or maximise an output of ``network`` over ``input_bounds``, with a certificate.
+
+    ``method`` is ``"milp"`` (one big-M MILP, below), ``"bab"`` (branch and bound over input boxes,
+    :func:`relumilp.bab.branch_and_bound`: batched bounds per box, small MILPs at the leaves; box
+    domains only) or ``"auto"`` (the default): ``bab`` for networks with at most
+    :data:`BAB_MAX_INPUTS` inputs over a box, ``milp`` otherwise -- a first rule, to be re-measured.
+    ``progress`` shows a tqdm bar on stderr (branch and bound: open boxes, incumbent, bound, gap).
 
     The big-M MILP is solved by HiGHS through :func:`relumilp.backends.highs.solve_milp` (exact
     power-of-two equilibration, no absolute gap), and the answer is certified by
@@ -348,6 +355,16 @@ def optimize(
         raise RelumilpError(f"formulation must be 'bigm' or 'ideal_cuts', got {formulation!r}")
     gap = OPTIMALITY_GAP if mip_gap is None else _check_gap(mip_gap)
     deadline = Deadline.of(time_limit)
+    if method not in METHODS:
+        raise RelumilpError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method == "bab" and formulation != "bigm":
+        raise RelumilpError("formulation= applies to method='milp' (branch and bound solves its own leaf MILPs)")
+    if method == "bab" or (method == "auto" and formulation == "bigm"):
+        net, domain = _problem(network, input_bounds)
+        if method == "bab" or (net.input_size <= BAB_MAX_INPUTS and domain.A is None):
+            return _optimize_bab(net, domain, (maximize, minimize, objective), tighten, bounds, deadline, gap,
+                                 threads, log, check, started, progress, bound_options)
+        network, input_bounds = net, domain
     try:
         if progress and tighten in ("lp", "milp"):
             bound_options.setdefault("progress", True)
@@ -379,10 +396,47 @@ def optimize(
         "total": time.perf_counter() - started,
     }
     result.stats = {**compiled.stats(), "numerics": solution.numerics, "nodes": solution.nodes,
-                    "bounds_complete": compiled.bounds.complete}
+                    "bounds_complete": compiled.bounds.complete, "method": "milp"}
     if cuts is not None:
         result.stats["cuts"] = cuts
         result.stats.update(milp.size_report())  # the model solved, cuts included
+    return result
+
+
+#: optimize's methods; "auto" picks "bab" up to BAB_MAX_INPUTS inputs over a box (a first rule)
+METHODS = ("auto", "bab", "milp")
+BAB_MAX_INPUTS = 8
+
+
+def _problem(network, input_bounds):
+    from .domain import InputDomain
+    from .frontends import load_network
+    from .ir import Network
+
+    net = network if isinstance(network, Network) else load_network(network)
+    return net, InputDomain.of(input_bounds, net.input_size)
+
+
+def _optimize_bab(net, domain, choice, tighten, bounds, deadline, gap, threads, log, check, started, progress,
+                  bound_options):
+    """:func:`optimize` by branch and bound (``bounds``, or ``tighten`` beyond symbolic, seed the root)."""
+    from .bab import branch_and_bound, certified
+    from .bounds import compute_bounds
+
+    coefficients, sense = output_objective(net.output_size, *choice)
+    try:
+        if bounds is None and tighten not in ("interval", "symbolic"):
+            bounds = compute_bounds(net, domain, tighten, time_limit=deadline, progress=progress, **bound_options)
+    except KeyboardInterrupt:
+        return SolveResult(status="interrupted", times={"total": time.perf_counter() - started})
+    searched = time.perf_counter()
+    solution, x, stats = branch_and_bound(net, domain, coefficients, sense, gap=gap, deadline=deadline,
+                                          root_bounds=bounds, threads=threads, log=log, progress=progress)
+    result = certified(net, domain, solution, x, coefficients, sense, gap, check)
+    solved = time.perf_counter()
+    result.times = {"bounds": searched - started, "build": solved - searched - stats["seconds"],
+                    "solve": stats["seconds"], "total": solved - started}
+    result.stats = {"method": "bab", **stats, "bounds_complete": bounds is None or bounds.complete}
     return result
 
 

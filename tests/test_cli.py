@@ -27,7 +27,7 @@ def run_cli(*args) -> subprocess.CompletedProcess:
 
 
 def test_solve_json(small_model, capsys):
-    assert main(["solve", str(small_model), "--box", "-1:1", "--maximize", "0", "--json"]) == 0
+    assert main(["solve", str(small_model), "--box", "-1:1", "--maximize", "0", "--json", "--method", "milp"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["status"] == "optimal"
     assert {"status", "objective", "bound", "x", "y", "times", "stats"} <= set(data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..optimization import optimize
+from ..optimization import BAB_MAX_INPUTS, METHODS, optimize
 from .common import (add_problem_arguments, add_quiet_argument, fraction, load_domain, load_model, objective_choice,
                      positive_int, print_json, quiet_stdout, seconds, show_progress)
 
@@ -23,6 +23,9 @@ def register(subparsers) -> None:
     parser.add_argument("--log", action="store_true", help="show the HiGHS log (on stderr with --json)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     add_quiet_argument(parser)
+    parser.add_argument("--method", choices=METHODS, default="auto",
+                        help="bab: branch and bound over input boxes; milp: one big-M MILP; "
+                             f"auto (default): bab up to {BAB_MAX_INPUTS} inputs over a box, else milp")
     parser.set_defaults(run=run)
 
 
@@ -32,7 +35,8 @@ def run(args) -> int:
     with quiet_stdout(args):
         result = optimize(net, domain, **objective_choice(args, required=True), tighten=args.tighten,
                           scale=args.scale, time_limit=args.time_limit, mip_gap=args.mip_gap, threads=args.threads,
-                          log=args.log, progress=show_progress(args), formulation=args.formulation)
+                          log=args.log, method=args.method, progress=show_progress(args),
+                          formulation=args.formulation)
     # Ctrl-C: the best incumbent and bound so far are printed, then the usual interrupt exit status
     code = 130 if result.status == "interrupted" else 0
     if args.json:
@@ -49,14 +53,19 @@ def run(args) -> int:
     if result.x is not None:
         print(f"x           {' '.join(f'{v:.8g}' for v in result.x)}")
         print(f"y (forward) {' '.join(f'{v:.8g}' for v in result.y)}")
-        print(f"discrepancy {result.discrepancy:.3g}")
+        if result.discrepancy is not None:  # bab has no single MILP whose outputs could differ
+            print(f"discrepancy {result.discrepancy:.3g}")
     s = result.stats
+    if s.get("method") == "bab":
+        print(f"bab         {s['boxes']} boxes, {s['leaves']} leaf MILPs ({s['leaf_milp_time']:.3f}s), "
+              f"{s['pruned']} pruned, {s['open']} open, depth {s['max_depth']}")
     if not s:  # interrupted before the model was built
         return code
-    print(f"model       {s['binaries']} binaries, {s['continuous']} continuous, {s['constraints']} constraints, "
-          f"{s['nonzeros']} nonzeros")
-    print(f"neurons     {s['stable_active']} stable active, {s['stable_inactive']} stable inactive, "
-          f"{s['unstable']} unstable")
+    if "binaries" in s:  # one model (milp)
+        print(f"model       {s['binaries']} binaries, {s['continuous']} continuous, {s['constraints']} constraints, "
+              f"{s['nonzeros']} nonzeros")
+        print(f"neurons     {s['stable_active']} stable active, {s['stable_inactive']} stable inactive, "
+              f"{s['unstable']} unstable")
     if "cuts" in s:
         c = s["cuts"]
         print(f"cuts        {c['added']} ideal cuts in {c['rounds']} rounds; root LP bound "
