@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..bounds import Bounds, compute_bounds, phases
+from ..bounds import Bounds, compute_bounds, stability_counts
 from ..domain import InputDomain
 from ..ir import Network
 
@@ -99,16 +99,10 @@ class StabilityReport:
 
 
 def proven_stability(net: Network, bounds: Bounds) -> list[LayerStability]:
-    """Per activation layer: stably active / stably inactive / unstable neurons and binaries, from ``bounds``."""
-    rows = []
-    for node in net.activations:
-        ph = phases(node, *bounds.pre_activation(net, node))
-        rows.append(LayerStability(
-            name=node.name, size=node.size, kind=node.kind,
-            stable_active=int(ph.stable_active.sum()), stable_inactive=int(ph.stable_inactive.sum()),
-            unstable=int(ph.unstable.sum()), binaries=ph.num_binaries,
-        ))
-    return rows
+    """Per activation layer: stably active / stably inactive / unstable neurons and binaries, from ``bounds``
+    (the counts of :func:`relumilp.bounds.base.stability_counts`, with each layer's kind)."""
+    return [LayerStability(kind=node.kind, **row)
+            for node, row in zip(net.activations, stability_counts(net, bounds))]
 
 
 def pieces_seen(net: Network, x: np.ndarray, chunk: int = 8192) -> dict[str, np.ndarray]:

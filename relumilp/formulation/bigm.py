@@ -27,13 +27,17 @@ kinds the hull is strictly tighter on some neurons. Both facts are checked numer
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import networkx as nx
 import numpy as np
 
-from ..bounds.base import Bounds, phases
 from ..domain import InputDomain
 from ..ir import ActivationNode, AffineNode, InputNode, Network
 from .milp import MILP, MILPAssembler, VariableGroup
+
+if TYPE_CHECKING:  # formulation reads bounds but never imports the bound passes
+    from ..bounds.base import Bounds
 
 
 def build_milp(
@@ -97,7 +101,7 @@ def _assemble(net, bounds, domain, upto, activation_rows, include_upto: bool = T
 
 def _activation_column_bounds(node: ActivationNode, bounds: Bounds) -> tuple[np.ndarray, np.ndarray]:
     """Output bounds of an activation, made exact on fixed pieces (so stable neurons need no row)."""
-    ph = phases(node, *bounds[node.inputs[0]])
+    ph = node.activation.phases(*bounds[node.inputs[0]], node.name)
     return node.activation.column_bounds(*bounds[node.name], ph)
 
 
@@ -110,14 +114,14 @@ def _affine_rows(asm: MILPAssembler, node: AffineNode, columns: dict) -> None:
 
 def _activation_rows(asm: MILPAssembler, node: ActivationNode, columns: dict, L: np.ndarray, U: np.ndarray):
     """Rows (and binaries) of one activation node; returns its binary groups."""
-    x, y, ph = columns[node.inputs[0]], columns[node.name], phases(node, L, U)
+    x, y, ph = columns[node.inputs[0]], columns[node.name], node.activation.phases(L, U, node.name)
     node.activation.stable_rows(asm, node.name, x, y, ph)
     return node.activation.milp_rows(asm, node.name, x, y, L, U, ph)
 
 
 def _hull_rows(asm: MILPAssembler, node: ActivationNode, columns: dict, L: np.ndarray, U: np.ndarray) -> dict:
     """Convex-hull rows of one activation node (LP relaxation, no binaries); see the module docstring."""
-    x, y, ph = columns[node.inputs[0]], columns[node.name], phases(node, L, U)
+    x, y, ph = columns[node.inputs[0]], columns[node.name], node.activation.phases(L, U, node.name)
     node.activation.stable_rows(asm, node.name, x, y, ph)
     node.activation.hull_rows(asm, node.name, x, y, L, U, ph)
     return {}
