@@ -1,4 +1,4 @@
-"""Smoke test of the benchmark study runner (benchmarks/study.py): a tiny configuration end to end."""
+"""Smoke test of the benchmark study runner (benchmarks/study/): a tiny configuration end to end."""
 
 from __future__ import annotations
 
