@@ -8,7 +8,9 @@ The problem
     one. We ask for the *global* maximum and minimum of the network over the box.
 
 How it is solved
-    ``relumilp.optimize(net, domain, maximize=0)`` bounds every neuron over the box (``tighten=``:
+    ``relumilp.optimize(net, domain, maximize=0, method="milp")`` -- one big-M MILP, the subject of this
+    example; the default ``method="auto"`` would branch on input boxes instead -- bounds every neuron
+    over the box (``tighten=``:
     interval, symbolic, lp or milp), writes the network as a big-M mixed-integer linear program (one
     binary per ReLU that can be both active and inactive on the box), and solves it with HiGHS. At
     status ``optimal`` the answer is certified: the solver has a point ``x`` with value ``objective``
@@ -115,7 +117,7 @@ def main(argv=None) -> int:
         start, cpu = time.perf_counter(), time.process_time()
         result = relumilp.optimize(
             net, (lower, upper), **({"maximize": 0} if sense == "max" else {"minimize": 0}),
-            tighten=args.tighten, time_limit=args.time_limit, threads=args.threads,
+            tighten=args.tighten, time_limit=args.time_limit, threads=args.threads, method="milp",
         )
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         report(label, sense, result, lower, upper)
