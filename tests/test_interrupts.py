@@ -54,8 +54,11 @@ def hard_property(path, net, n_in=5):
 
 def signal_cli(args, sig, ready, timeout=60.0):
     """Run the CLI, send ``sig`` once ``ready(process)`` holds; returns (completed, latency, descendants)."""
+    # a background job of a non-interactive shell (e.g. `pytest &`) has SIGINT ignored, and a child
+    # inherits that across exec; the command under test must start with Ctrl-C in its default state
+    restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
     child = subprocess.Popen([sys.executable, "-m", "relumilp", *map(str, args)], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+                             stderr=subprocess.PIPE, text=True, env=os.environ.copy(), preexec_fn=restore)
     proc = psutil.Process(child.pid)
     start = time.monotonic()
     while not ready(proc):
