@@ -15,7 +15,7 @@ import numpy as np
 from ..domain import InputDomain
 from ..ir import AffineNode, Network
 from .base import Bounds, intersect
-from .rounding import TINY, gamma
+from .rounding import margin_of, sum_terms
 
 
 def affine_image(inputs, weights, bias, lower: dict, upper: dict, outward: bool = True):
@@ -37,8 +37,7 @@ def affine_image(inputs, weights, bias, lower: dict, upper: dict, outward: bool 
             size = size + _larger(abs(lower[source]), abs(upper[source])) @ abs(w).T
     if not outward:
         return lo, hi
-    n = sum(w.shape[1] for w in weights) + len(weights) + 1
-    margin = 2.0 * gamma(n) * size + n * TINY
+    margin = margin_of(size, sum_terms(weights))
     return outward_pair(lo - margin, hi + margin)
 
 

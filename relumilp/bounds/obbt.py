@@ -102,7 +102,7 @@ from ..ir import ActivationNode, AffineNode, Network
 from ..limits import Deadline
 from .base import Bounds, intersect, phases
 from .interval import interval_bounds
-from .rounding import envelopes
+from .rounding import envelope
 
 #: relative and absolute margins applied to MILP dual bounds (see module docstring)
 MILP_REL_MARGIN = 1e-6
@@ -687,7 +687,7 @@ def _obbt(net, domain, start, method, opts, executor, workers, progress, stats, 
                     stats[stage][key] += getattr(r, key)
             stats[stage]["neurons"] += int(targets.size)
             # the solves bound the exact value; the float64 forward pass may differ by its rounding
-            slack = 2.0 * envelopes(net, bounds.lower, bounds.upper)[node.name]
+            slack = 2.0 * envelope(net, bounds.lower, bounds.upper, node.name)
             new_lower = np.nextafter(new_lower - slack, -np.inf)
             new_upper = np.nextafter(new_upper + slack, np.inf)
             bounds.lower[node.name], bounds.upper[node.name] = intersect(lower, upper, new_lower, new_upper)

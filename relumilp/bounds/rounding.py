@@ -42,7 +42,18 @@ def gamma(n: int) -> float:
 
 def terms(node: AffineNode) -> int:
     """How many roundings one output of ``node`` accumulates: one per product and addition."""
-    return sum(w.shape[1] for w in node.weights) + len(node.weights) + 1
+    return sum_terms(node.weights)
+
+
+def sum_terms(weights) -> int:
+    """The roundings of ``sum_i W_i x_i + b`` per output: one per product and addition."""
+    return sum(w.shape[1] for w in weights) + len(weights) + 1
+
+
+def margin_of(total, n: int, count: int = 2):
+    """``count * γ_n * total + n * TINY``: the rounding of ``count`` sums of ``n`` terms whose magnitudes
+    add up to ``total`` (numpy or torch), underflow included."""
+    return count * gamma(n) * total + n * TINY
 
 
 def sum_margin(node: AffineNode, magnitude: dict, count: int = 2) -> np.ndarray:
@@ -52,7 +63,7 @@ def sum_margin(node: AffineNode, magnitude: dict, count: int = 2) -> np.ndarray:
     pass's sum of the same terms.
     """
     total = np.abs(node.bias) + sum(magnitude[s] @ np.abs(w).T for s, w in zip(node.inputs, node.weights))
-    return count * gamma(terms(node)) * total + terms(node) * TINY
+    return margin_of(total, terms(node), count)
 
 
 def magnitude(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
@@ -95,9 +106,12 @@ def widen(net: Network, lower: dict, upper: dict) -> tuple[dict, dict]:
     return new_lower, new_upper
 
 
-def envelopes(net: Network, lower: dict, upper: dict) -> dict:
-    """``{node: δ}`` for every node, from bounds that already contain the computed values."""
+def envelope(net: Network, lower: dict, upper: dict, target: str) -> np.ndarray:
+    """``δ`` of node ``target``, from bounds that already contain the computed values of the nodes
+    before it (only those are visited)."""
     error = {net.input.name: np.zeros_like(lower[net.input.name])}
     for node in net.order[1:]:
         error[node.name] = forward_error_step(node, lower, upper, error)
-    return error
+        if node.name == target:
+            break
+    return error[target]
