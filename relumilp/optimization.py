@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from .choices import BAB_MAX_INPUTS, FORMULATIONS
+from .choices import SOLVE_METHODS as METHODS
 from .errors import RelumilpError, SolveError
 from .limits import Deadline
 
@@ -351,7 +353,7 @@ def optimize(
     started = time.perf_counter()
     if check not in ("warn", "raise", "off"):
         raise RelumilpError("check must be 'warn', 'raise' or 'off'")
-    if formulation not in ("bigm", "ideal_cuts"):
+    if formulation not in FORMULATIONS:
         raise RelumilpError(f"formulation must be 'bigm' or 'ideal_cuts', got {formulation!r}")
     gap = OPTIMALITY_GAP if mip_gap is None else _check_gap(mip_gap)
     deadline = Deadline.of(time_limit)
@@ -403,9 +405,6 @@ def optimize(
     return result
 
 
-#: optimize's methods; "auto" picks "bab" up to BAB_MAX_INPUTS inputs over a box (a first rule)
-METHODS = ("auto", "bab", "milp")
-BAB_MAX_INPUTS = 8
 
 
 def _problem(network, input_bounds):

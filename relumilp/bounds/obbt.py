@@ -91,8 +91,9 @@ from dataclasses import dataclass, field
 import highspy
 import numpy as np
 
+from .._progress import progress_bar
 from ..domain import InputDomain
-from ..errors import InvalidDomainError, RelumilpError
+from ..errors import RelumilpError
 from ..formulation.bigm import build_lp_relaxation, build_milp
 from ..backends.highs import run as run_highs
 from ..backends.highs import set_run_time_limit, to_highs
@@ -637,7 +638,6 @@ def default_workers() -> int:
 
 
 def _obbt(net, domain, start, method, opts, executor, workers, progress, stats, deadline: Deadline) -> Bounds:
-    from tqdm.auto import tqdm
 
     bounds = start.copy()
     times = {"lp": 0.0, "milp": 0.0}
@@ -675,7 +675,7 @@ def _obbt(net, domain, start, method, opts, executor, workers, progress, stats, 
                 neurons, signs = _min_then_max(targets)
                 problem = LayerProblem(milp, milp.node_columns[node.name], min_stop, max_stop, stage, opts,
                                        stop_at=stop_at)
-            with tqdm(total=neurons.size, desc=f"{stage} {node.name}", unit="solve", disable=not progress, leave=False) as bar:
+            with progress_bar(progress, f"{stage} {node.name}", " solves", total=neurons.size) as bar:
                 results = _run_chunks(problem, neurons, signs, executor, workers, bar, deadline)
             lower, upper = bounds[node.name]
             new_lower, new_upper = np.full(node.size, -np.inf), np.full(node.size, np.inf)
