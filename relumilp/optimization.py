@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
-from .choices import BAB_MAX_INPUTS, FORMULATIONS
+from .choices import BAB_MAX_INPUTS, FORMULATIONS, MILP_MAX_NEURONS
 from .choices import SOLVE_METHODS as METHODS
 from .errors import RelumilpError, SolveError
 from .limits import Deadline
@@ -325,7 +325,9 @@ def optimize(
     ``method`` is ``"milp"`` (one big-M MILP, below), ``"bab"`` (branch and bound over input boxes,
     :func:`relumilp.bab.branch_and_bound`: batched bounds per box, small MILPs at the leaves; box
     domains only) or ``"auto"`` (the default): ``bab`` for networks with at most
-    :data:`BAB_MAX_INPUTS` inputs over a box, ``milp`` otherwise -- a first rule, to be re-measured.
+    :data:`~relumilp.choices.BAB_MAX_INPUTS` inputs over a box and more than
+    :data:`~relumilp.choices.MILP_MAX_NEURONS` activation neurons, ``milp`` otherwise (the rule the
+    benchmarks in ``docs/benchmarks.md`` support).
     ``progress`` shows a tqdm bar on stderr (branch and bound: open boxes, incumbent, bound, gap).
 
     The big-M MILP is solved by HiGHS through :func:`relumilp.backends.highs.solve_milp` (exact
@@ -363,7 +365,8 @@ def optimize(
         raise RelumilpError("formulation= applies to method='milp' (branch and bound solves its own leaf MILPs)")
     if method == "bab" or (method == "auto" and formulation == "bigm"):
         net, domain = _problem(network, input_bounds)
-        if method == "bab" or (net.input_size <= BAB_MAX_INPUTS and domain.A is None):
+        neurons = sum(node.size for node in net.activations)
+        if method == "bab" or (net.input_size <= BAB_MAX_INPUTS and domain.A is None and neurons > MILP_MAX_NEURONS):
             return _optimize_bab(net, domain, (maximize, minimize, objective), tighten, bounds, deadline, gap,
                                  threads, log, check, started, progress, bound_options)
         network, input_bounds = net, domain
