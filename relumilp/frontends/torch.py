@@ -30,6 +30,8 @@ SUPPORTED_LAYERS = (
     "LeakyReLU",
     "ReLU6",
     "Hardtanh(min_val=a, max_val=b>a)",
+    "Hardsigmoid",
+    "PReLU (num_parameters 1 or C)",
     "BatchNorm1d (eval)",
     "Flatten",
     "Identity",
@@ -197,6 +199,27 @@ def _dropout(b, a):
     return (x, None) if a.op.name == "native_dropout" else x
 
 
+def _prelu(b, a):
+    """torch's PReLU: a weight of 1 or C values, C along dimension 1 (dimension 0 for 1-D input)."""
+    x, weight = a(0, "input"), b.const(a(1, "weight"), "the PReLU weight").reshape(-1)
+    if weight.size > 1:
+        axis = 1 if x.ndim >= 2 else 0
+        if x.ndim == 0 or x.shape[axis] != weight.size:
+            raise b.invalid(f"PReLU with {weight.size} parameters applied to shape {x.shape}")
+        layout = [1] * x.ndim
+        layout[axis] = weight.size
+        weight = weight.reshape(layout)
+    return b.prelu(x, weight)
+
+
+def _extremum(b, a, apply):
+    """``maximum`` / ``minimum`` of a network value and a constant (either order)."""
+    x, other = a(0, "input"), a(1, "other")
+    if is_sym(x) and is_sym(other):
+        raise b.unsupported(f"{a.op.name} of two network values", [f"{a.op.name} with a constant"])
+    return apply(x, other) if is_sym(x) else apply(other, x)
+
+
 _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "linear": lambda b, a: b.linear(a(0, "input"), a(1, "weight"), a(2, "bias", None)),
     "addmm": lambda b, a: b.add(
@@ -216,6 +239,12 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "clamp": lambda b, a: b.clip(a(0, "input"), _scalar(a(1, "min", None)), _scalar(a(2, "max", None))),
     "clamp_min": lambda b, a: b.clip(a(0, "input"), _scalar(a(1, "min")), None),
     "clamp_max": lambda b, a: b.clip(a(0, "input"), None, _scalar(a(1, "max"))),
+    "hardsigmoid": lambda b, a: b.hard_sigmoid(a(0, "input"), 1.0 / 6.0, 0.5),
+    "abs": lambda b, a: b.abs(a(0, "input")),
+    "prelu": _prelu,
+    "_prelu_kernel": lambda b, a: b.prelu(a(0, "input"), a(1, "weight")),  # weight already laid out
+    "maximum": lambda b, a: _extremum(b, a, b.maximum),
+    "minimum": lambda b, a: _extremum(b, a, b.minimum),
     "batch_norm": _batch_norm,
     "_native_batch_norm_legit_no_training": _batch_norm,
     "flatten": lambda b, a: b.flatten(a(0, "input"), a(1, "start_dim", 0), a(2, "end_dim", -1)),
@@ -239,7 +268,8 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
 
 SUPPORTED_OPS = (
     "linear", "addmm", "matmul/mm (by a constant)", "add", "sub", "mul/div (by a constant)", "relu",
-    "leaky_relu", "relu6", "hardtanh/clamp (to [a, b] or [0, inf))", "batch_norm (eval)", "dropout",
+    "leaky_relu", "relu6", "hardtanh/clamp (to [a, b] or [0, inf))", "hardsigmoid", "prelu", "abs",
+    "maximum/minimum (with a constant)", "batch_norm (eval)", "dropout",
     "flatten", "view/reshape", "cat", "t/transpose/permute", "slicing",
 )  # fmt: skip
 
@@ -376,7 +406,8 @@ def _warn_if_training(module) -> None:
 # -- torch.fx -------------------------------------------------------------------------------------------
 
 _LEAF_TYPES = (
-    nn.Linear, nn.ReLU, nn.LeakyReLU, nn.Hardtanh, nn.Flatten, nn.Identity, nn.modules.dropout._DropoutNd,
+    nn.Linear, nn.ReLU, nn.LeakyReLU, nn.Hardtanh, nn.Hardsigmoid, nn.PReLU, nn.Flatten, nn.Identity,
+    nn.modules.dropout._DropoutNd,
     nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
 )  # fmt: skip
 
@@ -404,6 +435,10 @@ def _layer_op(module: nn.Module, target: str) -> tuple[str, tuple, str]:
         return "leaky_relu", (module.negative_slope,), where
     if isinstance(module, nn.Hardtanh):
         return "hardtanh", (module.min_val, module.max_val), where
+    if isinstance(module, nn.Hardsigmoid):
+        return "hardsigmoid", (), where
+    if isinstance(module, nn.PReLU):
+        return "prelu", (module.weight,), where
     if isinstance(module, nn.Flatten):
         return "flatten", (module.start_dim, module.end_dim), where
     if isinstance(module, (nn.Identity, nn.modules.dropout._DropoutNd)):
