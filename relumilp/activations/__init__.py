@@ -12,8 +12,10 @@ from .base import Activation, Phases, from_spec, get, kinds, label, register
 from .clip import Clip, ClippedReLU
 from .identity import Identity
 from .relu import LeakyReLU, ReLU
+from .smooth import ELU, GELU, RePU, SiLU, Sigmoid, SmoothActivation, SoftExponential, Softplus, Tanh
 
 __all__ = [
-    "Activation", "Clip", "ClippedReLU", "Identity", "LeakyReLU", "Phases", "ReLU",
+    "Activation", "Clip", "ClippedReLU", "ELU", "GELU", "Identity", "LeakyReLU", "Phases", "ReLU", "RePU",
+    "SiLU", "Sigmoid", "SmoothActivation", "SoftExponential", "Softplus", "Tanh",
     "from_spec", "get", "kinds", "label", "register",
 ]

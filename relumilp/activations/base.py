@@ -304,6 +304,15 @@ class Activation:
         """Largest ``|s|`` over slopes whose product ``s x`` rounds (not 0 or 1); 0 when none does."""
         return max((abs(float(s)) for s in self.slopes if s not in (0.0, 1.0)), default=0.0)
 
+    def forward_error(self, error, lower, upper):
+        """How far the float64 output can be from the exact one, for computed inputs in ``[lower, upper]``
+        within ``error`` of the exact inputs: Lipschitz propagation, plus one rounding of a product
+        ``s x`` (slope not 0 or 1). Used by :func:`relumilp.bounds.rounding.forward_error_step`."""
+        if self.rounding_slope:
+            magnitude = np.maximum(np.abs(lower), np.abs(upper))
+            return self.lipschitz * error + 2.0**-53 * self.rounding_slope * magnitude
+        return self.lipschitz * error
+
     @property
     def homogeneous(self) -> bool:
         """``f(a x) = a f(x)`` for ``a > 0``: every kink and offset at 0 (per-neuron rescaling allowed)."""
