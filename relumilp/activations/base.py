@@ -340,6 +340,12 @@ class Activation:
             jumps.append(gap)
         return max(jumps)
 
+    def forward_error(self, error, lower, upper):
+        """How far the float64 output can be from the exact one, for computed inputs in ``[lower, upper]``
+        within ``error`` of the exact inputs: Lipschitz propagation plus the table's own rounding
+        (:meth:`rounding_error`). Used by :func:`relumilp.bounds.rounding.forward_error_step`."""
+        return self.lipschitz * error + self.rounding_error(np.maximum(np.abs(lower), np.abs(upper)))
+
     @property
     def homogeneous(self) -> bool:
         """``f(a x) = a f(x)`` for ``a > 0``: every kink and offset at 0 (per-neuron rescaling allowed)."""

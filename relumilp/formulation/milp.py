@@ -24,6 +24,9 @@ class VariableGroup:
     name: str
     columns: np.ndarray
     neurons: np.ndarray
+    #: for the binaries of a band encoding (:mod:`relumilp.formulation.pwl`): its groups, which also
+    #: own continuous fill columns that a MIP start must set
+    band: tuple = ()
 
 
 @dataclass
