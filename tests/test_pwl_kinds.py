@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from oracles import brute_force_optima
-from relumilp.activations import Abs, HardSigmoid, LeakyReLU, PiecewiseLinear, from_spec, prelu
+from relumilp.activations import Abs, Activation, HardSigmoid, LeakyReLU, PiecewiseLinear, from_spec, prelu
 from relumilp.bounds import compute_bounds
 from relumilp.domain import InputDomain
 from relumilp.errors import InvalidNetworkError
@@ -62,14 +62,21 @@ def random_network(seed: int) -> tuple[Network, InputDomain]:
     return net, InputDomain(center - half, center + half)
 
 
-@pytest.mark.parametrize("seed", [*range(20), *(pytest.param(s, marks=pytest.mark.slow) for s in range(20, 220))])
-def test_milp_optimum_equals_brute_force(seed):
-    """The generic big-M MILP (hard sigmoid, abs, tables) and the kinds' own ones, mixed: == brute force."""
+@pytest.fixture(params=["bigm", "incremental"])
+def encoding(request, monkeypatch):
+    """Both generic exact encodings of :class:`~relumilp.activations.Activation` (kinds' own ones stay)."""
+    monkeypatch.setattr(Activation, "PWL_ENCODING", request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("seed", [*range(12), *(pytest.param(s, marks=pytest.mark.slow) for s in range(12, 220))])
+def test_milp_optimum_equals_brute_force(seed, encoding):
+    """The generic MILP (hard sigmoid, abs, tables) and the kinds' own ones, mixed: == brute force."""
     check_milp_against_brute_force(*random_network(seed))
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_hull_lp_contains_the_graph_and_is_never_looser_than_big_m(seed):
+def test_hull_lp_contains_the_graph_and_is_never_looser_than_big_m(seed, encoding):
     import highspy
 
     from relumilp.formulation.highs import to_highs
@@ -218,8 +225,9 @@ def test_regions_of_a_one_dimensional_table_network():
     assert count_regions(net, InputDomain(np.array([0.0]), np.array([1.0])), "exact").count == 2
 
 
-def test_pyomo_block_and_ideal_cuts_take_pwl_networks():
-    """The Pyomo block solves a table network to the brute-force optimum; ideal cuts skip non-ReLU layers."""
+def test_pyomo_block_and_ideal_cuts_take_pwl_networks(encoding):
+    """The Pyomo block solves a table network to the brute-force optimum (its warm start satisfies every
+    row, fill columns of the incremental encoding included); ideal cuts skip non-ReLU layers."""
     import pyomo.environ as pyo
 
     import relumilp
@@ -235,6 +243,8 @@ def test_pyomo_block_and_ideal_cuts_take_pwl_networks():
     m = pyo.ConcreteModel()
     block = relumilp.add_network(m, net, input_bounds=domain)
     m.obj = pyo.Objective(expr=block.outputs[0], sense=pyo.maximize)
+    block.warm_start(np.array([0.3, -0.2]))
+    assert all(c.lslack() >= -1e-9 and c.uslack() >= -1e-9 for c in m.component_data_objects(pyo.Constraint))
     relumilp.solve(m)
     expected = brute_force_optima(net, domain.lower, domain.upper, np.eye(net.output_size)[0])["max"][0]
     assert pyo.value(m.obj) == pytest.approx(expected, abs=1e-6, rel=1e-6)

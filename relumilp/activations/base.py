@@ -147,6 +147,8 @@ class Activation:
     PARAMS: ClassVar[tuple[str, ...]] = ()
     #: names of the binary groups, one per kink (``z = 1`` means "at or above the kink")
     BINARY_NAMES: ClassVar[tuple[str, ...] | None] = None
+    #: the generic exact encoding of :meth:`milp_rows`: ``"bigm"`` (per kink) or ``"incremental"``
+    PWL_ENCODING: ClassVar[str] = "bigm"
 
     breakpoints: tuple[float, ...]
     slopes: np.ndarray
@@ -422,6 +424,8 @@ class Activation:
         """
         from ..formulation.milp import VariableGroup
 
+        if self.PWL_ENCODING == "incremental":
+            return self.incremental_rows(asm, name, x, y, L, U, ph)
         crosses = ph.crosses
         unstable = np.flatnonzero(ph.unstable)
         if unstable.size == 0:
@@ -465,6 +469,25 @@ class Activation:
             rhs = o + np.where(has_prev, m_plus, 0.0)
             asm.add_rows(name, [(1.0, y[on]), (-s, x[on]), (coef_prev, prev), (coef_next, nxt)], np.full(on.size, -inf), rhs)
         return groups
+
+    def incremental_rows(self, asm, name: str, x, y, L, U, ph: Phases) -> dict:
+        """The other exact encoding: the incremental (filling) band of :mod:`relumilp.formulation.pwl` with
+        lower = upper = ``f`` through :meth:`hull_points` -- also one binary per crossable kink (``z_j``
+        is 1 at or above kink ``j``), plus one fill column per segment; its LP relaxation is each
+        neuron's convex hull. Chosen by ``Activation.PWL_ENCODING = "incremental"`` (for comparisons:
+        ``docs/benchmarks.md``); the Pyomo block does not emit the fill columns yet."""
+        from ..formulation.milp import VariableGroup
+        from ..formulation.pwl import add_band
+
+        i = np.flatnonzero(ph.unstable)
+        if not i.size:
+            return {}
+        t = [self.hull_points(float(L[j]), float(U[j]))[0] for j in i]
+        values = [Activation.apply(self, row) for row in t]
+        groups = add_band(asm, name, x[i], y[i], t, values, values, neurons=i)
+        z = np.concatenate([g.z.ravel() for g in groups])
+        neurons = np.concatenate([np.repeat(g.neurons, g.z.shape[1]) for g in groups])
+        return {"z": VariableGroup(f"{name}.z", z, neurons, band=tuple(groups))}
 
     def _gap_extremes(self, lo: np.ndarray, hi: np.ndarray, s: float, o: float) -> np.ndarray:
         """``(max (f - g), max (g - f))`` over ``[lo, hi]`` for the line ``g = s x + o`` (shape ``(2, n)``)."""
