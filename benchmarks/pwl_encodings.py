@@ -39,7 +39,7 @@ def run(sizes, kind: str, seed: int, time_limit: float) -> list[dict]:
     net = network(sizes, kind, seed)
     domain = InputDomain.box(-1.0, 1.0, sizes[0])
     bounds = compute_bounds(net, domain, "lp")
-    rows = []
+    rows, default = [], Activation.PWL_ENCODING
     for encoding in ("bigm", "incremental"):
         Activation.PWL_ENCODING = encoding
         try:
@@ -48,7 +48,7 @@ def run(sizes, kind: str, seed: int, time_limit: float) -> list[dict]:
                               threads=1, check="warn")
             seconds = time.perf_counter() - start
         finally:
-            Activation.PWL_ENCODING = "bigm"
+            Activation.PWL_ENCODING = default
         rows.append({"sizes": "-".join(map(str, sizes)), "kind": kind, "seed": seed, "encoding": encoding,
                      "status": result.status, "objective": result.objective, "seconds": seconds,
                      "binaries": result.stats.get("binaries"), "nodes": result.stats.get("nodes")})

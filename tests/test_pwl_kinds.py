@@ -248,3 +248,15 @@ def test_pyomo_block_and_ideal_cuts_take_pwl_networks(encoding):
     relumilp.solve(m)
     expected = brute_force_optima(net, domain.lower, domain.upper, np.eye(net.output_size)[0])["max"][0]
     assert pyo.value(m.obj) == pytest.approx(expected, abs=1e-6, rel=1e-6)
+
+
+def test_mps_file_names_every_column_once(tmp_path, encoding):
+    """Written models name each binary and fill column of a table neuron by neuron and segment."""
+    from relumilp.formulation.highs import write_model
+
+    net, domain = random_network(4)
+    milp = build_milp(net, compute_bounds(net, domain, "interval"), domain)
+    names = milp.column_names()
+    assert len(set(names)) == len(names) and not any(n.startswith("c") and n[1:].isdigit() for n in names)
+    write_model(milp, tmp_path / "m.mps")
+    assert (tmp_path / "m.mps").stat().st_size > 0

@@ -16,9 +16,9 @@ that table, for any number of kinks:
 * the affine piece of a stable neuron (pruning), the pattern index (region counting), MIP-start
   binaries, the range of ``f`` (column bounds), the rows fixing a stable neuron to its piece;
 * the Lipschitz constant and the forward pass's rounding (:meth:`Activation.rounding_error`);
-* an exact big-M MILP and the convex hull LP for any number of kinks (:meth:`Activation.milp_rows`,
-  :meth:`Activation.hull_rows`; the maths is in their docstrings), and rescaling of any kind into a
-  :class:`~relumilp.activations.pwl.PiecewiseLinear` with the same table scaled;
+* an exact MILP (incremental or per-kink big-M) and the convex hull LP for any number of kinks
+  (:meth:`Activation.milp_rows`, :meth:`Activation.hull_rows`; the maths is in their docstrings), and
+  rescaling of any kind into a :class:`~relumilp.activations.pwl.PiecewiseLinear` with the table scaled;
 * a generic sound linear relaxation (chords shifted to cover the kinks).
 
 Kinds override hooks only where they know better: :meth:`Activation.milp_rows` (fewer or sharper
@@ -147,8 +147,9 @@ class Activation:
     PARAMS: ClassVar[tuple[str, ...]] = ()
     #: names of the binary groups, one per kink (``z = 1`` means "at or above the kink")
     BINARY_NAMES: ClassVar[tuple[str, ...] | None] = None
-    #: the generic exact encoding of :meth:`milp_rows`: ``"bigm"`` (per kink) or ``"incremental"``
-    PWL_ENCODING: ClassVar[str] = "bigm"
+    #: the generic exact encoding of :meth:`milp_rows`: ``"incremental"`` (the default, faster on the
+    #: benchmark of ``docs/benchmarks.md``) or ``"bigm"`` (per kink, no extra columns)
+    PWL_ENCODING: ClassVar[str] = "incremental"
 
     breakpoints: tuple[float, ...]
     slopes: np.ndarray
@@ -396,7 +397,9 @@ class Activation:
             asm.add_rows(name, [(1.0, y[i]), (-s, x[i])], np.full(i.size, o), o)
 
     def milp_rows(self, asm, name: str, x, y, L, U, ph: Phases) -> dict:
-        r"""Exact big-M rows of the neurons that can cross a kink, for any number of kinks.
+        r"""Exact MILP rows of the neurons that can cross a kink, for any number of kinks: the
+        incremental encoding (:meth:`incremental_rows`) unless ``PWL_ENCODING == "bigm"``, then these
+        per-kink big-M rows.
 
         ``x``, ``y`` are the column indices of the node's input and output, ``L``, ``U`` the
         pre-activation bounds; stable neurons are already handled (:meth:`stable_rows`). Returns the
@@ -474,8 +477,8 @@ class Activation:
         """The other exact encoding: the incremental (filling) band of :mod:`relumilp.formulation.pwl` with
         lower = upper = ``f`` through :meth:`hull_points` -- also one binary per crossable kink (``z_j``
         is 1 at or above kink ``j``), plus one fill column per segment; its LP relaxation is each
-        neuron's convex hull. Chosen by ``Activation.PWL_ENCODING = "incremental"`` (for comparisons:
-        ``docs/benchmarks.md``); the Pyomo block does not emit the fill columns yet."""
+        neuron's convex hull (locally ideal). The default (``Activation.PWL_ENCODING``): faster than the
+        per-kink big-M on the benchmark of ``docs/benchmarks.md``."""
         from ..formulation.milp import VariableGroup
         from ..formulation.pwl import add_band
 
