@@ -63,8 +63,9 @@ def main(argv=None) -> None:
     shapes = [[2, 8, 8, 1], [2, 16, 16, 1]] if args.quick else [[2, 8, 8, 1], [2, 16, 16, 1], [2, 32, 32, 1],
                                                                  [4, 16, 16, 16, 1]]
     seeds = range(2)
-    print("| network | kind | seed | binaries | big-M s | incremental s | ratio | objective (big-M / incremental) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| network | kind | seed | binaries | big-M s | incremental s | ratio | big-M nodes | incremental nodes "
+          "| objective (big-M / incremental) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for sizes in shapes:
         for kind in KINDS:
             for seed in seeds:
@@ -74,7 +75,7 @@ def main(argv=None) -> None:
                 objective = f"{a['objective']:.6g} / {b['objective']:.6g}" if a["objective"] is not None and \
                     b["objective"] is not None else f"{a['objective']} / {b['objective']}"
                 print(f"| {a['sizes']} | {kind} | {seed} | {a['binaries']} | {shown(a)} | {shown(b)} | "
-                      f"{b['seconds'] / a['seconds']:.2f} | {objective} |", flush=True)
+                      f"{b['seconds'] / a['seconds']:.2f} | {a['nodes']} | {b['nodes']} | {objective} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -260,3 +260,23 @@ def test_mps_file_names_every_column_once(tmp_path, encoding):
     assert len(set(names)) == len(names) and not any(n.startswith("c") and n[1:].isdigit() for n in names)
     write_model(milp, tmp_path / "m.mps")
     assert (tmp_path / "m.mps").stat().st_size > 0
+
+
+@pytest.mark.parametrize("seed", [401, 409])
+def test_verify_decides_like_brute_force(tmp_path, seed):
+    """``Y_0 >= max - 0.05`` is violated (with a counterexample), ``Y_0 >= max + 0.05`` holds."""
+    from relumilp.verify import verify
+
+    net, d = random_network(seed)
+    top = brute_force_optima(net, d.lower, d.upper, np.eye(net.output_size)[0])["max"][0]
+    for delta, expected in ((-0.05, "violated"), (0.05, "holds")):
+        lines = [f"(declare-const X_{i} Real)" for i in range(net.input_size)]
+        lines += [f"(declare-const Y_{j} Real)" for j in range(net.output_size)]
+        for i in range(net.input_size):
+            lines += [f"(assert (>= X_{i} {float(d.lower[i])!r}))", f"(assert (<= X_{i} {float(d.upper[i])!r}))"]
+        lines.append(f"(assert (>= Y_0 {float(top + delta)!r}))")
+        (tmp_path / "p.vnnlib").write_text("\n".join(lines))
+        result = verify(net, tmp_path / "p.vnnlib")
+        assert result.result == expected
+        if expected == "violated":
+            assert net.forward(np.array(result.counterexample["x"]))[0] >= top + delta
