@@ -370,6 +370,13 @@ class NetworkBuilder:
             raise self.unsupported(f"LeakyReLU slope {alpha}", ["negative slopes below 1"])
         return self._activate(x, LeakyReLU(alpha))
 
+    def smooth(self, x: Sym, kind: str, **params) -> Sym:
+        """A smooth activation of ``kind`` (:mod:`relumilp.activations.smooth`), compiled through
+        certified piecewise-linear sandwiches."""
+        from ..activations import get
+
+        return self._activate(x, get(kind, **params))
+
     def clip(self, x: Sym, low=None, high=None) -> Sym:
         """``min(max(x, low), high)``: ReLU for [0, inf), clipped ReLU for [0, c], clip for a finite
         [a, b]; None means unbounded."""

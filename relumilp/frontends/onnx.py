@@ -161,6 +161,14 @@ def _sum(b, node, values, attrs, opset):
     return total
 
 
+def _gelu(b, n, v, a, o):
+    approximate = a.get("approximate", "none")
+    approximate = approximate.decode() if isinstance(approximate, bytes) else approximate
+    if approximate != "none":
+        raise UnsupportedOperatorError(f"ONNX Gelu approximate={approximate!r} (node '{n.name}')", ["approximate='none'"])
+    return b.smooth(v[0], "gelu")
+
+
 _Handler = Callable[[NetworkBuilder, object, list, dict, int], object]
 
 _OPS: dict[str, _Handler] = {
@@ -180,6 +188,11 @@ _OPS: dict[str, _Handler] = {
     "Abs": lambda b, n, v, a, o: b.abs(v[0]),
     "Max": _extremum,
     "Min": _extremum,
+    "Sigmoid": lambda b, n, v, a, o: b.smooth(v[0], "sigmoid"),
+    "Tanh": lambda b, n, v, a, o: b.smooth(v[0], "tanh"),
+    "Softplus": lambda b, n, v, a, o: b.smooth(v[0], "softplus"),
+    "Elu": lambda b, n, v, a, o: b.smooth(v[0], "elu", alpha=a.get("alpha", 1.0)),
+    "Gelu": _gelu,
     "Flatten": _flatten,
     "Reshape": _reshape,
     "Squeeze": _squeeze,
