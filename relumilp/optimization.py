@@ -40,6 +40,8 @@ class SolveResult:
 
     ``status`` is ``optimal``, ``time_limit``, ``infeasible``, ``unbounded``, ... ; ``objective`` the
     incumbent's objective (None without one); ``bound`` the best proven bound; ``gap`` the relative gap.
+    ``feasible`` (networks with smooth activations, :mod:`relumilp.smooth`): ``objective`` and ``bound``
+    are a certified interval on the optimum (:attr:`interval`) whose gap exceeds the tolerance.
     For the first network block: ``x`` its input, ``y`` the forward pass of the network at ``x``,
     ``y_milp`` the MILP's output values, ``discrepancy`` ``max|y - y_milp|`` (infinite when the solver
     left a value unset). ``blocks`` has the same for every network block in the model, and ``matches``
@@ -63,6 +65,13 @@ class SolveResult:
     @property
     def has_solution(self) -> bool:
         return self.x is not None
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """``(low, high)`` containing the true optimum: the forward value at ``x`` and the sound bound."""
+        if self.objective is None or self.bound is None:
+            return None
+        return min(self.objective, self.bound), max(self.objective, self.bound)
 
     def to_json(self) -> dict:
         as_list = lambda v: None if v is None else [float(t) for t in np.ravel(v)]
@@ -338,6 +347,12 @@ def optimize(
 
     ``progress`` shows bound tightening and the solver's incumbent, bound and gap on stderr.
 
+    Networks with smooth activations (sigmoid, tanh, ...) have no exact MILP: they go to
+    :func:`relumilp.smooth.optimize_smooth`, which returns a certified interval on the optimum (forward value
+    and sound bound over PWL sandwiches, refined until the gap is at most ``mip_gap``, default
+    :data:`relumilp.smooth.SMOOTH_GAP`) with status ``optimal`` or ``feasible``; ``tighten="interval"``
+    becomes ``"symbolic"`` there.
+
     ``formulation="ideal_cuts"`` first strengthens the big-M MILP by rounds of ideal ReLU cuts at its LP
     relaxation (:func:`relumilp.formulation.ideal.root_cuts`; valid inequalities, so the optimum is
     unchanged); ``stats["cuts"]`` then reports rounds, cuts added and the root LP bound before and after.
@@ -351,6 +366,7 @@ def optimize(
     from .formulation.bigm import start_vector
     from .limits import Deadline
     from .pipeline import compile_network
+    from .smooth import SMOOTH_GAP, has_smooth, optimize_smooth
 
     started = time.perf_counter()
     if check not in ("warn", "raise", "off"):
@@ -363,6 +379,13 @@ def optimize(
         raise RelumilpError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if method == "bab" and formulation != "bigm":
         raise RelumilpError("formulation= applies to method='milp' (branch and bound solves its own leaf MILPs)")
+    net, domain = _problem(network, input_bounds)
+    if has_smooth(net):  # no exact MILP: a certified interval through PWL sandwiches (relumilp.smooth)
+        coefficients, sense = output_objective(net.output_size, maximize, minimize, objective)
+        return optimize_smooth(net, domain, coefficients, sense, gap=SMOOTH_GAP if mip_gap is None else gap,
+                               deadline=deadline, bounds=bounds, threads=threads, log=log,
+                               tighten="symbolic" if tighten == "interval" else tighten)
+    network, input_bounds = net, domain
     if method == "bab" or (method == "auto" and formulation == "bigm"):
         net, domain = _problem(network, input_bounds)
         neurons = sum(node.size for node in net.activations)

@@ -26,7 +26,32 @@ def pieces(node: ActivationNode):
     if node.kind == "clip":  # min(max(x, a), b)
         a, b = node.activation.low, node.activation.high
         return [(-inf, a, 0.0, a), (a, b, 1.0, 0.0), (b, inf, 0.0, b)]
-    return [(-inf, inf, 1.0, 0.0)]
+    if node.kind == "abs":
+        return [(-inf, 0.0, -1.0, 0.0), (0.0, inf, 1.0, 0.0)]
+    if node.kind == "hard_sigmoid":  # clip(alpha x + beta, 0, 1): the ramp between t = 0 and t = 1
+        alpha, beta = node.activation.alpha, node.activation.beta
+        zero, one = -beta / alpha, (1.0 - beta) / alpha
+        if alpha > 0:
+            return [(-inf, zero, 0.0, 0.0), (zero, one, alpha, beta), (one, inf, 0.0, 1.0)]
+        return [(-inf, one, 0.0, 1.0), (one, zero, alpha, beta), (zero, inf, 0.0, 0.0)]
+    if node.kind == "pwl":  # value at 0 and slopes: integrate from 0 to each breakpoint
+        b = np.array(node.activation.params["breakpoints"])
+        s = np.array(node.activation.params["slopes"])
+        f0 = node.activation.params["offset"]
+        def value(t):  # f(t) = f(0) + integral of the slope from 0 to t, piece by piece
+            edges = np.concatenate([[-1e300], b, [1e300]])
+            lo, hi = min(0.0, t), max(0.0, t)
+            overlap = np.clip(np.minimum(edges[1:], hi) - np.maximum(edges[:-1], lo), 0.0, None)
+            return f0 + np.sign(t) * float(overlap @ s)
+        ends = [-inf, *b.tolist(), inf]
+        out = []
+        for p in range(s.size):
+            anchor = b[p - 1] if p > 0 else b[0]
+            out.append((ends[p], ends[p + 1], float(s[p]), value(anchor) - s[p] * anchor))
+        return out
+    if node.kind == "identity":
+        return [(-inf, inf, 1.0, 0.0)]
+    raise ValueError(f"no oracle pieces for activation kind {node.kind!r}")
 
 
 def linprog(c, A_ub=None, b_ub=None, bounds=None, method=None):

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from conftest import random_mlp
-from relumilp.activations import Activation, Clip, ClippedReLU, Identity, LeakyReLU, ReLU, from_spec, get, kinds
+from relumilp.activations import (Abs, Activation, Clip, ClippedReLU, HardSigmoid, Identity, LeakyReLU,
+                                  PiecewiseLinear, ReLU, from_spec, get, kinds)
 from relumilp.bounds import compute_bounds
 from relumilp.bounds.symbolic import mlp_bounds
 from relumilp.domain import InputDomain
@@ -21,11 +22,13 @@ from relumilp.scaling import scale_network
 from test_bounds_symbolic import samples_with_corners
 
 EVERY = [ReLU(), LeakyReLU(0.2), LeakyReLU(-0.4), ClippedReLU(0.7), Identity(), Clip(-0.4, 0.6), Clip(0.3, 1.1),
-         Clip(-2.0, -0.5)]
+         Clip(-2.0, -0.5), HardSigmoid(0.2, 0.5), HardSigmoid(-0.7, 0.2), HardSigmoid(1 / 6, 0.5), Abs(),
+         PiecewiseLinear((-1.0, 0.5, 2.0), (0.5, -1.0, 2.0, 0.0), 0.3), PiecewiseLinear.maximum(0.4),
+         PiecewiseLinear.minimum(-0.3), PiecewiseLinear((0.0,), (2.5, 1.0), 0.0)]
 
 
 def test_registry_specs_and_equality():
-    assert set(kinds()) >= {"relu", "leaky_relu", "clipped_relu", "identity", "clip"}
+    assert set(kinds()) >= {"relu", "leaky_relu", "clipped_relu", "identity", "clip", "pwl", "hard_sigmoid", "abs"}
     for act in EVERY:
         assert from_spec(act.to_spec()) == act and hash(from_spec(act.to_spec())) == hash(act)
         assert get(act.kind, **act.params) == act
@@ -33,8 +36,8 @@ def test_registry_specs_and_equality():
     # format-1 fields: every kind carried alpha and cap (None = inf); unused ones are dropped
     assert from_spec({"kind": "relu", "alpha": 0.0, "cap": None}) == ReLU()
     assert from_spec({"kind": "clipped_relu", "alpha": 0.0, "cap": 1.5}) == ClippedReLU(1.5)
-    with pytest.raises(UnsupportedOperatorError, match="'tanh'"):
-        get("tanh")
+    with pytest.raises(UnsupportedOperatorError, match="'mish'"):
+        get("mish")
     with pytest.raises(InvalidNetworkError, match="no parameter low"):
         get("relu", low=1.0)
     with pytest.raises(InvalidNetworkError, match="low < high"):

@@ -11,9 +11,12 @@ from __future__ import annotations
 from .base import Activation, Phases, from_spec, get, kinds, label, register
 from .clip import Clip, ClippedReLU
 from .identity import Identity
+from .pwl import Abs, Hardtanh, HardSigmoid, PiecewiseLinear, ReLU6, prelu
 from .relu import LeakyReLU, ReLU
+from .smooth import ELU, GELU, RePU, SiLU, Sigmoid, SmoothActivation, SoftExponential, Softplus, Tanh
 
 __all__ = [
-    "Activation", "Clip", "ClippedReLU", "Identity", "LeakyReLU", "Phases", "ReLU",
-    "from_spec", "get", "kinds", "label", "register",
+    "Abs", "Activation", "Clip", "ClippedReLU", "ELU", "GELU", "HardSigmoid", "Hardtanh", "Identity", "LeakyReLU",
+    "Phases", "PiecewiseLinear", "ReLU", "ReLU6", "RePU", "SiLU", "Sigmoid", "SmoothActivation", "SoftExponential",
+    "Softplus", "Tanh", "from_spec", "get", "kinds", "label", "prelu", "register",
 ]

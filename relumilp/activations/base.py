@@ -7,19 +7,23 @@ that table, for any number of kinks:
 
 * evaluation in numpy and torch (subclasses override :meth:`apply` / :meth:`apply_torch` with the
   exact float operations of their formula, so forward passes stay bitwise stable);
-* the exact interval image (extremes of a piecewise-linear ``f`` on ``[l, u]`` lie at ``l``, ``u`` or
-  a breakpoint inside, and float rounding is monotone, so evaluating ``f`` there in float64 bounds
-  the float64 forward value exactly);
+* the exact interval image (on each piece the float64 value ``fl(fl(s x) + o)`` is monotone in ``x``,
+  rounding being monotone, so its extremes over ``[l, u]`` lie at ``l``, ``u``, a breakpoint inside or
+  the float just below one: evaluating there bounds the float64 forward value exactly, even where the
+  offsets of a table leave a jump of a few ulps at a kink);
 * the :class:`Phases` of neurons given pre-activation bounds ``L <= x <= U``: per kink, whether the
   neuron stays at or below it (``U <= b``), at or above it (``L >= b``) or can cross it (one binary);
 * the affine piece of a stable neuron (pruning), the pattern index (region counting), MIP-start
   binaries, the range of ``f`` (column bounds), the rows fixing a stable neuron to its piece;
-* the Lipschitz constant and whether the forward pass rounds (a slope other than 0 or 1 is a product);
+* the Lipschitz constant and the forward pass's rounding (:meth:`Activation.rounding_error`);
+* an exact MILP (incremental or per-kink big-M) and the convex hull LP for any number of kinks
+  (:meth:`Activation.milp_rows`, :meth:`Activation.hull_rows`; the maths is in their docstrings), and
+  rescaling of any kind into a :class:`~relumilp.activations.pwl.PiecewiseLinear` with the table scaled;
 * a generic sound linear relaxation (chords shifted to cover the kinks).
 
-Kind-specific hooks are only where encodings really differ: :meth:`Activation.milp_rows` (big-M
-rows), :meth:`Activation.hull_rows` (LP relaxation), :meth:`Activation.linear_relaxation` (tighter
-symbolic relaxations) and :meth:`Activation.rescaled` for kinks away from 0.
+Kinds override hooks only where they know better: :meth:`Activation.milp_rows` (fewer or sharper
+big-M rows, e.g. ReLU's two), :meth:`Activation.hull_rows`, :meth:`Activation.linear_relaxation`
+(tighter symbolic relaxations) and :meth:`Activation.rescaled` (to keep their own kind).
 """
 
 from __future__ import annotations
@@ -143,6 +147,9 @@ class Activation:
     PARAMS: ClassVar[tuple[str, ...]] = ()
     #: names of the binary groups, one per kink (``z = 1`` means "at or above the kink")
     BINARY_NAMES: ClassVar[tuple[str, ...] | None] = None
+    #: the generic exact encoding of :meth:`milp_rows`: ``"incremental"`` (the default, faster on the
+    #: benchmark of ``docs/benchmarks.md``) or ``"bigm"`` (per kink, no extra columns)
+    PWL_ENCODING: ClassVar[str] = "incremental"
 
     breakpoints: tuple[float, ...]
     slopes: np.ndarray
@@ -241,8 +248,9 @@ class Activation:
     def interval(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact interval image over ``[lo, hi]`` (numpy)."""
         candidates = [self.apply(lo), self.apply(hi)]
-        for point in self.breakpoints:
+        for point in self.breakpoints:  # both ends of the two pieces meeting at the kink
             candidates.append(self.apply(np.clip(point, lo, hi)))
+            candidates.append(self.apply(np.clip(np.nextafter(point, -np.inf), lo, hi)))
         stacked = np.stack(candidates)
         return stacked.min(axis=0), stacked.max(axis=0)
 
@@ -252,7 +260,8 @@ class Activation:
 
         candidates = [self.apply_torch(l), self.apply_torch(u)]
         for p in self.breakpoints:
-            candidates.append(self.apply_torch(torch.clamp(torch.full_like(l, p), min=l, max=u)))
+            for point in (p, math.nextafter(p, -math.inf)):
+                candidates.append(self.apply_torch(torch.clamp(torch.full_like(l, point), min=l, max=u)))
         stacked = torch.stack(candidates)
         return stacked.min(dim=0).values, stacked.max(dim=0).values
 
@@ -299,10 +308,46 @@ class Activation:
     def lipschitz(self) -> float:
         return float(np.max(np.abs(self.slopes)))
 
+    def rounding_error(self, magnitude):
+        r"""A bound on ``|forward(x) - f(x)|`` for exact inputs ``|x| <= magnitude`` (array, float64).
+
+        On piece ``p`` the forward pass computes ``fl(fl(s x) + o)`` (:meth:`_evaluate`; kinds' own
+        formulas do the same operations): the product rounds unless ``s`` is 0 or 1, the sum unless
+        ``o = 0`` or ``s = 0``, so with ``u = 2^-53``::
+
+            |error| <= u |s| m  [s not in {0, 1}]  +  u (1 + u) (|s| m + |o|)  [o != 0, s != 0].
+
+        Where float offsets leave the table discontinuous at a kink (a jump ``J`` of a few ulps), the
+        forward value may come from either side: ``max J`` is added.
+        """
+        unit = 2.0**-53
+        m = np.asarray(magnitude, dtype=np.float64)
+        error = np.zeros_like(m)
+        for s, o in zip(np.abs(self.slopes).tolist(), np.abs(self.offsets).tolist()):
+            piece = unit * s * m if s not in (0.0, 1.0) else np.zeros_like(m)
+            if o != 0.0 and s != 0.0:
+                piece = piece + unit * (1.0 + unit) * (s * m + o)
+            error = np.maximum(error, piece)
+        return error * (1.0 + 1e-10) + self.jump
+
     @property
-    def rounding_slope(self) -> float:
-        """Largest ``|s|`` over slopes whose product ``s x`` rounds (not 0 or 1); 0 when none does."""
-        return max((abs(float(s)) for s in self.slopes if s not in (0.0, 1.0)), default=0.0)
+    def jump(self) -> float:
+        """Largest ``|s_k b + o_k - s_{k+1} b - o_{k+1}|`` over the kinks ``b`` (exact: ``math.fsum``)."""
+        unit, jumps = 2.0**-53, [0.0]
+        for k, b in enumerate(self.breakpoints):
+            sl, sr = float(self.slopes[k]), float(self.slopes[k + 1])
+            left, right = sl * b, sr * b
+            gap = abs(math.fsum((left, float(self.offsets[k]), -right, -float(self.offsets[k + 1]))))
+            for s, product in ((sl, left), (sr, right)):  # a product by 0 or +-1 is exact; others round
+                gap += 0.0 if s in (0.0, 1.0, -1.0) else 2.0 * unit * abs(product)
+            jumps.append(gap)
+        return max(jumps)
+
+    def forward_error(self, error, lower, upper):
+        """How far the float64 output can be from the exact one, for computed inputs in ``[lower, upper]``
+        within ``error`` of the exact inputs: Lipschitz propagation plus the table's own rounding
+        (:meth:`rounding_error`). Used by :func:`relumilp.bounds.rounding.forward_error_step`."""
+        return self.lipschitz * error + self.rounding_error(np.maximum(np.abs(lower), np.abs(upper)))
 
     @property
     def homogeneous(self) -> bool:
@@ -310,10 +355,19 @@ class Activation:
         return all(b == 0.0 for b in self.breakpoints) and all(o == 0.0 for o in self.offsets)
 
     def rescaled(self, factor: float) -> "Activation":
-        """The activation ``g`` with ``g(a x) = a f(x)`` for ``a = factor > 0``."""
+        """The activation ``g`` with ``g(a x) = a f(x)`` for ``a = factor > 0``.
+
+        ``g`` has the kinks ``a b_k``, the same slopes and ``g(0) = a f(0)``: a
+        :class:`~relumilp.activations.pwl.PiecewiseLinear` (kinds override this to keep their kind).
+        Scaling uses powers of two, which make the new table exact.
+        """
         if self.homogeneous or factor == 1.0:
             return self
-        raise NotImplementedError(f"{self.kind} cannot be rescaled")  # pragma: no cover
+        from .pwl import PiecewiseLinear
+
+        factor = float(factor)
+        return PiecewiseLinear([factor * b for b in self.breakpoints], self.slopes.tolist(),
+                               factor * float(self.apply(np.float64(0.0))))
 
     # -- formulations -----------------------------------------------------------------------------
 
@@ -343,16 +397,137 @@ class Activation:
             asm.add_rows(name, [(1.0, y[i]), (-s, x[i])], np.full(i.size, o), o)
 
     def milp_rows(self, asm, name: str, x, y, L, U, ph: Phases) -> dict:
-        """Big-M rows (and binaries) of the neurons that can cross a kink; returns the binary groups.
+        r"""Exact MILP rows of the neurons that can cross a kink, for any number of kinks: the
+        incremental encoding (:meth:`incremental_rows`) unless ``PWL_ENCODING == "bigm"``, then these
+        per-kink big-M rows.
 
         ``x``, ``y`` are the column indices of the node's input and output, ``L``, ``U`` the
-        pre-activation bounds; stable neurons are already handled (:meth:`stable_rows`).
+        pre-activation bounds; stable neurons are already handled (:meth:`stable_rows`). Returns the
+        binary groups ``{binary_names[k]: VariableGroup}``.
+
+        A neuron crossing kinks ``b_j < ... < b_m`` (those with ``L < b_k < U``) can be on pieces
+        ``j .. m + 1``. It gets one binary ``z_k`` per crossable kink, ``z_k = 1`` meaning ``x >= b_k``::
+
+            x >= L + (b_k - L) z_k,   x <= b_k + (U - b_k) z_k,   z_{k+1} <= z_k.
+
+        Write ``z_{j-1} = 1`` and ``z_{m+1} = 0``; piece ``p`` is on when ``a_p = z_{p-1} - z_p = 1``.
+        Its line ``g_p(x) = s_p x + o_p`` must hold then, and be relaxed by the exact gap otherwise::
+
+            g_p(x) - M-_p (1 - a_p) <= y <= g_p(x) + M+_p (1 - a_p),
+            M+_p = max_[L,U] (f - g_p)^+,   M-_p = max_[L,U] (g_p - f)^+,
+
+        both maxima of a piecewise-linear difference, attained at ``L``, ``U`` or a kink inside.
+
+        Exactness: ordered integer ``z`` is ``1 .. 1 0 .. 0``, so exactly one ``a_p`` is 1; the ``x`` rows
+        put ``x`` in ``[b_{p-1}, b_p]``, where ``f = g_p = y``; every other piece's rows hold at
+        ``y = f(x)`` by the choice of ``M``. Conversely a forward pass with ``z_k = [x >= b_k]``
+        satisfies every row (the MIP start). A piece line that bounds ``f`` on ``[L, U]`` from one side
+        (``M = 0``) is a plain row: for a convex ``f`` every ``y >= g_p(x)``. No column is added but the
+        binaries, so every emitter (matrix, Pyomo, MPS) and the MIP start handle any kind.
         """
-        raise NotImplementedError(f"no MILP encoding for activation {self.kind!r}")
+        from ..formulation.milp import VariableGroup
+
+        if self.PWL_ENCODING == "incremental":
+            return self.incremental_rows(asm, name, x, y, L, U, ph)
+        crosses = ph.crosses
+        unstable = np.flatnonzero(ph.unstable)
+        if unstable.size == 0:
+            return {}
+        names = self.binary_names
+        nk = len(self.breakpoints)
+        z = np.full((nk, x.size), -1, dtype=np.int64)
+        groups = {}
+        inf = np.inf
+        for k, b in enumerate(self.breakpoints):
+            i = np.flatnonzero(crosses[k])
+            if not i.size:
+                continue
+            z[k, i] = asm.add_columns(np.zeros(i.size), np.ones(i.size), integer=True)
+            groups[names[k]] = VariableGroup(f"{name}.{names[k]}", z[k, i], i)
+            # x >= L + (b - L) z   and   x <= b + (U - b) z
+            asm.add_rows(name, [(1.0, x[i]), (-(b - L[i]), z[k, i])], L[i], inf)
+            asm.add_rows(name, [(1.0, x[i]), (-(U[i] - b), z[k, i])], np.full(i.size, -inf), np.full(i.size, b))
+            if k > 0:  # z_k <= z_{k-1} where both kinks are crossable
+                j = np.flatnonzero(crosses[k] & crosses[k - 1])
+                asm.add_rows(name, [(1.0, z[k, j]), (-1.0, z[k - 1, j])], np.full(j.size, -inf), 0.0)
+        first, last = ph.piece, nk - ph.below.sum(axis=0)  # reachable pieces: first .. last
+        lo, hi = L[unstable], U[unstable]
+        for p in range(self.num_pieces):
+            on = unstable[(first[unstable] <= p) & (p <= last[unstable])]
+            if not on.size:
+                continue
+            s, o = float(self.slopes[p]), float(self.offsets[p])
+            sel = np.isin(unstable, on)
+            diff = self._gap_extremes(lo[sel], hi[sel], s, o)  # (max of f - g_p, max of g_p - f)
+            m_plus, m_minus = np.maximum(diff[0], 0.0), np.maximum(diff[1], 0.0)
+            has_prev, has_next = first[on] < p, p < last[on]
+            prev = np.where(has_prev, z[max(p - 1, 0), on], -1)
+            nxt = np.where(has_next, z[min(p, nk - 1), on], -1)
+            # y - s x - M- z_prev + M- z_next >= o - M- (with z_prev = 1 moved to the right: o)
+            coef_prev, coef_next = np.where(has_prev, -m_minus, 0.0), np.where(has_next, m_minus, 0.0)
+            rhs = o - np.where(has_prev, m_minus, 0.0)
+            asm.add_rows(name, [(1.0, y[on]), (-s, x[on]), (coef_prev, prev), (coef_next, nxt)], rhs, inf)
+            # y - s x + M+ z_prev - M+ z_next <= o + M+
+            coef_prev, coef_next = np.where(has_prev, m_plus, 0.0), np.where(has_next, -m_plus, 0.0)
+            rhs = o + np.where(has_prev, m_plus, 0.0)
+            asm.add_rows(name, [(1.0, y[on]), (-s, x[on]), (coef_prev, prev), (coef_next, nxt)], np.full(on.size, -inf), rhs)
+        return groups
+
+    def incremental_rows(self, asm, name: str, x, y, L, U, ph: Phases) -> dict:
+        """The other exact encoding: the incremental (filling) band of :mod:`relumilp.formulation.pwl` with
+        lower = upper = ``f`` through :meth:`hull_points` -- also one binary per crossable kink (``z_j``
+        is 1 at or above kink ``j``), plus one fill column per segment; its LP relaxation is each
+        neuron's convex hull (locally ideal). The default (``Activation.PWL_ENCODING``): faster than the
+        per-kink big-M on the benchmark of ``docs/benchmarks.md``."""
+        from ..formulation.milp import VariableGroup
+        from ..formulation.pwl import add_band
+
+        i = np.flatnonzero(ph.unstable)
+        if not i.size:
+            return {}
+        t = [self.hull_points(float(L[j]), float(U[j]))[0] for j in i]
+        values = [Activation.apply(self, row) for row in t]
+        groups = add_band(asm, name, x[i], y[i], t, values, values, neurons=i)
+        z = np.concatenate([g.z.ravel() for g in groups])
+        neurons = np.concatenate([np.repeat(g.neurons, g.z.shape[1]) for g in groups])
+        return {"z": VariableGroup(f"{name}.z", z, neurons, band=tuple(groups))}
+
+    def _gap_extremes(self, lo: np.ndarray, hi: np.ndarray, s: float, o: float) -> np.ndarray:
+        """``(max (f - g), max (g - f))`` over ``[lo, hi]`` for the line ``g = s x + o`` (shape ``(2, n)``)."""
+        points = [lo, hi] + [np.clip(b, lo, hi) for b in self.breakpoints]
+        gaps = np.stack([Activation.apply(self, t) - (s * t + o) for t in points])
+        return np.stack([gaps.max(axis=0), (-gaps).max(axis=0)])
+
+    def hull_points(self, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+        """The points ``(t, f(t))`` at ``lo``, the kinks inside ``(lo, hi)`` and ``hi``: ``f`` on ``[lo, hi]``
+        is the polyline through them."""
+        t = np.array([lo, *(b for b in self.breakpoints if lo < b < hi), hi])
+        return t, Activation.apply(self, t)
 
     def hull_rows(self, asm, name: str, x, y, L, U, ph: Phases) -> None:
-        """Convex-hull rows of the neurons that can cross a kink (LP relaxation, no binaries)."""
-        raise NotImplementedError(f"no LP relaxation for activation {self.kind!r}")
+        r"""Rows of the convex hull of the graph of ``f`` over ``[L, U]``, for neurons that cross a kink.
+
+        ``f`` on ``[L, U]`` is the polyline through ``P = (L, f(L)), (b_k, f(b_k)) [L < b_k < U],
+        (U, f(U))``, so its graph's convex hull is the convex hull of ``P``: the set between the lower
+        convex envelope of ``P`` (rows ``y >= chord``, one per edge) and the upper concave envelope
+        (rows ``y <= chord``), with ``L <= x <= U`` from the column bounds. Both envelopes come from
+        one monotone-chain scan over ``P``, already sorted by ``x``.
+        """
+        rows = {+1: ([], [], [], []), -1: ([], [], [], [])}  # side: (x cols, y cols, slopes, intercepts)
+        for i in np.flatnonzero(ph.unstable):
+            t, v = self.hull_points(float(L[i]), float(U[i]))
+            for side in (+1, -1):  # +1: lower convex envelope, -1: upper concave envelope
+                chain = _envelope(t, side * v)
+                for a, b in zip(chain, chain[1:]):
+                    slope = (v[b] - v[a]) / (t[b] - t[a])
+                    out = rows[side]
+                    out[0].append(x[i]); out[1].append(y[i]); out[2].append(slope); out[3].append(v[a] - slope * t[a])
+        for side, (xs, ys, slopes, intercepts) in rows.items():
+            if not xs:
+                continue
+            c = np.array(intercepts)
+            lower, upper = (c, np.full(c.size, np.inf)) if side == 1 else (np.full(c.size, -np.inf), c)
+            asm.add_rows(name, [(1.0, np.array(ys)), (-np.array(slopes), np.array(xs))], lower, upper)
 
     def linear_relaxation(self, l, u):
         r"""``(a_l, c_l, a_u, c_u)`` with ``a_l x + c_l <= f(x) <= a_u x + c_u`` on ``[l, u]`` (torch).
@@ -375,3 +550,18 @@ class Activation:
             gap = self.apply_torch(p) - (slope * p + const)
             above, below = torch.maximum(above, gap), torch.maximum(below, -gap)
         return slope, const - below, slope, const + above
+
+
+def _envelope(t: np.ndarray, v: np.ndarray) -> list[int]:
+    """Indices of the lower convex envelope of the points ``(t_i, v_i)`` (``t`` strictly increasing)."""
+    chain: list[int] = []
+    for i in range(t.size):
+        # drop the last point while it lies on or above the segment from the one before it to point i
+        while len(chain) >= 2:
+            a, b = chain[-2], chain[-1]
+            if (v[b] - v[a]) * (t[i] - t[a]) >= (v[i] - v[a]) * (t[b] - t[a]):
+                chain.pop()
+            else:
+                break
+        chain.append(i)
+    return chain

@@ -11,7 +11,10 @@ A bound method reasons about the network in exact arithmetic, but a certificate 
   sum of ``N`` products in any order, fused multiply-adds included; ``γ_N = N u / (1 - N u)``,
   ``u = 2^-53``), and errors already in ``x~`` pass through ``|W|``. Activations are 1-Lipschitz
   with Lipschitz constant ``max |slope|`` over their pieces, and a slope other than 0 or 1 is a product
-  ``s x`` that adds one rounding (LeakyReLU's ``α x``).
+  ``s x`` that adds one rounding (LeakyReLU's ``α x``), an offset on a sloped piece one more (hard
+  sigmoid's ``α x + β``; :meth:`~relumilp.activations.Activation.rounding_error`); smooth kinds bound
+  their slope on the interval and add their evaluation error
+  (:meth:`relumilp.activations.Activation.forward_error`).
 
 :func:`forward_error_step` propagates that envelope ``δ`` through the graph from the magnitudes the
 bounds allow, and :func:`widen` moves every bound outward by ``2 δ`` (the forward pass's error and a
@@ -81,10 +84,8 @@ def forward_error_step(node, lower: dict, upper: dict, error: dict) -> np.ndarra
         propagated = sum(error[s] @ np.abs(w).T for s, w in zip(node.inputs, node.weights))
         return sum_margin(node, mags, count=1) + propagated
     assert isinstance(node, ActivationNode)
-    source, act = node.inputs[0], node.activation
-    if act.rounding_slope:  # the product s x rounds once
-        return act.lipschitz * error[source] + UNIT * act.rounding_slope * magnitude(lower[source], upper[source])
-    return act.lipschitz * error[source]
+    source = node.inputs[0]
+    return node.activation.forward_error(error[source], lower[source], upper[source])
 
 
 def widen(net: Network, lower: dict, upper: dict) -> tuple[dict, dict]:

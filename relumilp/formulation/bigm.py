@@ -35,6 +35,7 @@ import numpy as np
 from ..domain import InputDomain
 from ..ir import ActivationNode, AffineNode, InputNode, Network
 from .milp import MILP, MILPAssembler, VariableGroup
+from .pwl import start_values
 
 if TYPE_CHECKING:  # formulation reads bounds but never imports the bound passes
     from ..bounds.base import Bounds
@@ -142,5 +143,9 @@ def start_vector(net: Network, milp: MILP, x) -> np.ndarray:
         pre = values[node.inputs[0]]
         names = node.activation.binary_names
         for key, group in milp.binaries.get(node.name, {}).items():
+            if group.band:  # a band encoding: fill fractions and binaries from the input's filling
+                for band in group.band:
+                    vector[band.delta], vector[band.z] = start_values(band, pre)
+                continue
             vector[group.columns] = node.activation.start_binary(pre[group.neurons], names.index(key))
     return np.clip(vector, milp.col_lower, milp.col_upper)

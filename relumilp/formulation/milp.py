@@ -24,6 +24,9 @@ class VariableGroup:
     name: str
     columns: np.ndarray
     neurons: np.ndarray
+    #: for the binaries of a band encoding (:mod:`relumilp.formulation.pwl`): its groups, which also
+    #: own continuous fill columns that a MIP start must set
+    band: tuple = ()
 
 
 @dataclass
@@ -88,7 +91,8 @@ class MILP:
         }
 
     def column_names(self) -> list[str]:
-        """A name per column: ``x[i]`` (input), ``y[j]`` (output), ``node[i]``, ``node.z[i]``, ``node.z_cap[i]``."""
+        """A name per column: ``x[i]`` (input), ``y[j]`` (output), ``node[i]``, ``node.z[i]``, ``node.z_cap[i]``;
+        a band encoding's ``node.z[i,j]`` and ``node.fill[i,j]`` (neuron ``i``, segment ``j``)."""
         names = [f"c{k}" for k in range(self.num_columns)]
         for node, columns in self.node_columns.items():
             label = "x" if node == self.input_name else "y" if node == self.output_name else node
@@ -96,6 +100,14 @@ class MILP:
                 names[column] = f"{label}[{i}]"
         for node, groups in self.binaries.items():
             for key, group in groups.items():
+                if group.band:  # a neuron has several binaries and fill columns: number them by segment
+                    for band in group.band:
+                        for row, neuron in enumerate(band.neurons):
+                            for j, column in enumerate(band.z[row]):
+                                names[column] = f"{node}.{key}[{int(neuron)},{j + 1}]"
+                            for j, column in enumerate(band.delta[row]):
+                                names[column] = f"{node}.fill[{int(neuron)},{j + 1}]"
+                    continue
                 for neuron, column in zip(group.neurons, group.columns):
                     names[column] = f"{node}.{key}[{int(neuron)}]"
         return names

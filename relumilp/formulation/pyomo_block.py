@@ -50,6 +50,15 @@ def _emit(milp: MILP, block: pyo.Block) -> list:
         for i, column in enumerate(columns):
             column_vars[column] = sub.y[i]
         for key, group in milp.binaries.get(name, {}).items():
+            if group.band:  # a band encoding: binaries and fill fractions indexed by position
+                fills = np.concatenate([band.delta.ravel() for band in group.band])
+                for suffix, columns, domain in (("", group.columns, pyo.Binary), ("_fill", fills, pyo.Reals)):
+                    var = pyo.Var(range(columns.size), within=domain,
+                                  bounds=_bounds_rule(milp.col_lower[columns], milp.col_upper[columns]))
+                    sub.add_component(key + suffix, var)
+                    for k, column in enumerate(columns):
+                        column_vars[column] = var[k]
+                continue
             neurons = [int(n) for n in group.neurons]
             var = pyo.Var(neurons, within=pyo.Binary)
             sub.add_component(key, var)

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..activations import Clip, ClippedReLU, LeakyReLU, ReLU
+from ..activations import Abs, Clip, ClippedReLU, HardSigmoid, Identity, LeakyReLU, PiecewiseLinear, ReLU, prelu
 from ..errors import InvalidNetworkError, UnsupportedOperatorError
 from ..ir import ActivationNode, AffineNode, InputNode, Network, Node
 
@@ -370,6 +370,13 @@ class NetworkBuilder:
             raise self.unsupported(f"LeakyReLU slope {alpha}", ["negative slopes below 1"])
         return self._activate(x, LeakyReLU(alpha))
 
+    def smooth(self, x: Sym, kind: str, **params) -> Sym:
+        """A smooth activation of ``kind`` (:mod:`relumilp.activations.smooth`), compiled through
+        certified piecewise-linear sandwiches."""
+        from ..activations import get
+
+        return self._activate(x, get(kind, **params))
+
     def clip(self, x: Sym, low=None, high=None) -> Sym:
         """``min(max(x, low), high)``: ReLU for [0, inf), clipped ReLU for [0, c], clip for a finite
         [a, b]; None means unbounded."""
@@ -388,3 +395,49 @@ class NetworkBuilder:
             ["[0, inf) (ReLU)", "[a, b] with finite a < b (clip)"],
             "One-sided clipping compiles only from below at 0; use ReLU, ReLU6 or Hardtanh(a, b)",
         )
+
+    def hard_sigmoid(self, x: Sym, alpha: float = 0.2, beta: float = 0.5) -> Sym:
+        """``max(0, min(1, alpha x + beta))`` (ONNX HardSigmoid; torch's Hardsigmoid is alpha = 1/6, beta = 1/2)."""
+        return self._activate(x, HardSigmoid(alpha, beta))
+
+    def abs(self, x: Sym) -> Sym:
+        return self._activate(x, Abs())
+
+    def prelu(self, x: Sym, slope) -> Sym:
+        """PReLU ``x if x >= 0 else slope x`` with ``slope`` broadcast to ``x`` (numpy rules; frontends lay a
+        per-channel slope out along the channel axis first)."""
+        return self._per_element(x, slope, prelu, "the PReLU slope")
+
+    def maximum(self, x: Sym, c) -> Sym:
+        """``max(x, c)`` for a constant ``c`` (broadcast): ReLU at ``c = 0``, else a shifted ReLU."""
+        return self._per_element(x, c, lambda v: ReLU() if v == 0.0 else PiecewiseLinear.maximum(v), "the bound")
+
+    def minimum(self, x: Sym, c) -> Sym:
+        """``min(x, c)`` for a constant ``c`` (broadcast)."""
+        return self._per_element(x, c, PiecewiseLinear.minimum, "the bound")
+
+    def _per_element(self, x: Sym, values, make, what: str) -> Sym:
+        """Apply ``make(v)`` to each element whose parameter (``values`` broadcast to ``x``) is ``v``.
+
+        An activation kind has one piece table, so a parameter that varies over the elements (PReLU's
+        per-channel slope, a tensor bound) splits the tensor: one activation node per distinct value,
+        over the gathered elements, and the results gathered back in place. Gathers only move values,
+        so each node's pre-activation is the rows of the pending affine function (no extra node) and
+        every element is computed exactly as by the single-parameter kind. An identity kind emits no node.
+        """
+        shape = self._broadcast_shape(x, values)
+        x = self._expand(x, shape)
+        flat = np.broadcast_to(self.const(values, what), shape).ravel()
+        distinct = np.unique(flat)
+        if distinct.size == 1:
+            act = make(float(distinct[0]))
+            return x if isinstance(act, Identity) else self._activate(x, act)
+        parts, order = [], []
+        for value in distinct:
+            index = np.flatnonzero(flat == value)
+            part = self._gather(x, index)
+            act = make(float(value))
+            parts.append(part if isinstance(act, Identity) else self._activate(part, act))
+            order.append(index)
+        inverse = np.argsort(np.concatenate(order), kind="stable")
+        return self._gather(self._stack(parts), inverse.reshape(shape))

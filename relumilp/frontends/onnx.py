@@ -1,4 +1,4 @@
-"""ONNX frontend: a ``.onnx`` model (or ``onnx.ModelProto``) of dense ReLU layers to the IR.
+"""ONNX frontend: a ``.onnx`` model (or ``onnx.ModelProto``) of dense piecewise-linear layers to the IR.
 
 Nodes are visited in graph order. Nodes whose inputs are all constants (initializers, ``Constant``
 nodes, shape arithmetic) are evaluated with ONNX's reference evaluator; the others must be one of
@@ -133,11 +133,40 @@ def _cast(b, node, values, attrs, opset):
     return values[0]
 
 
+def _extremum(b, node, values, attrs, opset):
+    """``Max`` / ``Min`` of one network value and constants (broadcast): a (shifted) ReLU-type kind."""
+    syms = [v for v in values if is_sym(v)]
+    if len(syms) != 1:
+        raise b.unsupported(f"{node.op_type} of {len(syms)} network values", [f"{node.op_type} of one network value and constants"])
+    pick = np.maximum if node.op_type == "Max" else np.minimum
+    consts = [np.asarray(v, dtype=np.float64) for v in values if not is_sym(v)]
+    if not consts:
+        return syms[0]
+    bound = consts[0]
+    for c in consts[1:]:
+        bound = pick(bound, c)
+    return b.maximum(syms[0], bound) if node.op_type == "Max" else b.minimum(syms[0], bound)
+
+
+def _prelu(b, node, values, attrs, opset):
+    if is_sym(values[1]):
+        raise b.unsupported("PRelu with a network value as slope", ["PRelu with a constant slope"])
+    return b.prelu(values[0], values[1])  # ONNX broadcasts the slope to X by numpy rules
+
+
 def _sum(b, node, values, attrs, opset):
     total = values[0]
     for value in values[1:]:
         total = b.add(total, value)
     return total
+
+
+def _gelu(b, n, v, a, o):
+    approximate = a.get("approximate", "none")
+    approximate = approximate.decode() if isinstance(approximate, bytes) else approximate
+    if approximate != "none":
+        raise UnsupportedOperatorError(f"ONNX Gelu approximate={approximate!r} (node '{n.name}')", ["approximate='none'"])
+    return b.smooth(v[0], "gelu")
 
 
 _Handler = Callable[[NetworkBuilder, object, list, dict, int], object]
@@ -154,6 +183,16 @@ _OPS: dict[str, _Handler] = {
     "Relu": lambda b, n, v, a, o: b.relu(v[0]),
     "LeakyRelu": lambda b, n, v, a, o: b.leaky_relu(v[0], a.get("alpha", 0.01)),
     "Clip": _clip,
+    "HardSigmoid": lambda b, n, v, a, o: b.hard_sigmoid(v[0], a.get("alpha", 0.2), a.get("beta", 0.5)),
+    "PRelu": _prelu,
+    "Abs": lambda b, n, v, a, o: b.abs(v[0]),
+    "Max": _extremum,
+    "Min": _extremum,
+    "Sigmoid": lambda b, n, v, a, o: b.smooth(v[0], "sigmoid"),
+    "Tanh": lambda b, n, v, a, o: b.smooth(v[0], "tanh"),
+    "Softplus": lambda b, n, v, a, o: b.smooth(v[0], "softplus"),
+    "Elu": lambda b, n, v, a, o: b.smooth(v[0], "elu", alpha=a.get("alpha", 1.0)),
+    "Gelu": _gelu,
     "Flatten": _flatten,
     "Reshape": _reshape,
     "Squeeze": _squeeze,

@@ -30,11 +30,20 @@ SUPPORTED_LAYERS = (
     "LeakyReLU",
     "ReLU6",
     "Hardtanh(min_val=a, max_val=b>a)",
+    "Hardsigmoid",
+    "PReLU (num_parameters 1 or C)",
     "BatchNorm1d (eval)",
     "Flatten",
     "Identity",
     "Dropout",
     "Sequential",
+    "Sigmoid",
+    "Tanh",
+    "SiLU",
+    "Softplus(beta=1)",
+    "ELU(0 < alpha <= 1)",
+    "GELU(approximate='none')",
+    "relumilp.train SoftExponential (scalar alpha), RePU",
 )
 
 _ALIASES = {
@@ -192,9 +201,54 @@ def _view(b, a):
     return b.reshape(a(0, "input"), _shape_arg(a, "size" if "size" in a.kwargs else "shape"))
 
 
+def _softplus(b, a):
+    """Softplus with ``beta = 1`` (torch returns ``x`` above ``threshold``; relumilp's formula differs
+    there by less than ``log1p(exp(-threshold))``, 2.1e-9 for the default 20)."""
+    beta = _scalar(a(1, "beta", 1.0))
+    if beta != 1.0:
+        raise UnsupportedOperatorError(f"Softplus beta {beta:g} ({a.op.where})", ["beta = 1"])
+    return b.smooth(a(0, "input"), "softplus")
+
+
+def _elu(b, a):
+    scale, input_scale = _scalar(a(2, "scale", 1.0)), _scalar(a(3, "input_scale", 1.0))
+    if scale != 1.0 or input_scale != 1.0:  # SELU / CELU spellings of aten::elu
+        raise UnsupportedOperatorError(f"ELU with scale {scale:g}, input scale {input_scale:g} ({a.op.where})",
+                                       ["ELU(alpha)"])
+    return b.smooth(a(0, "input"), "elu", alpha=_scalar(a(1, "alpha", 1.0)))
+
+
+def _gelu(b, a):
+    approximate = a(1, "approximate", "none")
+    if approximate != "none":
+        raise UnsupportedOperatorError(f"GELU approximate={approximate!r} ({a.op.where})", ["approximate='none'"])
+    return b.smooth(a(0, "input"), "gelu")
+
+
 def _dropout(b, a):
     x = a(0, "input")
     return (x, None) if a.op.name == "native_dropout" else x
+
+
+def _prelu(b, a):
+    """torch's PReLU: a weight of 1 or C values, C along dimension 1 (dimension 0 for 1-D input)."""
+    x, weight = a(0, "input"), b.const(a(1, "weight"), "the PReLU weight").reshape(-1)
+    if weight.size > 1:
+        axis = 1 if x.ndim >= 2 else 0
+        if x.ndim == 0 or x.shape[axis] != weight.size:
+            raise b.invalid(f"PReLU with {weight.size} parameters applied to shape {x.shape}")
+        layout = [1] * x.ndim
+        layout[axis] = weight.size
+        weight = weight.reshape(layout)
+    return b.prelu(x, weight)
+
+
+def _extremum(b, a, apply):
+    """``maximum`` / ``minimum`` of a network value and a constant (either order)."""
+    x, other = a(0, "input"), a(1, "other")
+    if is_sym(x) and is_sym(other):
+        raise b.unsupported(f"{a.op.name} of two network values", [f"{a.op.name} with a constant"])
+    return apply(x, other) if is_sym(x) else apply(other, x)
 
 
 _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
@@ -210,12 +264,26 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "div": lambda b, a: b.div(a(0, "input"), a(1, "other")),
     "neg": lambda b, a: b.neg(a(0, "input")),
     "relu": lambda b, a: b.relu(a(0, "input")),
+    "sigmoid": lambda b, a: b.smooth(a(0, "input"), "sigmoid"),
+    "tanh": lambda b, a: b.smooth(a(0, "input"), "tanh"),
+    "silu": lambda b, a: b.smooth(a(0, "input"), "silu"),
+    "softplus": _softplus,
+    "elu": _elu,
+    "gelu": _gelu,
+    "soft_exponential": lambda b, a: b.smooth(a(0, "input"), "soft_exponential", alpha=_scalar(a(1, "alpha"))),
+    "repu": lambda b, a: b.smooth(a(0, "input"), "repu", p=int(a(1, "p"))),
     "leaky_relu": lambda b, a: b.leaky_relu(a(0, "input"), _scalar(a(1, "negative_slope", 0.01))),
     "hardtanh": lambda b, a: b.clip(a(0, "input"), _scalar(a(1, "min_val", -1.0)), _scalar(a(2, "max_val", 1.0))),
     "relu6": lambda b, a: b.clip(a(0, "input"), 0.0, 6.0),
     "clamp": lambda b, a: b.clip(a(0, "input"), _scalar(a(1, "min", None)), _scalar(a(2, "max", None))),
     "clamp_min": lambda b, a: b.clip(a(0, "input"), _scalar(a(1, "min")), None),
     "clamp_max": lambda b, a: b.clip(a(0, "input"), None, _scalar(a(1, "max"))),
+    "hardsigmoid": lambda b, a: b.hard_sigmoid(a(0, "input"), 1.0 / 6.0, 0.5),
+    "abs": lambda b, a: b.abs(a(0, "input")),
+    "prelu": _prelu,
+    "_prelu_kernel": lambda b, a: b.prelu(a(0, "input"), a(1, "weight")),  # weight already laid out
+    "maximum": lambda b, a: _extremum(b, a, b.maximum),
+    "minimum": lambda b, a: _extremum(b, a, b.minimum),
     "batch_norm": _batch_norm,
     "_native_batch_norm_legit_no_training": _batch_norm,
     "flatten": lambda b, a: b.flatten(a(0, "input"), a(1, "start_dim", 0), a(2, "end_dim", -1)),
@@ -239,7 +307,9 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
 
 SUPPORTED_OPS = (
     "linear", "addmm", "matmul/mm (by a constant)", "add", "sub", "mul/div (by a constant)", "relu",
-    "leaky_relu", "relu6", "hardtanh/clamp (to [a, b] or [0, inf))", "batch_norm (eval)", "dropout",
+    "leaky_relu", "relu6", "hardtanh/clamp (to [a, b] or [0, inf))", "hardsigmoid", "prelu", "abs",
+    "maximum/minimum (with a constant)", "sigmoid", "tanh", "silu", "softplus", "elu", "gelu", "batch_norm (eval)",
+    "dropout",
     "flatten", "view/reshape", "cat", "t/transpose/permute", "slicing",
 )  # fmt: skip
 
@@ -376,7 +446,8 @@ def _warn_if_training(module) -> None:
 # -- torch.fx -------------------------------------------------------------------------------------------
 
 _LEAF_TYPES = (
-    nn.Linear, nn.ReLU, nn.LeakyReLU, nn.Hardtanh, nn.Flatten, nn.Identity, nn.modules.dropout._DropoutNd,
+    nn.Linear, nn.ReLU, nn.LeakyReLU, nn.Hardtanh, nn.Hardsigmoid, nn.PReLU, nn.Flatten, nn.Identity,
+    nn.modules.dropout._DropoutNd,
     nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
 )  # fmt: skip
 
@@ -404,8 +475,15 @@ def _layer_op(module: nn.Module, target: str) -> tuple[str, tuple, str]:
         return "leaky_relu", (module.negative_slope,), where
     if isinstance(module, nn.Hardtanh):
         return "hardtanh", (module.min_val, module.max_val), where
+    if isinstance(module, nn.Hardsigmoid):
+        return "hardsigmoid", (), where
+    if isinstance(module, nn.PReLU):
+        return "prelu", (module.weight,), where
     if isinstance(module, nn.Flatten):
         return "flatten", (module.start_dim, module.end_dim), where
+    smooth = _smooth_layer_op(module, where)
+    if smooth is not None:
+        return smooth
     if isinstance(module, (nn.Identity, nn.modules.dropout._DropoutNd)):
         return "identity", (), where
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
@@ -413,6 +491,30 @@ def _layer_op(module: nn.Module, target: str) -> tuple[str, tuple, str]:
         return "batch_norm", stats + (False, 0.0, module.eps, False), where
     hint = smooth_hint(kind)
     raise UnsupportedOperatorError(f"layer '{kind}' (module {target})", SUPPORTED_LAYERS, hint)
+
+
+def _smooth_layer_op(module: nn.Module, where: str):
+    """A smooth activation layer as its functional op, or None for any other layer."""
+    from ..train.modules import RePU, SoftExponential
+
+    simple = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.SiLU: "silu"}
+    for cls, name in simple.items():
+        if isinstance(module, cls):
+            return name, (), where
+    if isinstance(module, nn.Softplus):
+        return "softplus", (module.beta, module.threshold), where
+    if isinstance(module, nn.ELU):
+        return "elu", (module.alpha,), where
+    if isinstance(module, nn.GELU):
+        return "gelu", (module.approximate,), where
+    if isinstance(module, RePU):
+        return "repu", (module.p,), where
+    if isinstance(module, SoftExponential):
+        if module.alpha.numel() != 1 or module.min_arg != 1e-12:
+            raise UnsupportedOperatorError(f"{where}: SoftExponential with alpha of shape {tuple(module.alpha.shape)}, "
+                                           f"min_arg {module.min_arg:g}", ["one scalar alpha, min_arg 1e-12"])
+        return "soft_exponential", (float(module.alpha),), where
+    return None
 
 
 def _node_where(node) -> str:

@@ -1,0 +1,780 @@
+r"""Smooth activations (sigmoid, tanh, SiLU, softplus, ELU, GELU, soft exponential, RePU), compiled
+through **certified piecewise-linear sandwiches**.
+
+Design. :class:`~relumilp.activations.base.Activation` derives everything from a piece table, which a
+smooth function does not have. Rather than split the base class (and disturb every piecewise-linear
+kind and the code that asks them), :class:`SmoothActivation` is a subclass family that overrides the
+table-derived hooks with their smooth counterparts, so the rest of relumilp keeps asking the same
+object the same questions:
+
+* no kinks (``breakpoints == ()``), and :meth:`~SmoothActivation.phases` marks every neuron as crossing
+  one pseudo-kink: no neuron is ever "stable" (pruning, stable rows and the bound engine's
+  ``refine="undecided"`` leave it alone) and each gets a band in the MILP;
+* :meth:`~SmoothActivation.interval` / :meth:`~SmoothActivation.linear_relaxation` are sound for the
+  exact function *and* its float64 evaluation (below);
+* :meth:`~SmoothActivation.milp_rows` encodes ``lower(x) <= y <= upper(x)`` for the sandwich of
+  :meth:`~SmoothActivation.sandwich` with the incremental encoding of :mod:`relumilp.formulation.pwl`;
+  the MILP is then a *relaxation* of the network, so its bound is sound and the forward pass at its
+  point gives the feasible side (see :mod:`relumilp.smooth` for the certified interval and refinement);
+* :meth:`~SmoothActivation.forward_error` replaces the piece table's Lipschitz/rounding rule in
+  :mod:`relumilp.bounds.rounding`.
+
+A kind gives its float64 formula (``apply``), its first and second derivatives, a bound ``D3(a, b)`` on
+``|f'''|`` over a segment that contains no split point, its curvature sign on an interval, and its
+split point (a point where ``f''`` jumps: ELU and RePU at 0), which is always a breakpoint.
+
+**Sandwich.** On a segment ``[a, b]`` (``h = b - a``) containing no split point, ``f''`` is Lipschitz
+with constant ``D3``, so ``|f''| <= M2 = max(|f''(a)|, |f''(b)|) + D3 h / 2`` there, and the chord ``c``
+through ``(a, f(a))``, ``(b, f(b))`` satisfies ``|f - c| <= M2 h^2 / 8`` (the linear interpolation error
+bound). Where ``f`` is convex the chord is above ``f``, where concave below, so only one side needs
+the curvature shift ``e = M2 h^2 / 8``; where the sign changes inside the segment both do. Each
+breakpoint value is moved by the largest shift of its two segments (the interpolant of shifts is then at
+least each segment's own shift). **Float64.** The forward pass evaluates ``f`` with numpy/scipy, which
+are not correctly rounded; relumilp assumes (and ``tests/test_smooth_activations.py`` checks against
+mpmath) that the computed value is within :data:`EVAL_ULPS` units of ``u = 2^-53`` times
+``|f(x)| + floor`` of the exact value, with a per-kind ``floor`` (1 for every kind, plus the size of the
+terms a formula cancels, e.g. soft exponential). Every sandwich value is moved by twice that (for
+the breakpoint values and for the forward value) and rounded outward with ``np.nextafter``, so
+``lower(x) <= fl(f(x))`` and ``f(x) <= upper(x)`` hold with no tolerance. The certified error ``eps``
+of a neuron is the band's largest width ``max_j (hi_j - lo_j)``, which bounds both ``f - lower`` and
+``upper - f``. :meth:`~SmoothActivation.segments_for` picks the number of segments per neuron for a
+target ``eps`` from the same curvature bound.
+
+**Interval.** Every kind here is non-decreasing, or (SiLU, GELU) decreasing then increasing with a
+known minimum value, so the image of ``[l, u]`` is spanned by ``f(l)``, ``f(u)`` and that minimum;
+the ends are widened by twice the evaluation error and rounded outward.
+
+**Linear relaxation** (``a_l x + c_l <= f(x) <= a_u x + c_u`` on ``[l, u]``): where ``f`` is convex
+on ``[l, u]`` the upper line is the chord (exact: ``f - a x`` is convex, maximal at an end) and the
+lower line the tangent at the midpoint (exact: minimal where ``f' = a``); concave the other way round.
+Otherwise both lines are parallel to the chord, with offsets ``max/min (f - a x)`` bounded on a grid of
+:data:`GRID` points plus the interpolation error ``M2 h^2 / 8`` of each grid segment (``f - a x`` has
+the same ``f''``). All offsets are moved outward by a float margin, computed in numpy float64
+(the result is handed back as torch tensors: not differentiable).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+from scipy import special
+
+from ..errors import InvalidNetworkError, UnsupportedOperatorError
+from .base import Activation, Phases, register
+
+#: assumed accuracy of the float64 formulas, in units of u = 2^-53 of ``|f(x)| + floor`` (tested)
+EVAL_ULPS = 16.0
+UNIT = 2.0**-53
+TINY = 5e-324
+#: grid points of the mixed-curvature linear relaxation
+GRID = 33
+#: default sandwich tolerance of :meth:`SmoothActivation.milp_rows` (the band's largest width)
+DEFAULT_TOLERANCE = 1e-3
+#: most segments per neuron that :meth:`SmoothActivation.segments_for` chooses
+MAX_SEGMENTS = 512
+
+
+def _up(v):
+    """``v`` made larger by a relative ``1e-12`` and rounded up (a bound computed in float64)."""
+    return np.nextafter(np.asarray(v, dtype=np.float64) * (1.0 + 1e-12), np.inf)
+
+
+class SmoothActivation(Activation):
+    """A smooth element-wise activation; subclasses give the formula and its derivatives (see module)."""
+
+    breakpoints: tuple[float, ...] = ()
+    #: a point where f'' (or f') jumps: always a breakpoint of sandwiches and grids (None: none)
+    SPLIT: ClassVar[float | None] = None
+    #: ``(x*, lower bound of f(x*))`` of the minimum of a kind that decreases then increases
+    MINIMUM: ClassVar[tuple[float, float] | None] = None
+    #: global bound on |f'''| on every split-free segment (kinds with unbounded f''' override _d3)
+    D3: ClassVar[float] = math.inf
+    #: the largest |f'| over the real line (inf when unbounded)
+    LIPSCHITZ: ClassVar[float] = math.inf
+    BINARY_NAMES = ("z",)
+
+    smooth = True
+
+    # -- the formula ------------------------------------------------------------------------------
+
+    def apply(self, x):
+        raise NotImplementedError
+
+    def apply_torch(self, x):
+        raise NotImplementedError
+
+    def _d1(self, x):
+        raise NotImplementedError
+
+    def _d2(self, x):
+        """``f''``; at the split point the larger one-sided ``|f''|``."""
+        raise NotImplementedError
+
+    def _d3(self, a, b):
+        """A bound on ``|f'''|`` over ``[a, b]`` (a split-free segment)."""
+        return np.full(np.broadcast(a, b).shape, self.D3)
+
+    def _curvature_sign(self, l, u):
+        """+1 where ``f`` is convex on ``[l, u]`` (linear counts as convex), -1 concave, 0 neither."""
+        raise NotImplementedError
+
+    def _floor(self, l, u):
+        """The ``floor`` of the evaluation error model over ``[l, u]`` (module docstring)."""
+        return np.ones(np.broadcast(l, u).shape)
+
+    def check_domain(self, lower, upper, name: str = "") -> None:
+        """Raise unless ``[lower, upper]`` lies in the domain where the sandwich is valid (finite here)."""
+        if not (np.all(np.isfinite(lower)) and np.all(np.isfinite(upper))):
+            where = f" of {name!r}" if name else ""
+            raise InvalidNetworkError(f"the {self.LABEL} neurons{where} need finite pre-activation bounds "
+                                      "(bound the input domain)")
+
+    # -- what the piece table gave the piecewise-linear kinds -----------------------------------------
+
+    @property
+    def num_pieces(self) -> int:
+        return 1
+
+    @property
+    def identity_pieces(self) -> np.ndarray:
+        return np.array([False, False])
+
+    def phases(self, lower, upper, name: str = "") -> Phases:
+        """Every neuron "crosses" one pseudo-kink: none is stable, each is encoded by a band."""
+        lower, upper = np.asarray(lower), np.asarray(upper)
+        if np.any(lower > upper):
+            where = f" of {name!r}" if name else ""
+            raise InvalidNetworkError(f"bounds{where} are inconsistent (lower > upper)")
+        zeros = np.zeros((1, *lower.shape), dtype=bool)
+        return Phases(zeros, zeros.copy(), self.identity_pieces)
+
+    def pattern(self, pre):
+        raise UnsupportedOperatorError(f"linear regions of {self.LABEL}", ["piecewise-linear activations"])
+
+    def start_binary(self, pre, kink):  # pragma: no cover - bands start through formulation.pwl
+        raise NotImplementedError("smooth activations start their bands through relumilp.formulation.pwl")
+
+    def stable_affine(self, ph):
+        shape = ph.below.shape[1:]
+        return np.zeros(shape), np.zeros(shape)
+
+    def snapped(self, lower, upper, tol):
+        return lower.copy(), upper.copy()
+
+    @property
+    def lipschitz(self) -> float:
+        return self.LIPSCHITZ
+
+    @property
+    def rounding_slope(self) -> float:
+        return 0.0
+
+    @property
+    def homogeneous(self) -> bool:
+        return False
+
+    def column_bounds(self, lower, upper, ph):
+        return lower.copy(), upper.copy()
+
+    def stable_rows(self, asm, name, x, y, ph) -> None:
+        """No neuron is stable (see :meth:`phases`)."""
+
+    # -- bounds ---------------------------------------------------------------------------------
+
+    def eval_error(self, l, u):
+        """Bound on ``|fl(f(x)) - f(x)|`` for ``x`` in ``[l, u]`` (the evaluation error model)."""
+        f = np.maximum(np.abs(self.apply(l)), np.abs(self.apply(u)))
+        if self.MINIMUM is not None:
+            f = np.maximum(f, abs(self.MINIMUM[1]))
+        return _up(EVAL_ULPS * UNIT * (f + self._floor(l, u)) + TINY)
+
+    def interval(self, lo, hi):
+        """Sound interval image of ``[lo, hi]`` that also contains every float64 forward value."""
+        lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+        finite_lo, finite_hi = np.clip(lo, -1e300, 1e300), np.clip(hi, -1e300, 1e300)
+        with np.errstate(all="ignore"):
+            fl, fu = self.apply(finite_lo), self.apply(finite_hi)
+            low, high = np.minimum(fl, fu), np.maximum(fl, fu)
+            if self.MINIMUM is not None:
+                inside = (lo <= self.MINIMUM[0]) & (self.MINIMUM[0] <= hi)
+                low = np.where(inside, np.minimum(low, self.MINIMUM[1]), low)
+            err = 2.0 * self.eval_error(finite_lo, finite_hi)
+        low = np.nextafter(low - err, -np.inf)
+        high = np.nextafter(high + err, np.inf)
+        range_low, range_high = self.range
+        high = np.where(np.isposinf(hi) & (range_high == math.inf), np.inf, high)
+        low = np.where(np.isneginf(lo) & (range_low == -math.inf), -np.inf, low)
+        return np.maximum(low, range_low), np.minimum(high, range_high) if range_high < math.inf else high
+
+    def interval_torch(self, l, u):
+        import torch
+
+        lo, hi = self.interval(l.detach().cpu().double().numpy(), u.detach().cpu().double().numpy())
+        as_tensor = lambda a: torch.as_tensor(a, dtype=l.dtype, device=l.device)
+        return as_tensor(lo), as_tensor(hi)
+
+    def slope_bound(self, l, u):
+        """``max |f'|`` over ``[l, u]``: ``f'`` is monotone between the points where ``f''`` changes sign
+        (curvature-sign boundaries and the split), so its extremes are at the ends or such points."""
+        l, u = np.asarray(l, dtype=np.float64), np.asarray(u, dtype=np.float64)
+        with np.errstate(all="ignore"):
+            best = np.maximum(np.abs(self._d1(l)), np.abs(self._d1(u)))
+            for p in self._slope_points():
+                inside = (l <= p) & (p <= u)
+                best = np.where(inside, np.maximum(best, np.abs(self._d1(np.full_like(l, p)))), best)
+        return _up(best)
+
+    def _slope_points(self) -> tuple[float, ...]:
+        """Points where ``f'`` may have a local extremum (inflections, the split's one-sided values)."""
+        return ()
+
+    def forward_error(self, error, lower, upper):
+        """``|fl(f(x~)) - f(x)|`` for a computed input ``x~`` in ``[lower, upper]`` within ``error`` of ``x``:
+        the slope over the widened interval times ``error``, plus the evaluation error."""
+        slope = self.slope_bound(lower - error, upper + error)
+        return slope * error + self.eval_error(lower, upper)
+
+    def _m2(self, a, b):
+        """Bound on ``|f''|`` over split-free segments ``[a, b]``."""
+        with np.errstate(all="ignore"):
+            m2 = np.maximum(np.abs(self._d2(a)), np.abs(self._d2(b))) + self._d3(a, b) * (b - a) / 2.0
+        return _up(m2)
+
+    def _grid(self, l, u, points: int):
+        """``(n, points)`` grid on ``[l, u]`` (rows) with the split point forced in when inside."""
+        l, u = np.asarray(l, dtype=np.float64), np.asarray(u, dtype=np.float64)
+        k = points - 1
+        j = np.arange(points, dtype=np.float64)
+        grid = l[..., None] + (u - l)[..., None] * (j / k)
+        s = self.SPLIT
+        if s is not None:
+            inside = (l < s) & (s < u)
+            width = np.where(inside, u - l, 1.0)
+            k1 = np.clip(np.rint(k * (s - l) / width), 1, max(k - 1, 1)).astype(np.int64)[..., None]
+            left = l[..., None] + (s - l)[..., None] * (j / k1)
+            right = s + (u - s)[..., None] * ((j - k1) / np.maximum(k - k1, 1))
+            split = np.where(j <= k1, left, right)
+            split = np.where(j == k1, s, split)
+            grid = np.where(inside[..., None] & (k >= 2), split, grid)
+        grid[..., 0], grid[..., -1] = l, u
+        return grid
+
+    def segments_for(self, l, u, tolerance: float, max_segments: int = MAX_SEGMENTS) -> np.ndarray:
+        """Segments per neuron so that the sandwich's width is about ``tolerance`` (chosen from the
+        curvature bound on a 16-segment grid; the certified width is what :meth:`sandwich` returns)."""
+        l, u = np.asarray(l, dtype=np.float64), np.asarray(u, dtype=np.float64)
+        grid = self._grid(l, u, 17)
+        m2 = np.max(self._m2(grid[..., :-1], grid[..., 1:]), axis=-1)
+        h = np.sqrt(8.0 * tolerance / np.maximum(m2, 1e-300))  # M2 h^2 / 8 = tolerance
+        k = np.ceil((u - l) / h)
+        k = np.where(u - l <= 1e-9 * (1.0 + np.abs(l)), 1, k)
+        k = np.clip(k, 1, max_segments).astype(np.int64)
+        if self.SPLIT is not None:
+            k = np.where((l < self.SPLIT) & (self.SPLIT < u), np.maximum(k, 2), k)
+        return k
+
+    def sandwich(self, l, u, segments):
+        """The certified band of each neuron over ``[l[i], u[i]]`` with ``segments[i]`` segments.
+
+        Returns ``(t, lo, hi, eps)``: lists of per-neuron arrays of ``k_i + 1`` breakpoints and lower and
+        upper values, and the certified width ``eps`` (n,) (module docstring).
+        """
+        l, u = np.atleast_1d(np.asarray(l, dtype=np.float64)), np.atleast_1d(np.asarray(u, dtype=np.float64))
+        self.check_domain(l, u)
+        k = np.broadcast_to(np.asarray(segments, dtype=np.int64), l.shape).copy()
+        degenerate = u - l <= 1e-9 * (1.0 + np.abs(l))
+        k = np.where(degenerate, 1, np.maximum(k, 1))
+        if self.SPLIT is not None:
+            k = np.where((l < self.SPLIT) & (self.SPLIT < u) & ~degenerate, np.maximum(k, 2), k)
+        t, lo, hi = [None] * l.size, [None] * l.size, [None] * l.size
+        eps = np.zeros(l.size)
+        for m in np.unique(k):
+            i = np.flatnonzero(k == m)
+            T, LO, HI = self._band(l[i], u[i], int(m))
+            eps[i] = np.nextafter(np.max(HI - LO, axis=1), np.inf)
+            for row, neuron in enumerate(i):
+                t[neuron], lo[neuron], hi[neuron] = T[row], LO[row], HI[row]
+        return t, lo, hi, eps
+
+    def _band(self, l, u, k: int):
+        T = self._grid(l, u, k + 1)
+        a, b = T[:, :-1], T[:, 1:]
+        with np.errstate(all="ignore"):
+            fT = self.apply(T)
+            e = _up(self._m2(a, b) * (b - a) ** 2 / 8.0)
+            fa, fb = fT[:, :-1], fT[:, 1:]
+            E = _up(2.0 * EVAL_ULPS * UNIT * (np.maximum(np.abs(fa), np.abs(fb)) + e + self._floor(a, b)) + 2 * TINY)
+        sign = self._curvature_sign(a, b)
+        need_lo = E + np.where(sign == -1, 0.0, e)  # convex or mixed: the chord may be above f
+        need_hi = E + np.where(sign == 1, 0.0, e)  # concave or mixed: the chord may be below f
+        pad = lambda v: np.maximum(np.pad(v, ((0, 0), (1, 0)), mode="edge"), np.pad(v, ((0, 0), (0, 1)), mode="edge"))
+        LO = np.nextafter(fT - pad(need_lo), -np.inf)
+        HI = np.nextafter(fT + pad(need_hi), np.inf)
+        return T, LO, HI
+
+    def linear_relaxation(self, l, u):
+        import torch
+
+        ln, un = l.detach().cpu().double().numpy(), u.detach().cpu().double().numpy()
+        out = self.linear_relaxation_numpy(ln, un)
+        return tuple(torch.as_tensor(v, dtype=l.dtype, device=l.device) for v in out)
+
+    def linear_relaxation_numpy(self, l, u):
+        """``(a_l, c_l, a_u, c_u)`` (module docstring), in numpy float64."""
+        l, u = np.asarray(l, dtype=np.float64), np.asarray(u, dtype=np.float64)
+        finite = np.isfinite(l) & np.isfinite(u)
+        l0, u0 = np.where(finite, l, 0.0), np.where(finite, u, 0.0)
+        with np.errstate(all="ignore"):
+            fl, fu = self.apply(l0), self.apply(u0)
+            width = u0 - l0
+            wide = width > 0
+            mid = 0.5 * (l0 + u0)
+            chord = np.where(wide, (fu - fl) / np.where(wide, width, 1.0), self._d1(l0))
+            tangent = self._d1(mid)
+            sign = self._curvature_sign(l0, u0)
+            a_l = np.where(sign == 1, tangent, chord)
+            a_u = np.where(sign == -1, tangent, chord)
+            grid = self._grid(l0, u0, GRID)
+            fg = self.apply(grid)
+            e = np.max(self._m2(grid[..., :-1], grid[..., 1:]) * np.diff(grid, axis=-1) ** 2 / 8.0, axis=-1)
+            low_grid = np.min(fg - a_l[..., None] * grid, axis=-1) - e
+            high_grid = np.max(fg - a_u[..., None] * grid, axis=-1) + e
+            c_l = np.where(sign == 1, self.apply(mid) - a_l * mid, low_grid)
+            c_u = np.where(sign == 1, np.maximum(fl - a_u * l0, fu - a_u * u0),
+                           np.where(sign == -1, self.apply(mid) - a_u * mid, high_grid))
+            c_l = np.where(sign == -1, np.minimum(fl - a_l * l0, fu - a_l * u0), c_l)
+            size = np.max(np.abs(fg), axis=-1) + self._floor(l0, u0)
+            reach = np.maximum(np.abs(l0), np.abs(u0))
+            margin_l = _up(4 * EVAL_ULPS * UNIT * (size + np.abs(a_l) * reach + np.abs(c_l)) + TINY)
+            margin_u = _up(4 * EVAL_ULPS * UNIT * (size + np.abs(a_u) * reach + np.abs(c_u)) + TINY)
+            c_l, c_u = np.nextafter(c_l - margin_l, -np.inf), np.nextafter(c_u + margin_u, np.inf)
+        low, high = self.interval(l, u)
+        zero = np.zeros_like(l)
+        return (np.where(finite, a_l, zero), np.where(finite, c_l, low),
+                np.where(finite, a_u, zero), np.where(finite, c_u, high))
+
+    # -- formulations -----------------------------------------------------------------------------
+
+    def band_rows(self, asm, name: str, x, y, L, U, segments) -> dict:
+        """The incremental band of every neuron (:mod:`relumilp.formulation.pwl`) with ``segments`` each."""
+        from ..formulation.milp import VariableGroup
+        from ..formulation.pwl import add_band
+
+        self.check_domain(L, U, name)
+        t, lo, hi, _ = self.sandwich(L, U, segments)
+        groups = add_band(asm, name, x, y, t, lo, hi)
+        z = np.concatenate([g.z.ravel() for g in groups])
+        neurons = np.concatenate([np.repeat(g.neurons, g.z.shape[1]) for g in groups])
+        return {"z": VariableGroup(f"{name}.z", z, neurons, band=tuple(groups))}
+
+    def milp_rows(self, asm, name, x, y, L, U, ph):
+        """Every neuron's sandwich band, with :data:`DEFAULT_TOLERANCE` (:mod:`relumilp.smooth` refines)."""
+        return self.band_rows(asm, name, x, y, L, U, self.segments_for(L, U, DEFAULT_TOLERANCE))
+
+    def hull_rows(self, asm, name, x, y, L, U, ph):
+        """The two lines of :meth:`linear_relaxation_numpy` (a valid LP relaxation, no binaries)."""
+        a_l, c_l, a_u, c_u = self.linear_relaxation_numpy(L, U)
+        n = np.asarray(L).size
+        asm.add_rows(name, [(1.0, y), (-a_l, x)], c_l, np.full(n, np.inf))
+        asm.add_rows(name, [(1.0, y), (-a_u, x)], np.full(n, -np.inf), c_u)
+
+
+def _sign_by_inflections(l, u, inflections, left_sign: int):
+    """Curvature sign on ``[l, u]`` for a kind whose ``f''`` changes sign exactly at ``inflections``
+    (given as enclosures ``(lo, hi)``) and has sign ``left_sign`` left of the first one."""
+    l, u = np.asarray(l), np.asarray(u)
+    sign = np.full(np.broadcast(l, u).shape, left_sign, dtype=np.int64)
+    mixed = np.zeros(sign.shape, dtype=bool)
+    for lo, hi in inflections:
+        mixed |= (l < hi) & (u > lo)
+        sign = np.where(l >= hi, -sign, sign)
+    return np.where(mixed, 0, sign)
+
+
+@register
+class Sigmoid(SmoothActivation):
+    """``1 / (1 + exp(-x))`` (scipy's ``expit``); convex for ``x < 0``, concave for ``x > 0``."""
+
+    kind = "sigmoid"
+    LABEL = "sigmoid"
+    D3 = 0.125  # |s''' | = s(1-s)|1 - 6 s(1-s)| <= 1/8 (at x = 0)
+    LIPSCHITZ = 0.25
+
+    def apply(self, x):
+        return special.expit(np.asarray(x, dtype=np.float64))
+
+    def apply_torch(self, x):
+        import torch
+
+        return torch.sigmoid(x)
+
+    def _d1(self, x):
+        s = special.expit(x)
+        return s * (1.0 - s)
+
+    def _d2(self, x):
+        s = special.expit(x)
+        return s * (1.0 - s) * (1.0 - 2.0 * s)
+
+    def _curvature_sign(self, l, u):
+        return _sign_by_inflections(l, u, [(0.0, 0.0)], 1)
+
+    def _slope_points(self):
+        return (0.0,)
+
+    @property
+    def range(self):
+        return 0.0, 1.0
+
+
+@register
+class Tanh(SmoothActivation):
+    """``tanh x``; convex for ``x < 0``, concave for ``x > 0``."""
+
+    kind = "tanh"
+    LABEL = "tanh"
+    D3 = 2.0  # tanh''' = -2 (1 - t^2)(1 - 3 t^2), |.| <= 2
+    LIPSCHITZ = 1.0
+
+    def apply(self, x):
+        return np.tanh(np.asarray(x, dtype=np.float64))
+
+    def apply_torch(self, x):
+        import torch
+
+        return torch.tanh(x)
+
+    def _d1(self, x):
+        return 1.0 - np.tanh(x) ** 2
+
+    def _d2(self, x):
+        t = np.tanh(x)
+        return -2.0 * t * (1.0 - t * t)
+
+    def _curvature_sign(self, l, u):
+        return _sign_by_inflections(l, u, [(0.0, 0.0)], 1)
+
+    def _slope_points(self):
+        return (0.0,)
+
+    @property
+    def range(self):
+        return -1.0, 1.0
+
+
+@register
+class Softplus(SmoothActivation):
+    """``log(1 + exp(x))`` (``x + log1p(exp(-x))`` for ``x > 0``); convex."""
+
+    kind = "softplus"
+    LABEL = "softplus"
+    D3 = 0.0962250448649377 * (1 + 1e-9)  # f''' = s'' , |s''| <= 1/(6 sqrt 3)
+    LIPSCHITZ = 1.0
+
+    def apply(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        with np.errstate(over="ignore"):
+            return np.where(x > 0, x + np.log1p(np.exp(-np.abs(x))), np.log1p(np.exp(np.minimum(x, 0.0))))
+
+    def apply_torch(self, x):
+        import torch
+
+        return torch.where(x > 0, x + torch.log1p(torch.exp(-x.abs())), torch.log1p(torch.exp(x.clamp(max=0.0))))
+
+    def _d1(self, x):
+        return special.expit(x)
+
+    def _d2(self, x):
+        s = special.expit(x)
+        return s * (1.0 - s)
+
+    def _curvature_sign(self, l, u):
+        return np.ones(np.broadcast(l, u).shape, dtype=np.int64)
+
+    @property
+    def range(self):
+        return 0.0, math.inf
+
+
+_SILU_INFLECTION = 2.3993572805154676  # x tanh(x/2) = 2
+
+
+@register
+class SiLU(SmoothActivation):
+    """``x sigmoid(x)`` (SiLU / Swish-1); convex on ``|x| < 2.3994``, concave outside; minimum ``1 + x*``."""
+
+    kind = "silu"
+    LABEL = "SiLU"
+    # f''' = 3 s'' + x s''' with |s''| <= 1/(6 sqrt 3) and |x s'''| <= |x| s' <= |x| e^-|x| <= 1/e
+    D3 = 3 * 0.0962250448649377 + 1 / math.e + 1e-9
+    LIPSCHITZ = 1.0999
+    # x* = -1.27846454276107... solves 1 + x (1 - s(x)) = 0, where f(x*) = 1 + x*
+    MINIMUM = (-1.2784645427610738, -0.27846454276107385 - 1e-12)
+    _INFLECTIONS = ((-_SILU_INFLECTION - 1e-9, -_SILU_INFLECTION + 1e-9),
+                    (_SILU_INFLECTION - 1e-9, _SILU_INFLECTION + 1e-9))
+
+    def apply(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        return x * special.expit(x)
+
+    def apply_torch(self, x):
+        import torch
+
+        return x * torch.sigmoid(x)
+
+    def _d1(self, x):
+        s = special.expit(x)
+        return s + x * s * (1.0 - s)
+
+    def _d2(self, x):
+        s = special.expit(x)
+        return s * (1.0 - s) * (2.0 + x * (1.0 - 2.0 * s))
+
+    def _curvature_sign(self, l, u):
+        return _sign_by_inflections(l, u, self._INFLECTIONS, -1)
+
+    def _slope_points(self):
+        return (-_SILU_INFLECTION - 1e-9, -_SILU_INFLECTION, -_SILU_INFLECTION + 1e-9,
+                _SILU_INFLECTION - 1e-9, _SILU_INFLECTION, _SILU_INFLECTION + 1e-9)
+
+    @property
+    def range(self):
+        return self.MINIMUM[1], math.inf
+
+
+@register
+class GELU(SmoothActivation):
+    """``x Phi(x)`` (exact GELU, as ``0.5 x erfc(-x / sqrt 2)``); convex on ``|x| < sqrt 2``."""
+
+    kind = "gelu"
+    LABEL = "GELU"
+    # f''' = x phi(x) (x^2 - 4): |x| <= 2 gives 16/(3 sqrt 3) * phi(0) < 1.2285; |x| > 2: x^3 phi < 0.47
+    D3 = 1.2285
+    LIPSCHITZ = 1.1290
+    # x* = -0.7517915246935..., f(x*) = -0.1699712074799... (mpmath)
+    MINIMUM = (-0.7517915246935645, -0.16997120749)
+    _INFLECTIONS = ((-math.sqrt(2) - 1e-12, -math.sqrt(2) + 1e-12), (math.sqrt(2) - 1e-12, math.sqrt(2) + 1e-12))
+
+    def apply(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        return 0.5 * x * special.erfc(-x / math.sqrt(2.0))
+
+    def apply_torch(self, x):
+        import torch
+
+        return 0.5 * x * torch.special.erfc(-x / math.sqrt(2.0))
+
+    def _d1(self, x):
+        return 0.5 * special.erfc(-x / math.sqrt(2.0)) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+
+    def _d2(self, x):
+        return np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi) * (2.0 - x * x)
+
+    def _curvature_sign(self, l, u):
+        return _sign_by_inflections(l, u, self._INFLECTIONS, -1)
+
+    def _slope_points(self):
+        r = math.sqrt(2.0)
+        return (-r - 1e-12, -r, -r + 1e-12, r - 1e-12, r, r + 1e-12)
+
+    @property
+    def range(self):
+        return self.MINIMUM[1], math.inf
+
+
+@register
+class ELU(SmoothActivation):
+    """``x`` for ``x > 0``, ``alpha (exp(x) - 1)`` otherwise, ``0 < alpha <= 1`` (convex; 0 is a split)."""
+
+    kind = "elu"
+    LABEL = "ELU"
+    PARAMS = ("alpha",)
+    SPLIT = 0.0
+
+    def __init__(self, alpha: float = 1.0):
+        alpha = float(alpha)
+        if not (0.0 < alpha <= 1.0):
+            raise UnsupportedOperatorError(f"ELU alpha {alpha}", ["0 < alpha <= 1 (a convex ELU)"])
+        self.alpha = alpha
+
+    def _d3(self, a, b):  # f''' = alpha e^x on x < 0 (increasing), 0 on x > 0
+        return np.where(np.asarray(a) >= 0.0, 0.0, self.alpha * np.exp(np.minimum(np.asarray(b), 0.0)))
+
+    @property
+    def LIPSCHITZ(self):  # noqa: N802
+        return 1.0
+
+    def apply(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        return np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0.0)))
+
+    def apply_torch(self, x):
+        import torch
+
+        return torch.where(x > 0, x, self.alpha * torch.expm1(x.clamp(max=0.0)))
+
+    def _d1(self, x):
+        return np.where(x > 0, 1.0, self.alpha * np.exp(np.minimum(x, 0.0)))
+
+    def _d2(self, x):
+        return np.where(x > 0, 0.0, self.alpha * np.exp(np.minimum(x, 0.0)))
+
+    def _curvature_sign(self, l, u):
+        return np.ones(np.broadcast(l, u).shape, dtype=np.int64)
+
+    def _slope_points(self):
+        return (0.0, 1e-300)
+
+    @property
+    def range(self):
+        return -self.alpha, math.inf
+
+
+@register
+class SoftExponential(SmoothActivation):
+    """Soft exponential with a fixed ``alpha`` (Godfrey & Gashler 2016), as in :mod:`relumilp.train`:
+    ``-ln(1 - alpha (x + alpha)) / alpha`` (alpha < 0, concave), ``x`` (alpha = 0),
+    ``expm1(alpha x) / alpha + alpha`` (alpha > 0, convex). For alpha < 0 the bounds must stay inside the
+    log's domain: ``1 - alpha (x + alpha) > 1e-12``."""
+
+    kind = "soft_exponential"
+    LABEL = "SoftExponential"
+    PARAMS = ("alpha",)
+    MIN_ARG = 1e-12
+
+    def __init__(self, alpha: float = 0.0):
+        alpha = float(alpha)
+        if not math.isfinite(alpha):
+            raise UnsupportedOperatorError(f"SoftExponential alpha {alpha}", ["finite alpha"])
+        self.alpha = alpha
+
+    @property
+    def LIPSCHITZ(self):  # noqa: N802
+        return 1.0 if self.alpha == 0.0 else math.inf
+
+    def _w(self, x):
+        return 1.0 - self.alpha * (x + self.alpha)
+
+    def apply(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        a = self.alpha
+        if a == 0.0:
+            return x.copy()
+        if a > 0.0:
+            with np.errstate(over="ignore"):
+                return np.expm1(a * x) / a + a
+        v = -a * (x + a)
+        past = v <= self.MIN_ARG - 1.0  # the train module's clamp (a constant past the domain edge)
+        return np.where(past, -math.log(self.MIN_ARG) / a, -np.log1p(np.where(past, 0.0, v)) / a)
+
+    def apply_torch(self, x):
+        import torch
+
+        a = self.alpha
+        if a == 0.0:
+            return x.clone()
+        if a > 0.0:
+            return torch.expm1(a * x) / a + a
+        v = -a * (x + a)
+        past = v <= self.MIN_ARG - 1.0
+        return torch.where(past, torch.full_like(x, -math.log(self.MIN_ARG) / a),
+                           -torch.log1p(torch.where(past, torch.zeros_like(v), v)) / a)
+
+    def check_domain(self, lower, upper, name: str = "") -> None:
+        super().check_domain(lower, upper, name)
+        if self.alpha < 0.0 and np.any(self._w(np.asarray(lower)) <= 1e-12):
+            edge = 1.0 / self.alpha - self.alpha
+            raise InvalidNetworkError(f"SoftExponential(alpha={self.alpha}) pre-activation bounds reach its domain "
+                                      f"edge x = {edge:.6g}")
+
+    def _d1(self, x):
+        a = self.alpha
+        if a == 0.0:
+            return np.ones_like(x)
+        if a > 0.0:
+            return np.exp(a * x)
+        return 1.0 / self._w(x)
+
+    def _d2(self, x):
+        a = self.alpha
+        if a == 0.0:
+            return np.zeros_like(x)
+        if a > 0.0:
+            return a * np.exp(a * x)
+        return a / self._w(x) ** 2
+
+    def _d3(self, a, b):
+        al = self.alpha
+        if al == 0.0:
+            return np.zeros(np.broadcast(a, b).shape)
+        if al > 0.0:  # alpha^2 e^{alpha x}, increasing
+            return al * al * np.exp(al * np.asarray(b))
+        return 2.0 * al * al / self._w(np.asarray(a)) ** 3  # decreasing in x
+
+    def _curvature_sign(self, l, u):
+        return np.full(np.broadcast(l, u).shape, -1 if self.alpha < 0.0 else 1, dtype=np.int64)
+
+    def _floor(self, l, u):
+        a = self.alpha
+        if a > 0.0:  # expm1(a x)/a + a cancels terms of size |expm1(a x)/a| + a
+            with np.errstate(over="ignore"):
+                terms = np.maximum(np.abs(np.expm1(a * np.asarray(l))), np.abs(np.expm1(a * np.asarray(u)))) / a
+            return 1.0 + terms + 2.0 * a
+        if a < 0.0:  # v = -a (x + a) rounds twice; log1p amplifies by |v| / (1 + v)
+            w = np.minimum(self._w(np.asarray(l)), self._w(np.asarray(u)))
+            v = np.maximum(np.abs(1.0 - self._w(np.asarray(l))), np.abs(1.0 - self._w(np.asarray(u))))
+            return 1.0 + 2.0 * v / (w * abs(a))
+        return np.ones(np.broadcast(l, u).shape)
+
+    @property
+    def range(self):
+        if self.alpha > 0.0:
+            return self.alpha - 1.0 / self.alpha, math.inf
+        return -math.inf, math.inf
+
+
+@register
+class RePU(SmoothActivation):
+    """``max(0, x)^p`` for an integer ``p >= 2`` (convex; 0 is a split)."""
+
+    kind = "repu"
+    LABEL = "RePU"
+    PARAMS = ("p",)
+    SPLIT = 0.0
+
+    def __init__(self, p: int = 2):
+        if isinstance(p, bool) or int(p) != p or int(p) < 2:
+            raise UnsupportedOperatorError(f"RePU power {p}", ["integers p >= 2"])
+        self.p = int(p)
+
+    def apply(self, x):
+        return np.maximum(np.asarray(x, dtype=np.float64), 0.0) ** self.p
+
+    def apply_torch(self, x):
+        import torch
+
+        return torch.relu(x).pow(self.p)
+
+    def _d1(self, x):
+        return self.p * np.maximum(x, 0.0) ** (self.p - 1)
+
+    def _d2(self, x):
+        """At 0 the right-hand value (``2`` for p = 2): the larger one-sided ``|f''|``."""
+        x = np.asarray(x, dtype=np.float64)
+        return np.where(x >= 0.0, self.p * (self.p - 1) * np.maximum(x, 0.0) ** (self.p - 2), 0.0)
+
+    def _d3(self, a, b):
+        p = self.p
+        if p == 2:
+            return np.zeros(np.broadcast(a, b).shape)
+        b = np.asarray(b, dtype=np.float64)
+        return np.where(b > 0.0, p * (p - 1) * (p - 2) * np.maximum(b, 0.0) ** (p - 3), 0.0)
+
+    def _curvature_sign(self, l, u):
+        return np.ones(np.broadcast(l, u).shape, dtype=np.int64)
+
+    @property
+    def range(self):
+        return 0.0, math.inf

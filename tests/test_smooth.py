@@ -1,0 +1,251 @@
+"""Smooth activations (relumilp.activations.smooth, relumilp.smooth): the float64 evaluation error model
+against mpmath, the certified sandwiches, intervals and linear relaxations by sampling with no tolerance,
+bounds of whole networks, the certified interval of optimize against sampling, verify, and the frontends."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import mpmath
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import random_mlp
+from relumilp import optimize
+from relumilp.activations import ELU, GELU, RePU, SiLU, Sigmoid, SoftExponential, Softplus, Tanh
+from relumilp.activations.smooth import EVAL_ULPS, UNIT
+from relumilp.bounds import compute_bounds
+from relumilp.domain import InputDomain
+from relumilp.errors import InvalidNetworkError, UnsupportedOperatorError
+
+KINDS = [Sigmoid(), Tanh(), Softplus(), SiLU(), GELU(), ELU(1.0), ELU(0.4), SoftExponential(0.6),
+         SoftExponential(-0.4), RePU(2), RePU(3)]
+#: per kind: intervals across every curvature region, near-degenerate ones and far tails
+INTERVALS = [(-6.0, 5.0), (-0.5, 0.7), (1.0, 3.0), (-3.0, -1.0), (-2.0, 2.0), (0.3, 0.3 + 1e-7), (-30.0, -20.0)]
+
+
+def intervals_of(act):
+    for l, u in INTERVALS:
+        if isinstance(act, SoftExponential) and act.alpha < 0 and act._w(l) <= 0.2:
+            continue  # the domain edge of the log (checked separately)
+        if isinstance(act, (SoftExponential, RePU)) and u > 3.0:
+            l, u = l / 2, u / 2  # keep the exponential and power kinds at moderate values
+        yield l, u
+
+
+def exact(act, x: float) -> mpmath.mpf:
+    """The activation in 50-digit arithmetic, written independently of the float formulas."""
+    x = mpmath.mpf(x)
+    if isinstance(act, Sigmoid):
+        return 1 / (1 + mpmath.exp(-x))
+    if isinstance(act, Tanh):
+        return mpmath.tanh(x)
+    if isinstance(act, Softplus):
+        return mpmath.log(1 + mpmath.exp(x))
+    if isinstance(act, SiLU):
+        return x / (1 + mpmath.exp(-x))
+    if isinstance(act, GELU):
+        return x * mpmath.ncdf(x)
+    if isinstance(act, ELU):
+        return x if x > 0 else act.alpha * (mpmath.exp(x) - 1)
+    if isinstance(act, SoftExponential):
+        a = mpmath.mpf(act.alpha)
+        return (mpmath.exp(a * x) - 1) / a + a if a > 0 else -mpmath.log(1 - a * (x + a)) / a
+    if isinstance(act, RePU):
+        return max(x, 0) ** act.p
+    raise AssertionError(act)
+
+
+@pytest.mark.parametrize("act", KINDS, ids=repr)
+def test_float64_evaluation_error_model_holds_against_mpmath(act):
+    """The stated model: |fl(f(x)) - f(x)| <= EVAL_ULPS u (|f(x)| + floor). Also reports the worst ratio."""
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    with mpmath.workdps(50):
+        for l, u in intervals_of(act):
+            x = np.concatenate([rng.uniform(l, u, 150), [l, u]])
+            computed = act.apply(x)
+            for xi, ci in zip(x, computed):
+                err = abs(mpmath.mpf(float(ci)) - exact(act, float(xi)))
+                allowed = EVAL_ULPS * UNIT * (abs(float(ci)) + float(act._floor(np.array(xi), np.array(xi))))
+                worst = max(worst, float(err) / allowed)
+    assert worst <= 1.0, worst
+
+
+def check_sandwich(act, l, u, samples, tolerance):
+    from relumilp.formulation.pwl import interpolate
+
+    lo_, hi_ = np.array([l]), np.array([u])
+    k = act.segments_for(lo_, hi_, tolerance)
+    t, lo, hi, eps = act.sandwich(lo_, hi_, k)
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.uniform(l, u, samples), t[0], np.nextafter(t[0], -np.inf).clip(l, u),
+                        np.nextafter(t[0], np.inf).clip(l, u)])
+    fx = act.apply(x)
+    T, LO, HI = (np.broadcast_to(v[None], (x.size, v.size)) for v in (t[0], lo[0], hi[0]))
+    lower, upper = interpolate(T, LO, x), interpolate(T, HI, x)
+    # the interpolants are exact in the MILP; in float64 they round, so compare at the nodes exactly
+    # and elsewhere with the interpolation's own rounding (a few ulps of the values), never the band's
+    slack = 4 * UNIT * (np.abs(lower) + np.abs(upper) + 1e-300)
+    assert np.all(lo[0] <= act.apply(t[0])) and np.all(act.apply(t[0]) <= hi[0])
+    assert np.all(lower - slack <= fx) and np.all(fx <= upper + slack)
+    assert np.all(upper - fx <= eps[0] + slack) and np.all(fx - lower <= eps[0] + slack)
+    il, ih = act.interval(lo_, hi_)
+    assert np.all(il <= fx) and np.all(fx <= ih)
+    a_l, c_l, a_u, c_u = act.linear_relaxation_numpy(lo_, hi_)
+    assert np.all(a_l * x + c_l <= fx) and np.all(fx <= a_u * x + c_u)
+    return k[0], eps[0]
+
+
+@pytest.mark.parametrize("act", KINDS, ids=repr)
+def test_sandwich_interval_and_relaxation_hold_on_samples(act):
+    for l, u in intervals_of(act):
+        k, eps = check_sandwich(act, l, u, 100_000, 1e-3)
+        assert eps <= 2.5e-3 or u - l < 1e-6, (l, u, k, eps)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("act", KINDS, ids=repr)
+def test_sandwich_holds_on_a_million_points(act):
+    for l, u in intervals_of(act):
+        for tolerance in (1e-2, 1e-4):
+            check_sandwich(act, l, u, 1_000_000, tolerance)
+
+
+def test_more_segments_give_a_smaller_certified_error():
+    act = Tanh()
+    l, u = np.array([-3.0]), np.array([2.0])
+    eps = [act.sandwich(l, u, k)[3][0] for k in (4, 16, 64)]
+    assert eps[0] > 4 * eps[1] > 16 * eps[2] * 0.9  # second order: 16x per 4x segments
+    assert act.segments_for(l, u, 1e-4)[0] > act.segments_for(l, u, 1e-2)[0]
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "tanh", "silu", "gelu", "softplus", {"kind": "elu", "alpha": 0.5},
+                                  {"kind": "soft_exponential", "alpha": 0.3}, {"kind": "repu", "p": 2}])
+def test_network_bounds_contain_every_sampled_value(kind):
+    rng = np.random.default_rng(5)
+    net = random_mlp(rng, [2, 6, 6, 2], kind)
+    domain = InputDomain(np.array([-1.5, -1.0]), np.array([1.0, 2.0]))
+    X = np.vstack([domain.sample(20_000, rng), [[-1.5, -1.0], [1.0, 2.0], [-1.5, 2.0], [1.0, -1.0]]])
+    values = net.forward_all(X)
+    for method in ("interval", "symbolic"):
+        bounds = compute_bounds(net, domain, method)
+        for name, v in values.items():
+            lower, upper = bounds[name]
+            assert np.all(lower <= v) and np.all(v <= upper), (method, name)
+
+
+@pytest.mark.parametrize("kind, seed", [("sigmoid", 0), ("tanh", 1), ("silu", 2), ("softplus", 3)])
+def test_certified_interval_contains_the_best_sampled_value(kind, seed):
+    rng = np.random.default_rng(seed)
+    net = random_mlp(rng, [2, 3, 3, 1], kind)
+    domain = InputDomain(-np.ones(2), np.ones(2))
+    X = domain.sample(20_000, rng)
+    y = net.forward(X)[:, 0]
+    for sense in ("max", "min"):
+        r = optimize(net, domain, **{"maximize" if sense == "max" else "minimize": 0}, mip_gap=1e-2, time_limit=1)
+        assert r.status in ("optimal", "feasible") and r.stats["method"] == "smooth"
+        assert r.objective == float(net.forward(r.x)[0]) and domain.contains(r.x, tol=0.0)[0]
+        low, high = r.interval
+        best = y.max() if sense == "max" else y.min()
+        if sense == "max":
+            assert best <= r.bound and r.objective <= r.bound
+        else:
+            assert r.bound <= best and r.bound <= r.objective
+        assert r.gap == pytest.approx(abs(r.bound - r.objective) / max(1.0, abs(r.objective)))
+        assert (r.status == "optimal") == (r.gap <= 1e-2)
+
+
+def test_refinement_narrows_the_gap_round_by_round():
+    net = random_mlp(np.random.default_rng(7), [2, 4, 4, 1], "tanh")
+    r = optimize(net, (-np.ones(2), np.ones(2)), maximize=0, mip_gap=1e-4, time_limit=1.5)
+    rounds = r.stats["rounds"]
+    assert len(rounds) >= 2 and rounds[-1]["segments"] > rounds[0]["segments"]
+    assert rounds[-1]["gap"] <= rounds[0]["gap"]
+
+
+def test_verify_holds_only_when_sound_and_violated_with_a_checked_counterexample():
+    from relumilp.frontends.vnnlib import OutputConstraint, Property
+    from relumilp.verify import verify
+
+    rng = np.random.default_rng(3)
+    net = random_mlp(rng, [2, 6, 6, 1], "sigmoid")
+    domain = InputDomain(-np.ones(2), np.ones(2))
+    top = net.forward(domain.sample(50_000, rng))[:, 0].max()
+    unsafe_above = lambda t: Property(2, 1, (domain,), (OutputConstraint(np.array([[-1.0]]), np.array([-t])),))
+    assert verify(net, unsafe_above(top + 0.01), time_limit=60).result == "holds"
+    answer = verify(net, unsafe_above(top - 0.01), time_limit=60)
+    assert answer.result == "violated"
+    x = np.asarray(answer.counterexample["x"])
+    assert net.forward(x)[0] >= top - 0.01 and domain.contains(x, tol=0.0)[0]
+
+
+def test_bad_parameters_and_domains_are_refused_in_one_line():
+    for make, error in ((lambda: ELU(2.0), UnsupportedOperatorError), (lambda: RePU(1.5), UnsupportedOperatorError),
+                        (lambda: SoftExponential(math.inf), UnsupportedOperatorError)):
+        with pytest.raises(error) as info:
+            make()
+        assert "\n" not in str(info.value)
+    with pytest.raises(InvalidNetworkError, match="domain edge"):
+        SoftExponential(-0.5).sandwich(np.array([-5.0]), np.array([0.0]), 4)
+    with pytest.raises(InvalidNetworkError, match="finite pre-activation bounds"):
+        Sigmoid().sandwich(np.array([-np.inf]), np.array([0.0]), 4)
+    with pytest.raises(UnsupportedOperatorError, match="linear regions"):
+        Tanh().pattern(np.zeros(3))
+
+
+def smooth_torch_model():
+    from relumilp.train.modules import RePU as RePUModule
+    from relumilp.train.modules import SoftExponential as SoftExpModule
+
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Linear(3, 5), nn.Sigmoid(), nn.Linear(5, 5), nn.Tanh(), nn.Linear(5, 5), nn.SiLU(), nn.Linear(5, 5),
+        nn.Softplus(), nn.Linear(5, 5), nn.ELU(0.7), nn.Linear(5, 5), nn.GELU(), nn.Linear(5, 5),
+        SoftExpModule(0.3, learnable=False), nn.Linear(5, 5), SoftExpModule(-0.2, learnable=False), nn.Linear(5, 5),
+        RePUModule(2), nn.Linear(5, 2),
+    ).double().eval()
+
+
+def test_torch_smooth_layers_compile_to_the_same_function():
+    from relumilp.frontends.torch import from_torch
+
+    model = smooth_torch_model()
+    net = from_torch(model)
+    assert [a.activation.kind for a in net.activations] == [
+        "sigmoid", "tanh", "silu", "softplus", "elu", "gelu", "soft_exponential", "soft_exponential", "repu"]
+    x = np.random.default_rng(0).normal(size=(200, 3))
+    np.testing.assert_allclose(net.forward(x), model(torch.from_numpy(x)).detach().numpy(), rtol=1e-12, atol=1e-12)
+    scripted = nn.Sequential(*list(model)[:12], nn.Linear(5, 2)).double().eval()
+    np.testing.assert_allclose(from_torch(torch.jit.script(scripted)).forward(x),
+                               scripted(torch.from_numpy(x)).detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_onnx_smooth_operators_match_onnxruntime():
+    import onnx
+    import onnxruntime as ort
+
+    from relumilp.frontends import load_network
+
+    torch.manual_seed(1)
+    x = np.random.default_rng(2).normal(size=(200, 3))
+    for dtype in (torch.float64, torch.float32):  # ORT has no float64 Elu, Softplus: float32 for the full model
+        full = dtype == torch.float32
+        model = nn.Sequential(nn.Linear(3, 5), nn.Sigmoid(), nn.Linear(5, 5), nn.Tanh(),
+                              *((nn.Linear(5, 5), nn.ELU(0.5), nn.Linear(5, 5), nn.Softplus()) if full else ()),
+                              nn.Linear(5, 2)).to(dtype).eval()
+        buffer = io.BytesIO()
+        torch.onnx.export(model, (torch.zeros(1, 3, dtype=dtype),), buffer, dynamo=False, opset_version=17,
+                          input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+        net = load_network(onnx.load_from_string(buffer.getvalue()))
+        kinds = [a.activation.kind for a in net.activations]
+        assert kinds == ["sigmoid", "tanh"] + (["elu", "softplus"] if full else [])
+        session = ort.InferenceSession(buffer.getvalue())
+        expected = session.run(None, {"x": x.astype(np.float64 if dtype == torch.float64 else np.float32)})[0]
+        tol = 1e-12 if dtype == torch.float64 else 2e-6  # float32: ORT's own rounding
+        np.testing.assert_allclose(net.forward(x), expected, rtol=tol, atol=tol)
+        np.testing.assert_allclose(net.forward(x), model.double()(torch.from_numpy(x)).detach().numpy(),
+                                   rtol=1e-12, atol=1e-12)
