@@ -2,7 +2,7 @@
 local baselines (best of 10^5 samples polished by L-BFGS-B; Ipopt from the same starts).
 
 Networks: Peaks surrogates 2-32-32-1 with sigmoid, tanh and SiLU activations
-(``relumilp.train.fit_surrogate`` on ``problems.peaks`` data, seed 0, 300 epochs; maximise), and, when
+(``relumilp.train.fit_surrogate`` on ``problems.peaks`` data, seed 0, 150 epochs of batches of 256; maximise), and, when
 ``../shared/data/reformer.csv`` is present, a sigmoid reformer surrogate 2-32-32-2 (maximise the H2
 output over the input box; the N2 constraint of the ReLU study is left out: ``optimize`` takes one
 objective over an input domain).
@@ -13,15 +13,17 @@ Per network:
   segments, binaries, solve time and the certified interval;
 * ``time`` -- :func:`relumilp.smooth.optimize_smooth` refining from tolerance 0.03 under
   ``--time-limit`` seconds: the certified gap after every round against the time;
+* ``bab`` -- ``optimize(method="bab")`` (input-box branch and bound on the smooth relaxations, what
+  ``optimize`` picks for these 2-input networks) under each of ``--bab-limits`` seconds;
 * ``samples`` -- the best of 10^5 uniform samples, the best 10 polished by scipy's L-BFGS-B;
-* ``ipopt`` -- Ipopt (``cyipopt.minimize_ipopt``, from the cyipopt-wheels package, exact torch gradients)
-  on the reduced-space NLP from the same 10 starts, when cyipopt can be imported.
+* ``ipopt`` -- Ipopt (``cyipopt.minimize_ipopt``, from the cyipopt-wheels package; central-difference
+  gradients) on the reduced-space NLP from the same 10 starts, when cyipopt can be imported.
 
 Bounds are symbolic then LP-OBBT (``tighten="lp"``). Rows go to ``benchmarks/results/smooth.csv``; the
 table is printed. Timings are only meaningful on a quiet machine.
 
     python benchmarks/smooth.py [--nets peaks-sigmoid,peaks-tanh,peaks-silu,reformer-sigmoid]
-                                [--tolerances 0.1,0.03,0.01,0.003] [--time-limit 120]
+                                [--tolerances 0.1,0.03,0.01,0.003] [--time-limit 60] [--bab-limits 10,30,60]
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ from problems import available, get_problem  # noqa: E402
 
 from relumilp.bounds import compute_bounds  # noqa: E402
 from relumilp.frontends import load_network  # noqa: E402
+from relumilp.ir import Network  # noqa: E402
 from relumilp.limits import Deadline  # noqa: E402
+from relumilp.optimization import optimize  # noqa: E402
 from relumilp.smooth import optimize_smooth  # noqa: E402
 from relumilp.train import fit_surrogate  # noqa: E402
 
@@ -52,13 +56,20 @@ NETS = "peaks-sigmoid,peaks-tanh,peaks-silu,reformer-sigmoid"
 
 
 def surrogate(name: str):
-    """``(network, domain, coefficients, torch model)`` of ``problem-activation``, trained deterministically."""
+    """``(network, domain, coefficients)`` of ``problem-activation``, trained deterministically (cached as
+    ``benchmarks/results/cache/smooth-NAME.npz``)."""
     problem_name, activation = name.split("-")
     problem = get_problem(problem_name)
+    cached = RESULTS / "cache" / f"smooth-{name}.npz"
+    if cached.exists():
+        return Network.load(cached), problem.domain, problem.objective_vector()
     X, Y, _, _ = problem.data(0)
-    model, _ = fit_surrogate(X, Y, hidden=(32, 32), activation=activation, epochs=300, lr=3e-3, seed=0,
-                             device="cpu", progress=False)
-    return load_network(model), problem.domain, problem.objective_vector(), model
+    model, _ = fit_surrogate(X, Y, hidden=(32, 32), activation=activation, epochs=150, batch_size=256, lr=1e-2,
+                             seed=0, device="cpu", progress=False)
+    net = load_network(model)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    net.save(cached)
+    return net, problem.domain, problem.objective_vector()
 
 
 def local_starts(net, domain, c, samples: int, rng):
@@ -79,32 +90,30 @@ def polished(net, domain, c, starts):
     return best
 
 
-def ipopt(net, model, domain, c, starts):
-    import torch
-
+def ipopt(net, domain, c, starts):
+    """Ipopt on ``max c @ net(x)`` over the box from each start (central-difference gradients of the
+    float64 forward pass); None when cyipopt cannot be imported."""
     try:
         import cyipopt
     except ImportError:
         return None
-    weights = torch.as_tensor(c)
+    value = lambda x: -float(c @ net.forward(np.clip(x, domain.lower, domain.upper)))
 
-    def value_and_grad(x):
-        t = torch.tensor(x, dtype=torch.float64, requires_grad=True)
-        out = -(model(t[None])[0] @ weights)
-        out.backward()
-        return float(out), t.grad.numpy().copy()
+    def gradient(x):
+        h = 1e-6 * np.maximum(1.0, np.abs(x))
+        return np.array([(value(x + h[i] * e) - value(x - h[i] * e)) / (2 * h[i])
+                         for i, e in enumerate(np.eye(x.size))])
 
     best = -np.inf
     for x0 in starts:
-        res = cyipopt.minimize_ipopt(lambda x: value_and_grad(x)[0], x0, jac=lambda x: value_and_grad(x)[1],
-                                     bounds=list(zip(domain.lower, domain.upper)),
+        res = cyipopt.minimize_ipopt(value, x0, jac=gradient, bounds=list(zip(domain.lower, domain.upper)),
                                      options={"print_level": 0, "sb": "yes", "tol": 1e-10})
-        best = max(best, float(c @ net.forward(np.clip(res.x, domain.lower, domain.upper))))
+        best = max(best, -value(res.x))
     return best
 
 
-def run(name: str, tolerances, time_limit: float, writer, rows):
-    net, domain, c, model = surrogate(name)
+def run(name: str, tolerances, time_limit: float, bab_limits, writer, rows):
+    net, domain, c = surrogate(name)
     started = time.perf_counter()
     bounds = compute_bounds(net, domain, "lp", workers=1)
     bound_seconds = time.perf_counter() - started
@@ -132,6 +141,10 @@ def run(name: str, tolerances, time_limit: float, writer, rows):
     emit(experiment="time", setting="final", status=r.status, segments=r.stats["rounds"][-1]["segments"],
          binaries=r.stats["rounds"][-1]["binaries"], seconds=round(bound_seconds + r.times["total"], 3),
          objective=r.objective, bound=r.bound, gap=r.gap)
+    for limit in bab_limits:
+        r = optimize(net, domain, objective=(c, "max"), method="bab", mip_gap=1e-4, time_limit=limit)
+        emit(experiment="bab", setting=f"limit {limit:g} s", status=r.status, segments="", binaries="",
+             seconds=round(r.times["total"], 3), objective=r.objective, bound=r.bound, gap=r.gap)
     rng = np.random.default_rng(0)
     started = time.perf_counter()
     X, values, starts = local_starts(net, domain, c, 100_000, rng)
@@ -140,7 +153,7 @@ def run(name: str, tolerances, time_limit: float, writer, rows):
     emit(experiment="samples", setting="+ L-BFGS-B x10", seconds=round(time.perf_counter() - started, 3),
          objective=polished(net, domain, c, starts))
     started = time.perf_counter()
-    best = ipopt(net, model, domain, c, starts)
+    best = ipopt(net, domain, c, starts)
     if best is not None:
         emit(experiment="ipopt", setting="10 starts", seconds=round(time.perf_counter() - started, 3), objective=best)
 
@@ -156,10 +169,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nets", default=NETS)
     parser.add_argument("--tolerances", default="0.1,0.03,0.01,0.003")
-    parser.add_argument("--time-limit", type=float, default=120.0)
+    parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per sandwich-MILP run")
+    parser.add_argument("--bab-limits", default="10,30,60", help="time limits of the branch-and-bound runs")
     parser.add_argument("--out", default=str(RESULTS / "smooth.csv"))
     args = parser.parse_args()
     tolerances = [float(t) for t in args.tolerances.split(",")]
+    bab_limits = [float(t) for t in args.bab_limits.split(",")]
     rows = []
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", newline="") as handle:
@@ -170,7 +185,7 @@ def main() -> None:
             if reason:
                 print(f"skipping {name}: {reason}")
                 continue
-            run(name, tolerances, args.time_limit, writer, rows)
+            run(name, tolerances, args.time_limit, bab_limits, writer, rows)
             handle.flush()
     print(table(rows))
 
