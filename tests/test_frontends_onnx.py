@@ -286,7 +286,7 @@ def single_op_model(op: str, **attrs) -> onnx.ModelProto:
 
 
 @pytest.mark.parametrize(
-    "op, smooth", [("Sigmoid", True), ("Tanh", True), ("Softmax", True), ("Conv", False), ("Abs", False)]
+    "op, smooth", [("Sigmoid", True), ("Tanh", True), ("Softmax", True), ("LRN", False), ("Abs", False)]
 )
 def test_unsupported_operator_is_named(op, smooth):
     with pytest.raises(UnsupportedOperatorError) as err:
