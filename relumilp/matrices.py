@@ -230,12 +230,16 @@ class TorchSparse:
 
     @staticmethod
     def _tensor(w: sp.csr_array, dtype, device):
+        import warnings
+
         import torch
 
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(w.indptr.astype(np.int64)), torch.from_numpy(w.indices.astype(np.int64)),
-            torch.from_numpy(w.data), size=w.shape, dtype=dtype, device=device,
-        )
+        with warnings.catch_warnings():  # "beta state" and invariant-check notices: the parts are canonical
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_csr_tensor(
+                torch.from_numpy(w.indptr.astype(np.int64)), torch.from_numpy(w.indices.astype(np.int64)),
+                torch.from_numpy(w.data), size=w.shape, dtype=dtype, device=device,
+            )
 
     def parts(self):
         if self._parts is None:
