@@ -578,6 +578,46 @@ class NetworkBuilder:
         matrix = sp.csr_array((vals[keep], (rows[keep], cols[keep])), shape=(channels * P, channels * S))
         return self._apply(x, matrix, ((1,) if batched else ()) + (channels, *out))
 
+    def maximum(self, a, b) -> Sym:
+        """``max(a, b)`` element-wise (broadcasting) as ``b + relu(a - b)``: exact, one ReLU per element."""
+        return self.add(b, self.relu(self.sub(a, b)))
+
+    def minimum(self, a, b) -> Sym:
+        """``min(a, b)`` element-wise (broadcasting) as ``a - relu(a - b)``: exact, one ReLU per element."""
+        return self.sub(a, self.relu(self.sub(a, b)))
+
+    def max_pool(self, x: Sym, kernel, stride=None, pads=None, dilation=None) -> Sym:
+        """Max pooling per channel over the window values inside the input (padding never wins).
+
+        Lowered exactly to ReLUs: the ``K`` candidates of every window are reduced by a balanced tree of
+        ``max(a, b) = b + relu(a - b)``, one ReLU node per tree level (``ceil(log2 K)`` of them,
+        ``K - 1`` ReLUs per window). A window position that falls in the padding repeats the window's
+        first inside value (``max`` is idempotent), so every window has ``K`` candidates.
+        """
+        d = len(kernel)
+        batched, (channels, *size) = self._spatial(x, None, d, "max pooling")
+        kernel, stride = tuple(int(k) for k in kernel), tuple(stride or kernel)
+        dilation, pads = tuple(dilation or (1,) * d), tuple(pads or (0,) * (2 * d))
+        if any(pads[i] >= kernel[i] or pads[d + i] >= kernel[i] for i in range(d)):
+            raise self.invalid(f"max pooling pads {pads} must be smaller than the kernel {kernel}")
+        out = self._out_size(size, kernel, stride, pads, dilation)
+        flat, valid = self._window(tuple(size), kernel, stride, pads[:d], dilation, out)  # (P, K)
+        first = flat[np.arange(flat.shape[0]), np.argmax(valid, axis=1)]
+        flat = np.where(valid, flat, first[:, None])
+        S = math.prod(size)
+        # candidates: (K, C, P) positions in x.flat
+        positions = np.arange(channels)[None, :, None] * S + flat.T[:, None, :]
+        if batched:
+            x = self.reshape(x, x.shape[1:])
+        level = self._gather(self.reshape(x, (x.size,)), positions)
+        while level.shape[0] > 1:
+            k = level.shape[0]
+            half = k // 2
+            a, b = self.index(level, slice(0, half)), self.index(level, slice(half, 2 * half))
+            merged = self.maximum(a, b)
+            level = self.concat([merged, self.index(level, slice(2 * half, k))], 0) if k % 2 else merged
+        return self.reshape(level, ((1,) if batched else ()) + (channels, *out))
+
     # -- activations --------------------------------------------------------------------------------
 
     def relu(self, x: Sym) -> Sym:

@@ -206,6 +206,21 @@ def _average_pool(b, node, values, attrs, opset):
     return b.avg_pool(x, kernel, stride, pads, bool(attrs.get("count_include_pad", 0)), dilation)
 
 
+def _max_pool(b, node, values, attrs, opset):
+    x, kernel = values[0], [int(k) for k in attrs["kernel_shape"]]
+    if attrs.get("ceil_mode", 0) or sum(1 for o in node.output if o) > 1:
+        raise b.unsupported("MaxPool with ceil_mode=1 or an Indices output", ["MaxPool with ceil_mode=0, one output"])
+    stride, pads, dilation = _window_attrs(b, x, attrs, kernel, "MaxPool")
+    return b.max_pool(x, kernel, stride, pads, dilation)
+
+
+def _fold_pairs(b, values, pair):
+    total = values[0]
+    for value in values[1:]:
+        total = pair(total, value)
+    return total
+
+
 def _global_average_pool(b, node, values, attrs, opset):
     x = values[0]
     return b.avg_pool(x, list(x.shape[2:]))
@@ -308,6 +323,9 @@ _OPS: dict[str, _Handler] = {
     "Slice": _slice,
     "Gather": _gather,
     "Split": _split,
+    "MaxPool": _max_pool,
+    "Max": lambda b, n, v, a, o: _fold_pairs(b, v, b.maximum),
+    "Min": lambda b, n, v, a, o: _fold_pairs(b, v, b.minimum),
 }
 
 SUPPORTED_OPS = tuple(sorted(_OPS)) + ("Constant",)

@@ -34,6 +34,7 @@ SUPPORTED_LAYERS = (
     "Conv1d/Conv2d",
     "ConvTranspose1d/2d",
     "AvgPool1d/2d",
+    "MaxPool1d/2d",
     "Flatten",
     "Identity",
     "Dropout",
@@ -260,6 +261,19 @@ def _avg_pool(b, a):
     return b.avg_pool(x, kernel, stride, pads + pads, bool(include))
 
 
+def _max_pool(b, a):
+    """max_pool1d/2d (floor mode, no indices)."""
+    x = a(0, "input")
+    d = 1 if "1d" in a.op.name else 2
+    kernel = _per_dim(a(1, "kernel_size"), d)
+    stride = a(2, "stride", None)
+    stride = kernel if stride in (None, [], ()) else _per_dim(stride, d)
+    pads, dilation = _per_dim(a(3, "padding", 0), d), _per_dim(a(4, "dilation", 1), d)
+    if a(5, "ceil_mode", False) or a.kwargs.get("return_indices"):
+        raise b.unsupported("max pooling with ceil_mode or return_indices", ["floor-mode max pooling"])
+    return b.max_pool(x, kernel, stride, pads + pads, dilation)
+
+
 def _pad(b, a):
     """F.pad / constant_pad_nd: torch lists (before, after) pairs from the last dimension backwards."""
     x, pad = a(0, "input"), [int(p) for p in a(1, "pad")]
@@ -286,6 +300,22 @@ def _unsqueeze(b, a):
     x, dim = a(0, "input"), int(a(1, "dim"))
     dim = dim % (x.ndim + 1)
     return b.reshape(x, list(x.shape[:dim]) + [1] + list(x.shape[dim:]))
+
+
+def _split(b, a):
+    """split (a part size or a list of sizes) and split_with_sizes along ``dim``."""
+    x = a.kwargs["tensor"] if "tensor" in a.kwargs else a(0, "input")  # torch.split binds by name
+    key = next((k for k in ("split_size_or_sections", "split_size", "split_sizes") if k in a.kwargs), "split_size")
+    sizes, dim = a(1, key), a(2, "dim", 0)
+    length = x.shape[dim % x.ndim]
+    if not isinstance(sizes, (list, tuple)):
+        sizes = [int(sizes)] * (length // int(sizes)) + ([length % int(sizes)] if length % int(sizes) else [])
+    return b.split(x, [int(s) for s in sizes], dim)
+
+
+def _index_select(b, a):
+    x, dim, index = a(0, "input"), a(1, "dim"), a(2, "index")
+    return b.take(x, torch.as_tensor(index).cpu().numpy().astype("int64"), dim)
 
 
 _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
@@ -339,13 +369,21 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "constant_pad_nd": _pad,
     "squeeze": _squeeze,
     "unsqueeze": _unsqueeze,
+    "split": _split,
+    "max_pool1d": _max_pool,
+    "max_pool2d": _max_pool,
+    "maximum": lambda b, a: b.maximum(a(0, "input"), a(1, "other")),
+    "minimum": lambda b, a: b.minimum(a(0, "input"), a(1, "other")),
+    "split_with_sizes": _split,
+    "index_select": _index_select,
 }
 
 SUPPORTED_OPS = (
     "linear", "addmm", "matmul/mm (by a constant)", "add", "sub", "mul/div (by a constant)", "relu",
     "leaky_relu", "relu6", "hardtanh/clamp (to [a, b] or [0, inf))", "batch_norm (eval)", "dropout",
     "flatten", "view/reshape", "cat", "t/transpose/permute", "slicing", "conv1d/conv2d (convolution)",
-    "conv_transpose1d/2d", "avg_pool1d/2d", "pad/constant_pad_nd", "squeeze/unsqueeze",
+    "conv_transpose1d/2d", "avg_pool1d/2d", "pad/constant_pad_nd", "squeeze/unsqueeze", "split",
+    "index_select", "max_pool1d/2d", "maximum/minimum",
 )  # fmt: skip
 
 
@@ -483,7 +521,7 @@ def _warn_if_training(module) -> None:
 _LEAF_TYPES = (
     nn.Linear, nn.ReLU, nn.LeakyReLU, nn.Hardtanh, nn.Flatten, nn.Identity, nn.modules.dropout._DropoutNd,
     nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d, nn.ConvTranspose2d,
-    nn.AvgPool1d, nn.AvgPool2d,
+    nn.AvgPool1d, nn.AvgPool2d, nn.MaxPool1d, nn.MaxPool2d,
 )  # fmt: skip
 
 
@@ -529,6 +567,12 @@ def _layer_op(module: nn.Module, target: str) -> tuple[str, tuple, str]:
         extra = (getattr(module, "divisor_override", None),) if d == 2 else ()
         return f"avg_pool{d}d", (module.kernel_size, module.stride, module.padding, module.ceil_mode,
                                  module.count_include_pad) + extra, where
+    if isinstance(module, (nn.MaxPool1d, nn.MaxPool2d)):
+        if module.return_indices:
+            raise UnsupportedOperatorError(f"layer '{kind}' with return_indices (module {target})", SUPPORTED_LAYERS)
+        d = 1 if isinstance(module, nn.MaxPool1d) else 2
+        return f"max_pool{d}d", (module.kernel_size, module.stride, module.padding, module.dilation,
+                                 module.ceil_mode), where
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
         stats = (module.weight, module.bias, module.running_mean, module.running_var)
         return "batch_norm", stats + (False, 0.0, module.eps, False), where
