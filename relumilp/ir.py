@@ -123,6 +123,15 @@ class ActivationNode(Node):
         return self.activation.apply(x)
 
 
+def _frozen(array: np.ndarray) -> bool:
+    """True when ``array`` and every array it is a view of are read-only."""
+    while isinstance(array, np.ndarray):
+        if array.flags.writeable:
+            return False
+        array = array.base
+    return True
+
+
 def _as_float_array(value, what: str) -> np.ndarray:
     if matrices.is_sparse(value):
         array = matrices.canonical(value)
@@ -131,7 +140,10 @@ def _as_float_array(value, what: str) -> np.ndarray:
         for part in (array.data, array.indices, array.indptr):
             part.setflags(write=False)
         return array
-    array = np.array(value, dtype=np.float64)
+    if isinstance(value, np.ndarray) and value.dtype == np.float64 and _frozen(value):
+        array = value  # already read-only down to its base (the frontend builder's): no copy of a large weight
+    else:
+        array = np.array(value, dtype=np.float64)
     if not np.all(np.isfinite(array)):
         raise InvalidNetworkError(f"{what} contains NaN or infinite values; check the trained weights")
     array.setflags(write=False)

@@ -100,6 +100,8 @@ def _sum(a, b):
 def _product(a, b):
     """``a @ b`` of a weight and a pending matrix: sparse only when both are (a dense factor gives a dense
     product, which is what a dense layer is)."""
+    if matrices.is_identity(b):  # a pending value over a node: the weight itself (the common case)
+        return a.tocsr() if matrices.is_sparse(a) else a
     product = a @ b
     return product.tocsr() if matrices.is_sparse(product) else np.asarray(product)
 
@@ -141,7 +143,8 @@ class NetworkBuilder:
         """``value`` as a float64 array; non-finite values are reported against the current source op."""
         try:
             array = np.asarray(value.detach().cpu().double().numpy() if hasattr(value, "detach") else value)
-            array = array.astype(np.float64)
+            array = array.astype(np.float64)  # a fresh copy, frozen: the IR then keeps it without copying
+            array.setflags(write=False)
         except (TypeError, ValueError):
             raise InvalidNetworkError(f"{what} of {self.where} is not numeric: {value!r}") from None
         if not np.all(np.isfinite(array)):
