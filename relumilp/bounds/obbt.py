@@ -90,7 +90,9 @@ from dataclasses import dataclass, field
 
 import highspy
 import numpy as np
+import scipy.sparse as sp
 
+from .. import matrices
 from .._progress import progress_bar
 from ..domain import InputDomain
 from ..errors import RelumilpError
@@ -457,6 +459,12 @@ def _affine_objectives(node: AffineNode, milp: MILP) -> tuple[np.ndarray, np.nda
     source read twice has its weights summed)."""
     sources = np.concatenate([milp.node_columns[src] for src in node.inputs])
     columns, position = np.unique(sources, return_inverse=True)
+    if any(matrices.is_sparse(w) for w in node.weights):
+        # sum duplicate columns sparsely; the objective rows are dense (one solve each), within the limit
+        merge = sp.csr_array((np.ones(sources.size), (np.arange(sources.size), position)),
+                             shape=(sources.size, columns.size))
+        summed = matrices.hstack(node.weights) @ merge
+        return columns, matrices.densify(summed, what=f"the OBBT objectives of {node.name!r}")
     weights = np.zeros((node.size, columns.size))
     np.add.at(weights.T, position, np.hstack(node.weights).T)
     return columns, weights
