@@ -356,7 +356,8 @@ class BoundEngine:
             best_t = {k: v.clone() for k, v in params.items()}
             best = None
             variables = {k: v.clone().requires_grad_(True) for k, v in params.items()}
-            adam = torch.optim.Adam(list(variables.values()), lr=float(options.get("lr", 0.25)))
+            lr, beta1, beta2 = float(options.get("lr", 0.25)), 0.9, 0.999
+            moments = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in params.items()}
             with torch.enable_grad():
                 for step in range(steps + 1):
                     bound, _ = back_substitute(self.ops, index, lo, hi, relaxed(variables), False, coefficients=C)
@@ -367,12 +368,15 @@ class BoundEngine:
                         best_t[k] = torch.where(better.unsqueeze(-1), v.detach(), best_t[k])
                     if step == steps:
                         break
-                    adam.zero_grad()
-                    bound.sum().backward()
-                    adam.step()
-                    with torch.no_grad():  # the projection onto [0, 1]
-                        for v in variables.values():
-                            v.clamp_(0.0, 1.0)
+                    grads = torch.autograd.grad(bound.sum(), list(variables.values()))
+                    with torch.no_grad():  # one Adam step (Kingma & Ba 2015), then the projection onto [0, 1]
+                        for (k, v), g in zip(variables.items(), grads):
+                            m1, m2 = moments[k]
+                            m1.mul_(beta1).add_(g, alpha=1 - beta1)
+                            m2.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                            step_size = lr / (1 - beta1 ** (step + 1))
+                            denom = (m2 / (1 - beta2 ** (step + 1))).sqrt_().add_(1e-8)
+                            v.addcdiv_(m1, denom, value=-step_size).clamp_(0.0, 1.0)
             params = {k: torch.clamp(v, 0.0, 1.0) for k, v in best_t.items()}
         # the bound itself: re-evaluated without gradients at the chosen parameters, with the round-off
         # margin (any t in [0, 1] is a valid relaxation; the optimisation pass is never trusted)
