@@ -43,8 +43,16 @@ import numpy as np
 
 from ._progress import progress_bar
 from .domain import InputDomain
+from .errors import RelumilpError
 from .ir import Network
 from .limits import Deadline
+
+#: ``branching="auto"``: split input boxes up to this many inputs, neurons beyond (benchmarks/bab_benchmark.py)
+INPUT_BRANCHING_MAX_INPUTS = 4
+BRANCHING = ("auto", "input", "relu")
+#: optimised-slope (alpha-CROWN) steps per node bound, by branching mode (benchmarks/bab_benchmark.py)
+ALPHA_STEPS = {"input": 0, "relu": 8}
+
 
 def objective_network(net: Network, coefficients: np.ndarray, sign: float) -> Network:
     """``x -> -sign * coefficients @ net(x)``: the loss that branch and bound minimises (see module docstring)."""
@@ -60,30 +68,59 @@ def _engine(fnet: Network):
     return BoundEngine.for_network(fnet)
 
 
-def _bound_boxes(engine, L: np.ndarray, U: np.ndarray, start: dict):
-    """Sound bounds of every node of the objective network on each box ``[L_b, U_b]`` (B, n).
+def _bound_boxes(engine, L: np.ndarray, U: np.ndarray, start: dict, splits: dict | None = None,
+                 slopes: dict | None = None, steps: int = 0):
+    """Sound bounds of every node of the objective network on each node ``[L_b, U_b]`` (B, n) with its
+    neuron ``splits`` (``{activation: (B, size)}`` of -1/0/+1, or None).
 
     ``start`` maps node names to ``(lower, upper)`` (B, size) arrays already valid on each box (its
-    parent's). Returns ``(lo, hi, lam)``: dicts of (B, size) arrays that contain every float64 forward
-    value on the box, and (B, n) input coefficients ``Λ`` of ``f``'s linear upper bound (for branching).
+    parent's). With ``steps > 0`` the loss's lower bound uses optimised slopes (alpha-CROWN), warm-started
+    from ``slopes`` (the parents'). Returns ``(bounds, lam)``: the engine's
+    :class:`~relumilp.bounds.engine.EngineBounds` (dicts of (B, size) arrays that contain every float64
+    forward value on the node, ``empty`` flags, ``slopes`` and branching ``scores``), and (B, n) input
+    coefficients ``Λ`` of ``f``'s linear upper bound (for input branching and the corner incumbent).
     With :func:`_engine`, the only code that knows the engine: switching engines changes these two.
     """
-    lo, hi = engine.bounds(L, U, start, refine="undecided")
-    lam = -engine.input_coefficients(lo, hi)[:, 0, :]  # the loss -f: its lower bound's Λ, negated
-    return lo, hi, lam
+    result = engine.bounds(L, U, start, refine="undecided", splits=splits,
+                           optimise={"steps": steps, "sense": "lower", "slopes": slopes})
+    lam = -engine.input_coefficients(result.lower, result.upper)[:, 0, :]  # the loss -f: its lower bound's Λ, negated
+    return result, lam
 
 
-def _unstable_counts(fnet: Network, lo: dict, hi: dict) -> np.ndarray:
+def _unstable(fnet: Network, lo: dict, hi: dict, splits: dict) -> dict:
+    """Per activation, (B, size) masks of the neurons whose phase is open: unstable by the bounds and
+    not split (a split neuron's widened bounds may straddle its kink by a rounding envelope)."""
     from .bounds.base import phases
 
-    count = np.zeros(lo[fnet.input.name].shape[0], dtype=np.int64)
+    masks = {}
     for node in fnet.activations:
-        count += phases(node, lo[node.inputs[0]], hi[node.inputs[0]]).unstable.sum(axis=1)
-    return count
+        open_ = phases(node, lo[node.inputs[0]], hi[node.inputs[0]]).unstable
+        if node.name in splits:
+            open_ = open_ & (splits[node.name] == 0)
+        masks[node.name] = open_
+    return masks
+
+
+def _stack(a, b):
+    """Rows of ``b`` after those of ``a`` (arrays, or pairs of arrays: a node's ``start`` bounds)."""
+    if isinstance(a, tuple):
+        return np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]])
+    return np.concatenate([a, b])
+
+
+def _rows(value, mask):
+    """Rows ``mask`` of an array or of each array of a pair (a node's ``start`` bounds)."""
+    return (value[0][mask], value[1][mask]) if isinstance(value, tuple) else value[mask]
 
 
 class _Search:
-    """State of one branch and bound: open boxes, incumbent, closed bounds, statistics."""
+    """State of one branch and bound: open nodes, incumbent, closed bounds, statistics.
+
+    The open list is a set of parallel arrays, one row per node: the box ``L``, ``U``, its inherited
+    upper bound ``ub``, ``depth``, the parent's bounds ``start`` of the kept nodes, the neuron
+    ``splits`` (-1/0/+1 per neuron of each splittable activation) and the parent's optimised
+    ``slopes`` (warm starts).
+    """
 
     def __init__(self, net, fnet, coefficients, sign, domain, gap, deadline, options):
         self.net, self.fnet, self.coefficients, self.sign = net, fnet, coefficients, sign
@@ -94,19 +131,24 @@ class _Search:
         # nodes whose parent bounds children inherit: pre-activations and the loss (activation
         # bounds follow from them)
         self.kept = [node.inputs[0] for node in fnet.activations] + [fnet.output]
-        self.L = np.empty((0, domain.size))
-        self.U = np.empty((0, domain.size))
-        self.ub = np.empty(0)
-        self.depth = np.empty(0, dtype=np.int64)
-        self.start: dict = {}
+        #: activations whose neurons can be split (the engine clamps splits at a kink at 0)
+        self.splittable = [node.name for node in fnet.activations if node.activation.breakpoints == (0.0,)]
+        self.mode = options["branching"]
+        self.nodes: dict = {"L": np.empty((0, domain.size)), "U": np.empty((0, domain.size)), "ub": np.empty(0),
+                            "depth": np.empty(0, dtype=np.int64)}
         self.best_x: np.ndarray | None = None
         self.best = -math.inf
-        self.closed = -math.inf  # max bound over pruned boxes and closed leaves
+        self.closed = -math.inf  # max bound over pruned nodes and closed leaves
         self.in_flight = -math.inf  # bound of the popped batch until it is fully processed
         self.notes: list[str] = []
         self.stats = {"boxes": 0, "leaves": 0, "pruned": 0, "max_depth": 0, "leaf_milp_time": 0.0,
-                      "leaf_milp_failed": 0, "polished": 0, "open": 0}
+                      "leaf_milp_failed": 0, "polished": 0, "open": 0, "branching": self.mode,
+                      "input_splits": 0, "neuron_splits": 0, "empty": 0}
         self._polish_model = None
+
+    @property
+    def ub(self) -> np.ndarray:
+        return self.nodes["ub"]
 
     # -- values ----------------------------------------------------------------------------------
 
@@ -123,7 +165,7 @@ class _Search:
         return False
 
     def threshold(self) -> float:
-        """Boxes whose upper bound is at most this cannot beat the incumbent by the gap."""
+        """Nodes whose upper bound is at most this cannot beat the incumbent by the gap."""
         return self.best + self.gap * max(1.0, abs(self.best)) if self.best_x is not None else -math.inf
 
     def bound(self) -> float:
@@ -132,21 +174,22 @@ class _Search:
 
     # -- the open list ---------------------------------------------------------------------------
 
-    def push(self, L, U, ub, depth, start) -> None:
-        self.L, self.U = np.vstack([self.L, L]), np.vstack([self.U, U])
-        self.ub, self.depth = np.concatenate([self.ub, ub]), np.concatenate([self.depth, depth])
-        for name in self.kept:
-            lo, hi = start[name]
-            old = self.start.get(name)
-            self.start[name] = (lo, hi) if old is None else (np.vstack([old[0], lo]), np.vstack([old[1], hi]))
+    def push(self, rows: dict) -> None:
+        """Append nodes: ``rows`` has the keys of the open list (arrays, or dicts of arrays)."""
+        for key, value in rows.items():
+            if isinstance(value, dict):
+                old = self.nodes.setdefault(key, {})
+                for name, v in value.items():
+                    old[name] = v if name not in old else _stack(old[name], v)
+            else:
+                self.nodes[key] = _stack(self.nodes[key], value) if key in self.nodes else value
 
-    def take(self, keep: np.ndarray):
-        """Remove the boxes not in ``keep`` (bool) and return them as ``(L, U, ub, depth, start)``."""
+    def take(self, keep: np.ndarray) -> dict:
+        """Remove the nodes not in ``keep`` (bool) and return them (same layout as :meth:`push`)."""
         gone = ~keep
-        taken = (self.L[gone], self.U[gone], self.ub[gone], self.depth[gone],
-                 {k: (lo[gone], hi[gone]) for k, (lo, hi) in self.start.items()})
-        self.L, self.U, self.ub, self.depth = self.L[keep], self.U[keep], self.ub[keep], self.depth[keep]
-        self.start = {k: (lo[keep], hi[keep]) for k, (lo, hi) in self.start.items()}
+        split = lambda v, m: {k: _rows(a, m) for k, a in v.items()} if isinstance(v, dict) else _rows(v, m)
+        taken = {key: split(value, gone) for key, value in self.nodes.items()}
+        self.nodes = {key: split(value, keep) for key, value in self.nodes.items()}
         return taken
 
     def prune_open(self) -> None:
@@ -156,7 +199,7 @@ class _Search:
             self.stats["pruned"] += int(dead.sum())
             self.take(~dead)
 
-    def pop_best(self, B: int):
+    def pop_best(self, B: int) -> dict:
         if self.ub.size > B:
             chosen = np.zeros(self.ub.size, dtype=bool)
             chosen[np.argpartition(-self.ub, B - 1)[:B]] = True
@@ -167,48 +210,124 @@ class _Search:
     # -- one round -------------------------------------------------------------------------------
 
     def round(self, B: int) -> None:
-        L, U, ub, depth, start = self.pop_best(B)
+        batch = self.pop_best(B)
+        L, U, ub, depth = batch["L"], batch["U"], batch["ub"], batch["depth"]
+        splits = batch.get("splits") or {}
         self.in_flight = float(ub.max())
         self.stats["boxes"] += L.shape[0]
         self.stats["max_depth"] = max(self.stats["max_depth"], int(depth.max()))
-        self.sample(L, U)
-        lo, hi, lam = _bound_boxes(self.engine, L, U, start)
+        steps = self.options["alpha_steps"]
+        result, lam = _bound_boxes(self.engine, L, U, batch["start"], splits or None, batch.get("slopes"), steps)
+        lo, hi = result.lower, result.upper
+        self.sample(L, U, lam)
         upper = np.minimum(-lo[self.fnet.output][:, 0], ub)  # the parent's bound holds on the child too
+        empty = np.asarray(result.empty, dtype=bool)
+        self.stats["empty"] += int(empty.sum())
+        upper[empty] = -math.inf  # no input of the node satisfies its splits
         alive = upper > self.threshold()
-        if (~alive).any():
-            self.closed = max(self.closed, float(upper[~alive].max()))
-            self.stats["pruned"] += int((~alive).sum())
+        dead = ~alive & ~empty
+        if dead.any():
+            self.closed = max(self.closed, float(upper[dead].max()))
+            self.stats["pruned"] += int(dead.sum())
         mid = (L + U) / 2
         halvable = (L < mid) & (mid < U)
-        leaf = alive & ((_unstable_counts(self.fnet, lo, hi) <= self.options["leaf_unstable"])
-                        | ~halvable.any(axis=1) | (depth >= self.options["max_depth"]))
+        open_ = _unstable(self.fnet, lo, hi, splits)
+        count = sum(m.sum(axis=1) for m in open_.values()) if open_ else np.zeros(L.shape[0], dtype=np.int64)
+        leaf = alive & ((count <= self.options["leaf_unstable"]) | (depth >= self.options["max_depth"]))
+        if self.mode == "input":
+            leaf |= alive & ~halvable.any(axis=1)
         for i in np.flatnonzero(leaf):
             if self.deadline.expired():
                 return  # the batch stays in flight: its bound still counts
-            # the incumbent may have improved meanwhile: then the box is pruned, its bound kept
-            bound = self.leaf(L[i], U[i], upper[i], lo, hi, i) if upper[i] > self.threshold() else upper[i]
+            # the incumbent may have improved meanwhile: then the node is pruned, its bound kept
+            bound = self.leaf(L[i], U[i], upper[i], lo, hi, i, splits) if upper[i] > self.threshold() else upper[i]
             self.closed = max(self.closed, bound)
-        split = np.flatnonzero(alive & ~leaf)
-        if split.size:
-            score = np.where(halvable[split], np.abs(lam[split]) * (U[split] - L[split]), -np.inf)
-            score += 1e-12 * (U[split] - L[split]) / self.width0  # ties (zero influence): widest relative side
-            dim = np.argmax(score, axis=1)
-            rows = np.arange(split.size)
-            cut = mid[split, dim]
-            L1, U1 = L[split], U[split].copy()
-            U1[rows, dim] = cut
-            L2 = L[split].copy()
-            L2[rows, dim] = cut
-            kids = {name: (np.vstack([lo[name][split]] * 2), np.vstack([hi[name][split]] * 2)) for name in self.kept}
-            self.push(np.vstack([L1, L2]), np.vstack([U1, U[split]]), np.tile(upper[split], 2),
-                      np.tile(depth[split] + 1, 2), kids)
+        branch = np.flatnonzero(alive & ~leaf)
+        if branch.size:
+            neuron = self.choose_neurons(branch, open_, result.scores) if self.mode == "relu" else None
+            by_input = branch if neuron is None else branch[neuron[0] < 0]
+            if neuron is not None:
+                self.branch_neurons(branch, neuron, batch, lo, hi, upper, result.slopes)
+            if by_input.size:
+                by_input = by_input[halvable[by_input].any(axis=1)]
+                self.branch_inputs(by_input, batch, lo, hi, upper, lam, halvable, result.slopes)
         self.in_flight = -math.inf
         self.prune_open()
 
-    def sample(self, L: np.ndarray, U: np.ndarray) -> None:
-        """Incumbent candidates: every box's centre and a few random points (batched, then re-evaluated)."""
+    def children(self, rows, batch, lo, hi, upper, slopes, splits) -> dict:
+        """The two children of each node in ``rows`` (parents' bounds, slopes and splits, depth + 1)."""
+        two = lambda a: np.concatenate([a[rows], a[rows]])
+        kids = {"ub": two(upper), "depth": two(batch["depth"]) + 1,
+                "start": {name: (two(lo[name]), two(hi[name])) for name in self.kept},
+                "splits": {name: two(v) for name, v in splits.items()}}
+        if slopes is not None and self.options["alpha_steps"] > 0:
+            kids["slopes"] = {name: two(v) for name, v in slopes.items()}
+        return kids
+
+    def branch_inputs(self, rows, batch, lo, hi, upper, lam, halvable, slopes) -> None:
+        """Halve each node's box along the input maximising ``|Λ_i| width_i``."""
+        if not rows.size:
+            return
+        L, U = batch["L"], batch["U"]
+        score = np.where(halvable[rows], np.abs(lam[rows]) * (U[rows] - L[rows]), -np.inf)
+        score += 1e-12 * (U[rows] - L[rows]) / self.width0  # ties (zero influence): widest relative side
+        dim = np.argmax(score, axis=1)
+        k = np.arange(rows.size)
+        cut = (L[rows, dim] + U[rows, dim]) / 2
+        L1, U1 = L[rows], U[rows].copy()
+        U1[k, dim] = cut
+        L2 = L[rows].copy()
+        L2[k, dim] = cut
+        kids = self.children(rows, batch, lo, hi, upper, slopes, batch.get("splits") or self.no_splits(len(L)))
+        self.push({"L": np.vstack([L1, L2]), "U": np.vstack([U1, U[rows]]), **kids})
+        self.stats["input_splits"] += int(rows.size)
+
+    def no_splits(self, n: int) -> dict:
+        return {name: np.zeros((n, self.fnet[name].size), dtype=np.int8) for name in self.splittable}
+
+    def choose_neurons(self, rows, open_, scores):
+        """Per node in ``rows``: ``(layer index into self.splittable, neuron)`` of the open splittable
+        neuron with the largest score (``-1`` where none is open: those nodes branch on inputs)."""
+        if not self.splittable:
+            return None
+        best = np.full(rows.size, -np.inf)
+        layer = np.full(rows.size, -1)
+        neuron = np.zeros(rows.size, dtype=np.int64)
+        for k, name in enumerate(self.splittable):
+            mask = open_[name][rows]
+            s = scores[name][rows] if scores and name in scores else np.zeros(mask.shape)
+            s = np.where(mask, s + 1e-12, -np.inf)  # open neurons with zero score still beat none
+            j = np.argmax(s, axis=1)
+            v = s[np.arange(rows.size), j]
+            better = v > best
+            best[better], layer[better], neuron[better] = v[better], k, j[better]
+        return layer, neuron
+
+    def branch_neurons(self, rows, choice, batch, lo, hi, upper, slopes) -> None:
+        """Split the chosen neuron of each node: one child active (+1), one inactive (-1)."""
+        layer, neuron = choice
+        chosen = layer >= 0
+        rows, layer, neuron = rows[chosen], layer[chosen], neuron[chosen]
+        if not rows.size:
+            return
+        n = len(batch["L"])
+        splits = batch.get("splits") or self.no_splits(n)
+        kids = self.children(rows, batch, lo, hi, upper, slopes, splits)
+        k = np.arange(rows.size)
+        for index, name in enumerate(self.splittable):
+            here = layer == index
+            s = kids["splits"][name]
+            s[k[here], neuron[here]] = 1
+            s[rows.size + k[here], neuron[here]] = -1
+        L, U = batch["L"][rows], batch["U"][rows]
+        self.push({"L": np.vstack([L, L]), "U": np.vstack([U, U]), **kids})
+        self.stats["neuron_splits"] += int(rows.size)
+
+    def sample(self, L: np.ndarray, U: np.ndarray, lam: np.ndarray) -> None:
+        """Incumbent candidates: every box's centre, the corner maximising ``f``'s linear upper bound
+        (``Λ``) and a few random points (batched, then the best re-evaluated one at a time)."""
         k = self.options["samples"]
-        points = [(L + U) / 2]
+        points = [(L + U) / 2, np.where(lam > 0, U, L)]
         if k > 0:
             r = self.rng.random((k, *L.shape))
             points.append(np.clip(L + r * (U - L), L, U).reshape(-1, L.shape[1]))
@@ -243,8 +362,27 @@ class _Search:
         if run.x is not None and self.offer(np.clip(run.x[milp.input_columns], self.domain.lower, self.domain.upper)):
             self.stats["polished"] += 1
 
-    def leaf(self, lower, upper, engine_ub: float, lo: dict, hi: dict, i: int) -> float:
-        """Decide box ``i`` by its MILP; returns the box's bound (the MILP's when the forward pass supports it)."""
+    def in_node(self, x: np.ndarray, lower, upper, splits: dict) -> bool:
+        """Whether ``x`` lies in the node: in its box, with every split neuron's pre-activation (float64
+        forward pass) on the split's side of the kink."""
+        if not bool(np.all((lower <= x) & (x <= upper))):
+            return False
+        fixed = {name: s for name, s in splits.items() if s.any()}
+        if not fixed:
+            return True
+        values = self.fnet.forward_all(x[None])
+        return all(bool(np.all(((s <= 0) | (values[self.fnet[name].inputs[0]][0] >= 0))
+                               & ((s >= 0) | (values[self.fnet[name].inputs[0]][0] <= 0)))) for name, s in fixed.items())
+
+    def leaf(self, lower, upper, engine_ub: float, lo: dict, hi: dict, i: int, splits: dict) -> float:
+        """Decide node ``i`` by its MILP; returns the node's bound (the MILP's when the forward pass supports it).
+
+        The MILP is compiled with the node's bounds, in which split neurons' pre-activations are clamped
+        at the kink: it relaxes ``f`` over the node's region, so only forward values at points of the
+        region (:meth:`in_node`) can contradict its bound. In neuron branching a region can be empty:
+        HiGHS's ``infeasible`` then closes the node (in input branching a box is never empty, so there
+        it is a failure and the node keeps its engine bound).
+        """
         from .backends.highs import solve_milp
         from .bounds.base import Bounds
         from .formulation.bigm import start_vector
@@ -255,24 +393,28 @@ class _Search:
         compiled = compile_network(self.fnet, box, bounds=Bounds({k: v[i] for k, v in lo.items()},
                                                                   {k: v[i] for k, v in hi.items()}, "symbolic"))
         milp = compiled.milp.with_objective(np.ones(1), "min")
-        inside = self.best_x is not None and bool(np.all((lower <= self.best_x) & (self.best_x <= upper)))
-        first = self.best_x if inside else (lower + upper) / 2
+        row = {name: s[i] for name, s in splits.items()}
+        first = self.best_x if self.best_x is not None and self.in_node(self.best_x, lower, upper, row) else (lower + upper) / 2
         run = solve_milp(milp, deadline=self.deadline, mip_rel_gap=self.gap, threads=self.options["threads"],
                          log=self.options["log"], start=start_vector(self.fnet, milp, first), on_interrupt="raise")
         self.stats["leaf_milp_time"] += run.seconds
-        seen = [self.value(first)]
+        seen = [self.value(first)] if self.in_node(first, lower, upper, row) else []
         if run.x is not None:
             x = np.clip(run.x[milp.input_columns], lower, upper)
             self.offer(x)
-            seen.append(self.value(x))
+            if self.in_node(x, lower, upper, row):
+                seen.append(self.value(x))
+        if run.status == "infeasible" and any(s.any() for s in row.values()) and not seen:
+            self.stats["leaf_empty"] = self.stats.get("leaf_empty", 0) + 1
+            return -math.inf
         if run.bound is None:
             self.stats["leaf_milp_failed"] += 1
             return engine_ub
         bound = -run.bound
-        if max(seen) > bound:
+        if seen and max(seen) > bound:
             self.stats["leaf_milp_failed"] += 1
             self.notes.append(f"a leaf MILP's bound {bound:.17g} is beaten by the forward pass ({max(seen):.17g}): "
-                              "the box keeps its engine bound")
+                              "the node keeps its engine bound")
             return engine_ub
         return min(bound, engine_ub)
 
@@ -280,7 +422,8 @@ class _Search:
 def branch_and_bound(net: Network, domain: InputDomain, coefficients: np.ndarray, sense: str, *,
                      gap: float, deadline: Deadline, root_bounds=None, batch_size: int = 64,
                      leaf_unstable: int = 14, max_depth: int = 60, samples: int = 4, polish: bool = True,
-                     threads: int | None = None, log: bool = False, progress: bool = False, seed: int = 0):
+                     threads: int | None = None, log: bool = False, progress: bool = False, seed: int = 0,
+                     branching: str = "auto", alpha_steps: int | None = None):
     """Maximise (``sense="max"``) or minimise ``coefficients @ net(x)`` over the box ``domain``.
 
     ``root_bounds`` (a :class:`~relumilp.bounds.base.Bounds` of ``net`` on ``domain``, e.g. from LP
@@ -293,21 +436,27 @@ def branch_and_bound(net: Network, domain: InputDomain, coefficients: np.ndarray
     from .backends.highs import MilpSolution
 
     if domain.A is not None:
-        from .errors import RelumilpError
-
         raise RelumilpError("branch and bound needs a box domain (no rows A x <= b): use method='milp'")
     sign = 1.0 if sense == "max" else -1.0
     coefficients = np.asarray(coefficients, dtype=np.float64)
     fnet = objective_network(net, coefficients, sign)
+    if branching not in BRANCHING:
+        raise RelumilpError(f"branching must be one of {', '.join(BRANCHING)}, got {branching!r}")
+    if branching == "auto":
+        branching = "input" if domain.size <= INPUT_BRANCHING_MAX_INPUTS else "relu"
+    if alpha_steps is None:
+        alpha_steps = ALPHA_STEPS[branching]
     options = {"leaf_unstable": int(leaf_unstable), "max_depth": int(max_depth), "samples": int(samples),
-               "polish": bool(polish), "threads": threads, "log": log, "seed": seed}
+               "polish": bool(polish), "threads": threads, "log": log, "seed": seed, "branching": branching,
+               "alpha_steps": int(alpha_steps)}
     search = _Search(net, fnet, coefficients, sign, domain, gap, deadline, options)
     start = {name: (np.full((1, node.size), -np.inf), np.full((1, node.size), np.inf))
              for name, node in ((name, fnet[name]) for name in search.kept)}
     if root_bounds is not None:
         start.update({name: (root_bounds.lower[name][None], root_bounds.upper[name][None])
                       for name in search.kept if name in root_bounds.lower})
-    search.push(domain.lower[None], domain.upper[None], np.full(1, np.inf), np.zeros(1, dtype=np.int64), start)
+    search.push({"L": domain.lower[None], "U": domain.upper[None], "ub": np.full(1, np.inf),
+                 "depth": np.zeros(1, dtype=np.int64), "start": start, "splits": search.no_splits(1)})
     status = "optimal"
     clock = time.perf_counter()
     threads_before = torch.get_num_threads()

@@ -327,6 +327,7 @@ def optimize(
     method: str = "auto",
     progress: bool = False,
     formulation: str = "bigm",
+    branching: str = "auto",
     **bound_options,
 ) -> SolveResult:
     """Globally minimise or maximise an output of ``network`` over ``input_bounds``, with a certificate.
@@ -338,6 +339,9 @@ def optimize(
     :data:`~relumilp.choices.MILP_MAX_NEURONS` activation neurons, ``milp`` otherwise (the rule the
     benchmarks in ``docs/benchmarks.md`` support).
     ``progress`` shows a tqdm bar on stderr (branch and bound: open boxes, incumbent, bound, gap).
+    ``branching`` (branch and bound only) is ``"input"`` (halve input boxes), ``"relu"`` (split
+    unstable neurons, with optimised slopes) or ``"auto"`` (input boxes up to
+    :data:`relumilp.bab.INPUT_BRANCHING_MAX_INPUTS` inputs, neurons beyond).
 
     The big-M MILP is solved by HiGHS through :func:`relumilp.backends.highs.solve_milp` (exact
     power-of-two equilibration, no absolute gap), and the answer is certified by
@@ -395,7 +399,7 @@ def optimize(
         net, domain = _problem(network, input_bounds)
         neurons = sum(node.size for node in net.activations)
         if method == "bab" or (net.input_size <= BAB_MAX_INPUTS and domain.A is None and neurons > MILP_MAX_NEURONS):
-            return _optimize_bab(net, domain, (maximize, minimize, objective), tighten, bounds, deadline, gap,
+            return _optimize_bab(net, domain, (maximize, minimize, objective), tighten, bounds, deadline, gap, branching,
                                  threads, log, check, started, progress, bound_options)
         network, input_bounds = net, domain
     try:
@@ -447,7 +451,7 @@ def _problem(network, input_bounds):
     return net, InputDomain.of(input_bounds, net.input_size)
 
 
-def _optimize_bab(net, domain, choice, tighten, bounds, deadline, gap, threads, log, check, started, progress,
+def _optimize_bab(net, domain, choice, tighten, bounds, deadline, gap, branching, threads, log, check, started, progress,
                   bound_options):
     """:func:`optimize` by branch and bound (``bounds``, or ``tighten`` beyond symbolic, seed the root)."""
     from .bab import branch_and_bound, certified
@@ -461,7 +465,8 @@ def _optimize_bab(net, domain, choice, tighten, bounds, deadline, gap, threads, 
         return SolveResult(status="interrupted", times={"total": time.perf_counter() - started})
     searched = time.perf_counter()
     solution, x, stats = branch_and_bound(net, domain, coefficients, sense, gap=gap, deadline=deadline,
-                                          root_bounds=bounds, threads=threads, log=log, progress=progress)
+                                          root_bounds=bounds, threads=threads, log=log, progress=progress,
+                                          branching=branching)
     result = certified(net, domain, solution, x, coefficients, sense, gap, check)
     solved = time.perf_counter()
     result.times = {"bounds": searched - started, "build": solved - searched - stats["seconds"],

@@ -61,6 +61,32 @@ def test_optimum_equals_brute_force_when_branching(seed):
     _check_against_oracle(net, domain, result, k, sense)
 
 
+def _neuron_branching(seed):
+    """Neuron branching with optimised slopes down to (almost) every neuron fixed: LP leaves, leaves
+    with one or two open neurons, splits carried into the bounds, empty nodes."""
+    net, domain = random_network(9000 + seed)
+    k, sense = _objective(net, seed)
+    c = np.eye(net.output_size)[k]
+    solution, x, stats = branch_and_bound(net, domain, c, sense, gap=1e-6, deadline=Deadline(), leaf_unstable=seed % 3,
+                                          batch_size=1 + seed % 5, branching="relu", alpha_steps=(0, 4)[seed % 2],
+                                          polish=seed % 4 < 2)
+    assert stats["branching"] == "relu"
+    result = certified(net, domain, solution, x, c, sense, 1e-6, "raise")
+    _check_against_oracle(net, domain, result, k, sense)
+    return stats
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_optimum_equals_brute_force_neuron_branching(seed):
+    _neuron_branching(seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(20, 240))
+def test_optimum_equals_brute_force_neuron_branching_slow(seed):
+    _neuron_branching(seed)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(200, 1200))
 def test_optimum_equals_brute_force_slow(seed):
@@ -75,8 +101,9 @@ def _deep_network(seed, sizes):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_engine_bounds_contain_every_forward_value(seed):
-    """Node bounds from :func:`_bound_boxes` on random sub-boxes (with parent bounds as start) hold for
-    1e4 float64 forward passes per batch, with no tolerance."""
+    """Node bounds from :func:`_bound_boxes` on random sub-boxes (with parent bounds as start, random
+    neuron splits and, for odd seeds, optimised slopes) hold for 1e4 float64 forward passes per batch
+    that satisfy the node's splits, with no tolerance."""
     rng = np.random.default_rng(seed)
     net = _deep_network(seed, [3, 12, 12, 2])
     fnet = objective_network(net, rng.normal(size=2), 1.0 if seed % 2 else -1.0)
@@ -84,19 +111,29 @@ def test_engine_bounds_contain_every_forward_value(seed):
     lower, upper = -np.ones(3), np.ones(3)
     names = [node.name for node in fnet.order[1:]]
     start = {name: (np.full((1, fnet[name].size), -np.inf), np.full((1, fnet[name].size), np.inf)) for name in names}
-    root_lo, root_hi, _ = _bound_boxes(engine, lower[None], upper[None], start)
+    steps = 6 * (seed % 2)
+    root, _ = _bound_boxes(engine, lower[None], upper[None], start, steps=steps)
     B = 8
     a, b = rng.uniform(lower, upper, size=(2, B, 3))
     L, U = np.minimum(a, b), np.maximum(a, b)
-    kids = {name: (np.repeat(root_lo[name], B, 0), np.repeat(root_hi[name], B, 0)) for name in names}
-    lo, hi, lam = _bound_boxes(engine, L, U, kids)
+    kids = {name: (np.repeat(root.lower[name], B, 0), np.repeat(root.upper[name], B, 0)) for name in names}
+    act = fnet.activations[seed % 2]
+    splits = {act.name: rng.choice([-1, 0, 0, 0, 1], size=(B, act.size)).astype(np.int8)}
+    slopes = None if root.slopes is None else {k: np.repeat(v, B, 0) for k, v in root.slopes.items()}
+    result, lam = _bound_boxes(engine, L, U, kids, splits, slopes, steps)
+    lo, hi = result.lower, result.upper
     assert lam.shape == (B, 3)
     for i in range(B):
         X = rng.uniform(L[i], U[i], size=(10_000, 3))
         X = np.vstack([X, L[i], U[i], (L[i] + U[i]) / 2])
         values = fnet.forward_all(X)
+        pre = values[act.inputs[0]]
+        s = splits[act.name][i]
+        keep = np.all((s <= 0) | (pre >= 0), axis=1) & np.all((s >= 0) | (pre <= 0), axis=1)
+        X = X[keep]
         for name in fnet.graph:
-            assert np.all(values[name] >= lo[name][i]) and np.all(values[name] <= hi[name][i]), name
+            v = values[name][keep]
+            assert np.all(v >= lo[name][i]) and np.all(v <= hi[name][i]), name
         singles = np.array([fnet.forward(x)[0] for x in X[:200]])  # the one-point pass that certify uses
         assert np.all(singles >= lo[fnet.output][i, 0]) and np.all(singles <= hi[fnet.output][i, 0])
 

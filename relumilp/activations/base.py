@@ -529,6 +529,23 @@ class Activation:
             lower, upper = (c, np.full(c.size, np.inf)) if side == 1 else (np.full(c.size, -np.inf), c)
             asm.add_rows(name, [(1.0, np.array(ys)), (-np.array(slopes), np.array(xs))], lower, upper)
 
+    def lower_family(self, l, u, t):
+        r"""Optional hook for optimised relaxations (alpha-CROWN): a family of valid lower lines.
+
+        ``t`` in ``[0, 1]`` (torch, any shape broadcasting with ``l`` and ``u``) selects, for each neuron
+        where the family applies, a line ``a_l(t) x + c_l(t) <= f(x)`` on ``[l, u]`` -- *every* ``t`` in
+        ``[0, 1]`` must give a valid line, since the engine optimises ``t`` by projected gradient and
+        then evaluates the bound at whatever ``t`` it found. Returns ``(mask, a_l, c_l)`` (the neurons
+        where the family applies; elsewhere the engine keeps :meth:`linear_relaxation`'s lower line), or
+        None when the kind has no such family (the default).
+        """
+        return None
+
+    def lower_family_start(self, l, u):
+        """The ``t`` of :meth:`lower_family` that reproduces :meth:`linear_relaxation`'s lower line
+        (the starting point of the optimisation); only called when :meth:`lower_family` is not None."""
+        raise NotImplementedError
+
     def linear_relaxation(self, l, u):
         r"""``(a_l, c_l, a_u, c_u)`` with ``a_l x + c_l <= f(x) <= a_u x + c_u`` on ``[l, u]`` (torch).
 

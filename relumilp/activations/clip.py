@@ -68,6 +68,17 @@ class Clip(Activation):
         al, cl, au, cu = _clipped_relaxation(self.high - a, l - a, u - a)
         return al, cl + a - al * a, au, cu + a - au * a
 
+    def lower_family(self, l, u, t):
+        """Neurons crossing the lower kink only (``l < a < u <= b``): the line ``a + t (x - a)``,
+        ``t`` in ``[0, 1]``; below ``a`` it is at most ``a = f(x)``, on ``[a, u]`` at most ``x = f(x)``.
+        (Neurons crossing the top keep :meth:`linear_relaxation`'s lower line.)"""
+        a = self.low
+        return (l < a) & (u > a) & (u <= self.high), t, a - t * a
+
+    def lower_family_start(self, l, u):
+        a = self.low
+        return (u - a >= a - l).to(l.dtype)  # as linear_relaxation (the ReLU case of _clipped_relaxation)
+
     def milp_rows(self, asm, name, x_all, y_all, L, U, ph):
         from ..formulation.milp import VariableGroup
 

@@ -70,6 +70,18 @@ class LeakyReLU(Activation):
         al = torch.where(active | (cross & (u >= -l)), one, a * one)
         return al, zero, au, cu
 
+    def lower_family(self, l, u, t):
+        """Unstable neurons (``l < 0 < u``): the line ``s x`` through the kink with ``s = alpha + t (1 - alpha)``,
+        ``t`` in ``[0, 1]``. ``f`` is convex and ``s`` lies between its two slopes, so ``s x <= f(x)``
+        for every ``x``."""
+        import torch
+
+        a = self._slope
+        return (l < 0) & (u > 0), a + t * (1.0 - a), torch.zeros_like(t)
+
+    def lower_family_start(self, l, u):
+        return (u >= -l).to(l.dtype)  # linear_relaxation's area-minimising choice: s = 1 or s = alpha
+
     def milp_rows(self, asm, name, x_all, y_all, L, U, ph):
         alpha = self._slope
         idx = np.flatnonzero(ph.crosses[0])

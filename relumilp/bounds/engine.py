@@ -37,6 +37,21 @@ kink, vacuously sound). The relaxation inside the propagation is exact; the wide
 computed values). This is the simple sound form; optimised split multipliers (beta-CROWN) are not
 implemented.
 
+**Optimised slopes** (``optimise``, alpha-CROWN, Xu et al. 2021): the lower line of a neuron that
+crosses a kink is not unique -- for ReLU any ``s x`` with ``s`` in ``[alpha, 1]`` lies below ``f``. Kinds
+that expose such a family (:meth:`~relumilp.activations.Activation.lower_family`, a parameter ``t`` in
+``[0, 1]`` per neuron, every value valid) get ``t`` optimised for the output's bounds: one ``t`` per box,
+per bounded form (``sense``: the output's ``"lower"``, ``"upper"`` or ``"both"``) and per neuron,
+``steps`` projected Adam steps (``lr``) on the sum of the bounds, starting from ``slopes`` (e.g. the
+parent node's) or from the plain relaxation, keeping per form the best ``t`` seen. The intermediate
+nodes keep their plain bounds. The gradient pass is never trusted: the bound is evaluated again at the
+chosen ``t`` (clamped to ``[0, 1]``) with the same margins as every back-substituted bound, then
+intersected with the plain one, so it is sound and never looser. The result carries the parameters
+(``slopes``, warm starts) and per-neuron ``scores``: ``sum over forms of A+ gap_up + |A-| gap_low``,
+``A`` the neuron's coefficient in the optimised bound and the gaps the largest distances of its upper
+/ lower line from ``f`` on ``[l, u]`` (what splitting the neuron could recover, BaBSR-style: Bunel et
+al. 2020).
+
 **Soundness** (sound mode, IR networks): interval steps are rounded outward (:func:`affine_interval`,
 ``outward=True``); back-substituted bounds are widened by ``ρ (1 + sum of |terms|)``, the magnitude of
 all products that entered the bound, with ``ρ =`` :func:`roundoff_margin`; and :meth:`BoundEngine.bounds`
@@ -129,14 +144,17 @@ def affine_interval(op: _Op, lo: dict, hi: dict, outward: bool = False):
 
 
 def back_substitute(ops: list[_Op], index: int, lo: dict, hi: dict, relax: dict, track_magnitude: bool = True,
-                    coefficients=None, input_coefficients: bool = False):
+                    coefficients=None, input_coefficients: bool = False, collect: dict | None = None):
     """Upper bounds over the input box of the linear forms ``coefficients @ t``, ``t = ops[index]``.
 
     ``coefficients`` has shape (B, R, m); the default ``[I; -I]`` gives upper bounds of ``[t; -t]``
-    (shape (B, 2m)). Returns ``(bounds, mag)`` where ``mag`` is the sum of |terms| that entered each
-    bound (for the round-off margin; None without ``track_magnitude``). With ``input_coefficients``,
-    returns instead the forms' coefficients on the network input (B, R, n_in).
+    (shape (B, 2m)). ``relax[act] = (a_l, c_l, a_u, c_u)``, each (B, size) (one line per neuron) or
+    (B, R, size) (one line per neuron and form: the optimised slopes). Returns ``(bounds, mag)`` where
+    ``mag`` is the sum of |terms| that entered each bound (for the round-off margin; None without
+    ``track_magnitude``). With ``input_coefficients``, returns instead the forms' coefficients on the
+    network input (B, R, n_in). ``collect``, if given, receives each activation's coefficients (B, R, size).
     """
+    per_form = lambda a: a if a.dim() == 3 else a.unsqueeze(1)
     target = ops[index]
     if coefficients is None:
         m = target.size
@@ -159,12 +177,14 @@ def back_substitute(ops: list[_Op], index: int, lo: dict, hi: dict, relax: dict,
                 term = lmatmul(A, W)
                 coef[src] = coef[src] + term if src in coef else term
         elif op.kind == "act":
-            al, cl, au, cu = relax[op.name]
+            if collect is not None:
+                collect[op.name] = A
+            al, cl, au, cu = (per_form(a) for a in relax[op.name])
             pos, neg = torch.clamp(A, min=0.0), torch.clamp(A, max=0.0)
-            new = pos * au.unsqueeze(1) + neg * al.unsqueeze(1)
-            const = const + (pos * cu.unsqueeze(1) + neg * cl.unsqueeze(1)).sum(-1)
+            new = pos * au + neg * al
+            const = const + (pos * cu + neg * cl).sum(-1)
             if track_magnitude:
-                mag = mag + (pos * cu.abs().unsqueeze(1) - neg * cl.abs().unsqueeze(1)).sum(-1)
+                mag = mag + (pos * cu.abs() - neg * cl.abs()).sum(-1)
             src = op.inputs[0]
             coef[src] = coef[src] + new if src in coef else new
         else:  # the input node: maximise over the box
@@ -189,6 +209,11 @@ class EngineBounds:
     lower: dict
     upper: dict
     empty: object
+    #: with ``optimise``: the optimised lower-line parameters ``{activation: (B, R, size)}`` (warm starts)
+    slopes: dict | None = None
+    #: with ``optimise``: per activation (B, size), how much each neuron's relaxation gap costs the
+    #: optimised output bound (``|coefficient| x gap``, summed over forms; a BaBSR-style branching score)
+    scores: dict | None = None
 
     def __iter__(self):  # lo, hi = engine.bounds(...)
         return iter((self.lower, self.upper))
@@ -236,31 +261,37 @@ class BoundEngine:
 
     # -- numpy front end (sound IR bounds) -----------------------------------------------------------
 
-    def bounds(self, lower, upper, start: dict | None = None, refine="all", splits: dict | None = None) -> EngineBounds:
+    def bounds(self, lower, upper, start: dict | None = None, refine="all", splits: dict | None = None,
+               optimise: dict | None = None) -> EngineBounds:
         """Sound bounds (numpy, (B, size) per node) over the boxes ``[lower, upper]`` of shape (B, n).
 
         ``start`` maps node names to ``(lower, upper)`` (B, size) arrays already valid on each box;
-        ``refine`` and ``splits`` are described in the module docstring. In sound mode the result is
-        widened so that it contains every float64 forward value of every input of each box.
+        ``refine``, ``splits`` and ``optimise`` are described in the module docstring. In sound mode
+        the result is widened so that it contains every float64 forward value of every input of each box.
         """
         device = self.device
         t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), device=device)
         start_t = None if start is None else {k: (t(v[0]), t(v[1])) for k, v in start.items() if k in self.index}
         splits_t = None if splits is None else {k: t(v) for k, v in splits.items()}
+        if optimise is not None and optimise.get("slopes") is not None:
+            optimise = {**optimise, "slopes": {k: t(v) for k, v in optimise["slopes"].items()}}
         with torch.no_grad():
-            result = self.propagate(t(lower), t(upper), start_t, refine, splits_t)
+            result = self.propagate(t(lower), t(upper), start_t, refine, splits_t, optimise)
         lo = {k: v.cpu().numpy() for k, v in result.lower.items()}
         hi = {k: v.cpu().numpy() for k, v in result.upper.items()}
         if self.sound and self.net is not None:
             lo, hi = widen(self.net, lo, hi)
-        return EngineBounds(lo, hi, result.empty.cpu().numpy())
+        numpy = lambda d: None if d is None else {k: v.cpu().numpy() for k, v in d.items()}
+        return EngineBounds(lo, hi, result.empty.cpu().numpy(), numpy(result.slopes), numpy(result.scores))
 
     # -- the propagation -------------------------------------------------------------------------------
 
-    def propagate(self, lower, upper, start: dict | None = None, refine="all", splits: dict | None = None) -> EngineBounds:
+    def propagate(self, lower, upper, start: dict | None = None, refine="all", splits: dict | None = None,
+                  optimise: dict | None = None) -> EngineBounds:
         """Bounds of every op over the boxes ``[lower, upper]`` ((B, n) tensors), as (B, size) tensors.
 
-        Differentiable when called outside ``torch.no_grad`` (the training losses). No final widening.
+        Differentiable when called outside ``torch.no_grad`` (the training losses; not with
+        ``optimise``, whose own gradient pass is internal). No final widening.
         """
         lo: dict = {}
         hi: dict = {}
@@ -285,7 +316,113 @@ class BoundEngine:
                 relax[op.name] = op.act.linear_relaxation(lo[src], hi[src])
                 l, u = self._start(op.name, l, u, start)
             lo[op.name], hi[op.name] = l, u
-        return EngineBounds(lo, hi, empty)
+        if optimise is None or self.output not in self.symbolic:
+            return EngineBounds(lo, hi, empty)
+        slopes, scores = self._optimise(lo, hi, relax, optimise)
+        return EngineBounds(lo, hi, empty, slopes, scores)
+
+    # -- optimised slopes (alpha-CROWN) ------------------------------------------------------------------
+
+    def _optimise(self, lo: dict, hi: dict, relax: dict, options: dict):
+        """Tighten the output's bounds in place by optimising the lower-line parameter of every neuron
+        whose activation has a :meth:`~relumilp.activations.Activation.lower_family`, per box and per
+        bound (module docstring); returns ``(slopes, scores)``."""
+        index = self.index[self.output]
+        out = self.ops[index]
+        batch, m = lo[out.name].shape
+        sense = options.get("sense", "both")
+        eye = torch.eye(m, dtype=lo[out.name].dtype, device=lo[out.name].device)
+        rows = {"lower": -eye, "upper": eye, "both": torch.cat([eye, -eye])}
+        if sense not in rows:
+            raise RelumilpError(f"optimise sense must be 'lower', 'upper' or 'both', got {sense!r}")
+        C = rows[sense].expand(batch, -1, m)
+        R = C.shape[1]
+        warm = options.get("slopes") or {}
+        families, params = {}, {}
+        for op in self.ops[:index]:
+            if op.kind != "act":
+                continue
+            l3, u3 = lo[op.inputs[0]].unsqueeze(1), hi[op.inputs[0]].unsqueeze(1)
+            if op.act.lower_family(l3, u3, l3) is None:
+                continue
+            families[op.name] = (op.act, l3, u3)
+            t0 = warm.get(op.name)
+            if t0 is None or tuple(t0.shape) != (batch, R, op.size):
+                t0 = op.act.lower_family_start(l3, u3).expand(batch, R, op.size)
+            params[op.name] = torch.clamp(t0.detach(), 0.0, 1.0).clone()
+
+        def relaxed(ts):
+            # -- the activations' parameterised lower lines (the hook's only call) --
+            result = dict(relax)
+            for name, t in ts.items():
+                act, l3, u3 = families[name]
+                mask, al_t, cl_t = act.lower_family(l3, u3, t)
+                al, cl, au, cu = relax[name]
+                result[name] = (torch.where(mask, al_t, al.unsqueeze(1)), torch.where(mask, cl_t, cl.unsqueeze(1)), au, cu)
+            return result
+
+        steps = int(options.get("steps", 20))
+        if params and steps > 0:
+            best_t = {k: v.clone() for k, v in params.items()}
+            best = None
+            variables = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+            lr, beta1, beta2 = float(options.get("lr", 0.25)), 0.9, 0.999
+            moments = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in params.items()}
+            with torch.enable_grad():
+                for step in range(steps + 1):
+                    bound, _ = back_substitute(self.ops, index, lo, hi, relaxed(variables), False, coefficients=C)
+                    value = bound.detach()
+                    better = torch.ones_like(value, dtype=torch.bool) if best is None else value < best
+                    best = value if best is None else torch.where(better, value, best)
+                    for k, v in variables.items():  # keep, per box and form, the parameters of the best bound
+                        best_t[k] = torch.where(better.unsqueeze(-1), v.detach(), best_t[k])
+                    if step == steps:
+                        break
+                    grads = torch.autograd.grad(bound.sum(), list(variables.values()))
+                    with torch.no_grad():  # one Adam step (Kingma & Ba 2015), then the projection onto [0, 1]
+                        for (k, v), g in zip(variables.items(), grads):
+                            m1, m2 = moments[k]
+                            m1.mul_(beta1).add_(g, alpha=1 - beta1)
+                            m2.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                            step_size = lr / (1 - beta1 ** (step + 1))
+                            denom = (m2 / (1 - beta2 ** (step + 1))).sqrt_().add_(1e-8)
+                            v.addcdiv_(m1, denom, value=-step_size).clamp_(0.0, 1.0)
+            params = {k: torch.clamp(v, 0.0, 1.0) for k, v in best_t.items()}
+        # the bound itself: re-evaluated without gradients at the chosen parameters, with the round-off
+        # margin (any t in [0, 1] is a valid relaxation; the optimisation pass is never trusted)
+        coefficients: dict = {}
+        final = relaxed(params)
+        bound, mag = back_substitute(self.ops, index, lo, hi, final, self.sound, coefficients=C, collect=coefficients)
+        if self.sound:
+            bound = bound + self.roundoff * (1.0 + mag)
+        l, u = lo[out.name], hi[out.name]
+        if sense in ("upper", "both"):
+            l, u = intersect(l, u, l, torch.minimum(u, bound[:, :m]))
+        if sense in ("lower", "both"):
+            l, u = intersect(l, u, torch.maximum(l, -bound[:, -m:]), u)
+        lo[out.name], hi[out.name] = l, u
+        return params, self._gap_scores(final, coefficients, lo, hi)
+
+    def _gap_scores(self, relax: dict, coefficients: dict, lo: dict, hi: dict) -> dict:
+        """Per activation (B, size): ``sum over forms of (A+ gap_upper + |A-| gap_lower)``, the gaps being
+        the largest distance between each relaxation line and ``f`` over ``l``, ``u`` and the kinks
+        inside (``f`` is linear between kinks, so the distance is extreme there)."""
+        scores = {}
+        for name, A in coefficients.items():
+            op = self.ops[self.index[name]]
+            l, u = lo[op.inputs[0]], hi[op.inputs[0]]
+            al, cl, au, cu = (a if a.dim() == 3 else a.unsqueeze(1) for a in relax[name])
+            points = [l, u] + [torch.clamp(torch.full_like(l, b), min=l, max=torch.maximum(l, u)) for b in op.act.breakpoints]
+            up = torch.zeros_like(A)
+            down = torch.zeros_like(A)
+            for p in points:
+                f = op.act.apply_torch(p).unsqueeze(1)
+                p = p.unsqueeze(1)
+                up = torch.maximum(up, au * p + cu - f)
+                down = torch.maximum(down, f - (al * p + cl))
+            score = (torch.clamp(A, min=0.0) * up - torch.clamp(A, max=0.0) * down).sum(1)
+            scores[name] = torch.nan_to_num(score, nan=0.0)
+        return scores
 
     @staticmethod
     def _start(name, l, u, start):
