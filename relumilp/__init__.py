@@ -6,18 +6,27 @@ emits a MILP into a Pyomo block (:func:`add_network`) or straight into HiGHS; :f
 :func:`optimize` solve it and check the answer against the network's own forward pass.
 """
 
+from __future__ import annotations
+
 __version__ = "0.1.0"
 
 import importlib
+from typing import TYPE_CHECKING
 
-from .domain import InputDomain
 from .errors import (InvalidDomainError, InvalidNetworkError, ModelFileError, RelumilpError, SolveError,
                      UnsupportedOperatorError)
-from .ir import ActivationNode, AffineNode, InputNode, Network
 
-# The Pyomo- and torch-based parts load on first use (PEP 562), so that ``import relumilp.bounds.obbt``
-# in a worker process or ``relumilp --help`` does not pay for importing Pyomo.
+if TYPE_CHECKING:
+    from .ir import Network
+
+# Everything numerical loads on first use (PEP 562): ``relumilp --help`` imports no numpy, scipy, Pyomo
+# or torch, and ``import relumilp.bounds.obbt`` in a worker process does not pay for Pyomo.
 _LAZY = {
+    "InputDomain": (".domain", "InputDomain"),
+    "Network": (".ir", "Network"),
+    "ActivationNode": (".ir", "ActivationNode"),
+    "AffineNode": (".ir", "AffineNode"),
+    "InputNode": (".ir", "InputNode"),
     "examples": (".examples", None),
     "add_network": (".api", "add_network"),
     "NetworkBlock": (".api", "NetworkBlock"),

@@ -36,12 +36,12 @@ goes through :func:`relumilp.optimization.certify`, like the MILP path's.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from types import SimpleNamespace
 
 import numpy as np
 
+from ._progress import progress_bar
 from .domain import InputDomain
 from .ir import Network
 from .limits import Deadline
@@ -340,9 +340,7 @@ def branch_and_bound(net: Network, domain: InputDomain, coefficients: np.ndarray
 
 
 def _progress_bar(progress: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(desc="branch and bound", unit="box", disable=not progress, file=sys.stderr, leave=False)
+    return progress_bar(progress, "branch and bound", " boxes")
 
 
 def _show(bar, search: _Search, boxes: int) -> None:

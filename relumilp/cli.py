@@ -50,16 +50,16 @@ def _attach_box_values(argv: list[str]) -> list[str]:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(_attach_box_values(list(sys.argv[1:] if argv is None else argv)))
-    if argv is None:  # the console entry point is guarded, so spawned worker processes are safe
-        from .bounds.obbt import set_default_workers
-
-        set_default_workers(os.cpu_count() or 1)
     from .commands.common import convert_options, show_warning
 
     try:
         with terminate_as_interrupt(), warnings.catch_warnings():
             warnings.showwarning = show_warning  # warnings print as one line, like errors
-            convert_options(args)
+            convert_options(args)  # before any numerical import: a bad option fails in a blink
+            if argv is None:  # the console entry point is guarded, so spawned worker processes are safe
+                from .bounds.obbt import set_default_workers
+
+                set_default_workers(os.cpu_count() or 1)
             if getattr(args, "time_limit", None) is not None:
                 # the user's clock starts with the command: imports and start-up count too
                 args.time_limit = Deadline.since_process_start(args.time_limit)

@@ -5,7 +5,8 @@ producing a flat float64 vector:
 
 * :class:`InputNode` -- the network input (one per network), flattened from ``input_shape``;
 * :class:`AffineNode` -- ``y = sum_i W_i @ x_i + b`` over one or more predecessors (a dense layer,
-  folded normalisation, a residual sum, a concatenation are all affine);
+  folded normalisation, a residual sum, a concatenation, a convolution, pooling, slicing are all
+  affine); each ``W_i`` is a dense numpy array or a scipy CSR array (:mod:`relumilp.matrices`);
 * :class:`ActivationNode` -- an element-wise piecewise-linear activation of one predecessor, an
   :class:`~relumilp.activations.Activation` object of one of the registered kinds
   (:mod:`relumilp.activations`).
@@ -27,6 +28,7 @@ import networkx as nx
 import numpy as np
 
 from . import activations as _activations
+from . import matrices
 from .activations import Activation
 from .errors import InvalidNetworkError, ModelFileError
 
@@ -47,17 +49,34 @@ class InputNode(Node):
 
 @dataclass(frozen=True, eq=False)
 class AffineNode(Node):
-    """``y = sum_i weights[i] @ x_{inputs[i]} + bias``; ``weights[i]`` has shape (size, size of input i)."""
+    """``y = sum_i weights[i] @ x_{inputs[i]} + bias``; ``weights[i]`` has shape (size, size of input i).
 
-    weights: tuple[np.ndarray, ...] = ()
+    Each weight is a dense numpy array or a scipy CSR array (convolutions, pooling, gathers); passes
+    read them through :mod:`relumilp.matrices`, which never densifies a large one.
+    """
+
+    weights: tuple = ()
     bias: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def weight(self) -> np.ndarray:
-        """The weight matrix of a single-input affine node (the common dense layer)."""
+        """The dense weight matrix of a single-input affine node (the common dense layer).
+
+        A sparse weight is densified here only up to :data:`relumilp.matrices.DENSE_LIMIT` entries
+        (a clear error beyond); use :meth:`dense` to choose the limit or ``weights[0]`` for the stored form.
+        """
         if len(self.weights) != 1:
             raise AttributeError(f"affine node {self.name!r} has {len(self.weights)} inputs")
-        return self.weights[0]
+        return self.dense(0)
+
+    def dense(self, i: int = 0, limit: int = matrices.DENSE_LIMIT) -> np.ndarray:
+        """``weights[i]`` as a dense array, refused beyond ``limit`` entries."""
+        return matrices.densify(self.weights[i], limit, f"weights of {self.name!r}")
+
+    @property
+    def is_sparse(self) -> bool:
+        """True when some weight is stored sparse."""
+        return any(matrices.is_sparse(w) for w in self.weights)
 
 
 @dataclass(frozen=True, eq=False, init=False)
@@ -104,8 +123,27 @@ class ActivationNode(Node):
         return self.activation.apply(x)
 
 
+def _frozen(array: np.ndarray) -> bool:
+    """True when ``array`` and every array it is a view of are read-only."""
+    while isinstance(array, np.ndarray):
+        if array.flags.writeable:
+            return False
+        array = array.base
+    return True
+
+
 def _as_float_array(value, what: str) -> np.ndarray:
-    array = np.array(value, dtype=np.float64)
+    if matrices.is_sparse(value):
+        array = matrices.canonical(value)
+        if not np.all(np.isfinite(array.data)):
+            raise InvalidNetworkError(f"{what} contains NaN or infinite values; check the trained weights")
+        for part in (array.data, array.indices, array.indptr):
+            part.setflags(write=False)
+        return array
+    if isinstance(value, np.ndarray) and value.dtype == np.float64 and _frozen(value):
+        array = value  # already read-only down to its base (the frontend builder's): no copy of a large weight
+    else:
+        array = np.array(value, dtype=np.float64)
     if not np.all(np.isfinite(array)):
         raise InvalidNetworkError(f"{what} contains NaN or infinite values; check the trained weights")
     array.setflags(write=False)
@@ -295,7 +333,8 @@ class Network:
         return [node.size for node in self.activations]
 
     def dense_layers(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """``[(W, b), ...]`` of a sequential network whose activations are all between affine layers."""
+        """``[(W, b), ...]`` of a sequential network whose activations are all between affine layers
+        (sparse weights densified up to :data:`relumilp.matrices.DENSE_LIMIT` entries)."""
         if not self.is_sequential:
             raise InvalidNetworkError(f"{self.name!r} is not a sequential network")
         return [(node.weight, node.bias) for node in self.affines]
@@ -308,7 +347,7 @@ class Network:
             digest.update(f"{type(node).__name__}|{node.name}|{node.size}|{node.inputs}".encode())
             if isinstance(node, AffineNode):
                 for w in node.weights:
-                    digest.update(np.ascontiguousarray(w).tobytes())
+                    digest.update(_weight_bytes(w))
                 digest.update(np.ascontiguousarray(node.bias).tobytes())
             elif isinstance(node, ActivationNode):
                 # the format-1 text (kind|alpha|cap) first, so hashes of older kinds -- and caches -- stay valid
@@ -331,7 +370,7 @@ class Network:
             if isinstance(node, InputNode):
                 value = x
             elif isinstance(node, AffineNode):
-                value = node.bias + sum(values[s] @ w.T for s, w in zip(node.inputs, node.weights))
+                value = node.bias + sum(matrices.rmatmul(values[s], w) for s, w in zip(node.inputs, node.weights))
             else:
                 value = node.apply(values[node.inputs[0]])
             values[node.name] = value
@@ -357,7 +396,11 @@ class Network:
             entry = {"type": type(node).__name__, "name": node.name, "size": node.size, "inputs": list(node.inputs)}
             if isinstance(node, AffineNode):
                 for j, w in enumerate(node.weights):
-                    arrays[f"w{i}_{j}"] = w
+                    if matrices.is_sparse(w):  # CSR parts; the shape is the node's and its input's sizes
+                        arrays[f"w{i}_{j}_data"], arrays[f"w{i}_{j}_indices"] = w.data, w.indices
+                        arrays[f"w{i}_{j}_indptr"] = w.indptr
+                    else:
+                        arrays[f"w{i}_{j}"] = w
                 arrays[f"b{i}"] = node.bias
             elif isinstance(node, ActivationNode):
                 entry.update(node.activation.to_spec())
@@ -398,9 +441,35 @@ class Network:
             if entry["type"] == "InputNode":
                 nodes.append(InputNode(**common))
             elif entry["type"] == "AffineNode":
-                weights = tuple(arrays[f"w{i}_{j}"] for j in range(len(entry["inputs"])))
+                sizes = {e["name"]: e["size"] for e in meta["nodes"]}
+                weights = tuple(_stored_weight(arrays, f"w{i}_{j}", (entry["size"], sizes.get(src, 0)))
+                                for j, src in enumerate(entry["inputs"]))
                 nodes.append(AffineNode(**common, weights=weights, bias=arrays[f"b{i}"]))
             else:  # format-1 files give kind, alpha and cap for every kind; from_spec reads both
                 spec = {k: v for k, v in entry.items() if k not in ("type", "name", "size", "inputs")}
                 nodes.append(ActivationNode(**common, activation=_activations.from_spec(spec)))
         return cls(nodes, meta["output"], meta["input_shape"], meta["output_shape"], meta["name"])
+
+
+def _weight_bytes(w) -> bytes:
+    """The bytes hashed for a weight: the dense form's up to :data:`relumilp.matrices.DENSE_LIMIT`
+    entries (so a matrix hashes the same dense or sparse), else the canonical CSR parts."""
+    if not matrices.is_sparse(w):
+        return np.ascontiguousarray(w).tobytes()
+    if matrices.entries(w) <= matrices.DENSE_LIMIT:
+        return np.ascontiguousarray(w.toarray()).tobytes()
+    return b"csr" + str(w.shape).encode() + w.indptr.astype(np.int64).tobytes() + w.indices.astype(np.int64).tobytes() + w.data.tobytes()
+
+
+def _stored_weight(arrays: dict, key: str, shape: tuple[int, int]):
+    """A weight written by :meth:`Network.save`: a dense array, or the three parts of a CSR array."""
+    if key in arrays:
+        return arrays[key]
+    import scipy.sparse as sp
+
+    try:
+        return sp.csr_array((arrays[f"{key}_data"], arrays[f"{key}_indices"], arrays[f"{key}_indptr"]), shape=shape)
+    except KeyError:
+        raise ModelFileError(f"the network file lacks weight {key!r}") from None
+    except ValueError as exc:
+        raise ModelFileError(f"weight {key!r} in the network file is malformed: {exc}") from None

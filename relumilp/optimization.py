@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from .choices import BAB_MAX_INPUTS, FORMULATIONS, MILP_MAX_NEURONS
+from .choices import SOLVE_METHODS as METHODS
 from .errors import RelumilpError, SolveError
 from .limits import Deadline
 
@@ -332,7 +334,9 @@ def optimize(
     ``method`` is ``"milp"`` (one big-M MILP, below), ``"bab"`` (branch and bound over input boxes,
     :func:`relumilp.bab.branch_and_bound`: batched bounds per box, small MILPs at the leaves; box
     domains only) or ``"auto"`` (the default): ``bab`` for networks with at most
-    :data:`BAB_MAX_INPUTS` inputs over a box, ``milp`` otherwise -- a first rule, to be re-measured.
+    :data:`~relumilp.choices.BAB_MAX_INPUTS` inputs over a box and more than
+    :data:`~relumilp.choices.MILP_MAX_NEURONS` activation neurons, ``milp`` otherwise (the rule the
+    benchmarks in ``docs/benchmarks.md`` support).
     ``progress`` shows a tqdm bar on stderr (branch and bound: open boxes, incumbent, bound, gap).
 
     The big-M MILP is solved by HiGHS through :func:`relumilp.backends.highs.solve_milp` (exact
@@ -343,11 +347,12 @@ def optimize(
 
     ``progress`` shows bound tightening and the solver's incumbent, bound and gap on stderr.
 
-    Networks with smooth activations (sigmoid, tanh, ...) have no exact MILP: they go to
-    :func:`relumilp.smooth.optimize_smooth`, which returns a certified interval on the optimum (forward value
-    and sound bound over PWL sandwiches, refined until the gap is at most ``mip_gap``, default
-    :data:`relumilp.smooth.SMOOTH_GAP`) with status ``optimal`` or ``feasible``; ``tighten="interval"``
-    becomes ``"symbolic"`` there.
+    Networks with smooth activations (sigmoid, tanh, ...) have no exact MILP; the answer is a certified
+    interval on the optimum (the forward value at ``x`` and a sound bound) with status ``optimal`` when
+    the gap is at most ``mip_gap`` (default :data:`relumilp.smooth.SMOOTH_GAP`), else ``feasible``.
+    ``bab`` (``auto`` on few inputs) bounds boxes with the activations' linear relaxations;
+    ``milp`` is :func:`relumilp.smooth.optimize_smooth` (MILPs over certified PWL sandwiches, refined;
+    ``tighten="interval"`` becomes ``"symbolic"`` there).
 
     ``formulation="ideal_cuts"`` first strengthens the big-M MILP by rounds of ideal ReLU cuts at its LP
     relaxation (:func:`relumilp.formulation.ideal.root_cuts`; valid inequalities, so the optimum is
@@ -362,12 +367,12 @@ def optimize(
     from .formulation.bigm import start_vector
     from .limits import Deadline
     from .pipeline import compile_network
-    from .smooth import SMOOTH_GAP, has_smooth, optimize_smooth
+    from .smooth import SMOOTH_GAP, certified_interval, has_smooth, optimize_smooth
 
     started = time.perf_counter()
     if check not in ("warn", "raise", "off"):
         raise RelumilpError("check must be 'warn', 'raise' or 'off'")
-    if formulation not in ("bigm", "ideal_cuts"):
+    if formulation not in FORMULATIONS:
         raise RelumilpError(f"formulation must be 'bigm' or 'ideal_cuts', got {formulation!r}")
     gap = OPTIMALITY_GAP if mip_gap is None else _check_gap(mip_gap)
     deadline = Deadline.of(time_limit)
@@ -376,15 +381,20 @@ def optimize(
     if method == "bab" and formulation != "bigm":
         raise RelumilpError("formulation= applies to method='milp' (branch and bound solves its own leaf MILPs)")
     net, domain = _problem(network, input_bounds)
-    if has_smooth(net):  # no exact MILP: a certified interval through PWL sandwiches (relumilp.smooth)
+    if has_smooth(net):  # no exact MILP: a certified interval (relumilp.smooth)
+        gap = SMOOTH_GAP if mip_gap is None else gap
+        if method == "bab" or (method == "auto" and net.input_size <= BAB_MAX_INPUTS and domain.A is None):
+            result = _optimize_bab(net, domain, (maximize, minimize, objective), tighten, bounds, deadline, gap,
+                                   threads, log, check, started, progress, bound_options)
+            return certified_interval(result, gap)
         coefficients, sense = output_objective(net.output_size, maximize, minimize, objective)
-        return optimize_smooth(net, domain, coefficients, sense, gap=SMOOTH_GAP if mip_gap is None else gap,
-                               deadline=deadline, bounds=bounds, threads=threads, log=log,
-                               tighten="symbolic" if tighten == "interval" else tighten)
+        return optimize_smooth(net, domain, coefficients, sense, gap=gap, deadline=deadline, bounds=bounds,
+                               threads=threads, log=log, tighten="symbolic" if tighten == "interval" else tighten)
     network, input_bounds = net, domain
     if method == "bab" or (method == "auto" and formulation == "bigm"):
         net, domain = _problem(network, input_bounds)
-        if method == "bab" or (net.input_size <= BAB_MAX_INPUTS and domain.A is None):
+        neurons = sum(node.size for node in net.activations)
+        if method == "bab" or (net.input_size <= BAB_MAX_INPUTS and domain.A is None and neurons > MILP_MAX_NEURONS):
             return _optimize_bab(net, domain, (maximize, minimize, objective), tighten, bounds, deadline, gap,
                                  threads, log, check, started, progress, bound_options)
         network, input_bounds = net, domain
@@ -426,9 +436,6 @@ def optimize(
     return result
 
 
-#: optimize's methods; "auto" picks "bab" up to BAB_MAX_INPUTS inputs over a box (a first rule)
-METHODS = ("auto", "bab", "milp")
-BAB_MAX_INPUTS = 8
 
 
 def _problem(network, input_bounds):

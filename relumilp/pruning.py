@@ -23,6 +23,9 @@ neurons: prune again until nothing changes if you like.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
+
+from . import matrices
 
 from .bounds.base import Bounds, phases
 from .domain import InputDomain
@@ -76,7 +79,9 @@ def prune(net: Network, bounds: Bounds, tol: float = 0.0) -> Network:
     input_name = net.input.name
     n_in = net.input_size
     # rep[name] = (coef, const): node value = sum_k coef[k] @ value(kept k) + const
-    reps: dict[str, tuple[dict[str, np.ndarray], np.ndarray]] = {input_name: ({input_name: np.eye(n_in)}, np.zeros(n_in))}
+    # (coefficient matrices are dense or sparse, as the weights they come from: relumilp.matrices)
+    reps: dict[str, tuple[dict[str, np.ndarray], np.ndarray]] = {
+        input_name: ({input_name: matrices.identity(n_in)}, np.zeros(n_in))}
     kept: dict[str, _Kept] = {}
     for node in net.order[1:]:
         if isinstance(node, AffineNode):
@@ -86,7 +91,7 @@ def prune(net: Network, bounds: Bounds, tol: float = 0.0) -> Network:
                 src_coef, src_const = reps[source]
                 const = const + w @ src_const
                 for k, a in src_coef.items():
-                    coef[k] = coef[k] + w @ a if k in coef else w @ a
+                    coef[k] = matrices.tidy(coef[k] + w @ a if k in coef else w @ a)
             reps[node.name] = (coef, const)
             continue
         source = node.inputs[0]
@@ -100,14 +105,13 @@ def prune(net: Network, bounds: Bounds, tol: float = 0.0) -> Network:
         pre_coef, pre_const = reps[source]
         # slope and offset of the affine piece of each stable neuron (unstable rows get 0, then a unit)
         slope, offset = node.activation.stable_affine(ph)
-        coef = {k: slope[:, None] * a for k, a in pre_coef.items()}
+        coef = {k: matrices.scale(a, rows=slope) for k, a in pre_coef.items()}
         const = slope * pre_const + offset
         index = np.flatnonzero(unstable)
         if index.size:
             kept[node.name] = _Kept(node, index, {k: a[index] for k, a in pre_coef.items()}, pre_const[index])
-            unit = np.zeros((node.size, index.size))
-            unit[index, np.arange(index.size)] = 1.0
-            coef[node.name] = unit
+            coef[node.name] = sp.csr_array((np.ones(index.size), (index, np.arange(index.size))),
+                                           shape=(node.size, index.size))
         reps[node.name] = (coef, const)
 
     out_coef, out_const = reps[net.output]
@@ -120,7 +124,7 @@ def prune(net: Network, bounds: Bounds, tol: float = 0.0) -> Network:
     def mark(coef: dict[str, np.ndarray], rows=slice(None)) -> None:
         for k, a in coef.items():
             if k != input_name:
-                used[k] |= np.any(a[rows] != 0.0, axis=0)
+                used[k] |= matrices.nonzero_columns(a[rows])
 
     mark(out_coef)
     output_is_activation = out_node.name in kept and np.array_equal(kept[out_node.name].index, np.arange(out_node.size))
@@ -147,13 +151,13 @@ def prune(net: Network, bounds: Bounds, tol: float = 0.0) -> Network:
         for k in [input_name, *kept]:
             if k not in coef or not used[k].any():
                 continue
-            a = coef[k][rows][:, used[k]]
-            if np.any(a != 0.0):
+            a = coef[k][rows][:, np.flatnonzero(used[k])]
+            if matrices.nonzeros(a):
                 inputs.append(new_name[k])
-                weights.append(a)
+                weights.append(matrices.tidy(a))
         bias = np.array(const[rows], dtype=np.float64)
         if not inputs:  # a constant: the IR needs the output to read the input
-            inputs, weights = [input_name], [np.zeros((bias.size, n_in))]
+            inputs, weights = [input_name], [matrices.zeros(bias.size, n_in)]
         return AffineNode(name, bias.size, tuple(inputs), tuple(weights), bias)
 
     nodes: list = [InputNode(input_name, n_in)]
@@ -179,10 +183,10 @@ def prune(net: Network, bounds: Bounds, tol: float = 0.0) -> Network:
 
 def _is_identity(coef: dict[str, np.ndarray], const: np.ndarray, name: str) -> bool:
     """True when the rep is exactly the value of kept node ``name`` (no other term, no constant)."""
-    if set(coef) - {name} and any(np.any(a != 0.0) for k, a in coef.items() if k != name):
+    if set(coef) - {name} and any(matrices.nonzeros(a) for k, a in coef.items() if k != name):
         return False
     a = coef.get(name)
-    return a is not None and a.shape[0] == a.shape[1] and np.array_equal(a, np.eye(a.shape[0])) and not np.any(const != 0.0)
+    return a is not None and matrices.is_identity(a) and not np.any(const != 0.0)
 
 
 def prune_module(model, lower, upper=None, tol: float = 0.0, repeat: bool = True) -> Network:

@@ -33,6 +33,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from . import matrices
 from .bounds.base import Bounds, big_m_values, phases
 from .errors import RelumilpError
 from .ir import ActivationNode, AffineNode, InputNode, Network
@@ -104,7 +105,7 @@ def scale_network(net: Network, bounds: Bounds, rule: str = "unit") -> tuple[Net
             continue
         if isinstance(node, AffineNode):
             a = factors.get(node.name, np.ones(node.size))
-            weights = tuple(a[:, None] * w / scale[src][None, :] for src, w in zip(node.inputs, node.weights))
+            weights = tuple(matrices.scale(w, a, scale[src], divide_cols=True) for src, w in zip(node.inputs, node.weights))
             new_nodes.append(replace(node, weights=weights, bias=a * node.bias))
             scale[node.name] = a
         else:
@@ -131,7 +132,7 @@ def big_m_stats(net: Network, bounds: Bounds) -> dict:
     ms = list(big_m_values(net, bounds).values())
     m = np.abs(np.concatenate(ms)) if ms else np.zeros(0)
     m = m[m > 0]
-    weights = np.concatenate([np.abs(w).ravel() for node in net.affines for w in node.weights])
+    weights = np.concatenate([matrices.abs_values(w) for node in net.affines for w in node.weights])
     weights = weights[weights > 0]
     values = np.concatenate([m, weights])
     return {

@@ -8,7 +8,9 @@ whose feasible set contains the graph of the network, so for ``max c^T net(x)``:
 * the MILP's (margin-widened) dual bound ``B`` is an upper bound on the true optimum ``v*``;
 * any input ``x`` evaluated by the real float64 forward pass gives ``c^T net(x) <= v*``.
 
-:func:`optimize_smooth` reports both -- ``objective`` (the best forward value: the MILP's input, the best
+:func:`optimize_smooth` (``optimize(..., method="milp")``; on few inputs ``optimize`` prefers input-box
+branch and bound, :mod:`relumilp.bab`, whose bounds come from the activations' linear relaxations and
+whose status :func:`certified_interval` maps the same way) reports both -- ``objective`` (the best forward value: the MILP's input, the best
 of a few samples, each polished by a bounded local optimiser) and ``bound`` -- with ``gap = |B - obj| /
 max(1, |obj|)``, the same relative gap as :func:`relumilp.optimization.certify`. The status is
 ``optimal`` only when the gap is at most the tolerance, otherwise ``feasible`` (a certified interval
@@ -39,6 +41,15 @@ SMOOTH_GAP = 1e-3
 INITIAL_TOLERANCE = 2e-2
 #: share of the smooth neurons refined per round
 REFINE_FRACTION = 0.25
+
+
+def certified_interval(result, gap: float):
+    """A branch-and-bound answer over a smooth network in this module's terms: a time-limited answer
+    with a bound and a point is a certified interval, status ``feasible``."""
+    if result.status == "time_limit" and result.bound is not None and result.objective is not None:
+        result.status = "feasible"
+        result.notes.append(f"the time limit stopped the search with a gap of {result.gap:.3g} (asked: {gap:g})")
+    return result
 
 
 def has_smooth(net) -> bool:

@@ -122,11 +122,14 @@ def test_time_limit_is_honoured():
     assert result.objective == float(net.forward(result.x)[0])
 
 
-def test_auto_picks_milp_with_input_rows():
-    net = _deep_network(3, [2, 4, 1])
+def test_auto_picks_milp_with_input_rows_or_few_neurons():
+    net = _deep_network(3, [2, 24, 24, 1])
+    box = InputDomain(-np.ones(2), np.ones(2))
     domain = InputDomain(-np.ones(2), np.ones(2), A=np.array([[1.0, 1.0]]), b=np.array([0.5]))
     assert optimize(net, domain, maximize=0).stats["method"] == "milp"
-    assert optimize(net, InputDomain(-np.ones(2), np.ones(2)), maximize=0).stats["method"] == "bab"
+    assert optimize(net, box, maximize=0).stats["method"] == "bab"
+    small = _deep_network(3, [2, 16, 16, 1])  # 32 neurons: HiGHS is as fast, and needs no torch
+    assert optimize(small, box, maximize=0).stats["method"] == "milp"
 
 
 def test_cli_method_bab(tmp_path, capsys):

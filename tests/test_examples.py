@@ -60,6 +60,7 @@ def test_reformer_design_quick_with_bundled_sample(tmp_path):
     assert re.search(r"max \|MILP - forward\| = \S+", out)
 
 
+@pytest.mark.slow  # ~8 s; the default suite keeps the cheaper examples (the full run is slow too)
 def test_digits_robustness_quick(tmp_path):
     out = run("digits_robustness.py", "--quick", cwd=tmp_path)
     assert "test accuracy" in out
@@ -84,6 +85,7 @@ def test_acasxu_verification_without_data(tmp_path, capsys):
     assert "ACAS Xu data not found" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # ~8 s of training
 def test_train_milp_friendly_quick(tmp_path):
     out = run("train_milp_friendly.py", "--quick", cwd=tmp_path)
     for variant in ("plain", "stability", "group-L1", "clipped"):

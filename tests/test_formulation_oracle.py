@@ -53,16 +53,24 @@ def random_network(seed: int, kinds=OLD_KINDS) -> tuple[Network, InputDomain]:
     return net, InputDomain(center - half, center + half)
 
 
-@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=50, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(0, 2**31 - 1))
 def test_milp_optimum_equals_brute_force(seed):
     check_milp_against_brute_force(*random_network(seed))
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(0, 2**31 - 1))
 def test_milp_optimum_equals_brute_force_with_clip(seed):
     check_milp_against_brute_force(*random_network(seed, ALL_KINDS))
+
+
+@pytest.mark.slow
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(seed=st.integers(0, 2**31 - 1), with_clip=st.booleans())
+def test_milp_optimum_equals_brute_force_many(seed, with_clip):
+    """The sweep above on 400 further networks (random seeds: new ones every run)."""
+    check_milp_against_brute_force(*random_network(seed, ALL_KINDS if with_clip else OLD_KINDS))
 
 
 def check_milp_against_brute_force(net, domain):

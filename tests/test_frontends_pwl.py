@@ -14,7 +14,6 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from relumilp.errors import UnsupportedOperatorError
 from relumilp.frontends.onnx import from_onnx
 from relumilp.frontends.torch import from_torch
 
@@ -154,7 +153,13 @@ def test_onnx_ops_equal_onnxruntime(op, consts, attrs, inputs):
         assert [a.kind for a in net.activations] == ["relu"]
 
 
-def test_max_of_two_network_values_is_refused():
-    proto = graph("Max", {}, None, ("x", "x"))
-    with pytest.raises(UnsupportedOperatorError, match="Max of 2 network values"):
-        from_onnx(proto)
+@pytest.mark.parametrize("op", ["Max", "Min"])
+def test_max_min_of_network_values_and_a_constant(op):
+    """Two network values (exact ReLU lowering) and a constant (a ReLU-type kind) in one Max/Min."""
+    from onnx.reference import ReferenceEvaluator
+
+    proto = graph(op, {"c": np.array([0.5, -1.0, 0.0, 2.0])}, None, ("x", "x", "c"))
+    net = from_onnx(proto)
+    x = np.random.default_rng(3).normal(scale=3.0, size=(200, 4))
+    expected = ReferenceEvaluator(proto).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(net(x), expected)

@@ -199,7 +199,7 @@ def test_fit_validates_its_input(data):
     with pytest.raises(RelumilpError):
         fit_surrogate(x, y, val_split=1.0, progress=False)
     with pytest.raises(RelumilpError):
-        fit_surrogate(x, y, activation="tanh", progress=False)
+        fit_surrogate(x, y, activation="mish", progress=False)
     with pytest.raises(RelumilpError):
         fit_surrogate(x, y, stability=-1.0, progress=False)
 

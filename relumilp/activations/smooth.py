@@ -47,9 +47,10 @@ the ends are widened by twice the evaluation error and rounded outward.
 **Linear relaxation** (``a_l x + c_l <= f(x) <= a_u x + c_u`` on ``[l, u]``): where ``f`` is convex
 on ``[l, u]`` the upper line is the chord (exact: ``f - a x`` is convex, maximal at an end) and the
 lower line the tangent at the midpoint (exact: minimal where ``f' = a``); concave the other way round.
-Otherwise both lines are parallel to the chord, with offsets ``max/min (f - a x)`` bounded on a grid of
-:data:`GRID` points plus the interpolation error ``M2 h^2 / 8`` of each grid segment (``f - a x`` has
-the same ``f''``). All offsets are moved outward by a float margin, computed in numpy float64
+Otherwise each line's slope is the best (lowest, resp. highest at the midpoint) of a few candidates --
+the chord, the tangent slopes at ``l``, ``u`` and the midpoint, and two averages -- with offsets
+``max/min (f - a x)`` bounded on a grid of :data:`GRID` points plus the interpolation error ``M2 h^2 / 8``
+of each grid segment (``f - a x`` has the same ``f''``): valid for any slope. All offsets are moved outward by a float margin, computed in numpy float64
 (the result is handed back as torch tensors: not differentiable).
 """
 
@@ -334,13 +335,21 @@ class SmoothActivation(Activation):
             chord = np.where(wide, (fu - fl) / np.where(wide, width, 1.0), self._d1(l0))
             tangent = self._d1(mid)
             sign = self._curvature_sign(l0, u0)
-            a_l = np.where(sign == 1, tangent, chord)
-            a_u = np.where(sign == -1, tangent, chord)
             grid = self._grid(l0, u0, GRID)
             fg = self.apply(grid)
             e = np.max(self._m2(grid[..., :-1], grid[..., 1:]) * np.diff(grid, axis=-1) ** 2 / 8.0, axis=-1)
-            low_grid = np.min(fg - a_l[..., None] * grid, axis=-1) - e
-            high_grid = np.max(fg - a_u[..., None] * grid, axis=-1) + e
+            # mixed curvature: of a few candidate slopes, the line lowest (highest) at the midpoint
+            candidates = np.stack([chord, self._d1(l0), self._d1(u0), tangent, 0.5 * (chord + self._d1(l0)),
+                                   0.5 * (chord + self._d1(u0))], axis=-1)
+            offsets = fg[..., None, :] - candidates[..., None] * grid[..., None, :]
+            high_all = np.max(offsets, axis=-1) + e[..., None]
+            low_all = np.min(offsets, axis=-1) - e[..., None]
+            pick_u = np.argmin(candidates * mid[..., None] + high_all, axis=-1)[..., None]
+            pick_l = np.argmax(candidates * mid[..., None] + low_all, axis=-1)[..., None]
+            a_l = np.where(sign == 1, tangent, np.take_along_axis(candidates, pick_l, -1)[..., 0])
+            a_u = np.where(sign == -1, tangent, np.take_along_axis(candidates, pick_u, -1)[..., 0])
+            low_grid = np.take_along_axis(low_all, pick_l, -1)[..., 0]
+            high_grid = np.take_along_axis(high_all, pick_u, -1)[..., 0]
             c_l = np.where(sign == 1, self.apply(mid) - a_l * mid, low_grid)
             c_u = np.where(sign == 1, np.maximum(fl - a_u * l0, fu - a_u * u0),
                            np.where(sign == -1, self.apply(mid) - a_u * mid, high_grid))

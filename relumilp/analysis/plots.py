@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write
+from .._progress import progress_bar
 from ..errors import RelumilpError
 
 
@@ -221,18 +222,24 @@ def plot_big_m(report, path, title: str | None = None) -> Path | bytes:
     return _save(fig, path)
 
 
-def write_figures(report, folder, prefix: str, network=None, optima=None) -> list[Path]:
+def write_figures(report, folder, prefix: str, network=None, optima=None, progress: bool = False) -> list[Path]:
     """Write ``{prefix}_stability.png``, ``{prefix}_big_m.png`` and, when the report holds exact
-    1-D/2-D regions, ``{prefix}_regions.png`` into ``folder``; returns the paths written."""
+    1-D/2-D regions, ``{prefix}_regions.png`` into ``folder``; returns the paths written.
+    ``progress`` shows the figures done on stderr."""
     folder = Path(folder)
     if not folder.is_dir():
         raise RelumilpError(f"plot folder {folder} does not exist")
-    paths = []
+    jobs = []
     regions = report.regions
     if regions is not None and any(r.vertices is not None for r in regions.regions):
-        paths.append(plot_regions(regions, report.domain, folder / f"{prefix}_regions.png", network=network,
-                                  optima=optima, title=f"{prefix}: {regions.count} linear regions on the domain "
-                                                       f"({regions.method})"))
-    paths.append(plot_stability(report, folder / f"{prefix}_stability.png"))
-    paths.append(plot_big_m(report, folder / f"{prefix}_big_m.png"))
+        jobs.append(lambda: plot_regions(regions, report.domain, folder / f"{prefix}_regions.png", network=network,
+                                         optima=optima, title=f"{prefix}: {regions.count} linear regions on the "
+                                                              f"domain ({regions.method})"))
+    jobs.append(lambda: plot_stability(report, folder / f"{prefix}_stability.png"))
+    jobs.append(lambda: plot_big_m(report, folder / f"{prefix}_big_m.png"))
+    paths = []
+    with progress_bar(progress, "figures", " figures", total=len(jobs)) as bar:
+        for job in jobs:
+            paths.append(job())
+            bar.update()
     return paths

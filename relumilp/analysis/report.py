@@ -232,7 +232,7 @@ def _compile(net, domain, tighten, scale, bound_options, bounds=None):
 
 def analyze_network(network, domain, tighten: str = "interval", scale: bool | str = False,
                     regions: str | None = "auto", region_time_limit: float | None = 60.0, samples: int = 10000,
-                    seed: int | None = 0, time_limit=None, **bound_options) -> NetworkReport:
+                    seed: int | None = 0, time_limit=None, progress: bool = False, **bound_options) -> NetworkReport:
     """Analyse ``network`` over ``domain``: stability, linear regions, big-M and model size, phase times.
 
     Parameters
@@ -254,6 +254,8 @@ def analyze_network(network, domain, tighten: str = "interval", scale: bool | st
     time_limit:
         Seconds (or a :class:`~relumilp.limits.Deadline`) for bounds and region counting together:
         LP/MILP tightening stops with sound bounds, and ``mip`` enumeration gets what is left.
+    progress:
+        Show bound tightening and region counting on stderr.
     """
     from ..limits import Deadline
     from ..ir import Network as _Network
@@ -271,7 +273,10 @@ def analyze_network(network, domain, tighten: str = "interval", scale: bool | st
     if tighten == "interval" and not scale and not bound_options:
         after = before
     else:
-        after = _compile(network, domain, tighten, scale, {**bound_options, "time_limit": deadline})
+        options = {**bound_options, "time_limit": deadline}
+        if progress and tighten in ("lp", "milp"):
+            options.setdefault("progress", True)
+        after = _compile(network, domain, tighten, scale, options)
     for phase in ("bounds", "scaling", "formulation"):
         if phase in after.times:
             times[phase] = after.times[phase]
@@ -283,7 +288,7 @@ def analyze_network(network, domain, tighten: str = "interval", scale: bool | st
         start = time.perf_counter()
         region_count = count_regions(net, domain, regions, bounds=bounds,
                                      time_limit=deadline.cap(region_time_limit),
-                                     samples=max(int(samples), 1000), seed=seed)
+                                     samples=max(int(samples), 1000), seed=seed, progress=progress)
         times["regions"] = time.perf_counter() - start
     upper, source = regions_upper_bound(net)
     label = f"{bounds.method}{', scaled' if after.original is not None else ''}"

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import highspy
 import numpy as np
 
+from .._progress import progress_bar
 from ..formulation.milp import MILP
 from ..limits import Deadline
 
@@ -310,9 +311,7 @@ def _progress_display(h: highspy.Highs, show: bool, sense: str, objective_scale:
     if not show:
         yield
         return
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=None, desc="solve", unit=" nodes", file=sys.stderr, leave=False, dynamic_ncols=True)
+    bar = progress_bar(True, "solve", " nodes")
     last = [0.0]
 
     def update(event) -> None:

@@ -12,10 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..activations import Phases
+from ..choices import BOUND_METHODS as METHODS  # noqa: F401  (order of the methods; re-exported)
 from ..ir import ActivationNode, Network
-
-#: Order of the bound methods; each implies the ones before it.
-METHODS = ("interval", "symbolic", "lp", "milp")
 
 
 @dataclass

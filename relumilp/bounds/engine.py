@@ -54,12 +54,16 @@ import torch
 from ..activations import Activation, from_spec
 from ..errors import RelumilpError
 from ..ir import ActivationNode, AffineNode, InputNode, Network
+from ..matrices import DENSE_LIMIT, lmatmul, to_torch
 from .base import intersect, phases
 from .interval import affine_image
 from .rounding import gamma, terms, widen
 
 #: relative float64 round-off margin of back-substituted IR bounds (see :func:`roundoff_margin`)
 ROUNDOFF = 1e-12
+#: the most entries one back-substitution's coefficient block ``Λ`` (B, rows, width) may hold; wider
+#: nodes are refined in chunks of neurons (2^24 entries = 128 MiB in float64)
+COEFFICIENT_BUDGET = 2**24
 
 
 def roundoff_margin(net: Network) -> float:
@@ -81,15 +85,20 @@ class _Op:
     act: Activation | None = None  # the activation object of an "act" op
 
 
-def network_ops(net: Network, dtype=torch.float64, device=None) -> list[_Op]:
-    """The IR as :class:`_Op` list (topological order) with torch parameters."""
+def network_ops(net: Network, dtype=torch.float64, device=None, dense_limit: int = DENSE_LIMIT) -> list[_Op]:
+    """The IR as :class:`_Op` list (topological order) with torch parameters.
+
+    A sparse IR weight becomes a dense tensor when it has at most ``dense_limit`` entries (BLAS products
+    are faster than sparse ones at that size), else a :class:`~relumilp.matrices.TorchSparse`.
+    """
     ops = []
     t = lambda a: torch.tensor(np.array(a, dtype=np.float64), dtype=dtype, device=device)
     for node in net.order:
         if isinstance(node, InputNode):
             ops.append(_Op(node.name, "input", node.size))
         elif isinstance(node, AffineNode):
-            ops.append(_Op(node.name, "affine", node.size, tuple(node.inputs), tuple(t(w) for w in node.weights), t(node.bias)))
+            weights = tuple(to_torch(w, dtype, device, dense_limit) for w in node.weights)
+            ops.append(_Op(node.name, "affine", node.size, tuple(node.inputs), weights, t(node.bias)))
         else:
             assert isinstance(node, ActivationNode)
             ops.append(_Op(node.name, "act", node.size, tuple(node.inputs), act=node.activation))
@@ -147,7 +156,7 @@ def back_substitute(ops: list[_Op], index: int, lo: dict, hi: dict, relax: dict,
             if track_magnitude:
                 mag = mag + A.abs() @ op.bias.abs()
             for src, W in zip(op.inputs, op.weights):
-                term = A @ W
+                term = lmatmul(A, W)
                 coef[src] = coef[src] + term if src in coef else term
         elif op.kind == "act":
             al, cl, au, cu = relax[op.name]
@@ -209,6 +218,7 @@ class BoundEngine:
                 self.readers.setdefault(op.inputs[0], []).append(op)
         self.nodes = {node.name: node for node in net.order} if net is not None else {}
         self.device = next((op.bias.device for op in ops if op.bias is not None), None)
+        self.widest = max(op.size for op in ops)
 
     @classmethod
     def for_network(cls, net: Network, device=None) -> "BoundEngine":
@@ -322,27 +332,35 @@ class BoundEngine:
 
     def _refine(self, index, l, u, mask, lo, hi, relax):
         """Intersect ``[l, u]`` with back-substituted bounds on the masked neurons (per box)."""
-        m = l.shape[1]
-        if mask is True:
+        batch, m = l.shape
+        rows = max(1, COEFFICIENT_BUDGET // (2 * batch * self.widest))  # neurons per back-substitution
+        if mask is True and m <= rows:
             bound, mag = back_substitute(self.ops, index, lo, hi, relax, self.sound)
             su, sl = bound[:, :m], -bound[:, m:]
             if self.sound:
                 su = su + self.roundoff * (1.0 + mag[:, :m])
                 sl = sl - self.roundoff * (1.0 + mag[:, m:])
             return intersect(l, u, sl, su)
+        if mask is True:  # too wide for one coefficient block: every neuron, a chunk at a time
+            mask = torch.ones_like(l, dtype=torch.bool)
         count = int(mask.sum(dim=1).max()) if mask.numel() else 0
         if count == 0:
             return l, u
         # per box, the masked neurons first (padding with unmasked ones is harmless: still valid bounds)
         order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :count]  # (B, r)
-        eye = torch.nn.functional.one_hot(order, m).to(l.dtype)  # (B, r, m)
-        upper, mag = back_substitute(self.ops, index, lo, hi, relax, self.sound, coefficients=torch.cat([eye, -eye], dim=1))
-        su, sl = upper[:, :count], -upper[:, count:]
-        if self.sound:
-            su = su + self.roundoff * (1.0 + mag[:, :count])
-            sl = sl - self.roundoff * (1.0 + mag[:, count:])
-        new_l, new_u = intersect(l.gather(1, order), u.gather(1, order), sl, su)
-        return l.scatter(1, order, new_l), u.scatter(1, order, new_u)
+        for start in range(0, count, rows):
+            part = order[:, start : start + rows]
+            r = part.shape[1]
+            eye = torch.nn.functional.one_hot(part, m).to(l.dtype)  # (B, r, m)
+            upper, mag = back_substitute(self.ops, index, lo, hi, relax, self.sound,
+                                         coefficients=torch.cat([eye, -eye], dim=1))
+            su, sl = upper[:, :r], -upper[:, r:]
+            if self.sound:
+                su = su + self.roundoff * (1.0 + mag[:, :r])
+                sl = sl - self.roundoff * (1.0 + mag[:, r:])
+            new_l, new_u = intersect(l.gather(1, part), u.gather(1, part), sl, su)
+            l, u = l.scatter(1, part, new_l), u.scatter(1, part, new_u)
+        return l, u
 
     # -- input coefficients (branching scores) ------------------------------------------------------------
 

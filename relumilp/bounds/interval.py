@@ -14,6 +14,7 @@ import numpy as np
 
 from ..domain import InputDomain
 from ..ir import AffineNode, Network
+from ..matrices import rmatmul, signed_parts
 from .base import Bounds, intersect
 from .rounding import margin_of, sum_terms
 
@@ -22,7 +23,8 @@ def affine_image(inputs, weights, bias, lower: dict, upper: dict, outward: bool 
     """The interval image of ``y = sum_i W_i x_i + b``, for numpy arrays or torch tensors (batched or not).
 
     ``W+ = (W + |W|) / 2`` and ``W- = (W - |W|) / 2`` are exact in floating point, so one expression
-    serves both array libraries. With ``outward``, the result is widened by
+    serves both array libraries; weights may be dense, scipy CSR or :class:`~relumilp.matrices.TorchSparse`
+    (the products go through :func:`~relumilp.matrices.rmatmul`, never densifying). With ``outward``, the result is widened by
     :func:`~relumilp.bounds.rounding.sum_margin`'s rule (the rounding of these sums and of the forward
     pass's own), so it contains every float64 forward value whenever the input bounds do; the
     differentiable training bounds pass ``outward=False``.
@@ -30,11 +32,11 @@ def affine_image(inputs, weights, bias, lower: dict, upper: dict, outward: bool 
     lo = hi = bias
     size = abs(bias)
     for source, w in zip(inputs, weights):
-        pos, neg = (w + abs(w)) / 2, (w - abs(w)) / 2
-        lo = lo + lower[source] @ pos.T + upper[source] @ neg.T
-        hi = hi + upper[source] @ pos.T + lower[source] @ neg.T
+        pos, neg, mag = signed_parts(w)
+        lo = lo + rmatmul(lower[source], pos) + rmatmul(upper[source], neg)
+        hi = hi + rmatmul(upper[source], pos) + rmatmul(lower[source], neg)
         if outward:
-            size = size + _larger(abs(lower[source]), abs(upper[source])) @ abs(w).T
+            size = size + rmatmul(_larger(abs(lower[source]), abs(upper[source])), mag)
     if not outward:
         return lo, hi
     margin = margin_of(size, sum_terms(weights))

@@ -90,9 +90,12 @@ from dataclasses import dataclass, field
 
 import highspy
 import numpy as np
+import scipy.sparse as sp
 
+from .. import matrices
+from .._progress import progress_bar
 from ..domain import InputDomain
-from ..errors import InvalidDomainError, RelumilpError
+from ..errors import RelumilpError
 from ..formulation.bigm import build_lp_relaxation, build_milp
 from ..backends.highs import run as run_highs
 from ..backends.highs import set_run_time_limit, to_highs
@@ -456,6 +459,12 @@ def _affine_objectives(node: AffineNode, milp: MILP) -> tuple[np.ndarray, np.nda
     source read twice has its weights summed)."""
     sources = np.concatenate([milp.node_columns[src] for src in node.inputs])
     columns, position = np.unique(sources, return_inverse=True)
+    if any(matrices.is_sparse(w) for w in node.weights):
+        # sum duplicate columns sparsely; the objective rows are dense (one solve each), within the limit
+        merge = sp.csr_array((np.ones(sources.size), (np.arange(sources.size), position)),
+                             shape=(sources.size, columns.size))
+        summed = matrices.hstack(node.weights) @ merge
+        return columns, matrices.densify(summed, what=f"the OBBT objectives of {node.name!r}")
     weights = np.zeros((node.size, columns.size))
     np.add.at(weights.T, position, np.hstack(node.weights).T)
     return columns, weights
@@ -637,7 +646,6 @@ def default_workers() -> int:
 
 
 def _obbt(net, domain, start, method, opts, executor, workers, progress, stats, deadline: Deadline) -> Bounds:
-    from tqdm.auto import tqdm
 
     bounds = start.copy()
     times = {"lp": 0.0, "milp": 0.0}
@@ -675,7 +683,7 @@ def _obbt(net, domain, start, method, opts, executor, workers, progress, stats, 
                 neurons, signs = _min_then_max(targets)
                 problem = LayerProblem(milp, milp.node_columns[node.name], min_stop, max_stop, stage, opts,
                                        stop_at=stop_at)
-            with tqdm(total=neurons.size, desc=f"{stage} {node.name}", unit="solve", disable=not progress, leave=False) as bar:
+            with progress_bar(progress, f"{stage} {node.name}", " solves", total=neurons.size) as bar:
                 results = _run_chunks(problem, neurons, signs, executor, workers, bar, deadline)
             lower, upper = bounds[node.name]
             new_lower, new_upper = np.full(node.size, -np.inf), np.full(node.size, np.inf)

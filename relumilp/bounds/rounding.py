@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import ActivationNode, AffineNode, Network
+from ..matrices import max_row_terms, rmatmul
 
 #: unit round-off of float64
 UNIT = 2.0**-53
@@ -49,8 +50,9 @@ def terms(node: AffineNode) -> int:
 
 
 def sum_terms(weights) -> int:
-    """The roundings of ``sum_i W_i x_i + b`` per output: one per product and addition."""
-    return sum(w.shape[1] for w in weights) + len(weights) + 1
+    """The roundings of ``sum_i W_i x_i + b`` per output: one per product and addition (a sparse
+    weight's products are only its stored nonzeros: at most its longest row's count)."""
+    return sum(max_row_terms(w) for w in weights) + len(weights) + 1
 
 
 def margin_of(total, n: int, count: int = 2):
@@ -65,7 +67,7 @@ def sum_margin(node: AffineNode, magnitude: dict, count: int = 2) -> np.ndarray:
     With ``count = 2`` it covers the rounding of an interval bound's own sum *and* of the forward
     pass's sum of the same terms.
     """
-    total = np.abs(node.bias) + sum(magnitude[s] @ np.abs(w).T for s, w in zip(node.inputs, node.weights))
+    total = np.abs(node.bias) + sum(rmatmul(magnitude[s], abs(w)) for s, w in zip(node.inputs, node.weights))
     return margin_of(total, terms(node), count)
 
 
@@ -81,7 +83,7 @@ def forward_error_step(node, lower: dict, upper: dict, error: dict) -> np.ndarra
     """
     if isinstance(node, AffineNode):
         mags = {s: magnitude(lower[s], upper[s]) for s in node.inputs}
-        propagated = sum(error[s] @ np.abs(w).T for s, w in zip(node.inputs, node.weights))
+        propagated = sum(rmatmul(error[s], abs(w)) for s, w in zip(node.inputs, node.weights))
         return sum_margin(node, mags, count=1) + propagated
     assert isinstance(node, ActivationNode)
     source = node.inputs[0]

@@ -10,13 +10,8 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-
 from .._io import atomic_write_text, check_writable
-from ..bounds import compute_bounds, phases
-from ..bounds.cache import check_cache
 from ..errors import RelumilpError
-from ..ir import ActivationNode
 from .common import (add_domain_arguments, add_model_arguments, add_quiet_argument, add_tighten_arguments,
                      load_domain, load_model, positive_int, print_json, seconds, show_progress)
 
@@ -46,6 +41,11 @@ def register(subparsers) -> None:
 
 def layer_table(net, bounds) -> list[dict]:
     """One row per affine node: size, stability counts of the activation it feeds, mean bound width."""
+    import numpy as np
+
+    from ..bounds import phases
+    from ..ir import ActivationNode
+
     rows = []
     for node in net.affines:
         lower, upper = bounds[node.name]
@@ -61,6 +61,9 @@ def layer_table(net, bounds) -> list[dict]:
 
 
 def run(args) -> int:
+    from ..bounds import compute_bounds
+    from ..bounds.cache import check_cache
+
     if args.output:  # refuse a bad path before the (possibly long) computation
         check_writable(args.output)
     if args.cache:

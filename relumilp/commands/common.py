@@ -14,11 +14,15 @@ import json
 import math
 import sys
 
+from typing import TYPE_CHECKING
+
 from .._io import stdout_to_stderr
-from ..bounds import METHODS
-from ..domain import InputDomain, box_from_cli
+from ..choices import BOUND_METHODS
 from ..errors import RelumilpError
-from ..ir import Network
+
+if TYPE_CHECKING:  # numerical modules load when a command runs, not for --help
+    from ..domain import InputDomain
+    from ..ir import Network
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +41,7 @@ def add_domain_arguments(parser: argparse.ArgumentParser, required: bool = True)
 
 
 def add_tighten_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tighten", choices=METHODS, default="interval",
+    parser.add_argument("--tighten", choices=BOUND_METHODS, default="interval",
                         help="bound method; each implies the cheaper ones before it (default: interval)")
     parser.add_argument("--scale", action="store_true",
                         help="a-posteriori ReLU scaling: normalise every neuron's big-M (function unchanged)")
@@ -61,6 +65,8 @@ def load_model(args) -> tuple[Network, InputDomain | None]:
 
 def load_domain(args, net: Network, default: InputDomain | None = None) -> InputDomain:
     """The input domain from --input-bounds or --box (falling back to ``default``)."""
+    from ..domain import InputDomain, box_from_cli
+
     if getattr(args, "input_bounds", None):
         return InputDomain.from_json(args.input_bounds).check_size(net.input_size)
     if getattr(args, "box", None):

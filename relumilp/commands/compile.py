@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from .._io import check_writable
-from ..pipeline import compile_network
-from ..optimization import output_objective
 from .common import add_problem_arguments, load_domain, load_model, objective_choice, print_warning
 
 
@@ -19,6 +17,9 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from ..optimization import output_objective
+    from ..pipeline import compile_network
+
     check_writable(args.output)  # refuse bad paths before compiling
     if args.names:
         check_writable(args.names)

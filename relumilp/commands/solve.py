@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..optimization import BAB_MAX_INPUTS, METHODS, optimize
+from ..choices import BAB_MAX_INPUTS, FORMULATIONS, SOLVE_METHODS
 from .common import (add_problem_arguments, add_quiet_argument, fraction, load_domain, load_model, objective_choice,
                      positive_int, print_json, quiet_stdout, seconds, show_progress)
 
@@ -15,7 +15,7 @@ def register(subparsers) -> None:
     add_problem_arguments(parser)
     parser.add_argument("--time-limit", type=seconds, metavar="S",
                         help="time limit in seconds for the whole run (bounds, build and solve)")
-    parser.add_argument("--formulation", choices=("bigm", "ideal_cuts"), default="bigm",
+    parser.add_argument("--formulation", choices=FORMULATIONS, default="bigm",
                         help="bigm (default), or bigm strengthened by root rounds of ideal ReLU cuts "
                              "(Anderson et al. 2020) before the MILP solve")
     parser.add_argument("--mip-gap", type=fraction, metavar="G", help="relative MIP gap to stop at")
@@ -23,13 +23,15 @@ def register(subparsers) -> None:
     parser.add_argument("--log", action="store_true", help="show the HiGHS log (on stderr with --json)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     add_quiet_argument(parser)
-    parser.add_argument("--method", choices=METHODS, default="auto",
+    parser.add_argument("--method", choices=SOLVE_METHODS, default="auto",
                         help="bab: branch and bound over input boxes; milp: one big-M MILP; "
                              f"auto (default): bab up to {BAB_MAX_INPUTS} inputs over a box, else milp")
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
+    from ..optimization import optimize
+
     net, default_domain = load_model(args)
     domain = load_domain(args, net, default_domain)
     with quiet_stdout(args):

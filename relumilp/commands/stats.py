@@ -13,7 +13,7 @@ from .._io import atomic_write_text, check_writable, make_folder
 from ..errors import RelumilpError
 from ..limits import Deadline
 from .common import (add_domain_arguments, add_model_arguments, add_quiet_argument, add_tighten_arguments, count,
-                     load_domain, load_model, print_json, seconds, seconds_or_zero)
+                     load_domain, load_model, print_json, seconds, seconds_or_zero, show_progress)
 
 
 #: seconds per MILP for the --html optima when no exact regions give them and --solve-time-limit is 0
@@ -72,7 +72,7 @@ def run(args) -> int:
         check_writable(args.html)  # refuse a bad path before minutes of analysis
     report = analyze_network(net, domain, tighten=args.tighten, scale=args.scale, regions=args.regions,
                              region_time_limit=args.region_time_limit, samples=args.samples, seed=args.seed,
-                             time_limit=deadline)
+                             time_limit=deadline, progress=show_progress(args))
     figures = []
     optima = None
     if args.html or (args.plot and _exact_cells(report.regions)):
@@ -104,7 +104,7 @@ def _figures(args, report, net, optima) -> list:
 
     start = time.perf_counter()
     marks = None if optima is None else [(o.label, o.x) for o in optima if o.x is not None]
-    paths = write_figures(report, args.plot, _prefix(args), network=net, optima=marks)
+    paths = write_figures(report, args.plot, _prefix(args), network=net, optima=marks, progress=show_progress(args))
     report.times["plots"] = time.perf_counter() - start
     return paths
 
@@ -146,7 +146,7 @@ def _optima(net, domain, args, regions, deadline) -> list:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     result = optimize(net, domain, **{f"{sense}imize": 0}, tighten=args.tighten,
-                                      time_limit=deadline.earlier(limit))
+                                      time_limit=deadline.earlier(limit), progress=show_progress(args))
             except RelumilpError as exc:
                 print(f"relumilp: note: MILP {word} not solved ({exc})", file=sys.stderr)
         why = "MILP not run" if result is None else f"MILP {result.status}"

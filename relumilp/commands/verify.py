@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._io import atomic_write_text, check_writable
-from ..bounds import METHODS
+from ..choices import BOUND_METHODS
 from .common import (add_quiet_argument, positive_int, print_json, print_warning, quiet_stdout, seconds,
                      show_progress)
 
@@ -19,7 +19,7 @@ def register(subparsers) -> None:
     parser.add_argument("model", metavar="MODEL", help="network file: .onnx, TorchScript, .pt2 or relumilp .npz")
     parser.add_argument("property", metavar="PROP.vnnlib", help="VNN-LIB property file")
     parser.add_argument("--time-limit", type=seconds, metavar="S", help="wall-clock limit in seconds (whole run)")
-    parser.add_argument("--tighten", choices=METHODS, default=None,
+    parser.add_argument("--tighten", choices=BOUND_METHODS, default=None,
                         help="bound method per input region (default: lp for a single MILP, symbolic with "
                              "input splitting)")
     parser.add_argument("--disjunction", choices=("split", "bigm"), default="split",

@@ -108,7 +108,7 @@ def _activation_column_bounds(node: ActivationNode, bounds: Bounds) -> tuple[np.
 
 def _affine_rows(asm: MILPAssembler, node: AffineNode, columns: dict) -> None:
     y = columns[node.name]
-    terms = [(np.eye(node.size), y)]
+    terms = [(np.ones(node.size), y)]  # one coefficient per row: the identity, never built dense
     terms += [(-w, columns[source]) for source, w in zip(node.inputs, node.weights)]
     asm.add_rows(node.name, terms, node.bias, node.bias)
 

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from .. import matrices
 from ..ir import ActivationNode, AffineNode, InputNode, Network
 from .milp import MILP
 
@@ -81,7 +82,7 @@ class IdealSeparator:
             if not isinstance(source, (ActivationNode, InputNode)):
                 continue
             x = milp.node_columns[source.name]
-            w = np.asarray(affine.weights[0], dtype=np.float64)[group.neurons]
+            w = matrices.densify(affine.weights[0][group.neurons], what=f"the ideal-cut rows of {affine.name!r}")
             L, U = milp.col_lower[x], milp.col_upper[x]
             positive = w >= 0.0
             lo = np.where(positive, L, U)

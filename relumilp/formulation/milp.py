@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from ..matrices import is_sparse, triplets
+
 
 @dataclass
 class VariableGroup:
@@ -172,7 +174,8 @@ class MILPAssembler:
         """Add ``k`` rows ``lower <= sum_t coef_t * v[col_t] <= upper``.
 
         ``terms`` is a list of ``(coefficients, columns)`` pairs of arrays of length ``k`` (one term per
-        row each) or of dense blocks ``(matrix (k, n), columns (n,))``.
+        row each) or of blocks ``(matrix (k, n), columns (n,))``, dense or scipy sparse (only the
+        nonzeros are read).
         """
         lower = np.asarray(lower, dtype=np.float64)
         upper = np.broadcast_to(np.asarray(upper, dtype=np.float64), lower.shape)
@@ -181,12 +184,13 @@ class MILPAssembler:
             return
         local = np.arange(k)
         for coefficients, columns in terms:
-            coefficients = np.asarray(coefficients, dtype=np.float64)
+            if not is_sparse(coefficients):
+                coefficients = np.asarray(coefficients, dtype=np.float64)
             if coefficients.ndim == 2:
-                rows, positions = np.nonzero(coefficients)
+                rows, positions, values = triplets(coefficients)
                 self._rows.append(self.num_rows + rows)
                 self._cols.append(np.asarray(columns)[positions])
-                self._vals.append(coefficients[rows, positions])
+                self._vals.append(np.asarray(values, dtype=np.float64))
             else:
                 coefficients = np.broadcast_to(coefficients, (k,))
                 keep = coefficients != 0.0

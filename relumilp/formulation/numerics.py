@@ -104,7 +104,10 @@ def equilibrate(milp: MILP) -> Equilibrated:
     magnitude = np.maximum(np.abs(np.where(np.isfinite(milp.col_lower), milp.col_lower, 0.0)),
                            np.abs(np.where(np.isfinite(milp.col_upper), milp.col_upper, 0.0)))
     bounded = np.isfinite(milp.col_lower) & np.isfinite(milp.col_upper)
-    col_scale = np.where(bounded & ~milp.integrality & (magnitude > 0), _power_of_two(magnitude), 1.0)
+    # subnormal magnitudes (a node that is exactly 0, bounded by round-off margins) are left unscaled:
+    # their scale would make the row's entries subnormal and its row scale overflow
+    normal = magnitude >= np.finfo(np.float64).tiny
+    col_scale = np.where(bounded & ~milp.integrality & normal, _power_of_two(np.where(normal, magnitude, 1.0)), 1.0)
     A = A @ sp.diags_array(col_scale)
     A = sp.csr_array(A)
     row_max = np.zeros(A.shape[0])

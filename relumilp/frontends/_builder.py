@@ -8,6 +8,10 @@ compose the pending function; an IR node is emitted when a value must exist as a
 activation, or the output. So any run of consecutive affine operations (Linear, folded BatchNorm,
 normalisation, Flatten, Dropout, residual sums, concatenations) becomes a single :class:`AffineNode`,
 and every frontend produces the same IR, with the same node names, for the same network.
+
+The pending functions' matrices are dense or scipy CSR (:mod:`relumilp.matrices`): identities, gathers,
+convolutions and pooling are built sparse, so no step materialises a dense identity, and each emitted
+weight takes the form :func:`relumilp.matrices.tidy` chooses.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+import scipy.sparse as sp
+
+from .. import matrices
 from ..activations import Abs, Clip, ClippedReLU, HardSigmoid, Identity, LeakyReLU, PiecewiseLinear, ReLU, prelu
 from ..errors import InvalidNetworkError, UnsupportedOperatorError
 from ..ir import ActivationNode, AffineNode, InputNode, Network, Node
@@ -83,6 +90,31 @@ def contains_sym(value) -> bool:
     return False
 
 
+def _sum(a, b):
+    """``a + b`` of two pending matrices, in the form :func:`relumilp.matrices.tidy` would choose."""
+    if matrices.is_sparse(a) and matrices.is_sparse(b):
+        return (a + b).tocsr()
+    return np.asarray(a + b) if not (matrices.is_sparse(a) or matrices.is_sparse(b)) else matrices.tidy(a + b)
+
+
+def _product(a, b):
+    """``a @ b`` of a weight and a pending matrix: sparse only when both are (a dense factor gives a dense
+    product, which is what a dense layer is)."""
+    if matrices.is_identity(b):  # a pending value over a node: the weight itself (the common case)
+        return a.tocsr() if matrices.is_sparse(a) else a
+    product = a @ b
+    return product.tocsr() if matrices.is_sparse(product) else np.asarray(product)
+
+
+def _divide_rows(m, divisor):
+    """``m / divisor[:, None]`` in ``m``'s form (the same division per entry)."""
+    if matrices.is_sparse(m):
+        out = matrices.canonical(m)
+        out.data = out.data / np.repeat(divisor, np.diff(out.indptr))
+        return out
+    return m / divisor[:, None]
+
+
 class NetworkBuilder:
     """Accumulates IR nodes; frontends set :attr:`where` to the source op being converted (for errors)."""
 
@@ -111,7 +143,8 @@ class NetworkBuilder:
         """``value`` as a float64 array; non-finite values are reported against the current source op."""
         try:
             array = np.asarray(value.detach().cpu().double().numpy() if hasattr(value, "detach") else value)
-            array = array.astype(np.float64)
+            array = array.astype(np.float64)  # a fresh copy, frozen: the IR then keeps it without copying
+            array.setflags(write=False)
         except (TypeError, ValueError):
             raise InvalidNetworkError(f"{what} of {self.where} is not numeric: {value!r}") from None
         if not np.all(np.isfinite(array)):
@@ -134,22 +167,23 @@ class NetworkBuilder:
 
     @staticmethod
     def _identity_of(node: Node, shape) -> Sym:
-        return Sym(shape, {node.name: np.eye(node.size)}, np.zeros(node.size))
+        return Sym(shape, {node.name: matrices.identity(node.size)}, np.zeros(node.size))
 
     def node_of(self, x: Sym) -> str:
         """The IR node holding ``x``'s value, emitting one affine node for the pending affine function."""
         if len(x.terms) == 1 and not x.bias.any():
             (name, matrix), = x.terms.items()
-            if matrix.shape[0] == matrix.shape[1] and np.array_equal(matrix, np.eye(matrix.shape[0])):
+            if matrices.is_identity(matrix):
                 return name
         if not x.terms:
             raise self.invalid("this value does not depend on the network input")
         inputs = tuple(sorted(x.terms, key=self._rank.__getitem__))
-        node = AffineNode(f"linear{self._affines}", x.size, inputs, tuple(x.terms[n] for n in inputs), x.bias.copy())
+        weights = tuple(matrices.tidy(x.terms[n]) for n in inputs)
+        node = AffineNode(f"linear{self._affines}", x.size, inputs, weights, x.bias.copy())
         self._affines += 1
         self._add(node)
         # Later readers of this value then read the new node instead of repeating its function.
-        x.terms, x.bias = {node.name: np.eye(node.size)}, np.zeros(node.size)
+        x.terms, x.bias = {node.name: matrices.identity(node.size)}, np.zeros(node.size)
         return node.name
 
     def _activate(self, x: Sym, activation) -> Sym:
@@ -247,10 +281,22 @@ class NetworkBuilder:
 
     def _stack(self, syms: Sequence[Sym]) -> Sym:
         names = sorted({n for s in syms for n in s.terms}, key=self._rank.__getitem__)
+        offsets = np.cumsum([0] + [s.size for s in syms])
+        total = int(offsets[-1])
+        parts: dict[str, list] = {name: [] for name in names}
+        for s, offset in zip(syms, offsets):
+            for name, matrix in s.terms.items():
+                parts[name].append((offset, matrix))
         terms = {}
         for name in names:
-            width = next(s.terms[name].shape[1] for s in syms if name in s.terms)
-            terms[name] = np.vstack([s.terms.get(name, np.zeros((s.size, width))) for s in syms])
+            width = parts[name][0][1].shape[1]
+            if len(parts[name]) == 1 and not matrices.is_sparse(parts[name][0][1]) and len(syms) == 1:
+                terms[name] = parts[name][0][1]
+                continue
+            # one sparse matrix from the nonzeros of every item's block, at the item's row offset
+            rows, cols, vals = zip(*((r + offset, c, v) for offset, m in parts[name] for r, c, v in [matrices.triplets(m)]))
+            terms[name] = matrices.compact(sp.csr_array(
+                (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(total, width)))
         return Sym((sum(s.size for s in syms),), terms, np.concatenate([s.bias for s in syms]))
 
     # -- affine arithmetic --------------------------------------------------------------------------
@@ -269,7 +315,7 @@ class NetworkBuilder:
         x, y = self._as_sym(a, shape), self._as_sym(b, shape)
         terms = dict(x.terms)
         for name, matrix in y.terms.items():
-            terms[name] = terms[name] + matrix if name in terms else matrix
+            terms[name] = _sum(terms[name], matrix) if name in terms else matrix
         return Sym(shape, terms, x.bias + y.bias)
 
     def sub(self, a, b) -> Sym:
@@ -291,7 +337,7 @@ class NetworkBuilder:
         x, c = (a, b) if is_sym(a) else (b, a)
         shape = self._broadcast_shape(x, c)
         x, scale = self._expand(x, shape), np.broadcast_to(self.const(c), shape).ravel()
-        return Sym(shape, {n: m * scale[:, None] for n, m in x.terms.items()}, x.bias * scale)
+        return Sym(shape, {n: matrices.scale(m, rows=scale) for n, m in x.terms.items()}, x.bias * scale)
 
     def div(self, a, b) -> Sym:
         """``a / b`` with a constant divisor."""
@@ -302,7 +348,7 @@ class NetworkBuilder:
         divisor = np.broadcast_to(self.const(b, "the divisor"), shape).ravel()
         if not np.all(divisor):
             raise self.invalid("division by zero")
-        return Sym(shape, {n: m / divisor[:, None] for n, m in x.terms.items()}, x.bias / divisor)
+        return Sym(shape, {n: _divide_rows(m, divisor) for n, m in x.terms.items()}, x.bias / divisor)
 
     def _nonlinear(self, what: str) -> UnsupportedOperatorError:
         return self.unsupported(
@@ -311,9 +357,9 @@ class NetworkBuilder:
             "it is not linear, so it cannot be compiled exactly into a MILP",
         )
 
-    def _apply(self, x: Sym, matrix: np.ndarray, shape) -> Sym:
-        """``matrix @ x.flat`` reshaped to ``shape``."""
-        return Sym(shape, {n: matrix @ m for n, m in x.terms.items()}, matrix @ x.bias)
+    def _apply(self, x: Sym, matrix, shape) -> Sym:
+        """``matrix @ x.flat`` reshaped to ``shape`` (``matrix`` dense or sparse)."""
+        return Sym(shape, {n: _product(matrix, m) for n, m in x.terms.items()}, np.asarray(matrix @ x.bias).ravel())
 
     def matmul(self, a, b) -> Sym:
         """``a @ b`` (numpy matmul semantics) where one operand is a constant vector or matrix."""
@@ -326,16 +372,17 @@ class NetworkBuilder:
             rows = math.prod(x.shape[:-1])
             block = w[None, :] if w.ndim == 1 else w.T
             shape = x.shape[:-1] + w.shape[1:]
-            return self._apply(x, block if rows == 1 else np.kron(np.eye(rows), block), shape)
+            return self._apply(x, block if rows == 1 else sp.kron(matrices.identity(rows), block, format="csr"), shape)
         c, x = self.const(a, "the weight"), b
         if c.ndim > 2 or x.ndim == 0 or c.shape[-1] != x.shape[max(x.ndim - 2, 0)]:
             raise self.invalid(f"cannot multiply shapes {c.shape} @ {x.shape}")
         if x.ndim == 1:
             return self._apply(x, c if c.ndim == 2 else c[None, :], c.shape[:-1])
         cols, batch = x.shape[-1], math.prod(x.shape[:-2])
-        block = np.kron(c if c.ndim == 2 else c[None, :], np.eye(cols))
+        block = c if c.ndim == 2 else c[None, :]
+        block = block if cols == 1 else sp.kron(block, matrices.identity(cols), format="csr")
         shape = x.shape[:-2] + c.shape[:-1] + (cols,)
-        return self._apply(x, block if batch == 1 else np.kron(np.eye(batch), block), shape)
+        return self._apply(x, block if batch == 1 else sp.kron(matrices.identity(batch), block, format="csr"), shape)
 
     def linear(self, x: Sym, weight, bias=None) -> Sym:
         """``x @ weight.T + bias`` (torch.nn.Linear)."""
@@ -356,6 +403,232 @@ class NetworkBuilder:
         layout = [1] * x.ndim
         layout[axis] = channels
         return self.add(self.mul(x, factor.reshape(layout)), offset.reshape(layout))
+
+    # -- more re-indexing: padding, gathers, splits ---------------------------------------------------
+
+    def pad(self, x: Sym, widths: Sequence[tuple[int, int]], mode: str = "constant", value: float = 0.0) -> Sym:
+        """Pad each dimension by ``widths[d] = (before, after)`` (negative crops): ``constant`` (``value``),
+        ``edge`` or ``reflect`` (numpy's modes, which ONNX and torch share)."""
+        widths = [(int(a), int(b)) for a, b in widths]
+        if len(widths) != x.ndim:
+            raise self.invalid(f"padding of {len(widths)} dimensions given for a tensor of shape {x.shape}")
+        crop = tuple(slice(max(-a, 0), d - max(-b, 0)) for (a, b), d in zip(widths, x.shape))
+        positions = self._positions(x.shape)[crop]
+        grow = [(max(a, 0), max(b, 0)) for a, b in widths]
+        if mode not in ("constant", "edge", "reflect"):
+            raise self.unsupported(f"padding mode {mode!r}", ["constant", "edge", "reflect"])
+        if mode == "reflect" and any(a >= d or b >= d for (a, b), d in zip(grow, positions.shape)):
+            raise self.invalid("reflect padding must be smaller than the padded dimension")
+        if mode != "constant":
+            return self._gather(x, np.pad(positions, grow, mode=mode))
+        index = np.pad(positions, grow, mode="constant", constant_values=-1)
+        return self._select(x, index, float(value))
+
+    def _select(self, x: Sym, index: np.ndarray, fill: float) -> Sym:
+        """``y.flat[i] = x.flat[index.flat[i]]``, or ``fill`` where the index is -1."""
+        flat = index.ravel()
+        inside = np.flatnonzero(flat >= 0)
+        select = matrices.compact(sp.csr_array((np.ones(inside.size), (inside, flat[inside])), shape=(flat.size, x.size)))
+        y = self._apply(x, select, index.shape)
+        y.bias = y.bias + np.where(flat < 0, fill, 0.0)
+        return y
+
+    def take(self, x: Sym, indices, axis: int) -> Sym:
+        """``numpy.take(x, indices, axis)`` with constant integer indices (negative ones count from the end)."""
+        indices = np.asarray(indices)
+        if indices.dtype.kind not in "iu":
+            raise self.invalid(f"gather indices must be integers, got {indices.dtype}")
+        axis = axis % x.ndim
+        size = x.shape[axis]
+        if np.any(indices < -size) or np.any(indices >= size):
+            raise self.invalid(f"gather index out of range for dimension {axis} of size {size}")
+        return self._gather(x, np.take(self._positions(x.shape), np.where(indices < 0, indices + size, indices), axis))
+
+    def split(self, x: Sym, sizes: Sequence[int], axis: int) -> tuple[Sym, ...]:
+        """Consecutive parts of ``sizes`` along ``axis``."""
+        axis = axis % x.ndim
+        sizes = [int(s) for s in sizes]
+        if sum(sizes) != x.shape[axis] or any(s < 0 for s in sizes):
+            raise self.invalid(f"split sizes {sizes} do not add up to dimension {axis} of shape {x.shape}")
+        bounds = np.cumsum([0] + sizes)
+        key = [slice(None)] * x.ndim
+        parts = []
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            key[axis] = slice(int(start), int(stop))
+            parts.append(self.index(x, tuple(key)))
+        return tuple(parts)
+
+    # -- convolution and pooling (sparse affine maps) -------------------------------------------------
+
+    def _spatial(self, x: Sym, channels: int | None, d: int, what: str) -> tuple[bool, tuple[int, ...]]:
+        """Whether ``x`` has a batch dimension, and its shape ``(C, *spatial)`` with ``d`` spatial dims."""
+        if x.ndim == d + 2 and x.shape[0] == 1:
+            batched, shape = True, x.shape[1:]
+        elif x.ndim == d + 1:
+            batched, shape = False, x.shape
+        else:
+            raise self.invalid(f"{what} with {d} spatial dimensions applied to a tensor of shape {x.shape}")
+        if channels is not None and shape[0] != channels:
+            raise self.invalid(f"{what} expects {channels} input channels, the tensor has shape {x.shape}")
+        return batched, tuple(shape)
+
+    @staticmethod
+    def _window(size, kernel, stride, begin, dilation, out) -> tuple[np.ndarray, np.ndarray]:
+        """For output position ``p`` and kernel offset ``k`` (both flat), the flat input position
+        ``o * stride - begin + k * dilation`` per dimension (P, K) and whether it lies inside the input."""
+        outs = np.indices(out).reshape(len(out), -1).T  # (P, d)
+        offsets = np.indices(kernel).reshape(len(kernel), -1).T  # (K, d)
+        coords = outs[:, None, :] * np.asarray(stride) - np.asarray(begin) + offsets[None, :, :] * np.asarray(dilation)
+        valid = np.all((coords >= 0) & (coords < np.asarray(size)), axis=2)
+        flat = np.ravel_multi_index(tuple(np.clip(coords, 0, np.asarray(size) - 1).transpose(2, 0, 1)), size)
+        return flat, valid
+
+    def _out_size(self, size, kernel, stride, pads, dilation) -> tuple[int, ...]:
+        d = len(size)
+        out = tuple((size[i] + pads[i] + pads[d + i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1 for i in range(d))
+        if any(o < 1 for o in out):
+            raise self.invalid(f"a window of {tuple(kernel)} does not fit the input of spatial size {tuple(size)}")
+        return out
+
+    def conv(self, x: Sym, weight, bias=None, stride=None, pads=None, dilation=None, groups: int = 1) -> Sym:
+        """N-d convolution (cross-correlation, as ONNX Conv and torch.nn.ConvNd) as one sparse affine map.
+
+        ``weight`` has shape ``(C_out, C_in / groups, *kernel)``; ``pads`` is ONNX's
+        ``[begin_1..begin_d, end_1..end_d]`` (zero padding). Output ``y[o, p] = b[o] + sum_{c, k}
+        W[o, c, k] x[g(o) C_in/groups + c, p * stride - begin + k * dilation]`` over positions inside the input.
+        """
+        w = self.const(weight, "the convolution weight")
+        d = w.ndim - 2
+        if d < 1:
+            raise self.invalid(f"convolution weight of shape {w.shape} has no spatial dimensions")
+        groups = int(groups)
+        c_out, c_in_g, kernel = w.shape[0], w.shape[1], w.shape[2:]
+        if groups < 1 or c_out % groups:
+            raise self.invalid(f"{c_out} output channels cannot form {groups} groups")
+        batched, (c_in, *size) = self._spatial(x, c_in_g * groups, d, "a convolution")
+        stride, dilation = tuple(stride or (1,) * d), tuple(dilation or (1,) * d)
+        pads = tuple(pads or (0,) * (2 * d))
+        out = self._out_size(size, kernel, stride, pads, dilation)
+        flat, valid = self._window(tuple(size), kernel, stride, pads[:d], dilation, out)  # (P, K)
+        P, K, S = flat.shape[0], flat.shape[1], math.prod(size)
+        o = np.arange(c_out)[:, None, None, None]
+        c = (o // (c_out // groups)) * c_in_g + np.arange(c_in_g)[None, :, None, None]  # input channel
+        rows = np.broadcast_to(o * P + np.arange(P)[None, None, :, None], (c_out, c_in_g, P, K))
+        cols = c * S + flat[None, None, :, :]
+        vals = np.broadcast_to(w.reshape(c_out, c_in_g, 1, K), (c_out, c_in_g, P, K))
+        keep = np.broadcast_to(valid[None, None], (c_out, c_in_g, P, K)) & (vals != 0.0)
+        matrix = sp.csr_array((vals[keep], (rows[keep], cols[keep])), shape=(c_out * P, c_in * S))
+        shape = ((1,) if batched else ()) + (c_out, *out)
+        y = self._apply(x, matrix, shape)
+        if bias is not None:
+            y.bias = y.bias + np.repeat(self.const(bias, "the convolution bias"), P)
+        return y
+
+    def conv_transpose(self, x: Sym, weight, bias=None, stride=None, pads=None, dilation=None, groups: int = 1,
+                       output_padding=None) -> Sym:
+        """N-d transposed convolution (ONNX ConvTranspose, torch.nn.ConvTransposeNd) as one sparse affine map.
+
+        ``weight`` has shape ``(C_in, C_out / groups, *kernel)``: input ``x[c, i]`` adds ``W[c, o, k] x[c, i]``
+        to output ``y[g(c) C_out/groups + o, i * stride - begin + k * dilation]``; the output size is
+        ``(in - 1) stride - begin - end + dilation (kernel - 1) + output_padding + 1``.
+        """
+        w = self.const(weight, "the transposed-convolution weight")
+        d = w.ndim - 2
+        groups = int(groups)
+        c_in, c_out_g, kernel = w.shape[0], w.shape[1], w.shape[2:]
+        if groups < 1 or c_in % groups:
+            raise self.invalid(f"{c_in} input channels cannot form {groups} groups")
+        batched, (_, *size) = self._spatial(x, c_in, d, "a transposed convolution")
+        stride, dilation = tuple(stride or (1,) * d), tuple(dilation or (1,) * d)
+        pads, extra = tuple(pads or (0,) * (2 * d)), tuple(output_padding or (0,) * d)
+        out = tuple((size[i] - 1) * stride[i] - pads[i] - pads[d + i] + dilation[i] * (kernel[i] - 1) + extra[i] + 1
+                    for i in range(d))
+        if any(v < 1 for v in out):
+            raise self.invalid(f"transposed convolution output size {out} is empty")
+        # the output position of input i and kernel offset k: i * stride - begin + k * dilation
+        flat, valid = self._window(tuple(out), kernel, stride, pads[:d], dilation, tuple(size))  # (P_in, K)
+        P, K, S = flat.shape[0], flat.shape[1], math.prod(out)
+        c = np.arange(c_in)[:, None, None, None]
+        o = (c // (c_in // groups)) * c_out_g + np.arange(c_out_g)[None, :, None, None]  # output channel
+        cols = np.broadcast_to(c * P + np.arange(P)[None, None, :, None], (c_in, c_out_g, P, K))
+        rows = o * S + flat[None, None, :, :]
+        vals = np.broadcast_to(w.reshape(c_in, c_out_g, 1, K), (c_in, c_out_g, P, K))
+        keep = np.broadcast_to(valid[None, None], (c_in, c_out_g, P, K)) & (vals != 0.0)
+        c_out = c_out_g * groups
+        matrix = sp.csr_array((vals[keep], (rows[keep], cols[keep])), shape=(c_out * S, c_in * P))
+        y = self._apply(x, matrix, ((1,) if batched else ()) + (c_out, *out))
+        if bias is not None:
+            y.bias = y.bias + np.repeat(self.const(bias, "the transposed-convolution bias"), S)
+        return y
+
+    def avg_pool(self, x: Sym, kernel, stride=None, pads=None, count_include_pad: bool = False,
+                 dilation=None) -> Sym:
+        """Average pooling per channel: the mean of each window's values inside the input, divided by the
+        window size (``count_include_pad``) or by the count of those values."""
+        d = len(kernel)
+        batched, (channels, *size) = self._spatial(x, None, d, "average pooling")
+        kernel, stride = tuple(int(k) for k in kernel), tuple(stride or kernel)
+        dilation, pads = tuple(dilation or (1,) * d), tuple(pads or (0,) * (2 * d))
+        out = self._out_size(size, kernel, stride, pads, dilation)
+        flat, valid = self._window(tuple(size), kernel, stride, pads[:d], dilation, out)
+        P, K, S = flat.shape[0], flat.shape[1], math.prod(size)
+        count = np.full(P, float(K)) if count_include_pad else valid.sum(axis=1).astype(np.float64)
+        c = np.arange(channels)[:, None, None]
+        rows = np.broadcast_to(c * P + np.arange(P)[None, :, None], (channels, P, K))
+        cols = c * S + flat[None]
+        vals = np.broadcast_to((1.0 / count)[None, :, None], (channels, P, K))
+        keep = np.broadcast_to(valid[None], (channels, P, K))
+        matrix = sp.csr_array((vals[keep], (rows[keep], cols[keep])), shape=(channels * P, channels * S))
+        return self._apply(x, matrix, ((1,) if batched else ()) + (channels, *out))
+
+    def maximum(self, a, b) -> Sym:
+        """``max(a, b)`` element-wise (broadcasting). Of a network value and a constant: a ReLU-type kind
+        (``relu`` at 0, else a shifted one; one per distinct value). Of two network values:
+        ``b + relu(a - b)``, exact, one ReLU per element."""
+        a, b = (a, b) if is_sym(a) else (b, a)
+        if not is_sym(b):
+            return self._per_element(a, b, lambda v: ReLU() if v == 0.0 else PiecewiseLinear.maximum(v), "the bound")
+        return self.add(b, self.relu(self.sub(a, b)))
+
+    def minimum(self, a, b) -> Sym:
+        """``min(a, b)`` element-wise (broadcasting): with a constant, a clip-type kind per distinct value;
+        of two network values ``a - relu(a - b)``, exact, one ReLU per element."""
+        a, b = (a, b) if is_sym(a) else (b, a)
+        if not is_sym(b):
+            return self._per_element(a, b, PiecewiseLinear.minimum, "the bound")
+        return self.sub(a, self.relu(self.sub(a, b)))
+
+    def max_pool(self, x: Sym, kernel, stride=None, pads=None, dilation=None) -> Sym:
+        """Max pooling per channel over the window values inside the input (padding never wins).
+
+        Lowered exactly to ReLUs: the ``K`` candidates of every window are reduced by a balanced tree of
+        ``max(a, b) = b + relu(a - b)``, one ReLU node per tree level (``ceil(log2 K)`` of them,
+        ``K - 1`` ReLUs per window). A window position that falls in the padding repeats the window's
+        first inside value (``max`` is idempotent), so every window has ``K`` candidates.
+        """
+        d = len(kernel)
+        batched, (channels, *size) = self._spatial(x, None, d, "max pooling")
+        kernel, stride = tuple(int(k) for k in kernel), tuple(stride or kernel)
+        dilation, pads = tuple(dilation or (1,) * d), tuple(pads or (0,) * (2 * d))
+        if any(pads[i] >= kernel[i] or pads[d + i] >= kernel[i] for i in range(d)):
+            raise self.invalid(f"max pooling pads {pads} must be smaller than the kernel {kernel}")
+        out = self._out_size(size, kernel, stride, pads, dilation)
+        flat, valid = self._window(tuple(size), kernel, stride, pads[:d], dilation, out)  # (P, K)
+        first = flat[np.arange(flat.shape[0]), np.argmax(valid, axis=1)]
+        flat = np.where(valid, flat, first[:, None])
+        S = math.prod(size)
+        # candidates: (K, C, P) positions in x.flat
+        positions = np.arange(channels)[None, :, None] * S + flat.T[:, None, :]
+        if batched:
+            x = self.reshape(x, x.shape[1:])
+        level = self._gather(self.reshape(x, (x.size,)), positions)
+        while level.shape[0] > 1:
+            k = level.shape[0]
+            half = k // 2
+            a, b = self.index(level, slice(0, half)), self.index(level, slice(half, 2 * half))
+            merged = self.maximum(a, b)
+            level = self.concat([merged, self.index(level, slice(2 * half, k))], 0) if k % 2 else merged
+        return self.reshape(level, ((1,) if batched else ()) + (channels, *out))
 
     # -- activations --------------------------------------------------------------------------------
 
@@ -407,14 +680,6 @@ class NetworkBuilder:
         """PReLU ``x if x >= 0 else slope x`` with ``slope`` broadcast to ``x`` (numpy rules; frontends lay a
         per-channel slope out along the channel axis first)."""
         return self._per_element(x, slope, prelu, "the PReLU slope")
-
-    def maximum(self, x: Sym, c) -> Sym:
-        """``max(x, c)`` for a constant ``c`` (broadcast): ReLU at ``c = 0``, else a shifted ReLU."""
-        return self._per_element(x, c, lambda v: ReLU() if v == 0.0 else PiecewiseLinear.maximum(v), "the bound")
-
-    def minimum(self, x: Sym, c) -> Sym:
-        """``min(x, c)`` for a constant ``c`` (broadcast)."""
-        return self._per_element(x, c, PiecewiseLinear.minimum, "the bound")
 
     def _per_element(self, x: Sym, values, make, what: str) -> Sym:
         """Apply ``make(v)`` to each element whose parameter (``values`` broadcast to ``x``) is ``v``.

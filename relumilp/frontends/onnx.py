@@ -1,4 +1,7 @@
-"""ONNX frontend: a ``.onnx`` model (or ``onnx.ModelProto``) of dense piecewise-linear layers to the IR.
+"""ONNX frontend: a ``.onnx`` model (or ``onnx.ModelProto``) of piecewise-linear layers to the IR.
+
+Dense, convolutional (Conv, ConvTranspose, AveragePool) and re-indexing operators (Pad, Slice, Gather
+with constant indices, Split, Concat, Transpose, Reshape...) all become sparse or dense affine maps.
 
 Nodes are visited in graph order. Nodes whose inputs are all constants (initializers, ``Constant``
 nodes, shape arithmetic) are evaluated with ONNX's reference evaluator; the others must be one of
@@ -10,6 +13,7 @@ graph inputs are constants; the network input is the one graph input that is not
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Callable
 
@@ -134,18 +138,19 @@ def _cast(b, node, values, attrs, opset):
 
 
 def _extremum(b, node, values, attrs, opset):
-    """``Max`` / ``Min`` of one network value and constants (broadcast): a (shifted) ReLU-type kind."""
-    syms = [v for v in values if is_sym(v)]
-    if len(syms) != 1:
-        raise b.unsupported(f"{node.op_type} of {len(syms)} network values", [f"{node.op_type} of one network value and constants"])
+    """``Max`` / ``Min`` of any mix of network values and constants (broadcast).
+
+    The constants fold into one bound; network values are combined pairwise (exact ReLU lowering, see
+    ``NetworkBuilder.maximum``); the bound then makes a (shifted) ReLU-type kind per distinct value.
+    """
     pick = np.maximum if node.op_type == "Max" else np.minimum
+    pair = b.maximum if node.op_type == "Max" else b.minimum
+    syms = [v for v in values if is_sym(v)]
     consts = [np.asarray(v, dtype=np.float64) for v in values if not is_sym(v)]
-    if not consts:
-        return syms[0]
-    bound = consts[0]
-    for c in consts[1:]:
-        bound = pick(bound, c)
-    return b.maximum(syms[0], bound) if node.op_type == "Max" else b.minimum(syms[0], bound)
+    if not syms:  # constants only are folded before a handler is called; kept for safety
+        return functools.reduce(pick, consts)
+    total = functools.reduce(pair, syms)
+    return pair(total, functools.reduce(pick, consts)) if consts else total
 
 
 def _prelu(b, node, values, attrs, opset):
@@ -167,6 +172,146 @@ def _gelu(b, n, v, a, o):
     if approximate != "none":
         raise UnsupportedOperatorError(f"ONNX Gelu approximate={approximate!r} (node '{n.name}')", ["approximate='none'"])
     return b.smooth(v[0], "gelu")
+
+
+def _sym_pads(b, x, attrs, kernel, stride, dilation, what: str) -> list[int]:
+    """ONNX ``pads`` ([begins..., ends...]) of a window operator, from ``auto_pad`` where it is set."""
+    d = len(kernel)
+    auto = attrs.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+    if auto in ("NOTSET", ""):
+        return [int(p) for p in attrs.get("pads", [0] * (2 * d))]
+    if auto == "VALID":
+        return [0] * (2 * d)
+    if auto not in ("SAME_UPPER", "SAME_LOWER"):
+        raise b.unsupported(f"{what} auto_pad {auto!r}", ["NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"])
+    size = x.shape[-d:]
+    begins, ends = [], []
+    for i in range(d):
+        out = -(-size[i] // stride[i])
+        total = max(0, (out - 1) * stride[i] + (kernel[i] - 1) * dilation[i] + 1 - size[i])
+        small, large = total // 2, total - total // 2
+        begins.append(small if auto == "SAME_UPPER" else large)
+        ends.append(large if auto == "SAME_UPPER" else small)
+    return begins + ends
+
+
+def _window_attrs(b, x, attrs, kernel, what):
+    d = len(kernel)
+    stride = [int(v) for v in attrs.get("strides", [1] * d)]
+    dilation = [int(v) for v in attrs.get("dilations", [1] * d)]
+    return stride, _sym_pads(b, x, attrs, kernel, stride, dilation, what), dilation
+
+
+def _conv(b, node, values, attrs, opset):
+    x, w, bias = values[0], values[1], _optional(values, 2)
+    if is_sym(w) or is_sym(bias):
+        raise b._nonlinear("convolution")
+    kernel = list(attrs.get("kernel_shape", np.shape(w)[2:]))
+    stride, pads, dilation = _window_attrs(b, x, attrs, kernel, "Conv")
+    return b.conv(x, w, bias, stride, pads, dilation, attrs.get("group", 1))
+
+
+def _conv_transpose(b, node, values, attrs, opset):
+    x, w, bias = values[0], values[1], _optional(values, 2)
+    if is_sym(w) or is_sym(bias):
+        raise b._nonlinear("transposed convolution")
+    kernel = list(attrs.get("kernel_shape", np.shape(w)[2:]))
+    d = len(kernel)
+    if "output_shape" in attrs:
+        raise b.unsupported("ConvTranspose with output_shape", ["ConvTranspose with pads and output_padding"])
+    stride = [int(v) for v in attrs.get("strides", [1] * d)]
+    dilation = [int(v) for v in attrs.get("dilations", [1] * d)]
+    auto = attrs.get("auto_pad", b"NOTSET")
+    if (auto.decode() if isinstance(auto, bytes) else auto) not in ("NOTSET", "VALID", ""):
+        raise b.unsupported("ConvTranspose auto_pad SAME", ["explicit pads"])
+    pads = [int(p) for p in attrs.get("pads", [0] * (2 * d))]
+    return b.conv_transpose(x, w, bias, stride, pads, dilation, attrs.get("group", 1), attrs.get("output_padding"))
+
+
+def _average_pool(b, node, values, attrs, opset):
+    x, kernel = values[0], [int(k) for k in attrs["kernel_shape"]]
+    if attrs.get("ceil_mode", 0):
+        raise b.unsupported("AveragePool with ceil_mode=1", ["AveragePool with ceil_mode=0"])
+    stride, pads, dilation = _window_attrs(b, x, attrs, kernel, "AveragePool")
+    return b.avg_pool(x, kernel, stride, pads, bool(attrs.get("count_include_pad", 0)), dilation)
+
+
+def _max_pool(b, node, values, attrs, opset):
+    x, kernel = values[0], [int(k) for k in attrs["kernel_shape"]]
+    if attrs.get("ceil_mode", 0) or sum(1 for o in node.output if o) > 1:
+        raise b.unsupported("MaxPool with ceil_mode=1 or an Indices output", ["MaxPool with ceil_mode=0, one output"])
+    stride, pads, dilation = _window_attrs(b, x, attrs, kernel, "MaxPool")
+    return b.max_pool(x, kernel, stride, pads, dilation)
+
+
+def _global_average_pool(b, node, values, attrs, opset):
+    x = values[0]
+    return b.avg_pool(x, list(x.shape[2:]))
+
+
+def _pad(b, node, values, attrs, opset):
+    x = values[0]
+    mode = attrs.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    if opset < 11:
+        pads, value, axes = attrs.get("pads", attrs.get("paddings")), attrs.get("value", 0.0), None
+    else:
+        pads = values[1]
+        value = _optional(values, 2)
+        axes = _optional(values, 3)
+    if is_sym(pads) or is_sym(value):
+        raise b.invalid("Pad amounts and value must be constants")
+    pads = [int(p) for p in np.asarray(pads).reshape(-1)]
+    value = 0.0 if value is None or np.size(value) == 0 else float(np.asarray(value).reshape(-1)[0])
+    axes = list(range(x.ndim)) if axes is None else [int(a) % x.ndim for a in np.asarray(axes).reshape(-1)]
+    widths = [(0, 0)] * x.ndim
+    for i, axis in enumerate(axes):
+        widths[axis] = (pads[i], pads[len(axes) + i])
+    return b.pad(x, widths, {"constant": "constant", "edge": "edge", "reflect": "reflect"}.get(mode, mode), value)
+
+
+def _slice(b, node, values, attrs, opset):
+    x = values[0]
+    if opset < 10:
+        starts, ends, axes, steps = attrs["starts"], attrs["ends"], attrs.get("axes"), None
+    else:
+        starts, ends, axes, steps = values[1], values[2], _optional(values, 3), _optional(values, 4)
+    if any(is_sym(v) for v in (starts, ends, axes, steps)):
+        raise b.invalid("Slice starts, ends, axes and steps must be constants")
+    starts, ends = np.asarray(starts).reshape(-1), np.asarray(ends).reshape(-1)
+    axes = range(len(starts)) if axes is None else np.asarray(axes).reshape(-1)
+    steps = np.ones(len(starts), dtype=np.int64) if steps is None else np.asarray(steps).reshape(-1)
+    key = [slice(None)] * x.ndim
+    big = np.iinfo(np.int64).max // 2  # ONNX spells "to the end" as huge values; Python slices clamp them
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        if step == 0:
+            raise b.invalid("Slice step 0")
+        end = None if (step < 0 and end < -big) else int(end)
+        key[int(axis) % x.ndim] = slice(int(start), end, int(step))
+    return b.index(x, tuple(key))
+
+
+def _gather(b, node, values, attrs, opset):
+    x, indices = values[0], values[1]
+    if is_sym(indices):
+        raise b.unsupported("Gather with indices computed from the network input", ["constant indices"])
+    return b.take(x, np.asarray(indices).astype(np.int64), attrs.get("axis", 0))
+
+
+def _split(b, node, values, attrs, opset):
+    x = values[0]
+    axis = attrs.get("axis", 0) % x.ndim
+    sizes = attrs.get("split") if opset < 13 else _optional(values, 1)
+    if is_sym(sizes):
+        raise b.invalid("Split sizes must be constants")
+    count = sum(1 for _ in node.output)
+    if sizes is None or np.size(sizes) == 0:
+        n = attrs.get("num_outputs", count)
+        length = x.shape[axis]
+        part = -(-length // n)
+        sizes = [part] * (length // part) + ([length % part] if length % part else [])
+    return b.split(x, [int(s) for s in np.asarray(sizes).reshape(-1)], axis)
 
 
 _Handler = Callable[[NetworkBuilder, object, list, dict, int], object]
@@ -204,6 +349,15 @@ _OPS: dict[str, _Handler] = {
     "BatchNormalization": _batch_norm,
     "Shape": _shape,
     "Cast": _cast,
+    "Conv": _conv,
+    "ConvTranspose": _conv_transpose,
+    "AveragePool": _average_pool,
+    "GlobalAveragePool": _global_average_pool,
+    "Pad": _pad,
+    "Slice": _slice,
+    "Gather": _gather,
+    "Split": _split,
+    "MaxPool": _max_pool,
 }
 
 SUPPORTED_OPS = tuple(sorted(_OPS)) + ("Constant",)

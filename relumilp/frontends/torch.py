@@ -32,7 +32,11 @@ SUPPORTED_LAYERS = (
     "Hardtanh(min_val=a, max_val=b>a)",
     "Hardsigmoid",
     "PReLU (num_parameters 1 or C)",
-    "BatchNorm1d (eval)",
+    "BatchNorm1d/2d (eval)",
+    "Conv1d/Conv2d",
+    "ConvTranspose1d/2d",
+    "AvgPool1d/2d",
+    "MaxPool1d/2d",
     "Flatten",
     "Identity",
     "Dropout",
@@ -243,12 +247,121 @@ def _prelu(b, a):
     return b.prelu(x, weight)
 
 
-def _extremum(b, a, apply):
-    """``maximum`` / ``minimum`` of a network value and a constant (either order)."""
-    x, other = a(0, "input"), a(1, "other")
-    if is_sym(x) and is_sym(other):
-        raise b.unsupported(f"{a.op.name} of two network values", [f"{a.op.name} with a constant"])
-    return apply(x, other) if is_sym(x) else apply(other, x)
+def _per_dim(value, d: int) -> list[int]:
+    """An int or a sequence of ``d`` ints (torch's window arguments) as a list of ``d`` ints."""
+    if isinstance(value, (list, tuple, torch.Size)):
+        value = [int(v) for v in value]
+        return value * d if len(value) == 1 else value
+    return [int(value)] * d
+
+
+def _conv_pads(b, padding, kernel, dilation) -> list[int]:
+    """torch conv ``padding`` (ints, ``'valid'`` or ``'same'``) as ONNX-style ``[begins..., ends...]``."""
+    d = len(kernel)
+    if isinstance(padding, str):
+        if padding == "valid":
+            return [0] * (2 * d)
+        if padding != "same":
+            raise b.invalid(f"unknown convolution padding {padding!r}")
+        total = [dilation[i] * (kernel[i] - 1) for i in range(d)]
+        return [t // 2 for t in total] + [t - t // 2 for t in total]
+    pads = _per_dim(padding, d)
+    return pads + pads
+
+
+def _conv(b, a):
+    """conv1d/2d/3d, convolution and _convolution (transposed or not)."""
+    x, weight, bias = a(0, "input"), a(1, "weight"), a(2, "bias", None)
+    if is_sym(weight) or is_sym(bias):
+        raise b._nonlinear("convolution")
+    d = weight.ndim - 2
+    kernel = list(weight.shape[2:])
+    if a.op.name in ("convolution", "_convolution"):
+        stride, padding, dilation = a(3, "stride"), a(4, "padding"), a(5, "dilation")
+        transposed, output_padding, groups = a(6, "transposed"), a(7, "output_padding"), a(8, "groups")
+    elif a.op.name.startswith("conv_transpose"):
+        stride, padding, output_padding = a(3, "stride", 1), a(4, "padding", 0), a(5, "output_padding", 0)
+        groups, dilation, transposed = a(6, "groups", 1), a(7, "dilation", 1), True
+    else:
+        stride, padding, dilation, groups = a(3, "stride", 1), a(4, "padding", 0), a(5, "dilation", 1), a(6, "groups", 1)
+        transposed, output_padding = False, 0
+    stride, dilation = _per_dim(stride, d), _per_dim(dilation, d)
+    if transposed:
+        pads = _per_dim(padding, d) * 2
+        return b.conv_transpose(x, weight, bias, stride, pads, dilation, int(groups), _per_dim(output_padding, d))
+    return b.conv(x, weight, bias, stride, _conv_pads(b, padding, kernel, dilation), dilation, int(groups))
+
+
+def _avg_pool(b, a):
+    """avg_pool1d/2d/3d (floor mode)."""
+    x = a(0, "input")
+    d = {"avg_pool1d": 1, "avg_pool2d": 2, "avg_pool3d": 3}[a.op.name]
+    kernel = _per_dim(a(1, "kernel_size"), d)
+    stride = a(2, "stride", None)
+    stride = kernel if stride in (None, [], ()) else _per_dim(stride, d)
+    pads = _per_dim(a(3, "padding", 0), d)
+    ceil_mode, include = a(4, "ceil_mode", False), a(5, "count_include_pad", True)
+    divisor = a(6, "divisor_override", None) if d > 1 else None
+    if ceil_mode or divisor is not None:
+        raise b.unsupported("average pooling with ceil_mode or divisor_override", ["floor-mode average pooling"])
+    return b.avg_pool(x, kernel, stride, pads + pads, bool(include))
+
+
+def _max_pool(b, a):
+    """max_pool1d/2d (floor mode, no indices)."""
+    x = a(0, "input")
+    d = 1 if "1d" in a.op.name else 2
+    kernel = _per_dim(a(1, "kernel_size"), d)
+    stride = a(2, "stride", None)
+    stride = kernel if stride in (None, [], ()) else _per_dim(stride, d)
+    pads, dilation = _per_dim(a(3, "padding", 0), d), _per_dim(a(4, "dilation", 1), d)
+    if a(5, "ceil_mode", False) or a.kwargs.get("return_indices"):
+        raise b.unsupported("max pooling with ceil_mode or return_indices", ["floor-mode max pooling"])
+    return b.max_pool(x, kernel, stride, pads + pads, dilation)
+
+
+def _pad(b, a):
+    """F.pad / constant_pad_nd: torch lists (before, after) pairs from the last dimension backwards."""
+    x, pad = a(0, "input"), [int(p) for p in a(1, "pad")]
+    if a.op.name == "constant_pad_nd":
+        mode, value = "constant", a(2, "value", 0.0)
+    else:
+        mode, value = a(2, "mode", "constant"), a(3, "value", None)
+    modes = {"constant": "constant", "replicate": "edge", "reflect": "reflect"}
+    if mode not in modes:
+        raise b.unsupported(f"padding mode {mode!r}", list(modes))
+    widths = [(0, 0)] * x.ndim
+    for i in range(len(pad) // 2):
+        widths[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    return b.pad(x, widths, modes[mode], 0.0 if value is None else float(value))
+
+
+def _squeeze(b, a):
+    x, dim = a(0, "input"), a(1, "dim", None)
+    dims = range(x.ndim) if dim is None else _dims(x, list(dim) if isinstance(dim, (list, tuple)) else [dim])
+    return b.reshape(x, [n for i, n in enumerate(x.shape) if not (i in dims and n == 1)])
+
+
+def _unsqueeze(b, a):
+    x, dim = a(0, "input"), int(a(1, "dim"))
+    dim = dim % (x.ndim + 1)
+    return b.reshape(x, list(x.shape[:dim]) + [1] + list(x.shape[dim:]))
+
+
+def _split(b, a):
+    """split (a part size or a list of sizes) and split_with_sizes along ``dim``."""
+    x = a.kwargs["tensor"] if "tensor" in a.kwargs else a(0, "input")  # torch.split binds by name
+    key = next((k for k in ("split_size_or_sections", "split_size", "split_sizes") if k in a.kwargs), "split_size")
+    sizes, dim = a(1, key), a(2, "dim", 0)
+    length = x.shape[dim % x.ndim]
+    if not isinstance(sizes, (list, tuple)):
+        sizes = [int(sizes)] * (length // int(sizes)) + ([length % int(sizes)] if length % int(sizes) else [])
+    return b.split(x, [int(s) for s in sizes], dim)
+
+
+def _index_select(b, a):
+    x, dim, index = a(0, "input"), a(1, "dim"), a(2, "index")
+    return b.take(x, torch.as_tensor(index).cpu().numpy().astype("int64"), dim)
 
 
 _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
@@ -282,8 +395,6 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "abs": lambda b, a: b.abs(a(0, "input")),
     "prelu": _prelu,
     "_prelu_kernel": lambda b, a: b.prelu(a(0, "input"), a(1, "weight")),  # weight already laid out
-    "maximum": lambda b, a: _extremum(b, a, b.maximum),
-    "minimum": lambda b, a: _extremum(b, a, b.minimum),
     "batch_norm": _batch_norm,
     "_native_batch_norm_legit_no_training": _batch_norm,
     "flatten": lambda b, a: b.flatten(a(0, "input"), a(1, "start_dim", 0), a(2, "end_dim", -1)),
@@ -303,14 +414,36 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "getitem": _getitem,
     "list": lambda b, a: list(a.args),
     "unpack": lambda b, a: tuple(a(0, "input")),
+    "conv1d": _conv,
+    "conv2d": _conv,
+    "conv3d": _conv,
+    "convolution": _conv,
+    "_convolution": _conv,
+    "conv_transpose1d": _conv,
+    "conv_transpose2d": _conv,
+    "avg_pool1d": _avg_pool,
+    "avg_pool2d": _avg_pool,
+    "pad": _pad,
+    "constant_pad_nd": _pad,
+    "squeeze": _squeeze,
+    "unsqueeze": _unsqueeze,
+    "split": _split,
+    "max_pool1d": _max_pool,
+    "max_pool2d": _max_pool,
+    "maximum": lambda b, a: b.maximum(a(0, "input"), a(1, "other")),
+    "minimum": lambda b, a: b.minimum(a(0, "input"), a(1, "other")),
+    "split_with_sizes": _split,
+    "index_select": _index_select,
 }
 
 SUPPORTED_OPS = (
     "linear", "addmm", "matmul/mm (by a constant)", "add", "sub", "mul/div (by a constant)", "relu",
     "leaky_relu", "relu6", "hardtanh/clamp (to [a, b] or [0, inf))", "hardsigmoid", "prelu", "abs",
-    "maximum/minimum (with a constant)", "sigmoid", "tanh", "silu", "softplus", "elu", "gelu", "batch_norm (eval)",
-    "dropout",
-    "flatten", "view/reshape", "cat", "t/transpose/permute", "slicing",
+    "maximum/minimum (of two values, or with a constant)", "sigmoid", "tanh", "silu", "softplus", "elu", "gelu",
+    "batch_norm (eval)", "dropout",
+    "flatten", "view/reshape", "cat", "t/transpose/permute", "slicing", "conv1d/conv2d (convolution)",
+    "conv_transpose1d/2d", "avg_pool1d/2d", "pad/constant_pad_nd", "squeeze/unsqueeze", "split",
+    "index_select", "max_pool1d/2d",
 )  # fmt: skip
 
 
@@ -448,7 +581,8 @@ def _warn_if_training(module) -> None:
 _LEAF_TYPES = (
     nn.Linear, nn.ReLU, nn.LeakyReLU, nn.Hardtanh, nn.Hardsigmoid, nn.PReLU, nn.Flatten, nn.Identity,
     nn.modules.dropout._DropoutNd,
-    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d, nn.ConvTranspose2d,
+    nn.AvgPool1d, nn.AvgPool2d, nn.MaxPool1d, nn.MaxPool2d,
 )  # fmt: skip
 
 
@@ -486,6 +620,27 @@ def _layer_op(module: nn.Module, target: str) -> tuple[str, tuple, str]:
         return smooth
     if isinstance(module, (nn.Identity, nn.modules.dropout._DropoutNd)):
         return "identity", (), where
+    if isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d)):
+        name = f"conv_transpose{len(module.kernel_size)}d"
+        return name, (module.weight, module.bias, module.stride, module.padding, module.output_padding,
+                      module.groups, module.dilation), where
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+        if module.padding_mode != "zeros":  # the module pads first, then convolves unpadded
+            raise UnsupportedOperatorError(f"layer '{kind}' with padding_mode={module.padding_mode!r} (module {target})",
+                                           SUPPORTED_LAYERS, "use padding_mode='zeros' or an explicit F.pad")
+        return f"conv{len(module.kernel_size)}d", (module.weight, module.bias, module.stride, module.padding,
+                                                   module.dilation, module.groups), where
+    if isinstance(module, (nn.AvgPool1d, nn.AvgPool2d)):
+        d = 1 if isinstance(module, nn.AvgPool1d) else 2
+        extra = (getattr(module, "divisor_override", None),) if d == 2 else ()
+        return f"avg_pool{d}d", (module.kernel_size, module.stride, module.padding, module.ceil_mode,
+                                 module.count_include_pad) + extra, where
+    if isinstance(module, (nn.MaxPool1d, nn.MaxPool2d)):
+        if module.return_indices:
+            raise UnsupportedOperatorError(f"layer '{kind}' with return_indices (module {target})", SUPPORTED_LAYERS)
+        d = 1 if isinstance(module, nn.MaxPool1d) else 2
+        return f"max_pool{d}d", (module.kernel_size, module.stride, module.padding, module.dilation,
+                                 module.ceil_mode), where
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
         stats = (module.weight, module.bias, module.running_mean, module.running_var)
         return "batch_norm", stats + (False, 0.0, module.eps, False), where

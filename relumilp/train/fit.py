@@ -1,7 +1,8 @@
 """Train small MLP surrogates that compile directly and are cheap to optimise over.
 
 :func:`fit_surrogate` fits an ``nn.Sequential`` of Linear layers and piecewise-linear activations
-(ReLU, clipped ReLU, LeakyReLU) to data with Adam and mean squared error, optionally with the
+(ReLU, clipped ReLU, LeakyReLU) -- or smooth ones (sigmoid, tanh, SiLU), which compile through certified
+sandwiches (:mod:`relumilp.smooth`) -- to data with Adam and mean squared error, optionally with the
 regularizers of :mod:`relumilp.train.regularizers` (L1, group L1, ReLU stability, big-M size) that
 make the resulting MILP smaller and faster to solve (Plate et al. 2025). The returned network is
 float64, on the CPU, in eval mode, and maps inputs in the original data units to outputs in the
@@ -25,7 +26,10 @@ from .regularizers import make_regularizers, sequential_layers
 
 __all__ = ["resolve_device", "build_mlp", "fit_surrogate"]
 
-ACTIVATIONS = {"relu": "relu", "clipped": "clipped", "clipped_relu": "clipped", "leaky": "leaky", "leaky_relu": "leaky"}
+ACTIVATIONS = {"relu": "relu", "clipped": "clipped", "clipped_relu": "clipped", "leaky": "leaky", "leaky_relu": "leaky",
+               "sigmoid": "sigmoid", "tanh": "tanh", "silu": "silu"}
+#: smooth activations: compiled through certified sandwiches (relumilp.smooth), no stability statistics
+_SMOOTH_MODULES = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "silu": nn.SiLU}
 
 
 def resolve_device(device="auto") -> torch.device:
@@ -68,7 +72,9 @@ def build_mlp(
     width = int(n_in)
     for h, c in zip(hidden, clips):
         modules.append(nn.Linear(width, h))
-        if kind == "relu":
+        if kind in _SMOOTH_MODULES:
+            modules.append(_SMOOTH_MODULES[kind]())
+        elif kind == "relu":
             modules.append(nn.ReLU())
         elif kind == "clipped":
             modules.append(ClippedReLU(c))
@@ -165,7 +171,8 @@ def fit_surrogate(
         Data, shape (n, d) and (n,) or (n, k). The model always outputs (n, k) (k = 1 for 1-D y).
     hidden, activation, clip, negative_slope, dropout:
         Architecture (:func:`build_mlp`): widths, ``"relu"``, ``"clipped"`` (clip level ``clip``, or one
-        per hidden layer; hidden values are not affected by the standardisation) or ``"leaky"``.
+        per hidden layer; hidden values are not affected by the standardisation), ``"leaky"``, or a smooth
+        ``"sigmoid"``, ``"tanh"``, ``"silu"`` (then ``history["stable_fraction"]`` is None).
     l1, group_l1:
         Weights of :class:`~relumilp.train.regularizers.L1Penalty` and
         :class:`~relumilp.train.regularizers.GroupL1Penalty`. With ``proximal=True`` they are applied as
@@ -314,5 +321,6 @@ def fit_surrogate(
     history["device"] = str(dev)
     history["input_bounds"] = (lower, upper)
     history["split"] = {"train": train_idx, "val": val_idx}
-    history["stable_fraction"] = _stable_fraction(model, lower, upper)
+    smooth = ACTIVATIONS[activation] in _SMOOTH_MODULES  # no stable neurons to count
+    history["stable_fraction"] = None if smooth else _stable_fraction(model, lower, upper)
     return model, history

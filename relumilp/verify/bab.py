@@ -19,11 +19,11 @@ ACAS Xu measurements in ``benchmarks/results``).
 
 from __future__ import annotations
 
-import sys
 import time
 
 import numpy as np
 
+from .._progress import progress_bar
 from ..domain import InputDomain
 from . import attack
 from .decide import Settings, milp_decide
@@ -35,9 +35,8 @@ def branch_and_bound(net, margin_net, compiled, domain, outputs, members, alive,
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # many small batched products: one thread is much faster (and shares the machine)
-    from tqdm.auto import tqdm
 
-    bar = tqdm(desc="verify", unit=" boxes", file=sys.stderr, leave=False, disable=not settings.progress)
+    bar = progress_bar(settings.progress, "verify", " boxes")
     try:
         return _bab(net, margin_net, compiled, domain, outputs, members, alive, settings, info, records, bar)
     finally:

@@ -196,22 +196,24 @@ from .theory import arrangement_bound, regions_upper_bound, serra_bound  # noqa:
 
 
 def count_regions(net: Network, domain: InputDomain, method: str = "auto", *, bounds=None,
-                  time_limit: float | None = 60.0, samples: int = 10000, seed: int | None = 0) -> RegionCount:
+                  time_limit: float | None = 60.0, samples: int = 10000, seed: int | None = 0,
+                  progress: bool = False) -> RegionCount:
     """Count the activation regions of ``net`` on ``domain``.
 
     ``method`` is ``exact`` (1-D/2-D inputs), ``mip`` (LP enumeration, any dimension, small nets),
     ``sample`` (lower bound) or ``auto`` (exact for at most 2 inputs, else sample). The result says
     which method ran and whether the count is exact. This is the count that matters for optimisation
     over the domain; compare it with :func:`regions_upper_bound` for the architecture's worst case.
+    ``progress`` shows the counting on stderr.
     """
     if method == "auto":
         method = "exact" if net.input_size <= 2 else "sample"
     if method == "exact":
-        return exact_regions(net, domain)
+        return exact_regions(net, domain, progress=progress)
     if method == "mip":
-        return mip_regions(net, domain, bounds=bounds, time_limit=time_limit)
+        return mip_regions(net, domain, bounds=bounds, time_limit=time_limit, progress=progress)
     if method == "sample":
-        return sample_regions(net, domain, samples=samples, seed=seed)
+        return sample_regions(net, domain, samples=samples, seed=seed, progress=progress)
     raise RelumilpError(f"unknown region method {method!r}; choose one of auto, {', '.join(METHODS)}")
 
 

@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from ..._progress import progress_bar
 from ...activations import Activation
 from ...backends.highs import new_highs
 from ...domain import InputDomain
@@ -53,6 +54,7 @@ def mip_regions(
     min_radius: float | None = None,
     bound_method: str = "interval",
     refresh_every: int = 8,
+    progress: bool = False,
 ) -> RegionCount:
     """Enumerate the full-dimensional activation regions of ``net`` on ``domain`` with LPs (see module doc).
 
@@ -61,6 +63,7 @@ def mip_regions(
     ``min_radius`` (default ``1e-7`` times the box diameter). At ``time_limit`` seconds the count so far
     is returned with ``exact=False``. ``refresh_every``: recompute the current region's bounding box
     after this many neuron decisions along a branch (when more than 2d undecided neurons remain).
+    ``progress`` shows the LPs solved and the patterns found on stderr.
     """
     import highspy
 
@@ -101,12 +104,14 @@ def mip_regions(
     def solve(check_time: bool = True) -> tuple[float, np.ndarray]:
         if check_time and time_limit is not None and time.perf_counter() - start > time_limit:
             raise _Stop
+        bar.update()
         h.run()
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             return -math.inf, None
         col = np.array(h.getSolution().col_value)
         return float(col[d]), col[:d]
 
+    bar = progress_bar(progress, "regions (LP enumeration)", " LPs")
     radius, center = solve(check_time=False)
     if radius <= eps:
         raise InvalidDomainError("the input domain (box and A x <= b) is empty or has no interior")
@@ -176,6 +181,7 @@ def mip_regions(
         act = plan.chunks[k][1]
         if act is None:
             found.setdefault(b"".join(pattern), _map_key(*maps[net.output]))
+            bar.set_postfix_str(f"{len(found)} regions", refresh=False)
             return
         M, m = maps[act.inputs[0]]
         plan.prune(k, maps)
@@ -239,6 +245,7 @@ def mip_regions(
         exact = False
     finally:
         sys.setrecursionlimit(limit)
+        bar.close()
     regions = [Region(None, pattern, np.zeros(0), np.zeros(0)) for pattern in found]
     note = f"{counter['lps']} LPs"
     if not exact:

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from ..._progress import progress_bar
 from ...activations import Activation
 from ...domain import InputDomain
 from ...errors import InvalidDomainError, RelumilpError
@@ -72,12 +73,13 @@ def _initial_cell(domain: InputDomain, eps: float) -> np.ndarray:
 
 
 def exact_regions(net: Network, domain: InputDomain, rel_tol: float = 1e-10,
-                  rel_min_measure: float = 1e-12) -> RegionCount:
+                  rel_min_measure: float = 1e-12, progress: bool = False) -> RegionCount:
     """Partition a 1-D or 2-D input domain into the network's activation regions (exact up to float64).
 
     A cell is split by a neuron's breakpoint line only where the line's distance to the cell's vertices
     exceeds ``rel_tol`` times the box diameter on both sides; cells whose length/area is below
     ``rel_min_measure`` times the box's are dropped (they are not full-dimensional up to rounding).
+    ``progress`` shows the cells split so far and the regions found on stderr.
     """
     start = time.perf_counter()
     domain.check_size(net.input_size)
@@ -95,22 +97,26 @@ def exact_regions(net: Network, domain: InputDomain, rel_tol: float = 1e-10,
     plan = _Plan(net)
     regions: list[Region] = []
     stack = [(0, cell, {net.input.name: (np.eye(d), np.zeros(d))}, ())]
-    while stack:
-        k, cell, maps, pattern = stack.pop()
-        maps = plan.evaluate(k, maps)
-        act = plan.chunks[k][1]
-        if act is None:
-            M, m = maps[net.output]
-            regions.append(Region(cell, b"".join(pattern), M, m))
-            continue
-        M, m = maps[act.inputs[0]]
-        table = plan.tables[k]
-        plan.prune(k, maps)
-        for piece_cell, index in _split_layer(cell, M, m, table, eps, min_measure):
-            slope, offset = table.slopes[index], table.offsets[index]
-            child = dict(maps)
-            child[act.name] = (slope[:, None] * M, slope * m + offset)
-            stack.append((k + 1, piece_cell, child, pattern + (index.tobytes(),)))
+    with progress_bar(progress, "regions (exact)", " cells") as bar:
+        while stack:
+            k, cell, maps, pattern = stack.pop()
+            bar.update()
+            maps = plan.evaluate(k, maps)
+            act = plan.chunks[k][1]
+            if act is None:
+                M, m = maps[net.output]
+                regions.append(Region(cell, b"".join(pattern), M, m))
+                if len(regions) % 64 == 0:
+                    bar.set_postfix_str(f"{len(regions)} regions", refresh=False)
+                continue
+            M, m = maps[act.inputs[0]]
+            table = plan.tables[k]
+            plan.prune(k, maps)
+            for piece_cell, index in _split_layer(cell, M, m, table, eps, min_measure):
+                slope, offset = table.slopes[index], table.offsets[index]
+                child = dict(maps)
+                child[act.name] = (slope[:, None] * M, slope * m + offset)
+                stack.append((k + 1, piece_cell, child, pattern + (index.tobytes(),)))
     regions.reverse()
     maps = {_map_key(r.M, r.m) for r in regions}
     patterns = {r.pattern for r in regions}

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+from ..._progress import progress_bar
 from ...domain import InputDomain
 from ...ir import Network
 from . import RegionCount, activation_patterns
@@ -50,11 +51,11 @@ def _line_points(domain: InputDomain, n_lines: int, per_line: int, rng: np.rando
 
 
 def sample_regions(net: Network, domain: InputDomain, samples: int = 10000, seed: int | None = 0,
-                   chunk: int = 4096) -> RegionCount:
+                   chunk: int = 4096, progress: bool = False) -> RegionCount:
     """Distinct activation patterns at ``samples`` points: half uniform in the domain, half on random lines.
 
     A **lower bound** on the number of regions (small regions are easily missed; lines cross many thin
-    ones). Points are drawn with ``seed`` for reproducibility.
+    ones). Points are drawn with ``seed`` for reproducibility. ``progress`` shows the points done on stderr.
     """
     start = time.perf_counter()
     domain.check_size(net.input_size)
@@ -64,7 +65,11 @@ def sample_regions(net: Network, domain: InputDomain, samples: int = 10000, seed
     n_lines = max(1, (samples - n_uniform) // per_line)
     points = np.concatenate([domain.sample(n_uniform, rng), _line_points(domain, n_lines, per_line, rng)])
     seen: set[bytes] = set()
-    for first in range(0, len(points), chunk):
-        seen |= _unique_rows(activation_patterns(net, points[first:first + chunk]))
+    with progress_bar(progress, "regions (sample)", " points", total=len(points)) as bar:
+        for first in range(0, len(points), chunk):
+            block = points[first:first + chunk]
+            seen |= _unique_rows(activation_patterns(net, block))
+            bar.update(len(block))
+            bar.set_postfix_str(f"{len(seen)} patterns", refresh=False)
     note = f"distinct patterns at {len(points)} points ({n_uniform} uniform, {n_lines} random lines): a lower bound"
     return RegionCount(len(seen), "sample", False, None, time.perf_counter() - start, note, samples=len(points))
