@@ -10,11 +10,12 @@ whose feasible set contains the graph of the network, so for ``max c^T net(x)``:
 
 :func:`optimize_smooth` (``optimize(..., method="milp")``; on few inputs ``optimize`` prefers input-box
 branch and bound, :mod:`relumilp.bab`, whose bounds come from the activations' linear relaxations and
-whose status :func:`certified_interval` maps the same way) reports both -- ``objective`` (the best forward value: the MILP's input, the best
-of a few samples, each polished by a bounded local optimiser) and ``bound`` -- with ``gap = |B - obj| /
-max(1, |obj|)``, the same relative gap as :func:`relumilp.optimization.certify`. The status is
-``optimal`` only when the gap is at most the tolerance, otherwise ``feasible`` (a certified interval
-that is wider than asked: the time ran out or the segment cap was reached).
+whose status :func:`certified_interval` maps the same way) reports both -- ``objective`` (the best
+forward value: the MILP's input, the best of a few samples, each polished by a bounded local optimiser)
+and ``bound`` -- with ``gap = |B - obj| / max(1, |obj|)``, the same relative gap as
+:func:`relumilp.optimization.certify`. The status is ``optimal`` only when the gap is at most the
+tolerance, otherwise ``feasible`` (a certified interval that is wider than asked: the time ran out or
+the segment cap was reached).
 
 **Refinement.** While the gap is too large and time remains, the neurons that matter most get twice as
 many segments and the MILP is solved again: neuron ``i`` of node ``k`` scores ``w_i * (hi_i(x) -
