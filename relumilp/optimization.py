@@ -382,7 +382,8 @@ def optimize(
         if method == "bab" or (method == "auto" and net.input_size <= BAB_MAX_INPUTS and domain.A is None):
             result = _optimize_bab(net, domain, (maximize, minimize, objective), tighten, bounds, deadline, gap,
                                    threads, log, check, started, progress, bound_options)
-            return certified_interval(result, gap)
+            coefficients, sense = output_objective(net.output_size, maximize, minimize, objective)
+            return certified_interval(result, gap, net, domain, coefficients, sense)
         coefficients, sense = output_objective(net.output_size, maximize, minimize, objective)
         return optimize_smooth(net, domain, coefficients, sense, gap=gap, deadline=deadline, bounds=bounds,
                                threads=threads, log=log, tighten="symbolic" if tighten == "interval" else tighten)
