@@ -380,8 +380,9 @@ def optimize(
     if has_smooth(net):  # no exact MILP: a certified interval (relumilp.smooth)
         gap = SMOOTH_GAP if mip_gap is None else gap
         if method == "bab" or (method == "auto" and net.input_size <= BAB_MAX_INPUTS and domain.A is None):
+            # no LP polishing over activation patterns (a sandwich MILP of the whole box): L-BFGS-B instead
             result = _optimize_bab(net, domain, (maximize, minimize, objective), tighten, bounds, deadline, gap,
-                                   threads, log, check, started, progress, bound_options)
+                                   threads, log, check, started, progress, bound_options, polish=False)
             coefficients, sense = output_objective(net.output_size, maximize, minimize, objective)
             return certified_interval(result, gap, net, domain, coefficients, sense)
         coefficients, sense = output_objective(net.output_size, maximize, minimize, objective)
@@ -447,7 +448,7 @@ def _problem(network, input_bounds):
 
 
 def _optimize_bab(net, domain, choice, tighten, bounds, deadline, gap, threads, log, check, started, progress,
-                  bound_options):
+                  bound_options, polish: bool = True):
     """:func:`optimize` by branch and bound (``bounds``, or ``tighten`` beyond symbolic, seed the root)."""
     from .bab import branch_and_bound, certified
     from .bounds import compute_bounds
@@ -460,7 +461,8 @@ def _optimize_bab(net, domain, choice, tighten, bounds, deadline, gap, threads, 
         return SolveResult(status="interrupted", times={"total": time.perf_counter() - started})
     searched = time.perf_counter()
     solution, x, stats = branch_and_bound(net, domain, coefficients, sense, gap=gap, deadline=deadline,
-                                          root_bounds=bounds, threads=threads, log=log, progress=progress)
+                                          root_bounds=bounds, threads=threads, log=log, progress=progress,
+                                          polish=polish)
     result = certified(net, domain, solution, x, coefficients, sense, gap, check)
     solved = time.perf_counter()
     result.times = {"bounds": searched - started, "build": solved - searched - stats["seconds"],
