@@ -14,7 +14,8 @@ Per network:
 * ``time`` -- :func:`relumilp.smooth.optimize_smooth` refining from tolerance 0.03 under
   ``--time-limit`` seconds: the certified gap after every round against the time;
 * ``bab`` -- ``optimize(method="bab")`` (input-box branch and bound on the smooth relaxations, what
-  ``optimize`` picks for these 2-input networks) under each of ``--bab-limits`` seconds;
+  ``optimize`` picks for these 2-input networks) asked for ``--bab-gap`` under each of ``--bab-limits``
+  seconds;
 * ``samples`` -- the best of 10^5 uniform samples, the best 10 polished by scipy's L-BFGS-B;
 * ``ipopt`` -- Ipopt (``cyipopt.minimize_ipopt``, from the cyipopt-wheels package; central-difference
   gradients) on the reduced-space NLP from the same 10 starts, when cyipopt can be imported.
@@ -24,6 +25,7 @@ table is printed. Timings are only meaningful on a quiet machine.
 
     python benchmarks/smooth.py [--nets peaks-sigmoid,peaks-tanh,peaks-silu,reformer-sigmoid]
                                 [--tolerances 0.1,0.03,0.01,0.003] [--time-limit 60] [--bab-limits 10,30,60]
+                                [--bab-gap 1e-4] [--experiments segments,time,bab,local] [--out CSV]
 """
 
 from __future__ import annotations
@@ -112,24 +114,8 @@ def ipopt(net, domain, c, starts):
     return best
 
 
-def run(name: str, tolerances, time_limit: float, bab_limits, writer, rows):
-    net, domain, c = surrogate(name)
-    started = time.perf_counter()
-    bounds = compute_bounds(net, domain, "lp", workers=1)
-    bound_seconds = time.perf_counter() - started
-
-    def emit(**row):
-        row = {"net": name, **row}
-        rows.append(row)
-        writer.writerow(row)
-
-    for tol in tolerances:
-        r = optimize_smooth(net, domain, c, "max", gap=0.0, bounds=bounds, initial_tolerance=tol, max_rounds=1,
-                            deadline=Deadline.after(time_limit))
-        first = r.stats["rounds"][0]
-        emit(experiment="segments", setting=f"tol={tol:g}", status=r.status, segments=first["segments"],
-             binaries=first["binaries"], seconds=round(bound_seconds + r.times["total"], 3),
-             objective=r.objective, bound=r.bound, gap=r.gap)
+def refine(net, domain, c, bounds, bound_seconds, time_limit, emit):
+    """The refinement run: the gap after every round against the time."""
     r = optimize_smooth(net, domain, c, "max", gap=1e-4, bounds=bounds, initial_tolerance=0.03,
                         deadline=Deadline.after(time_limit))
     elapsed = bound_seconds + r.times["bounds"]
@@ -141,10 +127,39 @@ def run(name: str, tolerances, time_limit: float, bab_limits, writer, rows):
     emit(experiment="time", setting="final", status=r.status, segments=r.stats["rounds"][-1]["segments"],
          binaries=r.stats["rounds"][-1]["binaries"], seconds=round(bound_seconds + r.times["total"], 3),
          objective=r.objective, bound=r.bound, gap=r.gap)
-    for limit in bab_limits:
-        r = optimize(net, domain, objective=(c, "max"), method="bab", mip_gap=1e-4, time_limit=limit)
+
+
+def run(name: str, tolerances, time_limit: float, bab_limits, bab_gap, experiments, writer, rows):
+    net, domain, c = surrogate(name)
+    started = time.perf_counter()
+    needs_bounds = "segments" in experiments or "time" in experiments
+    bounds = compute_bounds(net, domain, "lp", workers=1) if needs_bounds else None
+    bound_seconds = time.perf_counter() - started
+
+    def emit(**row):
+        row = {"net": name, **row}
+        rows.append(row)
+        writer.writerow(row)
+
+    for tol in tolerances if "segments" in experiments else ():
+        r = optimize_smooth(net, domain, c, "max", gap=0.0, bounds=bounds, initial_tolerance=tol, max_rounds=1,
+                            deadline=Deadline.after(time_limit))
+        first = r.stats["rounds"][0]
+        emit(experiment="segments", setting=f"tol={tol:g}", status=r.status, segments=first["segments"],
+             binaries=first["binaries"], seconds=round(bound_seconds + r.times["total"], 3),
+             objective=r.objective, bound=r.bound, gap=r.gap)
+    if "time" in experiments:
+        refine(net, domain, c, bounds, bound_seconds, time_limit, emit)
+    for limit in bab_limits if "bab" in experiments else ():
+        r = optimize(net, domain, objective=(c, "max"), method="bab", mip_gap=bab_gap, time_limit=limit)
         emit(experiment="bab", setting=f"limit {limit:g} s", status=r.status, segments="", binaries="",
              seconds=round(r.times["total"], 3), objective=r.objective, bound=r.bound, gap=r.gap)
+    if "local" in experiments:
+        local_baselines(net, domain, c, emit)
+
+
+def local_baselines(net, domain, c, emit):
+    """Best of 10^5 samples, L-BFGS-B and Ipopt from its best 10."""
     rng = np.random.default_rng(0)
     started = time.perf_counter()
     X, values, starts = local_starts(net, domain, c, 100_000, rng)
@@ -171,6 +186,8 @@ def main() -> None:
     parser.add_argument("--tolerances", default="0.1,0.03,0.01,0.003")
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per sandwich-MILP run")
     parser.add_argument("--bab-limits", default="10,30,60", help="time limits of the branch-and-bound runs")
+    parser.add_argument("--bab-gap", type=float, default=1e-4, help="relative gap asked of branch and bound")
+    parser.add_argument("--experiments", default="segments,time,bab,local", help="which experiments to run")
     parser.add_argument("--out", default=str(RESULTS / "smooth.csv"))
     args = parser.parse_args()
     tolerances = [float(t) for t in args.tolerances.split(",")]
@@ -185,7 +202,8 @@ def main() -> None:
             if reason:
                 print(f"skipping {name}: {reason}")
                 continue
-            run(name, tolerances, args.time_limit, bab_limits, writer, rows)
+            run(name, tolerances, args.time_limit, bab_limits, args.bab_gap, args.experiments.split(","), writer,
+                rows)
             handle.flush()
     print(table(rows))
 

@@ -388,20 +388,20 @@ def optimize(
     if has_smooth(net):  # no exact MILP: a certified interval (relumilp.smooth)
         gap = SMOOTH_GAP if mip_gap is None else gap
         if method == "bab" or (method == "auto" and net.input_size <= BAB_MAX_INPUTS and domain.A is None):
+            # no LP polishing over activation patterns (a sandwich MILP of the whole box): L-BFGS-B instead
             result = _optimize_bab(net, domain, (maximize, minimize, objective), tighten, bounds, deadline, gap,
-                                   threads, log, check, started, progress, bound_options)
-            return certified_interval(result, gap)
+                                   branching, threads, log, check, started, progress, bound_options, polish=False)
+            coefficients, sense = output_objective(net.output_size, maximize, minimize, objective)
+            return certified_interval(result, gap, net, domain, coefficients, sense)
         coefficients, sense = output_objective(net.output_size, maximize, minimize, objective)
         return optimize_smooth(net, domain, coefficients, sense, gap=gap, deadline=deadline, bounds=bounds,
                                threads=threads, log=log, tighten="symbolic" if tighten == "interval" else tighten)
     network, input_bounds = net, domain
     if method == "bab" or (method == "auto" and formulation == "bigm"):
-        net, domain = _problem(network, input_bounds)
         neurons = sum(node.size for node in net.activations)
         if method == "bab" or (net.input_size <= BAB_MAX_INPUTS and domain.A is None and neurons > MILP_MAX_NEURONS):
             return _optimize_bab(net, domain, (maximize, minimize, objective), tighten, bounds, deadline, gap, branching,
                                  threads, log, check, started, progress, bound_options)
-        network, input_bounds = net, domain
     try:
         if progress and tighten in ("lp", "milp"):
             bound_options.setdefault("progress", True)
@@ -452,7 +452,7 @@ def _problem(network, input_bounds):
 
 
 def _optimize_bab(net, domain, choice, tighten, bounds, deadline, gap, branching, threads, log, check, started, progress,
-                  bound_options):
+                  bound_options, polish: bool = True):
     """:func:`optimize` by branch and bound (``bounds``, or ``tighten`` beyond symbolic, seed the root)."""
     from .bab import branch_and_bound, certified
     from .bounds import compute_bounds
@@ -466,7 +466,7 @@ def _optimize_bab(net, domain, choice, tighten, bounds, deadline, gap, branching
     searched = time.perf_counter()
     solution, x, stats = branch_and_bound(net, domain, coefficients, sense, gap=gap, deadline=deadline,
                                           root_bounds=bounds, threads=threads, log=log, progress=progress,
-                                          branching=branching)
+                                          branching=branching, polish=polish)
     result = certified(net, domain, solution, x, coefficients, sense, gap, check)
     solved = time.perf_counter()
     result.times = {"bounds": searched - started, "build": solved - searched - stats["seconds"],

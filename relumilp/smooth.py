@@ -10,11 +10,12 @@ whose feasible set contains the graph of the network, so for ``max c^T net(x)``:
 
 :func:`optimize_smooth` (``optimize(..., method="milp")``; on few inputs ``optimize`` prefers input-box
 branch and bound, :mod:`relumilp.bab`, whose bounds come from the activations' linear relaxations and
-whose status :func:`certified_interval` maps the same way) reports both -- ``objective`` (the best forward value: the MILP's input, the best
-of a few samples, each polished by a bounded local optimiser) and ``bound`` -- with ``gap = |B - obj| /
-max(1, |obj|)``, the same relative gap as :func:`relumilp.optimization.certify`. The status is
-``optimal`` only when the gap is at most the tolerance, otherwise ``feasible`` (a certified interval
-that is wider than asked: the time ran out or the segment cap was reached).
+whose status :func:`certified_interval` maps the same way) reports both -- ``objective`` (the best
+forward value: the MILP's input, the best of a few samples, each polished by a bounded local optimiser)
+and ``bound`` -- with ``gap = |B - obj| / max(1, |obj|)``, the same relative gap as
+:func:`relumilp.optimization.certify`. The status is ``optimal`` only when the gap is at most the
+tolerance, otherwise ``feasible`` (a certified interval that is wider than asked: the time ran out or
+the segment cap was reached).
 
 **Refinement.** While the gap is too large and time remains, the neurons that matter most get twice as
 many segments and the MILP is solved again: neuron ``i`` of node ``k`` scores ``w_i * (hi_i(x) -
@@ -43,9 +44,19 @@ INITIAL_TOLERANCE = 2e-2
 REFINE_FRACTION = 0.25
 
 
-def certified_interval(result, gap: float):
-    """A branch-and-bound answer over a smooth network in this module's terms: a time-limited answer
-    with a bound and a point is a certified interval, status ``feasible``."""
+def certified_interval(result, gap: float, net, domain, coefficients, sense: str):
+    """A branch-and-bound answer over a smooth network in this module's terms: its point is polished by
+    the local optimiser (the forward pass decides), and a time-limited answer with a bound and a point
+    is a certified interval, status ``feasible``."""
+    sign = 1.0 if sense == "max" else -1.0
+    if result.x is not None and result.bound is not None:
+        x = _polish(net, domain, coefficients, sign, result.x, Deadline())
+        value = float(coefficients @ net.forward(x))
+        if sign * value > sign * result.objective and sign * (value - result.bound) <= 0.0:
+            result.x, result.y, result.objective = x, net.forward(x), value
+            result.gap = abs(result.bound - value) / max(1.0, abs(value))
+            if result.status == "time_limit" and result.gap <= gap:
+                result.status = "optimal"
     if result.status == "time_limit" and result.bound is not None and result.objective is not None:
         result.status = "feasible"
         result.notes.append(f"the time limit stopped the search with a gap of {result.gap:.3g} (asked: {gap:g})")

@@ -256,3 +256,16 @@ def test_onnx_smooth_operators_match_onnxruntime():
         np.testing.assert_allclose(net.forward(x), expected, rtol=tol, atol=tol)
         np.testing.assert_allclose(net.forward(x), model.double()(torch.from_numpy(x)).detach().numpy(),
                                    rtol=1e-12, atol=1e-12)
+
+
+def test_smooth_networks_save_and_load(tmp_path):
+    from relumilp.ir import Network
+
+    rng = np.random.default_rng(4)
+    for i, act in enumerate(KINDS):
+        net = random_mlp(rng, [2, 3, 1], act.to_spec())
+        net.save(tmp_path / f"n{i}.npz")
+        loaded = Network.load(tmp_path / f"n{i}.npz")
+        assert loaded.activations[0].activation == act and loaded.content_hash == net.content_hash
+        x = rng.normal(size=(10, 2))
+        np.testing.assert_array_equal(loaded.forward(x), net.forward(x))

@@ -50,8 +50,9 @@ lower line the tangent at the midpoint (exact: minimal where ``f' = a``); concav
 Otherwise each line's slope is the best (lowest, resp. highest at the midpoint) of a few candidates --
 the chord, the tangent slopes at ``l``, ``u`` and the midpoint, and two averages -- with offsets
 ``max/min (f - a x)`` bounded on a grid of :data:`GRID` points plus the interpolation error ``M2 h^2 / 8``
-of each grid segment (``f - a x`` has the same ``f''``): valid for any slope. All offsets are moved outward by a float margin, computed in numpy float64
-(the result is handed back as torch tensors: not differentiable).
+of each grid segment (``f - a x`` has the same ``f''``): valid for any slope. All offsets are moved
+outward by a float margin, computed in numpy float64 (the result is handed back as torch tensors: not
+differentiable).
 """
 
 from __future__ import annotations
@@ -175,6 +176,11 @@ class SmoothActivation(Activation):
     @property
     def homogeneous(self) -> bool:
         return False
+
+    def rescaled(self, factor: float):
+        if factor == 1.0:
+            return self
+        raise UnsupportedOperatorError(f"rescaling {self.LABEL} neurons", ["piecewise-linear activations"])
 
     def column_bounds(self, lower, upper, ph):
         return lower.copy(), upper.copy()

@@ -170,7 +170,8 @@ def _gelu(b, n, v, a, o):
     approximate = a.get("approximate", "none")
     approximate = approximate.decode() if isinstance(approximate, bytes) else approximate
     if approximate != "none":
-        raise UnsupportedOperatorError(f"ONNX Gelu approximate={approximate!r} (node '{n.name}')", ["approximate='none'"])
+        raise UnsupportedOperatorError(f"ONNX Gelu approximate={approximate!r} (node '{n.name}')",
+                                       ["approximate='none'"])
     return b.smooth(v[0], "gelu")
 
 
