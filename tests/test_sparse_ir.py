@@ -104,7 +104,7 @@ def test_chunked_back_substitution_equals_one_block(monkeypatch):
     sparse, _ = _pair(seed=4)
     domain = InputDomain.box([-1.0] * 6, [1.0] * 6)
     whole = BoundEngine.for_network(sparse).bounds(domain.lower[None], domain.upper[None])
-    monkeypatch.setattr(engine_module, "COEFFICIENT_BUDGET", 2 * 40 * 3)  # three neurons per block
+    monkeypatch.setattr(engine_module, "COEFFICIENT_BUDGET", 2 * 40 * 7)  # seven neurons per block
     chunked = BoundEngine.for_network(sparse).bounds(domain.lower[None], domain.upper[None])
     for name in whole.lower:
         np.testing.assert_allclose(chunked.lower[name], whole.lower[name], rtol=1e-12, atol=1e-12)
