@@ -200,6 +200,7 @@ class MilpFriendlyRecipe:
             if kept:
                 model = tuned
         info["val_mse"] = _val_mse(model, X, Y, hist["split"])
+        info["model"] = model
         return model, info
 
     # -- the search ----------------------------------------------------------------------------------
@@ -207,7 +208,7 @@ class MilpFriendlyRecipe:
     def fit(self, X, y, **base) -> tuple[nn.Sequential, dict]:
         """Run the recipe; ``base`` are :func:`fit_surrogate` settings (architecture, epochs, lr, seed,
         bounds, ...). Returns ``(model, history)`` with ``history["recipe"]``: the plain reference, every
-        candidate (λ, validation MSE and ratio, proxy cost, times) and the choice."""
+        candidate (λ, validation MSE and ratio, proxy cost, times, its ``model``) and the choice."""
         from tqdm.auto import tqdm
 
         X, Y = _as_2d(X, "X"), _as_2d(y, "y")
@@ -222,7 +223,7 @@ class MilpFriendlyRecipe:
         plain_cost = milp_cost(plain, *box, self.proxy, self.proxy_time_limit)
         bar.update(1)
         bar.set_postfix(plain_bin=plain_cost["binaries"])
-        candidates = [{"lambda": 0.0, "val_mse": ref, "ratio": 1.0, "within": True, "cost": plain_cost}]
+        candidates = [{"lambda": 0.0, "val_mse": ref, "ratio": 1.0, "within": True, "cost": plain_cost, "model": plain}]
         best_model, best = plain, candidates[0]
         lo, hi = math.log(self.lambda_min), math.log(self.lambda_max)
         for _ in range(self.steps):
@@ -245,7 +246,7 @@ class MilpFriendlyRecipe:
         history = dict(plain_hist)
         history["recipe"] = {"max_mse_ratio": self.max_mse_ratio, "plain_val_mse": ref, "budget": budget,
                              "penalty": self.penalty, "bound_method": self.bound_method, "candidates": candidates,
-                             "chosen_lambda": best["lambda"], "chosen": best, "plain_model": plain}
+                             "chosen_lambda": best["lambda"], "chosen": best}
         if self.confirm is not None:
             history["recipe"]["confirm"] = self._confirm(best_model, box)
         history["seconds"] = time.perf_counter() - started
