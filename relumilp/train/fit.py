@@ -24,7 +24,7 @@ from ..errors import RelumilpError
 from .modules import ClippedReLU
 from .regularizers import make_regularizers, sequential_layers
 
-__all__ = ["resolve_device", "build_mlp", "fit_surrogate"]
+__all__ = ["resolve_device", "build_mlp", "fit_surrogate", "LambdaSchedule"]
 
 ACTIVATIONS = {"relu": "relu", "clipped": "clipped", "clipped_relu": "clipped", "leaky": "leaky", "leaky_relu": "leaky",
                "sigmoid": "sigmoid", "tanh": "tanh", "silu": "silu"}
@@ -87,6 +87,31 @@ def build_mlp(
     return nn.Sequential(*modules)
 
 
+class LambdaSchedule:
+    r"""Multiplier of the regularizer weights over the epochs: warm-up, then a linear ramp.
+
+    ``factor(e) = 0`` for ``e < warmup``, ``(e - warmup + 1) / ramp`` during the ``ramp`` epochs after
+    it, then 1. The data loss alone shapes the network first; the penalties then come in gradually, so
+    the network moves towards a stable configuration near a good fit instead of being forced into a
+    nearly affine one from the random initialisation (where every neuron is easy to make stable).
+    """
+
+    def __init__(self, warmup: int = 0, ramp: int = 0):
+        if int(warmup) < 0 or int(ramp) < 0:
+            raise RelumilpError(f"warmup and ramp must be >= 0 epochs, got {warmup} and {ramp}")
+        self.warmup, self.ramp = int(warmup), int(ramp)
+
+    def __call__(self, epoch: int) -> float:
+        if epoch < self.warmup:
+            return 0.0
+        if self.ramp == 0:
+            return 1.0
+        return min(1.0, (epoch - self.warmup + 1) / self.ramp)
+
+    def __repr__(self) -> str:
+        return f"LambdaSchedule(warmup={self.warmup}, ramp={self.ramp})"
+
+
 def _as_2d(a, what: str) -> np.ndarray:
     if isinstance(a, torch.Tensor):
         a = a.detach().cpu().numpy()
@@ -101,6 +126,21 @@ def _as_2d(a, what: str) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise RelumilpError(f"{what} contains NaN or infinite values")
     return arr
+
+
+@torch.no_grad()
+def _unfold_standardization(model: nn.Sequential, x_mean, x_std, y_mean, y_std) -> None:
+    """The inverse of :func:`_fold_standardization`: make a model in original units act on standardised ones."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    first, last = linears[0], linears[-1]
+    x_mean, x_std, y_mean, y_std = (torch.as_tensor(v, dtype=first.weight.dtype, device=first.weight.device)
+                                    for v in (x_mean, x_std, y_mean, y_std))
+    if first.bias is None or last.bias is None:
+        raise RelumilpError("init_model needs Linear layers with biases at both ends")
+    first.bias.add_(first.weight @ x_mean)
+    first.weight.mul_(x_std[None, :])
+    last.bias.sub_(y_mean).div_(y_std)
+    last.weight.div_(y_std[:, None])
 
 
 @torch.no_grad()
@@ -148,6 +188,14 @@ def fit_surrogate(
     big_m_variant: str = "max_abs",
     bound_method: str = "interval",
     epsilon=None,
+    unstable: float = 0.0,
+    sub_boxes: int | None = None,
+    layer_weights: Sequence[float] | None = None,
+    schedule: LambdaSchedule | None = None,
+    init_model: nn.Module | None = None,
+    phases: Sequence | None = None,
+    phase_weight: float = 10.0,
+    phase_margin: float = 1e-3,
     dropout: float = 0.0,
     epochs: int = 200,
     batch_size: int = 64,
@@ -162,6 +210,9 @@ def fit_surrogate(
     regularizers: Sequence[Callable] = (),
     dtype: torch.dtype = torch.float32,
     progress: bool = True,
+    milp_friendly: bool = False,
+    max_mse_ratio: float = 1.5,
+    **recipe_options,
 ) -> tuple[nn.Sequential, dict]:
     """Fit an MLP surrogate ``y ~ f(X)``; returns ``(model, history)``.
 
@@ -182,6 +233,20 @@ def fit_surrogate(
         :class:`~relumilp.train.regularizers.BigMPenalty` over the input box ``bounds`` (or over
         ``epsilon``-balls around the batch samples intersected with the box, ``epsilon`` in original
         units), with ``"interval"`` or ``"symbolic"`` bounds.
+    unstable, sub_boxes, layer_weights:
+        Weight of :class:`~relumilp.train.regularizers.UnstableCountPenalty`; ``sub_boxes=k`` bounds the
+        bound-based penalties over the ``k**d`` cells of a grid over the box instead of the box;
+        ``layer_weights`` weights their per-neuron terms per hidden layer.
+    schedule:
+        A :class:`LambdaSchedule` multiplying every regularizer weight (prox steps included) per epoch.
+    phases, phase_weight, phase_margin:
+        Phase-preserving training: one ``+1`` / ``-1`` / ``0`` array per hidden layer (neuron fixed
+        active / inactive / free, e.g. from :func:`relumilp.train.recipe.stable_phases`), enforced over
+        the box by :class:`~relumilp.train.regularizers.PhasePenalty` (weight ``phase_weight``, margin
+        ``phase_margin``, symbolic bounds); ``history["phase"]`` records it.
+    init_model:
+        Start from this model (same architecture, original units, e.g. a previous result) instead of a
+        random initialisation; it is copied, not changed.
     epochs, batch_size, lr, weight_decay:
         Adam settings; the loss is the MSE in standardised units plus the penalties.
     val_split:
@@ -202,7 +267,13 @@ def fit_surrogate(
     dtype:
         Training precision (the returned model is float64 either way).
     progress:
-        Show a tqdm progress bar.
+        Show a tqdm progress bar (on stderr).
+    milp_friendly, max_mse_ratio, recipe_options:
+        With ``milp_friendly=True`` run the target-driven recipe instead
+        (:class:`relumilp.train.recipe.MilpFriendlyRecipe`, options ``recipe_options``): train the
+        plain network with these settings, then search the regularisation weight for the network
+        cheapest to optimise over whose validation MSE is at most ``max_mse_ratio`` times the plain one;
+        ``history["recipe"]`` then holds the search.
 
     Returns
     -------
@@ -214,8 +285,20 @@ def fit_surrogate(
         epoch's batches), and ``seconds``, ``device``, ``input_bounds`` (lower, upper), ``split`` (train/val row indices),
         ``stable_fraction`` (interval-stable share of hidden neurons of the returned model over the box).
     """
+    import sys
+
     from tqdm.auto import tqdm
 
+    if milp_friendly:
+        from .recipe import MilpFriendlyRecipe
+
+        base = dict(hidden=hidden, activation=activation, clip=clip, negative_slope=negative_slope, dropout=dropout,
+                    epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, val_split=val_split,
+                    seed=seed, device=device, bounds=bounds, standardize=standardize, dtype=dtype)
+        recipe = MilpFriendlyRecipe(max_mse_ratio=max_mse_ratio, progress=progress, **recipe_options)
+        return recipe.fit(X, y, **base)
+    if recipe_options:
+        raise RelumilpError(f"unknown fit_surrogate options {sorted(recipe_options)} (recipe options need milp_friendly=True)")
     X = _as_2d(X, "X")
     Y = _as_2d(y, "y")
     n, d = X.shape
@@ -257,8 +340,14 @@ def fit_surrogate(
     eps_std = None if epsilon is None else np.asarray(epsilon, dtype=np.float64) / x_std
 
     regs = make_regularizers(
-        l1, group_l1, stability, big_m, (lower - x_mean) / x_std, (upper - x_mean) / x_std, bound_method, eps_std, big_m_variant
+        l1, group_l1, stability, big_m, (lower - x_mean) / x_std, (upper - x_mean) / x_std, bound_method, eps_std,
+        big_m_variant, unstable, sub_boxes, layer_weights,
     )
+    if phases is not None:
+        from .regularizers import PhasePenalty
+
+        regs["phase"] = PhasePenalty(phases, phase_weight, (lower - x_mean) / x_std, (upper - x_mean) / x_std,
+                                     "symbolic", phase_margin)
     prox_names = [name for name in ("l1", "group_l1") if name in regs] if proximal else []
     loss_regs = {name: reg for name, reg in regs.items() if name not in prox_names}
 
@@ -271,13 +360,22 @@ def fit_surrogate(
     fork_devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(seed)
-        model = build_mlp(d, Y.shape[1], hidden, activation, clip, negative_slope, dropout).to(**to)
+        model = build_mlp(d, Y.shape[1], hidden, activation, clip, negative_slope, dropout)
+        if init_model is not None:
+            model = model.double()  # copy the initial weights without rounding them
+            try:
+                model.load_state_dict(init_model.state_dict())
+            except RuntimeError as exc:
+                raise RelumilpError(f"init_model does not match the architecture: {str(exc).splitlines()[0]}") from None
+            _unfold_standardization(model, x_mean, x_std, y_mean, y_std)
+        model = model.to(**to)
         regs_on = {name: reg.to(device=dev) for name, reg in regs.items()}
         optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
         shuffle = torch.Generator().manual_seed(seed)
         n_train = x_train.shape[0]
-        bar = tqdm(range(int(epochs)), desc="fit_surrogate", disable=not progress, leave=False)
-        for _ in bar:
+        bar = tqdm(range(int(epochs)), desc="fit_surrogate", disable=not progress, leave=False, file=sys.stderr)
+        for epoch in bar:
+            factor = 1.0 if schedule is None else float(schedule(epoch))
             model.train()
             perm = torch.randperm(n_train, generator=shuffle).to(dev)
             data_sum = torch.zeros((), **to)
@@ -289,7 +387,10 @@ def fit_surrogate(
                 data_loss = torch.mean((model(xb) - yb) ** 2)
                 loss = data_loss
                 for name in loss_regs:
-                    term = regs_on[name](model, xb)
+                    scale = 1.0 if name == "phase" else factor  # the phase constraint holds from the start
+                    if scale == 0.0:  # warm-up: no bound computation at all
+                        continue
+                    term = scale * regs_on[name](model, xb)
                     reg_sums[name] += term.detach()
                     loss = loss + term
                 for extra in regularizers:
@@ -298,9 +399,11 @@ def fit_surrogate(
                 loss.backward()
                 optimizer.step()
                 for name in prox_names:
-                    regs_on[name].prox(model, optimizer)
+                    if factor == 0.0:
+                        continue
+                    regs_on[name].prox(model, optimizer, factor=factor)
                     with torch.no_grad():
-                        reg_sums[name] += regs_on[name](model)
+                        reg_sums[name] += factor * regs_on[name](model)
                 data_sum += data_loss.detach() * xb.shape[0]
                 batches += 1
             history["train_loss"].append(float(data_sum) / n_train)

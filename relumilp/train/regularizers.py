@@ -26,11 +26,26 @@ pre-activation bounds ``l <= W h + b <= u`` of every hidden neuron over an input
   further kink ``b`` (e.g. a clip level) adds ``-tanh(1 + (l - b) (u - b))`` (our extension).
 * :class:`BigMPenalty` -- ``weight * sum over hidden neurons of max(|l|, |u|)``, the size of the big-M
   coefficients, or (``variant="area"``) the area ``1/2 relu(u) relu(-l)`` of the LP relaxation
-  triangle of each unstable neuron (Ehlers 2017), zero for stable neurons.
+  triangle of each unstable neuron (Ehlers 2017), zero for stable neurons, or (``variant="width"``)
+  the bound width ``u - l`` of every neuron;
+* :class:`UnstableCountPenalty` -- a smooth count of the unstable neurons,
+  ``weight * sum over kinks b of tanh(min(relu(u - b), relu(b - l)) / tau)``: zero exactly for stable
+  neurons, about 1 per neuron that straddles a kink by more than ``tau``; ``min(u - b, b - l)`` is the
+  smallest shift of the neuron's bias that makes it stable, so the gradient pushes each unstable neuron
+  towards its nearer side;
+* :class:`PhasePenalty` -- keeps a given set of neurons on a given side of their kink over the domain
+  (``weight * sum relu(margin - l)`` for neurons fixed active, ``relu(u + margin)`` for inactive ones):
+  the phase-preserving fine-tune after pruning (:mod:`relumilp.train.recipe`).
 
 The domain is the input box ``[lower, upper]`` (surrogate optimisation: the optimiser may go anywhere
 in the box) or, with ``epsilon``, the ball ``||x' - x||_inf <= epsilon`` around each sample of the batch
-intersected with the box (verification: stability near the data), averaged over the batch.
+intersected with the box (verification: stability near the data), averaged over the batch, or, with
+``sub_boxes=k``, the ``k**d`` cells of a regular grid over the box (:func:`grid_boxes`), bounded as one
+batch and averaged: each cell's bounds are tighter than the whole box's, so the loss sees the local
+stability that fewer linear regions come from, while ``sub_boxes=None`` penalises the whole-box bounds
+the big-M MILP uses. ``layer_weights`` (one factor per hidden layer) weights the per-neuron terms of
+each layer, e.g. more on the deep layers whose big-M coefficients grow fastest. All bounds are computed
+on the model's device and dtype.
 """
 
 from __future__ import annotations
@@ -49,6 +64,9 @@ __all__ = [
     "GroupL1Penalty",
     "ReLUStabilityPenalty",
     "BigMPenalty",
+    "UnstableCountPenalty",
+    "PhasePenalty",
+    "grid_boxes",
     "pre_activation_bounds",
 ]
 
@@ -182,11 +200,12 @@ class L1Penalty(nn.Module):
         return self.weight * self.value(model)
 
     @torch.no_grad()
-    def prox(self, model, optimizer=None, step: float | None = None) -> None:
-        """Soft-thresholding ``w <- sign(w) max(|w| - weight * s, 0)`` with ``s`` the step just taken."""
+    def prox(self, model, optimizer=None, step: float | None = None, factor: float = 1.0) -> None:
+        """Soft-thresholding ``w <- sign(w) max(|w| - factor * weight * s, 0)`` with ``s`` the step just
+        taken (``factor``: the schedule's current multiplier of the weight)."""
         for w in self._weights(model):
             s = _adam_step_size(optimizer, w, step)
-            w.copy_(torch.sign(w) * torch.clamp(w.abs() - self.weight * s, min=0.0))
+            w.copy_(torch.sign(w) * torch.clamp(w.abs() - factor * self.weight * s, min=0.0))
 
 
 class GroupL1Penalty(nn.Module):
@@ -216,8 +235,8 @@ class GroupL1Penalty(nn.Module):
         return self.weight * self.value(model)
 
     @torch.no_grad()
-    def prox(self, model, optimizer=None, step: float | None = None) -> None:
-        """Group soft-thresholding ``w_i <- w_i max(1 - weight * s_i / ||w_i||, 0)`` per row.
+    def prox(self, model, optimizer=None, step: float | None = None, factor: float = 1.0) -> None:
+        """Group soft-thresholding ``w_i <- w_i max(1 - factor * weight * s_i / ||w_i||, 0)`` per row.
 
         ``s_i`` is the step just taken in the row's averaged metric: Adam's diagonal metric
         ``(sqrt(v_hat) + eps) / lr`` is not constant over a row, and its row mean is used (so
@@ -232,9 +251,9 @@ class GroupL1Penalty(nn.Module):
                 metrics.append(metric if p.dim() == 2 else metric[:, None])
             s_row = 1.0 / torch.cat(metrics, dim=1).mean(dim=1)
             norms = torch.linalg.vector_norm(self._rows(m), dim=1)
-            factor = torch.clamp(1.0 - self.weight * s_row / norms.clamp_min(torch.finfo(norms.dtype).tiny), min=0.0)
+            shrink = torch.clamp(1.0 - factor * self.weight * s_row / norms.clamp_min(torch.finfo(norms.dtype).tiny), min=0.0)
             for p in params:
-                p.mul_(factor[:, None] if p.dim() == 2 else factor)
+                p.mul_(shrink[:, None] if p.dim() == 2 else shrink)
 
 
 # -- bound-based penalties ---------------------------------------------------------------------------
@@ -258,15 +277,38 @@ def pre_activation_bounds(
     return list(bounds[: len(activations)]), activations
 
 
-class _BoundPenalty(nn.Module):
-    """Shared domain handling: a box, or an epsilon ball around each sample intersected with the box."""
+def grid_boxes(lower, upper, parts: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``parts**d`` cells of a regular grid over the box ``[lower, upper]`` as (parts**d, d) tensors.
 
-    def __init__(self, weight, lower, upper, method, epsilon):
+    The cells cover the box (their union is the box), so a bound that holds on every cell holds on the
+    box. ``parts = 1`` returns the box itself as a batch of one.
+    """
+    parts = int(parts)
+    if parts < 1:
+        raise RelumilpError(f"sub_boxes must be a positive number of parts per input, got {parts}")
+    lower = torch.as_tensor(lower).flatten()
+    upper = torch.as_tensor(upper, dtype=lower.dtype, device=lower.device).flatten()
+    if parts ** lower.numel() > 65536:
+        raise RelumilpError(f"sub_boxes={parts} gives {parts}**{lower.numel()} boxes; use fewer parts")
+    steps = torch.arange(parts + 1, dtype=lower.dtype, device=lower.device) / parts
+    edges = lower[:, None] + (upper - lower)[:, None] * steps[None, :]  # (d, parts + 1)
+    index = torch.cartesian_prod(*[torch.arange(parts, device=lower.device)] * lower.numel()).reshape(-1, lower.numel())
+    cols = torch.arange(lower.numel(), device=lower.device)
+    return edges[cols, index], edges[cols, index + 1]
+
+
+class _BoundPenalty(nn.Module):
+    """Shared domain handling: the box, a grid of sub-boxes of it, or an epsilon ball around each sample
+    intersected with the box; optional per-layer weights of the per-neuron terms."""
+
+    def __init__(self, weight, lower, upper, method, epsilon, sub_boxes=None, layer_weights=None):
         super().__init__()
         if method not in ("interval", "symbolic"):
             raise RelumilpError(f"bound method must be 'interval' or 'symbolic', got {method!r}")
         if epsilon is None and (lower is None or upper is None):
             raise RelumilpError("give the input box (lower, upper), or epsilon for balls around the samples")
+        if sub_boxes is not None and (epsilon is not None or lower is None):
+            raise RelumilpError("sub_boxes splits the input box: give lower and upper, and no epsilon")
         self.weight = float(weight)
         self.method = method
         self.register_buffer("lower", None if lower is None else torch.as_tensor(lower, dtype=torch.float64).flatten())
@@ -280,8 +322,21 @@ class _BoundPenalty(nn.Module):
             self.register_buffer("epsilon", eps)
         else:
             self.epsilon = None
+        self.sub_boxes = None if sub_boxes is None else int(sub_boxes)
+        if self.sub_boxes is not None:
+            cells = grid_boxes(self.lower, self.upper, self.sub_boxes)
+            self.register_buffer("cell_lower", cells[0])
+            self.register_buffer("cell_upper", cells[1])
+        if layer_weights is not None:
+            lw = [float(w) for w in layer_weights]
+            if not all(math.isfinite(w) and w >= 0.0 for w in lw):
+                raise RelumilpError(f"layer_weights must be finite and >= 0, got {list(layer_weights)}")
+            layer_weights = tuple(lw)
+        self.layer_weights = layer_weights
 
     def domain(self, x_batch) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.sub_boxes is not None:
+            return self.cell_lower, self.cell_upper
         if self.epsilon is None:
             return self.lower, self.upper
         if x_batch is None:
@@ -294,17 +349,20 @@ class _BoundPenalty(nn.Module):
             hi = torch.minimum(hi, self.upper.to(dtype=x.dtype, device=x.device))
         return lo, hi
 
-    def per_neuron(self, l, u, act: Activation) -> torch.Tensor:  # pragma: no cover - abstract
+    def per_neuron(self, l, u, act: Activation, layer: int) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def value(self, model, x_batch=None) -> torch.Tensor:
-        """The unweighted penalty: sum over hidden neurons, mean over the batch of balls."""
+        """The unweighted penalty: sum over hidden neurons (times the layer's weight), mean over the boxes."""
         lower, upper = self.domain(x_batch)
         bounds, activations = pre_activation_bounds(model, lower, upper, self.method)
+        if self.layer_weights is not None and len(self.layer_weights) != len(activations):
+            raise RelumilpError(f"{len(self.layer_weights)} layer_weights for {len(activations)} hidden layers")
         ref = next(model.parameters())
         total = torch.zeros((), dtype=ref.dtype, device=ref.device)
-        for (l, u), act in zip(bounds, activations):
-            total = total + self.per_neuron(l, u, act).sum(dim=-1)
+        for k, ((l, u), act) in enumerate(zip(bounds, activations)):
+            term = self.per_neuron(l, u, act, k).sum(dim=-1)
+            total = total + (term if self.layer_weights is None else self.layer_weights[k] * term)
         return total.mean() if total.dim() else total
 
     def forward(self, model, x_batch=None) -> torch.Tensor:
@@ -322,10 +380,11 @@ class ReLUStabilityPenalty(_BoundPenalty):
     ``method`` is ``"interval"`` or ``"symbolic"`` (tighter, slower).
     """
 
-    def __init__(self, weight: float = 1e-2, lower=None, upper=None, method: str = "interval", epsilon=None):
-        super().__init__(weight, lower, upper, method, epsilon)
+    def __init__(self, weight: float = 1e-2, lower=None, upper=None, method: str = "interval", epsilon=None,
+                 sub_boxes=None, layer_weights=None):
+        super().__init__(weight, lower, upper, method, epsilon, sub_boxes, layer_weights)
 
-    def per_neuron(self, l, u, act):
+    def per_neuron(self, l, u, act, layer):
         value = torch.zeros_like(l)
         for b in act.breakpoints:
             value = value - torch.tanh(1.0 + (l - b) * (u - b))
@@ -338,7 +397,8 @@ class BigMPenalty(_BoundPenalty):
     ``variant="area"`` instead sums ``1/2 relu(u) relu(-l)``, the area of the LP-relaxation triangle of
     a ReLU over ``[l, u]`` (zero for stable neurons; summed over the kinks ``b`` of the activation as
     ``1/2 relu(u - b) relu(b - l)``), which penalises only what makes the relaxation weak. Domain and
-    ``method`` as in :class:`ReLUStabilityPenalty`.
+    ``method`` as in :class:`ReLUStabilityPenalty`. ``variant="width"`` sums ``u - l``, the width of
+    every neuron's bounds (a looser proxy of both, differentiable everywhere).
 
     Measured (peaks function on [-3, 3]^2, 500 points, 16x16 ReLU, 60 epochs, mean of 3 seeds; interval
     bounds over the box; no penalty: 30.0 of 32 neurons unstable, sum of max(|l|, |u|) 76, standardised
@@ -349,21 +409,81 @@ class BigMPenalty(_BoundPenalty):
     :class:`ReLUStabilityPenalty` the ones for fewer binaries.
     """
 
-    VARIANTS = ("max_abs", "area")
+    VARIANTS = ("max_abs", "area", "width")
 
-    def __init__(self, weight: float = 1e-3, lower=None, upper=None, method: str = "interval", epsilon=None, variant: str = "max_abs"):
-        super().__init__(weight, lower, upper, method, epsilon)
+    def __init__(self, weight: float = 1e-3, lower=None, upper=None, method: str = "interval", epsilon=None,
+                 variant: str = "max_abs", sub_boxes=None, layer_weights=None):
+        super().__init__(weight, lower, upper, method, epsilon, sub_boxes, layer_weights)
         if variant not in self.VARIANTS:
             raise RelumilpError(f"BigMPenalty variant must be one of {self.VARIANTS}, got {variant!r}")
         self.variant = variant
 
-    def per_neuron(self, l, u, act):
+    def per_neuron(self, l, u, act, layer):
         if self.variant == "max_abs":
             return torch.maximum(l.abs(), u.abs())
+        if self.variant == "width":
+            return u - l
         value = torch.zeros_like(l)
         for b in act.breakpoints:
             value = value + 0.5 * torch.relu(u - b) * torch.relu(b - l)
         return value
+
+
+class UnstableCountPenalty(_BoundPenalty):
+    """A smooth count of unstable neurons: ``weight * sum over neurons and kinks b of tanh(d / tau)``
+    with ``d = min(relu(u - b), relu(b - l))``.
+
+    ``d`` is zero exactly when the bounds ``[l, u]`` do not straddle ``b`` (the neuron is stable there)
+    and is otherwise the smallest change of the neuron's bias that would make it stable, so the term is
+    0 for stable neurons and tends to 1 for neurons that straddle the kink by more than ``tau`` (the
+    value tends to the number of unstable neurons as ``tau -> 0``). Unlike
+    :class:`ReLUStabilityPenalty`, a stable neuron contributes nothing and feels no gradient. Domain,
+    ``method``, ``sub_boxes`` and ``layer_weights`` as in :class:`ReLUStabilityPenalty`.
+    """
+
+    def __init__(self, weight: float = 1e-2, lower=None, upper=None, method: str = "symbolic", epsilon=None,
+                 sub_boxes=None, layer_weights=None, tau: float = 1.0):
+        super().__init__(weight, lower, upper, method, epsilon, sub_boxes, layer_weights)
+        if not (math.isfinite(tau) and tau > 0):
+            raise RelumilpError(f"tau must be finite and > 0, got {tau}")
+        self.tau = float(tau)
+
+    def per_neuron(self, l, u, act, layer):
+        value = torch.zeros_like(l)
+        for b in act.breakpoints:
+            value = value + torch.tanh(torch.minimum(torch.relu(u - b), torch.relu(b - l)) / self.tau)
+        return value
+
+
+class PhasePenalty(_BoundPenalty):
+    """Keep chosen neurons on one side of their (single) kink over the domain.
+
+    ``phases`` has one integer tensor per hidden layer: ``+1`` -- the neuron must stay active
+    (``l >= b + margin``), ``-1`` -- inactive (``u <= b - margin``), ``0`` -- free. The penalty is
+    ``weight * (sum over +1 neurons of relu(b + margin - l) + sum over -1 neurons of relu(u - b + margin))``,
+    zero once every fixed neuron keeps its phase with the margin, by the (differentiable) bounds. Used
+    by the fine-tune after pruning: the neurons pruned as stable must stay stable, or the pruned network
+    would no longer equal the trained one. Only activations with one kink (ReLU, leaky ReLU).
+    """
+
+    def __init__(self, phases, weight: float = 10.0, lower=None, upper=None, method: str = "symbolic",
+                 margin: float = 0.0, sub_boxes=None):
+        super().__init__(weight, lower, upper, method, None, sub_boxes, None)
+        self.phases = [torch.as_tensor(p, dtype=torch.int8).flatten() for p in phases]
+        if not (math.isfinite(margin) and margin >= 0):
+            raise RelumilpError(f"margin must be finite and >= 0, got {margin}")
+        self.margin = float(margin)
+
+    def per_neuron(self, l, u, act, layer):
+        if len(act.breakpoints) != 1:
+            raise RelumilpError(f"PhasePenalty needs activations with one kink, got {type(act).__name__}")
+        if layer >= len(self.phases) or self.phases[layer].numel() != l.shape[-1]:
+            raise RelumilpError(f"phases do not match hidden layer {layer} of {l.shape[-1]} neurons")
+        b = act.breakpoints[0]
+        phase = self.phases[layer].to(l.device)
+        active = (phase > 0).to(l.dtype)
+        inactive = (phase < 0).to(l.dtype)
+        return active * torch.relu(b + self.margin - l) + inactive * torch.relu(u - b + self.margin)
 
 
 def make_regularizers(
@@ -376,10 +496,14 @@ def make_regularizers(
     method: str = "interval",
     epsilon=None,
     big_m_variant: str = "max_abs",
+    unstable: float = 0.0,
+    sub_boxes=None,
+    layer_weights=None,
 ) -> dict[str, nn.Module]:
-    """The regularizers with a nonzero weight, by name (``l1``, ``group_l1``, ``stability``, ``big_m``)."""
+    """The regularizers with a nonzero weight, by name (``l1``, ``group_l1``, ``stability``, ``big_m``,
+    ``unstable``); ``sub_boxes`` and ``layer_weights`` go to the bound-based ones."""
     result: dict[str, nn.Module] = {}
-    for name, w in (("l1", l1), ("group_l1", group_l1), ("stability", stability), ("big_m", big_m)):
+    for name, w in (("l1", l1), ("group_l1", group_l1), ("stability", stability), ("big_m", big_m), ("unstable", unstable)):
         if not (math.isfinite(float(w)) and float(w) >= 0.0):
             raise RelumilpError(f"regularizer weight {name}={w} must be finite and >= 0")
     if l1:
@@ -387,7 +511,9 @@ def make_regularizers(
     if group_l1:
         result["group_l1"] = GroupL1Penalty(group_l1)
     if stability:
-        result["stability"] = ReLUStabilityPenalty(stability, lower, upper, method, epsilon)
+        result["stability"] = ReLUStabilityPenalty(stability, lower, upper, method, epsilon, sub_boxes, layer_weights)
     if big_m:
-        result["big_m"] = BigMPenalty(big_m, lower, upper, method, epsilon, variant=big_m_variant)
+        result["big_m"] = BigMPenalty(big_m, lower, upper, method, epsilon, big_m_variant, sub_boxes, layer_weights)
+    if unstable:
+        result["unstable"] = UnstableCountPenalty(unstable, lower, upper, method, epsilon, sub_boxes, layer_weights)
     return result
