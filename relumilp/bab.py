@@ -1,33 +1,44 @@
-r"""Best-first branch and bound over input boxes: the certified optimum of a network output.
+r"""Best-first branch and bound over input boxes and neuron splits: the certified optimum of a network output.
 
 :func:`branch_and_bound` maximises ``f(x) = s c @ net(x)`` (``s = +1`` to maximise, ``-1`` to minimise)
-over an input box. The big-M MILP of a whole network stalls beyond ~50 unstable ReLUs, but on a few
-inputs the input space itself is cheap to split: a small box has few unstable neurons, and its MILP
-is tiny. The algorithm:
+over an input box. The big-M MILP of a whole network stalls beyond ~50 unstable ReLUs; branch and
+bound splits the problem until the pieces are easy. The algorithm:
 
 1. **The objective as a node.** ``-f`` is appended to the network as one affine node (the *loss*,
    :func:`relumilp.verify.spec_network`), so the same bound engine bounds it with everything else:
-   an upper bound of ``f`` on a box is minus the loss's lower bound, and the loss's linear lower bound
+   an upper bound of ``f`` on a node is minus the loss's lower bound, and the loss's linear lower bound
    has input coefficients ``-Λ``, ``Λ`` those of ``f``'s linear upper bound.
-2. **Nodes** are input boxes, each with bounds inherited from its parent (intersected with its own),
-   kept with their upper bound on ``f``. Each round pops the ``batch_size`` open boxes with the largest
-   upper bounds (best first) and bounds them in one batched call (:func:`_bound_boxes`, the single
-   adapter to the bound engine: its bounds contain every float64 forward value on the box).
-3. **Incumbents** are float64 forward passes: the centre of every popped box and ``samples`` random
-   points in it (chosen in a batch, then re-evaluated one point at a time, as :func:`certify` does).
-   An improved incumbent is polished by the LP over its activation region (binaries fixed at its
-   pattern, the best input of that linear piece), re-evaluated by the forward pass.
-4. **Pruning.** A box whose upper bound is at most ``incumbent + gap max(1, |incumbent|)`` is closed
+2. **Nodes** are an input box plus a set of fixed neuron phases (``splits``: +1 active, -1 inactive,
+   per neuron of every activation with one kink at 0), each with bounds inherited from its parent
+   (intersected with its own) and kept with their upper bound on ``f``. Each round pops the
+   ``batch_size`` open nodes with the largest upper bounds (best first) and bounds them in one batched
+   call (:func:`_bound_boxes`, the single adapter to the bound engine: its bounds contain every float64
+   forward value of the node's region; the engine clamps split neurons at the kink and flags regions
+   it proves empty). With ``alpha_steps > 0`` the loss's bound uses optimised slopes (alpha-CROWN,
+   :mod:`relumilp.bounds.engine`), warm-started from the parent's.
+3. **Incumbents** are float64 forward passes: the centre of every popped box, the corner maximising
+   ``f``'s linear upper bound (``Λ``) and ``samples`` random points in it (chosen in a batch, then
+   re-evaluated one point at a time, as :func:`certify` does). An improved incumbent is polished by the
+   LP over its activation region (binaries fixed at its pattern, the best input of that linear piece),
+   re-evaluated by the forward pass.
+4. **Pruning.** A node whose upper bound is at most ``incumbent + gap max(1, |incumbent|)`` is closed
    (its bound still counts towards the reported global bound).
-5. **Leaves.** A box with at most ``leaf_unstable`` unstable neurons, or one that cannot be halved
-   (``max_depth`` reached, or a width at float64 resolution), is decided by the big-M MILP over the box,
-   compiled with the box's bounds and solved by HiGHS with the incumbent (or the box's best point) as
-   MIP start. Its dual bound closes the box only if no forward pass on the box beats it (else the box
-   keeps its engine bound); its point is an incumbent candidate.
-6. **Branching.** A box is halved along the input maximising ``|Λ_i| width_i`` (ties: the largest width
-   relative to the domain's).
+5. **Leaves.** A node with at most ``leaf_unstable`` open neurons (an LP when none is left: the network
+   is affine on the region), or one that cannot be split (``max_depth`` reached, or a box width at
+   float64 resolution), is decided by the big-M MILP over the box, compiled with the node's bounds
+   (split neurons clamped) and solved by HiGHS with the incumbent (or the box's centre) as MIP start.
+   Its dual bound closes the node only if no forward pass at a point of the node's region beats it
+   (else the node keeps its engine bound); its point is an incumbent candidate.
+6. **Branching** (``branching``): ``"input"`` halves the box along the input maximising
+   ``|Λ_i| width_i`` (ties: the largest width relative to the domain's); ``"relu"`` splits the open
+   neuron with the largest BaBSR-style score (the engine's ``scores``: its coefficient in the optimised
+   bound times its relaxation gap; Bunel et al. 2020); a node with no splittable neuron open is a
+   leaf (its MILP decides neurons of other kinds). ``"auto"`` picks input splitting up to
+   :data:`INPUT_BRANCHING_MAX_INPUTS` inputs -- measured in ``benchmarks/bab_benchmark.py``
+   (``docs/benchmarks.md``): on ACAS Xu (5 inputs) and the random 8-input net input splitting reached a
+   far tighter bound in 60 s than neuron splitting.
 
-The global bound is the maximum over open boxes, boxes in flight, pruned boxes and closed leaves; the
+The global bound is the maximum over open nodes, nodes in flight, pruned nodes and closed leaves; the
 answer is ``optimal`` when it is within the gap of the incumbent, ``time_limit`` at the deadline and
 ``interrupted`` on Ctrl-C (both with the incumbent and the global bound known then). The final answer
 goes through :func:`relumilp.optimization.certify`, like the MILP path's.
@@ -48,7 +59,7 @@ from .ir import Network
 from .limits import Deadline
 
 #: ``branching="auto"``: split input boxes up to this many inputs, neurons beyond (benchmarks/bab_benchmark.py)
-INPUT_BRANCHING_MAX_INPUTS = 4
+INPUT_BRANCHING_MAX_INPUTS = 8
 BRANCHING = ("auto", "input", "relu")
 #: optimised-slope (alpha-CROWN) steps per node bound, by branching mode (benchmarks/bab_benchmark.py)
 ALPHA_STEPS = {"input": 0, "relu": 8}
@@ -234,8 +245,14 @@ class _Search:
         open_ = _unstable(self.fnet, lo, hi, splits)
         count = sum(m.sum(axis=1) for m in open_.values()) if open_ else np.zeros(L.shape[0], dtype=np.int64)
         leaf = alive & ((count <= self.options["leaf_unstable"]) | (depth >= self.options["max_depth"]))
-        if self.mode == "input":
-            leaf |= alive & ~halvable.any(axis=1)
+        if self.mode == "relu":
+            # the open neurons left are of kinds that cannot be split (e.g. clip): the MILP decides them
+            neuron_open = np.zeros(L.shape[0], dtype=bool)
+            for name in self.splittable:
+                neuron_open |= open_[name].any(axis=1)
+            leaf |= alive & ~neuron_open
+        else:
+            leaf |= alive & ~halvable.any(axis=1)  # never dropped: a box at float64 resolution is a leaf
         for i in np.flatnonzero(leaf):
             if self.deadline.expired():
                 return  # the batch stays in flight: its bound still counts
@@ -244,13 +261,11 @@ class _Search:
             self.closed = max(self.closed, bound)
         branch = np.flatnonzero(alive & ~leaf)
         if branch.size:
-            neuron = self.choose_neurons(branch, open_, result.scores) if self.mode == "relu" else None
-            by_input = branch if neuron is None else branch[neuron[0] < 0]
-            if neuron is not None:
-                self.branch_neurons(branch, neuron, batch, lo, hi, upper, result.slopes)
-            if by_input.size:
-                by_input = by_input[halvable[by_input].any(axis=1)]
-                self.branch_inputs(by_input, batch, lo, hi, upper, lam, halvable, result.slopes)
+            if self.mode == "relu":
+                self.branch_neurons(branch, self.choose_neurons(branch, open_, result.scores), batch, lo, hi,
+                                    upper, result.slopes)
+            else:
+                self.branch_inputs(branch, batch, lo, hi, upper, lam, halvable, result.slopes)
         self.in_flight = -math.inf
         self.prune_open()
 
@@ -286,10 +301,8 @@ class _Search:
         return {name: np.zeros((n, self.fnet[name].size), dtype=np.int8) for name in self.splittable}
 
     def choose_neurons(self, rows, open_, scores):
-        """Per node in ``rows``: ``(layer index into self.splittable, neuron)`` of the open splittable
-        neuron with the largest score (``-1`` where none is open: those nodes branch on inputs)."""
-        if not self.splittable:
-            return None
+        """Per node in ``rows`` (each has an open splittable neuron): ``(layer index into
+        self.splittable, neuron)`` of the open splittable neuron with the largest score."""
         best = np.full(rows.size, -np.inf)
         layer = np.full(rows.size, -1)
         neuron = np.zeros(rows.size, dtype=np.int64)
@@ -306,10 +319,7 @@ class _Search:
     def branch_neurons(self, rows, choice, batch, lo, hi, upper, slopes) -> None:
         """Split the chosen neuron of each node: one child active (+1), one inactive (-1)."""
         layer, neuron = choice
-        chosen = layer >= 0
-        rows, layer, neuron = rows[chosen], layer[chosen], neuron[chosen]
-        if not rows.size:
-            return
+        assert (layer >= 0).all()
         n = len(batch["L"])
         splits = batch.get("splits") or self.no_splits(n)
         kids = self.children(rows, batch, lo, hi, upper, slopes, splits)
