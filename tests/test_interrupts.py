@@ -116,7 +116,7 @@ def with_workers(count, then=1.0):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_solve_interrupt_prints_the_incumbent(hard_model, sig):
     done, latency = signal_cli(["solve", hard_model, "--box", "-1:1", "--maximize", "0", "--tighten", "interval",
-                                "--time-limit", "600", "--threads", "1", "--json"], sig, after(3.0))
+                                "--time-limit", "600", "--threads", "1", "--json"], sig, after(4.0))
     assert done.returncode == 130, done.stderr
     assert latency <= latency_allowed()
     answer = json.loads(done.stdout)
