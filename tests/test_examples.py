@@ -44,6 +44,7 @@ def test_peaks_global_optimum_quick(tmp_path):
     assert "within the proven bound" in out
 
 
+@pytest.mark.slow  # ~6 s of training; the full, deterministic run is slow too
 def test_train_peaks_quick(tmp_path):
     target = tmp_path / "peaks.npz"
     out = run("train_peaks.py", "--quick", "--out", str(target), cwd=tmp_path)
@@ -52,6 +53,7 @@ def test_train_peaks_quick(tmp_path):
     assert (net.input_size, net.hidden_sizes, net.output_size) == (2, [16, 16], 1)
 
 
+@pytest.mark.slow  # ~10 s; the full run is slow too
 def test_reformer_design_quick_with_bundled_sample(tmp_path):
     """As in a fresh clone: no shared data folder, so the script falls back to the bundled sample."""
     out = run("reformer_design.py", "--quick", cwd=tmp_path, env={"RELUMILP_SHARED_DATA": str(tmp_path / "none")})

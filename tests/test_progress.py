@@ -68,10 +68,8 @@ def peaks_model(tmp_path_factory):
 PHASES = [
     (["solve", "--example", "peaks", "--maximize", "0", "--method", "bab"], ["branch and bound"]),
     (["solve", "--example", "peaks", "--maximize", "0", "--method", "milp"], ["solve"]),
-    (["bounds", "--example", "peaks", "--tighten", "lp"], ["lp "]),
     (["stats", "--example", "peaks", "--regions", "exact", "--samples", "0", "--plot", "figs"],
      ["regions (exact)", "figures"]),
-    (["stats", "--example", "peaks", "--regions", "sample", "--samples", "2000"], ["regions (sample)"]),
     (["stats", "--example", "peaks", "--regions", "mip", "--samples", "0"], ["regions (LP enumeration)"]),
     (["verify", "peaks.npz", "prop.vnnlib"], ["verify"]),
 ]
@@ -87,7 +85,7 @@ def test_long_phases_draw_progress_on_a_terminal(peaks_model, args, lines):
 
 
 def test_quiet_draws_nothing_on_a_terminal(peaks_model):
-    args, _ = PHASES[3]
+    args, _ = PHASES[2]  # stats --regions exact --plot
     code, out, terminal = _run_with_terminal_stderr([*args, "--quiet"], peaks_model)
     assert code == 0, terminal
     assert "\r" not in terminal and "regions (exact)" not in terminal, terminal
@@ -98,3 +96,18 @@ def test_no_progress_when_stderr_is_a_pipe(peaks_model):
                            "--samples", "0"], cwd=peaks_model, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "regions (exact)" not in done.stderr and "\r" not in done.stderr
+
+
+def test_region_sampling_and_figures_report_progress_in_process(capsys, tmp_path):
+    """The API side of the same displays (the CLI turns them on only on a terminal)."""
+    from relumilp.analysis import analyze_network
+    from relumilp.analysis.plots import write_figures
+    from relumilp.analysis.regions import sample_regions
+
+    example = load_example("peaks")
+    sample_regions(example.network, example.domain, samples=2000, progress=True)
+    assert "regions (sample)" in capsys.readouterr().err
+    report = analyze_network(example.network, example.domain, regions="exact", samples=0, progress=True)
+    assert "regions (exact)" in capsys.readouterr().err
+    write_figures(report, tmp_path, "peaks", network=example.network, progress=True)
+    assert "figures" in capsys.readouterr().err
