@@ -55,3 +55,22 @@ def assert_same_ir(a: Network, b: Network, tol: float = 1e-12) -> None:
         for wx, wy in zip(x.weights, y.weights):
             np.testing.assert_allclose(densify(wx), densify(wy), rtol=tol, atol=tol)
         np.testing.assert_allclose(x.bias, y.bias, rtol=tol, atol=tol)
+
+
+def check_scaling_and_pruning(net: Network, domain):
+    """Unit scaling changes some activation (kinks away from 0 rescale) and keeps the function, with sound
+    bounds; pruning removes neurons and keeps the function. Returns (interval bounds, the samples)."""
+    from relumilp.bounds import compute_bounds
+    from relumilp.pruning import prune
+    from relumilp.scaling import scale_network
+
+    bounds = compute_bounds(net, domain, "interval")
+    x = domain.sample(2000, 0)
+    scaled, scaled_bounds = scale_network(net, bounds, "unit")
+    assert any(a.activation != b.activation for a, b in zip(scaled.activations, net.activations))
+    np.testing.assert_allclose(scaled(x), net(x), rtol=1e-12, atol=1e-12)
+    scaled_bounds.check_sound(scaled, x)
+    pruned = prune(net, bounds)
+    assert sum(a.size for a in pruned.activations) < sum(a.size for a in net.activations)
+    np.testing.assert_allclose(pruned(x), net(x), rtol=1e-10, atol=1e-10)
+    return bounds, x

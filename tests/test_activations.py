@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import random_mlp
+from conftest import check_scaling_and_pruning, random_mlp
 from relumilp.activations import (Abs, Activation, Clip, ClippedReLU, HardSigmoid, Identity, LeakyReLU,
                                   PiecewiseLinear, ReLU, from_spec, get, kinds)
 from relumilp.bounds import compute_bounds
@@ -17,8 +16,6 @@ from relumilp.bounds.symbolic import mlp_bounds
 from relumilp.domain import InputDomain
 from relumilp.errors import InvalidNetworkError, UnsupportedOperatorError
 from relumilp.ir import ActivationNode, Network
-from relumilp.pruning import prune
-from relumilp.scaling import scale_network
 from test_bounds_symbolic import samples_with_corners
 
 EVERY = [ReLU(), LeakyReLU(0.2), LeakyReLU(-0.4), ClippedReLU(0.7), Identity(), Clip(-0.4, 0.6), Clip(0.3, 1.1),
@@ -155,13 +152,4 @@ def test_clip_bounds_are_sound_by_sampling(seed):
 def test_scaling_and_pruning_keep_a_clip_network():
     rng = np.random.default_rng(7)
     net = random_mlp(rng, [3, 10, 10, 2], {"kind": "clip", "low": -0.3, "high": 0.8}, scale=3.0)
-    domain = InputDomain.box(-0.1, 0.1, 3)  # small: some neurons stable (on a flat and on the identity piece)
-    bounds = compute_bounds(net, domain, "interval")
-    x = domain.sample(2000, 0)
-    scaled, scaled_bounds = scale_network(net, bounds, "unit")
-    assert any(a.activation != b.activation for a, b in zip(scaled.activations, net.activations))
-    np.testing.assert_allclose(scaled(x), net(x), rtol=1e-12, atol=1e-12)
-    scaled_bounds.check_sound(scaled, x)
-    pruned = prune(net, bounds)
-    assert sum(a.size for a in pruned.activations) < sum(a.size for a in net.activations)
-    np.testing.assert_allclose(pruned(x), net(x), rtol=1e-10, atol=1e-10)
+    check_scaling_and_pruning(net, InputDomain.box(-0.1, 0.1, 3))  # small: some neurons stable (flat, identity)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import check_scaling_and_pruning
 from oracles import brute_force_optima
 from relumilp.activations import Abs, Activation, HardSigmoid, LeakyReLU, PiecewiseLinear, from_spec, prelu
 from relumilp.bounds import compute_bounds
@@ -14,8 +15,6 @@ from relumilp.domain import InputDomain
 from relumilp.errors import InvalidNetworkError
 from relumilp.formulation.bigm import build_lp_relaxation, build_milp, start_vector
 from relumilp.ir import Network
-from relumilp.pruning import prune
-from relumilp.scaling import scale_network
 from test_bounds_symbolic import samples_with_corners
 from test_formulation_oracle import check_milp_against_brute_force
 
@@ -196,16 +195,8 @@ def test_scaling_pruning_and_stability_keep_pwl_networks():
     layers = [(rng.normal(0, 3.0 / np.sqrt(a), size=(b, a)), rng.normal(0, 0.3, size=b))
               for a, b in zip(sizes[:-1], sizes[1:])]
     net = Network.sequential(layers, [HardSigmoid(0.5, 0.5), KINDS[4]])
-    domain = InputDomain.box(-0.2, 0.2, 3)  # small: some neurons stable, on flat and sloped pieces
-    bounds = compute_bounds(net, domain, "interval")
-    x = domain.sample(2000, 0)
-    scaled, scaled_bounds = scale_network(net, bounds, "unit")
-    assert any(a.activation != b.activation for a, b in zip(scaled.activations, net.activations))
-    np.testing.assert_allclose(scaled(x), net(x), rtol=1e-12, atol=1e-12)
-    scaled_bounds.check_sound(scaled, x)
-    pruned = prune(net, bounds)
-    assert sum(a.size for a in pruned.activations) < sum(a.size for a in net.activations)
-    np.testing.assert_allclose(pruned(x), net(x), rtol=1e-10, atol=1e-10)
+    # small domain: some neurons stable, on flat and sloped pieces
+    bounds, x = check_scaling_and_pruning(net, InputDomain.box(-0.2, 0.2, 3))
     rows = proven_stability(net, bounds)
     seen = pieces_seen(net, x)
     for node, row in zip(net.activations, rows):  # a neuron proven stable is seen on one piece only

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..activations import label
-from ..bounds import Bounds, big_m_values
+from ..bounds import big_m_values
 from ..domain import InputDomain
 from ..errors import RelumilpError
-from ..ir import Network
 from .regions import RegionCount, count_regions, regions_upper_bound
 from .stability import StabilityReport, stability_report
 

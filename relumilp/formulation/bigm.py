@@ -33,7 +33,7 @@ import networkx as nx
 import numpy as np
 
 from ..domain import InputDomain
-from ..ir import ActivationNode, AffineNode, InputNode, Network
+from ..ir import ActivationNode, AffineNode, Network
 from .milp import MILP, MILPAssembler, VariableGroup
 from .pwl import start_values
 
