@@ -268,8 +268,12 @@ def main(argv=None) -> int:
         res = exact_milp(lo, hi, label, others, weights, args.milp_seconds)
         worst = max(r[1] for r in res.values())
         for j, (primal, dual, status, nu, xs) in res.items():
-            m64 = float((forward64(xs[None, :], weights)[0, j] - forward64(xs[None, :], weights)[0, label]))
-            print(f"  MILP max Y_{j}-Y_{label}: primal {primal:.6f} (forward64 at its x: {m64:.6f}), "
+            if np.isfinite(primal):  # re-evaluate the incumbent (without one, HiGHS returns zeros: not in the box)
+                y = forward64(xs[None, :], weights)[0]
+                seen = f"forward64 at its x: {y[j] - y[label]:.6f}, in box {bool(np.all((xs >= lo) & (xs <= hi)))}"
+            else:
+                seen = "no incumbent in time"
+            print(f"  MILP max Y_{j}-Y_{label}: primal {primal:.6f} ({seen}), "
                   f"upper bound {dual:.6f}, {status}, {nu} unstable ReLUs")
         print(f"MILP: max over labels of the upper bound {worst:.6f} in {time.time() - t:.0f} s -> "
               f"{'holds' if worst < -1e-3 else 'NOT proven'}")
