@@ -130,3 +130,19 @@ def test_missing_matplotlib_is_a_clear_error(monkeypatch, tmp_path, net):
         plot_stability(report, tmp_path / "s.png")
     assert report.regions is None and report.stability.samples == 0
     assert report.to_json()["empirical_stable_fraction"] is None
+
+
+def test_census_and_sampled_regions_stop_at_the_deadline():
+    # a deadline already passed: one block of points runs (never an empty census), and the report says so
+    from relumilp.analysis import count_regions
+    from relumilp.limits import Deadline
+
+    net = random_mlp(np.random.default_rng(0), [3, 8, 8, 1])
+    domain = InputDomain(-np.ones(3), np.ones(3))
+    full = stability_report(net, domain, samples=5000)
+    cut = stability_report(net, domain, samples=5000, deadline=Deadline(0.0))
+    assert full.samples == 5000 and cut.samples == 512
+    assert all(c.empirical_stable >= f.empirical_stable for c, f in zip(cut.layers, full.layers))
+    regions = count_regions(net, domain, "sample", samples=5000, time_limit=Deadline(0.0))
+    assert regions.samples == 512 and "time limit" in regions.note
+    assert count_regions(net, domain, "sample", samples=5000).samples == 5000

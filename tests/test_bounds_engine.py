@@ -148,3 +148,39 @@ def test_lower_families_are_valid_lines():
         base = act.linear_relaxation(l, u)
         _, al0, cl0 = act.lower_family(l, u, start)
         assert torch.allclose(al0[mask], base[0][mask]) and torch.allclose(cl0[mask], base[1][mask]), spec
+
+
+def test_symbolic_stops_at_the_deadline_with_sound_partial_bounds():
+    # 40 hidden layers of 300: the full symbolic pass takes minutes (back-substitution through every
+    # earlier layer for each one); with a 0.2 s limit it must stop at once, apart from the interval
+    # passes (numpy and torch) it still owes every layer after the deadline, the sound fallback. The
+    # bound is loose because the shared test machine is loaded (5 s seen); uncut, this call takes > 100 s.
+    import time
+
+    rng = np.random.default_rng(0)
+    net = random_mlp(rng, [20] + [300] * 40 + [3])
+    domain = InputDomain(-np.ones(20), np.ones(20))
+    compute_bounds(random_mlp(rng, [2, 3, 1]), ([-1, -1], [1, 1]), "symbolic")  # imports are not the point
+    start = time.perf_counter()
+    cut = compute_bounds(net, domain, "symbolic", time_limit=0.2)
+    wall = time.perf_counter() - start
+    assert wall <= 15.0
+    assert not cut.complete
+    samples = rng.uniform(-1.0, 1.0, size=(500, 20))
+    cut.check_sound(net, samples, tol=0.0)
+
+
+def test_engine_past_deadline_keeps_interval_bounds():
+    from relumilp.limits import Deadline
+
+    rng = np.random.default_rng(1)
+    net = random_mlp(rng, [4, 12, 12, 2])
+    engine = BoundEngine.for_network(net)
+    L, U = _boxes(rng, 3, 4)
+    done = engine.bounds(L, U)
+    past = engine.bounds(L, U, deadline=Deadline(0.0))
+    assert done.complete and not past.complete
+    interval = engine.bounds(L, U, refine={})
+    for name in done.lower:
+        np.testing.assert_array_equal(past.lower[name], interval.lower[name])
+        np.testing.assert_array_equal(past.upper[name], interval.upper[name])

@@ -252,7 +252,8 @@ def analyze_network(network, domain, tighten: str = "interval", scale: bool | st
         Random domain points for the EMPIRICAL census and the ``sample`` region estimate.
     time_limit:
         Seconds (or a :class:`~relumilp.limits.Deadline`) for bounds and region counting together:
-        LP/MILP tightening stops with sound bounds, and ``mip`` enumeration gets what is left.
+        symbolic and LP/MILP tightening stop with sound bounds, ``mip`` enumeration gets what is left,
+        and the empirical census and ``sample`` region count use the points they reached in time.
     progress:
         Show bound tightening and region counting on stderr.
     """
@@ -280,7 +281,7 @@ def analyze_network(network, domain, tighten: str = "interval", scale: bool | st
         if phase in after.times:
             times[phase] = after.times[phase]
     net, bounds = after.network, after.bounds
-    stability = stability_report(net, domain, bounds=bounds, samples=samples, seed=seed)
+    stability = stability_report(net, domain, bounds=bounds, samples=samples, seed=seed, deadline=deadline)
     times.update(stability.times)
     region_count = None
     if regions not in (None, "none"):

@@ -118,9 +118,19 @@ def pieces_seen(net: Network, x: np.ndarray, chunk: int = 8192) -> dict[str, np.
     return seen
 
 
-def empirical_census(net: Network, x: np.ndarray, rows: list[LayerStability]) -> None:
-    """Fill the EMPIRICAL columns of ``rows`` from the sample points ``x`` (in place)."""
-    seen = pieces_seen(net, x)
+def empirical_census(net: Network, x: np.ndarray, rows: list[LayerStability], deadline=None) -> int:
+    """Fill the EMPIRICAL columns of ``rows`` from the sample points ``x`` (in place); returns how many
+    points were used (fewer than ``len(x)`` when ``deadline`` passed: chunks of 512 points then)."""
+    step = 512 if deadline is not None and deadline.limited else max(len(x), 1)
+    seen, used = None, 0
+    for first in range(0, len(x), step):
+        if used and deadline.expired():  # at least one block, so the columns are never empty
+            break
+        part = pieces_seen(net, x[first:first + step])
+        seen = part if seen is None else {name: seen[name] | part[name] for name in seen}
+        used = min(first + step, len(x))
+    if seen is None:
+        seen = pieces_seen(net, x)
     for node, row in zip(net.activations, rows):
         table = node.activation
         flags = seen[node.name]
@@ -129,12 +139,14 @@ def empirical_census(net: Network, x: np.ndarray, rows: list[LayerStability]) ->
         row.empirical_stable = int(one_piece.sum())
         row.empirical_always_active = int((one_piece & linear).sum())
         row.empirical_always_inactive = int((one_piece & ~linear).sum())
+    return used
 
 
 def stability_report(net: Network, domain: InputDomain, bounds: Bounds | None = None, method: str = "interval",
-                     samples: int = 10000, seed: int | None = 0, **bound_options) -> StabilityReport:
+                     samples: int = 10000, seed: int | None = 0, deadline=None, **bound_options) -> StabilityReport:
     """Proven stability from ``bounds`` (computed with ``method`` when not given) and an empirical census
-    over ``samples`` uniform domain points (0 skips the census)."""
+    over ``samples`` uniform domain points (0 skips the census; a :class:`~relumilp.limits.Deadline` cuts
+    it short, and the report's ``samples`` says how many were used)."""
     times = {}
     start = time.perf_counter()
     if bounds is None:
@@ -145,7 +157,6 @@ def stability_report(net: Network, domain: InputDomain, bounds: Bounds | None = 
     if samples:
         start = time.perf_counter()
         x = domain.sample(int(samples), np.random.default_rng(seed))
-        n = len(x)
-        empirical_census(net, x, rows)
+        n = empirical_census(net, x, rows, deadline)
         times["census"] = time.perf_counter() - start
     return StabilityReport(rows, bounds.method, n, times)

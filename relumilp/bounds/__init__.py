@@ -45,8 +45,8 @@ def compute_bounds(net: Network, domain, method: str = "interval", **options) ->
     * ``cache`` -- a directory or ``.npz``/``.json`` file: reuse bounds computed before for the same
       network, domain, method and options, and store new ones;
     * ``stats`` -- a dict that receives OBBT solver statistics;
-    * ``time_limit`` -- seconds (or a :class:`relumilp.limits.Deadline`) for the whole call. LP/MILP
-      OBBT stops when it runs out and returns the sound bounds it has (neurons not yet tightened keep
+    * ``time_limit`` -- seconds (or a :class:`relumilp.limits.Deadline`) for the whole call. Symbolic
+      back-substitution and LP/MILP OBBT stop when it runs out and returns the sound bounds it has (neurons not yet tightened keep
       their interval/symbolic bounds) with ``bounds.complete = False``; such bounds are not cached;
     * further :class:`relumilp.bounds.obbt.OBBTOptions` fields (``chunk_size``, ``early_stop``,
       ``tighten_outputs``, ``mip_rel_gap``, ``simplex_strategy``).
@@ -87,7 +87,7 @@ def _compute(net, domain, method, executor=None, workers=None, progress=False, s
         from .symbolic import symbolic_bounds
 
         start = time.perf_counter()
-        bounds = symbolic_bounds(net, domain, start=bounds, device=device)
+        bounds = symbolic_bounds(net, domain, start=bounds, device=device, deadline=deadline)
         times["symbolic"] = time.perf_counter() - start
     bounds.times = times
     if method in ("lp", "milp"):

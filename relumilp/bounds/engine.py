@@ -69,6 +69,7 @@ import torch
 from ..activations import Activation, from_spec
 from ..errors import RelumilpError
 from ..ir import ActivationNode, AffineNode, InputNode, Network
+from ..limits import Deadline
 from ..matrices import DENSE_LIMIT, lmatmul, to_torch
 from .base import intersect, phases
 from .interval import affine_image
@@ -143,8 +144,13 @@ def affine_interval(op: _Op, lo: dict, hi: dict, outward: bool = False):
     return affine_image(op.inputs, op.weights, op.bias, lo, hi, outward)
 
 
+class _Expired(Exception):
+    """Raised inside :func:`back_substitute` when its deadline passes (caught by the refinement)."""
+
+
 def back_substitute(ops: list[_Op], index: int, lo: dict, hi: dict, relax: dict, track_magnitude: bool = True,
-                    coefficients=None, input_coefficients: bool = False, collect: dict | None = None):
+                    coefficients=None, input_coefficients: bool = False, collect: dict | None = None,
+                    deadline: Deadline | None = None):
     """Upper bounds over the input box of the linear forms ``coefficients @ t``, ``t = ops[index]``.
 
     ``coefficients`` has shape (B, R, m); the default ``[I; -I]`` gives upper bounds of ``[t; -t]``
@@ -153,6 +159,8 @@ def back_substitute(ops: list[_Op], index: int, lo: dict, hi: dict, relax: dict,
     ``mag`` is the sum of |terms| that entered each bound (for the round-off margin; None without
     ``track_magnitude``). With ``input_coefficients``, returns instead the forms' coefficients on the
     network input (B, R, n_in). ``collect``, if given, receives each activation's coefficients (B, R, size).
+    ``deadline``: checked before each op; raises :class:`_Expired` once passed (one back-substitution
+    through a deep lowered max-pool tree can take many seconds).
     """
     per_form = lambda a: a if a.dim() == 3 else a.unsqueeze(1)
     target = ops[index]
@@ -169,6 +177,8 @@ def back_substitute(ops: list[_Op], index: int, lo: dict, hi: dict, relax: dict,
         A = coef.pop(op.name, None)
         if A is None:
             continue
+        if deadline is not None and deadline.expired():
+            raise _Expired
         if op.kind == "affine":
             const = const + A @ op.bias
             if track_magnitude:
@@ -214,6 +224,9 @@ class EngineBounds:
     #: with ``optimise``: per activation (B, size), how much each neuron's relaxation gap costs the
     #: optimised output bound (``|coefficient| x gap``, summed over forms; a BaBSR-style branching score)
     scores: dict | None = None
+    #: False when the deadline stopped back-substitution early: the neurons not refined kept their
+    #: interval bounds (still sound, just looser)
+    complete: bool = True
 
     def __iter__(self):  # lo, hi = engine.bounds(...)
         return iter((self.lower, self.upper))
@@ -262,12 +275,14 @@ class BoundEngine:
     # -- numpy front end (sound IR bounds) -----------------------------------------------------------
 
     def bounds(self, lower, upper, start: dict | None = None, refine="all", splits: dict | None = None,
-               optimise: dict | None = None) -> EngineBounds:
+               optimise: dict | None = None, deadline: Deadline | None = None) -> EngineBounds:
         """Sound bounds (numpy, (B, size) per node) over the boxes ``[lower, upper]`` of shape (B, n).
 
         ``start`` maps node names to ``(lower, upper)`` (B, size) arrays already valid on each box;
         ``refine``, ``splits`` and ``optimise`` are described in the module docstring. In sound mode
         the result is widened so that it contains every float64 forward value of every input of each box.
+        ``deadline`` (a :class:`~relumilp.limits.Deadline`) stops back-substitution once it passes: the
+        neurons not yet refined keep their interval bounds and the result has ``complete = False``.
         """
         device = self.device
         t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), device=device)
@@ -276,23 +291,27 @@ class BoundEngine:
         if optimise is not None and optimise.get("slopes") is not None:
             optimise = {**optimise, "slopes": {k: t(v) for k, v in optimise["slopes"].items()}}
         with torch.no_grad():
-            result = self.propagate(t(lower), t(upper), start_t, refine, splits_t, optimise)
+            result = self.propagate(t(lower), t(upper), start_t, refine, splits_t, optimise, deadline)
         lo = {k: v.cpu().numpy() for k, v in result.lower.items()}
         hi = {k: v.cpu().numpy() for k, v in result.upper.items()}
         if self.sound and self.net is not None:
             lo, hi = widen(self.net, lo, hi)
         numpy = lambda d: None if d is None else {k: v.cpu().numpy() for k, v in d.items()}
-        return EngineBounds(lo, hi, result.empty.cpu().numpy(), numpy(result.slopes), numpy(result.scores))
+        return EngineBounds(lo, hi, result.empty.cpu().numpy(), numpy(result.slopes), numpy(result.scores),
+                            result.complete)
 
     # -- the propagation -------------------------------------------------------------------------------
 
     def propagate(self, lower, upper, start: dict | None = None, refine="all", splits: dict | None = None,
-                  optimise: dict | None = None) -> EngineBounds:
+                  optimise: dict | None = None, deadline: Deadline | None = None) -> EngineBounds:
         """Bounds of every op over the boxes ``[lower, upper]`` ((B, n) tensors), as (B, size) tensors.
 
         Differentiable when called outside ``torch.no_grad`` (the training losses; not with
-        ``optimise``, whose own gradient pass is internal). No final widening.
+        ``optimise``, whose own gradient pass is internal). No final widening. ``deadline``: as in
+        :meth:`bounds` (the slope optimisation is skipped once it has passed).
         """
+        deadline = Deadline() if deadline is None else deadline
+        complete = True
         lo: dict = {}
         hi: dict = {}
         relax: dict = {}
@@ -307,7 +326,9 @@ class BoundEngine:
                 l, u, empty = self._split(op.name, l, u, splits, empty)
                 mask = self._mask(op.name, l, u, refine)
                 if mask is not None:
-                    l, u = self._refine(index, l, u, mask, lo, hi, relax)
+                    # past the deadline the interval bounds stand: sound for every later op, only looser
+                    l, u, done = self._refine(index, l, u, mask, lo, hi, relax, deadline)
+                    complete = complete and done
                     l, u, empty = self._split(op.name, l, u, splits, empty)
             else:
                 src = op.inputs[0]
@@ -317,9 +338,11 @@ class BoundEngine:
                 l, u = self._start(op.name, l, u, start)
             lo[op.name], hi[op.name] = l, u
         if optimise is None or self.output not in self.symbolic:
-            return EngineBounds(lo, hi, empty)
+            return EngineBounds(lo, hi, empty, complete=complete)
+        if deadline.expired():  # the plain back-substituted bounds stand
+            return EngineBounds(lo, hi, empty, complete=False)
         slopes, scores = self._optimise(lo, hi, relax, optimise)
-        return EngineBounds(lo, hi, empty, slopes, scores)
+        return EngineBounds(lo, hi, empty, slopes, scores, complete)
 
     # -- optimised slopes (alpha-CROWN) ------------------------------------------------------------------
 
@@ -467,37 +490,48 @@ class BoundEngine:
             undecided |= ~ph.stable_inactive  # off the identity piece: no bound needed
         return torch.from_numpy(undecided).to(l.device)
 
-    def _refine(self, index, l, u, mask, lo, hi, relax):
-        """Intersect ``[l, u]`` with back-substituted bounds on the masked neurons (per box)."""
+    def _refine(self, index, l, u, mask, lo, hi, relax, deadline: Deadline):
+        """Intersect ``[l, u]`` with back-substituted bounds on the masked neurons (per box).
+
+        Returns ``(l, u, done)``: ``done`` is False when ``deadline`` passed before every chunk of
+        neurons was back-substituted; the neurons not yet reached keep ``[l, u]`` as given (sound)."""
         batch, m = l.shape
         rows = max(1, COEFFICIENT_BUDGET // (2 * batch * self.widest))  # neurons per back-substitution
+        if deadline.expired():
+            return l, u, False
         if mask is True and m <= rows:
-            bound, mag = back_substitute(self.ops, index, lo, hi, relax, self.sound)
+            try:
+                bound, mag = back_substitute(self.ops, index, lo, hi, relax, self.sound, deadline=deadline)
+            except _Expired:
+                return l, u, False
             su, sl = bound[:, :m], -bound[:, m:]
             if self.sound:
                 su = su + self.roundoff * (1.0 + mag[:, :m])
                 sl = sl - self.roundoff * (1.0 + mag[:, m:])
-            return intersect(l, u, sl, su)
+            return (*intersect(l, u, sl, su), True)
         if mask is True:  # too wide for one coefficient block: every neuron, a chunk at a time
             mask = torch.ones_like(l, dtype=torch.bool)
         count = int(mask.sum(dim=1).max()) if mask.numel() else 0
         if count == 0:
-            return l, u
+            return l, u, True
         # per box, the masked neurons first (padding with unmasked ones is harmless: still valid bounds)
         order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :count]  # (B, r)
         for start in range(0, count, rows):
             part = order[:, start : start + rows]
             r = part.shape[1]
             eye = torch.nn.functional.one_hot(part, m).to(l.dtype)  # (B, r, m)
-            upper, mag = back_substitute(self.ops, index, lo, hi, relax, self.sound,
-                                         coefficients=torch.cat([eye, -eye], dim=1))
+            try:
+                upper, mag = back_substitute(self.ops, index, lo, hi, relax, self.sound,
+                                             coefficients=torch.cat([eye, -eye], dim=1), deadline=deadline)
+            except _Expired:  # the chunks already done are kept
+                return l, u, False
             su, sl = upper[:, :r], -upper[:, r:]
             if self.sound:
                 su = su + self.roundoff * (1.0 + mag[:, :r])
                 sl = sl - self.roundoff * (1.0 + mag[:, r:])
             new_l, new_u = intersect(l.gather(1, part), u.gather(1, part), sl, su)
             l, u = l.scatter(1, part, new_l), u.scatter(1, part, new_u)
-        return l, u
+        return l, u, True
 
     # -- input coefficients (branching scores) ------------------------------------------------------------
 

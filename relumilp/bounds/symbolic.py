@@ -26,6 +26,7 @@ from ..domain import InputDomain
 from ..errors import RelumilpError
 from ..activations import Activation
 from ..ir import Network
+from ..limits import Deadline
 from .base import Bounds
 
 
@@ -69,12 +70,14 @@ def mlp_bounds(
 # -- bounds of an IR network ----------------------------------------------------------------------
 
 
-def symbolic_bounds(net: Network, domain: InputDomain, start: Bounds | None = None, device=None) -> Bounds:
+def symbolic_bounds(net: Network, domain: InputDomain, start: Bounds | None = None, device=None,
+                    deadline: Deadline | None = None) -> Bounds:
     """Symbolic (back-substitution) bounds of every node of ``net`` over the box of ``domain``.
 
     With ``start``, every node is intersected with the bounds already there (and those tighter bounds
     feed the relaxations downstream). Computed in float64 on ``device`` (default CPU) and widened by
-    the documented round-off margin.
+    the documented round-off margin. Once ``deadline`` has passed, the nodes not yet back-substituted
+    keep their interval bounds (intersected with ``start``) and the result has ``complete = False``.
     """
     from .engine import BoundEngine
 
@@ -83,7 +86,9 @@ def symbolic_bounds(net: Network, domain: InputDomain, start: Bounds | None = No
     start_b = None
     if start is not None:
         start_b = {name: (start.lower[name][None], start.upper[name][None]) for name in start.lower if name in net.graph}
-    lower, upper = engine.bounds(domain.lower[None], domain.upper[None], start_b, refine="all")
-    return Bounds({name: v[0].copy() for name, v in lower.items()}, {name: v[0].copy() for name, v in upper.items()},
-                  "symbolic")
+    result = engine.bounds(domain.lower[None], domain.upper[None], start_b, refine="all", deadline=deadline)
+    bounds = Bounds({name: v[0].copy() for name, v in result.lower.items()},
+                    {name: v[0].copy() for name, v in result.upper.items()}, "symbolic")
+    bounds.complete = result.complete
+    return bounds
 

@@ -34,7 +34,7 @@ def register(subparsers) -> None:
                              "small nets), sample (lower bound), none; default auto = exact for <= 2 inputs, "
                              "else sample")
     parser.add_argument("--region-time-limit", type=seconds, default=60.0, metavar="S",
-                        help="time limit of --regions mip in seconds; reports 'at least N' when reached (default 60)")
+                        help="time limit of --regions mip or sample in seconds; reports 'at least N' when reached (default 60)")
     parser.add_argument("--samples", type=count, default=10000, metavar="N",
                         help="random domain points for the empirical census (0 skips it) and for --regions sample "
                              "(at least 1000 there) (default 10000)")

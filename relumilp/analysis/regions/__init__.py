@@ -204,7 +204,7 @@ def count_regions(net: Network, domain: InputDomain, method: str = "auto", *, bo
     ``sample`` (lower bound) or ``auto`` (exact for at most 2 inputs, else sample). The result says
     which method ran and whether the count is exact. This is the count that matters for optimisation
     over the domain; compare it with :func:`regions_upper_bound` for the architecture's worst case.
-    ``progress`` shows the counting on stderr.
+    ``progress`` shows the counting on stderr. ``time_limit`` bounds ``mip`` and ``sample``.
     """
     if method == "auto":
         method = "exact" if net.input_size <= 2 else "sample"
@@ -213,7 +213,7 @@ def count_regions(net: Network, domain: InputDomain, method: str = "auto", *, bo
     if method == "mip":
         return mip_regions(net, domain, bounds=bounds, time_limit=time_limit, progress=progress)
     if method == "sample":
-        return sample_regions(net, domain, samples=samples, seed=seed, progress=progress)
+        return sample_regions(net, domain, samples=samples, seed=seed, progress=progress, time_limit=time_limit)
     raise RelumilpError(f"unknown region method {method!r}; choose one of auto, {', '.join(METHODS)}")
 
 

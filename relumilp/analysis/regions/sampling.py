@@ -12,6 +12,7 @@ import numpy as np
 
 from ..._progress import progress_bar
 from ...domain import InputDomain
+from ...limits import Deadline
 from ...ir import Network
 from . import RegionCount, activation_patterns
 
@@ -51,12 +52,17 @@ def _line_points(domain: InputDomain, n_lines: int, per_line: int, rng: np.rando
 
 
 def sample_regions(net: Network, domain: InputDomain, samples: int = 10000, seed: int | None = 0,
-                   chunk: int = 4096, progress: bool = False) -> RegionCount:
+                   chunk: int = 4096, progress: bool = False, time_limit=None) -> RegionCount:
     """Distinct activation patterns at ``samples`` points: half uniform in the domain, half on random lines.
 
     A **lower bound** on the number of regions (small regions are easily missed; lines cross many thin
     ones). Points are drawn with ``seed`` for reproducibility. ``progress`` shows the points done on stderr.
+    ``time_limit`` (seconds or a :class:`~relumilp.limits.Deadline`): stop between blocks of points once
+    it has passed (at least one block runs); the note and ``samples`` give the points actually used.
     """
+    deadline = Deadline.of(time_limit)
+    if deadline.limited:
+        chunk = min(chunk, 512)  # a block of a large network's forward pass can take seconds
     start = time.perf_counter()
     domain.check_size(net.input_size)
     rng = np.random.default_rng(seed)
@@ -67,9 +73,15 @@ def sample_regions(net: Network, domain: InputDomain, samples: int = 10000, seed
     seen: set[bytes] = set()
     with progress_bar(progress, "regions (sample)", " points", total=len(points)) as bar:
         for first in range(0, len(points), chunk):
+            if first and deadline.expired():
+                points = points[:first]
+                break
             block = points[first:first + chunk]
             seen |= _unique_rows(activation_patterns(net, block))
             bar.update(len(block))
             bar.set_postfix_str(f"{len(seen)} patterns", refresh=False)
-    note = f"distinct patterns at {len(points)} points ({n_uniform} uniform, {n_lines} random lines): a lower bound"
+    note = (f"distinct patterns at {len(points)} points ({n_uniform} uniform, {n_lines} random lines): a lower bound"
+            if len(points) == n_uniform + n_lines * per_line else
+            f"distinct patterns at the first {len(points)} points (of {n_uniform} uniform, {n_lines} random lines; "
+            "time limit): a lower bound")
     return RegionCount(len(seen), "sample", False, None, time.perf_counter() - start, note, samples=len(points))
