@@ -31,13 +31,14 @@ touching ``relumilp`` (no IR, no bound code, no VNN-LIB parser, no formulation):
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import time
 from pathlib import Path
 
 import numpy as np
 
-DATA = Path("/work/shared/data/vnncomp2021/verivital")
+DATA = Path(os.environ.get("RELUMILP_SHARED_DATA", "/work/shared/data")) / "vnncomp2021" / "verivital"
 ONNX = DATA / "Convnet_avgpool.onnx"
 
 

@@ -145,4 +145,5 @@ def test_census_and_sampled_regions_stop_at_the_deadline():
     assert all(c.empirical_stable >= f.empirical_stable for c, f in zip(cut.layers, full.layers))
     regions = count_regions(net, domain, "sample", samples=5000, time_limit=Deadline(0.0))
     assert regions.samples == 512 and "time limit" in regions.note
+    assert count_regions(net, domain, "sample", samples=5000, time_limit=0.0).samples == 512  # a spent budget
     assert count_regions(net, domain, "sample", samples=5000).samples == 5000

@@ -60,7 +60,10 @@ def sample_regions(net: Network, domain: InputDomain, samples: int = 10000, seed
     ``time_limit`` (seconds or a :class:`~relumilp.limits.Deadline`): stop between blocks of points once
     it has passed (at least one block runs); the note and ``samples`` give the points actually used.
     """
-    deadline = Deadline.of(time_limit)
+    if time_limit is None or isinstance(time_limit, Deadline):
+        deadline = Deadline.of(time_limit)
+    else:  # 0 is allowed: what a caller's used-up deadline leaves (one block still runs)
+        deadline = Deadline(time.perf_counter() + max(0.0, float(time_limit)))
     if deadline.limited:
         chunk = min(chunk, 512)  # a block of a large network's forward pass can take seconds
     start = time.perf_counter()
