@@ -70,6 +70,7 @@ def test_digits_robustness_quick(tmp_path):
     assert len(verdicts) == 2, out
 
 
+@pytest.mark.slow  # ~8 s; ACAS Xu soundness stays in the default suite (test_bounds_symbolic)
 def test_acasxu_verification_quick(tmp_path):
     out = run("acasxu_verification.py", "--quick", cwd=tmp_path)
     if "ACAS Xu data not found" in out:
