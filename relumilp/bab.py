@@ -471,7 +471,7 @@ def branch_and_bound(net: Network, domain: InputDomain, coefficients: np.ndarray
     clock = time.perf_counter()
     threads_before = torch.get_num_threads()
     torch.set_num_threads(1)  # many small batched products: one thread is much faster (and shares the machine)
-    bar = _progress_bar(progress)
+    bar = progress_bar(progress, "branch and bound", " boxes")
     try:
         search.offer((domain.lower + domain.upper) / 2)
         while search.ub.size:
@@ -496,10 +496,6 @@ def branch_and_bound(net: Network, domain: InputDomain, coefficients: np.ndarray
     finite = math.isfinite(bound)
     solution = MilpSolution(status, bound=sign * bound if finite else None, notes=search.notes)
     return solution, search.best_x, search.stats
-
-
-def _progress_bar(progress: bool):
-    return progress_bar(progress, "branch and bound", " boxes")
 
 
 def _show(bar, search: _Search, boxes: int) -> None:

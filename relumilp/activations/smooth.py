@@ -170,10 +170,6 @@ class SmoothActivation(Activation):
         return self.LIPSCHITZ
 
     @property
-    def rounding_slope(self) -> float:
-        return 0.0
-
-    @property
     def homogeneous(self) -> bool:
         return False
 
