@@ -287,7 +287,7 @@ def analyze_network(network, domain, tighten: str = "interval", scale: bool | st
     if regions not in (None, "none"):
         start = time.perf_counter()
         region_count = count_regions(net, domain, regions, bounds=bounds,
-                                     time_limit=deadline.cap(region_time_limit),
+                                     time_limit=deadline.earlier(region_time_limit),
                                      samples=max(int(samples), 1000), seed=seed, progress=progress)
         times["regions"] = time.perf_counter() - start
     upper, source = regions_upper_bound(net)

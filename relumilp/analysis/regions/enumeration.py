@@ -26,6 +26,7 @@ from ...backends.highs import new_highs
 from ...domain import InputDomain
 from ...errors import InvalidDomainError
 from ...ir import Network
+from ...limits import Deadline
 from . import Region, RegionCount, _check_interior, _map_key, _Plan
 
 
@@ -50,7 +51,7 @@ def mip_regions(
     net: Network,
     domain: InputDomain,
     bounds=None,
-    time_limit: float | None = 60.0,
+    time_limit: "float | Deadline | None" = 60.0,
     min_radius: float | None = None,
     bound_method: str = "interval",
     refresh_every: int = 8,
@@ -60,7 +61,7 @@ def mip_regions(
 
     ``bounds`` (default: :func:`relumilp.bounds.compute_bounds` with ``bound_method``) fix the neurons
     that are stable on the domain. A pattern is counted when its region contains a ball of radius
-    ``min_radius`` (default ``1e-7`` times the box diameter). At ``time_limit`` seconds the count so far
+    ``min_radius`` (default ``1e-7`` times the box diameter). At ``time_limit`` (seconds or a Deadline) the count so far
     is returned with ``exact=False``. ``refresh_every``: recompute the current region's bounding box
     after this many neuron decisions along a branch (when more than 2d undecided neurons remain).
     ``progress`` shows the LPs solved and the patterns found on stderr.
@@ -68,6 +69,7 @@ def mip_regions(
     import highspy
 
     start = time.perf_counter()
+    deadline = Deadline.of(time_limit)
     domain.check_size(net.input_size)
     _check_interior(domain)
     d = net.input_size
@@ -102,7 +104,7 @@ def mip_regions(
                 raise InvalidDomainError("the input domain (box and A x <= b) is empty")
 
     def solve(check_time: bool = True) -> tuple[float, np.ndarray]:
-        if check_time and time_limit is not None and time.perf_counter() - start > time_limit:
+        if check_time and deadline.expired():
             raise _Stop
         bar.update()
         h.run()
@@ -249,6 +251,6 @@ def mip_regions(
     regions = [Region(None, pattern, np.zeros(0), np.zeros(0)) for pattern in found]
     note = f"{counter['lps']} LPs"
     if not exact:
-        note += f"; stopped at the {time_limit:g} s time limit: at least this many"
+        note += "; stopped at the time limit: at least this many"
     return RegionCount(len(found), "mip", exact, len(set(found.values())), time.perf_counter() - start, note,
                        regions=regions)
