@@ -81,7 +81,7 @@ def _engine(fnet: Network):
 
 
 def _bound_boxes(engine, L: np.ndarray, U: np.ndarray, start: dict, splits: dict | None = None,
-                 slopes: dict | None = None, steps: int = 0):
+                 slopes: dict | None = None, steps: int = 0, deadline: Deadline | None = None):
     """Sound bounds of every node of the objective network on each node ``[L_b, U_b]`` (B, n) with its
     neuron ``splits`` (``{activation: (B, size)}`` of -1/0/+1, or None).
 
@@ -92,9 +92,10 @@ def _bound_boxes(engine, L: np.ndarray, U: np.ndarray, start: dict, splits: dict
     forward value on the node, ``empty`` flags, ``slopes`` and branching ``scores``), and (B, n) input
     coefficients ``Λ`` of ``f``'s linear upper bound (for input branching and the corner incumbent).
     With :func:`_engine`, the only code that knows the engine: switching engines changes these two.
+    Past ``deadline`` the engine stops refining: the bounds are looser but still sound.
     """
     result = engine.bounds(L, U, start, refine="undecided", splits=splits,
-                           optimise={"steps": steps, "sense": "lower", "slopes": slopes})
+                           optimise={"steps": steps, "sense": "lower", "slopes": slopes}, deadline=deadline)
     lam = -engine.input_coefficients(result.lower, result.upper)[:, 0, :]  # the loss -f: its lower bound's Λ, negated
     return result, lam
 
@@ -229,7 +230,8 @@ class _Search:
         self.stats["boxes"] += L.shape[0]
         self.stats["max_depth"] = max(self.stats["max_depth"], int(depth.max()))
         steps = self.options["alpha_steps"]
-        result, lam = _bound_boxes(self.engine, L, U, batch["start"], splits or None, batch.get("slopes"), steps)
+        result, lam = _bound_boxes(self.engine, L, U, batch["start"], splits or None, batch.get("slopes"), steps,
+                                   self.deadline)
         lo, hi = result.lower, result.upper
         self.sample(L, U, lam)
         upper = np.minimum(-lo[self.fnet.output][:, 0], ub)  # the parent's bound holds on the child too
@@ -303,7 +305,8 @@ class _Search:
         cand_L[:, 2 * dims + 1, dims] = mid
         start = {name: (np.repeat(lo[name][rows], 2 * n, axis=0), np.repeat(hi[name][rows], 2 * n, axis=0))
                  for name in self.kept}
-        result, _ = _bound_boxes(self.engine, cand_L.reshape(-1, n), cand_U.reshape(-1, n), start)
+        result, _ = _bound_boxes(self.engine, cand_L.reshape(-1, n), cand_U.reshape(-1, n), start,
+                                 deadline=self.deadline)
         child_ub = np.minimum(-result.lower[self.fnet.output][:, 0], np.repeat(upper[rows], 2 * n)).reshape(r, n, 2)
         worse = np.where(halvable[rows], child_ub.max(axis=2), np.inf)
         first_order = np.abs(lam[rows]) * (U - L) + 1e-12 * (U - L) / self.width0
