@@ -63,7 +63,7 @@ from .limits import Deadline
 INPUT_BRANCHING_MAX_INPUTS = 8
 BRANCHING = ("auto", "input", "relu")
 #: optimised-slope (alpha-CROWN) steps per node bound, by branching mode (benchmarks/bab_benchmark.py)
-ALPHA_STEPS = {"input": 0, "relu": 8}
+ALPHA_STEPS = {"input": 6, "relu": 8}
 
 
 def objective_network(net: Network, coefficients: np.ndarray, sign: float) -> Network:
