@@ -232,18 +232,17 @@ def _conv_transpose(b, node, values, attrs, opset):
 
 def _average_pool(b, node, values, attrs, opset):
     x, kernel = values[0], [int(k) for k in attrs["kernel_shape"]]
-    if attrs.get("ceil_mode", 0):
-        raise b.unsupported("AveragePool with ceil_mode=1", ["AveragePool with ceil_mode=0"])
     stride, pads, dilation = _window_attrs(b, x, attrs, kernel, "AveragePool")
-    return b.avg_pool(x, kernel, stride, pads, bool(attrs.get("count_include_pad", 0)), dilation)
+    return b.avg_pool(x, kernel, stride, pads, bool(attrs.get("count_include_pad", 0)), dilation,
+                      bool(attrs.get("ceil_mode", 0)))
 
 
 def _max_pool(b, node, values, attrs, opset):
     x, kernel = values[0], [int(k) for k in attrs["kernel_shape"]]
-    if attrs.get("ceil_mode", 0) or sum(1 for o in node.output if o) > 1:
-        raise b.unsupported("MaxPool with ceil_mode=1 or an Indices output", ["MaxPool with ceil_mode=0, one output"])
+    if sum(1 for o in node.output if o) > 1:
+        raise b.unsupported("MaxPool with an Indices output", ["MaxPool with one output"])
     stride, pads, dilation = _window_attrs(b, x, attrs, kernel, "MaxPool")
-    return b.max_pool(x, kernel, stride, pads, dilation)
+    return b.max_pool(x, kernel, stride, pads, dilation, bool(attrs.get("ceil_mode", 0)))
 
 
 def _global_average_pool(b, node, values, attrs, opset):
@@ -315,6 +314,90 @@ def _split(b, node, values, attrs, opset):
     return b.split(x, [int(s) for s in np.asarray(sizes).reshape(-1)], axis)
 
 
+def _text(value, default: str) -> str:
+    value = default if value is None else value
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _constant_input(b, value, what: str):
+    """An optional constant input as a flat array, None when absent or empty."""
+    if is_sym(value):
+        raise b.unsupported(f"{what} computed from the network input", [f"constant {what}"])
+    return None if value is None or np.size(value) == 0 else np.asarray(value).reshape(-1)
+
+
+def _resize(b, node, values, attrs, opset):
+    """Resize (opset 10 to 19) and Upsample (opset 7 to 9): constant scales or sizes, nearest or linear."""
+    x = values[0]
+    if node.op_type == "Upsample" or opset < 11:
+        # Upsample and Resize-10: scales only, asymmetric coordinates, nearest rounds down
+        scales = attrs.get("scales") if "scales" in attrs else _constant_input(b, values[-1], "Resize scales")
+        sizes, transform, nearest_mode, axes = None, "asymmetric", "floor", None
+    else:
+        scales = _constant_input(b, _optional(values, 2), "Resize scales")
+        sizes = _constant_input(b, _optional(values, 3), "Resize sizes")
+        transform = _text(attrs.get("coordinate_transformation_mode"), "half_pixel")
+        nearest_mode = _text(attrs.get("nearest_mode"), "round_prefer_floor")
+        axes = attrs.get("axes")
+    mode = _text(attrs.get("mode"), "nearest")
+    axes = list(range(x.ndim)) if axes is None else [int(a) % x.ndim for a in axes]
+    if scales is None and sizes is None:
+        raise b.invalid("Resize needs scales or sizes")
+    if transform == "tf_crop_and_resize":
+        raise b.unsupported("Resize coordinate_transformation_mode 'tf_crop_and_resize'", b.RESIZE_TRANSFORMS)
+    full_scales, shape = [1.0] * x.ndim, list(x.shape)
+    if sizes is not None:
+        sizes = [int(v) for v in sizes]
+        policy = _text(attrs.get("keep_aspect_ratio_policy"), "stretch")
+        ratios = [sizes[i] / x.shape[a] for i, a in enumerate(axes)]
+        if policy in ("not_larger", "not_smaller"):
+            common = min(ratios) if policy == "not_larger" else max(ratios)
+            ratios = [common] * len(axes)
+            sizes = [int(np.floor(common * x.shape[a] + 0.5)) for a in axes]  # round half up, as ONNX
+        elif policy != "stretch":
+            raise b.unsupported(f"Resize keep_aspect_ratio_policy {policy!r}", ["stretch", "not_larger", "not_smaller"])
+        for i, a in enumerate(axes):
+            full_scales[a], shape[a] = ratios[i], sizes[i]
+    else:
+        for i, a in enumerate(axes):
+            full_scales[a] = float(scales[i])
+            shape[a] = int(np.floor(x.shape[a] * float(scales[i])))
+    if attrs.get("antialias", 0) and mode != "nearest" and min(full_scales) < 1.0:
+        raise b.unsupported("Resize with antialias when downsampling", ["antialias=0, or upsampling only"])
+    return b.resize(x, shape, full_scales, mode, transform, nearest_mode)
+
+
+def _reduce(b, node, values, attrs, opset):
+    """ReduceSum / ReduceMean: axes as an attribute (ReduceMean < 18, ReduceSum < 13) or a constant input."""
+    x = values[0]
+    if "axes" in attrs:
+        axes = [int(a) for a in attrs["axes"]]
+    else:
+        axes = _constant_input(b, _optional(values, 1), "reduction axes")
+        axes = None if axes is None else [int(a) for a in axes]
+    if axes is None and attrs.get("noop_with_empty_axes", 0):
+        return x
+    return b.reduce_sum(x, axes, bool(attrs.get("keepdims", 1)), mean=node.op_type == "ReduceMean")
+
+
+def _expand(b, node, values, attrs, opset):
+    shape = _constant_input(b, values[1], "Expand shape")
+    return b.expand(values[0], [] if shape is None else [int(d) for d in shape])
+
+
+def _tile(b, node, values, attrs, opset):
+    x, repeats = values[0], _constant_input(b, values[1], "Tile repeats")
+    return x if repeats is None else b.tile(x, [int(r) for r in repeats])
+
+
+def _swish(b, node, values, attrs, opset):
+    """Swish ``x sigmoid(alpha x)`` (ONNX opset 24): SiLU at ``alpha = 1``."""
+    alpha = float(attrs.get("alpha", 1.0))
+    if alpha != 1.0:
+        raise b.unsupported(f"Swish alpha {alpha:g}", ["alpha = 1 (SiLU)"])
+    return b.smooth(values[0], "silu")
+
+
 _Handler = Callable[[NetworkBuilder, object, list, dict, int], object]
 
 _OPS: dict[str, _Handler] = {
@@ -359,6 +442,15 @@ _OPS: dict[str, _Handler] = {
     "Gather": _gather,
     "Split": _split,
     "MaxPool": _max_pool,
+    "Resize": _resize,
+    "Upsample": _resize,
+    "ReduceSum": _reduce,
+    "ReduceMean": _reduce,
+    "Expand": _expand,
+    "Tile": _tile,
+    "Where": lambda b, n, v, a, o: b.select(v[0], v[1], v[2]),
+    "HardSwish": lambda b, n, v, a, o: b.hard_swish(v[0]),
+    "Swish": _swish,
 }
 
 SUPPORTED_OPS = tuple(sorted(_OPS)) + ("Constant",)
