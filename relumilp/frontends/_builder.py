@@ -118,7 +118,8 @@ def _divide_rows(m, divisor):
 
 def _resize_axis(n_in: int, n_out: int, scale: float, mode: str, transform: str, nearest_mode: str):
     """The ``(n_out, n_in)`` CSR matrix of one axis of :meth:`NetworkBuilder.resize` (ONNX Resize's
-    coordinate transforms; the "output width" of the transforms is ``scale * n_in``, as in ONNX)."""
+    coordinate transforms; their "output width" is ``scale * n_in`` as in ONNX, except for
+    ``align_corners``, which uses ``n_out`` as onnxruntime and torch do)."""
     r = np.arange(n_out, dtype=np.float64)
     width = scale * n_in
     if transform == "half_pixel":
@@ -127,8 +128,8 @@ def _resize_axis(n_in: int, n_out: int, scale: float, mode: str, transform: str,
         c = (r + 0.5) / scale - 0.5 if width > 1 else np.full(n_out, -0.5)
     elif transform == "half_pixel_symmetric":
         c = n_in / 2.0 * (1.0 - n_out / width) + (r + 0.5) / scale - 0.5
-    elif transform == "align_corners":
-        c = r * (n_in - 1) / (width - 1) if width != 1 else np.zeros(n_out)
+    elif transform == "align_corners":  # the integer output size here, as onnxruntime and torch
+        c = r * (n_in - 1) / (n_out - 1) if n_out > 1 else np.zeros(n_out)
     elif transform == "asymmetric":
         c = r / scale
     else:  # tf_half_pixel_for_nn
@@ -392,7 +393,7 @@ class NetworkBuilder:
         nodes stay in the builder; the network drops them when nothing else reads them.
         """
         source, node = self._node_value(x), self._node_value(gate)
-        if source is None or not isinstance(node, ActivationNode) or x.shape != gate.shape:
+        if not isinstance(node, ActivationNode) or x.shape != gate.shape:
             return None
         act, pre = node.activation, self._nodes[self._rank[node.inputs[0]]]
         if pre is source and isinstance(act, Sigmoid):
@@ -400,11 +401,27 @@ class NetworkBuilder:
         if pre is source and isinstance(act, HardSigmoid) and act.beta == 0.5 \
                 and np.float32(act.alpha) == np.float32(1.0 / 6.0):
             return self.hard_swish(x)
-        shifted = (isinstance(pre, AffineNode) and pre.inputs == (source.name,) and np.all(pre.bias == 3.0)
-                   and matrices.is_identity(pre.weights[0]))
-        if shifted and isinstance(act, ClippedReLU) and act.cap == 6.0:
+        if isinstance(act, ClippedReLU) and act.cap == 6.0 and self._is_shift(pre, x, 3.0):
             return self.mul(self.hard_swish(x), 6.0)
         return None
+
+    @staticmethod
+    def _is_shift(node: Node, x: Sym, shift: float) -> bool:
+        """Whether affine ``node`` computes exactly ``x + shift`` (``x`` pending or a node's value)."""
+        if not isinstance(node, AffineNode) or set(node.inputs) != set(x.terms) or node.size != x.size:
+            return False
+        if not np.array_equal(node.bias, x.bias + shift):
+            return False
+        for name, weight in zip(node.inputs, node.weights):
+            other = x.terms[name]
+            if weight.shape != other.shape:
+                return False
+            if matrices.is_sparse(weight) or matrices.is_sparse(other):
+                if (sp.csr_array(weight) - sp.csr_array(other)).count_nonzero():
+                    return False
+            elif not np.array_equal(weight, other):
+                return False
+        return True
 
     def div(self, a, b) -> Sym:
         """``a / b`` with a constant divisor."""
@@ -732,6 +749,8 @@ class NetworkBuilder:
         ``align_corners``: ``r (n_in - 1) / (scale n_in - 1)``, ...); ``nearest`` reads the input at
         ``c`` rounded by ``nearest_mode``, ``linear`` at ``floor(c)`` and ``floor(c) + 1`` with weights
         ``1 - t`` and ``t`` (``t = c - floor(c)``), with ``c`` clamped to the input (edge values repeat).
+        Where runtimes round a coordinate that falls exactly on a rounding tie differently (float32 scales),
+        this float64 map follows the exact value.
         The map is the Kronecker product of the per-axis ``(n_out, n_in)`` matrices: a sparse affine map
         with one (nearest) or ``2^d`` (``d`` linear axes) nonzeros per row.
         """
