@@ -123,6 +123,20 @@ def test_ir_forward_matches_torch_and_onnxruntime(kind):
     assert ONNX_OPS[kind] <= seen, seen
 
 
+@pytest.mark.parametrize("kind", ["upsample", "ceil_pools", "reduce"])
+def test_torch_export_and_jit_trace_give_the_same_function(kind):
+    """The ATen spellings: upsample_*.vec, sum.dim_IntList, expand with TorchScript's implicit flag ..."""
+    model, shape = _model(kind), SHAPES[kind]
+    x = _samples(shape)
+    expected = model(x).detach().numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sources = [torch.export.export(model, (x[:1],)), torch.jit.trace(model, x[:1])]
+    for source in sources:
+        net = from_torch(source, input_shape=shape)
+        np.testing.assert_allclose(net.forward(x.reshape(len(x), -1).numpy()), expected, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("kind", ["upsample", "ceil_pools", "silu", "hardswish", "reduce"])
 def test_bounds_are_sound_by_sampling(kind):
     model, shape = _model(kind), SHAPES[kind]

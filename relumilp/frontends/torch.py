@@ -372,7 +372,9 @@ def _reduce(b, a):
 
 def _expand(b, a):
     """Tensor.expand: ``-1`` keeps a dimension; new leading dimensions are prepended."""
-    x, sizes = a(0, "input"), _shape_arg(a, "size")
+    x, first = a(0, "input"), a(1, "size")
+    # a list (ATen, with TorchScript's trailing ``implicit`` flag) or sizes as separate arguments
+    sizes = [int(d) for d in first] if isinstance(first, (list, tuple, torch.Size)) else _shape_arg(a, "size")
     lead = len(sizes) - x.ndim
     shape = [x.shape[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(sizes)]
     return b.expand(x, shape)
