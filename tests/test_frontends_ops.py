@@ -1,6 +1,6 @@
 """Operators of real exports (issue #14's closing list), torch and ONNX: Resize / Upsample, ceil-mode pooling,
-the SiLU and HardSwish patterns and HardSwish, ReduceSum / ReduceMean, Expand, Tile, Where, the shape
-sub-graphs of Reshape. The IR's forward pass against torch and onnxruntime, bounds sound by sampling, and
+adaptive average pooling, the SiLU and HardSwish patterns and HardSwish, ReduceSum / ReduceMean, Expand,
+Tile, Where, the shape sub-graphs of Reshape. The IR's forward pass against torch and onnxruntime, bounds sound by sampling, and
 the MILP optimum of a tiny network with a Resize against brute force."""
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class Net(nn.Module):
         self.lin = nn.Linear(6, 6)
         self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
         self.silu, self.hardswish = nn.SiLU(), nn.Hardswish()
+        self.adaptive = nn.AdaptiveAvgPool2d((4, 1))
         self.head = nn.LazyLinear(2)
 
     def body(self, x):
@@ -67,6 +68,10 @@ class Net(nn.Module):
             s = x.sum(dim=2) + x.mean(dim=(1, 2), keepdim=True).squeeze(2)  # (1, 2, 4)
             e = s[:, :1].expand(-1, 2, 4).repeat(1, 1, 2)  # (1, 2, 8)
             return torch.where(torch.arange(8) % 3 == 0, e, torch.relu(s.repeat(1, 1, 2)))
+        if k == "adaptive":  # (1, 5, 4) -> conv (2, 4, 3): adaptive pools and area interpolation (factor sizes)
+            h = torch.relu(self.conv(x))
+            return torch.cat([F.adaptive_avg_pool2d(h, (2, 1)).flatten(1), self.adaptive(h).flatten(1),
+                              F.interpolate(h, size=(2, 3), mode="area").flatten(1)], 1)
         if k == "shape":  # the Shape -> Gather -> Unsqueeze -> Concat -> Reshape sub-graph of view(size(0), -1)
             h = torch.relu(self.conv(x))
             return h.view(h.size(0), -1)
@@ -77,11 +82,11 @@ class Net(nn.Module):
 
 
 SHAPES = {"upsample": (1, 3, 3), "upsample_corners": (1, 3, 3), "ceil_pools": (1, 6, 5), "silu": (6,),
-          "hardswish": (6,), "reduce": (2, 3, 4), "shape": (1, 3, 4)}
+          "hardswish": (6,), "reduce": (2, 3, 4), "adaptive": (1, 5, 4), "shape": (1, 3, 4)}
 ONNX_OPS = {"upsample": {"Resize"}, "upsample_corners": {"Resize"}, "ceil_pools": {"MaxPool", "AveragePool"},
             "silu": {"Sigmoid", "Mul"}, "hardswish": {"HardSwish", "Clip", "HardSigmoid"},
             "reduce": {"ReduceSum", "ReduceMean", "Expand", "Tile", "Where"},
-            "shape": {"Shape", "Gather", "Unsqueeze", "Concat", "Reshape"}}
+            "adaptive": {"AveragePool"}, "shape": {"Shape", "Gather", "Unsqueeze", "Concat", "Reshape"}}
 
 
 def _model(kind):
@@ -135,6 +140,14 @@ def test_torch_export_and_jit_trace_give_the_same_function(kind):
     for source in sources:
         net = from_torch(source, input_shape=shape)
         np.testing.assert_allclose(net.forward(x.reshape(len(x), -1).numpy()), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_adaptive_pooling_to_sizes_that_do_not_divide_the_input():
+    """Windows of different lengths that overlap (torch's ONNX export refuses these sizes)."""
+    model = nn.Sequential(nn.AdaptiveAvgPool2d((3, None)), nn.Flatten(), nn.Linear(30, 2)).double().eval()
+    x = _samples((2, 7, 5), n=8)
+    net = from_torch(model, input_shape=(2, 7, 5))
+    np.testing.assert_allclose(net.forward(x.reshape(8, -1).numpy()), model(x).detach().numpy(), atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["upsample", "ceil_pools", "silu", "hardswish", "reduce"])

@@ -774,6 +774,27 @@ class NetworkBuilder:
             matrix = m if matrix is None else sp.kron(matrix, m, format="csr")
         return self._apply(x, matrices.compact(matrix), shape)
 
+    def adaptive_avg_pool(self, x: Sym, out: Sequence[int | None]) -> Sym:
+        """torch's adaptive average pooling (and ``interpolate(mode="area")``) of the ``len(out)`` spatial
+        dimensions: output ``o`` of an axis of length ``n`` averages inputs ``floor(o n / m)`` to
+        ``ceil((o + 1) n / m) - 1`` (``m`` outputs; None keeps ``n``). A box average is the product of the
+        per-axis averages, so the map is the Kronecker product of per-axis ``(m, n)`` matrices."""
+        d = len(out)
+        batched, (channels, *size) = self._spatial(x, None, d, "adaptive average pooling")
+        out = [n if m is None else int(m) for m, n in zip(out, size)]
+        if any(m < 1 for m in out):
+            raise self.invalid(f"adaptive pooling to an empty output {tuple(out)}")
+        matrix = matrices.identity(channels)
+        for m, n in zip(out, size):
+            o = np.arange(m)
+            start, stop = (o * n) // m, -((-(o + 1) * n) // m)
+            counts = stop - start
+            rows = np.repeat(o, counts)
+            cols = np.concatenate([np.arange(a, b) for a, b in zip(start, stop)])
+            axis = sp.csr_array((np.repeat(1.0 / counts, counts), (rows, cols)), shape=(m, n))
+            matrix = sp.kron(matrix, axis, format="csr")
+        return self._apply(x, matrices.compact(matrix), ((1,) if batched else ()) + (channels, *out))
+
     def reduce_sum(self, x: Sym, axes: Sequence[int] | None, keepdims: bool = True, mean: bool = False) -> Sym:
         """Sum (or mean) over ``axes`` (all when None): one sparse row of ones (or ``1/count``) per output."""
         if x.ndim == 0:

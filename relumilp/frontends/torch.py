@@ -39,6 +39,7 @@ SUPPORTED_LAYERS = (
     "AvgPool1d/2d",
     "MaxPool1d/2d",
     "Upsample (nearest, bilinear...)",
+    "AdaptiveAvgPool1d/2d",
     "Hardswish",
     "Flatten",
     "Identity",
@@ -397,8 +398,13 @@ def _resized(b, x, size, scale_factor, mode: str, align_corners, recompute: bool
     ``in / out`` when a scale factor is given (and not recomputed): ONNX Resize's transforms with the
     scale ``out / in`` or ``scale_factor``. The output size is ``size``, else ``floor(in * scale_factor)``.
     """
+    if mode == "area":  # torch computes it as adaptive average pooling to the output size
+        if size is None:
+            factors = scale_factor if isinstance(scale_factor, (list, tuple)) else [scale_factor] * (x.ndim - 2)
+            size = [int(math.floor(n * float(f))) for n, f in zip(x.shape[2:], factors)]
+        return b.adaptive_avg_pool(x, size if isinstance(size, (list, tuple, torch.Size)) else [size] * (x.ndim - 2))
     if mode not in _INTERPOLATION:
-        raise b.unsupported(f"interpolation mode {mode!r}", list(_INTERPOLATION))
+        raise b.unsupported(f"interpolation mode {mode!r}", list(_INTERPOLATION) + ["area"])
     resize_mode, transform, rounding = _INTERPOLATION[mode]
     if align_corners and resize_mode == "linear":
         transform = "align_corners"
@@ -416,6 +422,13 @@ def _resized(b, x, size, scale_factor, mode: str, align_corners, recompute: bool
         raise b.invalid("interpolation needs a size or a scale factor")
     scales = [o / n if f is None else float(f) for f, o, n in zip(factors, out, spatial)]
     return b.resize(x, list(x.shape[:2]) + out, [1.0, 1.0] + scales, resize_mode, transform, rounding)
+
+
+def _adaptive_avg_pool(b, a):
+    """adaptive_avg_pool1d/2d to ``output_size`` (an int or one entry per dimension, None keeps one)."""
+    x, size = a(0, "input"), a(1, "output_size")
+    d = 1 if "1d" in a.op.name else 2
+    return b.adaptive_avg_pool(x, list(size) if isinstance(size, (list, tuple, torch.Size)) else [size] * d)
 
 
 def _interpolate(b, a):
@@ -526,6 +539,9 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "upsample_bilinear2d": _upsample,
     "upsample_trilinear3d": _upsample,
     "hardswish": lambda b, a: b.hard_swish(a(0, "input")),
+    "adaptive_avg_pool1d": _adaptive_avg_pool,
+    "adaptive_avg_pool2d": _adaptive_avg_pool,
+    "_adaptive_avg_pool2d": _adaptive_avg_pool,
     "sum": _reduce,
     "mean": _reduce,
     "expand": _expand,
@@ -537,7 +553,8 @@ SUPPORTED_OPS = (
     "linear", "addmm", "matmul/mm (by a constant)", "add", "sub", "mul/div (by a constant)", "relu",
     "leaky_relu", "relu6", "hardtanh/clamp (to [a, b] or [0, inf))", "hardsigmoid", "prelu", "abs",
     "maximum/minimum (of two values, or with a constant)", "sigmoid", "tanh", "silu", "softplus", "elu", "gelu",
-    "batch_norm (eval)", "dropout", "interpolate/upsample (nearest, nearest-exact, (bi/tri)linear)", "hardswish",
+    "batch_norm (eval)", "dropout", "interpolate/upsample (nearest, nearest-exact, (bi/tri)linear, area)",
+    "adaptive_avg_pool1d/2d", "hardswish",
     "x * sigmoid(x) (silu)", "x * hardsigmoid(x), x * relu6(x + 3) (hardswish)", "sum/mean (over dims)",
     "expand", "repeat", "where (constant condition)",
     "flatten", "view/reshape", "cat", "t/transpose/permute", "slicing", "conv1d/conv2d (convolution)",
@@ -681,7 +698,8 @@ _LEAF_TYPES = (
     nn.Linear, nn.ReLU, nn.LeakyReLU, nn.Hardtanh, nn.Hardsigmoid, nn.PReLU, nn.Flatten, nn.Identity,
     nn.modules.dropout._DropoutNd,
     nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d, nn.ConvTranspose2d,
-    nn.AvgPool1d, nn.AvgPool2d, nn.MaxPool1d, nn.MaxPool2d, nn.Upsample, nn.Hardswish,
+    nn.AvgPool1d, nn.AvgPool2d, nn.MaxPool1d, nn.MaxPool2d, nn.Upsample, nn.Hardswish, nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
 )  # fmt: skip
 
 
@@ -745,6 +763,9 @@ def _layer_op(module: nn.Module, target: str) -> tuple[str, tuple, str]:
                                module.recompute_scale_factor), where
     if isinstance(module, nn.Hardswish):
         return "hardswish", (), where
+    if isinstance(module, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)):
+        d = 1 if isinstance(module, nn.AdaptiveAvgPool1d) else 2
+        return f"adaptive_avg_pool{d}d", (module.output_size,), where
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
         stats = (module.weight, module.bias, module.running_mean, module.running_var)
         return "batch_norm", stats + (False, 0.0, module.eps, False), where
