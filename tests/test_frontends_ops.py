@@ -68,6 +68,9 @@ class Net(nn.Module):
             s = x.sum(dim=2) + x.mean(dim=(1, 2), keepdim=True).squeeze(2)  # (1, 2, 4)
             e = s[:, :1].expand(-1, 2, 4).repeat(1, 1, 2)  # (1, 2, 8)
             return torch.where(torch.arange(8) % 3 == 0, e, torch.relu(s.repeat(1, 1, 2)))
+        if k == "reduce_max":  # (2, 3, 4): maxima and minima over axes, exact ReLU trees
+            h = torch.amax(x, dim=2) - torch.amin(x, dim=(1, 2), keepdim=True).squeeze(2)  # (1, 2, 3)
+            return torch.cat([h, torch.amax(x, dim=(1, 2, 3), keepdim=True).squeeze(3).expand(-1, 2, 1)], 2)
         if k == "adaptive":  # (1, 5, 4) -> conv (2, 4, 3): adaptive pools and area interpolation (factor sizes)
             h = torch.relu(self.conv(x))
             return torch.cat([F.adaptive_avg_pool2d(h, (2, 1)).flatten(1), self.adaptive(h).flatten(1),
@@ -82,11 +85,11 @@ class Net(nn.Module):
 
 
 SHAPES = {"upsample": (1, 3, 3), "upsample_corners": (1, 3, 3), "ceil_pools": (1, 6, 5), "silu": (6,),
-          "hardswish": (6,), "reduce": (2, 3, 4), "adaptive": (1, 5, 4), "shape": (1, 3, 4)}
+          "hardswish": (6,), "reduce": (2, 3, 4), "reduce_max": (2, 3, 4), "adaptive": (1, 5, 4), "shape": (1, 3, 4)}
 ONNX_OPS = {"upsample": {"Resize"}, "upsample_corners": {"Resize"}, "ceil_pools": {"MaxPool", "AveragePool"},
             "silu": {"Sigmoid", "Mul"}, "hardswish": {"HardSwish", "Clip", "HardSigmoid"},
             "reduce": {"ReduceSum", "ReduceMean", "Expand", "Tile", "Where"},
-            "adaptive": {"AveragePool"}, "shape": {"Shape", "Gather", "Unsqueeze", "Concat", "Reshape"}}
+            "reduce_max": {"ReduceMax", "ReduceMin"}, "adaptive": {"AveragePool"}, "shape": {"Shape", "Gather", "Unsqueeze", "Concat", "Reshape"}}
 
 
 def _model(kind):
@@ -150,7 +153,7 @@ def test_adaptive_pooling_to_sizes_that_do_not_divide_the_input():
     np.testing.assert_allclose(net.forward(x.reshape(8, -1).numpy()), model(x).detach().numpy(), atol=1e-12)
 
 
-@pytest.mark.parametrize("kind", ["upsample", "ceil_pools", "silu", "hardswish", "reduce"])
+@pytest.mark.parametrize("kind", ["upsample", "ceil_pools", "silu", "hardswish", "reduce", "reduce_max"])
 def test_bounds_are_sound_by_sampling(kind):
     model, shape = _model(kind), SHAPES[kind]
     net = from_torch(model, input_shape=shape)
@@ -246,10 +249,16 @@ def test_reductions_silu_and_hardswish_graphs_match_onnxruntime():
              helper.make_node("Mul", ["g", "d"], ["silu"]),  # gate first: either order is SiLU
              helper.make_node("HardSwish", ["silu"], ["h"]),
              helper.make_node("HardSigmoid", ["h"], ["hg"], alpha=1 / 6),
-             helper.make_node("Mul", ["h", "hg"], ["y"])]
-    consts = [("axes", np.array([1], np.int64)), ("one", np.array([1, 1], np.int64))]
+             helper.make_node("Mul", ["h", "hg"], ["hs"]),  # (1, 4)
+             helper.make_node("Reshape", ["hs", "shape"], ["r"]),  # (1, 1, 2, 2)
+             helper.make_node("GlobalMaxPool", ["r"], ["gm"]),
+             helper.make_node("ReduceMin", ["r"], ["rm"], axes=[3], keepdims=1),  # (1, 1, 2, 1)
+             helper.make_node("Add", ["rm", "gm"], ["y"])]
+    consts = [("axes", np.array([1], np.int64)), ("one", np.array([1, 1], np.int64)),
+              ("shape", np.array([1, 1, 2, 2], np.int64))]
     net = _check_against_ort(_graph_model(nodes, [1, 3, 4], consts, opset=14), [1, 3, 4])
-    assert [n.activation.kind for n in net.activations] == ["silu", "hard_swish", "hard_swish"]
+    kinds = [n.activation.kind for n in net.activations]
+    assert kinds[:3] == ["silu", "hard_swish", "hard_swish"] and set(kinds[3:]) == {"relu"}  # max trees
 
 
 @pytest.mark.parametrize("op", ["AveragePool", "MaxPool"])

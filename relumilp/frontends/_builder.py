@@ -724,14 +724,36 @@ class NetworkBuilder:
         positions = np.arange(channels)[None, :, None] * S + flat.T[:, None, :]
         if batched:
             x = self.reshape(x, x.shape[1:])
-        level = self._gather(self.reshape(x, (x.size,)), positions)
+        best = self._max_tree(self._gather(self.reshape(x, (x.size,)), positions))
+        return self.reshape(best, ((1,) if batched else ()) + (channels, *out))
+
+    def _max_tree(self, level: Sym) -> Sym:
+        """The maximum over the first axis of ``level`` ``(K, ...)``, shape ``(...)``: a balanced tree of
+        ``max(a, b) = b + relu(a - b)``, one ReLU node per level (``ceil(log2 K)``), ``K - 1`` ReLUs per
+        output."""
         while level.shape[0] > 1:
             k = level.shape[0]
             half = k // 2
             a, b = self.index(level, slice(0, half)), self.index(level, slice(half, 2 * half))
             merged = self.maximum(a, b)
             level = self.concat([merged, self.index(level, slice(2 * half, k))], 0) if k % 2 else merged
-        return self.reshape(level, ((1,) if batched else ()) + (channels, *out))
+        return self.reshape(level, level.shape[1:])
+
+    def reduce_max(self, x: Sym, axes: Sequence[int] | None, keepdims: bool = True, minimum: bool = False) -> Sym:
+        """Maximum (or minimum, ``-max(-x)``) over ``axes`` (all when None), lowered exactly like max pooling."""
+        if x.ndim == 0:
+            return x
+        axes = sorted({int(a) % x.ndim for a in (range(x.ndim) if axes is None else axes)})
+        rest = [i for i in range(x.ndim) if i not in axes]
+        kept = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+        # candidates (K, outputs): the reduced axes first, then the kept ones in order
+        positions = np.transpose(self._positions(x.shape), axes + rest).reshape(
+            math.prod(x.shape[i] for i in axes), -1)
+        source = self.neg(x) if minimum else x
+        best = self._max_tree(self._gather(source, positions))
+        best = self.neg(best) if minimum else best
+        shape = kept if keepdims else tuple(x.shape[i] for i in rest)
+        return self.reshape(best, shape)
 
     # -- resizing, reductions, selections (fixed linear maps) --------------------------------------------
 

@@ -380,6 +380,19 @@ def _reduce(b, node, values, attrs, opset):
     return b.reduce_sum(x, axes, bool(attrs.get("keepdims", 1)), mean=node.op_type == "ReduceMean")
 
 
+def _reduce_max(b, node, values, attrs, opset):
+    """ReduceMax / ReduceMin (axes as an attribute before opset 18, else a constant input); exact ReLU trees."""
+    x = values[0]
+    if "axes" in attrs:
+        axes = [int(a) for a in attrs["axes"]]
+    else:
+        axes = _constant_input(b, _optional(values, 1), "reduction axes")
+        axes = None if axes is None else [int(a) for a in axes]
+    if axes is None and attrs.get("noop_with_empty_axes", 0):
+        return x
+    return b.reduce_max(x, axes, bool(attrs.get("keepdims", 1)), minimum=node.op_type == "ReduceMin")
+
+
 def _expand(b, node, values, attrs, opset):
     shape = _constant_input(b, values[1], "Expand shape")
     return b.expand(values[0], [] if shape is None else [int(d) for d in shape])
@@ -446,6 +459,9 @@ _OPS: dict[str, _Handler] = {
     "Upsample": _resize,
     "ReduceSum": _reduce,
     "ReduceMean": _reduce,
+    "ReduceMax": _reduce_max,
+    "ReduceMin": _reduce_max,
+    "GlobalMaxPool": lambda b, n, v, a, o: b.reduce_max(v[0], list(range(2, v[0].ndim)), True),
     "Expand": _expand,
     "Tile": _tile,
     "Where": lambda b, n, v, a, o: b.select(v[0], v[1], v[2]),

@@ -364,11 +364,15 @@ def _split(b, a):
 
 
 def _reduce(b, a):
-    """sum / mean over ``dim`` (all when absent), ``keepdim``; a dtype argument changes nothing in float64."""
+    """sum / mean / amax / amin over ``dim`` (all when absent), ``keepdim``; a dtype argument changes nothing
+    in float64."""
     x, dim = a(0, "input"), a(1, "dim", None)
     dims = None if dim is None or (isinstance(dim, (list, tuple)) and not dim) else \
         [int(d) for d in (dim if isinstance(dim, (list, tuple)) else [dim])]
-    return b.reduce_sum(x, dims, bool(a(2, "keepdim", False)), mean=a.op.name == "mean")
+    keep = bool(a(2, "keepdim", False))
+    if a.op.name in ("amax", "amin"):
+        return b.reduce_max(x, dims, keep, minimum=a.op.name == "amin")
+    return b.reduce_sum(x, dims, keep, mean=a.op.name == "mean")
 
 
 def _expand(b, a):
@@ -544,6 +548,8 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "_adaptive_avg_pool2d": _adaptive_avg_pool,
     "sum": _reduce,
     "mean": _reduce,
+    "amax": _reduce,
+    "amin": _reduce,
     "expand": _expand,
     "repeat": lambda b, a: b.tile(a(0, "input"), _shape_arg(a, "repeats")),
     "where": lambda b, a: b.select(a(0, "condition"), a(1, "input"), a(2, "other")),
@@ -555,7 +561,7 @@ SUPPORTED_OPS = (
     "maximum/minimum (of two values, or with a constant)", "sigmoid", "tanh", "silu", "softplus", "elu", "gelu",
     "batch_norm (eval)", "dropout", "interpolate/upsample (nearest, nearest-exact, (bi/tri)linear, area)",
     "adaptive_avg_pool1d/2d", "hardswish",
-    "x * sigmoid(x) (silu)", "x * hardsigmoid(x), x * relu6(x + 3) (hardswish)", "sum/mean (over dims)",
+    "x * sigmoid(x) (silu)", "x * hardsigmoid(x), x * relu6(x + 3) (hardswish)", "sum/mean/amax/amin (over dims)",
     "expand", "repeat", "where (constant condition)",
     "flatten", "view/reshape", "cat", "t/transpose/permute", "slicing", "conv1d/conv2d (convolution)",
     "conv_transpose1d/2d", "avg_pool1d/2d", "pad/constant_pad_nd", "squeeze/unsqueeze", "split",
