@@ -1,6 +1,6 @@
 """Operators of real exports (issue #14's closing list), torch and ONNX: Resize / Upsample, ceil-mode pooling,
-adaptive average pooling, the SiLU and HardSwish patterns and HardSwish, ReduceSum / ReduceMean, Expand,
-Tile, Where, the shape sub-graphs of Reshape. The IR's forward pass against torch and onnxruntime, bounds sound by sampling, and
+adaptive average pooling, the SiLU, HardSwish and GELU (Erf) patterns and HardSwish, ReduceSum / ReduceMean
+/ ReduceMax / ReduceMin, Expand, Tile, Where, the shape sub-graphs of Reshape. The IR's forward pass against torch and onnxruntime, bounds sound by sampling, and
 the MILP optimum of a tiny network with a Resize against brute force."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class Net(nn.Module):
         self.conv = nn.Conv2d(1, 2, 2)
         self.lin = nn.Linear(6, 6)
         self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
-        self.silu, self.hardswish = nn.SiLU(), nn.Hardswish()
+        self.silu, self.hardswish, self.gelu = nn.SiLU(), nn.Hardswish(), nn.GELU()
         self.adaptive = nn.AdaptiveAvgPool2d((4, 1))
         self.head = nn.LazyLinear(2)
 
@@ -64,6 +64,8 @@ class Net(nn.Module):
             h = g * F.relu6(g + 3) / 6
             h = self.lin(h)
             return h * F.hardsigmoid(h)
+        if k == "gelu":  # torch exports GELU below opset 20 as x * 0.5 * (1 + erf(x / sqrt 2))
+            return self.gelu(self.lin(self.gelu(self.lin(x))))
         if k == "reduce":  # (2, 3, 4): sums, means, broadcasting, tiling, a constant selection
             s = x.sum(dim=2) + x.mean(dim=(1, 2), keepdim=True).squeeze(2)  # (1, 2, 4)
             e = s[:, :1].expand(-1, 2, 4).repeat(1, 1, 2)  # (1, 2, 8)
@@ -85,9 +87,9 @@ class Net(nn.Module):
 
 
 SHAPES = {"upsample": (1, 3, 3), "upsample_corners": (1, 3, 3), "ceil_pools": (1, 6, 5), "silu": (6,),
-          "hardswish": (6,), "reduce": (2, 3, 4), "reduce_max": (2, 3, 4), "adaptive": (1, 5, 4), "shape": (1, 3, 4)}
+          "hardswish": (6,), "gelu": (6,), "reduce": (2, 3, 4), "reduce_max": (2, 3, 4), "adaptive": (1, 5, 4), "shape": (1, 3, 4)}
 ONNX_OPS = {"upsample": {"Resize"}, "upsample_corners": {"Resize"}, "ceil_pools": {"MaxPool", "AveragePool"},
-            "silu": {"Sigmoid", "Mul"}, "hardswish": {"HardSwish", "Clip", "HardSigmoid"},
+            "silu": {"Sigmoid", "Mul"}, "gelu": {"Erf", "Div", "Mul"}, "hardswish": {"HardSwish", "Clip", "HardSigmoid"},
             "reduce": {"ReduceSum", "ReduceMean", "Expand", "Tile", "Where"},
             "reduce_max": {"ReduceMax", "ReduceMin"}, "adaptive": {"AveragePool"}, "shape": {"Shape", "Gather", "Unsqueeze", "Concat", "Reshape"}}
 
@@ -278,6 +280,24 @@ def test_ceil_mode_drops_a_last_window_that_starts_in_the_end_padding(op):
     expected = pool(torch.tensor(x), 2, 2, 1, ceil_mode=True).numpy()
     np.testing.assert_allclose(net.forward(x.reshape(1, -1)), expected.reshape(1, -1), atol=1e-12)
     np.testing.assert_allclose(reference.reshape(1, -1), expected.reshape(1, -1), atol=1e-6)
+
+
+def test_gelu_spelled_with_erf_and_the_half_first():
+    class Spelled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 4)
+
+        def forward(self, x):
+            h = self.lin(x)
+            return (h * 0.5) * (1.0 + torch.erf(h * 0.7071067811865476))
+
+    torch.manual_seed(0)
+    data = _onnx(Spelled().double().eval(), (3,), opset=13)
+    net = _check_against_ort(onnx.load_from_string(data), [1, 3])
+    assert [n.activation.kind for n in net.activations] == ["gelu"]
+    with pytest.raises(UnsupportedOperatorError, match="'Erf'"):  # an Erf that is no GELU gate
+        from_onnx(_graph_model([helper.make_node("Erf", ["x"], ["y"])], [1, 3]))
 
 
 def test_unsupported_attributes_keep_the_one_line_error():

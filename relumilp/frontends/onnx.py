@@ -14,6 +14,7 @@ graph inputs are constants; the network input is the one graph input that is not
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import Callable
 
@@ -554,6 +555,87 @@ def _fold(node, values: list, opsets) -> list:
         ) from None
 
 
+def _scalar_constant(name: str, constants: dict, producers: dict) -> float | None:
+    """The value of a one-element constant (an initializer or a ``Constant`` node), else None."""
+    value = constants.get(name)
+    node = producers.get(name)
+    if value is None and node is not None and node.op_type == "Constant":
+        attr = next((a for a in node.attribute if a.name in ("value", "value_float")), None)
+        value = None if attr is None else helper.get_attribute_value(attr)
+        value = numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else value
+    if value is None or np.size(value) != 1:
+        return None
+    return float(np.asarray(value, dtype=np.float64).reshape(-1)[0])
+
+
+def _erf_gate_input(gate: str, constants: dict, producers: dict) -> str | None:
+    """``x`` when tensor ``gate`` is ``1 + erf(x / sqrt 2)`` (GELU's gate as exporters spell it), else None.
+    The constants are compared in float32, the precision they are stored in."""
+    same = lambda value, target: value is not None and np.float32(value) == np.float32(target)  # noqa: E731
+    add = producers.get(gate)
+    if add is None or add.op_type != "Add" or len(add.input) != 2:
+        return None
+    for erf_out, one in (tuple(add.input), tuple(add.input)[::-1]):
+        erf = producers.get(erf_out)
+        if not same(_scalar_constant(one, constants, producers), 1.0) or erf is None or erf.op_type != "Erf":
+            continue
+        scale = producers.get(erf.input[0])
+        if scale is not None and scale.op_type == "Div" and same(
+                _scalar_constant(scale.input[1], constants, producers), math.sqrt(2.0)):
+            return scale.input[0]
+        if scale is not None and scale.op_type == "Mul":
+            for x, c in (tuple(scale.input), tuple(scale.input)[::-1]):
+                if same(_scalar_constant(c, constants, producers), math.sqrt(0.5)):
+                    return x
+    return None
+
+
+def _fused(graph, constants: dict) -> list:
+    """The graph's nodes with GELU as exporters spell it below opset 20 replaced by ``Gelu``, and the nodes
+    nothing then reads dropped.
+
+    ``x * (1 + erf(x / sqrt 2))`` (a ``Mul`` of ``x`` and the gate, the ``1/2`` applied before or after)
+    becomes ``Gelu(x)`` (times 2 when the half comes after). Erf alone is not an activation relumilp has,
+    and the product is of two network values, so without this fusion such networks cannot load.
+    """
+    producers = {o: n for n in graph.node for o in n.output if o}
+    nodes, fused = [], False
+    for node in graph.node:
+        if node.op_type == "Mul" and node.domain in ("", "ai.onnx") and len(node.input) == 2:
+            for side, gate in (tuple(node.input), tuple(node.input)[::-1]):
+                x = _erf_gate_input(gate, constants, producers)
+                if x is None:
+                    continue
+                half = producers.get(side)
+                if side == x:  # x * gate = 2 gelu(x); the 1/2 comes after
+                    twice, two = f"{node.output[0]}__gelu", f"{node.output[0]}__two"
+                    nodes += [helper.make_node("Gelu", [x], [twice], name=f"{node.name}__gelu"),
+                              helper.make_node("Constant", [], [two], value_float=2.0),
+                              helper.make_node("Mul", [twice, two], list(node.output), name=node.name)]
+                    fused = True
+                    break
+                if half is not None and half.op_type == "Mul" and any(
+                        a == x and np.float32(_scalar_constant(c, constants, producers) or 0.0) == np.float32(0.5)
+                        for a, c in (tuple(half.input), tuple(half.input)[::-1])):
+                    nodes.append(helper.make_node("Gelu", [x], list(node.output), name=node.name))
+                    fused = True
+                    break
+            else:
+                nodes.append(node)
+            continue
+        nodes.append(node)
+    if not fused or any(
+            a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in nodes for a in n.attribute):
+        return nodes  # nothing fused (or subgraphs, which read outer values without listing them): keep all
+    needed = {o.name for o in graph.output}
+    kept = []
+    for node in reversed(nodes):  # backwards: a node is kept when a kept node or the output reads it
+        if any(o in needed for o in node.output):
+            kept.append(node)
+            needed.update(i for i in node.input if i)
+    return kept[::-1]
+
+
 def _convert(b: NetworkBuilder, node, env: dict, opsets, opset: int) -> None:
     label = node.name or (node.output[0] if node.output else "?")
     b.where = f"ONNX node '{label}' ({node.op_type})"
@@ -586,7 +668,7 @@ def from_onnx(source, name: str | None = None) -> Network:
     b = NetworkBuilder()
     input_name, x = _input_value(model, constants, b)
     env = {**constants, input_name: x}
-    for node in graph.node:
+    for node in _fused(graph, constants):
         _convert(b, node, env, model.opset_import, opset)
     if len(graph.output) != 1:
         raise InvalidNetworkError(f"the ONNX model has {len(graph.output)} outputs; relumilp needs exactly one")
