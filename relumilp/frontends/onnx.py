@@ -610,7 +610,7 @@ def _fused(graph, constants: dict) -> list:
                 if side == x:  # x * gate = 2 gelu(x); the 1/2 comes after
                     twice, two = f"{node.output[0]}__gelu", f"{node.output[0]}__two"
                     nodes += [helper.make_node("Gelu", [x], [twice], name=f"{node.name}__gelu"),
-                              helper.make_node("Constant", [], [two], value_float=2.0),
+                              helper.make_node("Constant", [], [two], value=numpy_helper.from_array(np.float32(2.0))),
                               helper.make_node("Mul", [twice, two], list(node.output), name=node.name)]
                     fused = True
                     break
