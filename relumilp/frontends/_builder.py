@@ -768,12 +768,11 @@ class NetworkBuilder:
 
         Each output coordinate ``r`` of an axis maps to an input coordinate ``c(r)`` by the coordinate
         transform (``half_pixel``: ``(r + 1/2) / scale - 1/2``, ``asymmetric``: ``r / scale``,
-        ``align_corners``: ``r (n_in - 1) / (scale n_in - 1)``, ...); ``nearest`` reads the input at
+        ``align_corners``: ``r (n_in - 1) / (n_out - 1)``, ...); ``nearest`` reads the input at
         ``c`` rounded by ``nearest_mode``, ``linear`` at ``floor(c)`` and ``floor(c) + 1`` with weights
         ``1 - t`` and ``t`` (``t = c - floor(c)``), with ``c`` clamped to the input (edge values repeat).
         Where runtimes round a coordinate that falls exactly on a rounding tie differently (float32 scales),
-        this float64 map follows the exact value.
-        The map is the Kronecker product of the per-axis ``(n_out, n_in)`` matrices: a sparse affine map
+        this float64 map follows the exact value. The map is the Kronecker product of the per-axis ``(n_out, n_in)`` matrices: a sparse affine map
         with one (nearest) or ``2^d`` (``d`` linear axes) nonzeros per row.
         """
         shape = tuple(int(n) for n in shape)
@@ -839,7 +838,7 @@ class NetworkBuilder:
         return self._gather(x, np.tile(self._positions(x.shape), [int(r) for r in repeats]))
 
     def expand(self, x, shape: Sequence[int]) -> Sym:
-        """Broadcast ``x`` with ``shape`` (numpy rules both ways, as ONNX Expand and torch.expand with no -1)."""
+        """Broadcast ``x`` with ``shape`` (numpy rules both ways, as ONNX Expand; torch's -1 resolved first)."""
         return self._as_sym(x, self._broadcast_shape(x, np.empty(tuple(int(d) for d in shape), dtype=bool)))
 
     def select(self, condition, a, b) -> Sym:

@@ -1,7 +1,9 @@
 """ONNX frontend: a ``.onnx`` model (or ``onnx.ModelProto``) of piecewise-linear layers to the IR.
 
-Dense, convolutional (Conv, ConvTranspose, AveragePool) and re-indexing operators (Pad, Slice, Gather
-with constant indices, Split, Concat, Transpose, Reshape...) all become sparse or dense affine maps.
+Dense, convolutional (Conv, ConvTranspose, AveragePool), resizing (Resize, Upsample), reducing (ReduceSum,
+ReduceMean) and re-indexing operators (Pad, Slice, Gather with constant indices, Split, Concat, Transpose,
+Reshape, Expand, Tile, Where with a constant condition...) all become sparse or dense affine maps. GELU as
+exporters spell it with Erf is fused into one Gelu node first (:func:`_fused`).
 
 Nodes are visited in graph order. Nodes whose inputs are all constants (initializers, ``Constant``
 nodes, shape arithmetic) are evaluated with ONNX's reference evaluator; the others must be one of
@@ -369,7 +371,8 @@ def _resize(b, node, values, attrs, opset):
 
 
 def _reduce(b, node, values, attrs, opset):
-    """ReduceSum / ReduceMean: axes as an attribute (ReduceMean < 18, ReduceSum < 13) or a constant input."""
+    """ReduceSum / ReduceMean (sparse sums) and ReduceMax / ReduceMin (exact ReLU trees); axes as an
+    attribute (before opset 13 or 18, by operator) or a constant input."""
     x = values[0]
     if "axes" in attrs:
         axes = [int(a) for a in attrs["axes"]]
@@ -378,20 +381,10 @@ def _reduce(b, node, values, attrs, opset):
         axes = None if axes is None else [int(a) for a in axes]
     if axes is None and attrs.get("noop_with_empty_axes", 0):
         return x
-    return b.reduce_sum(x, axes, bool(attrs.get("keepdims", 1)), mean=node.op_type == "ReduceMean")
-
-
-def _reduce_max(b, node, values, attrs, opset):
-    """ReduceMax / ReduceMin (axes as an attribute before opset 18, else a constant input); exact ReLU trees."""
-    x = values[0]
-    if "axes" in attrs:
-        axes = [int(a) for a in attrs["axes"]]
-    else:
-        axes = _constant_input(b, _optional(values, 1), "reduction axes")
-        axes = None if axes is None else [int(a) for a in axes]
-    if axes is None and attrs.get("noop_with_empty_axes", 0):
-        return x
-    return b.reduce_max(x, axes, bool(attrs.get("keepdims", 1)), minimum=node.op_type == "ReduceMin")
+    keep = bool(attrs.get("keepdims", 1))
+    if node.op_type in ("ReduceMax", "ReduceMin"):
+        return b.reduce_max(x, axes, keep, minimum=node.op_type == "ReduceMin")
+    return b.reduce_sum(x, axes, keep, mean=node.op_type == "ReduceMean")
 
 
 def _expand(b, node, values, attrs, opset):
@@ -460,8 +453,8 @@ _OPS: dict[str, _Handler] = {
     "Upsample": _resize,
     "ReduceSum": _reduce,
     "ReduceMean": _reduce,
-    "ReduceMax": _reduce_max,
-    "ReduceMin": _reduce_max,
+    "ReduceMax": _reduce,
+    "ReduceMin": _reduce,
     "GlobalMaxPool": lambda b, n, v, a, o: b.reduce_max(v[0], list(range(2, v[0].ndim)), True),
     "Expand": _expand,
     "Tile": _tile,
