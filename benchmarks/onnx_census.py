@@ -8,6 +8,8 @@ refuses, so an operator that appears only after it is not counted. ::
 
     nice python -m benchmarks.onnx_census                     # the shared data folder
     nice python -m benchmarks.onnx_census FOLDER --csv out.csv
+
+:mod:`benchmarks.architecture_exports` writes a folder of architecture-shaped exports to run it on.
 """
 
 from __future__ import annotations
