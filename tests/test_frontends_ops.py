@@ -1,6 +1,7 @@
 """Operators of real exports (issue #14's closing list), torch and ONNX: Resize / Upsample, ceil-mode pooling,
 adaptive average pooling, the SiLU, HardSwish and GELU (Erf) patterns and HardSwish, ReduceSum / ReduceMean
-/ ReduceMax / ReduceMin, Expand, Tile, Where, the shape sub-graphs of Reshape. The IR's forward pass against torch and onnxruntime, bounds sound by sampling, and
+/ ReduceMax / ReduceMin, Expand, Tile, Where, DepthToSpace / SpaceToDepth (pixel shuffles), Mean, the shape
+sub-graphs of Reshape. The IR's forward pass against torch and onnxruntime, bounds sound by sampling, and
 the MILP optimum of a tiny network with a Resize against brute force."""
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Net(nn.Module):
         self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
         self.silu, self.hardswish, self.gelu = nn.SiLU(), nn.Hardswish(), nn.GELU()
         self.adaptive = nn.AdaptiveAvgPool2d((4, 1))
+        self.shuffle, self.unshuffle = nn.PixelShuffle(2), nn.PixelUnshuffle(2)
         self.head = nn.LazyLinear(2)
 
     def body(self, x):
@@ -77,6 +79,8 @@ class Net(nn.Module):
             h = torch.relu(self.conv(x))
             return torch.cat([F.adaptive_avg_pool2d(h, (2, 1)).flatten(1), self.adaptive(h).flatten(1),
                               F.interpolate(h, size=(2, 3), mode="area").flatten(1)], 1)
+        if k == "pixel":  # (8, 2, 3) -> (2, 4, 6) -> (8, 2, 3): sub-pixel re-indexing
+            return self.unshuffle(torch.relu(self.shuffle(x)))
         if k == "shape":  # the Shape -> Gather -> Unsqueeze -> Concat -> Reshape sub-graph of view(size(0), -1)
             h = torch.relu(self.conv(x))
             return h.view(h.size(0), -1)
@@ -87,11 +91,11 @@ class Net(nn.Module):
 
 
 SHAPES = {"upsample": (1, 3, 3), "upsample_corners": (1, 3, 3), "ceil_pools": (1, 6, 5), "silu": (6,),
-          "hardswish": (6,), "gelu": (6,), "reduce": (2, 3, 4), "reduce_max": (2, 3, 4), "adaptive": (1, 5, 4), "shape": (1, 3, 4)}
+          "hardswish": (6,), "gelu": (6,), "reduce": (2, 3, 4), "reduce_max": (2, 3, 4), "adaptive": (1, 5, 4), "pixel": (8, 2, 3), "shape": (1, 3, 4)}
 ONNX_OPS = {"upsample": {"Resize"}, "upsample_corners": {"Resize"}, "ceil_pools": {"MaxPool", "AveragePool"},
             "silu": {"Sigmoid", "Mul"}, "gelu": {"Erf", "Div", "Mul"}, "hardswish": {"HardSwish", "Clip", "HardSigmoid"},
             "reduce": {"ReduceSum", "ReduceMean", "Expand", "Tile", "Where"},
-            "reduce_max": {"ReduceMax", "ReduceMin"}, "adaptive": {"AveragePool"}, "shape": {"Shape", "Gather", "Unsqueeze", "Concat", "Reshape"}}
+            "reduce_max": {"ReduceMax", "ReduceMin"}, "adaptive": {"AveragePool"}, "pixel": {"DepthToSpace"}, "shape": {"Shape", "Gather", "Unsqueeze", "Concat", "Reshape"}}
 
 
 def _model(kind):
@@ -281,6 +285,14 @@ def test_ceil_mode_drops_a_last_window_that_starts_in_the_end_padding(op):
     expected = pool(torch.tensor(x), 2, 2, 1, ceil_mode=True).numpy()
     np.testing.assert_allclose(net.forward(x.reshape(1, -1)), expected.reshape(1, -1), atol=1e-12)
     np.testing.assert_allclose(reference.reshape(1, -1), expected.reshape(1, -1), atol=1e-6)
+
+
+@pytest.mark.parametrize("op, attrs", [("DepthToSpace", {"mode": "DCR"}), ("DepthToSpace", {"mode": "CRD"}),
+                                       ("SpaceToDepth", {})])
+def test_depth_to_space_and_mean_graphs_match_onnxruntime(op, attrs):
+    nodes = [helper.make_node(op, ["x"], ["d"], blocksize=2, **attrs), helper.make_node("Neg", ["d"], ["n"]),
+             helper.make_node("Relu", ["d"], ["r"]), helper.make_node("Mean", ["d", "n", "r"], ["y"])]
+    _check_against_ort(_graph_model(nodes, [1, 8, 4, 6], opset=13), [1, 8, 4, 6])
 
 
 def test_gelu_spelled_with_erf_and_the_half_first():

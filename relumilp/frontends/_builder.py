@@ -831,6 +831,28 @@ class NetworkBuilder:
         shape = kept if keepdims else tuple(d for i, d in enumerate(x.shape) if i not in axes)
         return self._apply(x, matrices.compact(matrix), shape)
 
+    def depth_to_space(self, x: Sym, block: int, mode: str = "DCR", inverse: bool = False) -> Sym:
+        """Move channels into ``block x block`` spatial blocks (ONNX DepthToSpace; ``mode`` "CRD" is torch's
+        pixel_shuffle) or back (``inverse``: ONNX SpaceToDepth with "DCR", torch's pixel_unshuffle with
+        "CRD"); re-indexing of a ``(1, C, H, W)`` or ``(C, H, W)`` tensor."""
+        batched, (c, h, w) = self._spatial(x, None, 2, "depth-to-space")
+        b = int(block)
+        if mode not in ("DCR", "CRD"):
+            raise self.unsupported(f"depth-to-space mode {mode!r}", ["DCR", "CRD"])
+        lead = (1,) if batched else ()
+        if not inverse:
+            if b < 1 or c % (b * b):
+                raise self.invalid(f"{c} channels do not split into {b} x {b} blocks")
+            k = c // (b * b)
+            split, perm = ((b, b, k), (2, 3, 0, 4, 1)) if mode == "DCR" else ((k, b, b), (0, 3, 1, 4, 2))
+            y = self.transpose(self.reshape(x, split + (h, w)), perm)
+            return self.reshape(y, lead + (k, h * b, w * b))
+        if b < 1 or h % b or w % b:
+            raise self.invalid(f"spatial size {(h, w)} does not split into {b} x {b} blocks")
+        perm = (2, 4, 0, 1, 3) if mode == "DCR" else (0, 2, 4, 1, 3)
+        y = self.transpose(self.reshape(x, (c, h // b, b, w // b, b)), perm)
+        return self.reshape(y, lead + (c * b * b, h // b, w // b))
+
     def tile(self, x: Sym, repeats: Sequence[int]) -> Sym:
         """``numpy.tile(x, repeats)`` with one repeat count per dimension (ONNX Tile, torch ``repeat``)."""
         if len(repeats) != x.ndim or any(int(r) < 0 for r in repeats):

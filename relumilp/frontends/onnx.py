@@ -460,6 +460,10 @@ _OPS: dict[str, _Handler] = {
     "Tile": _tile,
     "Where": lambda b, n, v, a, o: b.select(v[0], v[1], v[2]),
     "HardSwish": lambda b, n, v, a, o: b.hard_swish(v[0]),
+    "DepthToSpace": lambda b, n, v, a, o: b.depth_to_space(v[0], a["blocksize"], _text(a.get("mode"), "DCR")),
+    "SpaceToDepth": lambda b, n, v, a, o: b.depth_to_space(v[0], a["blocksize"], "DCR", inverse=True),
+    "Mean": lambda b, n, v, a, o: b.div(_sum(b, n, v, a, o), float(len(v))),
+    "Size": lambda b, n, v, a, o: np.array(v[0].size, dtype=np.int64),
     "Swish": _swish,
 }
 

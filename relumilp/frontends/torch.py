@@ -40,6 +40,7 @@ SUPPORTED_LAYERS = (
     "MaxPool1d/2d",
     "Upsample (nearest, bilinear...)",
     "AdaptiveAvgPool1d/2d",
+    "PixelShuffle / PixelUnshuffle",
     "Hardswish",
     "Flatten",
     "Identity",
@@ -543,6 +544,9 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "upsample_bilinear2d": _upsample,
     "upsample_trilinear3d": _upsample,
     "hardswish": lambda b, a: b.hard_swish(a(0, "input")),
+    "pixel_shuffle": lambda b, a: b.depth_to_space(a(0, "input"), int(a(1, "upscale_factor")), "CRD"),
+    "pixel_unshuffle": lambda b, a: b.depth_to_space(a(0, "input"), int(a(1, "downscale_factor")), "CRD",
+                                                     inverse=True),
     "adaptive_avg_pool1d": _adaptive_avg_pool,
     "adaptive_avg_pool2d": _adaptive_avg_pool,
     "_adaptive_avg_pool2d": _adaptive_avg_pool,
@@ -560,7 +564,7 @@ SUPPORTED_OPS = (
     "leaky_relu", "relu6", "hardtanh/clamp (to [a, b] or [0, inf))", "hardsigmoid", "prelu", "abs",
     "maximum/minimum (of two values, or with a constant)", "sigmoid", "tanh", "silu", "softplus", "elu", "gelu",
     "batch_norm (eval)", "dropout", "interpolate/upsample (nearest, nearest-exact, (bi/tri)linear, area)",
-    "adaptive_avg_pool1d/2d", "hardswish",
+    "adaptive_avg_pool1d/2d", "pixel_shuffle/unshuffle", "hardswish",
     "x * sigmoid(x) (silu)", "x * hardsigmoid(x), x * relu6(x + 3) (hardswish)", "sum/mean/amax/amin (over dims)",
     "expand", "repeat", "where (constant condition)",
     "flatten", "view/reshape", "cat", "t/transpose/permute", "slicing", "conv1d/conv2d (convolution)",
@@ -705,7 +709,7 @@ _LEAF_TYPES = (
     nn.modules.dropout._DropoutNd,
     nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d, nn.ConvTranspose2d,
     nn.AvgPool1d, nn.AvgPool2d, nn.MaxPool1d, nn.MaxPool2d, nn.Upsample, nn.Hardswish, nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool2d, nn.PixelShuffle, nn.PixelUnshuffle,
 )  # fmt: skip
 
 
@@ -769,6 +773,10 @@ def _layer_op(module: nn.Module, target: str) -> tuple[str, tuple, str]:
                                module.recompute_scale_factor), where
     if isinstance(module, nn.Hardswish):
         return "hardswish", (), where
+    if isinstance(module, nn.PixelShuffle):
+        return "pixel_shuffle", (module.upscale_factor,), where
+    if isinstance(module, nn.PixelUnshuffle):
+        return "pixel_unshuffle", (module.downscale_factor,), where
     if isinstance(module, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)):
         d = 1 if isinstance(module, nn.AdaptiveAvgPool1d) else 2
         return f"adaptive_avg_pool{d}d", (module.output_size,), where
