@@ -1,5 +1,5 @@
 """Operators of real exports (issue #14's closing list), torch and ONNX: Resize / Upsample, ceil-mode pooling,
-adaptive average pooling, the SiLU, HardSwish and GELU (Erf) patterns and HardSwish, ReduceSum / ReduceMean
+adaptive average and max pooling, the SiLU, HardSwish and GELU (Erf) patterns and HardSwish, ReduceSum / ReduceMean
 / ReduceMax / ReduceMin, Expand, Tile, Where, DepthToSpace / SpaceToDepth (pixel shuffles), Mean, the shape
 sub-graphs of Reshape. The IR's forward pass against torch and onnxruntime, bounds sound by sampling, and
 the MILP optimum of a tiny network with a Resize against brute force."""
@@ -78,7 +78,8 @@ class Net(nn.Module):
         if k == "adaptive":  # (1, 5, 4) -> conv (2, 4, 3): adaptive pools and area interpolation (factor sizes)
             h = torch.relu(self.conv(x))
             return torch.cat([F.adaptive_avg_pool2d(h, (2, 1)).flatten(1), self.adaptive(h).flatten(1),
-                              F.interpolate(h, size=(2, 3), mode="area").flatten(1)], 1)
+                              F.interpolate(h, size=(2, 3), mode="area").flatten(1),
+                              F.adaptive_max_pool2d(h, (2, 3)).flatten(1)], 1)
         if k == "pixel":  # (8, 2, 3) -> (2, 4, 6) -> (8, 2, 3): sub-pixel re-indexing
             return self.unshuffle(torch.relu(self.shuffle(x)))
         if k == "shape":  # the Shape -> Gather -> Unsqueeze -> Concat -> Reshape sub-graph of view(size(0), -1)
@@ -95,7 +96,7 @@ SHAPES = {"upsample": (1, 3, 3), "upsample_corners": (1, 3, 3), "ceil_pools": (1
 ONNX_OPS = {"upsample": {"Resize"}, "upsample_corners": {"Resize"}, "ceil_pools": {"MaxPool", "AveragePool"},
             "silu": {"Sigmoid", "Mul"}, "gelu": {"Erf", "Div", "Mul"}, "hardswish": {"HardSwish", "Clip", "HardSigmoid"},
             "reduce": {"ReduceSum", "ReduceMean", "Expand", "Tile", "Where"},
-            "reduce_max": {"ReduceMax", "ReduceMin"}, "adaptive": {"AveragePool"}, "pixel": {"DepthToSpace"}, "shape": {"Shape", "Gather", "Unsqueeze", "Concat", "Reshape"}}
+            "reduce_max": {"ReduceMax", "ReduceMin"}, "adaptive": {"AveragePool", "MaxPool"}, "pixel": {"DepthToSpace"}, "shape": {"Shape", "Gather", "Unsqueeze", "Concat", "Reshape"}}
 
 
 def _model(kind):
@@ -152,15 +153,18 @@ def test_torch_export_and_jit_trace_give_the_same_function(kind):
         np.testing.assert_allclose(net.forward(x.reshape(len(x), -1).numpy()), expected, rtol=1e-12, atol=1e-12)
 
 
-def test_adaptive_pooling_to_sizes_that_do_not_divide_the_input():
+@pytest.mark.parametrize("pool", [nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d])
+def test_adaptive_pooling_to_sizes_that_do_not_divide_the_input(pool):
     """Windows of different lengths that overlap (torch's ONNX export refuses these sizes)."""
-    model = nn.Sequential(nn.AdaptiveAvgPool2d((3, None)), nn.Flatten(), nn.Linear(30, 2)).double().eval()
+    model = nn.Sequential(pool((3, None)), nn.Flatten(), nn.Linear(30, 2)).double().eval()
     x = _samples((2, 7, 5), n=8)
-    net = from_torch(model, input_shape=(2, 7, 5))
-    np.testing.assert_allclose(net.forward(x.reshape(8, -1).numpy()), model(x).detach().numpy(), atol=1e-12)
+    expected = model(x).detach().numpy()
+    for source in (model, torch.export.export(model, (x[:1],))):
+        net = from_torch(source, input_shape=(2, 7, 5))
+        np.testing.assert_allclose(net.forward(x.reshape(8, -1).numpy()), expected, atol=1e-12)
 
 
-@pytest.mark.parametrize("kind", ["upsample", "ceil_pools", "silu", "hardswish", "reduce", "reduce_max"])
+@pytest.mark.parametrize("kind", ["upsample", "ceil_pools", "silu", "hardswish", "reduce", "reduce_max", "adaptive"])
 def test_bounds_are_sound_by_sampling(kind):
     model, shape = _model(kind), SHAPES[kind]
     net = from_torch(model, input_shape=shape)
@@ -169,7 +173,7 @@ def test_bounds_are_sound_by_sampling(kind):
     domain = InputDomain.box(centre - 0.5, centre + 0.5)
     x = np.vstack([rng.uniform(domain.lower, domain.upper, (3000, net.input_size)), domain.lower, domain.upper])
     values = net.forward_all(x)
-    cheap = kind in ("silu", "hardswish", "ceil_pools")  # LP bounds: smooth bands, and 70 max-pool ReLUs (4 s)
+    cheap = kind in ("silu", "hardswish", "ceil_pools", "adaptive", "reduce_max")  # LP: smooth bands, ReLU trees
     for method in ("interval", "symbolic") if cheap else ("interval", "symbolic", "lp"):
         bounds = compute_bounds(net, domain, method)
         for node in net.order:

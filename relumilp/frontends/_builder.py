@@ -739,6 +739,29 @@ class NetworkBuilder:
             level = self.concat([merged, self.index(level, slice(2 * half, k))], 0) if k % 2 else merged
         return self.reshape(level, level.shape[1:])
 
+    def adaptive_max_pool(self, x: Sym, out: Sequence[int | None]) -> Sym:
+        """torch's adaptive max pooling: output ``o`` of an axis of length ``n`` takes the maximum of inputs
+        ``floor(o n / m)`` to ``ceil((o + 1) n / m) - 1`` (windows as :meth:`adaptive_avg_pool`), lowered
+        like max pooling; a window shorter than the longest repeats its last value (``max`` is idempotent)."""
+        d = len(out)
+        batched, (channels, *size) = self._spatial(x, None, d, "adaptive max pooling")
+        out = [n if m is None else int(m) for m, n in zip(out, size)]
+        if any(m < 1 for m in out):
+            raise self.invalid(f"adaptive pooling to an empty output {tuple(out)}")
+        flat = np.zeros((1, 1), dtype=np.int64)  # (outputs so far, candidates so far) flat input positions
+        for m, n in zip(out, size):
+            o = np.arange(m)
+            start, stop = (o * n) // m, -((-(o + 1) * n) // m)
+            k = np.arange(int((stop - start).max()))
+            index = start[:, None] + np.minimum(k[None, :], (stop - start - 1)[:, None])  # (m, K_axis)
+            flat = (flat[:, None, :, None] * n + index[None, :, None, :]).reshape(flat.shape[0] * m, -1)
+        S = math.prod(size)
+        positions = np.arange(channels)[None, :, None] * S + flat.T[:, None, :]  # (K, C, P)
+        if batched:
+            x = self.reshape(x, x.shape[1:])
+        best = self._max_tree(self._gather(self.reshape(x, (x.size,)), positions))
+        return self.reshape(best, ((1,) if batched else ()) + (channels, *out))
+
     def reduce_max(self, x: Sym, axes: Sequence[int] | None, keepdims: bool = True, minimum: bool = False) -> Sym:
         """Maximum (or minimum, ``-max(-x)``) over ``axes`` (all when None), lowered exactly like max pooling."""
         if x.ndim == 0:

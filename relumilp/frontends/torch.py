@@ -39,7 +39,7 @@ SUPPORTED_LAYERS = (
     "AvgPool1d/2d",
     "MaxPool1d/2d",
     "Upsample (nearest, bilinear...)",
-    "AdaptiveAvgPool1d/2d",
+    "AdaptiveAvgPool1d/2d, AdaptiveMaxPool1d/2d",
     "PixelShuffle / PixelUnshuffle",
     "Hardswish",
     "Flatten",
@@ -429,11 +429,19 @@ def _resized(b, x, size, scale_factor, mode: str, align_corners, recompute: bool
     return b.resize(x, list(x.shape[:2]) + out, [1.0, 1.0] + scales, resize_mode, transform, rounding)
 
 
-def _adaptive_avg_pool(b, a):
-    """adaptive_avg_pool1d/2d to ``output_size`` (an int or one entry per dimension, None keeps one)."""
+def _adaptive_pool(b, a):
+    """adaptive_avg_pool1d/2d and adaptive_max_pool1d/2d to ``output_size`` (an int or one entry per
+    dimension, None keeps one). ATen's max pools also return indices, which nothing may read."""
     x, size = a(0, "input"), a(1, "output_size")
     d = 1 if "1d" in a.op.name else 2
-    return b.adaptive_avg_pool(x, list(size) if isinstance(size, (list, tuple, torch.Size)) else [size] * d)
+    size = list(size) if isinstance(size, (list, tuple, torch.Size)) else [size] * d
+    if "avg" in a.op.name:
+        return b.adaptive_avg_pool(x, size)
+    if a(2, "return_indices", False):
+        raise b.unsupported("adaptive max pooling with return_indices", ["adaptive max pooling without indices"])
+    y = b.adaptive_max_pool(x, size)
+    aten = a.op.call is not None and not inspect.isfunction(a.op.call)  # torch.export, TorchScript
+    return (y, None) if aten else y
 
 
 def _interpolate(b, a):
@@ -547,9 +555,11 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "pixel_shuffle": lambda b, a: b.depth_to_space(a(0, "input"), int(a(1, "upscale_factor")), "CRD"),
     "pixel_unshuffle": lambda b, a: b.depth_to_space(a(0, "input"), int(a(1, "downscale_factor")), "CRD",
                                                      inverse=True),
-    "adaptive_avg_pool1d": _adaptive_avg_pool,
-    "adaptive_avg_pool2d": _adaptive_avg_pool,
-    "_adaptive_avg_pool2d": _adaptive_avg_pool,
+    "adaptive_avg_pool1d": _adaptive_pool,
+    "adaptive_avg_pool2d": _adaptive_pool,
+    "_adaptive_avg_pool2d": _adaptive_pool,
+    "adaptive_max_pool1d": _adaptive_pool,
+    "adaptive_max_pool2d": _adaptive_pool,
     "sum": _reduce,
     "mean": _reduce,
     "amax": _reduce,
@@ -564,7 +574,7 @@ SUPPORTED_OPS = (
     "leaky_relu", "relu6", "hardtanh/clamp (to [a, b] or [0, inf))", "hardsigmoid", "prelu", "abs",
     "maximum/minimum (of two values, or with a constant)", "sigmoid", "tanh", "silu", "softplus", "elu", "gelu",
     "batch_norm (eval)", "dropout", "interpolate/upsample (nearest, nearest-exact, (bi/tri)linear, area)",
-    "adaptive_avg_pool1d/2d", "pixel_shuffle/unshuffle", "hardswish",
+    "adaptive_avg/max_pool1d/2d", "pixel_shuffle/unshuffle", "hardswish",
     "x * sigmoid(x) (silu)", "x * hardsigmoid(x), x * relu6(x + 3) (hardswish)", "sum/mean/amax/amin (over dims)",
     "expand", "repeat", "where (constant condition)",
     "flatten", "view/reshape", "cat", "t/transpose/permute", "slicing", "conv1d/conv2d (convolution)",
@@ -709,7 +719,7 @@ _LEAF_TYPES = (
     nn.modules.dropout._DropoutNd,
     nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d, nn.ConvTranspose2d,
     nn.AvgPool1d, nn.AvgPool2d, nn.MaxPool1d, nn.MaxPool2d, nn.Upsample, nn.Hardswish, nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d, nn.PixelShuffle, nn.PixelUnshuffle,
+    nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.PixelShuffle, nn.PixelUnshuffle,
 )  # fmt: skip
 
 
@@ -780,6 +790,9 @@ def _layer_op(module: nn.Module, target: str) -> tuple[str, tuple, str]:
     if isinstance(module, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)):
         d = 1 if isinstance(module, nn.AdaptiveAvgPool1d) else 2
         return f"adaptive_avg_pool{d}d", (module.output_size,), where
+    if isinstance(module, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)):
+        d = 1 if isinstance(module, nn.AdaptiveMaxPool1d) else 2
+        return f"adaptive_max_pool{d}d", (module.output_size, module.return_indices), where
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
         stats = (module.weight, module.bias, module.running_mean, module.running_var)
         return "batch_norm", stats + (False, 0.0, module.eps, False), where
