@@ -117,6 +117,16 @@ def test_sandwich_holds_on_a_million_points(act):
             check_sandwich(act, l, u, 1_000_000, tolerance)
 
 
+@pytest.mark.parametrize("act, kink", [(ELU(0.4), 0.0), (HardSwish(), -3.0), (HardSwish(), 3.0)], ids=repr)
+def test_a_tiny_interval_around_a_kink_keeps_the_kink_as_a_breakpoint(act, kink):
+    """A one-segment band over ``[kink - 1e-10, kink + 1e-10]`` was off by ``|jump| h / 4`` (3e-11 for ELU(0.4)),
+    far beyond its float margins: intervals with a split inside are never collapsed to one segment."""
+    lo_, hi_ = np.array([kink - 1e-10]), np.array([kink + 1e-10])
+    t, lo, hi, _ = act.sandwich(lo_, hi_, np.array([1]))
+    assert kink in t[0]
+    check_sandwich(act, kink - 1e-10, kink + 1e-10, 1000, 1e-3)
+
+
 def test_more_segments_give_a_smaller_certified_error():
     act = Tanh()
     l, u = np.array([-3.0]), np.array([2.0])
