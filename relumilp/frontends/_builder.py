@@ -10,8 +10,11 @@ normalisation, Flatten, Dropout, residual sums, concatenations) becomes a single
 and every frontend produces the same IR, with the same node names, for the same network.
 
 The pending functions' matrices are dense or scipy CSR (:mod:`relumilp.matrices`): identities, gathers,
-convolutions and pooling are built sparse, so no step materialises a dense identity, and each emitted
-weight takes the form :func:`relumilp.matrices.tidy` chooses.
+convolutions, pooling, resizing and reductions are built sparse, so no step materialises a dense identity,
+and each emitted weight takes the form :func:`relumilp.matrices.tidy` chooses. Maxima (max pooling,
+Max / Min, ReduceMax) are exact trees of ReLUs. A product of two network values is refused, except the
+activations exporters spell as products (``x * sigmoid(x)`` is SiLU, ``x * relu6(x + 3) / 6`` HardSwish:
+:meth:`NetworkBuilder._gated`), so every frontend recognises them the same way.
 """
 
 from __future__ import annotations
