@@ -15,14 +15,14 @@ from torch import nn
 
 from conftest import random_mlp
 from relumilp import optimize
-from relumilp.activations import ELU, GELU, RePU, SiLU, Sigmoid, SoftExponential, Softplus, Tanh
+from relumilp.activations import ELU, GELU, HardSwish, RePU, SiLU, Sigmoid, SoftExponential, Softplus, Tanh
 from relumilp.activations.smooth import EVAL_ULPS, UNIT
 from relumilp.bounds import compute_bounds
 from relumilp.domain import InputDomain
 from relumilp.errors import InvalidNetworkError, UnsupportedOperatorError
 
 KINDS = [Sigmoid(), Tanh(), Softplus(), SiLU(), GELU(), ELU(1.0), ELU(0.4), SoftExponential(0.6),
-         SoftExponential(-0.4), RePU(2), RePU(3)]
+         SoftExponential(-0.4), RePU(2), RePU(3), HardSwish()]
 #: per kind: intervals across every curvature region, near-degenerate ones and far tails
 INTERVALS = [(-6.0, 5.0), (-0.5, 0.7), (1.0, 3.0), (-3.0, -1.0), (-2.0, 2.0), (0.3, 0.3 + 1e-7), (-30.0, -20.0)]
 
@@ -56,6 +56,8 @@ def exact(act, x: float) -> mpmath.mpf:
         return (mpmath.exp(a * x) - 1) / a + a if a > 0 else -mpmath.log(1 - a * (x + a)) / a
     if isinstance(act, RePU):
         return max(x, 0) ** act.p
+    if isinstance(act, HardSwish):
+        return x * min(max(x + 3, 0), 6) / 6
     raise AssertionError(act)
 
 
@@ -115,6 +117,16 @@ def test_sandwich_holds_on_a_million_points(act):
             check_sandwich(act, l, u, 1_000_000, tolerance)
 
 
+@pytest.mark.parametrize("act, kink", [(ELU(0.4), 0.0), (HardSwish(), -3.0), (HardSwish(), 3.0)], ids=repr)
+def test_a_tiny_interval_around_a_kink_keeps_the_kink_as_a_breakpoint(act, kink):
+    """A one-segment band over ``[kink - 1e-10, kink + 1e-10]`` was off by ``|jump| h / 4`` (3e-11 for ELU(0.4)),
+    far beyond its float margins: intervals with a split inside are never collapsed to one segment."""
+    lo_, hi_ = np.array([kink - 1e-10]), np.array([kink + 1e-10])
+    t, lo, hi, _ = act.sandwich(lo_, hi_, np.array([1]))
+    assert kink in t[0]
+    check_sandwich(act, kink - 1e-10, kink + 1e-10, 1000, 1e-3)
+
+
 def test_more_segments_give_a_smaller_certified_error():
     act = Tanh()
     l, u = np.array([-3.0]), np.array([2.0])
@@ -124,7 +136,8 @@ def test_more_segments_give_a_smaller_certified_error():
 
 
 @pytest.mark.parametrize("kind", ["sigmoid", "tanh", "silu", "gelu", "softplus", {"kind": "elu", "alpha": 0.5},
-                                  {"kind": "soft_exponential", "alpha": 0.3}, {"kind": "repu", "p": 2}])
+                                  {"kind": "soft_exponential", "alpha": 0.3}, {"kind": "repu", "p": 2},
+                                  "hard_swish"])
 def test_network_bounds_contain_every_sampled_value(kind):
     rng = np.random.default_rng(5)
     net = random_mlp(rng, [2, 6, 6, 2], kind)
@@ -140,7 +153,8 @@ def test_network_bounds_contain_every_sampled_value(kind):
 
 @pytest.mark.parametrize("kind, seed, runs", [
     ("sigmoid", 0, (("max", "milp"), ("min", "bab"))), ("tanh", 1, (("min", "milp"), ("max", "bab"))),
-    ("silu", 2, (("max", "auto"), ("min", "milp"))), ("softplus", 3, (("min", "auto"),))])
+    ("silu", 2, (("max", "auto"), ("min", "milp"))), ("softplus", 3, (("min", "auto"),)),
+    ("hard_swish", 4, (("max", "milp"), ("min", "bab")))])
 def test_certified_interval_contains_the_best_sampled_value(kind, seed, runs):
     rng = np.random.default_rng(seed)
     net = random_mlp(rng, [2, 3, 3, 1], kind)

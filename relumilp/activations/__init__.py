@@ -13,10 +13,10 @@ from .clip import Clip, ClippedReLU
 from .identity import Identity
 from .pwl import Abs, Hardtanh, HardSigmoid, PiecewiseLinear, ReLU6, prelu
 from .relu import LeakyReLU, ReLU
-from .smooth import ELU, GELU, RePU, SiLU, Sigmoid, SmoothActivation, SoftExponential, Softplus, Tanh
+from .smooth import ELU, GELU, HardSwish, RePU, SiLU, Sigmoid, SmoothActivation, SoftExponential, Softplus, Tanh
 
 __all__ = [
-    "Abs", "Activation", "Clip", "ClippedReLU", "ELU", "GELU", "HardSigmoid", "Hardtanh", "Identity", "LeakyReLU",
-    "Phases", "PiecewiseLinear", "ReLU", "ReLU6", "RePU", "SiLU", "Sigmoid", "SmoothActivation", "SoftExponential",
+    "Abs", "Activation", "Clip", "ClippedReLU", "ELU", "GELU", "HardSigmoid", "HardSwish", "Hardtanh", "Identity",
+    "LeakyReLU", "Phases", "PiecewiseLinear", "ReLU", "ReLU6", "RePU", "SiLU", "Sigmoid", "SmoothActivation", "SoftExponential",
     "Softplus", "Tanh", "from_spec", "get", "kinds", "label", "prelu", "register",
 ]

@@ -1,5 +1,5 @@
-r"""Smooth activations (sigmoid, tanh, SiLU, softplus, ELU, GELU, soft exponential, RePU), compiled
-through **certified piecewise-linear sandwiches**.
+r"""Smooth activations (sigmoid, tanh, SiLU, softplus, ELU, GELU, soft exponential, RePU, and the
+piecewise-quadratic HardSwish), compiled through **certified piecewise-linear sandwiches**.
 
 Design. :class:`~relumilp.activations.base.Activation` derives everything from a piece table, which a
 smooth function does not have. Rather than split the base class (and disturb every piecewise-linear
@@ -21,7 +21,8 @@ object the same questions:
 
 A kind gives its float64 formula (``apply``), its first and second derivatives, a bound ``D3(a, b)`` on
 ``|f'''|`` over a segment that contains no split point, its curvature sign on an interval, and its
-split point (a point where ``f''`` jumps: ELU and RePU at 0), which is always a breakpoint.
+split points (where ``f''`` or ``f'`` jumps: ELU and RePU at 0, HardSwish at -3 and 3), which are always
+breakpoints.
 
 **Sandwich.** On a segment ``[a, b]`` (``h = b - a``) containing no split point, ``f''`` is Lipschitz
 with constant ``D3``, so ``|f''| <= M2 = max(|f''(a)|, |f''(b)|) + D3 h / 2`` there, and the chord ``c``
@@ -87,8 +88,8 @@ class SmoothActivation(Activation):
     """A smooth element-wise activation; subclasses give the formula and its derivatives (see module)."""
 
     breakpoints: tuple[float, ...] = ()
-    #: a point where f'' (or f') jumps: always a breakpoint of sandwiches and grids (None: none)
-    SPLIT: ClassVar[float | None] = None
+    #: points where f'' (or f') jumps, increasing: always breakpoints of sandwiches and grids
+    SPLITS: ClassVar[tuple[float, ...]] = ()
     #: ``(x*, lower bound of f(x*))`` of the minimum of a kind that decreases then increases
     MINIMUM: ClassVar[tuple[float, float] | None] = None
     #: global bound on |f'''| on every split-free segment (kinds with unbounded f''' override _d3)
@@ -246,23 +247,42 @@ class SmoothActivation(Activation):
         return _up(m2)
 
     def _grid(self, l, u, points: int):
-        """``(n, points)`` grid on ``[l, u]`` (rows) with the split point forced in when inside."""
+        """``(n, points)`` grid on ``[l, u]`` (rows) with the split points forced in when inside.
+
+        The splits inside a row are anchors at grid indices proportional to their positions (distinct, in
+        ``1 .. points - 2``); between consecutive anchors the grid is uniform. A split outside ``(l, u)``
+        is an anchor at the row's end (index 0 or ``points - 1``), which makes no segment.
+        """
         l, u = np.asarray(l, dtype=np.float64), np.asarray(u, dtype=np.float64)
         k = points - 1
         j = np.arange(points, dtype=np.float64)
         grid = l[..., None] + (u - l)[..., None] * (j / k)
-        s = self.SPLIT
-        if s is not None:
-            inside = (l < s) & (s < u)
-            width = np.where(inside, u - l, 1.0)
-            k1 = np.clip(np.rint(k * (s - l) / width), 1, max(k - 1, 1)).astype(np.int64)[..., None]
-            left = l[..., None] + (s - l)[..., None] * (j / k1)
-            right = s + (u - s)[..., None] * ((j - k1) / np.maximum(k - k1, 1))
-            split = np.where(j <= k1, left, right)
-            split = np.where(j == k1, s, split)
-            grid = np.where(inside[..., None] & (k >= 2), split, grid)
+        inside = [(l < s) & (s < u) for s in self.SPLITS]
+        if k >= 2 and any(m.any() for m in inside):
+            count = sum(m.astype(np.int64) for m in inside)
+            width = np.where(count > 0, u - l, 1.0)
+            anchors = [(np.zeros(l.shape), l)]
+            before, last = np.zeros(l.shape, dtype=np.int64), np.zeros(l.shape)
+            for s, m in zip(self.SPLITS, inside):
+                after = count - before - m
+                at = np.clip(np.rint(k * (s - l) / width), 1 + before, k - 1 - after)
+                at = np.where(m, np.maximum(at, last + 1), np.where(s <= l, 0.0, float(k)))
+                anchors.append((at, np.where(m, s, np.where(s <= l, l, u))))
+                last, before = np.where(m, at, last), before + m
+            anchors.append((np.full(l.shape, float(k)), u))
+            for (ja, va), (jb, vb) in zip(anchors[:-1], anchors[1:]):
+                ja, jb, va, vb = ja[..., None], jb[..., None], va[..., None], vb[..., None]
+                span = (j >= ja) & (j <= jb) & (jb > ja)
+                with np.errstate(all="ignore"):
+                    grid = np.where(span, va + (vb - va) * ((j - ja) / np.where(jb > ja, jb - ja, 1.0)), grid)
+            for (at, value), m in zip(anchors[1:-1], inside):
+                grid = np.where(m[..., None] & (j == at[..., None]), value[..., None], grid)
         grid[..., 0], grid[..., -1] = l, u
         return grid
+
+    def _splits_inside(self, l, u):
+        """How many split points lie strictly inside each ``[l, u]``."""
+        return sum(((l < s) & (s < u)).astype(np.int64) for s in self.SPLITS) if self.SPLITS else 0
 
     def segments_for(self, l, u, tolerance: float, max_segments: int = MAX_SEGMENTS) -> np.ndarray:
         """Segments per neuron so that the sandwich's width is about ``tolerance`` (chosen from the
@@ -274,9 +294,7 @@ class SmoothActivation(Activation):
         k = np.ceil((u - l) / h)
         k = np.where(u - l <= 1e-9 * (1.0 + np.abs(l)), 1, k)
         k = np.clip(k, 1, max_segments).astype(np.int64)
-        if self.SPLIT is not None:
-            k = np.where((l < self.SPLIT) & (self.SPLIT < u), np.maximum(k, 2), k)
-        return k
+        return np.maximum(k, 1 + self._splits_inside(l, u))
 
     def sandwich(self, l, u, segments):
         """The certified band of each neuron over ``[l[i], u[i]]`` with ``segments[i]`` segments.
@@ -287,10 +305,11 @@ class SmoothActivation(Activation):
         l, u = np.atleast_1d(np.asarray(l, dtype=np.float64)), np.atleast_1d(np.asarray(u, dtype=np.float64))
         self.check_domain(l, u)
         k = np.broadcast_to(np.asarray(segments, dtype=np.int64), l.shape).copy()
-        degenerate = u - l <= 1e-9 * (1.0 + np.abs(l))
-        k = np.where(degenerate, 1, np.maximum(k, 1))
-        if self.SPLIT is not None:
-            k = np.where((l < self.SPLIT) & (self.SPLIT < u) & ~degenerate, np.maximum(k, 2), k)
+        inside = self._splits_inside(l, u)
+        # a degenerate interval is one segment, unless a split lies inside: a kink there (f' jumps) puts f
+        # up to |jump| h / 4 off the chord, far beyond the float margins of so short a segment
+        degenerate = (u - l <= 1e-9 * (1.0 + np.abs(l))) & (inside == 0)
+        k = np.where(degenerate, 1, np.maximum(k, 1 + inside))
         t, lo, hi = [None] * l.size, [None] * l.size, [None] * l.size
         eps = np.zeros(l.size)
         for m in np.unique(k):
@@ -596,13 +615,61 @@ class GELU(SmoothActivation):
 
 
 @register
+class HardSwish(SmoothActivation):
+    """``x relu6(x + 3) / 6`` (torch ``Hardswish``, ONNX ``HardSwish``): 0 below -3, ``x`` above 3 and the
+    convex quadratic ``x (x + 3) / 6`` between (minimum -3/8 at -3/2).
+
+    Not piecewise-linear, so it is compiled as a certified sandwich like the smooth kinds: ``f'`` jumps
+    at -3 (from 0 to -1/2) and at 3 (from 3/2 to 1), both concave kinks, so both are split points and
+    an interval with a kink inside has mixed curvature. On split-free segments ``|f''| <= 1/3`` and the
+    third derivative is 0, so a segment's chord is within ``h^2 / 24`` of ``f``.
+    """
+
+    kind = "hard_swish"
+    LABEL = "HardSwish"
+    SPLITS = (-3.0, 3.0)
+    D3 = 0.0
+    LIPSCHITZ = 1.5
+    MINIMUM = (-1.5, -0.375)  # exact: -1.5 (1.5) / 6
+
+    def apply(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        return x * np.clip(x + 3.0, 0.0, 6.0) / 6.0  # torch's formula, operation for operation
+
+    def apply_torch(self, x):
+        return x * (x + 3.0).clamp(0.0, 6.0) / 6.0
+
+    def _d1(self, x):
+        """``f'``; at the kinks the one-sided value of the quadratic (the larger in magnitude)."""
+        x = np.asarray(x, dtype=np.float64)
+        return np.where(x < -3.0, 0.0, np.where(x > 3.0, 1.0, (2.0 * x + 3.0) / 6.0))
+
+    def _d2(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        return np.where(np.abs(x) <= 3.0, 1.0 / 3.0, 0.0)
+
+    def _curvature_sign(self, l, u):
+        """Convex (or linear) unless a kink lies strictly inside ``[l, u]``."""
+        l, u = np.asarray(l), np.asarray(u)
+        kink = ((l < -3.0) & (-3.0 < u)) | ((l < 3.0) & (3.0 < u))
+        return np.where(kink, 0, 1).astype(np.int64)
+
+    def _slope_points(self):
+        return (-3.0, 3.0)
+
+    @property
+    def range(self):
+        return self.MINIMUM[1], math.inf
+
+
+@register
 class ELU(SmoothActivation):
     """``x`` for ``x > 0``, ``alpha (exp(x) - 1)`` otherwise, ``0 < alpha <= 1`` (convex; 0 is a split)."""
 
     kind = "elu"
     LABEL = "ELU"
     PARAMS = ("alpha",)
-    SPLIT = 0.0
+    SPLITS = (0.0,)
 
     def __init__(self, alpha: float = 1.0):
         alpha = float(alpha)
@@ -753,7 +820,7 @@ class RePU(SmoothActivation):
     kind = "repu"
     LABEL = "RePU"
     PARAMS = ("p",)
-    SPLIT = 0.0
+    SPLITS = (0.0,)
 
     def __init__(self, p: int = 2):
         if isinstance(p, bool) or int(p) != p or int(p) < 2:

@@ -10,8 +10,11 @@ normalisation, Flatten, Dropout, residual sums, concatenations) becomes a single
 and every frontend produces the same IR, with the same node names, for the same network.
 
 The pending functions' matrices are dense or scipy CSR (:mod:`relumilp.matrices`): identities, gathers,
-convolutions and pooling are built sparse, so no step materialises a dense identity, and each emitted
-weight takes the form :func:`relumilp.matrices.tidy` chooses.
+convolutions, pooling, resizing and reductions are built sparse, so no step materialises a dense identity,
+and each emitted weight takes the form :func:`relumilp.matrices.tidy` chooses. Maxima (max pooling,
+Max / Min, ReduceMax) are exact trees of ReLUs. A product of two network values is refused, except the
+activations exporters spell as products (``x * sigmoid(x)`` is SiLU, ``x * relu6(x + 3) / 6`` HardSwish:
+:meth:`NetworkBuilder._gated`), so every frontend recognises them the same way.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import matrices
-from ..activations import Abs, Clip, ClippedReLU, HardSigmoid, Identity, LeakyReLU, PiecewiseLinear, ReLU, prelu
+from ..activations import (Abs, Clip, ClippedReLU, HardSigmoid, Identity, LeakyReLU, PiecewiseLinear, ReLU, Sigmoid,
+                           prelu)
 from ..errors import InvalidNetworkError, UnsupportedOperatorError
 from ..ir import ActivationNode, AffineNode, InputNode, Network, Node
 
@@ -113,6 +117,41 @@ def _divide_rows(m, divisor):
         out.data = out.data / np.repeat(divisor, np.diff(out.indptr))
         return out
     return m / divisor[:, None]
+
+
+def _resize_axis(n_in: int, n_out: int, scale: float, mode: str, transform: str, nearest_mode: str):
+    """The ``(n_out, n_in)`` CSR matrix of one axis of :meth:`NetworkBuilder.resize` (ONNX Resize's
+    coordinate transforms; their "output width" is ``scale * n_in`` as in ONNX, except for
+    ``align_corners``, which uses ``n_out`` as onnxruntime and torch do)."""
+    r = np.arange(n_out, dtype=np.float64)
+    width = scale * n_in
+    if transform == "half_pixel":
+        c = (r + 0.5) / scale - 0.5
+    elif transform == "pytorch_half_pixel":
+        c = (r + 0.5) / scale - 0.5 if width > 1 else np.full(n_out, -0.5)
+    elif transform == "half_pixel_symmetric":
+        c = n_in / 2.0 * (1.0 - n_out / width) + (r + 0.5) / scale - 0.5
+    elif transform == "align_corners":  # the integer output size here, as onnxruntime and torch
+        c = r * (n_in - 1) / (n_out - 1) if n_out > 1 else np.zeros(n_out)
+    elif transform == "asymmetric":
+        c = r / scale
+    else:  # tf_half_pixel_for_nn
+        c = (r + 0.5) / scale
+    if mode == "nearest":
+        rounded = {"round_prefer_floor": np.ceil(c - 0.5), "round_prefer_ceil": np.floor(c + 0.5),
+                   "floor": np.floor(c), "ceil": np.ceil(c)}[nearest_mode]
+        cols = np.clip(rounded, 0, n_in - 1).astype(np.int64)
+        return sp.csr_array((np.ones(n_out), (np.arange(n_out), cols)), shape=(n_out, n_in))
+    c = np.clip(c, 0.0, n_in - 1.0)
+    low = np.floor(c)
+    t = c - low
+    low = low.astype(np.int64)
+    high = np.minimum(low + 1, n_in - 1)
+    rows = np.concatenate([np.arange(n_out), np.arange(n_out)])
+    matrix = sp.csr_array((np.concatenate([1.0 - t, t]), (rows, np.concatenate([low, high]))), shape=(n_out, n_in))
+    matrix.sum_duplicates()
+    matrix.eliminate_zeros()
+    return matrix
 
 
 class NetworkBuilder:
@@ -331,13 +370,61 @@ class NetworkBuilder:
         return Sym(x.shape, {n: -m for n, m in x.terms.items()}, -x.bias)
 
     def mul(self, a, b) -> Sym:
-        """``a * b`` where one factor is constant."""
+        """``a * b`` where one factor is constant, or a gated activation ``x * gate(x)`` (:meth:`_gated`)."""
         if is_sym(a) and is_sym(b):
-            raise self._nonlinear("product")
+            gated = self._gated(a, b) or self._gated(b, a)
+            if gated is None:
+                raise self._nonlinear("product")
+            return gated
         x, c = (a, b) if is_sym(a) else (b, a)
         shape = self._broadcast_shape(x, c)
         x, scale = self._expand(x, shape), np.broadcast_to(self.const(c), shape).ravel()
         return Sym(shape, {n: matrices.scale(m, rows=scale) for n, m in x.terms.items()}, x.bias * scale)
+
+    def _node_value(self, x: Sym) -> Node | None:
+        """The IR node whose value ``x`` is exactly (one identity term, no bias), else None."""
+        if len(x.terms) != 1 or x.bias.any():
+            return None
+        (name, matrix), = x.terms.items()
+        return self._nodes[self._rank[name]] if matrices.is_identity(matrix) else None
+
+    def _gated(self, x: Sym, gate: Sym) -> Sym | None:
+        """``x * gate`` as one activation when exporters spelled an activation as a product, else None.
+
+        ``x * sigmoid(x)`` is SiLU; ``x * hardsigmoid(x)`` with torch's ``1/6, 1/2`` (compared in float32,
+        as ONNX stores it) and ``x * relu6(x + 3)`` (times ``1/6`` later) are HardSwish. The gate's own
+        nodes stay in the builder; the network drops them when nothing else reads them.
+        """
+        source, node = self._node_value(x), self._node_value(gate)
+        if not isinstance(node, ActivationNode) or x.shape != gate.shape:
+            return None
+        act, pre = node.activation, self._nodes[self._rank[node.inputs[0]]]
+        if pre is source and isinstance(act, Sigmoid):
+            return self.smooth(x, "silu")
+        if pre is source and isinstance(act, HardSigmoid) and act.beta == 0.5 \
+                and np.float32(act.alpha) == np.float32(1.0 / 6.0):
+            return self.hard_swish(x)
+        if isinstance(act, ClippedReLU) and act.cap == 6.0 and self._is_shift(pre, x, 3.0):
+            return self.mul(self.hard_swish(x), 6.0)
+        return None
+
+    @staticmethod
+    def _is_shift(node: Node, x: Sym, shift: float) -> bool:
+        """Whether affine ``node`` computes exactly ``x + shift`` (``x`` pending or a node's value)."""
+        if not isinstance(node, AffineNode) or set(node.inputs) != set(x.terms) or node.size != x.size:
+            return False
+        if not np.array_equal(node.bias, x.bias + shift):
+            return False
+        for name, weight in zip(node.inputs, node.weights):
+            other = x.terms[name]
+            if weight.shape != other.shape:
+                return False
+            if matrices.is_sparse(weight) or matrices.is_sparse(other):
+                if (sp.csr_array(weight) - sp.csr_array(other)).count_nonzero():
+                    return False
+            elif not np.array_equal(weight, other):
+                return False
+        return True
 
     def div(self, a, b) -> Sym:
         """``a / b`` with a constant divisor."""
@@ -483,9 +570,20 @@ class NetworkBuilder:
         flat = np.ravel_multi_index(tuple(np.clip(coords, 0, np.asarray(size) - 1).transpose(2, 0, 1)), size)
         return flat, valid
 
-    def _out_size(self, size, kernel, stride, pads, dilation) -> tuple[int, ...]:
+    def _out_size(self, size, kernel, stride, pads, dilation, ceil_mode: bool = False) -> tuple[int, ...]:
+        """Window positions per dimension: ``floor`` (or ``ceil``) of ``(size + pads - dilation (kernel - 1)
+        - 1) / stride`` plus one. In ceil mode a last window that would start past the input and its
+        begin padding is dropped (torch's rule, which ONNX adopted): every window then starts at a real
+        or begin-padding position."""
         d = len(size)
-        out = tuple((size[i] + pads[i] + pads[d + i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1 for i in range(d))
+        out = []
+        for i in range(d):
+            span = size[i] + pads[i] + pads[d + i] - dilation[i] * (kernel[i] - 1) - 1
+            n = (-(-span // stride[i]) if ceil_mode else span // stride[i]) + 1
+            if ceil_mode and (n - 1) * stride[i] >= size[i] + pads[i]:
+                n -= 1
+            out.append(n)
+        out = tuple(out)
         if any(o < 1 for o in out):
             raise self.invalid(f"a window of {tuple(kernel)} does not fit the input of spatial size {tuple(size)}")
         return out
@@ -562,17 +660,23 @@ class NetworkBuilder:
         return y
 
     def avg_pool(self, x: Sym, kernel, stride=None, pads=None, count_include_pad: bool = False,
-                 dilation=None) -> Sym:
-        """Average pooling per channel: the mean of each window's values inside the input, divided by the
-        window size (``count_include_pad``) or by the count of those values."""
+                 dilation=None, ceil_mode: bool = False) -> Sym:
+        """Average pooling per channel: the sum of each window's values inside the input, divided by the
+        count of those values, or (``count_include_pad``) of the window's positions inside the padded
+        input (the whole window, except a ceil-mode window that reaches past the end padding)."""
         d = len(kernel)
         batched, (channels, *size) = self._spatial(x, None, d, "average pooling")
         kernel, stride = tuple(int(k) for k in kernel), tuple(stride or kernel)
         dilation, pads = tuple(dilation or (1,) * d), tuple(pads or (0,) * (2 * d))
-        out = self._out_size(size, kernel, stride, pads, dilation)
+        out = self._out_size(size, kernel, stride, pads, dilation, ceil_mode)
         flat, valid = self._window(tuple(size), kernel, stride, pads[:d], dilation, out)
         P, K, S = flat.shape[0], flat.shape[1], math.prod(size)
-        count = np.full(P, float(K)) if count_include_pad else valid.sum(axis=1).astype(np.float64)
+        if count_include_pad:
+            padded = tuple(size[i] + pads[i] + pads[d + i] for i in range(d))
+            _, in_padded = self._window(padded, kernel, stride, (0,) * d, dilation, out)
+            count = in_padded.sum(axis=1).astype(np.float64)
+        else:
+            count = valid.sum(axis=1).astype(np.float64)
         c = np.arange(channels)[:, None, None]
         rows = np.broadcast_to(c * P + np.arange(P)[None, :, None], (channels, P, K))
         cols = c * S + flat[None]
@@ -598,7 +702,7 @@ class NetworkBuilder:
             return self._per_element(a, b, PiecewiseLinear.minimum, "the bound")
         return self.sub(a, self.relu(self.sub(a, b)))
 
-    def max_pool(self, x: Sym, kernel, stride=None, pads=None, dilation=None) -> Sym:
+    def max_pool(self, x: Sym, kernel, stride=None, pads=None, dilation=None, ceil_mode: bool = False) -> Sym:
         """Max pooling per channel over the window values inside the input (padding never wins).
 
         Lowered exactly to ReLUs: the ``K`` candidates of every window are reduced by a balanced tree of
@@ -612,8 +716,10 @@ class NetworkBuilder:
         dilation, pads = tuple(dilation or (1,) * d), tuple(pads or (0,) * (2 * d))
         if any(pads[i] >= kernel[i] or pads[d + i] >= kernel[i] for i in range(d)):
             raise self.invalid(f"max pooling pads {pads} must be smaller than the kernel {kernel}")
-        out = self._out_size(size, kernel, stride, pads, dilation)
+        out = self._out_size(size, kernel, stride, pads, dilation, ceil_mode)
         flat, valid = self._window(tuple(size), kernel, stride, pads[:d], dilation, out)  # (P, K)
+        if not valid.any(axis=1).all():
+            raise self.invalid(f"a max pooling window of {kernel} (dilation {dilation}) covers only padding")
         first = flat[np.arange(flat.shape[0]), np.argmax(valid, axis=1)]
         flat = np.where(valid, flat, first[:, None])
         S = math.prod(size)
@@ -621,14 +727,179 @@ class NetworkBuilder:
         positions = np.arange(channels)[None, :, None] * S + flat.T[:, None, :]
         if batched:
             x = self.reshape(x, x.shape[1:])
-        level = self._gather(self.reshape(x, (x.size,)), positions)
+        best = self._max_tree(self._gather(self.reshape(x, (x.size,)), positions))
+        return self.reshape(best, ((1,) if batched else ()) + (channels, *out))
+
+    def _max_tree(self, level: Sym) -> Sym:
+        """The maximum over the first axis of ``level`` ``(K, ...)``, shape ``(...)``: a balanced tree of
+        ``max(a, b) = b + relu(a - b)``, one ReLU node per level (``ceil(log2 K)``), ``K - 1`` ReLUs per
+        output."""
         while level.shape[0] > 1:
             k = level.shape[0]
             half = k // 2
             a, b = self.index(level, slice(0, half)), self.index(level, slice(half, 2 * half))
             merged = self.maximum(a, b)
             level = self.concat([merged, self.index(level, slice(2 * half, k))], 0) if k % 2 else merged
-        return self.reshape(level, ((1,) if batched else ()) + (channels, *out))
+        return self.reshape(level, level.shape[1:])
+
+    def adaptive_max_pool(self, x: Sym, out: Sequence[int | None]) -> Sym:
+        """torch's adaptive max pooling: output ``o`` of an axis of length ``n`` takes the maximum of inputs
+        ``floor(o n / m)`` to ``ceil((o + 1) n / m) - 1`` (windows as :meth:`adaptive_avg_pool`), lowered
+        like max pooling; a window shorter than the longest repeats its last value (``max`` is idempotent)."""
+        d = len(out)
+        batched, (channels, *size) = self._spatial(x, None, d, "adaptive max pooling")
+        out = [n if m is None else int(m) for m, n in zip(out, size)]
+        if any(m < 1 for m in out):
+            raise self.invalid(f"adaptive pooling to an empty output {tuple(out)}")
+        flat = np.zeros((1, 1), dtype=np.int64)  # (outputs so far, candidates so far) flat input positions
+        for m, n in zip(out, size):
+            o = np.arange(m)
+            start, stop = (o * n) // m, -((-(o + 1) * n) // m)
+            k = np.arange(int((stop - start).max()))
+            index = start[:, None] + np.minimum(k[None, :], (stop - start - 1)[:, None])  # (m, K_axis)
+            flat = (flat[:, None, :, None] * n + index[None, :, None, :]).reshape(flat.shape[0] * m, -1)
+        S = math.prod(size)
+        positions = np.arange(channels)[None, :, None] * S + flat.T[:, None, :]  # (K, C, P)
+        if batched:
+            x = self.reshape(x, x.shape[1:])
+        best = self._max_tree(self._gather(self.reshape(x, (x.size,)), positions))
+        return self.reshape(best, ((1,) if batched else ()) + (channels, *out))
+
+    def reduce_max(self, x: Sym, axes: Sequence[int] | None, keepdims: bool = True, minimum: bool = False) -> Sym:
+        """Maximum (or minimum, ``-max(-x)``) over ``axes`` (all when None), lowered exactly like max pooling."""
+        if x.ndim == 0:
+            return x
+        axes = sorted({int(a) % x.ndim for a in (range(x.ndim) if axes is None else axes)})
+        rest = [i for i in range(x.ndim) if i not in axes]
+        kept = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+        # candidates (K, outputs): the reduced axes first, then the kept ones in order
+        positions = np.transpose(self._positions(x.shape), axes + rest).reshape(
+            math.prod(x.shape[i] for i in axes), -1)
+        source = self.neg(x) if minimum else x
+        best = self._max_tree(self._gather(source, positions))
+        best = self.neg(best) if minimum else best
+        shape = kept if keepdims else tuple(x.shape[i] for i in rest)
+        return self.reshape(best, shape)
+
+    # -- resizing, reductions, selections (fixed linear maps) --------------------------------------------
+
+    RESIZE_MODES = ("nearest", "linear")
+    RESIZE_TRANSFORMS = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
+                         "asymmetric", "tf_half_pixel_for_nn")
+    NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+
+    def resize(self, x: Sym, shape: Sequence[int], scales: Sequence[float], mode: str = "nearest",
+               transform: str = "half_pixel", nearest_mode: str = "round_prefer_floor") -> Sym:
+        """Nearest-neighbour or (multi-)linear resizing to ``shape`` (ONNX Resize semantics).
+
+        Each output coordinate ``r`` of an axis maps to an input coordinate ``c(r)`` by the coordinate
+        transform (``half_pixel``: ``(r + 1/2) / scale - 1/2``, ``asymmetric``: ``r / scale``,
+        ``align_corners``: ``r (n_in - 1) / (n_out - 1)``, ...); ``nearest`` reads the input at
+        ``c`` rounded by ``nearest_mode``, ``linear`` at ``floor(c)`` and ``floor(c) + 1`` with weights
+        ``1 - t`` and ``t`` (``t = c - floor(c)``), with ``c`` clamped to the input (edge values repeat).
+        Where runtimes round a coordinate that falls exactly on a rounding tie differently (float32 scales),
+        this float64 map follows the exact value. The map is the Kronecker product of the per-axis ``(n_out, n_in)`` matrices: a sparse affine map
+        with one (nearest) or ``2^d`` (``d`` linear axes) nonzeros per row.
+        """
+        shape = tuple(int(n) for n in shape)
+        if len(shape) != x.ndim or len(scales) != x.ndim or any(n < 1 for n in shape):
+            raise self.invalid(f"cannot resize a tensor of shape {x.shape} to {shape}")
+        if mode not in self.RESIZE_MODES:
+            raise self.unsupported(f"resize mode {mode!r}", self.RESIZE_MODES,
+                                   "cubic interpolation is linear too but not implemented; use nearest or linear")
+        if transform not in self.RESIZE_TRANSFORMS:
+            raise self.unsupported(f"resize coordinate transformation {transform!r}", self.RESIZE_TRANSFORMS)
+        if nearest_mode not in self.NEAREST_MODES:
+            raise self.unsupported(f"resize nearest_mode {nearest_mode!r}", self.NEAREST_MODES)
+        matrix = None
+        for n_in, n_out, scale in zip(x.shape, shape, scales):
+            scale = float(scale)
+            if not scale > 0.0:
+                raise self.invalid(f"resize scale {scale} is not positive")
+            m = (matrices.identity(n_in) if n_in == n_out and scale == 1.0
+                 else _resize_axis(n_in, n_out, scale, mode, transform, nearest_mode))
+            matrix = m if matrix is None else sp.kron(matrix, m, format="csr")
+        return self._apply(x, matrices.compact(matrix), shape)
+
+    def adaptive_avg_pool(self, x: Sym, out: Sequence[int | None]) -> Sym:
+        """torch's adaptive average pooling (and ``interpolate(mode="area")``) of the ``len(out)`` spatial
+        dimensions: output ``o`` of an axis of length ``n`` averages inputs ``floor(o n / m)`` to
+        ``ceil((o + 1) n / m) - 1`` (``m`` outputs; None keeps ``n``). A box average is the product of the
+        per-axis averages, so the map is the Kronecker product of per-axis ``(m, n)`` matrices."""
+        d = len(out)
+        batched, (channels, *size) = self._spatial(x, None, d, "adaptive average pooling")
+        out = [n if m is None else int(m) for m, n in zip(out, size)]
+        if any(m < 1 for m in out):
+            raise self.invalid(f"adaptive pooling to an empty output {tuple(out)}")
+        matrix = matrices.identity(channels)
+        for m, n in zip(out, size):
+            o = np.arange(m)
+            start, stop = (o * n) // m, -((-(o + 1) * n) // m)
+            counts = stop - start
+            rows = np.repeat(o, counts)
+            cols = np.concatenate([np.arange(a, b) for a, b in zip(start, stop)])
+            axis = sp.csr_array((np.repeat(1.0 / counts, counts), (rows, cols)), shape=(m, n))
+            matrix = sp.kron(matrix, axis, format="csr")
+        return self._apply(x, matrices.compact(matrix), ((1,) if batched else ()) + (channels, *out))
+
+    def reduce_sum(self, x: Sym, axes: Sequence[int] | None, keepdims: bool = True, mean: bool = False) -> Sym:
+        """Sum (or mean) over ``axes`` (all when None): one sparse row of ones (or ``1/count``) per output."""
+        if x.ndim == 0:
+            return x
+        axes = sorted({int(a) % x.ndim for a in (range(x.ndim) if axes is None else axes)})
+        kept = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+        # every input position adds to the output position with its reduced coordinates set to 0
+        coords = np.indices(x.shape).reshape(x.ndim, -1)
+        coords[axes] = 0
+        rows = np.ravel_multi_index(tuple(coords), kept)
+        value = 1.0 / math.prod(x.shape[i] for i in axes) if mean else 1.0
+        matrix = sp.csr_array((np.full(x.size, value), (rows, np.arange(x.size))), shape=(math.prod(kept), x.size))
+        shape = kept if keepdims else tuple(d for i, d in enumerate(x.shape) if i not in axes)
+        return self._apply(x, matrices.compact(matrix), shape)
+
+    def depth_to_space(self, x: Sym, block: int, mode: str = "DCR", inverse: bool = False) -> Sym:
+        """Move channels into ``block x block`` spatial blocks (ONNX DepthToSpace; ``mode`` "CRD" is torch's
+        pixel_shuffle) or back (``inverse``: ONNX SpaceToDepth with "DCR", torch's pixel_unshuffle with
+        "CRD"); re-indexing of a ``(1, C, H, W)`` or ``(C, H, W)`` tensor."""
+        batched, (c, h, w) = self._spatial(x, None, 2, "depth-to-space")
+        b = int(block)
+        if mode not in ("DCR", "CRD"):
+            raise self.unsupported(f"depth-to-space mode {mode!r}", ["DCR", "CRD"])
+        lead = (1,) if batched else ()
+        if not inverse:
+            if b < 1 or c % (b * b):
+                raise self.invalid(f"{c} channels do not split into {b} x {b} blocks")
+            k = c // (b * b)
+            split, perm = ((b, b, k), (2, 3, 0, 4, 1)) if mode == "DCR" else ((k, b, b), (0, 3, 1, 4, 2))
+            y = self.transpose(self.reshape(x, split + (h, w)), perm)
+            return self.reshape(y, lead + (k, h * b, w * b))
+        if b < 1 or h % b or w % b:
+            raise self.invalid(f"spatial size {(h, w)} does not split into {b} x {b} blocks")
+        perm = (2, 4, 0, 1, 3) if mode == "DCR" else (0, 2, 4, 1, 3)
+        y = self.transpose(self.reshape(x, (c, h // b, b, w // b, b)), perm)
+        return self.reshape(y, lead + (c * b * b, h // b, w // b))
+
+    def tile(self, x: Sym, repeats: Sequence[int]) -> Sym:
+        """``numpy.tile(x, repeats)`` with one repeat count per dimension (ONNX Tile, torch ``repeat``)."""
+        if len(repeats) != x.ndim or any(int(r) < 0 for r in repeats):
+            raise self.invalid(f"tile repeats {tuple(repeats)} do not fit a tensor of shape {x.shape}")
+        return self._gather(x, np.tile(self._positions(x.shape), [int(r) for r in repeats]))
+
+    def expand(self, x, shape: Sequence[int]) -> Sym:
+        """Broadcast ``x`` with ``shape`` (numpy rules both ways, as ONNX Expand; torch's -1 resolved first)."""
+        return self._as_sym(x, self._broadcast_shape(x, np.empty(tuple(int(d) for d in shape), dtype=bool)))
+
+    def select(self, condition, a, b) -> Sym:
+        """``a`` where the constant ``condition`` holds, else ``b`` (broadcast): a gather of both."""
+        if is_sym(condition):
+            raise self.unsupported("a selection whose condition depends on the network input",
+                                   ["a constant condition"], "it is not a fixed linear map")
+        cond = np.asarray(condition).astype(bool)
+        shape = self._broadcast_shape(np.empty(self._broadcast_shape(a, b), dtype=bool), cond)
+        x, y = self._as_sym(a, shape), self._as_sym(b, shape)
+        positions = self._positions(shape)
+        pick = np.where(np.broadcast_to(cond, shape), positions, positions + x.size)
+        return self._gather(self._stack([x, y]), pick)
 
     # -- activations --------------------------------------------------------------------------------
 
@@ -649,6 +920,11 @@ class NetworkBuilder:
         from ..activations import get
 
         return self._activate(x, get(kind, **params))
+
+    def hard_swish(self, x: Sym) -> Sym:
+        """``x relu6(x + 3) / 6``: piecewise quadratic, a certified sandwich like the smooth kinds
+        (:class:`relumilp.activations.HardSwish`)."""
+        return self.smooth(x, "hard_swish")
 
     def clip(self, x: Sym, low=None, high=None) -> Sym:
         """``min(max(x, low), high)``: ReLU for [0, inf), clipped ReLU for [0, c], clip for a finite

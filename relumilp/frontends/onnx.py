@@ -1,7 +1,9 @@
 """ONNX frontend: a ``.onnx`` model (or ``onnx.ModelProto``) of piecewise-linear layers to the IR.
 
-Dense, convolutional (Conv, ConvTranspose, AveragePool) and re-indexing operators (Pad, Slice, Gather
-with constant indices, Split, Concat, Transpose, Reshape...) all become sparse or dense affine maps.
+Dense, convolutional (Conv, ConvTranspose, AveragePool), resizing (Resize, Upsample), reducing (ReduceSum,
+ReduceMean) and re-indexing operators (Pad, Slice, Gather with constant indices, Split, Concat, Transpose,
+Reshape, Expand, Tile, Where with a constant condition...) all become sparse or dense affine maps. GELU as
+exporters spell it with Erf is fused into one Gelu node first (:func:`_fused`).
 
 Nodes are visited in graph order. Nodes whose inputs are all constants (initializers, ``Constant``
 nodes, shape arithmetic) are evaluated with ONNX's reference evaluator; the others must be one of
@@ -14,6 +16,7 @@ graph inputs are constants; the network input is the one graph input that is not
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import Callable
 
@@ -232,18 +235,17 @@ def _conv_transpose(b, node, values, attrs, opset):
 
 def _average_pool(b, node, values, attrs, opset):
     x, kernel = values[0], [int(k) for k in attrs["kernel_shape"]]
-    if attrs.get("ceil_mode", 0):
-        raise b.unsupported("AveragePool with ceil_mode=1", ["AveragePool with ceil_mode=0"])
     stride, pads, dilation = _window_attrs(b, x, attrs, kernel, "AveragePool")
-    return b.avg_pool(x, kernel, stride, pads, bool(attrs.get("count_include_pad", 0)), dilation)
+    return b.avg_pool(x, kernel, stride, pads, bool(attrs.get("count_include_pad", 0)), dilation,
+                      bool(attrs.get("ceil_mode", 0)))
 
 
 def _max_pool(b, node, values, attrs, opset):
     x, kernel = values[0], [int(k) for k in attrs["kernel_shape"]]
-    if attrs.get("ceil_mode", 0) or sum(1 for o in node.output if o) > 1:
-        raise b.unsupported("MaxPool with ceil_mode=1 or an Indices output", ["MaxPool with ceil_mode=0, one output"])
+    if sum(1 for o in node.output if o) > 1:
+        raise b.unsupported("MaxPool with an Indices output", ["MaxPool with one output"])
     stride, pads, dilation = _window_attrs(b, x, attrs, kernel, "MaxPool")
-    return b.max_pool(x, kernel, stride, pads, dilation)
+    return b.max_pool(x, kernel, stride, pads, dilation, bool(attrs.get("ceil_mode", 0)))
 
 
 def _global_average_pool(b, node, values, attrs, opset):
@@ -315,6 +317,94 @@ def _split(b, node, values, attrs, opset):
     return b.split(x, [int(s) for s in np.asarray(sizes).reshape(-1)], axis)
 
 
+def _text(value, default: str) -> str:
+    value = default if value is None else value
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _constant_input(b, value, what: str):
+    """An optional constant input as a flat array, None when absent or empty."""
+    if is_sym(value):
+        raise b.unsupported(f"{what} computed from the network input", [f"constant {what}"])
+    return None if value is None or np.size(value) == 0 else np.asarray(value).reshape(-1)
+
+
+def _resize(b, node, values, attrs, opset):
+    """Resize (opset 10 to 19) and Upsample (opset 7 to 9): constant scales or sizes, nearest or linear."""
+    x = values[0]
+    if node.op_type == "Upsample" or opset < 11:
+        # Upsample and Resize-10: scales only, asymmetric coordinates, nearest rounds down
+        scales = attrs.get("scales") if "scales" in attrs else _constant_input(b, values[-1], "Resize scales")
+        sizes, transform, nearest_mode, axes = None, "asymmetric", "floor", None
+    else:
+        scales = _constant_input(b, _optional(values, 2), "Resize scales")
+        sizes = _constant_input(b, _optional(values, 3), "Resize sizes")
+        transform = _text(attrs.get("coordinate_transformation_mode"), "half_pixel")
+        nearest_mode = _text(attrs.get("nearest_mode"), "round_prefer_floor")
+        axes = attrs.get("axes")
+    mode = _text(attrs.get("mode"), "nearest")
+    axes = list(range(x.ndim)) if axes is None else [int(a) % x.ndim for a in axes]
+    if scales is None and sizes is None:
+        raise b.invalid("Resize needs scales or sizes")
+    if transform == "tf_crop_and_resize":
+        raise b.unsupported("Resize coordinate_transformation_mode 'tf_crop_and_resize'", b.RESIZE_TRANSFORMS)
+    full_scales, shape = [1.0] * x.ndim, list(x.shape)
+    if sizes is not None:
+        sizes = [int(v) for v in sizes]
+        policy = _text(attrs.get("keep_aspect_ratio_policy"), "stretch")
+        ratios = [sizes[i] / x.shape[a] for i, a in enumerate(axes)]
+        if policy in ("not_larger", "not_smaller"):
+            common = min(ratios) if policy == "not_larger" else max(ratios)
+            ratios = [common] * len(axes)
+            sizes = [int(np.floor(common * x.shape[a] + 0.5)) for a in axes]  # round half up, as ONNX
+        elif policy != "stretch":
+            raise b.unsupported(f"Resize keep_aspect_ratio_policy {policy!r}", ["stretch", "not_larger", "not_smaller"])
+        for i, a in enumerate(axes):
+            full_scales[a], shape[a] = ratios[i], sizes[i]
+    else:
+        for i, a in enumerate(axes):
+            full_scales[a] = float(scales[i])
+            shape[a] = int(np.floor(x.shape[a] * float(scales[i])))
+    if attrs.get("antialias", 0) and mode != "nearest" and min(full_scales) < 1.0:
+        raise b.unsupported("Resize with antialias when downsampling", ["antialias=0, or upsampling only"])
+    return b.resize(x, shape, full_scales, mode, transform, nearest_mode)
+
+
+def _reduce(b, node, values, attrs, opset):
+    """ReduceSum / ReduceMean (sparse sums) and ReduceMax / ReduceMin (exact ReLU trees); axes as an
+    attribute (before opset 13 or 18, by operator) or a constant input."""
+    x = values[0]
+    if "axes" in attrs:
+        axes = [int(a) for a in attrs["axes"]]
+    else:
+        axes = _constant_input(b, _optional(values, 1), "reduction axes")
+        axes = None if axes is None else [int(a) for a in axes]
+    if axes is None and attrs.get("noop_with_empty_axes", 0):
+        return x
+    keep = bool(attrs.get("keepdims", 1))
+    if node.op_type in ("ReduceMax", "ReduceMin"):
+        return b.reduce_max(x, axes, keep, minimum=node.op_type == "ReduceMin")
+    return b.reduce_sum(x, axes, keep, mean=node.op_type == "ReduceMean")
+
+
+def _expand(b, node, values, attrs, opset):
+    shape = _constant_input(b, values[1], "Expand shape")
+    return b.expand(values[0], [] if shape is None else [int(d) for d in shape])
+
+
+def _tile(b, node, values, attrs, opset):
+    x, repeats = values[0], _constant_input(b, values[1], "Tile repeats")
+    return x if repeats is None else b.tile(x, [int(r) for r in repeats])
+
+
+def _swish(b, node, values, attrs, opset):
+    """Swish ``x sigmoid(alpha x)`` (ONNX opset 24): SiLU at ``alpha = 1``."""
+    alpha = float(attrs.get("alpha", 1.0))
+    if alpha != 1.0:
+        raise b.unsupported(f"Swish alpha {alpha:g}", ["alpha = 1 (SiLU)"])
+    return b.smooth(values[0], "silu")
+
+
 _Handler = Callable[[NetworkBuilder, object, list, dict, int], object]
 
 _OPS: dict[str, _Handler] = {
@@ -359,6 +449,22 @@ _OPS: dict[str, _Handler] = {
     "Gather": _gather,
     "Split": _split,
     "MaxPool": _max_pool,
+    "Resize": _resize,
+    "Upsample": _resize,
+    "ReduceSum": _reduce,
+    "ReduceMean": _reduce,
+    "ReduceMax": _reduce,
+    "ReduceMin": _reduce,
+    "GlobalMaxPool": lambda b, n, v, a, o: b.reduce_max(v[0], list(range(2, v[0].ndim)), True),
+    "Expand": _expand,
+    "Tile": _tile,
+    "Where": lambda b, n, v, a, o: b.select(v[0], v[1], v[2]),
+    "HardSwish": lambda b, n, v, a, o: b.hard_swish(v[0]),
+    "DepthToSpace": lambda b, n, v, a, o: b.depth_to_space(v[0], a["blocksize"], _text(a.get("mode"), "DCR")),
+    "SpaceToDepth": lambda b, n, v, a, o: b.depth_to_space(v[0], a["blocksize"], "DCR", inverse=True),
+    "Mean": lambda b, n, v, a, o: b.div(_sum(b, n, v, a, o), float(len(v))),
+    "Size": lambda b, n, v, a, o: np.array(v[0].size, dtype=np.int64),
+    "Swish": _swish,
 }
 
 SUPPORTED_OPS = tuple(sorted(_OPS)) + ("Constant",)
@@ -446,6 +552,87 @@ def _fold(node, values: list, opsets) -> list:
         ) from None
 
 
+def _scalar_constant(name: str, constants: dict, producers: dict) -> float | None:
+    """The value of a one-element constant (an initializer or a ``Constant`` node), else None."""
+    value = constants.get(name)
+    node = producers.get(name)
+    if value is None and node is not None and node.op_type == "Constant":
+        attr = next((a for a in node.attribute if a.name in ("value", "value_float")), None)
+        value = None if attr is None else helper.get_attribute_value(attr)
+        value = numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else value
+    if value is None or np.size(value) != 1:
+        return None
+    return float(np.asarray(value, dtype=np.float64).reshape(-1)[0])
+
+
+def _erf_gate_input(gate: str, constants: dict, producers: dict) -> str | None:
+    """``x`` when tensor ``gate`` is ``1 + erf(x / sqrt 2)`` (GELU's gate as exporters spell it), else None.
+    The constants are compared in float32, the precision they are stored in."""
+    same = lambda value, target: value is not None and np.float32(value) == np.float32(target)  # noqa: E731
+    add = producers.get(gate)
+    if add is None or add.op_type != "Add" or len(add.input) != 2:
+        return None
+    for erf_out, one in (tuple(add.input), tuple(add.input)[::-1]):
+        erf = producers.get(erf_out)
+        if not same(_scalar_constant(one, constants, producers), 1.0) or erf is None or erf.op_type != "Erf":
+            continue
+        scale = producers.get(erf.input[0])
+        if scale is not None and scale.op_type == "Div" and same(
+                _scalar_constant(scale.input[1], constants, producers), math.sqrt(2.0)):
+            return scale.input[0]
+        if scale is not None and scale.op_type == "Mul":
+            for x, c in (tuple(scale.input), tuple(scale.input)[::-1]):
+                if same(_scalar_constant(c, constants, producers), math.sqrt(0.5)):
+                    return x
+    return None
+
+
+def _fused(graph, constants: dict) -> list:
+    """The graph's nodes with GELU as exporters spell it below opset 20 replaced by ``Gelu``, and the nodes
+    nothing then reads dropped.
+
+    ``x * (1 + erf(x / sqrt 2))`` (a ``Mul`` of ``x`` and the gate, the ``1/2`` applied before or after)
+    becomes ``Gelu(x)`` (times 2 when the half comes after). Erf alone is not an activation relumilp has,
+    and the product is of two network values, so without this fusion such networks cannot load.
+    """
+    producers = {o: n for n in graph.node for o in n.output if o}
+    nodes, fused = [], False
+    for node in graph.node:
+        if node.op_type == "Mul" and node.domain in ("", "ai.onnx") and len(node.input) == 2:
+            for side, gate in (tuple(node.input), tuple(node.input)[::-1]):
+                x = _erf_gate_input(gate, constants, producers)
+                if x is None:
+                    continue
+                half = producers.get(side)
+                if side == x:  # x * gate = 2 gelu(x); the 1/2 comes after
+                    twice, two = f"{node.output[0]}__gelu", f"{node.output[0]}__two"
+                    nodes += [helper.make_node("Gelu", [x], [twice], name=f"{node.name}__gelu"),
+                              helper.make_node("Constant", [], [two], value=numpy_helper.from_array(np.float32(2.0))),
+                              helper.make_node("Mul", [twice, two], list(node.output), name=node.name)]
+                    fused = True
+                    break
+                if half is not None and half.op_type == "Mul" and any(
+                        a == x and np.float32(_scalar_constant(c, constants, producers) or 0.0) == np.float32(0.5)
+                        for a, c in (tuple(half.input), tuple(half.input)[::-1])):
+                    nodes.append(helper.make_node("Gelu", [x], list(node.output), name=node.name))
+                    fused = True
+                    break
+            else:
+                nodes.append(node)
+            continue
+        nodes.append(node)
+    if not fused or any(
+            a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in nodes for a in n.attribute):
+        return nodes  # nothing fused (or subgraphs, which read outer values without listing them): keep all
+    needed = {o.name for o in graph.output}
+    kept = []
+    for node in reversed(nodes):  # backwards: a node is kept when a kept node or the output reads it
+        if any(o in needed for o in node.output):
+            kept.append(node)
+            needed.update(i for i in node.input if i)
+    return kept[::-1]
+
+
 def _convert(b: NetworkBuilder, node, env: dict, opsets, opset: int) -> None:
     label = node.name or (node.output[0] if node.output else "?")
     b.where = f"ONNX node '{label}' ({node.op_type})"
@@ -478,7 +665,7 @@ def from_onnx(source, name: str | None = None) -> Network:
     b = NetworkBuilder()
     input_name, x = _input_value(model, constants, b)
     env = {**constants, input_name: x}
-    for node in graph.node:
+    for node in _fused(graph, constants):
         _convert(b, node, env, model.opset_import, opset)
     if len(graph.output) != 1:
         raise InvalidNetworkError(f"the ONNX model has {len(graph.output)} outputs; relumilp needs exactly one")

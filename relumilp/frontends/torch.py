@@ -11,6 +11,7 @@ conditions) are evaluated with torch itself; the rest must be one of the piecewi
 from __future__ import annotations
 
 import inspect
+import math
 import operator
 import pickle
 import warnings
@@ -37,6 +38,10 @@ SUPPORTED_LAYERS = (
     "ConvTranspose1d/2d",
     "AvgPool1d/2d",
     "MaxPool1d/2d",
+    "Upsample (nearest, bilinear...)",
+    "AdaptiveAvgPool1d/2d, AdaptiveMaxPool1d/2d",
+    "PixelShuffle / PixelUnshuffle",
+    "Hardswish",
     "Flatten",
     "Identity",
     "Dropout",
@@ -293,7 +298,7 @@ def _conv(b, a):
 
 
 def _avg_pool(b, a):
-    """avg_pool1d/2d/3d (floor mode)."""
+    """avg_pool1d/2d/3d (floor or ceil mode)."""
     x = a(0, "input")
     d = {"avg_pool1d": 1, "avg_pool2d": 2, "avg_pool3d": 3}[a.op.name]
     kernel = _per_dim(a(1, "kernel_size"), d)
@@ -302,22 +307,22 @@ def _avg_pool(b, a):
     pads = _per_dim(a(3, "padding", 0), d)
     ceil_mode, include = a(4, "ceil_mode", False), a(5, "count_include_pad", True)
     divisor = a(6, "divisor_override", None) if d > 1 else None
-    if ceil_mode or divisor is not None:
-        raise b.unsupported("average pooling with ceil_mode or divisor_override", ["floor-mode average pooling"])
-    return b.avg_pool(x, kernel, stride, pads + pads, bool(include))
+    if divisor is not None:
+        raise b.unsupported("average pooling with divisor_override", ["average pooling without divisor_override"])
+    return b.avg_pool(x, kernel, stride, pads + pads, bool(include), ceil_mode=bool(ceil_mode))
 
 
 def _max_pool(b, a):
-    """max_pool1d/2d (floor mode, no indices)."""
+    """max_pool1d/2d (floor or ceil mode, no indices)."""
     x = a(0, "input")
     d = 1 if "1d" in a.op.name else 2
     kernel = _per_dim(a(1, "kernel_size"), d)
     stride = a(2, "stride", None)
     stride = kernel if stride in (None, [], ()) else _per_dim(stride, d)
     pads, dilation = _per_dim(a(3, "padding", 0), d), _per_dim(a(4, "dilation", 1), d)
-    if a(5, "ceil_mode", False) or a.kwargs.get("return_indices"):
-        raise b.unsupported("max pooling with ceil_mode or return_indices", ["floor-mode max pooling"])
-    return b.max_pool(x, kernel, stride, pads + pads, dilation)
+    if a(6, "return_indices", False):
+        raise b.unsupported("max pooling with return_indices", ["max pooling without indices"])
+    return b.max_pool(x, kernel, stride, pads + pads, dilation, bool(a(5, "ceil_mode", False)))
 
 
 def _pad(b, a):
@@ -357,6 +362,109 @@ def _split(b, a):
     if not isinstance(sizes, (list, tuple)):
         sizes = [int(sizes)] * (length // int(sizes)) + ([length % int(sizes)] if length % int(sizes) else [])
     return b.split(x, [int(s) for s in sizes], dim)
+
+
+def _reduce(b, a):
+    """sum / mean / amax / amin over ``dim`` (all when absent), ``keepdim``; a dtype argument changes nothing
+    in float64."""
+    x, dim = a(0, "input"), a(1, "dim", None)
+    dims = None if dim is None or (isinstance(dim, (list, tuple)) and not dim) else \
+        [int(d) for d in (dim if isinstance(dim, (list, tuple)) else [dim])]
+    keep = bool(a(2, "keepdim", False))
+    if a.op.name in ("amax", "amin"):
+        return b.reduce_max(x, dims, keep, minimum=a.op.name == "amin")
+    return b.reduce_sum(x, dims, keep, mean=a.op.name == "mean")
+
+
+def _expand(b, a):
+    """Tensor.expand: ``-1`` keeps a dimension; new leading dimensions are prepended."""
+    x, first = a(0, "input"), a(1, "size")
+    # a list (ATen, with TorchScript's trailing ``implicit`` flag) or sizes as separate arguments
+    sizes = [int(d) for d in first] if isinstance(first, (list, tuple, torch.Size)) else _shape_arg(a, "size")
+    lead = len(sizes) - x.ndim
+    shape = [x.shape[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(sizes)]
+    return b.expand(x, shape)
+
+
+_INTERPOLATION = {  # torch mode -> (ONNX Resize mode, coordinate transform, nearest rounding)
+    "nearest": ("nearest", "asymmetric", "floor"),
+    "nearest-exact": ("nearest", "tf_half_pixel_for_nn", "floor"),
+    "linear": ("linear", "half_pixel", "floor"),
+    "bilinear": ("linear", "half_pixel", "floor"),
+    "trilinear": ("linear", "half_pixel", "floor"),
+}
+
+
+def _resized(b, x, size, scale_factor, mode: str, align_corners, recompute: bool = False):
+    """torch's interpolation of the spatial dimensions (all after batch and channel) as a builder resize.
+
+    torch reads the input at ``dst * in / out`` (nearest), ``(dst + 1/2) in / out - 1/2`` clamped at 0
+    (linear) or ``dst (in - 1) / (out - 1)`` (``align_corners``), with ``1 / scale_factor`` for
+    ``in / out`` when a scale factor is given (and not recomputed): ONNX Resize's transforms with the
+    scale ``out / in`` or ``scale_factor``. The output size is ``size``, else ``floor(in * scale_factor)``.
+    """
+    if mode == "area":  # torch computes it as adaptive average pooling to the output size
+        if size is None:
+            factors = scale_factor if isinstance(scale_factor, (list, tuple)) else [scale_factor] * (x.ndim - 2)
+            size = [int(math.floor(n * float(f))) for n, f in zip(x.shape[2:], factors)]
+        return b.adaptive_avg_pool(x, size if isinstance(size, (list, tuple, torch.Size)) else [size] * (x.ndim - 2))
+    if mode not in _INTERPOLATION:
+        raise b.unsupported(f"interpolation mode {mode!r}", list(_INTERPOLATION) + ["area"])
+    resize_mode, transform, rounding = _INTERPOLATION[mode]
+    if align_corners and resize_mode == "linear":
+        transform = "align_corners"
+    d = x.ndim - 2
+    if d < 1:
+        raise b.invalid(f"interpolation needs a batch and a channel dimension, got shape {x.shape}")
+    spatial = x.shape[2:]
+    per_dim = lambda v: list(v) if isinstance(v, (list, tuple, torch.Size)) else [v] * d  # noqa: E731
+    factors = [None] * d if scale_factor is None or recompute else per_dim(scale_factor)
+    if size is not None:
+        out = [int(v) for v in per_dim(size)]
+    elif scale_factor is not None and None not in per_dim(scale_factor):
+        out = [int(math.floor(n * float(f))) for n, f in zip(spatial, per_dim(scale_factor))]
+    else:
+        raise b.invalid("interpolation needs a size or a scale factor")
+    scales = [o / n if f is None else float(f) for f, o, n in zip(factors, out, spatial)]
+    return b.resize(x, list(x.shape[:2]) + out, [1.0, 1.0] + scales, resize_mode, transform, rounding)
+
+
+def _adaptive_pool(b, a):
+    """adaptive_avg_pool1d/2d and adaptive_max_pool1d/2d to ``output_size`` (an int or one entry per
+    dimension, None keeps one). ATen's max pools also return indices, which nothing may read."""
+    x, size = a(0, "input"), a(1, "output_size")
+    d = 1 if "1d" in a.op.name else 2
+    size = list(size) if isinstance(size, (list, tuple, torch.Size)) else [size] * d
+    if "avg" in a.op.name:
+        return b.adaptive_avg_pool(x, size)
+    if a(2, "return_indices", False):
+        raise b.unsupported("adaptive max pooling with return_indices", ["adaptive max pooling without indices"])
+    y = b.adaptive_max_pool(x, size)
+    aten = a.op.call is not None and not inspect.isfunction(a.op.call)  # torch.export, TorchScript
+    return (y, None) if aten else y
+
+
+def _interpolate(b, a):
+    """F.interpolate (and nn.Upsample)."""
+    if a(6, "antialias", False):
+        raise b.unsupported("interpolation with antialias", ["antialias=False"])
+    return _resized(b, a(0, "input"), a(1, "size", None), a(2, "scale_factor", None), a(3, "mode", "nearest"),
+                    a(4, "align_corners", None), bool(a(5, "recompute_scale_factor", None)))
+
+
+def _upsample(b, a):
+    """ATen upsample_nearest/linear/bilinear/trilinear (TorchScript, torch.export): ``(input, output_size,
+    [align_corners,] scale_factors)`` (``.vec``) or ``(input, output_size, [align_corners,] scale_1, ...)``."""
+    name = a.op.name
+    mode = ("nearest-exact" if "nearest_exact" in name else "nearest" if "nearest" in name
+            else "bilinear" if "bilinear" in name else "trilinear" if "trilinear" in name else "linear")
+    rest = list(a.args[1:]) + list(a.kwargs.values())
+    size = rest.pop(0) if rest else None
+    align = rest.pop(0) if mode in ("linear", "bilinear", "trilinear") and rest else None
+    scales = rest[0] if len(rest) == 1 and isinstance(rest[0], (list, tuple)) else rest
+    if not scales or all(v is None for v in scales):
+        scales = None
+    return _resized(b, a(0, "input"), size, scales, mode, align)
 
 
 def _index_select(b, a):
@@ -434,13 +542,41 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "minimum": lambda b, a: b.minimum(a(0, "input"), a(1, "other")),
     "split_with_sizes": _split,
     "index_select": _index_select,
+    "interpolate": _interpolate,
+    "upsample_nearest1d": _upsample,
+    "upsample_nearest2d": _upsample,
+    "upsample_nearest3d": _upsample,
+    "_upsample_nearest_exact1d": _upsample,
+    "_upsample_nearest_exact2d": _upsample,
+    "upsample_linear1d": _upsample,
+    "upsample_bilinear2d": _upsample,
+    "upsample_trilinear3d": _upsample,
+    "hardswish": lambda b, a: b.hard_swish(a(0, "input")),
+    "pixel_shuffle": lambda b, a: b.depth_to_space(a(0, "input"), int(a(1, "upscale_factor")), "CRD"),
+    "pixel_unshuffle": lambda b, a: b.depth_to_space(a(0, "input"), int(a(1, "downscale_factor")), "CRD",
+                                                     inverse=True),
+    "adaptive_avg_pool1d": _adaptive_pool,
+    "adaptive_avg_pool2d": _adaptive_pool,
+    "_adaptive_avg_pool2d": _adaptive_pool,
+    "adaptive_max_pool1d": _adaptive_pool,
+    "adaptive_max_pool2d": _adaptive_pool,
+    "sum": _reduce,
+    "mean": _reduce,
+    "amax": _reduce,
+    "amin": _reduce,
+    "expand": _expand,
+    "repeat": lambda b, a: b.tile(a(0, "input"), _shape_arg(a, "repeats")),
+    "where": lambda b, a: b.select(a(0, "condition"), a(1, "input"), a(2, "other")),
 }
 
 SUPPORTED_OPS = (
     "linear", "addmm", "matmul/mm (by a constant)", "add", "sub", "mul/div (by a constant)", "relu",
     "leaky_relu", "relu6", "hardtanh/clamp (to [a, b] or [0, inf))", "hardsigmoid", "prelu", "abs",
     "maximum/minimum (of two values, or with a constant)", "sigmoid", "tanh", "silu", "softplus", "elu", "gelu",
-    "batch_norm (eval)", "dropout",
+    "batch_norm (eval)", "dropout", "interpolate/upsample (nearest, nearest-exact, (bi/tri)linear, area)",
+    "adaptive_avg/max_pool1d/2d", "pixel_shuffle/unshuffle", "hardswish",
+    "x * sigmoid(x) (silu)", "x * hardsigmoid(x), x * relu6(x + 3) (hardswish)", "sum/mean/amax/amin (over dims)",
+    "expand", "repeat", "where (constant condition)",
     "flatten", "view/reshape", "cat", "t/transpose/permute", "slicing", "conv1d/conv2d (convolution)",
     "conv_transpose1d/2d", "avg_pool1d/2d", "pad/constant_pad_nd", "squeeze/unsqueeze", "split",
     "index_select", "max_pool1d/2d",
@@ -582,7 +718,8 @@ _LEAF_TYPES = (
     nn.Linear, nn.ReLU, nn.LeakyReLU, nn.Hardtanh, nn.Hardsigmoid, nn.PReLU, nn.Flatten, nn.Identity,
     nn.modules.dropout._DropoutNd,
     nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d, nn.ConvTranspose2d,
-    nn.AvgPool1d, nn.AvgPool2d, nn.MaxPool1d, nn.MaxPool2d,
+    nn.AvgPool1d, nn.AvgPool2d, nn.MaxPool1d, nn.MaxPool2d, nn.Upsample, nn.Hardswish, nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.PixelShuffle, nn.PixelUnshuffle,
 )  # fmt: skip
 
 
@@ -641,6 +778,21 @@ def _layer_op(module: nn.Module, target: str) -> tuple[str, tuple, str]:
         d = 1 if isinstance(module, nn.MaxPool1d) else 2
         return f"max_pool{d}d", (module.kernel_size, module.stride, module.padding, module.dilation,
                                  module.ceil_mode), where
+    if isinstance(module, nn.Upsample):
+        return "interpolate", (module.size, module.scale_factor, module.mode, module.align_corners,
+                               module.recompute_scale_factor), where
+    if isinstance(module, nn.Hardswish):
+        return "hardswish", (), where
+    if isinstance(module, nn.PixelShuffle):
+        return "pixel_shuffle", (module.upscale_factor,), where
+    if isinstance(module, nn.PixelUnshuffle):
+        return "pixel_unshuffle", (module.downscale_factor,), where
+    if isinstance(module, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)):
+        d = 1 if isinstance(module, nn.AdaptiveAvgPool1d) else 2
+        return f"adaptive_avg_pool{d}d", (module.output_size,), where
+    if isinstance(module, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)):
+        d = 1 if isinstance(module, nn.AdaptiveMaxPool1d) else 2
+        return f"adaptive_max_pool{d}d", (module.output_size, module.return_indices), where
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
         stats = (module.weight, module.bias, module.running_mean, module.running_var)
         return "batch_norm", stats + (False, 0.0, module.eps, False), where
@@ -697,9 +849,12 @@ def _fx_function_args(target, args, kwargs):
     """Python functions (torch.nn.functional) are bound by parameter name, as their order can differ from ATen's."""
     if inspect.isfunction(target):
         try:
-            bound = inspect.signature(target).bind(*args, **kwargs)
-        except TypeError:
+            signature = inspect.signature(target)
+            bound = signature.bind(*args, **kwargs)
+        except (TypeError, ValueError):
             return args, kwargs
+        if any(p.kind == p.VAR_POSITIONAL for p in signature.parameters.values()):
+            return args, kwargs  # a dispatch wrapper (F.max_pool2d): its real parameters are not named
         bound.apply_defaults()
         return (), dict(bound.arguments)
     return args, kwargs
