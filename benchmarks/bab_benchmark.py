@@ -49,14 +49,20 @@ NETS = "peaks-2-32x2,peaks-2-64x2,peaks-2-64x3,rosenbrock-4-64x3,acasxu-1_1,rand
 
 
 def rosenbrock_net() -> Network:
+    """The Rosenbrock surrogate, trained once (deterministic seed) and kept in ``results/cache``."""
     from relumilp.frontends import load_network
     from relumilp.train import fit_surrogate
 
+    cached = RESULTS / "cache" / "rosenbrock-4-64x3.npz"
+    if cached.is_file():
+        return Network.load(cached)
     problem = rosenbrock_problem()
     X, Y, _, _ = problem.data(0)
     model, _ = fit_surrogate(X, Y, hidden=(64, 64, 64), epochs=200, seed=0, device="cpu", val_split=0.0,
                              bounds=(problem.lower, problem.upper))
-    return load_network(model)
+    net = load_network(model)
+    net.save(cached)
+    return net
 
 
 def random_net(n_in: int = 8, width: int = 100, depth: int = 3, seed: int = 0) -> Network:
