@@ -149,7 +149,7 @@ def add_network(
         An :class:`relumilp.InputDomain`, ``(lower, upper)`` or a dict with ``lower``/``upper``/``A``/``b``;
         defaults to the bounds of ``inputs``.
     tighten, scale, bounds:
-        Bound method (``interval``, ``symbolic``, ``lp``, ``milp``), a-posteriori scaling, or
+        Bound method (``interval``, ``symbolic``, ``alpha``, ``lp``, ``milp``), a-posteriori scaling, or
         precomputed bounds; see :func:`relumilp.compile_network`.
 
     The block carries ``block.compiled`` (the :class:`~relumilp.pipeline.CompiledNetwork`), which
