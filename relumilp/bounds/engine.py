@@ -46,7 +46,7 @@ per bounded form (``sense``: the output's ``"lower"``, ``"upper"`` or ``"both"``
 parent node's) or from the plain relaxation, keeping per form the best ``t`` seen. With
 ``"nodes": "all"`` (the ``alpha`` bound method, :func:`relumilp.bounds.symbolic.alpha_bounds`) every
 affine node that feeds an activation gets the same treatment, in topological order, for its lower and
-upper bound of each neuron still undecided (batched over the node's neurons, in chunks), so later nodes
+upper bound of each neuron still unstable (batched over the node's neurons, in chunks), so later nodes
 are relaxed with the tightened bounds; otherwise the intermediate nodes keep their plain bounds. The gradient pass is never trusted: the bound is evaluated again at the
 chosen ``t`` (clamped to ``[0, 1]``) with the same margins as every back-substituted bound, then
 intersected with the plain one, so it is sound and never looser. The result carries the parameters
@@ -340,8 +340,8 @@ class BoundEngine:
                 if every_layer and op.name in self.readers and op.name in self.symbolic:
                     # optimised slopes for this node's own bounds, on the neurons still undecided, so
                     # that the relaxations downstream are built from the tightened bounds
-                    undecided = self._mask(op.name, l, u, "undecided")
-                    l, u, done = self._refine(index, l, u, undecided, lo, hi, relax, deadline, optimise)
+                    l, u, done = self._refine(index, l, u, self._unstable(op.name, l, u), lo, hi, relax, deadline,
+                                              optimise)
                     complete = complete and done
                     l, u, empty = self._split(op.name, l, u, splits, empty)
             else:
@@ -525,6 +525,15 @@ class BoundEngine:
             ph = phases(self.nodes[op.name], lower, upper)
             undecided |= ~ph.stable_inactive  # off the identity piece: no bound needed
         return torch.from_numpy(undecided).to(l.device)
+
+    def _unstable(self, name, l, u):
+        """(B, size) mask of the neurons of affine node ``name`` that some activation reading it has
+        unstable (their phase open: the only ones whose bounds change a relaxation or a binary)."""
+        lower, upper = l.cpu().numpy(), u.cpu().numpy()
+        unstable = np.zeros(lower.shape, dtype=bool)
+        for op in self.readers[name]:
+            unstable |= phases(self.nodes[op.name], lower, upper).unstable
+        return torch.from_numpy(unstable).to(l.device)
 
     def _refine(self, index, l, u, mask, lo, hi, relax, deadline: Deadline, optimise: dict | None = None):
         """Intersect ``[l, u]`` with back-substituted bounds on the masked neurons (per box).

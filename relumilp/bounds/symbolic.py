@@ -116,7 +116,7 @@ def alpha_bounds(net: Network, domain: InputDomain, start: Bounds | None = None,
     gets its bounds from back-substitution whose lower lines are optimised: each unstable neuron of an
     earlier activation with a :meth:`~relumilp.activations.Activation.lower_family` (ReLU:
     ``s x`` with ``s = alpha + t (1 - alpha)``, ``t`` in ``[0, 1]``) gets its own ``t`` per bounded
-    form (the lower and upper bound of each neuron still undecided), ``steps`` projected Adam steps
+    form (the lower and upper bound of each neuron still unstable), ``steps`` projected Adam steps
     (``lr``) on the bounds, batched over the layer's neurons. Later layers use the tightened earlier
     bounds. Each bound is evaluated again soundly at the chosen ``t`` (every ``t`` in ``[0, 1]`` is a
     valid relaxation, so the gradient pass is never trusted), with the engine's round-off margins,
