@@ -16,11 +16,12 @@ HiGHS from the forward pass at the domain's centre (its default).
   :func:`benchmarks.problems.reformer` data, seed 0; needs ``reformer.csv``): maximise H2 minus a
   steam cost ``0.02 * NG steam ratio`` subject to the problem's output constraint ``N2 <= median N2``
   and ``bypass fraction + NG steam ratio <= 1.6``. The network's own maximiser of H2 breaks the N2
-  limit, so there the search start is only a hint.
+  limit, so there the search start is only a hint;
+* **reformer64** -- the same model with a reformer surrogate 2-64-64-2 (harder).
 
-Run (about 30 min on 2 shared cores)::
+Run (about 50 min on 2 shared cores)::
 
-    nice python -m benchmarks.pyomo_embedding [--problems peaks reformer] [--time-limit 120]
+    nice python -m benchmarks.pyomo_embedding [--problems peaks reformer reformer64] [--time-limit 120]
 
 writes ``benchmarks/results/pyomo_embedding.csv`` and prints the table.
 """
@@ -105,7 +106,8 @@ def reformer_model(net: Network, tighten: str, deadline: Deadline):
     return m, block, problem.objective_index
 
 
-PROBLEMS = {"peaks": ("peaks-2-64x3", peaks_model), "reformer": ("reformer-2-32x2", reformer_model)}
+PROBLEMS = {"peaks": ("peaks-2-64x3", peaks_model), "reformer": ("reformer-2-32x2", reformer_model),
+            "reformer64": ("reformer-2-64x2", reformer_model)}
 
 
 def run(problem: str, tighten: str, start: bool, time_limit: float, search_limit: float) -> dict:
