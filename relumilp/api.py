@@ -2,7 +2,8 @@
 
 The block is a declared Pyomo block type (like OMLT's blocks and gurobi-machinelearning's predictor
 constraints): besides the variables and rows, it carries the compiled network and can start itself
-from a forward pass (:meth:`~NetworkBlockData.warm_start`), check solver values against the forward
+from a forward pass (:meth:`~NetworkBlockData.warm_start`) or from the engine's best point
+(:meth:`~NetworkBlockData.warm_start_from_search`), check solver values against the forward
 pass (:meth:`~NetworkBlockData.check`) and report its size (:meth:`~NetworkBlockData.stats`).
 
 >>> import pyomo.environ as pyo, relumilp
@@ -71,24 +72,61 @@ class NetworkBlockData(BlockData):
 
     compiled: CompiledNetwork | None = None
     column_vars: list | None = None
+    #: the user's variables tied to the block's ``inputs`` / ``outputs`` by ``add_network`` (flat lists)
+    linked_inputs: list | None = None
+    linked_outputs: list | None = None
 
     def warm_start(self, x=None) -> None:
         """Set every variable of the block from the forward pass at input ``x``: a MIP start.
 
-        Without ``x``, the block's current input values are used, and the domain's centre where
-        they are unset. The values come from :func:`relumilp.formulation.bigm.start_vector`
-        (binaries follow the activation pattern), so the start satisfies every row of the block.
+        Without ``x``, the block's current input values are used, then the values of the user's
+        input variables tied to them, and the domain's centre where both are unset. The values come
+        from :func:`relumilp.formulation.bigm.start_vector` (binaries follow the activation pattern),
+        so the start satisfies every row of the block; the user's tied input and output variables get
+        the same values, so the link rows hold too.
         """
         from .formulation.bigm import start_vector
 
         compiled = self.compiled
         if x is None:
             x = _values(self.inputs)
+            if self.linked_inputs:
+                unset = np.isnan(x)
+                x[unset] = np.array([np.nan if v.value is None else v.value for v in self.linked_inputs])[unset]
             unset = np.isnan(x)
             x[unset] = ((compiled.domain.lower + compiled.domain.upper) / 2)[unset]
         vector = start_vector(compiled.network, compiled.milp, x)
         for var, value in zip(self.column_vars, vector):
             var.set_value(float(value), skip_validation=True)
+        for ours, theirs in ((self.inputs, self.linked_inputs), (self.outputs, self.linked_outputs)):
+            for i, var in enumerate(theirs or ()):
+                var.set_value(ours[i].value, skip_validation=True)
+
+    def warm_start_from_search(self, maximize: int | None = None, minimize: int | None = None, objective=None,
+                               time_limit: float | None = None, **optimize_options):
+        """Start the block from the engine's best point: :func:`relumilp.optimize` on this network alone.
+
+        Runs ``relumilp.optimize(network, domain, maximize / minimize / objective, time_limit=...)``
+        over the block's input domain, with the block's bounds (``optimize_options`` go to it, e.g.
+        ``method="bab"``), and, when it found a point, sets the block (and the user's variables tied to
+        its inputs and outputs) from the forward pass there (:meth:`warm_start`), so that
+        :func:`relumilp.solve` hands it to HiGHS as a MIP start. Returns :func:`~relumilp.optimize`'s
+        :class:`~relumilp.optimization.SolveResult` (its ``bound`` is a bound of the network alone).
+
+        The search knows only the network, its input domain and the objective given here (a linear
+        function of the outputs), not the rest of the model. The start is just a hint: where the
+        model's other constraints (rows on the inputs or outputs, further variables left unset) make
+        the point infeasible or poor, HiGHS may reject it or improve on it; the certificate of
+        :func:`relumilp.solve` does not depend on it.
+        """
+        from .optimization import optimize
+
+        compiled = self.compiled
+        result = optimize(compiled.network, compiled.domain, maximize, minimize, objective, bounds=compiled.bounds,
+                          time_limit=time_limit, **optimize_options)
+        if result.x is not None:
+            self.warm_start(np.asarray(result.x, dtype=np.float64))
+        return result
 
     def check(self, nodes: bool = False) -> BlockCheck:
         """Compare the block's output values with the forward pass at its input values.
@@ -149,7 +187,7 @@ def add_network(
         An :class:`relumilp.InputDomain`, ``(lower, upper)`` or a dict with ``lower``/``upper``/``A``/``b``;
         defaults to the bounds of ``inputs``.
     tighten, scale, bounds:
-        Bound method (``interval``, ``symbolic``, ``lp``, ``milp``), a-posteriori scaling, or
+        Bound method (``interval``, ``symbolic``, ``alpha``, ``lp``, ``milp``), a-posteriori scaling, or
         precomputed bounds; see :func:`relumilp.compile_network`.
 
     The block carries ``block.compiled`` (the :class:`~relumilp.pipeline.CompiledNetwork`), which
@@ -226,9 +264,9 @@ def populate_block(block: NetworkBlockData, compiled: CompiledNetwork, inputs=No
     block.column_vars = emit_block(compiled.milp, block)
     block.compiled = compiled
     if inputs:
-        link(block, "link_inputs", block.inputs, inputs, compiled.network.input_size)
+        block.linked_inputs = link(block, "link_inputs", block.inputs, inputs, compiled.network.input_size)
     if outputs is not None:
-        link(block, "link_outputs", block.outputs, outputs, compiled.network.output_size)
+        block.linked_outputs = link(block, "link_outputs", block.outputs, outputs, compiled.network.output_size)
     return block
 
 

@@ -90,7 +90,7 @@ def compile_network(
 ) -> CompiledNetwork:
     """Compile ``network`` (IR, torch module or model file) over ``domain`` into a big-M MILP.
 
-    ``tighten`` names the bound method (``interval``, ``symbolic``, ``lp``, ``milp``; each runs the
+    ``tighten`` names the bound method (``interval``, ``symbolic``, ``alpha``, ``lp``, ``milp``; each runs the
     cheaper ones first); precomputed ``bounds`` skip that step. ``scale`` applies a-posteriori ReLU
     scaling to normalise the big-M coefficients (function unchanged).
     """

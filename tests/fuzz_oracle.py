@@ -158,7 +158,7 @@ def make_case(seed: int, samples: int = 10_000, calls_per_case: int = 2) -> Case
                       "tighten": str(rng.choice(METHODS)), "scale": [False, "unit"][int(rng.integers(2))],
                       "method": ("milp", "auto")[k % 2]})
     calls.append({"kind": "verify", "sense": str(rng.choice(["max", "min"])), "output": int(rng.integers(n_out)),
-                  "margin": int(rng.choice([-1, 0, 1])), "tighten": [None, *METHODS][int(rng.integers(5))],
+                  "margin": int(rng.choice([-1, 0, 1])), "tighten": [None, *METHODS][int(rng.integers(len(METHODS) + 1))],
                   "input_split": [None, False][int(rng.integers(2))], "attack": [0, 1000][int(rng.random() < 0.3)]})
     calls.append({"kind": "bounds", "method": str(rng.choice(METHODS))})
     shape = "-".join(map(str, sizes))

@@ -1,10 +1,12 @@
 """Bound passes: sound lower/upper bounds on every node of a network over an input domain.
 
 ``compute_bounds(net, domain, method)`` runs the named method after all cheaper ones
-(interval -> symbolic -> LP-based OBBT -> MILP-based OBBT), each starting from the last one's bounds:
+(interval -> symbolic -> alpha -> LP-based OBBT -> MILP-based OBBT), each starting from the last one's bounds:
 
 * ``interval`` -- interval arithmetic (:mod:`.interval`);
 * ``symbolic`` -- CROWN/DeepPoly-style back-substitution, intersected with interval (:mod:`.symbolic`);
+* ``alpha`` -- back-substitution with optimised lower-line slopes (alpha-CROWN), layer by layer
+  (:func:`.symbolic.alpha_bounds`);
 * ``lp`` -- LP-based OBBT on the neurons symbolic bounds leave unstable (:mod:`.obbt`);
 * ``milp`` -- MILP-based OBBT on the neurons still unstable after LP, with a per-neuron time limit.
 
@@ -25,7 +27,7 @@ from .interval import interval_bounds
 __all__ = ["METHODS", "Bounds", "big_m_values", "compute_bounds", "interval_bounds", "phases", "stability_counts"]
 
 #: options that change the bounds OBBT computes (and so belong to the cache key)
-_RESULT_OPTIONS = ("milp_time_limit", "lp_time_limit", "mip_rel_gap", "tighten_outputs")
+_RESULT_OPTIONS = ("milp_time_limit", "lp_time_limit", "mip_rel_gap", "tighten_outputs", "steps", "lr")
 
 
 def compute_bounds(net: Network, domain, method: str = "interval", **options) -> Bounds:
@@ -45,6 +47,8 @@ def compute_bounds(net: Network, domain, method: str = "interval", **options) ->
     * ``cache`` -- a directory or ``.npz``/``.json`` file: reuse bounds computed before for the same
       network, domain, method and options, and store new ones;
     * ``stats`` -- a dict that receives OBBT solver statistics;
+    * ``steps``, ``lr`` -- projected Adam steps and step size of the ``alpha`` pass (also when it runs
+      before ``lp`` / ``milp``), defaults :data:`.symbolic.ALPHA_STEPS`, :data:`.symbolic.ALPHA_LR`;
     * ``time_limit`` -- seconds (or a :class:`relumilp.limits.Deadline`) for the whole call. Symbolic
       back-substitution and LP/MILP OBBT stop when it runs out and returns the sound bounds it has (neurons not yet tightened keep
       their interval/symbolic bounds) with ``bounds.complete = False``; such bounds are not cached;
@@ -78,7 +82,10 @@ def compute_bounds(net: Network, domain, method: str = "interval", **options) ->
 def _compute(net, domain, method, executor=None, workers=None, progress=False, stats=None, device=None,
              time_limit=None, **options):
     deadline = Deadline.of(time_limit)
-    if method in ("interval", "symbolic") and options:
+    alpha = {k: options.pop(k) for k in ("steps", "lr") if k in options}
+    if alpha and method in ("interval", "symbolic"):
+        raise RelumilpError(f"option(s) {', '.join(sorted(alpha))} only apply to the alpha, lp and milp methods")
+    if method in ("interval", "symbolic", "alpha") and options:
         raise RelumilpError(f"option(s) {', '.join(sorted(options))} only apply to the lp and milp methods")
     start = time.perf_counter()
     bounds = interval_bounds(net, domain)
@@ -89,6 +96,12 @@ def _compute(net, domain, method, executor=None, workers=None, progress=False, s
         start = time.perf_counter()
         bounds = symbolic_bounds(net, domain, start=bounds, device=device, deadline=deadline)
         times["symbolic"] = time.perf_counter() - start
+    if method not in ("interval", "symbolic"):
+        from .symbolic import alpha_bounds
+
+        start = time.perf_counter()
+        bounds = alpha_bounds(net, domain, start=bounds, device=device, deadline=deadline, **alpha)
+        times["alpha"] = time.perf_counter() - start
     bounds.times = times
     if method in ("lp", "milp"):
         from .obbt import obbt_bounds

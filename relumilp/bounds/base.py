@@ -25,7 +25,7 @@ class Bounds:
     lower, upper:
         ``{node name: array}`` for every node (input, affine and activation).
     method:
-        The strongest method that produced them (``interval``, ``symbolic``, ``lp`` or ``milp``).
+        The strongest method that produced them (``interval``, ``symbolic``, ``alpha``, ``lp`` or ``milp``).
     times:
         Seconds spent per method.
     complete:

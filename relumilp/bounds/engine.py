@@ -43,8 +43,11 @@ that expose such a family (:meth:`~relumilp.activations.Activation.lower_family`
 ``[0, 1]`` per neuron, every value valid) get ``t`` optimised for the output's bounds: one ``t`` per box,
 per bounded form (``sense``: the output's ``"lower"``, ``"upper"`` or ``"both"``) and per neuron,
 ``steps`` projected Adam steps (``lr``) on the sum of the bounds, starting from ``slopes`` (e.g. the
-parent node's) or from the plain relaxation, keeping per form the best ``t`` seen. The intermediate
-nodes keep their plain bounds. The gradient pass is never trusted: the bound is evaluated again at the
+parent node's) or from the plain relaxation, keeping per form the best ``t`` seen. With
+``"nodes": "all"`` (the ``alpha`` bound method, :func:`relumilp.bounds.symbolic.alpha_bounds`) every
+affine node that feeds an activation gets the same treatment, in topological order, for its lower and
+upper bound of each neuron still unstable (batched over the node's neurons, in chunks), so later nodes
+are relaxed with the tightened bounds; otherwise the intermediate nodes keep their plain bounds. The gradient pass is never trusted: the bound is evaluated again at the
 chosen ``t`` (clamped to ``[0, 1]``) with the same margins as every back-substituted bound, then
 intersected with the plain one, so it is sound and never looser. The result carries the parameters
 (``slopes``, warm starts) and per-neuron ``scores``: ``sum over forms of A+ gap_up + |A-| gap_low``,
@@ -327,6 +330,10 @@ class BoundEngine:
         """
         deadline = Deadline() if deadline is None else deadline
         complete = True
+        nodes = "output" if optimise is None else optimise.get("nodes", "output")
+        if nodes not in ("output", "all"):
+            raise RelumilpError(f"optimise nodes must be 'output' or 'all', got {nodes!r}")
+        every_layer = nodes == "all"
         lo: dict = {}
         hi: dict = {}
         relax: dict = {}
@@ -345,6 +352,13 @@ class BoundEngine:
                     l, u, done = self._refine(index, l, u, mask, lo, hi, relax, deadline)
                     complete = complete and done
                     l, u, empty = self._split(op.name, l, u, splits, empty)
+                if every_layer and op.name in self.readers and op.name in self.symbolic:
+                    # optimised slopes for this node's own bounds, on the neurons still undecided, so
+                    # that the relaxations downstream are built from the tightened bounds
+                    l, u, done = self._refine(index, l, u, self._unstable(op.name, l, u), lo, hi, relax, deadline,
+                                              optimise)
+                    complete = complete and done
+                    l, u, empty = self._split(op.name, l, u, splits, empty)
             else:
                 src = op.inputs[0]
                 # -- the activation's interval image and linear relaxation (the formulas' only two calls) --
@@ -356,15 +370,16 @@ class BoundEngine:
             return EngineBounds(lo, hi, empty, complete=complete)
         if deadline.expired():  # the plain back-substituted bounds stand
             return EngineBounds(lo, hi, empty, complete=False)
-        slopes, scores = self._optimise(lo, hi, relax, optimise)
-        return EngineBounds(lo, hi, empty, slopes, scores, complete)
+        slopes, scores, cut = self._optimise(lo, hi, relax, optimise, deadline)
+        return EngineBounds(lo, hi, empty, slopes, scores, complete and not cut)
 
     # -- optimised slopes (alpha-CROWN) ------------------------------------------------------------------
 
-    def _optimise(self, lo: dict, hi: dict, relax: dict, options: dict):
+    def _optimise(self, lo: dict, hi: dict, relax: dict, options: dict, deadline: Deadline | None = None):
         """Tighten the output's bounds in place by optimising the lower-line parameter of every neuron
         whose activation has a :meth:`~relumilp.activations.Activation.lower_family`, per box and per
-        bound (module docstring); returns ``(slopes, scores)``."""
+        bound (module docstring); returns ``(slopes, scores, cut)`` (``cut``: the deadline stopped the
+        steps early)."""
         index = self.index[self.output]
         out = self.ops[index]
         batch, m = lo[out.name].shape
@@ -374,8 +389,32 @@ class BoundEngine:
         if sense not in rows:
             raise RelumilpError(f"optimise sense must be 'lower', 'upper' or 'both', got {sense!r}")
         C = rows[sense].expand(batch, -1, m)
-        R = C.shape[1]
-        warm = options.get("slopes") or {}
+        coefficients: dict = {}
+        bound, params, final, cut = self._optimised_bound(index, C, lo, hi, relax, options, options.get("slopes"),
+                                                          collect=coefficients, deadline=deadline)
+        l, u = lo[out.name], hi[out.name]
+        if sense in ("upper", "both"):
+            l, u = intersect(l, u, l, torch.minimum(u, bound[:, :m]))
+        if sense in ("lower", "both"):
+            l, u = intersect(l, u, torch.maximum(l, -bound[:, -m:]), u)
+        lo[out.name], hi[out.name] = l, u
+        return params, self._gap_scores(final, coefficients, lo, hi), cut
+
+    def _optimised_bound(self, index: int, C, lo: dict, hi: dict, relax: dict, options: dict, warm=None,
+                         collect: dict | None = None, deadline: Deadline | None = None):
+        r"""Sound upper bounds of the forms ``C @ t`` (``C`` (B, R, m), ``t = ops[index]``) with optimised
+        lower-line parameters: ``steps`` projected Adam steps (``lr``) on the sum of the bounds, one ``t``
+        per box, form and neuron of every activation before ``index`` that has a
+        :meth:`~relumilp.activations.Activation.lower_family`, starting from ``warm`` or the plain
+        relaxation, keeping per form the best ``t`` seen.
+
+        Returns ``(bound, params, relaxation, cut)``: ``bound`` (B, R) evaluated again without gradients at
+        the chosen parameters (clamped to ``[0, 1]``, every one a valid relaxation) with the round-off
+        margin in sound mode; ``cut`` is True when ``deadline`` stopped the steps early (the bound is
+        still sound, just less optimised).
+        """
+        batch, R = C.shape[0], C.shape[1]
+        warm = warm or {}
         families, params = {}, {}
         for op in self.ops[:index]:
             if op.kind != "act":
@@ -400,6 +439,7 @@ class BoundEngine:
             return result
 
         steps = int(options.get("steps", 20))
+        cut = False
         if params and steps > 0:
             best_t = {k: v.clone() for k, v in params.items()}
             best = None
@@ -416,6 +456,9 @@ class BoundEngine:
                         best_t[k] = torch.where(better.unsqueeze(-1), v.detach(), best_t[k])
                     if step == steps:
                         break
+                    if deadline is not None and deadline.expired():  # the best parameters so far stand
+                        cut = True
+                        break
                     grads = torch.autograd.grad(bound.sum(), list(variables.values()))
                     with torch.no_grad():  # one Adam step (Kingma & Ba 2015), then the projection onto [0, 1]
                         for (k, v), g in zip(variables.items(), grads):
@@ -428,18 +471,11 @@ class BoundEngine:
             params = {k: torch.clamp(v, 0.0, 1.0) for k, v in best_t.items()}
         # the bound itself: re-evaluated without gradients at the chosen parameters, with the round-off
         # margin (any t in [0, 1] is a valid relaxation; the optimisation pass is never trusted)
-        coefficients: dict = {}
         final = relaxed(params)
-        bound, mag = back_substitute(self.ops, index, lo, hi, final, self.sound, coefficients=C, collect=coefficients)
+        bound, mag = back_substitute(self.ops, index, lo, hi, final, self.sound, coefficients=C, collect=collect)
         if self.sound:
             bound = bound + self.roundoff * (1.0 + mag)
-        l, u = lo[out.name], hi[out.name]
-        if sense in ("upper", "both"):
-            l, u = intersect(l, u, l, torch.minimum(u, bound[:, :m]))
-        if sense in ("lower", "both"):
-            l, u = intersect(l, u, torch.maximum(l, -bound[:, -m:]), u)
-        lo[out.name], hi[out.name] = l, u
-        return params, self._gap_scores(final, coefficients, lo, hi)
+        return bound, params, final, cut
 
     def _gap_scores(self, relax: dict, coefficients: dict, lo: dict, hi: dict) -> dict:
         """Per activation (B, size): ``sum over forms of (A+ gap_upper + |A-| gap_lower)``, the gaps being
@@ -505,25 +541,53 @@ class BoundEngine:
             undecided |= ~ph.stable_inactive  # off the identity piece: no bound needed
         return torch.from_numpy(undecided).to(l.device)
 
-    def _refine(self, index, l, u, mask, lo, hi, relax, deadline: Deadline):
+    def _unstable(self, name, l, u):
+        """(B, size) mask of the neurons of affine node ``name`` that some activation reading it has
+        unstable (their phase open: the only ones whose bounds change a relaxation or a binary)."""
+        lower, upper = l.cpu().numpy(), u.cpu().numpy()
+        unstable = np.zeros(lower.shape, dtype=bool)
+        for op in self.readers[name]:
+            unstable |= phases(self.nodes[op.name], lower, upper).unstable
+        return torch.from_numpy(unstable).to(l.device)
+
+    def _refine(self, index, l, u, mask, lo, hi, relax, deadline: Deadline, optimise: dict | None = None):
         """Intersect ``[l, u]`` with back-substituted bounds on the masked neurons (per box).
 
-        Returns ``(l, u, done)``: ``done`` is False when ``deadline`` passed before every chunk of
-        neurons was back-substituted; the neurons not yet reached keep ``[l, u]`` as given (sound)."""
+        With ``optimise`` (``steps``, ``lr``), each chunk's bounds use optimised lower-line parameters
+        (:meth:`_optimised_bound`; one parameter per neuron of every earlier activation and per bounded
+        form, so chunks are smaller). Returns ``(l, u, done)``: ``done`` is False when ``deadline``
+        passed before every chunk of neurons was back-substituted (or cut an optimisation short); the
+        neurons not yet reached keep ``[l, u]`` as given (sound)."""
+        if mask is None:
+            return l, u, True
         batch, m = l.shape
-        rows = max(1, COEFFICIENT_BUDGET // (2 * batch * self.widest))  # neurons per back-substitution
+        if optimise is None:
+            rows = max(1, COEFFICIENT_BUDGET // (2 * batch * self.widest))  # neurons per back-substitution
+        else:  # parameters (B, 2 rows, size) of every earlier activation, and their Adam moments
+            before = sum(op.size for op in self.ops[:index] if op.kind == "act")
+            rows = max(1, COEFFICIENT_BUDGET // (8 * batch * max(self.widest, before)))
         if deadline.expired():
             return l, u, False
+
+        def forms(coefficients):
+            """Sound upper bounds (B, R) of ``coefficients @ t`` and whether they are complete."""
+            if optimise is not None:
+                C = coefficients
+                if C is None:
+                    eye = torch.eye(m, dtype=l.dtype, device=l.device)
+                    C = torch.cat([eye, -eye]).expand(batch, 2 * m, m)
+                bound, _, _, cut = self._optimised_bound(index, C, lo, hi, relax, optimise, deadline=deadline)
+                return bound, not cut
+            bound, mag = back_substitute(self.ops, index, lo, hi, relax, self.sound, coefficients=coefficients,
+                                         deadline=deadline)
+            return (bound + self.roundoff * (1.0 + mag) if self.sound else bound), True
+
         if mask is True and m <= rows:
             try:
-                bound, mag = back_substitute(self.ops, index, lo, hi, relax, self.sound, deadline=deadline)
+                bound, done = forms(None)
             except _Expired:
                 return l, u, False
-            su, sl = bound[:, :m], -bound[:, m:]
-            if self.sound:
-                su = su + self.roundoff * (1.0 + mag[:, :m])
-                sl = sl - self.roundoff * (1.0 + mag[:, m:])
-            return (*intersect(l, u, sl, su), True)
+            return (*intersect(l, u, -bound[:, m:], bound[:, :m]), done)
         if mask is True:  # too wide for one coefficient block: every neuron, a chunk at a time
             mask = torch.ones_like(l, dtype=torch.bool)
         count = int(mask.sum(dim=1).max()) if mask.numel() else 0
@@ -532,20 +596,19 @@ class BoundEngine:
         # per box, the masked neurons first (padding with unmasked ones is harmless: still valid bounds)
         order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :count]  # (B, r)
         for start in range(0, count, rows):
+            if deadline.expired():
+                return l, u, False
             part = order[:, start : start + rows]
             r = part.shape[1]
             eye = torch.nn.functional.one_hot(part, m).to(l.dtype)  # (B, r, m)
             try:
-                upper, mag = back_substitute(self.ops, index, lo, hi, relax, self.sound,
-                                             coefficients=torch.cat([eye, -eye], dim=1), deadline=deadline)
+                bound, done = forms(torch.cat([eye, -eye], dim=1))
             except _Expired:  # the chunks already done are kept
                 return l, u, False
-            su, sl = upper[:, :r], -upper[:, r:]
-            if self.sound:
-                su = su + self.roundoff * (1.0 + mag[:, :r])
-                sl = sl - self.roundoff * (1.0 + mag[:, r:])
-            new_l, new_u = intersect(l.gather(1, part), u.gather(1, part), sl, su)
+            new_l, new_u = intersect(l.gather(1, part), u.gather(1, part), -bound[:, r:], bound[:, :r])
             l, u = l.scatter(1, part, new_l), u.scatter(1, part, new_u)
+            if not done:
+                return l, u, False
         return l, u, True
 
     # -- input coefficients (branching scores) ------------------------------------------------------------

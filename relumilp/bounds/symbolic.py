@@ -27,7 +27,7 @@ from ..errors import RelumilpError
 from ..activations import Activation
 from ..ir import Network
 from ..limits import Deadline
-from .base import Bounds
+from .base import Bounds, intersect
 
 
 def mlp_bounds(
@@ -71,13 +71,17 @@ def mlp_bounds(
 
 
 def symbolic_bounds(net: Network, domain: InputDomain, start: Bounds | None = None, device=None,
-                    deadline: Deadline | None = None) -> Bounds:
+                    deadline: Deadline | None = None, optimise: dict | None = None) -> Bounds:
     """Symbolic (back-substitution) bounds of every node of ``net`` over the box of ``domain``.
 
     With ``start``, every node is intersected with the bounds already there (and those tighter bounds
-    feed the relaxations downstream). Computed in float64 on ``device`` (default CPU) and widened by
-    the documented round-off margin. Once ``deadline`` has passed, the nodes not yet back-substituted
-    keep their interval bounds (intersected with ``start``) and the result has ``complete = False``.
+    feed the relaxations downstream); with ``optimise`` the widened result is intersected with ``start``
+    once more (both contain the float64 forward values, so the result is never looser than ``start``;
+    for plain symbolic bounds over interval ones the widening is negligible). Computed
+    in float64 on ``device`` (default CPU) and widened by the documented round-off margin. Once
+    ``deadline`` has passed, the nodes not yet back-substituted keep their interval bounds (intersected
+    with ``start``) and the result has ``complete = False``. ``optimise``: the engine's optimised
+    slopes (:func:`alpha_bounds`).
     """
     from .engine import BoundEngine
 
@@ -86,9 +90,41 @@ def symbolic_bounds(net: Network, domain: InputDomain, start: Bounds | None = No
     start_b = None
     if start is not None:
         start_b = {name: (start.lower[name][None], start.upper[name][None]) for name in start.lower if name in net.graph}
-    result = engine.bounds(domain.lower[None], domain.upper[None], start_b, refine="all", deadline=deadline)
-    bounds = Bounds({name: v[0].copy() for name, v in result.lower.items()},
-                    {name: v[0].copy() for name, v in result.upper.items()}, "symbolic")
+    result = engine.bounds(domain.lower[None], domain.upper[None], start_b, refine="all", optimise=optimise,
+                           deadline=deadline)
+    lower = {name: v[0].copy() for name, v in result.lower.items()}
+    upper = {name: v[0].copy() for name, v in result.upper.items()}
+    if start is not None and optimise is not None:
+        for name in lower:
+            if name in start.lower:
+                lower[name], upper[name] = intersect(start.lower[name], start.upper[name], lower[name], upper[name])
+    bounds = Bounds(lower, upper, "symbolic" if optimise is None else "alpha")
     bounds.complete = result.complete
     return bounds
 
+
+#: default projected Adam steps and step size of :func:`alpha_bounds` (per layer)
+ALPHA_STEPS = 20
+ALPHA_LR = 0.25
+
+
+def alpha_bounds(net: Network, domain: InputDomain, start: Bounds | None = None, device=None,
+                 deadline: Deadline | None = None, steps: int = ALPHA_STEPS, lr: float = ALPHA_LR) -> Bounds:
+    r"""Optimised-relaxation (alpha-CROWN, Xu et al. 2021) bounds of every node over the box of ``domain``.
+
+    Layer by layer in topological order, every affine node that feeds an activation (and the output)
+    gets its bounds from back-substitution whose lower lines are optimised: each unstable neuron of an
+    earlier activation with a :meth:`~relumilp.activations.Activation.lower_family` (ReLU:
+    ``s x`` with ``s = alpha + t (1 - alpha)``, ``t`` in ``[0, 1]``) gets its own ``t`` per bounded
+    form (the lower and upper bound of each neuron still unstable), ``steps`` projected Adam steps
+    (``lr``) on the bounds, batched over the layer's neurons. Later layers use the tightened earlier
+    bounds. Each bound is evaluated again soundly at the chosen ``t`` (every ``t`` in ``[0, 1]`` is a
+    valid relaxation, so the gradient pass is never trusted), with the engine's round-off margins,
+    intersected with ``start`` (the symbolic bounds of the chain) and widened for the float64 forward
+    pass: sound, and never looser than ``start``. Once ``deadline`` has passed the remaining nodes keep
+    their ``start`` bounds and ``complete = False``.
+    """
+    if int(steps) < 0 or not float(lr) > 0:
+        raise RelumilpError(f"alpha bounds need steps >= 0 and lr > 0, got steps={steps!r}, lr={lr!r}")
+    return symbolic_bounds(net, domain, start, device, deadline,
+                           optimise={"nodes": "all", "steps": int(steps), "lr": float(lr)})

@@ -92,12 +92,13 @@ def _row_rule(A, milp: MILP, column_vars: list, start: int):
     return rule
 
 
-def link(block: pyo.Block, name: str, ours, theirs: Sequence, size: int) -> None:
-    """Add ``ours[i] == theirs[i]`` rows named ``name`` on ``block``."""
+def link(block: pyo.Block, name: str, ours, theirs: Sequence, size: int) -> list:
+    """Add ``ours[i] == theirs[i]`` rows named ``name`` on ``block``; returns ``theirs`` as a flat list."""
     theirs = flatten_vars(theirs)
     if len(theirs) != size:
         raise InvalidDomainError(f"{name}: got {len(theirs)} variables, the network has {size}")
     block.add_component(name, pyo.Constraint(range(size), rule=lambda _, i: ours[i] == theirs[i]))
+    return theirs
 
 
 def flatten_vars(variables) -> list:

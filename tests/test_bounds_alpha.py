@@ -1,0 +1,108 @@
+"""The ``alpha`` bound method (optimised relaxations for every node): sound by sampling with no tolerance,
+never looser than symbolic, tighter where symbolic is loose, deadline honoured, and exact MILP optima."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import relumilp
+from oracles import brute_force_optima
+from relumilp.bounds import compute_bounds
+from relumilp.bounds.symbolic import alpha_bounds, symbolic_bounds
+from relumilp.cli import main
+from relumilp.domain import InputDomain
+from relumilp.errors import RelumilpError
+from relumilp.limits import Deadline
+from test_bounds_symbolic import assert_not_looser, mixed_mlp, residual_dag, samples_with_corners
+
+
+def width(bounds, name):
+    return float(np.sum(bounds.upper[name] - bounds.lower[name]))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_alpha_sound_by_sampling_and_never_looser_than_symbolic(seed):
+    net = mixed_mlp(seed)  # ReLU, LeakyReLU (also negative slopes), clipped ReLU layers
+    domain = InputDomain.box(-1.0, 1.0, net.input_size)
+    symbolic = compute_bounds(net, domain, "symbolic")
+    alpha = compute_bounds(net, domain, "alpha", steps=10)
+    assert alpha.method == "alpha" and alpha.complete and set(alpha.times) == {"interval", "symbolic", "alpha"}
+    alpha.check_sound(net, samples_with_corners(domain, 20_000, seed), tol=0.0)
+    assert_not_looser(alpha, symbolic, net, slack=0.0)
+
+
+def test_alpha_sound_on_a_dag_and_on_badly_scaled_weights():
+    net = residual_dag()
+    domain = InputDomain.box(-1.0, 1.0, 3)
+    alpha = compute_bounds(net, domain, "alpha")
+    alpha.check_sound(net, samples_with_corners(domain, 20_000), tol=0.0)
+    assert_not_looser(alpha, compute_bounds(net, domain, "symbolic"), net, slack=0.0)
+    rng = np.random.default_rng(5)  # huge then tiny weights: the round-off margins must carry it
+    layers = [(rng.normal(size=(8, 3)) * 1e6, rng.normal(size=8) * 1e5), (rng.normal(size=(6, 8)) * 1e-6, rng.normal(size=6)),
+              (rng.normal(size=(1, 6)), np.zeros(1))]
+    net = relumilp.Network.sequential(layers, "relu")
+    domain = InputDomain.box(-1.0, 1.0, 3)
+    compute_bounds(net, domain, "alpha").check_sound(net, samples_with_corners(domain, 20_000), tol=0.0)
+
+
+def test_alpha_is_tighter_than_symbolic_where_symbolic_is_loose():
+    net = relumilp.examples.peaks()  # 2-16-16-1: symbolic leaves the output about 130 wide
+    domain = InputDomain.box(-3.0, 3.0, 2)
+    symbolic = compute_bounds(net, domain, "symbolic")
+    alpha = compute_bounds(net, domain, "alpha")
+    assert width(alpha, net.output) < 0.8 * width(symbolic, net.output)
+    hidden = net.affines[1].name  # an intermediate node is tightened too, not just the output
+    assert width(alpha, hidden) < width(symbolic, hidden)
+    alpha.check_sound(net, samples_with_corners(domain, 20_000), tol=0.0)
+    # more steps never hurt much, no steps is the plain relaxation (symbolic again, up to the widening)
+    plain = compute_bounds(net, domain, "alpha", steps=0)
+    assert width(plain, net.output) <= width(symbolic, net.output)
+
+
+def test_alpha_runs_before_lp_and_honours_the_deadline():
+    net = relumilp.examples.peaks()
+    domain = InputDomain.box(-3.0, 3.0, 2)
+    lp = compute_bounds(mixed_mlp(1, [2, 6, 5, 1]), InputDomain.box(-1.0, 1.0, 2), "lp", workers=1)
+    assert "alpha" in lp.times
+    symbolic = compute_bounds(net, domain, "symbolic")
+    gone = alpha_bounds(net, domain, start=symbolic, deadline=Deadline(0.0))  # long passed
+    assert not gone.complete
+    for name in symbolic.lower:  # nothing optimised: the start bounds stand
+        np.testing.assert_array_equal(gone.lower[name], symbolic.lower[name])
+        np.testing.assert_array_equal(gone.upper[name], symbolic.upper[name])
+    rng = np.random.default_rng(0)
+    big = relumilp.Network.sequential([(rng.normal(size=(100, 20)) / 4, rng.normal(size=100) * 0.1)]
+                                      + [(rng.normal(size=(100, 100)) / 10, rng.normal(size=100) * 0.1) for _ in range(3)]
+                                      + [(rng.normal(size=(1, 100)), np.zeros(1))], "relu")
+    box = InputDomain.box(-1.0, 1.0, 20)
+    cut = compute_bounds(big, box, "alpha", steps=1000, time_limit=0.5)
+    assert not cut.complete
+    assert sum(cut.times.values()) < 5.0
+    cut.check_sound(big, box.sample(2000, 1), tol=0.0)
+
+
+def test_alpha_options_are_checked():
+    net = relumilp.examples.peaks()
+    with pytest.raises(RelumilpError, match="only apply to the alpha"):
+        compute_bounds(net, ([-3, -3], [3, 3]), "symbolic", steps=5)
+    with pytest.raises(RelumilpError, match="steps >= 0"):
+        compute_bounds(net, ([-3, -3], [3, 3]), "alpha", steps=-1)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_milp_with_alpha_bounds_finds_the_brute_force_optimum(seed):
+    net = mixed_mlp(100 + seed, [2, 4, 3, 2])
+    domain = InputDomain.box(-1.0, 1.0, 2)
+    truth = brute_force_optima(net, domain.lower, domain.upper, np.array([1.0, 0.0]))
+    for sense, key in (("max", "maximize"), ("min", "minimize")):
+        result = relumilp.optimize(net, domain, **{key: 0}, tighten="alpha", method="milp")
+        assert result.status == "optimal"
+        assert result.objective == pytest.approx(truth[sense][0], abs=1e-6)
+
+
+def test_cli_tighten_alpha(tmp_path, capsys):
+    path = tmp_path / "peaks.npz"
+    relumilp.examples.peaks().save(path)
+    assert main(["bounds", str(path), "--box", "-3:3", "--tighten", "alpha", "--quiet"]) == 0
+    assert "alpha" in capsys.readouterr().out
