@@ -465,8 +465,6 @@ def branch_and_bound(net: Network, domain: InputDomain, coefficients: np.ndarray
     :class:`~relumilp.backends.highs.MilpSolution`-like record (status and bound in the caller's sense)
     and ``x`` the incumbent (None only when interrupted before the first forward pass).
     """
-    import torch
-
     from .backends.highs import MilpSolution
 
     if domain.A is not None:
@@ -493,8 +491,6 @@ def branch_and_bound(net: Network, domain: InputDomain, coefficients: np.ndarray
                  "depth": np.zeros(1, dtype=np.int64), "start": start, "splits": search.no_splits(1)})
     status = "optimal"
     clock = time.perf_counter()
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(1)  # many small batched products: one thread is much faster (and shares the machine)
     bar = progress_bar(progress, "branch and bound", " boxes")
     try:
         search.offer((domain.lower + domain.upper) / 2)
@@ -508,7 +504,6 @@ def branch_and_bound(net: Network, domain: InputDomain, coefficients: np.ndarray
     except KeyboardInterrupt:
         status = "interrupted"
     finally:
-        torch.set_num_threads(threads_before)
         bar.close()
     if status == "optimal" and deadline.expired() and search.in_flight > -math.inf:
         status = "time_limit"  # a leaf was cut short: its batch is still open
