@@ -74,3 +74,18 @@ def check_scaling_and_pruning(net: Network, domain):
     assert sum(a.size for a in pruned.activations) < sum(a.size for a in net.activations)
     np.testing.assert_allclose(pruned(x), net(x), rtol=1e-10, atol=1e-10)
     return bounds, x
+
+
+def assert_bounds_hold(net: Network, domain, methods, samples: int = 2000, seed: int = 0) -> None:
+    """Every bound method in ``methods`` contains the float64 forward value of every node at ``samples``
+    uniform points of the box ``domain`` and at its two extreme corners, with tolerance 0."""
+    from relumilp.bounds import compute_bounds
+
+    rng = np.random.default_rng(seed)
+    x = np.vstack([rng.uniform(domain.lower, domain.upper, (samples, net.input_size)), domain.lower, domain.upper])
+    values = net.forward_all(x)
+    for method in methods:
+        bounds = compute_bounds(net, domain, method)
+        for node in net.order:
+            lo, hi = bounds[node.name]
+            assert np.all(values[node.name] >= lo) and np.all(values[node.name] <= hi), (method, node.name)

@@ -14,12 +14,12 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from relumilp import optimize
-from relumilp.bounds import compute_bounds
 from relumilp.domain import InputDomain
 from relumilp.errors import UnsupportedOperatorError
 from relumilp.frontends.onnx import from_onnx
 from relumilp.frontends.torch import from_torch
 
+from conftest import assert_bounds_hold
 from oracles import brute_force_optima, linprog
 
 ort = pytest.importorskip("onnxruntime")
@@ -119,14 +119,7 @@ def test_conv_bounds_are_sound_by_sampling():
     net = from_torch(model, input_shape=shape)
     rng = np.random.default_rng(0)
     centre = rng.uniform(-1, 1, net.input_size)
-    domain = InputDomain.box(centre - 0.1, centre + 0.1)
-    x = np.vstack([rng.uniform(domain.lower, domain.upper, (2000, net.input_size)), domain.lower, domain.upper])
-    values = net.forward_all(x)
-    for method in ("interval", "symbolic", "lp"):
-        bounds = compute_bounds(net, domain, method)
-        for node in net.order:
-            lo, hi = bounds[node.name]
-            assert np.all(values[node.name] >= lo) and np.all(values[node.name] <= hi), (method, node.name)
+    assert_bounds_hold(net, InputDomain.box(centre - 0.1, centre + 0.1), ("interval", "symbolic", "lp"))
 
 
 def _tiny_conv():
