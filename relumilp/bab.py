@@ -91,13 +91,27 @@ def _bound_boxes(engine, L: np.ndarray, U: np.ndarray, start: dict, splits: dict
     :class:`~relumilp.bounds.engine.EngineBounds` (dicts of (B, size) arrays that contain every float64
     forward value on the node, ``empty`` flags, ``slopes`` and branching ``scores``), and (B, n) input
     coefficients ``Λ`` of ``f``'s linear upper bound (for input branching and the corner incumbent).
-    With :func:`_engine`, the only code that knows the engine: switching engines changes these two.
-    Past ``deadline`` the engine stops refining: the bounds are looser but still sound.
+    With :func:`_engine`, :func:`engine_bounds` and :func:`lower_coefficients`, the only code that
+    knows the engine: switching engines changes these three. Past ``deadline`` the engine stops
+    refining: the bounds are looser but still sound.
     """
-    result = engine.bounds(L, U, start, refine="undecided", splits=splits,
-                           optimise={"steps": steps, "sense": "lower", "slopes": slopes}, deadline=deadline)
-    lam = -engine.input_coefficients(result.lower, result.upper)[:, 0, :]  # the loss -f: its lower bound's Λ, negated
+    result = engine_bounds(engine, L, U, start, splits, slopes, steps, deadline)
+    lam = -lower_coefficients(engine, result)[:, 0, :]  # the loss -f: its lower bound's Λ, negated
     return result, lam
+
+
+def engine_bounds(engine, L: np.ndarray, U: np.ndarray, start: dict, splits: dict | None = None,
+                  slopes: dict | None = None, steps: int = 0, deadline: Deadline | None = None):
+    """The engine's :class:`~relumilp.bounds.engine.EngineBounds` of each node (see :func:`_bound_boxes`),
+    the lower bounds of the output's rows optimised with ``steps`` alpha-CROWN steps."""
+    return engine.bounds(L, U, start, refine="undecided", splits=splits,
+                         optimise={"steps": steps, "sense": "lower", "slopes": slopes}, deadline=deadline)
+
+
+def lower_coefficients(engine, result) -> np.ndarray:
+    """(B, m, n): ``Λ`` of the linear lower bound of each of the output's ``m`` rows on each node, from
+    the node's bounds ``result`` (plain relaxation; for branching scores and corner points)."""
+    return engine.input_coefficients(result.lower, result.upper)
 
 
 def _unstable(fnet: Network, lo: dict, hi: dict, splits: dict) -> dict:
@@ -129,23 +143,25 @@ def _rows(value, mask):
 class _Search:
     """State of one branch and bound: open nodes, incumbent, closed bounds, statistics.
 
-    The open list is a set of parallel arrays, one row per node: the box ``L``, ``U``, its inherited
-    upper bound ``ub``, ``depth``, the parent's bounds ``start`` of the kept nodes, the neuron
-    ``splits`` (-1/0/+1 per neuron of each splittable activation) and the parent's optimised
-    ``slopes`` (warm starts).
+    What is maximised, and what a node's bound, a point's value and a leaf are, is the ``objective``'s
+    (:class:`LinearObjective`, :class:`relumilp.verify.bab.RegionObjective`); the search only keeps
+    the numbers. The open list is a set of parallel arrays, one row per node: the box ``L``, ``U``, its
+    inherited upper bound ``ub``, ``depth``, the parent's bounds ``start`` of the kept nodes, the neuron
+    ``splits`` (-1/0/+1 per neuron of each splittable activation) and the parent's optimised ``slopes``
+    (warm starts).
     """
 
-    def __init__(self, net, fnet, coefficients, sign, domain, gap, deadline, options):
-        self.net, self.fnet, self.coefficients, self.sign = net, fnet, coefficients, sign
-        self.domain, self.gap, self.deadline, self.options = domain, gap, deadline, options
-        self.engine = _engine(fnet)
+    def __init__(self, objective, domain, deadline, options):
+        self.objective, self.fnet = objective, objective.fnet
+        self.domain, self.deadline, self.options = domain, deadline, options
+        self.engine = _engine(self.fnet)
         self.rng = np.random.default_rng(options["seed"])
         self.width0 = np.where(domain.upper > domain.lower, domain.upper - domain.lower, 1.0)
-        # nodes whose parent bounds children inherit: pre-activations and the loss (activation
-        # bounds follow from them)
-        self.kept = [node.inputs[0] for node in fnet.activations] + [fnet.output]
+        # nodes whose parent bounds children inherit: pre-activations and the objective's output
+        # (activation bounds follow from them)
+        self.kept = [node.inputs[0] for node in self.fnet.activations] + [self.fnet.output]
         #: activations whose neurons can be split (the engine clamps splits at a kink at 0)
-        self.splittable = [node.name for node in fnet.activations if node.activation.breakpoints == (0.0,)]
+        self.splittable = [node.name for node in self.fnet.activations if node.activation.breakpoints == (0.0,)]
         self.mode = options["branching"]
         self.nodes: dict = {"L": np.empty((0, domain.size)), "U": np.empty((0, domain.size)), "ub": np.empty(0),
                             "depth": np.empty(0, dtype=np.int64)}
@@ -157,7 +173,6 @@ class _Search:
         self.stats = {"boxes": 0, "leaves": 0, "pruned": 0, "max_depth": 0, "leaf_milp_time": 0.0,
                       "leaf_milp_failed": 0, "polished": 0, "open": 0, "branching": self.mode,
                       "input_splits": 0, "neuron_splits": 0, "empty": 0, "boxes_scored": 0}
-        self._polish_model = None
 
     @property
     def ub(self) -> np.ndarray:
@@ -165,21 +180,26 @@ class _Search:
 
     # -- values ----------------------------------------------------------------------------------
 
-    def value(self, x: np.ndarray) -> float:
-        """``f(x)`` from the single-point float64 forward pass, computed as :func:`certify` computes it."""
-        return self.sign * float(self.coefficients @ self.net.forward(x))
-
     def offer(self, x: np.ndarray) -> bool:
-        """Make ``x`` (a point of the domain) the incumbent if it is better; True if it was."""
-        v = self.value(x)
+        """Make ``x`` (a point of the domain) the incumbent if the objective's single-point value is
+        better; True if it was."""
+        v = self.objective.value(x)
         if v > self.best:
             self.best, self.best_x = v, np.array(x, dtype=np.float64)
             return True
         return False
 
+    def closes(self, upper: np.ndarray) -> np.ndarray:
+        """Which node bounds close their node (the objective's rule: the gap, or a threshold)."""
+        return self.objective.closes(np.asarray(upper, dtype=np.float64), self)
+
     def threshold(self) -> float:
         """Nodes whose upper bound is at most this cannot beat the incumbent by the gap."""
         return self.best + self.gap * max(1.0, abs(self.best)) if self.best_x is not None else -math.inf
+
+    @property
+    def gap(self) -> float:
+        return self.options["gap"]
 
     def bound(self) -> float:
         open_ub = float(self.ub.max()) if self.ub.size else -math.inf
@@ -206,7 +226,7 @@ class _Search:
         return taken
 
     def prune_open(self) -> None:
-        dead = self.ub <= self.threshold()
+        dead = self.closes(self.ub)
         if dead.any():
             self.closed = max(self.closed, float(self.ub[dead].max()))
             self.stats["pruned"] += int(dead.sum())
@@ -230,15 +250,17 @@ class _Search:
         self.stats["boxes"] += L.shape[0]
         self.stats["max_depth"] = max(self.stats["max_depth"], int(depth.max()))
         steps = self.options["alpha_steps"]
-        result, lam = _bound_boxes(self.engine, L, U, batch["start"], splits or None, batch.get("slopes"), steps,
-                                   self.deadline)
+        result, lam = self.objective.bound_boxes(self.engine, L, U, batch["start"], splits or None,
+                                                 batch.get("slopes"), steps, self.deadline)
         lo, hi = result.lower, result.upper
         self.sample(L, U, lam)
-        upper = np.minimum(-lo[self.fnet.output][:, 0], ub)  # the parent's bound holds on the child too
+        if self.objective.finished:
+            return  # e.g. a confirmed counterexample: the answer is known
+        upper = np.minimum(self.objective.node_upper(lo, L, U), ub)  # the parent's bound holds on the child too
         empty = np.asarray(result.empty, dtype=bool)
         self.stats["empty"] += int(empty.sum())
         upper[empty] = -math.inf  # no input of the node satisfies its splits
-        alive = upper > self.threshold()
+        alive = ~self.closes(upper)
         dead = ~alive & ~empty
         if dead.any():
             self.closed = max(self.closed, float(upper[dead].max()))
@@ -260,8 +282,12 @@ class _Search:
             if self.deadline.expired():
                 return  # the batch stays in flight: its bound still counts
             # the incumbent may have improved meanwhile: then the node is pruned, its bound kept
-            bound = self.leaf(L[i], U[i], upper[i], lo, hi, i, splits) if upper[i] > self.threshold() else upper[i]
+            closes = bool(self.closes(upper[i : i + 1])[0])
+            self.stats["leaves"] += not closes
+            bound = upper[i] if closes else self.objective.leaf(self, L[i], U[i], upper[i], lo, hi, i, splits)
             self.closed = max(self.closed, bound)
+            if self.objective.finished:
+                return
         branch = np.flatnonzero(alive & ~leaf)
         if branch.size:
             if self.mode == "relu":
@@ -305,9 +331,10 @@ class _Search:
         cand_L[:, 2 * dims + 1, dims] = mid
         start = {name: (np.repeat(lo[name][rows], 2 * n, axis=0), np.repeat(hi[name][rows], 2 * n, axis=0))
                  for name in self.kept}
-        result, _ = _bound_boxes(self.engine, cand_L.reshape(-1, n), cand_U.reshape(-1, n), start,
-                                 deadline=self.deadline)
-        child_ub = np.minimum(-result.lower[self.fnet.output][:, 0], np.repeat(upper[rows], 2 * n)).reshape(r, n, 2)
+        flat_L, flat_U = cand_L.reshape(-1, n), cand_U.reshape(-1, n)
+        result, _ = self.objective.bound_boxes(self.engine, flat_L, flat_U, start, None, None, 0, self.deadline)
+        child_ub = np.minimum(self.objective.node_upper(result.lower, flat_L, flat_U),
+                              np.repeat(upper[rows], 2 * n)).reshape(r, n, 2)
         worse = np.where(halvable[rows], child_ub.max(axis=2), np.inf)
         first_order = np.abs(lam[rows]) * (U - L) + 1e-12 * (U - L) / self.width0
         dim = np.lexsort((-first_order, worse), axis=1)[:, 0]
@@ -358,57 +385,98 @@ class _Search:
         self.stats["neuron_splits"] += int(rows.size)
 
     def sample(self, L: np.ndarray, U: np.ndarray, lam: np.ndarray) -> None:
-        """Incumbent candidates: every box's centre, the corner maximising ``f``'s linear upper bound
-        (``Λ``) and a few random points (batched, then the best re-evaluated one at a time)."""
+        """Incumbent candidates: every box's centre, the corner maximising the objective's linear upper
+        bound (``Λ``) and a few random points, handed to the objective as one batch."""
         k = self.options["samples"]
         points = [(L + U) / 2, np.where(lam > 0, U, L)]
         if k > 0:
             r = self.rng.random((k, *L.shape))
             points.append(np.clip(L + r * (U - L), L, U).reshape(-1, L.shape[1]))
-        X = np.vstack(points)
+        self.objective.consider(self, np.vstack(points))
+
+class LinearObjective:
+    r"""Maximise ``f(x) = s c @ net(x)`` (``s = +1`` to maximise, ``-1`` to minimise): :func:`optimize`'s
+    objective.
+
+    The engine bounds the loss network ``x -> -f(x)`` (:func:`objective_network`); a node's upper bound
+    is minus the loss's lower bound; a node closes when its bound cannot beat the incumbent by the gap;
+    points are valued by the single-point float64 forward pass (as :func:`certify` values them); an
+    improved incumbent is polished by the LP of its activation region; a leaf is the node's big-M MILP.
+    """
+
+    #: the search stops only when no node is open (or at the deadline)
+    finished = False
+
+    def __init__(self, net: Network, coefficients: np.ndarray, sign: float, polish: bool = True):
+        self.net, self.sign = net, float(sign)
+        self.coefficients = np.asarray(coefficients, dtype=np.float64)
+        self.fnet = objective_network(net, self.coefficients, self.sign)
+        self.polish_incumbents = bool(polish)
+        self._polish_model = None
+
+    def bound_boxes(self, engine, L, U, start, splits, slopes, steps, deadline=None):
+        """The engine's bounds of each node and ``Λ``, ``f``'s input coefficients (:func:`_bound_boxes`)."""
+        return _bound_boxes(engine, L, U, start, splits, slopes, steps, deadline)
+
+    def node_upper(self, lo: dict, L: np.ndarray, U: np.ndarray) -> np.ndarray:
+        """``f <= -lower(loss)`` on each node."""
+        return -lo[self.fnet.output][:, 0]
+
+    def value(self, x: np.ndarray) -> float:
+        """``f(x)`` from the single-point float64 forward pass, computed as :func:`certify` computes it."""
+        return self.sign * float(self.coefficients @ self.net.forward(x))
+
+    def closes(self, upper: np.ndarray, search: "_Search") -> np.ndarray:
+        """A node closes when its bound is at most ``incumbent + gap max(1, |incumbent|)``."""
+        return upper <= search.threshold()
+
+    def shown(self, value: float) -> float:
+        """A value in the caller's sense (progress display)."""
+        return self.sign * value
+
+    def start(self, search: "_Search") -> None:
+        search.offer((search.domain.lower + search.domain.upper) / 2)
+
+    def consider(self, search: "_Search", X: np.ndarray) -> None:
+        """Candidate points: valued in a batch, the best few re-evaluated one at a time (batched products
+        may round differently), an improved incumbent polished."""
         values = self.sign * (self.net.forward(X) @ self.coefficients)
-        # batched products may round differently: the best few are re-evaluated one at a time
         improved = False
         for i in np.argsort(-values)[:4]:
-            improved |= self.offer(X[i])
-        if improved and self.options["polish"]:
-            self.polish()
+            improved |= search.offer(X[i])
+        if improved and self.polish_incumbents:
+            self.polish(search)
 
     # -- LP polishing and leaf MILPs ---------------------------------------------------------------
 
-    def polish(self) -> None:
+    def polish(self, search: "_Search") -> None:
         """The best point of the incumbent's linear piece: the root MILP with its binaries fixed (an LP)."""
         from .backends.highs import solve_milp
         from .formulation.bigm import start_vector
         from .formulation.milp import MILP
         from .pipeline import compile_network
 
+        domain = search.domain
         if self._polish_model is None:
-            compiled = compile_network(self.fnet, self.domain, tighten="interval")
+            compiled = compile_network(self.fnet, domain, tighten="interval")
             self._polish_model = compiled.milp.with_objective(np.ones(1), "min")
         milp = self._polish_model
-        pattern = start_vector(self.fnet, milp, self.best_x)[milp.integrality]
+        pattern = start_vector(self.fnet, milp, search.best_x)[milp.integrality]
         lower, upper = milp.col_lower.copy(), milp.col_upper.copy()
         lower[milp.integrality] = upper[milp.integrality] = pattern
         lp = MILP(**{**milp.__dict__, "col_lower": lower, "col_upper": upper,
                      "integrality": np.zeros_like(milp.integrality)})
-        run = solve_milp(lp, deadline=self.deadline, threads=self.options["threads"], on_interrupt="raise")
-        if run.x is not None and self.offer(np.clip(run.x[milp.input_columns], self.domain.lower, self.domain.upper)):
-            self.stats["polished"] += 1
+        run = solve_milp(lp, deadline=search.deadline, threads=search.options["threads"], on_interrupt="raise")
+        if run.x is not None and search.offer(np.clip(run.x[milp.input_columns], domain.lower, domain.upper)):
+            search.stats["polished"] += 1
 
     def in_node(self, x: np.ndarray, lower, upper, splits: dict) -> bool:
         """Whether ``x`` lies in the node: in its box, with every split neuron's pre-activation (float64
         forward pass) on the split's side of the kink."""
-        if not bool(np.all((lower <= x) & (x <= upper))):
-            return False
-        fixed = {name: s for name, s in splits.items() if s.any()}
-        if not fixed:
-            return True
-        values = self.fnet.forward_all(x[None])
-        return all(bool(np.all(((s <= 0) | (values[self.fnet[name].inputs[0]][0] >= 0))
-                               & ((s >= 0) | (values[self.fnet[name].inputs[0]][0] <= 0)))) for name, s in fixed.items())
+        return in_node(self.fnet, x, lower, upper, splits)
 
-    def leaf(self, lower, upper, engine_ub: float, lo: dict, hi: dict, i: int, splits: dict) -> float:
+    def leaf(self, search: "_Search", lower, upper, engine_ub: float, lo: dict, hi: dict, i: int,
+             splits: dict) -> float:
         """Decide node ``i`` by its MILP; returns the node's bound (the MILP's when the forward pass supports it).
 
         The MILP is compiled with the node's bounds, in which split neurons' pre-activations are clamped
@@ -418,39 +486,111 @@ class _Search:
         it is a failure and the node keeps its engine bound).
         """
         from .backends.highs import solve_milp
-        from .bounds.base import Bounds
         from .formulation.bigm import start_vector
-        from .pipeline import compile_network
 
-        self.stats["leaves"] += 1
-        box = InputDomain(lower, upper)
-        compiled = compile_network(self.fnet, box, bounds=Bounds({k: v[i] for k, v in lo.items()},
-                                                                  {k: v[i] for k, v in hi.items()}, "symbolic"))
+        compiled = node_compiled(self.fnet, lower, upper, lo, hi, i)
         milp = compiled.milp.with_objective(np.ones(1), "min")
         row = {name: s[i] for name, s in splits.items()}
-        first = self.best_x if self.best_x is not None and self.in_node(self.best_x, lower, upper, row) else (lower + upper) / 2
-        run = solve_milp(milp, deadline=self.deadline, mip_rel_gap=self.gap, threads=self.options["threads"],
-                         log=self.options["log"], start=start_vector(self.fnet, milp, first), on_interrupt="raise")
-        self.stats["leaf_milp_time"] += run.seconds
+        best_x = search.best_x
+        first = best_x if best_x is not None and self.in_node(best_x, lower, upper, row) else (lower + upper) / 2
+        run = solve_milp(milp, deadline=search.deadline, mip_rel_gap=search.gap, threads=search.options["threads"],
+                         log=search.options["log"], start=start_vector(self.fnet, milp, first), on_interrupt="raise")
+        search.stats["leaf_milp_time"] += run.seconds
         seen = [self.value(first)] if self.in_node(first, lower, upper, row) else []
         if run.x is not None:
             x = np.clip(run.x[milp.input_columns], lower, upper)
-            self.offer(x)
+            search.offer(x)
             if self.in_node(x, lower, upper, row):
                 seen.append(self.value(x))
         if run.status == "infeasible" and any(s.any() for s in row.values()) and not seen:
-            self.stats["leaf_empty"] = self.stats.get("leaf_empty", 0) + 1
+            search.stats["leaf_empty"] = search.stats.get("leaf_empty", 0) + 1
             return -math.inf
         if run.bound is None:
-            self.stats["leaf_milp_failed"] += 1
+            search.stats["leaf_milp_failed"] += 1
             return engine_ub
         bound = -run.bound
         if seen and max(seen) > bound:
-            self.stats["leaf_milp_failed"] += 1
-            self.notes.append(f"a leaf MILP's bound {bound:.17g} is beaten by the forward pass ({max(seen):.17g}): "
-                              "the node keeps its engine bound")
+            search.stats["leaf_milp_failed"] += 1
+            search.notes.append(f"a leaf MILP's bound {bound:.17g} is beaten by the forward pass ({max(seen):.17g}): "
+                                "the node keeps its engine bound")
             return engine_ub
         return min(bound, engine_ub)
+
+
+def in_node(fnet: Network, x: np.ndarray, lower, upper, splits: dict) -> bool:
+    """Whether ``x`` lies in a node of ``fnet``'s search: in the box ``[lower, upper]``, with every split
+    neuron's pre-activation (float64 forward pass) on the split's side of the kink."""
+    if not bool(np.all((lower <= x) & (x <= upper))):
+        return False
+    fixed = {name: s for name, s in splits.items() if s.any()}
+    if not fixed:
+        return True
+    values = fnet.forward_all(x[None])
+    return all(bool(np.all(((s <= 0) | (values[fnet[name].inputs[0]][0] >= 0))
+                           & ((s >= 0) | (values[fnet[name].inputs[0]][0] <= 0)))) for name, s in fixed.items())
+
+
+def node_compiled(fnet: Network, lower, upper, lo: dict, hi: dict, i: int, A=None, b=None):
+    """The big-M MILP of ``fnet`` over node ``i``'s box (with the domain's rows ``A x <= b``, if any),
+    compiled with the node's engine bounds: split neurons are clamped at their kink there, so it
+    relaxes the network over the node's region (a leaf's model)."""
+    from .bounds.base import Bounds
+    from .pipeline import compile_network
+
+    box = InputDomain(lower, upper, A, b)
+    return compile_network(fnet, box, bounds=Bounds({k: v[i].copy() for k, v in lo.items()},
+                                                    {k: v[i].copy() for k, v in hi.items()}, "symbolic"))
+
+
+def search(objective, domain: InputDomain, *, deadline: Deadline, gap: float = 0.0, root_bounds=None,
+           batch_size: int = 64, leaf_unstable: int = 14, max_depth: int = 60, samples: int = 4,
+           threads: int | None = None, log: bool = False, progress: bool = False, seed: int = 0,
+           branching: str = "auto", alpha_steps: int | None = None, label: str = "branch and bound"):
+    """Run the best-first branch and bound of ``objective`` over the box of ``domain`` (module docstring).
+
+    ``root_bounds`` (a :class:`~relumilp.bounds.base.Bounds` whose names match ``objective.fnet``'s,
+    e.g. from LP tightening) seed every node. Returns ``(search, status)``: the :class:`_Search` (open
+    nodes, incumbent, closed bounds, statistics) and ``"done"`` (no node open, or the objective
+    ``finished``), ``"time_limit"`` or ``"interrupted"`` (Ctrl-C).
+    """
+    if branching not in BRANCHING:
+        raise RelumilpError(f"branching must be one of {', '.join(BRANCHING)}, got {branching!r}")
+    if branching == "auto":
+        branching = "input" if domain.size <= INPUT_BRANCHING_MAX_INPUTS else "relu"
+    if alpha_steps is None:
+        alpha_steps = ALPHA_STEPS[branching]
+    options = {"leaf_unstable": int(leaf_unstable), "max_depth": int(max_depth), "samples": int(samples),
+               "threads": threads, "log": log, "seed": seed, "branching": branching,
+               "alpha_steps": int(alpha_steps), "gap": float(gap)}
+    state = _Search(objective, domain, deadline, options)
+    fnet = objective.fnet
+    start = {name: (np.full((1, node.size), -np.inf), np.full((1, node.size), np.inf))
+             for name, node in ((name, fnet[name]) for name in state.kept)}
+    if root_bounds is not None:
+        start.update({name: (root_bounds.lower[name][None], root_bounds.upper[name][None])
+                      for name in state.kept if name in root_bounds.lower})
+    state.push({"L": domain.lower[None], "U": domain.upper[None], "ub": np.full(1, np.inf),
+                "depth": np.zeros(1, dtype=np.int64), "start": start, "splits": state.no_splits(1)})
+    status = "done"
+    clock = time.perf_counter()
+    bar = progress_bar(progress, label, " boxes")
+    try:
+        objective.start(state)
+        while state.ub.size and not objective.finished:
+            if deadline.expired() and state.stats["boxes"]:  # the root is always bounded: a finite bound
+                status = "time_limit"
+                break
+            before = state.stats["boxes"]
+            state.round(max(1, int(batch_size)))
+            _show(bar, state, state.stats["boxes"] - before)
+    except KeyboardInterrupt:
+        status = "interrupted"
+    finally:
+        bar.close()
+    if status == "done" and not objective.finished and deadline.expired() and state.in_flight > -math.inf:
+        status = "time_limit"  # a leaf was cut short: its batch is still open
+    state.stats.update(open=int(state.ub.size), seconds=time.perf_counter() - clock)
+    return state, status
 
 
 def branch_and_bound(net: Network, domain: InputDomain, coefficients: np.ndarray, sense: str, *,
@@ -458,10 +598,11 @@ def branch_and_bound(net: Network, domain: InputDomain, coefficients: np.ndarray
                      leaf_unstable: int = 14, max_depth: int = 60, samples: int = 4, polish: bool = True,
                      threads: int | None = None, log: bool = False, progress: bool = False, seed: int = 0,
                      branching: str = "auto", alpha_steps: int | None = None):
-    """Maximise (``sense="max"``) or minimise ``coefficients @ net(x)`` over the box ``domain``.
+    """Maximise (``sense="max"``) or minimise ``coefficients @ net(x)`` over the box ``domain``
+    (:func:`search` with a :class:`LinearObjective`).
 
     ``root_bounds`` (a :class:`~relumilp.bounds.base.Bounds` of ``net`` on ``domain``, e.g. from LP
-    tightening) seed every box. Returns ``(solution, x, stats, notes)``: ``solution`` a
+    tightening) seed every box. Returns ``(solution, x, stats)``: ``solution`` a
     :class:`~relumilp.backends.highs.MilpSolution`-like record (status and bound in the caller's sense)
     and ``x`` the incumbent (None only when interrupted before the first forward pass).
     """
@@ -470,60 +611,29 @@ def branch_and_bound(net: Network, domain: InputDomain, coefficients: np.ndarray
     if domain.A is not None:
         raise RelumilpError("branch and bound needs a box domain (no rows A x <= b): use method='milp'")
     sign = 1.0 if sense == "max" else -1.0
-    coefficients = np.asarray(coefficients, dtype=np.float64)
-    fnet = objective_network(net, coefficients, sign)
-    if branching not in BRANCHING:
-        raise RelumilpError(f"branching must be one of {', '.join(BRANCHING)}, got {branching!r}")
-    if branching == "auto":
-        branching = "input" if domain.size <= INPUT_BRANCHING_MAX_INPUTS else "relu"
-    if alpha_steps is None:
-        alpha_steps = ALPHA_STEPS[branching]
-    options = {"leaf_unstable": int(leaf_unstable), "max_depth": int(max_depth), "samples": int(samples),
-               "polish": bool(polish), "threads": threads, "log": log, "seed": seed, "branching": branching,
-               "alpha_steps": int(alpha_steps)}
-    search = _Search(net, fnet, coefficients, sign, domain, gap, deadline, options)
-    start = {name: (np.full((1, node.size), -np.inf), np.full((1, node.size), np.inf))
-             for name, node in ((name, fnet[name]) for name in search.kept)}
-    if root_bounds is not None:
-        start.update({name: (root_bounds.lower[name][None], root_bounds.upper[name][None])
-                      for name in search.kept if name in root_bounds.lower})
-    search.push({"L": domain.lower[None], "U": domain.upper[None], "ub": np.full(1, np.inf),
-                 "depth": np.zeros(1, dtype=np.int64), "start": start, "splits": search.no_splits(1)})
-    status = "optimal"
-    clock = time.perf_counter()
-    bar = progress_bar(progress, "branch and bound", " boxes")
-    try:
-        search.offer((domain.lower + domain.upper) / 2)
-        while search.ub.size:
-            if deadline.expired() and search.stats["boxes"]:  # the root is always bounded: a finite bound
-                status = "time_limit"
-                break
-            before = search.stats["boxes"]
-            search.round(max(1, int(batch_size)))
-            _show(bar, search, search.stats["boxes"] - before)
-    except KeyboardInterrupt:
-        status = "interrupted"
-    finally:
-        bar.close()
-    if status == "optimal" and deadline.expired() and search.in_flight > -math.inf:
-        status = "time_limit"  # a leaf was cut short: its batch is still open
-    bound = search.bound()
-    if status == "optimal" and bound > search.threshold():
+    objective = LinearObjective(net, coefficients, sign, polish=polish)
+    state, status = search(objective, domain, deadline=deadline, gap=gap, root_bounds=root_bounds,
+                           batch_size=batch_size, leaf_unstable=leaf_unstable, max_depth=max_depth, samples=samples,
+                           threads=threads, log=log, progress=progress, seed=seed, branching=branching,
+                           alpha_steps=alpha_steps)
+    status = "optimal" if status == "done" else status
+    bound = state.bound()
+    if status == "optimal" and bound > state.threshold():
         status = "unknown"  # closed by leaves whose MILP failed: no certificate
-        search.notes.append("some leaf MILPs gave no usable bound: the global bound stays above the gap")
-    search.stats.update(open=int(search.ub.size), seconds=time.perf_counter() - clock)
+        state.notes.append("some leaf MILPs gave no usable bound: the global bound stays above the gap")
     finite = math.isfinite(bound)
-    solution = MilpSolution(status, bound=sign * bound if finite else None, notes=search.notes)
-    return solution, search.best_x, search.stats
+    solution = MilpSolution(status, bound=sign * bound if finite else None, notes=state.notes)
+    return solution, state.best_x, state.stats
 
 
 def _show(bar, search: _Search, boxes: int) -> None:
     if bar.disable:
         return
     bound = search.bound()
+    shown = search.objective.shown
     gap = (bound - search.best) / max(1.0, abs(search.best)) if math.isfinite(bound) else math.inf
-    bar.set_postfix(open=int(search.ub.size), incumbent=f"{search.sign * search.best:.6g}",
-                    bound=f"{search.sign * bound:.6g}", gap=f"{gap:.2g}", refresh=False)
+    bar.set_postfix(open=int(search.ub.size), incumbent=f"{shown(search.best):.6g}",
+                    bound=f"{shown(bound):.6g}", gap=f"{gap:.2g}", refresh=False)
     bar.update(boxes)
 
 
