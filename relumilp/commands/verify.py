@@ -27,9 +27,12 @@ def register(subparsers) -> None:
                              "MILP with a binary per disjunct")
     split = parser.add_mutually_exclusive_group()
     split.add_argument("--input-split", dest="input_split", action="store_true", default=None,
-                       help="branch on input boxes before the MILP (default for networks with <= 16 inputs)")
+                       help="branch and bound before the MILP (the default)")
     split.add_argument("--no-input-split", dest="input_split", action="store_false",
                        help="solve each input region as one MILP")
+    parser.add_argument("--branching", choices=("auto", "input", "relu"), default="auto",
+                        help="what branch and bound splits: input boxes, unstable ReLUs, or auto (input boxes "
+                             "for few inputs, ReLUs beyond)")
     parser.add_argument("--threads", type=positive_int, metavar="N", help="HiGHS threads")
     parser.add_argument("--log", action="store_true", help="show the HiGHS log (on stderr with --json)")
     parser.add_argument("--verbose", "-v", action="store_true",
@@ -54,7 +57,7 @@ def run(args) -> int:
     prop = read_vnnlib(args.property, net.input_size, net.output_size)
     with quiet_stdout(args):
         result = verify(net, prop, time_limit=args.time_limit, tighten=args.tighten, disjunction=args.disjunction,
-                        input_split=args.input_split, threads=args.threads, log=args.log,
+                        input_split=args.input_split, branching=args.branching, threads=args.threads, log=args.log,
                         progress=show_progress(args))
     for note in result.details.get("notes", ()):  # e.g. an empty input region: the answer may be vacuous
         print_warning(note)
@@ -81,7 +84,8 @@ def run(args) -> int:
 
 def explain(details: dict) -> list[str]:
     """How a verification answer was reached, one line per input region and per MILP."""
-    lines = [f"bounds: {details.get('tighten')}; input splitting: {'on' if details.get('input_split') else 'off'}; "
+    lines = [f"bounds: {details.get('tighten')}; branch and bound: "
+             f"{details.get('branching', 'auto') if details.get('input_split') else 'off'}; "
              f"disjunction encoding: {details.get('disjunction')}"]
     for region in details.get("regions", ()):
         head = (f"region {region.get('region')}: decided by {region.get('decided_by', 'nothing (not reached)')}"
@@ -96,8 +100,9 @@ def explain(details: dict) -> list[str]:
             lines.append("  time: " + ", ".join(times))
         if "bab" in region:
             bab = region["bab"]
-            lines.append(f"  branch and bound: {bab.get('boxes')} boxes, {bab.get('pruned')} closed by bounds, "
-                         f"{bab.get('leaves')} decided by MILP, depth {bab.get('max_depth')}")
+            lines.append(f"  branch and bound ({bab.get('branching')} splits): {bab.get('boxes')} nodes, "
+                         f"{bab.get('pruned')} closed by bounds, {bab.get('leaves')} decided by MILP, "
+                         f"depth {bab.get('max_depth')}")
         for run in region.get("milp", ()):
             bound = run.get("bound")
             lines.append(f"  MILP over conjunction(s) {run.get('disjuncts')}: {run.get('status')} in "

@@ -13,8 +13,11 @@ by the modules of this package:
 3. **MILP** (:mod:`.decide`, on the encoding of :mod:`relumilp.formulation.spec`): the max-violation
    MILP of the margin network, solved by HiGHS; infeasible (or a dual bound above the decision slack)
    proves the region, a feasible point is a candidate counterexample.
-4. **Input splitting** (:mod:`.bab`, default on for networks with at most 16 inputs): branch and bound
-   over input boxes on the batched bound engine, small leaves decided by step 3.
+4. **Branch and bound** (:mod:`.bab`, default on, ``input_split=False`` switches it off): the one
+   engine of :mod:`relumilp.bab` maximises the region's violation ``max_j min_{r in j} -g_r(x)``,
+   splitting input boxes (up to :data:`relumilp.bab.INPUT_BRANCHING_MAX_INPUTS` inputs) or neurons with
+   optimised slopes (above), closing nodes whose sound bound is below 0 and deciding small nodes by
+   step 3.
 5. **Re-check** (:mod:`.attack`): every candidate must satisfy an unsafe conjunction under the float64
    forward pass of the original network (after an LP repair if needed); otherwise ``unknown``, never a
    false ``violated``.
@@ -39,6 +42,7 @@ from ..errors import RelumilpError
 from ..formulation.spec import unsafe_milp
 from ..limits import Deadline
 from . import attack
+from ..bab import BRANCHING
 from .bab import branch_and_bound
 from .decide import UNSAFE_SLACK, Settings, decision_slack, milp_decide
 from .spec import spec_network, stack_rows
@@ -103,6 +107,7 @@ def verify(
     tighten: str | None = None,
     disjunction: str = "split",
     input_split: bool | None = None,
+    branching: str = "auto",
     attack_samples: int = 1000,
     leaf_binaries: int = 16,
     batch_size: int = 256,
@@ -118,14 +123,16 @@ def verify(
 
     ``network`` is an IR :class:`Network` or anything :func:`relumilp.frontends.load_network` reads.
     ``time_limit`` (seconds) covers the whole call. ``tighten`` is the bound method for each input
-    region (and so for the MILP's big-M coefficients; default ``symbolic`` with input splitting, ``lp``
-    without); ``disjunction`` the encoding of several unsafe conjunctions (``split``, the default: one
+    region (and so for the MILP's big-M coefficients; default ``symbolic`` with branch and bound,
+    ``lp`` without); ``disjunction`` the encoding of several unsafe conjunctions (``split``, the default: one
     MILP per conjunction; ``bigm``: one MILP with binaries). ``attack_samples`` random points (plus the
     box centre and corners) are tried first; 0 switches this off.
-    ``input_split`` (default: on for networks with at most 16 inputs) branches on input boxes with
-    batched symbolic bounds (``batch_size`` boxes at a time, at most ``max_depth`` halvings) and hands a
-    box to the MILP once it has at most ``leaf_binaries`` unstable neurons; off, each region is one MILP.
-    ``progress`` shows the branch and bound (open and closed boxes, leaf MILPs) on stderr.
+    ``input_split`` (default on; the name is historical) runs the branch and bound of :mod:`.bab` on
+    each region: ``branching`` is ``"input"`` (halve input boxes), ``"relu"`` (split unstable ReLUs,
+    optimised slopes) or ``"auto"`` (input up to :data:`relumilp.bab.INPUT_BRANCHING_MAX_INPUTS` inputs,
+    neurons above); ``batch_size`` nodes are bounded at a time, at most ``max_depth`` splits deep, and a
+    node goes to the MILP once it has at most ``leaf_binaries`` open neurons. Off, each region is one
+    MILP. ``progress`` shows the branch and bound (nodes, best violation, bound) on stderr.
     Remaining keyword arguments go to :func:`relumilp.bounds.compute_bounds`.
     """
     from ..bounds import METHODS
@@ -146,7 +153,9 @@ def verify(
             f"the property has {prop.num_inputs} inputs and {prop.num_outputs} outputs but the network has "
             f"{net.input_size} and {net.output_size}"
         )
-    split = (net.input_size <= 16) if input_split is None else bool(input_split)
+    split = True if input_split is None else bool(input_split)
+    if branching not in BRANCHING:
+        raise RelumilpError(f"branching must be one of {', '.join(BRANCHING)}, got {branching!r}")
     if tighten is None:
         tighten = "symbolic" if split else "lp"
     settings = Settings(
@@ -154,13 +163,13 @@ def verify(
         tighten=tighten, disjunction=disjunction, input_split=split,
         attack_samples=int(attack_samples), leaf_binaries=int(leaf_binaries), batch_size=max(1, int(batch_size)),
         max_depth=int(max_depth), threads=threads, log=log, highs_options=highs_options, bound_options=bound_options,
-        progress=bool(progress),
+        progress=bool(progress), branching=branching,
     )
     swallow_banner()  # keep HiGHS's start-up banner off stdout (--json)
     rng = np.random.default_rng(seed)
     regions: list[dict] = []
     details = {"regions": regions, "tighten": tighten, "disjunction": disjunction,
-               "input_split": settings.input_split, "notes": list(prop.notes)}
+               "input_split": settings.input_split, "branching": branching, "notes": list(prop.notes)}
     answer = "holds"
     for index, (domain, outputs) in enumerate(prop.regions()):
         info = {"region": index, "disjuncts": len(outputs)}

@@ -1,157 +1,171 @@
-r"""Input-splitting branch and bound: sub-boxes bounded in batches by the bound engine, small leaves by MILP.
+r"""Verification of one input region on the one branch-and-bound engine (:mod:`relumilp.bab`).
 
-A single big-M MILP over a whole ACAS Xu region can run for minutes (the unsafe margins are ~1e-2 while
-the root bounds are ~1e1). Instead (``input_split``, default on for networks with at most 16 inputs,
-such as ACAS Xu's 5), the region's box is split branch-and-bound style: batches of sub-boxes get sound
-symbolic bounds from :class:`relumilp.bounds.engine.BoundEngine`, each box starting from its parent's
-bounds and back-substituting only the neurons its bounds leave undecided (``refine="undecided"``). A
-box is closed when every conjunction has a margin row with a positive lower bound (or it provably
-misses the input rows ``A x <= b``); its centre is tried as a counterexample; and a box with at most
-``leaf_binaries`` unstable neurons (or ``max_depth`` halvings deep) is decided by the MILP of
-:mod:`relumilp.verify.decide` over that box -- small and fast.
+The region's unsafe conjunctions ``j`` are rows ``members[j]`` of the margin network
+(:func:`relumilp.verify.spec.spec_network`, margins ``g = G net(x) - h``): ``x`` is a counterexample when
+``g_r(x) <= 0`` for every row ``r`` of some conjunction. :class:`RegionObjective` hands the engine the
+*violation*
 
-Boxes are split in half along the input with the largest ``|Λ_i| * width_i``, where ``Λ`` are the input
-coefficients of the weakest conjunction's linear lower bound
-(:meth:`~relumilp.bounds.engine.BoundEngine.input_coefficients`). The root bounds seed every box; with
-splitting the default ``tighten`` is ``symbolic`` (LP-OBBT at the root costs more than it saves, see the
-ACAS Xu measurements in ``benchmarks/results``).
+.. math::  v(x) = \max_j \min_{r \in j} \bigl(-g_r(x)\bigr),
+
+which is ``>= 0`` exactly at the counterexamples. Maximising ``v`` is the same best-first search as
+:func:`relumilp.optimization.optimize`'s (:func:`relumilp.bab.search`: input boxes up to
+:data:`relumilp.bab.INPUT_BRANCHING_MAX_INPUTS` inputs, neuron splits with optimised slopes above), with
+a threshold instead of a gap:
+
+* **Node bound.** With ``lower(g_r)`` the engine's sound lower bound of row ``r`` on the node (it
+  contains every float64 forward value there), ``v <= max_j min_{r in j} (-lower(g_r))``: a conjunction
+  with a row of positive lower bound is unreachable on the node. A node whose box provably misses the
+  input rows ``A x <= b`` (:func:`box_outside_rows`) has no point at all.
+* **Closing.** A node closes when its bound is **strictly** below 0 -- no gap tolerance anywhere.
+* **Counterexamples.** Every node's centre, the corner minimising the weakest row's linear lower bound
+  and a few random points go through :func:`relumilp.verify.attack.first_counterexample`: only a point
+  that the single-point float64 forward pass of the *original* network confirms in an unsafe set (and
+  in the input rows) is a counterexample. The first one stops the search (``violated``).
+* **Leaves.** A node with at most ``leaf_binaries`` open neurons (or ``max_depth`` deep, or a box at
+  float64 resolution) is decided by :func:`relumilp.verify.decide.milp_decide` on the node's box,
+  compiled with the node's bounds (split neurons clamped at their kink, so the MILP relaxes the node's
+  region): ``holds`` closes the node, a re-checked candidate is a counterexample (the point need only lie
+  in the region, not in the node), anything else leaves the node's engine bound ``>= 0`` among the
+  closed bounds, so the region can no longer be proved. In :mod:`relumilp.bab` an ``infeasible`` leaf
+  with splits closes its node unless a forward value at a point of the node contradicts it; here no such
+  point can exist, since it would be a confirmed counterexample and would have ended the search.
+* **Answer.** ``holds`` when the global bound -- the maximum over open, in-flight and closed nodes (and
+  the best sampled ``v``) -- is ``< 0``, i.e. every node was closed by a sound bound ``< 0``, was empty
+  under its splits, or its leaf MILP proved it; ``violated`` with a confirmed counterexample; otherwise
+  (deadline, failed leaves) ``unknown``.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
 
-from .._progress import progress_bar
+from ..bab import engine_bounds, lower_coefficients, node_compiled, search
 from ..domain import InputDomain
 from . import attack
 from .decide import Settings, milp_decide
 
 
-def branch_and_bound(net, margin_net, compiled, domain, outputs, members, alive, settings: Settings, info, records):
-    """Split the region's box until every sub-box is proven safe by bounds or decided by a small MILP."""
-    import torch
+class RegionObjective:
+    """The violation ``v`` of one input region (module docstring), as an objective of :func:`relumilp.bab.search`."""
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # many small batched products: one thread is much faster (and shares the machine)
+    def __init__(self, net, margin_net, domain: InputDomain, outputs, members, alive, settings: Settings, records):
+        self.net, self.fnet, self.domain, self.outputs = net, margin_net, domain, outputs
+        self.members, self.alive, self.settings, self.records = members, list(alive), settings, records
+        self.rows = [np.asarray(members[j]) for j in self.alive]
+        #: a confirmed counterexample ``(x, y)``, or None
+        self.found = None
+        self.found_by = None
 
-    bar = progress_bar(settings.progress, "verify", " boxes")
-    try:
-        return _bab(net, margin_net, compiled, domain, outputs, members, alive, settings, info, records, bar)
-    finally:
-        bar.close()
-        torch.set_num_threads(threads)
+    @property
+    def finished(self) -> bool:
+        return self.found is not None
 
+    # -- bounds ------------------------------------------------------------------------------------
 
-def _bab(net, margin_net, compiled, domain, outputs, members, alive, settings: Settings, info, records, bar):
-    from ..bounds.base import Bounds, phases
-    from ..bounds.engine import BoundEngine
-    from ..pipeline import compile_network
+    def _weakest(self, g_lower: np.ndarray) -> np.ndarray:
+        """(B, alive): per conjunction, ``max_{r in j} lower(g_r)`` (> 0: unreachable on the node)."""
+        return np.stack([g_lower[:, rows].max(axis=1) for rows in self.rows], axis=1)
 
-    clock = time.perf_counter()
-    engine = BoundEngine.for_network(margin_net)
-    out = margin_net.output
-    width0 = np.where(domain.upper > domain.lower, domain.upper - domain.lower, 1.0)
-    acts = margin_net.activations
-    alive_members = [members[j] for j in alive]
-    # the queue of open boxes: corners, depth, and bounds valid on each box (its parent's)
-    L, U = domain.lower[None].copy(), domain.upper[None].copy()
-    depth = np.zeros(1, dtype=np.int64)
-    names = [name for name in compiled.bounds.lower if name in margin_net.graph]
-    PL = {name: compiled.bounds.lower[name][None].copy() for name in names}
-    PU = {name: compiled.bounds.upper[name][None].copy() for name in names}
-    stats = {"boxes": 0, "leaves": 0, "max_depth": 0, "pruned": 0}
-    info["bab"] = stats
-    unknown = False
-    while L.shape[0]:
-        if settings.deadline.expired():
-            unknown = True
-            break
-        B = settings.batch_size
-        Lb, Ub, db = L[-B:], U[-B:], depth[-B:]
-        start = {name: (PL[name][-B:], PU[name][-B:]) for name in names}
-        L, U, depth = L[:-B], U[:-B], depth[:-B]
-        PL = {name: v[:-B] for name, v in PL.items()}
-        PU = {name: v[:-B] for name, v in PU.items()}
-        stats["boxes"] += Lb.shape[0]
-        stats["max_depth"] = max(stats["max_depth"], int(db.max()))
-        bar.update(Lb.shape[0])
-        bar.set_postfix_str(f"open {L.shape[0] + Lb.shape[0]}  closed {stats['pruned']}  leaves {stats['leaves']}  "
-                            f"depth {stats['max_depth']}", refresh=False)
-        # a cheap counterexample search: the centre of every box
-        found = attack.first_counterexample(net, domain, outputs, (Lb + Ub) / 2)
+    def bound_boxes(self, engine, L, U, start, splits, slopes, steps):
+        """The engine's bounds of each node, and ``Λ``: the input coefficients of ``-g_r``'s linear upper
+        bound for the row ``r`` that sets the node's bound (for the branching score and the corner)."""
+        result = engine_bounds(engine, L, U, start, splits, slopes, steps)
+        g_lower = result.lower[self.fnet.output]
+        weakest = np.argmin(self._weakest(g_lower), axis=1)
+        row = np.empty(L.shape[0], dtype=np.int64)
+        for k, rows in enumerate(self.rows):
+            here = weakest == k
+            if here.any():
+                row[here] = rows[np.argmax(g_lower[here][:, rows], axis=1)]
+        lam = -lower_coefficients(engine, result)[np.arange(L.shape[0]), row, :]
+        return result, lam
+
+    def node_upper(self, lo: dict, L: np.ndarray, U: np.ndarray) -> np.ndarray:
+        """``v <= max_j min_{r in j} (-lower(g_r)) = -min_j max_{r in j} lower(g_r)``; ``-inf`` on a box
+        that misses the input rows."""
+        upper = -self._weakest(lo[self.fnet.output]).min(axis=1)
+        upper[box_outside_rows(self.domain, L, U)] = -math.inf
+        return upper
+
+    def closes(self, upper: np.ndarray, search) -> np.ndarray:
+        """A node closes only when its sound bound on ``v`` is strictly negative."""
+        return upper < 0.0
+
+    # -- points ------------------------------------------------------------------------------------
+
+    def value(self, x: np.ndarray) -> float:
+        """``v(x)`` from the single-point float64 forward pass of the margin network (ranking and display:
+        a counterexample is decided by :func:`relumilp.verify.attack.check_candidate` alone)."""
+        g = self.fnet.forward(x)
+        return max(float(np.min(-g[rows])) for rows in self.rows)
+
+    def shown(self, value: float) -> float:
+        return value
+
+    def start(self, search) -> None:
+        """Nothing: the sampling attack has tried the region's centre, corners and random points."""
+
+    def consider(self, search, X: np.ndarray) -> None:
+        """Counterexample candidates: the first one the original network's forward pass confirms ends the
+        search; otherwise the best ``v`` among them becomes the incumbent (display)."""
+        found = attack.first_counterexample(self.net, self.domain, self.outputs, X)
         if found is not None:
-            info["decided_by"] = "bab"
-            info["bab_time"] = time.perf_counter() - clock
-            return "violated", found
-        lo, hi = engine.bounds(Lb, Ub, start, refine="undecided")
-        gl = lo[out]
-        lbd = np.stack([gl[:, rows].max(axis=1) for rows in alive_members], axis=1)  # (B, alive)
-        open_ = (lbd <= 0.0).any(axis=1) & ~box_outside_rows(domain, Lb, Ub)
-        stats["pruned"] += int((~open_).sum())
-        if not open_.any():
-            continue
-        unstable = np.zeros(Lb.shape[0], dtype=np.int64)
-        for node in acts:
-            src = node.inputs[0]
-            unstable += phases(node, lo[src], hi[src]).unstable.sum(axis=1)
-        splittable = (Ub - Lb > 0).any(axis=1) & (db < settings.max_depth)
-        leaf = open_ & ((unstable <= settings.leaf_binaries) | ~splittable)
-        for i in np.flatnonzero(leaf):
-            if settings.deadline.expired():
-                unknown = True
-                break
-            stats["leaves"] += 1
-            box_bounds = Bounds({k: v[i].copy() for k, v in lo.items()}, {k: v[i].copy() for k, v in hi.items()},
-                                "symbolic")
-            leaf_domain = InputDomain(Lb[i], Ub[i], domain.A, domain.b)
-            leaf_alive = [alive[j] for j in np.flatnonzero(lbd[i] <= 0.0)]
-            leaf_compiled = compile_network(margin_net, leaf_domain, bounds=box_bounds)
-            verdict, found = milp_decide(net, leaf_compiled, leaf_domain, outputs, members, leaf_alive, settings,
-                                          records)
-            if verdict == "violated":
-                info["decided_by"] = "bab+milp"
-                info["bab_time"] = time.perf_counter() - clock
-                return verdict, found
-            if verdict is None:
-                unknown = True
-                if settings.deadline.expired():
-                    break
-        split = open_ & ~leaf
-        if not split.any():
-            continue
-        Lb, Ub, db = Lb[split], Ub[split], db[split]
-        lo = {k: v[split] for k, v in lo.items()}
-        hi = {k: v[split] for k, v in hi.items()}
-        # branch on the input that most influences the weakest conjunction's bound (|Λ_i| * width_i)
-        lam = engine.input_coefficients(lo, hi)
-        weakest = np.argmin(lbd[split], axis=1)
-        influence = np.zeros_like(Lb)
-        for a, rows in enumerate(alive_members):
-            sel = weakest == a
-            if sel.any():
-                influence[sel] = np.abs(lam[sel][:, rows, :]).sum(axis=1)
-        score = influence * (Ub - Lb)
-        score += 1e-12 * (Ub - Lb) / width0  # ties (zero influence): widest relative side
-        dim = np.argmax(score, axis=1)
-        rows_idx = np.arange(Lb.shape[0])
-        mid = (Lb[rows_idx, dim] + Ub[rows_idx, dim]) / 2
-        U1 = Ub.copy()
-        U1[rows_idx, dim] = mid
-        L2 = Lb.copy()
-        L2[rows_idx, dim] = mid
-        L = np.vstack([L, Lb, L2])
-        U = np.vstack([U, U1, Ub])
-        depth = np.concatenate([depth, db + 1, db + 1])
-        PL = {name: np.concatenate([PL[name], lo[name], lo[name]]) for name in names}
-        PU = {name: np.concatenate([PU[name], hi[name], hi[name]]) for name in names}
-    info["bab_time"] = time.perf_counter() - clock
-    if unknown or L.shape[0]:
-        info["decided_by"] = "unknown"
-        return None, None
-    info["decided_by"] = "bab"
-    return "holds", None
+            self.found, self.found_by = found, "bab"
+            return
+        X = X[self.domain.contains(X, tol=0.0)]
+        if X.shape[0]:
+            g = self.fnet.forward(X)
+            v = np.max(np.stack([np.min(-g[:, rows], axis=1) for rows in self.rows], axis=1), axis=1)
+            search.offer(X[int(np.argmax(v))])
+
+    # -- leaves ------------------------------------------------------------------------------------
+
+    def leaf(self, search, lower, upper, engine_ub: float, lo: dict, hi: dict, i: int, splits: dict) -> float:
+        """Decide node ``i`` by the MILP of :func:`~relumilp.verify.decide.milp_decide` over its box and
+        bounds: ``-inf`` when it holds there, else the node's engine bound (module docstring)."""
+        weakest = self._weakest(lo[self.fnet.output][i : i + 1])[0]
+        leaf_alive = [self.alive[k] for k in np.flatnonzero(weakest <= 0.0)]
+        domain = self.domain
+        compiled = node_compiled(self.fnet, lower, upper, lo, hi, i, domain.A, domain.b)
+        leaf_domain = InputDomain(lower, upper, domain.A, domain.b)
+        clock = time.perf_counter()
+        verdict, found = milp_decide(self.net, compiled, leaf_domain, self.outputs, self.members, leaf_alive,
+                                     self.settings, self.records)
+        search.stats["leaf_milp_time"] += time.perf_counter() - clock
+        if verdict == "holds":
+            return -math.inf
+        if verdict == "violated":
+            self.found, self.found_by = found, "bab+milp"
+        else:
+            search.stats["leaf_milp_failed"] += 1
+        return engine_ub
+
+
+def branch_and_bound(net, margin_net, compiled, domain: InputDomain, outputs, members, alive, settings: Settings,
+                     info: dict, records: list):
+    """Decide one region by :func:`relumilp.bab.search` with a :class:`RegionObjective`, seeded with the
+    region's root bounds ``compiled.bounds``: ``("holds", None)``, ``("violated", (x, y))`` or
+    ``(None, None)`` (unknown). Ctrl-C is raised again as :class:`KeyboardInterrupt`."""
+    objective = RegionObjective(net, margin_net, domain, outputs, members, alive, settings, records)
+    state, status = search(objective, domain, deadline=settings.deadline, root_bounds=compiled.bounds,
+                           batch_size=settings.batch_size, leaf_unstable=settings.leaf_binaries,
+                           max_depth=settings.max_depth, threads=settings.threads, log=settings.log,
+                           progress=settings.progress, branching=settings.branching, label="verify")
+    info["bab"] = state.stats
+    info["bab_time"] = state.stats["seconds"]
+    if objective.found is not None:
+        info["decided_by"] = objective.found_by
+        return "violated", objective.found
+    if status == "interrupted":
+        raise KeyboardInterrupt
+    if status == "done" and state.bound() < 0.0:
+        info["decided_by"] = "bab"
+        return "holds", None
+    info["decided_by"] = "unknown"
+    return None, None
 
 
 def box_outside_rows(domain: InputDomain, L: np.ndarray, U: np.ndarray) -> np.ndarray:

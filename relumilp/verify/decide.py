@@ -45,6 +45,7 @@ class Settings:
     highs_options: dict | None
     bound_options: dict
     progress: bool = False
+    branching: str = "auto"
 
 
 #: what the solver's word on ``min t`` is worth, relative to the magnitudes that make up the margins
