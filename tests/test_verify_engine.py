@@ -1,0 +1,132 @@
+"""``verify`` on the one branch-and-bound engine (relumilp.verify.bab): holds / violated against the exact
+answer of brute force (one LP per activation pattern and conjunction) on tiny networks with random
+properties, input and neuron branching, and a 40-input network that goes through neuron branching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from oracles import enumerate_patterns, linprog
+from relumilp.domain import InputDomain
+from relumilp.frontends.vnnlib import OutputConstraint, Property
+from relumilp.optimization import optimize
+from relumilp.verify import verify
+from relumilp.verify.bab import RegionObjective
+from test_formulation_oracle import random_network
+
+#: the exact largest violation is moved to +-MARGIN (relative): far beyond every solver tolerance
+MARGIN = 0.05
+
+
+def exact_violation(net, domain: InputDomain, outputs) -> float:
+    """``max over x in the domain of max_j min_{r in j} (d_r - C_r net(x))``, exactly: per activation
+    pattern (polyhedron ``G x <= h`` on which ``y = M x + m``) and conjunction, the LP
+    ``max t  s.t.  G x <= h, C (M x + m) + t <= d``, with bare HiGHS (no relumilp code)."""
+    best = -np.inf
+    n = domain.size
+    bounds = [*zip(domain.lower, domain.upper), (-1e9, 1e9)]
+    for G, h, M, m in enumerate_patterns(net, domain.lower, domain.upper, domain.A, domain.b):
+        G = np.zeros((0, n)) if not len(G) else np.array(G)
+        for out in outputs:
+            rows = np.vstack([np.hstack([G, np.zeros((G.shape[0], 1))]),
+                              np.hstack([out.C @ M, np.ones((out.num_rows, 1))])])
+            rhs = np.concatenate([np.asarray(h, dtype=float).ravel(), out.d - out.C @ m])
+            res = linprog(np.append(np.zeros(n), -1.0), A_ub=rows, b_ub=rhs, bounds=bounds)
+            if res.status == 0:
+                best = max(best, float(res.x[-1]))
+    return best
+
+
+def random_property(seed: int, violated: bool):
+    """A tiny network, a box (sometimes with rows ``A x <= b``) and 1-2 unsafe conjunctions of 1-2 rows
+    whose exact largest violation is ``+MARGIN`` (violated) or ``-MARGIN`` (holds), times its scale."""
+    net, domain = random_network(31_000 + seed)
+    rng = np.random.default_rng(seed)
+    A = b = None
+    if seed % 4 == 3:  # a row that keeps the centre strictly inside
+        A = rng.normal(size=(1, domain.size))
+        mid, half = (domain.lower + domain.upper) / 2, (domain.upper - domain.lower) / 2
+        b = A @ mid + np.abs(A) @ half * 0.5
+    domain = InputDomain(domain.lower, domain.upper, A, b)
+    m = net.output_size
+    counts = [int(rng.integers(1, 3)) for _ in range(1 + seed % 2)]
+    outputs = [OutputConstraint(rng.normal(size=(k, m)), np.zeros(k)) for k in counts]
+    v0 = exact_violation(net, domain, outputs)
+    scale = max(1.0, abs(v0))
+    shift = -v0 + (MARGIN if violated else -MARGIN) * scale  # v(x) moves with every d_r by the same shift
+    outputs = [OutputConstraint(o.C, o.d + shift) for o in outputs]
+    return net, Property(domain.size, m, (domain,), tuple(outputs)), ("violated" if violated else "holds")
+
+
+def check(seed: int, **options):
+    net, prop, expected = random_property(seed, violated=seed % 3 == 0)
+    result = verify(net, prop, attack_samples=0, time_limit=60, **options)
+    assert result.result == expected, result.details
+    if expected == "violated":
+        x = np.array(result.counterexample["x"])
+        assert prop.is_counterexample(x, net.forward(x))
+    return result
+
+
+def options(seed: int) -> dict:
+    """Input or neuron branching, leaves from 'every open neuron' down to 'LP only', small batches."""
+    return {"branching": ("input", "relu", "auto")[seed % 3], "leaf_binaries": (1, 3, 16, 0)[seed % 4],
+            "batch_size": (4, 16, 1, 64)[seed % 4], "tighten": ("interval", "symbolic")[seed % 2]}
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_engine_matches_brute_force(seed):
+    result = check(seed, **options(seed))
+    assert result.details["regions"][0]["decided_by"] in ("bounds", "bab", "bab+milp")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(30, 260))
+def test_engine_matches_brute_force_many(seed):
+    check(seed, **options(seed))
+
+
+def test_node_bound_is_the_violation_bound():
+    """The objective's node bound is ``max_j min_{r in j} (-lower(g_r))``, ``-inf`` off the input rows,
+    and it closes a node only strictly below 0."""
+    net, domain = random_network(3)
+    m = net.output_size
+    outputs = [OutputConstraint(np.eye(m)[:1], [0.0]), OutputConstraint(np.vstack([np.eye(m)[:1], -np.eye(m)[:1]]), [1.0, 2.0])]
+    from relumilp.verify.spec import spec_network, stack_rows
+
+    G, h, members = stack_rows(outputs)
+    objective = RegionObjective(net, spec_network(net, G, h), domain, outputs, members, [0, 1], None, [])
+    g_lower = np.array([[0.5, -1.0, 3.0], [-0.25, -1.0, -2.0]])[:, : G.shape[0]]
+    lo = {objective.fnet.output: g_lower}
+    L = np.tile(domain.lower, (2, 1))
+    expected = [max(-g[members[0]].max(), -g[members[1]].max()) for g in g_lower]
+    np.testing.assert_array_equal(objective.node_upper(lo, L, L), expected)
+    np.testing.assert_array_equal(objective.closes(np.array([-1e-300, 0.0, 1.0]), None), [True, False, False])
+    off = InputDomain(domain.lower, domain.upper, A=np.ones((1, domain.size)), b=np.array([domain.lower.sum() - 1.0]))
+    objective.domain = off
+    assert np.all(objective.node_upper(lo, L, L) == -np.inf)
+
+
+@pytest.fixture(scope="module")
+def wide_case():
+    rng = np.random.default_rng(4)
+    from conftest import random_mlp
+
+    net = random_mlp(rng, [40, 16, 12, 2])
+    domain = InputDomain(np.full(40, -0.1), np.full(40, 0.1))
+    best = optimize(net, domain, maximize=0, method="milp", time_limit=60)
+    assert best.status == "optimal"
+    return net, domain, best
+
+
+@pytest.mark.parametrize("offset, expected", [(-0.05, "violated"), (0.05, "holds")])
+def test_forty_inputs_go_through_neuron_branching(wide_case, offset, expected):
+    net, domain, best = wide_case
+    threshold = best.objective + offset * max(1.0, abs(best.objective))
+    prop = Property(40, 2, (domain,), (OutputConstraint(np.array([[-1.0, 0.0]]), np.array([-threshold])),))
+    result = verify(net, prop, attack_samples=0, time_limit=60)
+    assert result.result == expected, result.details
+    stats = result.details["regions"][0]["bab"]
+    assert stats["branching"] == "relu"
+    assert stats["neuron_splits"] > 0 or expected == "violated"  # a counterexample may come from the root's samples
