@@ -1,8 +1,20 @@
-r"""Best-first branch and bound over input boxes and neuron splits: the certified optimum of a network output.
+r"""Best-first branch and bound over input boxes and neuron splits: the one engine of ``optimize`` and ``verify``.
 
-:func:`branch_and_bound` maximises ``f(x) = s c @ net(x)`` (``s = +1`` to maximise, ``-1`` to minimise)
-over an input box. The big-M MILP of a whole network stalls beyond ~50 unstable ReLUs; branch and
-bound splits the problem until the pieces are easy. The algorithm:
+:func:`search` maximises an *objective* over an input box. The big-M MILP of a whole network stalls
+beyond ~50 unstable ReLUs; branch and bound splits the problem until the pieces are easy. The objective
+is a small strategy object that says what is maximised, how a node's upper bound is read off the
+engine's bounds, how points are valued by the float64 forward pass, which input coefficients guide
+input branching, when a node closes, and what a leaf does:
+
+* :class:`LinearObjective` -- ``f(x) = s c @ net(x)`` (``s = +1`` to maximise, ``-1`` to minimise), for
+  :func:`relumilp.optimization.optimize` (:func:`branch_and_bound`); nodes close within the gap of the
+  incumbent, leaves are the node's big-M MILP;
+* :class:`relumilp.verify.bab.RegionObjective` -- the violation ``max_j min_{r in j} -g_r(x)`` of one
+  input region of a property (margins ``g`` of the unsafe rows), for :func:`relumilp.verify.verify`;
+  nodes close when their bound is strictly below 0, the search stops at the first counterexample the
+  forward pass confirms, leaves are :func:`relumilp.verify.decide.milp_decide`.
+
+For the linear objective, the algorithm:
 
 1. **The objective as a node.** ``-f`` is appended to the network as one affine node (the *loss*,
    :func:`relumilp.verify.spec_network`), so the same bound engine bounds it with everything else:

@@ -3,8 +3,9 @@ r"""The bound engine: batched symbolic (CROWN / DeepPoly-style) bounds of a netw
 One propagation routine serves every user of symbolic bounds:
 
 * :func:`relumilp.bounds.symbolic.symbolic_bounds` -- ``compute_bounds(..., "symbolic")``, one box;
-* the input-splitting branch and bound of :mod:`relumilp.verify.bab` -- batches of sub-boxes, each
-  starting from its parent's bounds, refining only the neurons still undecided;
+* the branch and bound of :mod:`relumilp.bab` (``optimize`` and ``verify``) -- batches of nodes (input
+  boxes with neuron splits), each starting from its parent's bounds, refining only the neurons still
+  undecided, with optimised slopes for neuron branching;
 * :func:`relumilp.bounds.symbolic.mlp_bounds` -- the training losses: differentiable, any device and
   dtype, no round-off margins (not a certificate).
 
