@@ -70,17 +70,22 @@ class RegionObjective:
         return np.stack([g_lower[:, rows].max(axis=1) for rows in self.rows], axis=1)
 
     def bound_boxes(self, engine, L, U, start, splits, slopes, steps):
-        """The engine's bounds of each node, and ``Λ``: the input coefficients of ``-g_r``'s linear upper
-        bound for the row ``r`` that sets the node's bound (for the branching score and the corner)."""
+        """The engine's bounds of each node, and ``Λ`` for input branching and the corner point: per input,
+        ``|Λ_i| = sum over the rows r of the weakest conjunction j* (the one setting the node's bound)
+        of |Λ_{r,i}|``, ``Λ_r`` the input coefficients of ``lower(g_r)`` (how much input ``i`` moves the
+        conjunction's bounds); its sign is that of ``-Λ_{r*,i}``, ``r*`` the row of ``j*`` with the
+        largest lower bound (the corner that lowers it most)."""
         result = engine_bounds(engine, L, U, start, splits, slopes, steps)
         g_lower = result.lower[self.fnet.output]
+        coefficients = lower_coefficients(engine, result)  # (B, m, n)
         weakest = np.argmin(self._weakest(g_lower), axis=1)
-        row = np.empty(L.shape[0], dtype=np.int64)
+        lam = np.empty((L.shape[0], L.shape[1]))
         for k, rows in enumerate(self.rows):
-            here = weakest == k
-            if here.any():
-                row[here] = rows[np.argmax(g_lower[here][:, rows], axis=1)]
-        lam = -lower_coefficients(engine, result)[np.arange(L.shape[0]), row, :]
+            here = np.flatnonzero(weakest == k)
+            if here.size:
+                top = rows[np.argmax(g_lower[here][:, rows], axis=1)]
+                sign = np.where(coefficients[here, top, :] > 0, -1.0, 1.0)
+                lam[here] = sign * np.abs(coefficients[here][:, rows, :]).sum(axis=1)
         return result, lam
 
     def node_upper(self, lo: dict, L: np.ndarray, U: np.ndarray) -> np.ndarray:
