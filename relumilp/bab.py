@@ -115,7 +115,8 @@ def _bound_boxes(engine, L: np.ndarray, U: np.ndarray, start: dict, splits: dict
 def engine_bounds(engine, L: np.ndarray, U: np.ndarray, start: dict, splits: dict | None = None,
                   slopes: dict | None = None, steps: int = 0, deadline: Deadline | None = None):
     """The engine's :class:`~relumilp.bounds.engine.EngineBounds` of each node (see :func:`_bound_boxes`),
-    the lower bounds of the output's rows optimised with ``steps`` alpha-CROWN steps."""
+    the lower bounds of the output's rows optimised with ``steps`` alpha-CROWN steps. Past ``deadline``
+    the engine stops refining and returns the sound (looser) bounds it has: a round ends promptly."""
     return engine.bounds(L, U, start, refine="undecided", splits=splits,
                          optimise={"steps": steps, "sense": "lower", "slopes": slopes}, deadline=deadline)
 
@@ -272,6 +273,9 @@ class _Search:
         empty = np.asarray(result.empty, dtype=bool)
         self.stats["empty"] += int(empty.sum())
         upper[empty] = -math.inf  # no input of the node satisfies its splits
+        if not result.complete:  # the deadline cut the bounds short (still sound): the batch stays in flight
+            self.in_flight = float(upper.max())
+            return
         alive = ~self.closes(upper)
         dead = ~alive & ~empty
         if dead.any():
