@@ -113,12 +113,15 @@ def _bound_boxes(engine, L: np.ndarray, U: np.ndarray, start: dict, splits: dict
 
 
 def engine_bounds(engine, L: np.ndarray, U: np.ndarray, start: dict, splits: dict | None = None,
-                  slopes: dict | None = None, steps: int = 0, deadline: Deadline | None = None):
+                  slopes: dict | None = None, steps: int = 0, deadline: Deadline | None = None,
+                  optimise: bool = True):
     """The engine's :class:`~relumilp.bounds.engine.EngineBounds` of each node (see :func:`_bound_boxes`),
-    the lower bounds of the output's rows optimised with ``steps`` alpha-CROWN steps. Past ``deadline``
-    the engine stops refining and returns the sound (looser) bounds it has: a round ends promptly."""
-    return engine.bounds(L, U, start, refine="undecided", splits=splits,
-                         optimise={"steps": steps, "sense": "lower", "slopes": slopes}, deadline=deadline)
+    the lower bounds of the output's rows optimised with ``steps`` alpha-CROWN steps (``optimise=False``:
+    the plain back-substituted bounds, no slopes and no branching scores -- one back-substitution of the
+    output less per node). Past ``deadline`` the engine stops refining and returns the sound (looser)
+    bounds it has: a round ends promptly."""
+    options = {"steps": steps, "sense": "lower", "slopes": slopes} if optimise else None
+    return engine.bounds(L, U, start, refine="undecided", splits=splits, optimise=options, deadline=deadline)
 
 
 def lower_coefficients(engine, result) -> np.ndarray:
@@ -264,7 +267,8 @@ class _Search:
         self.stats["max_depth"] = max(self.stats["max_depth"], int(depth.max()))
         steps = self.options["alpha_steps"]
         result, lam = self.objective.bound_boxes(self.engine, L, U, batch["start"], splits or None,
-                                                 batch.get("slopes"), steps, self.deadline)
+                                                 batch.get("slopes"), steps, self.deadline,
+                                                 steps > 0 or self.mode == "relu")
         lo, hi = result.lower, result.upper
         self.sample(L, U, lam)
         if self.objective.finished:
@@ -430,8 +434,10 @@ class LinearObjective:
         self.polish_incumbents = bool(polish)
         self._polish_model = None
 
-    def bound_boxes(self, engine, L, U, start, splits, slopes, steps, deadline=None):
-        """The engine's bounds of each node and ``Λ``, ``f``'s input coefficients (:func:`_bound_boxes`)."""
+    def bound_boxes(self, engine, L, U, start, splits, slopes, steps, deadline=None, optimise=True):
+        """The engine's bounds of each node and ``Λ``, ``f``'s input coefficients (:func:`_bound_boxes`;
+        always with the optimise pass, whose slopes at ``steps = 0`` can tighten the bound: the
+        optimum's measured behaviour)."""
         return _bound_boxes(engine, L, U, start, splits, slopes, steps, deadline)
 
     def node_upper(self, lo: dict, L: np.ndarray, U: np.ndarray) -> np.ndarray:

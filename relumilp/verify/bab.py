@@ -69,13 +69,15 @@ class RegionObjective:
         """(B, alive): per conjunction, ``max_{r in j} lower(g_r)`` (> 0: unreachable on the node)."""
         return np.stack([g_lower[:, rows].max(axis=1) for rows in self.rows], axis=1)
 
-    def bound_boxes(self, engine, L, U, start, splits, slopes, steps, deadline=None):
+    def bound_boxes(self, engine, L, U, start, splits, slopes, steps, deadline=None, optimise=True):
         """The engine's bounds of each node, and ``Λ`` for input branching and the corner point: per input,
         ``|Λ_i| = sum over the rows r of the weakest conjunction j* (the one setting the node's bound)
         of |Λ_{r,i}|``, ``Λ_r`` the input coefficients of ``lower(g_r)`` (how much input ``i`` moves the
         conjunction's bounds); its sign is that of ``-Λ_{r*,i}``, ``r*`` the row of ``j*`` with the
-        largest lower bound (the corner that lowers it most)."""
-        result = engine_bounds(engine, L, U, start, splits, slopes, steps, deadline)
+        largest lower bound (the corner that lowers it most). ``optimise`` is False in input branching
+        without slope steps: the plain bounds (one back-substitution less per node, the old verifier's
+        measured speed on ACAS Xu)."""
+        result = engine_bounds(engine, L, U, start, splits, slopes, steps, deadline, optimise)
         g_lower = result.lower[self.fnet.output]
         coefficients = lower_coefficients(engine, result)  # (B, m, n)
         weakest = np.argmin(self._weakest(g_lower), axis=1)
