@@ -352,7 +352,7 @@ class _Search:
         start = {name: (np.repeat(lo[name][rows], 2 * n, axis=0), np.repeat(hi[name][rows], 2 * n, axis=0))
                  for name in self.kept}
         flat_L, flat_U = cand_L.reshape(-1, n), cand_U.reshape(-1, n)
-        result, _ = self.objective.bound_boxes(self.engine, flat_L, flat_U, start, None, None, 0, self.deadline)
+        result, _ = self.objective.bound_boxes(self.engine, flat_L, flat_U, start, None, None, 0, self.deadline, False)
         child_ub = np.minimum(self.objective.node_upper(result.lower, flat_L, flat_U),
                               np.repeat(upper[rows], 2 * n)).reshape(r, n, 2)
         worse = np.where(halvable[rows], child_ub.max(axis=2), np.inf)
