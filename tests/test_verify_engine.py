@@ -130,3 +130,11 @@ def test_forty_inputs_go_through_neuron_branching(wide_case, offset, expected):
     stats = result.details["regions"][0]["bab"]
     assert stats["branching"] == "relu"
     assert stats["neuron_splits"] > 0 or expected == "violated"  # a counterexample may come from the root's samples
+
+
+def test_unknown_branching_is_a_clear_error():
+    from relumilp.errors import RelumilpError
+
+    net, prop, _ = random_property(1, violated=False)
+    with pytest.raises(RelumilpError, match="branching must be one of auto, input, relu"):
+        verify(net, prop, branching="neurons")
