@@ -107,7 +107,6 @@ def verify(
     tighten: str | None = None,
     disjunction: str = "split",
     input_split: bool | None = None,
-    branching: str = "auto",
     attack_samples: int = 1000,
     leaf_binaries: int = 16,
     batch_size: int = 256,
@@ -117,6 +116,7 @@ def verify(
     highs_options: dict | None = None,
     seed: int = 0,
     progress: bool = False,
+    branching: str = "auto",
     **bound_options,
 ) -> VerificationResult:
     """Verify VNN-LIB property ``prop`` (a :class:`~relumilp.frontends.vnnlib.Property` or a path) on ``network``.
