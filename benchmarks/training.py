@@ -179,11 +179,28 @@ def _speedup(plain: dict, other: dict) -> tuple[float, str]:
     return ratio, "" if plain["status"] == "optimal" else ">="
 
 
-def report(paths, figure: Path, out_md: Path) -> str:
+REGION_SAMPLES = 100_000
+
+
+def _regions(save_dir: Path | None, problem: str, arch: str, seed: int, which: str) -> str:
+    """Linear regions met by :data:`REGION_SAMPLES` points (a lower bound; ``sample_regions``) of a network
+    saved by the run, or ``""`` when it was not saved (runs before networks were kept)."""
+    path = None if save_dir is None else save_dir / f"{problem}_{arch}_s{seed}_{which}.npz"
+    if path is None or not path.is_file():
+        return ""
+    from benchmarks.problems import get_problem
+    from relumilp.analysis.regions.sampling import sample_regions
+    from relumilp.ir import Network
+
+    return f">={sample_regions(Network.load(path), get_problem(problem).domain, REGION_SAMPLES).count:,}"
+
+
+def report(paths, figure: Path, out_md: Path, save_dir: Path | None = None) -> str:
     rows = _read(paths)
     lines = ["| problem | arch | seed | network | λ | val MSE / plain | test MSE / plain | stable % (LP) | binaries | "
-             "big-M status | big-M time (s) | speedup big-M | engine status | engine time (s) | speedup engine |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "linear regions (sampled) | big-M status | big-M time (s) | speedup big-M | engine status | "
+             "engine time (s) | speedup engine |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     keys = sorted({(r["problem"], r["arch"], r["seed"]) for r in rows})
     per_problem: dict = {}
     for key in keys:
@@ -192,14 +209,16 @@ def report(paths, figure: Path, out_md: Path) -> str:
         plain_e = next((r for r in group if r["recipe"] == "plain" and r["method"] == "engine_auto"), None)
         chosen_b = next((r for r in group if r["chosen"] and r["method"] == "bigm_lp"), plain_b)
         chosen_e = next((r for r in group if r["chosen"] and r["method"] == "engine_auto"), plain_e)
-        for r, e, label in ((plain_b, plain_e, "plain"), (chosen_b, chosen_e, "milp-friendly (chosen)")):
+        for r, e, label, which in ((plain_b, plain_e, "plain", "plain"),
+                                   (chosen_b, chosen_e, "milp-friendly (chosen)", "chosen")):
             sb, kb = _speedup(plain_b, r)
             se_text, e_status, e_time = "", "n/a", ""
             if e is not None and e["status"] != "n/a":
                 se, ke = _speedup(plain_e, e)
                 se_text, e_status, e_time = f"{ke}{se:.3g}", e["status"], f"{e['total_s']:.3g}"
             lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {label} | {r['lambda']:.3g} | {r['val_ratio']:.3g} | "
-                         f"{r['test_ratio']:.3g} | {r['stable_pct']:.3g} | {int(r['binaries'])} | {r['status']} | "
+                         f"{r['test_ratio']:.3g} | {r['stable_pct']:.3g} | {int(r['binaries'])} | "
+                         f"{_regions(save_dir, key[0], key[1], key[2], 'plain' if r['recipe'] == 'plain' else which)} | {r['status']} | "
                          f"{r['total_s']:.3g} | {kb}{sb:.3g} | {e_status} | {e_time} | {se_text} |")
         sb, kb = _speedup(plain_b, chosen_b)
         se, ke = (_speedup(plain_e, chosen_e) if plain_e is not None and plain_e["status"] != "n/a" else (math.nan, "?"))
@@ -280,7 +299,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.report is not None:
         paths = args.report or [args.out]
-        print(report(paths, FIGURES / "training17_tradeoff.png", RESULTS / "training17.md"))
+        print(report(paths, FIGURES / "training17_tradeoff.png", RESULTS / "training17.md", args.save_dir))
         return
     from benchmarks.problems import available
 
