@@ -234,7 +234,7 @@ def report(paths, figure: Path, out_md: Path, save_dir: Path | None = None) -> s
         met += ok
         seeds_b = " / ".join(f"{v[1]}{v[0]:.3g}" for v in vals)
         seeds_e = " / ".join("n/a" if math.isnan(v[3]) else f"{v[4]}{v[3]:.3g}" for v in vals)
-        summary.append(f"| {problem} | {arch} | {len(vals)} | {seeds_b} | {sb:.3g} | {tr:.3g} | {seeds_e} | "
+        summary.append(f"| {problem} | {arch} | {len(vals)} | {seeds_b} | {sb:.3g} | {tr:.3f} | {seeds_e} | "
                        f"{'met' if ok else 'not met'} |")
     _figure(rows, figure)
     text = ("\n".join(summary) + f"\n\nTarget met on {met} of {len(per_problem)} problem/architecture pairs "
