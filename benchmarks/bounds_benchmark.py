@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from obbt_throughput import ACAS, vnnlib_box  # noqa: E402
 
 import relumilp.bounds.obbt as obbt  # noqa: E402
+import relumilp.parallel as parallel  # noqa: E402
 from relumilp.bounds import compute_bounds, stability_counts  # noqa: E402
 from relumilp.domain import InputDomain  # noqa: E402
 from relumilp.examples import peaks_function  # noqa: E402
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
     if workers > 1:
         # the worker processes start once per process; keep that out of the first LP row's time
         clock = time.perf_counter()
-        obbt.shared_process_pool(workers).submit(int, 0).result()
+        parallel.shared_process_pool(workers).submit(int, 0).result()
         print(f"{workers} worker processes started in {time.perf_counter() - clock:.2f} s", file=sys.stderr)
     for name, make, domain in problems(args.nets.split(",")):
         net = make()

@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 import pyomo.environ as pyo  # noqa: E402
 
 import relumilp.bounds.obbt as obbt  # noqa: E402
+import relumilp.parallel as parallel  # noqa: E402
 from relumilp.bounds import compute_bounds  # noqa: E402
 from relumilp.bounds.obbt import LayerProblem  # noqa: E402
 from relumilp.formulation.bigm import build_milp  # noqa: E402
@@ -166,7 +167,7 @@ def main(argv=None) -> int:
     for label, workers, options in configurations:
         if workers > 1:
             clock = time.perf_counter()
-            obbt.shared_process_pool(workers).submit(int, 0).result()
+            parallel.shared_process_pool(workers).submit(int, 0).result()
             pool_start = time.perf_counter() - clock
         best = min((run_relumilp(net, domain, workers, **options) for _ in range(args.repeats)), key=lambda r: r[0])
         runs[label] = best

@@ -57,7 +57,7 @@ def main(argv=None) -> int:
             warnings.showwarning = show_warning  # warnings print as one line, like errors
             convert_options(args)  # before any numerical import: a bad option fails in a blink
             if argv is None:  # the console entry point is guarded, so spawned worker processes are safe
-                from .bounds.obbt import set_default_workers
+                from .parallel import set_default_workers
 
                 set_default_workers(os.cpu_count() or 1)
             if getattr(args, "time_limit", None) is not None:

@@ -399,19 +399,19 @@ def test_milp_time_limit_is_per_solve():
 
 
 def test_default_workers_setting_and_validation():
-    from relumilp.bounds import obbt
+    from relumilp import parallel
 
     try:
-        obbt.set_default_workers(3)
-        assert obbt.default_workers() == 3
-        obbt.set_default_workers(None)
-        assert obbt.default_workers() >= 1
+        parallel.set_default_workers(3)
+        assert parallel.default_workers() == 3
+        parallel.set_default_workers(None)
+        assert parallel.default_workers() >= 1
         with pytest.raises(RelumilpError, match="at least 1"):
-            obbt.set_default_workers(0)
+            parallel.set_default_workers(0)
         with pytest.raises(RelumilpError, match="at least 1"):
             compute_bounds(mixed_mlp(1, [2, 4, 1]), InputDomain.box(-1.0, 1.0, 2), "lp", workers=0)
     finally:
-        obbt.set_default_workers(None)
+        parallel.set_default_workers(None)
 
 
 def test_warm_start_order_covers_every_objective_once():

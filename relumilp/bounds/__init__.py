@@ -41,7 +41,7 @@ def compute_bounds(net: Network, domain, method: str = "interval", **options) ->
     * ``executor`` -- a ``concurrent.futures.Executor`` (e.g. ``dask.distributed.Client.get_executor()``)
       for the independent neurons of each layer in LP/MILP OBBT;
     * ``workers`` -- without ``executor``: local worker processes (1 = serial; ``None`` =
-      :func:`relumilp.bounds.obbt.default_workers`, every core unless called from a plain script);
+      :func:`relumilp.parallel.default_workers`, every core unless called from a plain script);
     * ``progress`` -- tqdm progress bars per layer;
     * ``milp_time_limit`` -- seconds per MILP-OBBT solve (the dual bound is used at the limit);
     * ``cache`` -- a directory or ``.npz``/``.json`` file: reuse bounds computed before for the same

@@ -60,7 +60,7 @@ Parallelism: the neurons of one layer are independent. The layer's model (a pick
 :class:`LayerProblem`) and a chunk of the solve sequence go to the top-level :func:`solve_chunk`, which
 builds its own HiGHS model. The sequence and its split into near-equal contiguous chunks of at most
 ``2 * chunk_size`` solves depend on the layer alone, so the serial run, a local process pool
-(:func:`shared_process_pool`) and a ``dask.distributed`` executor perform the same solves in the same
+(:func:`relumilp.parallel.shared_process_pool`) and a ``dask.distributed`` executor perform the same solves in the same
 order and return bitwise identical bounds.
 
 Time limits and interruption: ``deadline`` (a :class:`relumilp.limits.Deadline` for the whole call)
@@ -74,16 +74,10 @@ tasks, terminates the pool's processes and forgets the pool, so a later call sta
 
 from __future__ import annotations
 
-import atexit
-import ctypes
 import dataclasses
 import math
-import multiprocessing as mp
-import os
-import signal
-import sys
 import time
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, as_completed
 from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -106,6 +100,8 @@ from ..limits import Deadline
 from .base import Bounds, intersect, phases
 from .interval import interval_bounds
 from .rounding import envelope
+from ..parallel import default_workers, shared_process_pool
+from ..parallel import kill_pool
 
 #: relative and absolute margins applied to MILP dual bounds (see module docstring)
 MILP_REL_MARGIN = 1e-6
@@ -502,7 +498,7 @@ def _run_chunks(problem: LayerProblem, neurons: np.ndarray, signs: np.ndarray, e
         for future in futures:
             future.cancel()
         if local:
-            _kill_pool(workers)
+            kill_pool(workers)
         for k, (chunk, _) in enumerate(chunks):
             if results[k] is None:
                 unique = np.unique(chunk)
@@ -517,7 +513,7 @@ def _run_chunks(problem: LayerProblem, neurons: np.ndarray, signs: np.ndarray, e
         for future in futures:
             future.cancel()
         if local:
-            _kill_pool(workers)
+            kill_pool(workers)
         raise
     return results
 
@@ -561,89 +557,6 @@ def obbt_bounds(
 
 
 # -- local process pools ----------------------------------------------------------------------------
-
-_POOLS: dict[int, ProcessPoolExecutor] = {}
-
-
-def shared_process_pool(workers: int) -> ProcessPoolExecutor:
-    """A local pool of ``workers`` processes, started on first use and reused by later calls.
-
-    Workers are *spawned*, never forked: a process forked after HiGHS has started its thread
-    scheduler deadlocks in its first MIP solve (reproduced with highspy 1.16). Spawning re-imports the
-    caller's main module, so a script that tightens bounds in parallel needs the usual
-    ``if __name__ == "__main__":`` guard.
-    """
-    pool = _POOLS.get(workers)
-    if pool is None or getattr(pool, "_broken", False):
-        if not _POOLS:
-            atexit.register(_shutdown_pools)
-        pool = _POOLS[workers] = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                                     initializer=_init_worker, initargs=(os.getpid(),))
-    return pool
-
-
-def _init_worker(parent: int) -> None:
-    """Worker set-up: only the parent decides about Ctrl-C, and a worker dies with its parent."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        try:
-            # PR_SET_PDEATHSIG (1): SIGTERM when the parent dies, even by SIGKILL
-            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-
-def _kill_pool(workers: int) -> None:
-    """Stop the shared pool of ``workers`` now, running tasks included, and forget it."""
-    pool = _POOLS.pop(workers, None)
-    if pool is None:
-        return
-    # ProcessPoolExecutor has no public way to stop running tasks: terminate its processes directly
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    for process in processes:
-        process.terminate()
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.join(2.0)
-        if process.is_alive():
-            process.kill()
-            process.join(1.0)
-
-
-def _shutdown_pools() -> None:
-    # explicitly, while the interpreter is intact (a pool collected during teardown prints noise);
-    # the pools are idle at exit, but a worker may still be importing: stop it rather than wait
-    for workers in list(_POOLS):
-        _kill_pool(workers)
-
-
-_DEFAULT_WORKERS: int | None = None
-
-
-def set_default_workers(workers: int | None) -> None:
-    """Set the process-wide default of ``workers`` (``None`` restores the automatic rule of
-    :func:`default_workers`). The CLI, whose entry point is guarded, sets it to every core."""
-    global _DEFAULT_WORKERS
-    if workers is not None and int(workers) < 1:
-        raise RelumilpError(f"workers must be at least 1, got {workers}")
-    _DEFAULT_WORKERS = None if workers is None else int(workers)
-
-
-def default_workers() -> int:
-    """Processes used when neither ``executor`` nor ``workers`` is given: the value set by
-    :func:`set_default_workers`, else every core -- unless this is itself a child process, or the
-    main module is a plain script (``python script.py``), which a spawned worker would re-execute:
-    then 1 (pass ``workers`` explicitly from a script with a ``__main__`` guard)."""
-    if _DEFAULT_WORKERS is not None:
-        return _DEFAULT_WORKERS
-    if mp.parent_process() is not None:
-        return 1  # inside a worker (or a daemonic child, which may not have children): no nested pools
-    main = sys.modules.get("__main__")
-    is_script = getattr(main, "__file__", None) is not None and getattr(main, "__spec__", None) is None
-    return 1 if is_script else max(1, os.cpu_count() or 1)
-
 
 def _obbt(net, domain, start, method, opts, executor, workers, progress, stats, deadline: Deadline) -> Bounds:
 
