@@ -85,11 +85,127 @@ def objective_network(net: Network, coefficients: np.ndarray, sign: float) -> Ne
     return spec_network(net, -sign * np.asarray(coefficients, dtype=np.float64)[None, :], np.zeros(1))
 
 
-def _engine(fnet: Network):
-    """The batched bound engine for the objective network (:class:`relumilp.bounds.engine.BoundEngine`)."""
+#: nodes per engine call: fixed (never derived from the number of workers), so a serial run, a local
+#: pool and any executor bound the same chunks and get the same bounds, bit for bit
+CHUNK_NODES = 128
+#: seconds a chunk may come back after the deadline before it is bounded here without refinement
+CHUNK_GRACE = 0.5
+
+
+def _engine(fnet: Network, executor=None, workers: int = 1):
+    """The bound engine for the objective network, bounding nodes in chunks (:class:`NodeEngine`)."""
+    return NodeEngine(fnet, executor, workers)
+
+
+def _rows_of(value, part: slice):
+    """Rows ``part`` of an array, a pair of arrays or a dict of either (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return {key: _rows_of(v, part) for key, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(v[part] for v in value)
+    return value[part]
+
+
+def _join(parts: list):
+    """One :class:`~relumilp.bounds.engine.EngineBounds` from the chunks' (rows in order)."""
+    from .bounds.engine import EngineBounds
+
+    # a chunk bounded past the deadline may lack slopes and scores: then the batch has none (both optional)
+    join = lambda dicts: (None if any(d is None for d in dicts)
+                          else {k: np.concatenate([d[k] for d in dicts]) for k in dicts[0]})
+    return EngineBounds(join([r.lower for r in parts]), join([r.upper for r in parts]),
+                        np.concatenate([np.asarray(r.empty) for r in parts]), join([r.slopes for r in parts]),
+                        join([r.scores for r in parts]), all(r.complete for r in parts))
+
+
+_WORKER_ENGINES: dict = {}
+
+
+def bound_chunk(token: str, fnet: Network, L, U, start, splits, optimise, seconds):
+    """One chunk of nodes in a worker process: the engine's bounds (built once per process and search)."""
     from .bounds.engine import BoundEngine
 
-    return BoundEngine.for_network(fnet)
+    engine = _WORKER_ENGINES.get(token)
+    if engine is None:
+        _WORKER_ENGINES.clear()  # one search at a time per worker
+        engine = _WORKER_ENGINES[token] = BoundEngine.for_network(fnet)
+    deadline = Deadline() if seconds is None else Deadline.after(max(seconds, 1e-9))
+    return engine.bounds(L, U, start, refine="undecided", splits=splits, optimise=optimise, deadline=deadline)
+
+
+class NodeEngine:
+    """The batched bound engine of the objective network, node batches cut into chunks of
+    :data:`CHUNK_NODES`.
+
+    Serially the chunks are bounded one after another; with ``workers > 1`` on the shared local pool
+    (:func:`relumilp.parallel.shared_process_pool`), or on ``executor`` (any
+    ``concurrent.futures.Executor``, e.g. ``dask.distributed.Client.get_executor()``). The chunks are
+    the same either way, so the results are identical to a serial run. A chunk not back by the deadline
+    (plus :data:`CHUNK_GRACE`) is bounded here past the deadline: the engine then skips refinement and
+    returns sound interval-strength bounds. Ctrl-C cancels the chunks and stops a local pool.
+    """
+
+    def __init__(self, fnet: Network, executor=None, workers: int = 1):
+        import uuid
+
+        from .bounds.engine import BoundEngine
+
+        if workers is not None and int(workers) < 1:
+            raise RelumilpError(f"workers must be at least 1, got {workers}")
+        self.fnet, self.executor, self.workers = fnet, executor, int(workers or 1)
+        self.engine = BoundEngine.for_network(fnet)
+        self.token = uuid.uuid4().hex
+
+    def bounds(self, L, U, start=None, refine="undecided", splits=None, optimise=None, deadline=None):
+        deadline = Deadline() if deadline is None else deadline
+        parts = [slice(i, i + CHUNK_NODES) for i in range(0, L.shape[0], CHUNK_NODES)]
+        task = lambda part: (L[part], U[part], _rows_of(start, part), _rows_of(splits, part),
+                             None if optimise is None else {**optimise, "slopes": _rows_of(optimise.get("slopes"), part)})
+        here = lambda args, limit=deadline: self.engine.bounds(args[0], args[1], args[2], refine=refine, splits=args[3],
+                                                               optimise=args[4], deadline=limit)
+        executor = self.executor
+        local = executor is None and self.workers > 1 and len(parts) > 1
+        if executor is None and not local:
+            return _join([here(task(part)) for part in parts])
+        return _join(self._spread([task(part) for part in parts], here, deadline, local))
+
+    def _spread(self, tasks, here, deadline, local: bool) -> list:
+        from concurrent.futures import TimeoutError as FuturesTimeout
+        from concurrent.futures import as_completed
+
+        from .parallel import kill_pool, shared_process_pool
+
+        executor = shared_process_pool(self.workers) if local else self.executor
+        seconds = deadline.remaining() if deadline.limited else None
+        futures = {executor.submit(bound_chunk, self.token, self.fnet, *args, seconds): k for k, args in enumerate(tasks)}
+        results: list = [None] * len(tasks)
+        try:
+            for future in as_completed(futures, timeout=None if seconds is None else seconds + CHUNK_GRACE):
+                results[futures[future]] = future.result()
+        except FuturesTimeout:
+            for future in futures:
+                future.cancel()
+            if local:
+                kill_pool(self.workers)
+            spent = Deadline.after(1e-9)
+            results = [r if r is not None else here(tasks[k], spent) for k, r in enumerate(results)]
+        except BaseException:  # Ctrl-C (and SIGTERM in the CLI): leave nothing running
+            for future in futures:
+                future.cancel()
+            if local:
+                kill_pool(self.workers)
+            raise
+        return results
+
+    def input_coefficients(self, lower: dict, upper: dict):
+        """The engine's input coefficients (:meth:`~relumilp.bounds.engine.BoundEngine.input_coefficients`),
+        chunk by chunk like :meth:`bounds`, here (one back-substitution of the output: cheap)."""
+        B = next(iter(lower.values())).shape[0]
+        parts = [slice(i, i + CHUNK_NODES) for i in range(0, B, CHUNK_NODES)]
+        return np.concatenate([self.engine.input_coefficients(_rows_of(lower, part), _rows_of(upper, part))
+                               for part in parts])
 
 
 def _bound_boxes(engine, L: np.ndarray, U: np.ndarray, start: dict, splits: dict | None = None,
@@ -170,7 +286,7 @@ class _Search:
     def __init__(self, objective, domain, deadline, options):
         self.objective, self.fnet = objective, objective.fnet
         self.domain, self.deadline, self.options = domain, deadline, options
-        self.engine = _engine(self.fnet)
+        self.engine = _engine(self.fnet, options.get("executor"), options.get("workers", 1))
         self.rng = np.random.default_rng(options["seed"])
         self.width0 = np.where(domain.upper > domain.lower, domain.upper - domain.lower, 1.0)
         # nodes whose parent bounds children inherit: pre-activations and the objective's output
@@ -567,11 +683,14 @@ def node_compiled(fnet: Network, lower, upper, lo: dict, hi: dict, i: int, A=Non
 def search(objective, domain: InputDomain, *, deadline: Deadline, gap: float = 0.0, root_bounds=None,
            batch_size: int = 64, leaf_unstable: int = 14, max_depth: int = 60, samples: int = 4,
            threads: int | None = None, log: bool = False, progress: bool = False, seed: int = 0,
-           branching: str = "auto", alpha_steps: int | None = None, label: str = "branch and bound"):
+           branching: str = "auto", alpha_steps: int | None = None, label: str = "branch and bound",
+           workers: int = 1, executor=None):
     """Run the best-first branch and bound of ``objective`` over the box of ``domain`` (module docstring).
 
     ``root_bounds`` (a :class:`~relumilp.bounds.base.Bounds` whose names match ``objective.fnet``'s,
-    e.g. from LP tightening) seed every node. Returns ``(search, status)``: the :class:`_Search` (open
+    e.g. from LP tightening) seed every node. ``workers > 1`` bounds node batches on that many local
+    processes, ``executor`` on any ``concurrent.futures.Executor`` (:class:`NodeEngine`: same results as
+    serial). Returns ``(search, status)``: the :class:`_Search` (open
     nodes, incumbent, closed bounds, statistics) and ``"done"`` (no node open, or the objective
     ``finished``), ``"time_limit"`` or ``"interrupted"`` (Ctrl-C).
     """
@@ -583,7 +702,7 @@ def search(objective, domain: InputDomain, *, deadline: Deadline, gap: float = 0
         alpha_steps = ALPHA_STEPS[branching]
     options = {"leaf_unstable": int(leaf_unstable), "max_depth": int(max_depth), "samples": int(samples),
                "threads": threads, "log": log, "seed": seed, "branching": branching,
-               "alpha_steps": int(alpha_steps), "gap": float(gap)}
+               "alpha_steps": int(alpha_steps), "gap": float(gap), "workers": workers, "executor": executor}
     state = _Search(objective, domain, deadline, options)
     fnet = objective.fnet
     start = {name: (np.full((1, node.size), -np.inf), np.full((1, node.size), np.inf))
@@ -619,9 +738,9 @@ def branch_and_bound(net: Network, domain: InputDomain, coefficients: np.ndarray
                      gap: float, deadline: Deadline, root_bounds=None, batch_size: int = 64,
                      leaf_unstable: int = 14, max_depth: int = 60, samples: int = 4, polish: bool = True,
                      threads: int | None = None, log: bool = False, progress: bool = False, seed: int = 0,
-                     branching: str = "auto", alpha_steps: int | None = None):
+                     branching: str = "auto", alpha_steps: int | None = None, workers: int = 1, executor=None):
     """Maximise (``sense="max"``) or minimise ``coefficients @ net(x)`` over the box ``domain``
-    (:func:`search` with a :class:`LinearObjective`).
+    (:func:`search` with a :class:`LinearObjective`; ``workers`` / ``executor`` as there).
 
     ``root_bounds`` (a :class:`~relumilp.bounds.base.Bounds` of ``net`` on ``domain``, e.g. from LP
     tightening) seed every box. Returns ``(solution, x, stats)``: ``solution`` a
@@ -637,7 +756,7 @@ def branch_and_bound(net: Network, domain: InputDomain, coefficients: np.ndarray
     state, status = search(objective, domain, deadline=deadline, gap=gap, root_bounds=root_bounds,
                            batch_size=batch_size, leaf_unstable=leaf_unstable, max_depth=max_depth, samples=samples,
                            threads=threads, log=log, progress=progress, seed=seed, branching=branching,
-                           alpha_steps=alpha_steps)
+                           alpha_steps=alpha_steps, workers=workers, executor=executor)
     status = "optimal" if status == "done" else status
     bound = state.bound()
     if status == "optimal" and bound > state.threshold():

@@ -466,7 +466,8 @@ def _optimize_bab(net, domain, choice, tighten, bounds, deadline, gap, branching
     searched = time.perf_counter()
     solution, x, stats = branch_and_bound(net, domain, coefficients, sense, gap=gap, deadline=deadline,
                                           root_bounds=bounds, threads=threads, log=log, progress=progress,
-                                          branching=branching, polish=polish)
+                                          branching=branching, polish=polish, workers=bound_options.get("workers") or 1,
+                                          executor=bound_options.get("executor"))
     result = certified(net, domain, solution, x, coefficients, sense, gap, check)
     solved = time.perf_counter()
     result.times = {"bounds": searched - started, "build": solved - searched - stats["seconds"],

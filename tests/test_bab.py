@@ -178,3 +178,40 @@ def test_cli_method_bab(tmp_path, capsys):
     assert {"boxes", "leaves", "max_depth", "leaf_milp_time"} <= set(data["stats"])
     assert main(["solve", str(path), "--box", "-1:1", "--maximize", "0", "--method", "bab"]) == 0
     assert "leaf MILPs" in capsys.readouterr().out
+
+
+def _parallel_case():
+    """A 2-input ReLU network whose search bounds several chunks of nodes at once (strong branching:
+    2 n candidates per node), maximised over a box."""
+    rng = np.random.default_rng(7)
+    sizes = [2, 24, 24, 1]
+    layers = [(rng.normal(size=(o, i)) * np.sqrt(2.0 / i), rng.normal(scale=0.1, size=o)) for i, o in zip(sizes[:-1], sizes[1:])]
+    return Network.sequential(layers, "relu"), InputDomain.box(-2.0, 2.0, 2)
+
+
+def _answer(solution, x, stats):
+    return solution.status, solution.bound, tuple(x), stats["boxes"], stats["leaves"], stats["boxes_scored"]
+
+
+def test_chunked_node_bounds_on_an_executor_equal_the_serial_run(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import relumilp.bab as bab
+
+    monkeypatch.setattr(bab, "CHUNK_NODES", 16)  # several chunks per batch on a small network
+    net, domain = _parallel_case()
+    run = lambda **kw: _answer(*branch_and_bound(net, domain, np.ones(1), "max", gap=1e-6, deadline=Deadline(), **kw))
+    serial = run()
+    assert serial[0] == "optimal" and serial[3] > 16
+    with ThreadPoolExecutor(2) as executor:
+        assert run(executor=executor) == serial
+
+
+@pytest.mark.slow
+def test_node_bounds_on_worker_processes_equal_the_serial_run(monkeypatch):
+    import relumilp.bab as bab
+
+    monkeypatch.setattr(bab, "CHUNK_NODES", 8)  # chunks are cut here, in the parent: workers bound what they get
+    net, domain = _parallel_case()
+    run = lambda **kw: _answer(*branch_and_bound(net, domain, np.ones(1), "max", gap=1e-6, deadline=Deadline(), **kw))
+    assert run(workers=2) == run()
