@@ -59,23 +59,6 @@ def upsample(X: np.ndarray) -> np.ndarray:
     return big.reshape(-1, 784).clamp(0.0, 1.0).numpy()
 
 
-def train_784(X: np.ndarray, y: np.ndarray, epochs: int = 60):
-    """784-64-32-10, full-batch Adam on cross-entropy from a fixed seed (a few seconds on one thread)."""
-    import torch
-    from torch import nn
-
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).double()
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
-    inputs, labels = torch.as_tensor(X), torch.as_tensor(y)
-    for _ in range(epochs):
-        optimizer.zero_grad()
-        loss = nn.functional.cross_entropy(model(inputs), labels)
-        loss.backward()
-        optimizer.step()
-    return model.eval()
-
-
 def models(names):
     """``{name: (network, test inputs, test labels)}`` with the test images each model classifies right."""
     import torch
@@ -92,7 +75,7 @@ def models(names):
             inputs, model = X, example.train_classifier(X[train], y[train])
         elif name == "mnist784":
             inputs = upsample(X)
-            model = train_784(inputs[train], y[train])
+            model = example.train_classifier(inputs[train], y[train], epochs=60, hidden=(64, 32), lr=5e-3)
         else:
             raise SystemExit(f"unknown model {name!r}; choose from {', '.join(EPS)}")
         with torch.no_grad():
@@ -162,7 +145,7 @@ def main(argv=None) -> int:
                     disagreements.append((name, eps, image, answers))
                 _write(args.out, FIELDS, rows)
     table = summary(rows)
-    print(f"| model | eps | method | holds | violated | unknown | median time (s) |")
+    print("| model | eps | method | holds | violated | unknown | median time (s) |")
     print("|---|---|---|---|---|---|---|")
     for r in table:
         print(f"| {r['model']} | {r['eps']:g} | {r['method']} | {r['holds']} | {r['violated']} | {r['unknown']} | "

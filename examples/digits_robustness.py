@@ -50,11 +50,14 @@ from relumilp.formulation.argmax import add_argmax
 SHADES = " .:-=+*#%@"
 
 
-def train_classifier(X: np.ndarray, y: np.ndarray, epochs: int = 150) -> nn.Sequential:
-    """Full-batch Adam on cross-entropy; about a second on one CPU thread."""
+def train_classifier(X: np.ndarray, y: np.ndarray, epochs: int = 150, hidden=(32, 32), lr: float = 1e-2) -> nn.Sequential:
+    """A ReLU classifier ``inputs-hidden-10`` by full-batch Adam on cross-entropy from a fixed seed; about a
+    second on one CPU thread at the default size."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10)).double()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    sizes = [X.shape[1], *hidden]
+    layers = [module for a, b in zip(sizes[:-1], sizes[1:]) for module in (nn.Linear(a, b), nn.ReLU())]
+    model = nn.Sequential(*layers, nn.Linear(sizes[-1], 10)).double()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     inputs, labels = torch.as_tensor(X), torch.as_tensor(y)
     for _ in range(epochs):
         optimizer.zero_grad()
