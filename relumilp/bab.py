@@ -97,15 +97,9 @@ def _engine(fnet: Network, executor=None, workers: int = 1):
     return NodeEngine(fnet, executor, workers)
 
 
-def _rows_of(value, part: slice):
-    """Rows ``part`` of an array, a pair of arrays or a dict of either (None stays None)."""
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        return {key: _rows_of(v, part) for key, v in value.items()}
-    if isinstance(value, tuple):
-        return tuple(v[part] for v in value)
-    return value[part]
+def _chunks(count: int) -> list[slice]:
+    """The node chunks of a batch of ``count`` nodes (:data:`CHUNK_NODES` each, the last one shorter)."""
+    return [slice(i, i + CHUNK_NODES) for i in range(0, count, CHUNK_NODES)]
 
 
 def _join(parts: list):
@@ -160,9 +154,9 @@ class NodeEngine:
 
     def bounds(self, L, U, start=None, refine="undecided", splits=None, optimise=None, deadline=None):
         deadline = Deadline() if deadline is None else deadline
-        parts = [slice(i, i + CHUNK_NODES) for i in range(0, L.shape[0], CHUNK_NODES)]
-        task = lambda part: (L[part], U[part], _rows_of(start, part), _rows_of(splits, part),
-                             None if optimise is None else {**optimise, "slopes": _rows_of(optimise.get("slopes"), part)})
+        parts = _chunks(L.shape[0])
+        task = lambda part: (L[part], U[part], _rows(start, part), _rows(splits, part),
+                             None if optimise is None else {**optimise, "slopes": _rows(optimise.get("slopes"), part)})
         here = lambda args, limit=deadline: self.engine.bounds(args[0], args[1], args[2], refine=refine, splits=args[3],
                                                                optimise=args[4], deadline=limit)
         executor = self.executor
@@ -202,10 +196,8 @@ class NodeEngine:
     def input_coefficients(self, lower: dict, upper: dict):
         """The engine's input coefficients (:meth:`~relumilp.bounds.engine.BoundEngine.input_coefficients`),
         chunk by chunk like :meth:`bounds`, here (one back-substitution of the output: cheap)."""
-        B = next(iter(lower.values())).shape[0]
-        parts = [slice(i, i + CHUNK_NODES) for i in range(0, B, CHUNK_NODES)]
-        return np.concatenate([self.engine.input_coefficients(_rows_of(lower, part), _rows_of(upper, part))
-                               for part in parts])
+        return np.concatenate([self.engine.input_coefficients(_rows(lower, part), _rows(upper, part))
+                               for part in _chunks(next(iter(lower.values())).shape[0])])
 
 
 def _bound_boxes(engine, L: np.ndarray, U: np.ndarray, start: dict, splits: dict | None = None,
@@ -267,9 +259,16 @@ def _stack(a, b):
     return np.concatenate([a, b])
 
 
-def _rows(value, mask):
-    """Rows ``mask`` of an array or of each array of a pair (a node's ``start`` bounds)."""
-    return (value[0][mask], value[1][mask]) if isinstance(value, tuple) else value[mask]
+def _rows(value, rows):
+    """Rows ``rows`` (a mask or a slice) of an array, of each array of a pair (a node's ``start`` bounds)
+    or of each entry of a dict of either; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return {key: _rows(v, rows) for key, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(v[rows] for v in value)
+    return value[rows]
 
 
 class _Search:
@@ -352,9 +351,8 @@ class _Search:
     def take(self, keep: np.ndarray) -> dict:
         """Remove the nodes not in ``keep`` (bool) and return them (same layout as :meth:`push`)."""
         gone = ~keep
-        split = lambda v, m: {k: _rows(a, m) for k, a in v.items()} if isinstance(v, dict) else _rows(v, m)
-        taken = {key: split(value, gone) for key, value in self.nodes.items()}
-        self.nodes = {key: split(value, keep) for key, value in self.nodes.items()}
+        taken = {key: _rows(value, gone) for key, value in self.nodes.items()}
+        self.nodes = {key: _rows(value, keep) for key, value in self.nodes.items()}
         return taken
 
     def prune_open(self) -> None:
