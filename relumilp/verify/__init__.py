@@ -163,7 +163,7 @@ def verify(
         tighten=tighten, disjunction=disjunction, input_split=split,
         attack_samples=int(attack_samples), leaf_binaries=int(leaf_binaries), batch_size=max(1, int(batch_size)),
         max_depth=int(max_depth), threads=threads, log=log, highs_options=highs_options, bound_options=bound_options,
-        progress=bool(progress), branching=branching,
+        progress=bool(progress), branching=branching, seed=int(seed),
     )
     swallow_banner()  # keep HiGHS's start-up banner off stdout (--json)
     rng = np.random.default_rng(seed)

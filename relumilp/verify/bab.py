@@ -160,7 +160,7 @@ def branch_and_bound(net, margin_net, compiled, domain: InputDomain, outputs, me
     state, status = search(objective, domain, deadline=settings.deadline, root_bounds=compiled.bounds,
                            batch_size=settings.batch_size, leaf_unstable=settings.leaf_binaries,
                            max_depth=settings.max_depth, threads=settings.threads, log=settings.log,
-                           progress=settings.progress, branching=settings.branching, label="verify",
+                           progress=settings.progress, branching=settings.branching, label="verify", seed=settings.seed,
                            workers=settings.bound_options.get("workers") or 1,
                            executor=settings.bound_options.get("executor"))
     info["bab"] = state.stats

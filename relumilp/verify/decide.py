@@ -46,6 +46,8 @@ class Settings:
     bound_options: dict
     progress: bool = False
     branching: str = "auto"
+    #: seed of the random points the branch and bound tries (the attack's are drawn from it too)
+    seed: int = 0
 
 
 #: what the solver's word on ``min t`` is worth, relative to the magnitudes that make up the margins
