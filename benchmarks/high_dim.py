@@ -10,9 +10,10 @@ Two ReLU classifiers, trained deterministically on scikit-learn's bundled 8x8 di
 For each epsilon and the first ``--images`` correctly classified test images ``x0`` (label ``c``), the
 local-robustness property "no ``x`` with ``|x - x0|_inf <= eps`` (and in ``[0, 1]``) has ``y_t >= y_c``
 for some ``t != c``" (nine unsafe conjunctions ``y_c - y_t <= 0``) is checked by
-:func:`relumilp.verify.verify` with the engine (the default: neuron branching with optimised slopes
-above :data:`relumilp.bab.INPUT_BRANCHING_MAX_INPUTS` inputs) and with ``input_split=False`` (one
-big-M MILP per region), each with the same time limit. A disagreement (one says ``holds``, the other
+:func:`relumilp.verify.verify` with the engine (the default: neuron branching with optimised slopes and
+split multipliers above :data:`relumilp.bab.INPUT_BRANCHING_MAX_INPUTS` inputs), with the engine without
+split multipliers (``engine-no-beta``, an ablation) and with ``input_split=False`` (one big-M MILP per
+region), each with the same time limit. A disagreement (one says ``holds``, the other
 ``violated``) is a wrong certificate and makes the run fail.
 
 Run::
@@ -32,13 +33,16 @@ import csv
 import importlib.util
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-EPS = {"digits": (0.05, 0.075, 0.1), "mnist784": (0.05, 0.075, 0.1)}
-METHODS = {"engine": {}, "milp": {"input_split": False}}
+EPS = {"digits": (0.05, 0.075, 0.1), "mnist784": (0.05, 0.075, 0.1, 0.11)}
+#: verify's options per method; ``beta_lr`` sets the engine's split-multiplier step for that call
+#: (0: no multipliers, the engine as before beta-CROWN; an ablation)
+METHODS = {"engine": {}, "engine-no-beta": {"beta_lr": 0.0}, "milp": {"input_split": False}}
 FIELDS = ["model", "eps", "image", "label", "method", "result", "time", "decided_by", "nodes"]
 
 
@@ -113,8 +117,12 @@ def main(argv=None) -> int:
     parser.add_argument("--images", type=int, default=10, help="correctly classified test images per eps")
     parser.add_argument("--eps", type=float, nargs="*", help="radii (default per model: see EPS)")
     parser.add_argument("--time-limit", type=float, default=30.0, help="seconds per verify call (each method)")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated: {', '.join(METHODS)}")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "high_dim.csv"))
     args = parser.parse_args(argv)
+    unknown = set(args.methods.split(",")) - set(METHODS)
+    if unknown:
+        parser.error(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
 
     from relumilp.verify import verify
 
@@ -126,9 +134,11 @@ def main(argv=None) -> int:
             for image in range(min(args.images, len(X))):
                 prop = robustness_property(X[image], int(y[image]), eps)
                 answers = {}
-                for method, options in METHODS.items():
+                for method in args.methods.split(","):
+                    options = dict(METHODS[method])
                     started = time.perf_counter()
-                    result = verify(net, prop, time_limit=args.time_limit, **options)
+                    with _beta_lr(options.pop("beta_lr", None)):
+                        result = verify(net, prop, time_limit=args.time_limit, **options)
                     seconds = time.perf_counter() - started
                     region = result.details["regions"][0]
                     if result.result == "violated":  # the counterexample's own check, once more
@@ -154,6 +164,21 @@ def main(argv=None) -> int:
     for d in disagreements:
         print("DISAGREEMENT", d)
     return 1 if disagreements else 0
+
+
+@contextmanager
+def _beta_lr(value):
+    """The engine's split-multiplier step set to ``value`` (None: left alone) for the block."""
+    from relumilp.bounds import engine
+
+    if value is None:
+        yield
+        return
+    saved, engine.BETA_LR = engine.BETA_LR, value
+    try:
+        yield
+    finally:
+        engine.BETA_LR = saved
 
 
 def _write(path, fields, rows):

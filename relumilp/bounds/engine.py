@@ -35,8 +35,9 @@ relaxation becomes the exact piece. A box whose clamped bounds cross (e.g. activ
 contains no input satisfying its splits: it is reported ``empty`` (its bounds there are set to the
 kink, vacuously sound). The relaxation inside the propagation is exact; the widened bounds returned by
 :meth:`BoundEngine.bounds` may dip past the kink by the forward pass's rounding envelope (they bound the
-computed values). This is the simple sound form; optimised split multipliers (beta-CROWN) are not
-implemented.
+computed values). Clamping alone forgets the split everywhere else; with ``optimise``, the output's
+bound also carries each split ``s x >= 0`` back to the input through an optimised multiplier
+(beta-CROWN, :meth:`BoundEngine._optimised_bound`).
 
 **Optimised slopes** (``optimise``, alpha-CROWN, Xu et al. 2021): the lower line of a neuron that
 crosses a kink is not unique -- for ReLU any ``s x`` with ``s`` in ``[alpha, 1]`` lies below ``f``. Kinds
@@ -82,6 +83,11 @@ from .rounding import gamma, terms, widen
 
 #: relative float64 round-off margin of back-substituted IR bounds (see :func:`roundoff_margin`)
 ROUNDOFF = 1e-12
+#: key of the split multipliers among the optimised parameters: ``(BETA, activation name)``
+BETA = "beta"
+#: Adam step of the split multipliers (their scale is the output's, not [0, 1] like the slopes'; 0.5 beat 0.1 and
+#: 0 -- no multipliers -- on the hard 784-input instances of benchmarks/high_dim.py)
+BETA_LR = 0.5
 #: the most entries one back-substitution's coefficient block ``Λ`` (B, rows, width) may hold; wider
 #: nodes are refined in chunks of neurons (2^24 entries = 128 MiB in float64)
 COEFFICIENT_BUDGET = 2**24
@@ -178,7 +184,7 @@ class _Expired(Exception):
 
 def back_substitute(ops: list[_Op], index: int, lo: dict, hi: dict, relax: dict, track_magnitude: bool = True,
                     coefficients=None, input_coefficients: bool = False, collect: dict | None = None,
-                    deadline: Deadline | None = None):
+                    deadline: Deadline | None = None, split_terms: dict | None = None):
     """Upper bounds over the input box of the linear forms ``coefficients @ t``, ``t = ops[index]``.
 
     ``coefficients`` has shape (B, R, m); the default ``[I; -I]`` gives upper bounds of ``[t; -t]``
@@ -188,7 +194,9 @@ def back_substitute(ops: list[_Op], index: int, lo: dict, hi: dict, relax: dict,
     ``track_magnitude``). With ``input_coefficients``, returns instead the forms' coefficients on the
     network input (B, R, n_in). ``collect``, if given, receives each activation's coefficients (B, R, size).
     ``deadline``: checked before each op; raises :class:`_Expired` once passed (one back-substitution
-    through a deep lowered max-pool tree can take many seconds).
+    through a deep lowered max-pool tree can take many seconds). ``split_terms`` maps affine node names to
+    (B, R, size) coefficients added to the forms' coefficients on that node when back-substitution
+    reaches it: the split multipliers' terms ``beta * s`` (see :meth:`BoundEngine._optimised_bound`).
     """
     per_form = lambda a: a if a.dim() == 3 else a.unsqueeze(1)
     target = ops[index]
@@ -203,6 +211,8 @@ def back_substitute(ops: list[_Op], index: int, lo: dict, hi: dict, relax: dict,
     mag = torch.zeros_like(const) if track_magnitude else None
     for op in ops[index::-1]:
         A = coef.pop(op.name, None)
+        if split_terms is not None and op.name in split_terms:
+            A = split_terms[op.name] if A is None else A + split_terms[op.name]
         if A is None:
             continue
         if deadline is not None and deadline.expired():
@@ -389,16 +399,19 @@ class BoundEngine:
             return EngineBounds(lo, hi, empty, complete=complete)
         if deadline.expired():  # the plain back-substituted bounds stand
             return EngineBounds(lo, hi, empty, complete=False)
-        slopes, scores, cut = self._optimise(lo, hi, relax, optimise, deadline)
-        return EngineBounds(lo, hi, empty, slopes, scores, complete and not cut)
+        slopes, scores, cut, infeasible = self._optimise(lo, hi, relax, optimise, deadline, splits)
+        return EngineBounds(lo, hi, empty | infeasible, slopes, scores, complete and not cut)
 
     # -- optimised slopes (alpha-CROWN) ------------------------------------------------------------------
 
-    def _optimise(self, lo: dict, hi: dict, relax: dict, options: dict, deadline: Deadline | None = None):
+    def _optimise(self, lo: dict, hi: dict, relax: dict, options: dict, deadline: Deadline | None = None,
+                  splits: dict | None = None):
         """Tighten the output's bounds in place by optimising the lower-line parameter of every neuron
         whose activation has a :meth:`~relumilp.activations.Activation.lower_family`, per box and per
-        bound (module docstring); returns ``(slopes, scores, cut)`` (``cut``: the deadline stopped the
-        steps early)."""
+        bound (module docstring); returns ``(slopes, scores, cut, infeasible)`` (``cut``: the deadline
+        stopped the steps early; ``infeasible`` (B,): boxes whose neuron splits the multipliers prove
+        contradictory -- their optimised bound crosses the other sound bound of the output by more than
+        round-off, which no point can satisfy)."""
         index = self.index[self.output]
         out = self.ops[index]
         batch, m = lo[out.name].shape
@@ -410,31 +423,62 @@ class BoundEngine:
         C = rows[sense].expand(batch, -1, m)
         coefficients: dict = {}
         bound, params, final, cut = self._optimised_bound(index, C, lo, hi, relax, options, options.get("slopes"),
-                                                          collect=coefficients, deadline=deadline)
+                                                          collect=coefficients, deadline=deadline, splits=splits)
         l, u = lo[out.name], hi[out.name]
+        infeasible = torch.zeros(batch, dtype=torch.bool, device=l.device)
+        if splits:
+            # both bounds are sound on the node's region, so crossing proves it empty; a crossing within
+            # round-off of the values is left to intersect (kept open: never a claim on a hair's width)
+            slack = 1e-9 * (1.0 + torch.maximum(l.abs(), u.abs()))
+            if sense in ("upper", "both"):
+                infeasible |= (bound[:, :m] < l - slack).any(dim=1)
+            if sense in ("lower", "both"):
+                infeasible |= (-bound[:, -m:] > u + slack).any(dim=1)
         if sense in ("upper", "both"):
             l, u = intersect(l, u, l, torch.minimum(u, bound[:, :m]))
         if sense in ("lower", "both"):
             l, u = intersect(l, u, torch.maximum(l, -bound[:, -m:]), u)
         lo[out.name], hi[out.name] = l, u
-        return params, self._gap_scores(final, coefficients, lo, hi), cut
+        return params, self._gap_scores(final, coefficients, lo, hi), cut, infeasible
 
     def _optimised_bound(self, index: int, C, lo: dict, hi: dict, relax: dict, options: dict, warm=None,
-                         collect: dict | None = None, deadline: Deadline | None = None):
+                         collect: dict | None = None, deadline: Deadline | None = None, splits: dict | None = None):
         r"""Sound upper bounds of the forms ``C @ t`` (``C`` (B, R, m), ``t = ops[index]``) with optimised
         lower-line parameters: ``steps`` projected Adam steps (``lr``) on the sum of the bounds, one ``t``
         per box, form and neuron of every activation before ``index`` that has a
         :meth:`~relumilp.activations.Activation.lower_family`, starting from ``warm`` or the plain
         relaxation, keeping per form the best ``t`` seen.
 
+        With ``splits`` (``{activation: (B, size)}``, -1/0/+1), every split neuron also gets a multiplier
+        ``beta >= 0`` per box and form (beta-CROWN, Wang et al. 2021): on a node every input satisfies
+        ``s x >= 0`` for its split pre-activations ``x``, so ``C t <= C t + sum beta s x`` there for any
+        ``beta >= 0``, and the right-hand side is bounded by the same back-substitution
+        (``split_terms``). Clamping the split neuron's bounds makes its own relaxation exact; the
+        multipliers carry the constraint back to the input, where it cuts off inputs of the box that
+        no point of the node has. They are optimised with the slopes (Adam step ``beta_lr``, projected
+        onto ``beta >= 0``), warm-started from ``warm[(BETA, activation)]`` and returned under that key.
+
         Returns ``(bound, params, relaxation, cut)``: ``bound`` (B, R) evaluated again without gradients at
-        the chosen parameters (clamped to ``[0, 1]``, every one a valid relaxation) with the round-off
-        margin in sound mode; ``cut`` is True when ``deadline`` stopped the steps early (the bound is
-        still sound, just less optimised).
+        the chosen parameters (slopes clamped to ``[0, 1]``, multipliers to ``beta >= 0``: every choice a
+        valid bound) with the round-off margin in sound mode; ``cut`` is True when ``deadline`` stopped the
+        steps early (the bound is still sound, just less optimised).
         """
         batch, R = C.shape[0], C.shape[1]
         warm = warm or {}
         families, params = {}, {}
+        signs = {}  # (BETA, activation) -> (B, 1, size) split signs, for the activations with a split
+        for op in self.ops[:index]:
+            # every activation given a split row gets multipliers, even where no neuron is split yet, so
+            # that every chunk of a batch returns the same parameters (they are joined and warm-start children)
+            s = None if not splits else splits.get(op.name)
+            if op.kind != "act" or s is None:
+                continue
+            key = (BETA, op.name)
+            signs[key] = s.to(C.dtype).unsqueeze(1)
+            b0 = warm.get(key)
+            if b0 is None or tuple(b0.shape) != (batch, R, op.size):
+                b0 = C.new_zeros((batch, R, op.size))
+            params[key] = torch.clamp(b0.detach(), min=0.0).clone()
         for op in self.ops[:index]:
             if op.kind != "act":
                 continue
@@ -451,11 +495,22 @@ class BoundEngine:
             # -- the activations' parameterised lower lines (the hook's only call) --
             result = dict(relax)
             for name, t in ts.items():
+                if name in signs:
+                    continue
                 act, l3, u3 = families[name]
                 mask, al_t, cl_t = act.lower_family(l3, u3, t)
                 al, cl, au, cu = relax[name]
                 result[name] = (torch.where(mask, al_t, al.unsqueeze(1)), torch.where(mask, cl_t, cl.unsqueeze(1)), au, cu)
             return result
+
+        def split_terms(ps):
+            """The multipliers' coefficients ``beta s`` on each split activation's pre-activation node."""
+            terms: dict = {}
+            for key, sign in signs.items():
+                src = self.ops[self.index[key[1]]].inputs[0]
+                term = ps[key] * sign
+                terms[src] = terms[src] + term if src in terms else term
+            return terms or None
 
         steps = int(options.get("steps", 20))
         cut = False
@@ -464,10 +519,12 @@ class BoundEngine:
             best = None
             variables = {k: v.clone().requires_grad_(True) for k, v in params.items()}
             lr, beta1, beta2 = float(options.get("lr", 0.25)), 0.9, 0.999
+            beta_lr = float(options.get("beta_lr", BETA_LR))
             moments = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in params.items()}
             with torch.enable_grad():
                 for step in range(steps + 1):
-                    bound, _ = back_substitute(self.ops, index, lo, hi, relaxed(variables), False, coefficients=C)
+                    bound, _ = back_substitute(self.ops, index, lo, hi, relaxed(variables), False, coefficients=C,
+                                               split_terms=split_terms(variables))
                     value = bound.detach()
                     better = torch.ones_like(value, dtype=torch.bool) if best is None else value < best
                     best = value if best is None else torch.where(better, value, best)
@@ -484,14 +541,17 @@ class BoundEngine:
                             m1, m2 = moments[k]
                             m1.mul_(beta1).add_(g, alpha=1 - beta1)
                             m2.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                            step_size = lr / (1 - beta1 ** (step + 1))
+                            step_size = (beta_lr if k in signs else lr) / (1 - beta1 ** (step + 1))
                             denom = (m2 / (1 - beta2 ** (step + 1))).sqrt_().add_(1e-8)
-                            v.addcdiv_(m1, denom, value=-step_size).clamp_(0.0, 1.0)
-            params = {k: torch.clamp(v, 0.0, 1.0) for k, v in best_t.items()}
+                            v.addcdiv_(m1, denom, value=-step_size)
+                            v.clamp_(min=0.0) if k in signs else v.clamp_(0.0, 1.0)
+            params = best_t
+        params = {k: torch.clamp(v, min=0.0) if k in signs else torch.clamp(v, 0.0, 1.0) for k, v in params.items()}
         # the bound itself: re-evaluated without gradients at the chosen parameters, with the round-off
         # margin (any t in [0, 1] is a valid relaxation; the optimisation pass is never trusted)
         final = relaxed(params)
-        bound, mag = back_substitute(self.ops, index, lo, hi, final, self.sound, coefficients=C, collect=collect)
+        bound, mag = back_substitute(self.ops, index, lo, hi, final, self.sound, coefficients=C, collect=collect,
+                                     split_terms=split_terms(params))
         if self.sound:
             bound = bound + self.roundoff * (1.0 + mag)
         return bound, params, final, cut
