@@ -78,6 +78,16 @@ BRANCHING = ("auto", "input", "relu")
 ALPHA_STEPS = {"input": 6, "relu": 8}
 
 
+def resolve_branching(branching: str, inputs: int) -> str:
+    """``"input"`` or ``"relu"``: ``branching`` itself, or for ``"auto"`` the measured rule (input boxes up
+    to :data:`INPUT_BRANCHING_MAX_INPUTS` inputs, neurons beyond)."""
+    if branching not in BRANCHING:
+        raise RelumilpError(f"branching must be one of {', '.join(BRANCHING)}, got {branching!r}")
+    if branching == "auto":
+        return "input" if inputs <= INPUT_BRANCHING_MAX_INPUTS else "relu"
+    return branching
+
+
 def objective_network(net: Network, coefficients: np.ndarray, sign: float) -> Network:
     """``x -> -sign * coefficients @ net(x)``: the loss that branch and bound minimises (see module docstring)."""
     from .verify import spec_network
@@ -192,6 +202,50 @@ class NodeEngine:
                 kill_pool(self.workers)
             raise
         return results
+
+    # -- leaf tasks on the same pool or executor --------------------------------------------------
+
+    def _pool(self):
+        """Where leaf tasks run: ``executor``, the shared local pool (``workers > 1``), or None (here)."""
+        if self.executor is not None:
+            return self.executor
+        if self.workers > 1:
+            from .parallel import shared_process_pool
+
+            return shared_process_pool(self.workers)
+        return None
+
+    def submit(self, runner, function, args, deadline: Deadline):
+        """Start ``runner(function, args, seconds left)`` (:func:`run_leaf`) on the pool; None when tasks
+        run here (serial)."""
+        pool = self._pool()
+        if pool is None:
+            return None
+        return pool.submit(runner, function, args, deadline.remaining() if deadline.limited else None)
+
+    def result(self, future, deadline: Deadline):
+        """The future's result, or None if it is not back by the deadline (plus :data:`CHUNK_GRACE`).
+        Ctrl-C stops a local pool and is raised again."""
+        from concurrent.futures import TimeoutError as FuturesTimeout
+
+        try:
+            return future.result(timeout=deadline.remaining() + CHUNK_GRACE if deadline.limited else None)
+        except FuturesTimeout:
+            return None
+        except BaseException:
+            self.cancel([future], force=True)
+            raise
+
+    def cancel(self, futures, force: bool = False) -> None:
+        """Cancel the futures; a local pool still running one of them (or ``force``) is stopped, so
+        nothing keeps computing after the search has moved on."""
+        running = False
+        for future in futures:
+            running |= not future.cancel() and not future.done()
+        if (running or force) and self.executor is None and self.workers > 1:
+            from .parallel import kill_pool
+
+            kill_pool(self.workers)
 
     def input_coefficients(self, lower: dict, upper: dict):
         """The engine's input coefficients (:meth:`~relumilp.bounds.engine.BoundEngine.input_coefficients`),
@@ -412,16 +466,8 @@ class _Search:
             leaf |= alive & ~neuron_open
         else:
             leaf |= alive & ~halvable.any(axis=1)  # never dropped: a box at float64 resolution is a leaf
-        for i in np.flatnonzero(leaf):
-            if self.deadline.expired():
-                return  # the batch stays in flight: its bound still counts
-            # the incumbent may have improved meanwhile: then the node is pruned, its bound kept
-            closes = bool(self.closes(upper[i : i + 1])[0])
-            self.stats["leaves"] += not closes
-            bound = upper[i] if closes else self.objective.leaf(self, L[i], U[i], upper[i], lo, hi, i, splits)
-            self.closed = max(self.closed, bound)
-            if self.objective.finished:
-                return
+        if leaf.any() and not self.decide_leaves(np.flatnonzero(leaf), L, U, upper, lo, hi, splits):
+            return  # the deadline or the objective's end stopped it: the batch stays in flight, its bound counts
         branch = np.flatnonzero(alive & ~leaf)
         if branch.size:
             if self.mode == "relu":
@@ -431,6 +477,40 @@ class _Search:
                 self.branch_inputs(branch, batch, lo, hi, upper, lam, halvable, result.slopes)
         self.in_flight = -math.inf
         self.prune_open()
+
+    def decide_leaves(self, rows, L, U, upper, lo, hi, splits) -> bool:
+        """Decide the leaves ``rows`` of the batch by the objective's MILPs; False if the deadline (or the
+        objective's end, e.g. a counterexample) stopped it first.
+
+        Every leaf's MILP is set up from the state at the start of this phase (e.g. the incumbent as
+        its MIP start), solved here one after another or, with ``workers``/``executor``, all at once
+        on the pool (:meth:`NodeEngine.submit`), and its outcome applied in the leaves' order, where a
+        leaf that the incumbent improved by the earlier ones now prunes keeps its engine bound (its
+        outcome unused). Serial and parallel runs are therefore the same search."""
+        tasks = {i: self.objective.leaf_task(self, L[i], U[i], lo, hi, i, splits) for i in rows}
+        futures = {i: self.engine.submit(run_leaf, function, args, self.deadline)
+                   for i, (function, args, _) in tasks.items()}
+        try:
+            for i in rows:
+                if self.deadline.expired():
+                    return False
+                closes = bool(self.closes(upper[i : i + 1])[0])
+                self.stats["leaves"] += not closes
+                if closes:
+                    bound = upper[i]
+                else:
+                    function, args, context = tasks[i]
+                    outcome = (run_leaf(function, args, self.deadline) if futures[i] is None
+                               else self.engine.result(futures[i], self.deadline))
+                    if outcome is None:  # not back by the deadline
+                        return False
+                    bound = self.objective.leaf_result(self, upper[i], context, outcome)
+                self.closed = max(self.closed, bound)
+                if self.objective.finished:
+                    return False
+            return True
+        finally:
+            self.engine.cancel([f for f in futures.values() if f is not None])
 
     def children(self, rows, batch, lo, hi, upper, slopes, splits) -> dict:
         """The two children of each node in ``rows`` (parents' bounds, slopes and splits, depth + 1)."""
@@ -611,30 +691,29 @@ class LinearObjective:
         forward pass) on the split's side of the kink."""
         return in_node(self.fnet, x, lower, upper, splits)
 
-    def leaf(self, search: "_Search", lower, upper, engine_ub: float, lo: dict, hi: dict, i: int,
-             splits: dict) -> float:
-        """Decide node ``i`` by its MILP; returns the node's bound (the MILP's when the forward pass supports it).
-
-        The MILP is compiled with the node's bounds, in which split neurons' pre-activations are clamped
-        at the kink: it relaxes ``f`` over the node's region, so only forward values at points of the
-        region (:meth:`in_node`) can contradict its bound. In neuron branching a region can be empty:
-        HiGHS's ``infeasible`` then closes the node (in input branching a box is never empty, so there
-        it is a failure and the node keeps its engine bound).
-        """
-        from .backends.highs import solve_milp
-        from .formulation.bigm import start_vector
-
-        compiled = node_compiled(self.fnet, lower, upper, lo, hi, i)
-        milp = compiled.milp.with_objective(np.ones(1), "min")
+    def leaf_task(self, search: "_Search", lower, upper, lo: dict, hi: dict, i: int, splits: dict):
+        """Node ``i``'s leaf MILP as ``(function, args, context)`` for :func:`run_leaf`: the node's big-M
+        MILP (compiled with its bounds, split neurons clamped at the kink: it relaxes ``f`` over the
+        node's region), started from the incumbent if it lies in the node, else the box's centre."""
         row = {name: s[i] for name, s in splits.items()}
         best_x = search.best_x
         first = best_x if best_x is not None and self.in_node(best_x, lower, upper, row) else (lower + upper) / 2
-        run = solve_milp(milp, deadline=search.deadline, mip_rel_gap=search.gap, threads=search.options["threads"],
-                         log=search.options["log"], start=start_vector(self.fnet, milp, first), on_interrupt="raise")
+        args = (self.fnet, lower, upper, node_bounds(lo, hi, i), first, search.gap, search.options["threads"], search.options["log"])
+        return solve_linear_leaf, args, (lower, upper, row, first)
+
+    def leaf_result(self, search: "_Search", engine_ub: float, context, run) -> float:
+        """The node's bound from its leaf MILP's outcome (the MILP's when the forward pass supports it).
+
+        Only forward values at points of the node's region (:meth:`in_node`) can contradict the MILP's
+        bound. In neuron branching a region can be empty: HiGHS's ``infeasible`` then closes the node
+        (in input branching a box is never empty, so there it is a failure and the node keeps its
+        engine bound).
+        """
+        lower, upper, row, first = context
         search.stats["leaf_milp_time"] += run.seconds
         seen = [self.value(first)] if self.in_node(first, lower, upper, row) else []
         if run.x is not None:
-            x = np.clip(run.x[milp.input_columns], lower, upper)
+            x = np.clip(run.x, lower, upper)
             search.offer(x)
             if self.in_node(x, lower, upper, row):
                 seen.append(self.value(x))
@@ -653,6 +732,28 @@ class LinearObjective:
         return min(bound, engine_ub)
 
 
+def run_leaf(function, args, deadline):
+    """Run a leaf task ``function(*args, deadline=...)``, here or in a worker process: ``deadline`` is a
+    :class:`~relumilp.limits.Deadline` here and the seconds left (or None) when shipped to a worker
+    (clocks are not shared across machines)."""
+    if not isinstance(deadline, Deadline):
+        deadline = Deadline() if deadline is None else Deadline.after(max(deadline, 1e-9))
+    return function(*args, deadline=deadline)
+
+
+def solve_linear_leaf(fnet: Network, lower, upper, bounds, first, gap, threads, log, *, deadline):
+    """A :class:`LinearObjective` leaf: the node's big-M MILP (``min`` of the loss) solved by HiGHS from
+    the MIP start ``first``; returns ``status``, ``bound``, ``x`` (its input part) and ``seconds``."""
+    from .backends.highs import solve_milp
+    from .formulation.bigm import start_vector
+
+    milp = node_compiled(fnet, lower, upper, bounds).milp.with_objective(np.ones(1), "min")
+    run = solve_milp(milp, deadline=deadline, mip_rel_gap=gap, threads=threads, log=log,
+                     start=start_vector(fnet, milp, first), on_interrupt="raise")
+    x = None if run.x is None else np.asarray(run.x[milp.input_columns])
+    return SimpleNamespace(status=run.status, bound=run.bound, x=x, seconds=run.seconds)
+
+
 def in_node(fnet: Network, x: np.ndarray, lower, upper, splits: dict) -> bool:
     """Whether ``x`` lies in a node of ``fnet``'s search: in the box ``[lower, upper]``, with every split
     neuron's pre-activation (float64 forward pass) on the split's side of the kink."""
@@ -666,16 +767,19 @@ def in_node(fnet: Network, x: np.ndarray, lower, upper, splits: dict) -> bool:
                            & ((s >= 0) | (values[fnet[name].inputs[0]][0] <= 0)))) for name, s in fixed.items())
 
 
-def node_compiled(fnet: Network, lower, upper, lo: dict, hi: dict, i: int, A=None, b=None):
-    """The big-M MILP of ``fnet`` over node ``i``'s box (with the domain's rows ``A x <= b``, if any),
-    compiled with the node's engine bounds: split neurons are clamped at their kink there, so it
-    relaxes the network over the node's region (a leaf's model)."""
+def node_bounds(lo: dict, hi: dict, i: int) -> tuple[dict, dict]:
+    """Node ``i``'s rows of the batch's engine bounds: ``(lower, upper)`` dicts of (size,) arrays."""
+    return {k: v[i].copy() for k, v in lo.items()}, {k: v[i].copy() for k, v in hi.items()}
+
+
+def node_compiled(fnet: Network, lower, upper, bounds: tuple[dict, dict], A=None, b=None):
+    """The big-M MILP of ``fnet`` over a node's box (with the domain's rows ``A x <= b``, if any),
+    compiled with the node's engine ``bounds`` (:func:`node_bounds`): split neurons are clamped at their
+    kink there, so it relaxes the network over the node's region (a leaf's model)."""
     from .bounds.base import Bounds
     from .pipeline import compile_network
 
-    box = InputDomain(lower, upper, A, b)
-    return compile_network(fnet, box, bounds=Bounds({k: v[i].copy() for k, v in lo.items()},
-                                                    {k: v[i].copy() for k, v in hi.items()}, "symbolic"))
+    return compile_network(fnet, InputDomain(lower, upper, A, b), bounds=Bounds(*bounds, "symbolic"))
 
 
 def search(objective, domain: InputDomain, *, deadline: Deadline, gap: float = 0.0, root_bounds=None,
@@ -692,10 +796,7 @@ def search(objective, domain: InputDomain, *, deadline: Deadline, gap: float = 0
     nodes, incumbent, closed bounds, statistics) and ``"done"`` (no node open, or the objective
     ``finished``), ``"time_limit"`` or ``"interrupted"`` (Ctrl-C).
     """
-    if branching not in BRANCHING:
-        raise RelumilpError(f"branching must be one of {', '.join(BRANCHING)}, got {branching!r}")
-    if branching == "auto":
-        branching = "input" if domain.size <= INPUT_BRANCHING_MAX_INPUTS else "relu"
+    branching = resolve_branching(branching, domain.size)
     if alpha_steps is None:
         alpha_steps = ALPHA_STEPS[branching]
     options = {"leaf_unstable": int(leaf_unstable), "max_depth": int(max_depth), "samples": int(samples),

@@ -215,3 +215,24 @@ def test_node_bounds_on_worker_processes_equal_the_serial_run(monkeypatch):
     net, domain = _parallel_case()
     run = lambda **kw: _answer(*branch_and_bound(net, domain, np.ones(1), "max", gap=1e-6, deadline=Deadline(), **kw))
     assert run(workers=2) == run()
+
+
+def _leaf_run(**kw):
+    net, domain = _parallel_case()
+    return _answer(*branch_and_bound(net, domain, np.ones(1), "max", gap=1e-6, deadline=Deadline(), leaf_unstable=16,
+                                     **kw))
+
+
+def test_leaf_milps_on_an_executor_equal_the_serial_run():
+    """Leaves are set up from the same state and applied in order, so where they are solved changes nothing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    serial = _leaf_run()
+    assert serial[0] == "optimal" and serial[4] > 1  # several leaf MILPs
+    with ThreadPoolExecutor(2) as executor:
+        assert _leaf_run(executor=executor) == serial
+
+
+@pytest.mark.slow
+def test_leaf_milps_on_worker_processes_equal_the_serial_run():
+    assert _leaf_run(workers=2) == _leaf_run()

@@ -138,3 +138,17 @@ def test_unknown_branching_is_a_clear_error():
     net, prop, _ = random_property(1, violated=False)
     with pytest.raises(RelumilpError, match="branching must be one of auto, input, relu"):
         verify(net, prop, branching="neurons")
+
+
+@pytest.mark.parametrize("seed", [2, 7, 8])  # properties whose search decides leaves by MILP
+def test_leaves_on_an_executor_give_the_serial_answer(seed):
+    from concurrent.futures import ThreadPoolExecutor
+
+    net, prop, expected = random_property(seed, violated=seed % 3 == 0)
+    options = {"branching": "relu", "leaf_binaries": 6, "batch_size": 8, "attack_samples": 0}
+    serial = verify(net, prop, **options)
+    with ThreadPoolExecutor(2) as executor:
+        spread = verify(net, prop, executor=executor, **options)
+    assert serial.result == spread.result == expected
+    a, b = serial.details["regions"][0]["bab"], spread.details["regions"][0]["bab"]
+    assert (a["boxes"], a["leaves"]) == (b["boxes"], b["leaves"]) and a["leaves"] > 0

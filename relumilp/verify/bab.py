@@ -29,6 +29,9 @@ a threshold instead of a gap:
   closed bounds, so the region can no longer be proved. In :mod:`relumilp.bab` an ``infeasible`` leaf
   with splits closes its node unless a forward value at a point of the node contradicts it; here no such
   point can exist, since it would be a confirmed counterexample and would have ended the search.
+* **Portfolio.** With neuron branching and a time limit, the search gets :data:`BAB_SHARE` of the
+  region's remaining time; if it has not decided by then, the region's root MILP
+  (:func:`~relumilp.verify.decide.milp_decide` with the root bounds) gets the rest.
 * **Answer.** ``holds`` when the global bound -- the maximum over open, in-flight and closed nodes (and
   the best sampled ``v``) -- is ``< 0``, i.e. every node was closed by a sound bound ``< 0``, was empty
   under its splits, or its leaf MILP proved it; ``violated`` with a confirmed counterexample; otherwise
@@ -39,13 +42,22 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 
 import numpy as np
 
-from ..bab import engine_bounds, lower_coefficients, node_compiled, search
+from ..bab import engine_bounds, lower_coefficients, node_bounds, node_compiled, resolve_branching, search
 from ..domain import InputDomain
 from . import attack
 from .decide import Settings, milp_decide
+
+
+#: with neuron branching and a time limit, the share of a region's remaining time that branch and bound
+#: gets before the region's root MILP takes the rest (a two-method portfolio): on the verivital average-
+#: pooling network (one hidden layer of 23,328 neurons, ~4,000 unstable on a 0.04 box) HiGHS decides what
+#: neuron splitting cannot, while on deeper networks splitting decides what the MILP cannot
+#: (benchmarks/vnncomp.py, docs/benchmarks.md)
+BAB_SHARE = 0.5
 
 
 class RegionObjective:
@@ -130,18 +142,24 @@ class RegionObjective:
 
     # -- leaves ------------------------------------------------------------------------------------
 
-    def leaf(self, search, lower, upper, engine_ub: float, lo: dict, hi: dict, i: int, splits: dict) -> float:
-        """Decide node ``i`` by the MILP of :func:`~relumilp.verify.decide.milp_decide` over its box and
-        bounds: ``-inf`` when it holds there, else the node's engine bound (module docstring)."""
+    def leaf_task(self, search, lower, upper, lo: dict, hi: dict, i: int, splits: dict):
+        """Node ``i``'s leaf as ``(function, args, context)`` for :func:`relumilp.bab.run_leaf`: the MILP of
+        :func:`~relumilp.verify.decide.milp_decide` over its box and bounds, for the conjunctions its
+        bounds leave reachable."""
         weakest = self._weakest(lo[self.fnet.output][i : i + 1])[0]
         leaf_alive = [self.alive[k] for k in np.flatnonzero(weakest <= 0.0)]
-        domain = self.domain
-        compiled = node_compiled(self.fnet, lower, upper, lo, hi, i, domain.A, domain.b)
-        leaf_domain = InputDomain(lower, upper, domain.A, domain.b)
-        clock = time.perf_counter()
-        verdict, found = milp_decide(self.net, compiled, leaf_domain, self.outputs, self.members, leaf_alive,
-                                     self.settings, self.records)
-        search.stats["leaf_milp_time"] += time.perf_counter() - clock
+        # the executor (in bound_options) stays here: a worker decides its leaf serially
+        settings = replace(self.settings, bound_options={})
+        args = (self.net, self.fnet, lower, upper, node_bounds(lo, hi, i), self.domain.A, self.domain.b,
+                self.outputs, self.members, leaf_alive, settings)
+        return decide_leaf, args, None
+
+    def leaf_result(self, search, engine_ub: float, context, outcome) -> float:
+        """``-inf`` when the leaf's MILP proved it, else the node's engine bound (module docstring); a
+        re-checked candidate is a counterexample."""
+        verdict, found, records, seconds = outcome
+        self.records.extend(records)
+        search.stats["leaf_milp_time"] += seconds
         if verdict == "holds":
             return -math.inf
         if verdict == "violated":
@@ -151,13 +169,28 @@ class RegionObjective:
         return engine_ub
 
 
+def decide_leaf(net, fnet, lower, upper, bounds, A, b, outputs, members, alive, settings, *, deadline):
+    """A :class:`RegionObjective` leaf, here or in a worker: :func:`~relumilp.verify.decide.milp_decide`
+    on the node's MILP; returns ``(verdict, found, records, seconds)``."""
+    clock = time.perf_counter()
+    compiled = node_compiled(fnet, lower, upper, bounds, A, b)
+    records: list = []
+    verdict, found = milp_decide(net, compiled, InputDomain(lower, upper, A, b), outputs, members, alive,
+                                 replace(settings, deadline=deadline), records)
+    return verdict, found, records, time.perf_counter() - clock
+
+
 def branch_and_bound(net, margin_net, compiled, domain: InputDomain, outputs, members, alive, settings: Settings,
                      info: dict, records: list):
     """Decide one region by :func:`relumilp.bab.search` with a :class:`RegionObjective`, seeded with the
     region's root bounds ``compiled.bounds``: ``("holds", None)``, ``("violated", (x, y))`` or
     ``(None, None)`` (unknown). Ctrl-C is raised again as :class:`KeyboardInterrupt`."""
     objective = RegionObjective(net, margin_net, domain, outputs, members, alive, settings, records)
-    state, status = search(objective, domain, deadline=settings.deadline, root_bounds=compiled.bounds,
+    deadline = settings.deadline
+    portfolio = resolve_branching(settings.branching, domain.size) == "relu" and deadline.limited
+    if portfolio:
+        deadline = deadline.earlier(BAB_SHARE * deadline.remaining())
+    state, status = search(objective, domain, deadline=deadline, root_bounds=compiled.bounds,
                            batch_size=settings.batch_size, leaf_unstable=settings.leaf_binaries,
                            max_depth=settings.max_depth, threads=settings.threads, log=settings.log,
                            progress=settings.progress, branching=settings.branching, label="verify", seed=settings.seed,
@@ -173,6 +206,14 @@ def branch_and_bound(net, margin_net, compiled, domain: InputDomain, outputs, me
     if status == "done" and state.bound() < 0.0:
         info["decided_by"] = "bab"
         return "holds", None
+    if portfolio and status == "time_limit" and not settings.deadline.expired():
+        # the rest of the time: the region's root MILP (milp_decide runs to settings.deadline)
+        clock = time.perf_counter()
+        verdict, found = milp_decide(net, compiled, domain, outputs, members, alive, settings, records)
+        info["root_milp_time"] = time.perf_counter() - clock
+        if verdict is not None:
+            info["decided_by"] = "bab/milp"
+            return verdict, found
     info["decided_by"] = "unknown"
     return None, None
 
