@@ -27,7 +27,8 @@ For the linear objective, the algorithm:
    call (:func:`_bound_boxes`, the single adapter to the bound engine: its bounds contain every float64
    forward value of the node's region; the engine clamps split neurons at the kink and flags regions
    it proves empty). With ``alpha_steps > 0`` the loss's bound uses optimised slopes (alpha-CROWN,
-   :mod:`relumilp.bounds.engine`), warm-started from the parent's.
+   :mod:`relumilp.bounds.engine`) and, for split neurons, optimised split multipliers (beta-CROWN),
+   both warm-started from the parent's.
 3. **Incumbents** are float64 forward passes: the centre of every popped box, the corner maximising
    ``f``'s linear upper bound (``Λ``) and ``samples`` random points in it (chosen in a batch, then
    re-evaluated one point at a time, as :func:`certify` does). An improved incumbent is polished by the
@@ -40,7 +41,9 @@ For the linear objective, the algorithm:
    float64 resolution), is decided by the big-M MILP over the box, compiled with the node's bounds
    (split neurons clamped) and solved by HiGHS with the incumbent (or the box's centre) as MIP start.
    Its dual bound closes the node only if no forward pass at a point of the node's region beats it
-   (else the node keeps its engine bound); its point is an incumbent candidate.
+   (else the node keeps its engine bound); its point is an incumbent candidate. The leaves of a batch
+   are set up from one state and applied in order (:meth:`_Search.decide_leaves`), so they can be
+   solved at once on the pool or executor that bounds node batches, with the serial run's results.
 6. **Branching** (``branching``): ``"input"`` halves the box along the input whose worse half has the
    lowest bound, found by bounding both halves along every input in one batch (strong branching; ties:
    the largest ``|Λ_i| width_i``, then the largest width relative to the domain's); ``"relu"`` splits the open

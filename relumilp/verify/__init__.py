@@ -16,8 +16,9 @@ by the modules of this package:
 4. **Branch and bound** (:mod:`.bab`, default on, ``input_split=False`` switches it off): the one
    engine of :mod:`relumilp.bab` maximises the region's violation ``max_j min_{r in j} -g_r(x)``,
    splitting input boxes (up to :data:`relumilp.bab.INPUT_BRANCHING_MAX_INPUTS` inputs) or neurons with
-   optimised slopes (above), closing nodes whose sound bound is below 0 and deciding small nodes by
-   step 3.
+   optimised slopes and split multipliers (above), closing nodes whose sound bound is below 0 and
+   deciding small nodes by step 3. With neuron splitting and a time limit it gets half of the
+   region's time, and step 3 on the whole region the rest (:data:`relumilp.verify.bab.BAB_SHARE`).
 5. **Re-check** (:mod:`.attack`): every candidate must satisfy an unsafe conjunction under the float64
    forward pass of the original network (after an LP repair if needed); otherwise ``unknown``, never a
    false ``violated``.
