@@ -291,7 +291,12 @@ def engine_bounds(engine, L: np.ndarray, U: np.ndarray, start: dict, splits: dic
 
 def lower_coefficients(engine, result) -> np.ndarray:
     """(B, m, n): ``Λ`` of the linear lower bound of each of the output's ``m`` rows on each node, from
-    the node's bounds ``result`` (plain relaxation; for branching scores and corner points)."""
+    the node's bounds ``result`` (plain relaxation; for branching scores and corner points). Zero when
+    the deadline cut ``result`` short: the round ends without branching, and one more back-substitution
+    would only delay it."""
+    if not result.complete:
+        batch, m = result.lower[engine.fnet.output].shape
+        return np.zeros((batch, m, engine.fnet.input_size))
     return engine.input_coefficients(result.lower, result.upper)
 
 

@@ -409,7 +409,7 @@ class BoundEngine:
         """Tighten the output's bounds in place by optimising the lower-line parameter of every neuron
         whose activation has a :meth:`~relumilp.activations.Activation.lower_family`, per box and per
         bound (module docstring); returns ``(slopes, scores, cut, infeasible)`` (``cut``: the deadline
-        stopped the steps early; ``infeasible`` (B,): boxes whose neuron splits the multipliers prove
+        passed during the steps, the plain bounds stand and there are no slopes or scores; ``infeasible`` (B,): boxes whose neuron splits the multipliers prove
         contradictory -- their optimised bound crosses the other sound bound of the output by more than
         round-off, which no point can satisfy)."""
         index = self.index[self.output]
@@ -422,10 +422,13 @@ class BoundEngine:
             raise RelumilpError(f"optimise sense must be 'lower', 'upper' or 'both', got {sense!r}")
         C = rows[sense].expand(batch, -1, m)
         coefficients: dict = {}
-        bound, params, final, cut = self._optimised_bound(index, C, lo, hi, relax, options, options.get("slopes"),
-                                                          collect=coefficients, deadline=deadline, splits=splits)
         l, u = lo[out.name], hi[out.name]
         infeasible = torch.zeros(batch, dtype=torch.bool, device=l.device)
+        try:
+            bound, params, final = self._optimised_bound(index, C, lo, hi, relax, options, options.get("slopes"),
+                                                         collect=coefficients, deadline=deadline, splits=splits)
+        except _Expired:  # the plain bounds stand
+            return None, None, True, infeasible
         if splits:
             # both bounds are sound on the node's region, so crossing proves it empty; a crossing within
             # round-off of the values is left to intersect (kept open: never a claim on a hair's width)
@@ -439,7 +442,7 @@ class BoundEngine:
         if sense in ("lower", "both"):
             l, u = intersect(l, u, torch.maximum(l, -bound[:, -m:]), u)
         lo[out.name], hi[out.name] = l, u
-        return params, self._gap_scores(final, coefficients, lo, hi), cut, infeasible
+        return params, self._gap_scores(final, coefficients, lo, hi), False, infeasible
 
     def _optimised_bound(self, index: int, C, lo: dict, hi: dict, relax: dict, options: dict, warm=None,
                          collect: dict | None = None, deadline: Deadline | None = None, splits: dict | None = None):
@@ -458,10 +461,10 @@ class BoundEngine:
         no point of the node has. They are optimised with the slopes (Adam step ``beta_lr``, projected
         onto ``beta >= 0``), warm-started from ``warm[(BETA, activation)]`` and returned under that key.
 
-        Returns ``(bound, params, relaxation, cut)``: ``bound`` (B, R) evaluated again without gradients at
-        the chosen parameters (slopes clamped to ``[0, 1]``, multipliers to ``beta >= 0``: every choice a
-        valid bound) with the round-off margin in sound mode; ``cut`` is True when ``deadline`` stopped the
-        steps early (the bound is still sound, just less optimised).
+        Returns ``(bound, params, relaxation)``: ``bound`` (B, R) evaluated again without gradients at the
+        chosen parameters (slopes clamped to ``[0, 1]``, multipliers to ``beta >= 0``: every choice a
+        valid bound) with the round-off margin in sound mode. Raises :class:`_Expired` when ``deadline``
+        passes during the steps.
         """
         batch, R = C.shape[0], C.shape[1]
         warm = warm or {}
@@ -513,7 +516,6 @@ class BoundEngine:
             return terms or None
 
         steps = int(options.get("steps", 20))
-        cut = False
         if params and steps > 0:
             best_t = {k: v.clone() for k, v in params.items()}
             best = None
@@ -532,9 +534,10 @@ class BoundEngine:
                         best_t[k] = torch.where(better.unsqueeze(-1), v.detach(), best_t[k])
                     if step == steps:
                         break
-                    if deadline is not None and deadline.expired():  # the best parameters so far stand
-                        cut = True
-                        break
+                    if deadline is not None and deadline.expired():
+                        # no final pass past the deadline: the caller keeps its plain bounds (the deadline
+                        # makes the result incomplete anyway, and one more pass can take seconds)
+                        raise _Expired
                     grads = torch.autograd.grad(bound.sum(), list(variables.values()))
                     with torch.no_grad():  # one Adam step (Kingma & Ba 2015), then the projection onto [0, 1]
                         for (k, v), g in zip(variables.items(), grads):
@@ -554,7 +557,7 @@ class BoundEngine:
                                      split_terms=split_terms(params))
         if self.sound:
             bound = bound + self.roundoff * (1.0 + mag)
-        return bound, params, final, cut
+        return bound, params, final
 
     def _gap_scores(self, relax: dict, coefficients: dict, lo: dict, hi: dict) -> dict:
         """Per activation (B, size): ``sum over forms of (A+ gap_upper + |A-| gap_lower)``, the gaps being
@@ -649,24 +652,23 @@ class BoundEngine:
             return l, u, False
 
         def forms(coefficients):
-            """Sound upper bounds (B, R) of ``coefficients @ t`` and whether they are complete."""
+            """Sound upper bounds (B, R) of ``coefficients @ t`` (raises :class:`_Expired` at the deadline)."""
             if optimise is not None:
                 C = coefficients
                 if C is None:
                     eye = torch.eye(m, dtype=l.dtype, device=l.device)
                     C = torch.cat([eye, -eye]).expand(batch, 2 * m, m)
-                bound, _, _, cut = self._optimised_bound(index, C, lo, hi, relax, optimise, deadline=deadline)
-                return bound, not cut
+                return self._optimised_bound(index, C, lo, hi, relax, optimise, deadline=deadline)[0]
             bound, mag = back_substitute(self.ops, index, lo, hi, relax, self.sound, coefficients=coefficients,
                                          deadline=deadline)
-            return (bound + self.roundoff * (1.0 + mag) if self.sound else bound), True
+            return bound + self.roundoff * (1.0 + mag) if self.sound else bound
 
         if mask is True and m <= rows:
             try:
-                bound, done = forms(None)
+                bound = forms(None)
             except _Expired:
                 return l, u, False
-            return (*intersect(l, u, -bound[:, m:], bound[:, :m]), done)
+            return (*intersect(l, u, -bound[:, m:], bound[:, :m]), True)
         if mask is True:  # too wide for one coefficient block: every neuron, a chunk at a time
             mask = torch.ones_like(l, dtype=torch.bool)
         count = int(mask.sum(dim=1).max()) if mask.numel() else 0
@@ -681,13 +683,11 @@ class BoundEngine:
             r = part.shape[1]
             eye = torch.nn.functional.one_hot(part, m).to(l.dtype)  # (B, r, m)
             try:
-                bound, done = forms(torch.cat([eye, -eye], dim=1))
+                bound = forms(torch.cat([eye, -eye], dim=1))
             except _Expired:  # the chunks already done are kept
                 return l, u, False
             new_l, new_u = intersect(l.gather(1, part), u.gather(1, part), -bound[:, r:], bound[:, :r])
             l, u = l.scatter(1, part, new_l), u.scatter(1, part, new_u)
-            if not done:
-                return l, u, False
         return l, u, True
 
     # -- input coefficients (branching scores) ------------------------------------------------------------
