@@ -43,7 +43,8 @@ For the linear objective, the algorithm:
    Its dual bound closes the node only if no forward pass at a point of the node's region beats it
    (else the node keeps its engine bound); its point is an incumbent candidate. The leaves of a batch
    are set up from one state and applied in order (:meth:`_Search.decide_leaves`), so they can be
-   solved at once on the pool or executor that bounds node batches, with the serial run's results.
+   solved at once on the pool or executor that bounds node batches, with the serial run's results
+   (when no time limit cuts a leaf short: then timing decides, as it does serially).
 6. **Branching** (``branching``): ``"input"`` halves the box along the input whose worse half has the
    lowest bound, found by bounding both halves along every input in one batch (strong branching; ties:
    the largest ``|Λ_i| width_i``, then the largest width relative to the domain's); ``"relu"`` splits the open
@@ -224,7 +225,7 @@ class NodeEngine:
         pool = self._pool()
         if pool is None:
             return None
-        return pool.submit(runner, function, args, deadline.remaining() if deadline.limited else None)
+        return pool.submit(runner, function, args, (deadline.remaining(), time.time()) if deadline.limited else None)
 
     def result(self, future, deadline: Deadline):
         """The future's result, or None if it is not back by the deadline (plus :data:`CHUNK_GRACE`).
@@ -239,13 +240,13 @@ class NodeEngine:
             self.cancel([future], force=True)
             raise
 
-    def cancel(self, futures, force: bool = False) -> None:
-        """Cancel the futures; a local pool still running one of them (or ``force``) is stopped, so
-        nothing keeps computing after the search has moved on."""
+    def cancel(self, futures, stop: bool = True, force: bool = False) -> None:
+        """Cancel the futures not started; with ``stop``, a local pool still running one of them (or any,
+        with ``force``) is stopped, so nothing keeps computing after the search has ended."""
         running = False
         for future in futures:
             running |= not future.cancel() and not future.done()
-        if (running or force) and self.executor is None and self.workers > 1:
+        if ((running and stop) or force) and self.executor is None and self.workers > 1:
             from .parallel import kill_pool
 
             kill_pool(self.workers)
@@ -442,7 +443,9 @@ class _Search:
         self.stats["boxes"] += L.shape[0]
         self.stats["max_depth"] = max(self.stats["max_depth"], int(depth.max()))
         steps = self.options["alpha_steps"]
-        result, lam = self.objective.bound_boxes(self.engine, L, U, batch["start"], splits or None,
+        # input branching never splits a neuron: no splits, so no split multipliers to carry
+        result, lam = self.objective.bound_boxes(self.engine, L, U, batch["start"],
+                                                 (splits or None) if self.mode == "relu" else None,
                                                  batch.get("slopes"), steps, self.deadline,
                                                  steps > 0 or self.mode == "relu")
         lo, hi = result.lower, result.upper
@@ -496,9 +499,11 @@ class _Search:
         leaf that the incumbent improved by the earlier ones now prunes keeps its engine bound (its
         outcome unused). Serial and parallel runs are therefore the same search."""
         tasks = {i: self.objective.leaf_task(self, L[i], U[i], lo, hi, i, splits) for i in rows}
-        futures = {i: self.engine.submit(run_leaf, function, args, self.deadline)
-                   for i, (function, args, _) in tasks.items()}
+        futures: dict = {}
+        finished = False
         try:
+            for i, (function, args, _) in tasks.items():
+                futures[i] = self.engine.submit(run_leaf, function, args, self.deadline)
             for i in rows:
                 if self.deadline.expired():
                     return False
@@ -516,9 +521,12 @@ class _Search:
                 self.closed = max(self.closed, bound)
                 if self.objective.finished:
                     return False
+            finished = True
             return True
         finally:
-            self.engine.cancel([f for f in futures.values() if f is not None])
+            # a leaf pruned by the earlier ones' incumbent may still be running: it ends on its own (the
+            # pool is kept); on an early exit (deadline, answer, error) the pool is stopped
+            self.engine.cancel([f for f in futures.values() if f is not None], stop=not finished)
 
     def children(self, rows, batch, lo, hi, upper, slopes, splits) -> dict:
         """The two children of each node in ``rows`` (parents' bounds, slopes and splits, depth + 1)."""
@@ -742,10 +750,15 @@ class LinearObjective:
 
 def run_leaf(function, args, deadline):
     """Run a leaf task ``function(*args, deadline=...)``, here or in a worker process: ``deadline`` is a
-    :class:`~relumilp.limits.Deadline` here and the seconds left (or None) when shipped to a worker
-    (clocks are not shared across machines)."""
+    :class:`~relumilp.limits.Deadline` here, and when shipped to a worker ``(seconds left, wall-clock
+    time of submission)`` or None (``perf_counter`` is not shared across machines; the time a task
+    waited in the queue is taken off)."""
     if not isinstance(deadline, Deadline):
-        deadline = Deadline() if deadline is None else Deadline.after(max(deadline, 1e-9))
+        if deadline is None:
+            deadline = Deadline()
+        else:
+            seconds, submitted = deadline
+            deadline = Deadline.after(max(seconds - max(0.0, time.time() - submitted), 1e-9))
     return function(*args, deadline=deadline)
 
 

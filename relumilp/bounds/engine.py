@@ -33,7 +33,7 @@ with ``+1`` -- the neuron is fixed active in that box (its pre-activation ``x >=
 inactive (``x <= 0``), ``0`` -- free. The pre-activation bounds are clamped at the kink at 0, so the
 relaxation becomes the exact piece. A box whose clamped bounds cross (e.g. active but ``x <= u < 0``)
 contains no input satisfying its splits: it is reported ``empty`` (its bounds there are set to the
-kink, vacuously sound). The relaxation inside the propagation is exact; the widened bounds returned by
+kink, vacuously sound); so is a box whose split multipliers (below) prove its splits contradictory. The relaxation inside the propagation is exact; the widened bounds returned by
 :meth:`BoundEngine.bounds` may dip past the kink by the forward pass's rounding envelope (they bound the
 computed values). Clamping alone forgets the split everywhere else; with ``optimise``, the output's
 bound also carries each split ``s x >= 0`` back to the input through an optimised multiplier
@@ -212,7 +212,11 @@ def back_substitute(ops: list[_Op], index: int, lo: dict, hi: dict, relax: dict,
     for op in ops[index::-1]:
         A = coef.pop(op.name, None)
         if split_terms is not None and op.name in split_terms:
-            A = split_terms[op.name] if A is None else A + split_terms[op.name]
+            term = split_terms[op.name]
+            A = term if A is None else A + term
+            if track_magnitude:  # the sum's rounding, up to eps |beta s|, times the node's magnitude
+                scale = torch.nan_to_num(torch.maximum(lo[op.name].abs(), hi[op.name].abs()), posinf=1e300)
+                mag = mag + _dot(term.abs(), scale)
         if A is None:
             continue
         if deadline is not None and deadline.expired():
@@ -269,8 +273,9 @@ class EngineBounds:
     #: with ``optimise``: per activation (B, size), how much each neuron's relaxation gap costs the
     #: optimised output bound (``|coefficient| x gap``, summed over forms; a BaBSR-style branching score)
     scores: dict | None = None
-    #: False when the deadline stopped back-substitution early: the neurons not refined kept their
-    #: interval bounds (still sound, just looser)
+    #: False when the deadline stopped back-substitution or the optimised pass early: the neurons not
+    #: refined kept their interval bounds and the output its plain bound, without slopes or scores
+    #: (still sound, just looser)
     complete: bool = True
 
     def __iter__(self):  # lo, hi = engine.bounds(...)
@@ -408,10 +413,10 @@ class BoundEngine:
                   splits: dict | None = None):
         """Tighten the output's bounds in place by optimising the lower-line parameter of every neuron
         whose activation has a :meth:`~relumilp.activations.Activation.lower_family`, per box and per
-        bound (module docstring); returns ``(slopes, scores, cut, infeasible)`` (``cut``: the deadline
-        passed during the steps, the plain bounds stand and there are no slopes or scores; ``infeasible`` (B,): boxes whose neuron splits the multipliers prove
-        contradictory -- their optimised bound crosses the other sound bound of the output by more than
-        round-off, which no point can satisfy)."""
+        bound (module docstring); returns ``(slopes, scores, cut, infeasible)``: ``cut`` -- the deadline
+        passed during the steps (the plain bounds stand, no slopes or scores); ``infeasible`` (B,) --
+        boxes whose neuron splits the multipliers prove contradictory (their optimised bound crosses
+        the other sound bound of the output by more than round-off, which no point can satisfy)."""
         index = self.index[self.output]
         out = self.ops[index]
         batch, m = lo[out.name].shape

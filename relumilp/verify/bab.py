@@ -163,6 +163,9 @@ class RegionObjective:
         if verdict == "holds":
             return -math.inf
         if verdict == "violated":
+            # re-checked here: the leaf may have been decided on another machine
+            found = attack.check_candidate(self.net, self.domain, self.outputs, found[0])
+        if found is not None and verdict == "violated":
             self.found, self.found_by = found, "bab+milp"
         else:
             search.stats["leaf_milp_failed"] += 1
@@ -206,8 +209,9 @@ def branch_and_bound(net, margin_net, compiled, domain: InputDomain, outputs, me
     if status == "done" and state.bound() < 0.0:
         info["decided_by"] = "bab"
         return "holds", None
-    if portfolio and status == "time_limit" and not settings.deadline.expired():
-        # the rest of the time: the region's root MILP (milp_decide runs to settings.deadline)
+    if portfolio and status != "interrupted" and not settings.deadline.expired():
+        # undecided in its share (the deadline, or leaves whose MILP failed): the rest of the time goes to
+        # the region's root MILP (milp_decide runs to settings.deadline)
         clock = time.perf_counter()
         verdict, found = milp_decide(net, compiled, domain, outputs, members, alive, settings, records)
         info["root_milp_time"] = time.perf_counter() - clock
