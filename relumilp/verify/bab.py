@@ -31,7 +31,9 @@ a threshold instead of a gap:
   point can exist, since it would be a confirmed counterexample and would have ended the search.
 * **Portfolio.** With neuron branching and a time limit, the search gets :data:`BAB_SHARE` of the
   region's remaining time; if it has not decided by then, the region's root MILP
-  (:func:`~relumilp.verify.decide.milp_decide` with the root bounds) gets the rest.
+  (:func:`~relumilp.verify.decide.milp_decide` with the root bounds) gets the rest. Without a time
+  limit there is no share to give: branch and bound runs until it decides, which on a wide single
+  layer can take far longer than the MILP would (pass a time limit there).
 * **Answer.** ``holds`` when the global bound -- the maximum over open, in-flight and closed nodes (and
   the best sampled ``v``) -- is ``< 0``, i.e. every node was closed by a sound bound ``< 0``, was empty
   under its splits, or its leaf MILP proved it; ``violated`` with a confirmed counterexample; otherwise
