@@ -131,7 +131,22 @@ def _join(parts: list):
 _WORKER_ENGINES: dict = {}
 
 
-def bound_chunk(token: str, fnet: Network, L, U, start, splits, optimise, seconds):
+def _ship(deadline: Deadline):
+    """A deadline as a worker receives it: ``(seconds left, wall-clock time of sending)``, or None without
+    a limit (``perf_counter`` is not shared across processes or machines)."""
+    return (deadline.remaining(), time.time()) if deadline.limited else None
+
+
+def _receive(shipped) -> Deadline:
+    """The worker's :class:`~relumilp.limits.Deadline` from :func:`_ship`'s value (the time the task waited
+    in the queue is taken off)."""
+    if shipped is None:
+        return Deadline()
+    seconds, sent = shipped
+    return Deadline.after(max(seconds - max(0.0, time.time() - sent), 1e-9))
+
+
+def bound_chunk(token: str, fnet: Network, L, U, start, splits, optimise, shipped):
     """One chunk of nodes in a worker process: the engine's bounds (built once per process and search)."""
     from .bounds.engine import BoundEngine
 
@@ -139,7 +154,7 @@ def bound_chunk(token: str, fnet: Network, L, U, start, splits, optimise, second
     if engine is None:
         _WORKER_ENGINES.clear()  # one search at a time per worker
         engine = _WORKER_ENGINES[token] = BoundEngine.for_network(fnet)
-    deadline = Deadline() if seconds is None else Deadline.after(max(seconds, 1e-9))
+    deadline = _receive(shipped)
     return engine.bounds(L, U, start, refine="undecided", splits=splits, optimise=optimise, deadline=deadline)
 
 
@@ -173,37 +188,27 @@ class NodeEngine:
                              None if optimise is None else {**optimise, "slopes": _rows(optimise.get("slopes"), part)})
         here = lambda args, limit=deadline: self.engine.bounds(args[0], args[1], args[2], refine=refine, splits=args[3],
                                                                optimise=args[4], deadline=limit)
-        executor = self.executor
-        local = executor is None and self.workers > 1 and len(parts) > 1
-        if executor is None and not local:
+        if self.executor is None and (self.workers == 1 or len(parts) == 1):
             return _join([here(task(part)) for part in parts])
-        return _join(self._spread([task(part) for part in parts], here, deadline, local))
+        return _join(self._spread([task(part) for part in parts], here, deadline))
 
-    def _spread(self, tasks, here, deadline, local: bool) -> list:
+    def _spread(self, tasks, here, deadline) -> list:
         from concurrent.futures import TimeoutError as FuturesTimeout
         from concurrent.futures import as_completed
 
-        from .parallel import kill_pool, shared_process_pool
-
-        executor = shared_process_pool(self.workers) if local else self.executor
-        seconds = deadline.remaining() if deadline.limited else None
-        futures = {executor.submit(bound_chunk, self.token, self.fnet, *args, seconds): k for k, args in enumerate(tasks)}
+        pool = self._pool()
+        futures = {pool.submit(bound_chunk, self.token, self.fnet, *args, _ship(deadline)): k
+                   for k, args in enumerate(tasks)}
         results: list = [None] * len(tasks)
         try:
-            for future in as_completed(futures, timeout=None if seconds is None else seconds + CHUNK_GRACE):
+            for future in as_completed(futures, timeout=deadline.remaining() + CHUNK_GRACE if deadline.limited else None):
                 results[futures[future]] = future.result()
         except FuturesTimeout:
-            for future in futures:
-                future.cancel()
-            if local:
-                kill_pool(self.workers)
+            self.cancel(futures, force=True)
             spent = Deadline.after(1e-9)
             results = [r if r is not None else here(tasks[k], spent) for k, r in enumerate(results)]
         except BaseException:  # Ctrl-C (and SIGTERM in the CLI): leave nothing running
-            for future in futures:
-                future.cancel()
-            if local:
-                kill_pool(self.workers)
+            self.cancel(futures, force=True)
             raise
         return results
 
@@ -225,7 +230,7 @@ class NodeEngine:
         pool = self._pool()
         if pool is None:
             return None
-        return pool.submit(runner, function, args, (deadline.remaining(), time.time()) if deadline.limited else None)
+        return pool.submit(runner, function, args, _ship(deadline))
 
     def result(self, future, deadline: Deadline):
         """The future's result, or None if it is not back by the deadline (plus :data:`CHUNK_GRACE`).
@@ -749,17 +754,9 @@ class LinearObjective:
 
 
 def run_leaf(function, args, deadline):
-    """Run a leaf task ``function(*args, deadline=...)``, here or in a worker process: ``deadline`` is a
-    :class:`~relumilp.limits.Deadline` here, and when shipped to a worker ``(seconds left, wall-clock
-    time of submission)`` or None (``perf_counter`` is not shared across machines; the time a task
-    waited in the queue is taken off)."""
-    if not isinstance(deadline, Deadline):
-        if deadline is None:
-            deadline = Deadline()
-        else:
-            seconds, submitted = deadline
-            deadline = Deadline.after(max(seconds - max(0.0, time.time() - submitted), 1e-9))
-    return function(*args, deadline=deadline)
+    """Run a leaf task ``function(*args, deadline=...)``, here (``deadline`` a
+    :class:`~relumilp.limits.Deadline`) or in a worker process (``deadline`` as :func:`_ship` sent it)."""
+    return function(*args, deadline=deadline if isinstance(deadline, Deadline) else _receive(deadline))
 
 
 def solve_linear_leaf(fnet: Network, lower, upper, bounds, first, gap, threads, log, *, deadline):
