@@ -152,3 +152,20 @@ def test_leaves_on_an_executor_give_the_serial_answer(seed):
     assert serial.result == spread.result == expected
     a, b = serial.details["regions"][0]["bab"], spread.details["regions"][0]["bab"]
     assert (a["boxes"], a["leaves"]) == (b["boxes"], b["leaves"]) and a["leaves"] > 0
+
+
+@pytest.mark.parametrize("offset, expected", [(-0.05, "violated"), (0.05, "holds")])
+def test_the_root_milp_decides_what_branch_and_bound_leaves_open(wide_case, offset, expected, monkeypatch):
+    """The portfolio: with neuron branching and a time limit, a region branch and bound has not decided
+    in its share goes to the region's root MILP (here the share is all but nothing)."""
+    import relumilp.verify.bab as verify_bab
+
+    monkeypatch.setattr(verify_bab, "BAB_SHARE", 1e-9)
+    net, domain, best = wide_case
+    threshold = best.objective + offset * max(1.0, abs(best.objective))
+    prop = Property(40, 2, (domain,), (OutputConstraint(np.array([[-1.0, 0.0]]), np.array([-threshold])),))
+    result = verify(net, prop, attack_samples=0, time_limit=60)
+    assert result.result == expected, result.details
+    region = result.details["regions"][0]
+    assert region["decided_by"] == "bab/milp" and region["bab"]["branching"] == "relu"
+    assert region["root_milp_time"] > 0

@@ -164,10 +164,9 @@ class RegionObjective:
         search.stats["leaf_milp_time"] += seconds
         if verdict == "holds":
             return -math.inf
-        if verdict == "violated":
-            # re-checked here: the leaf may have been decided on another machine
-            found = attack.check_candidate(self.net, self.domain, self.outputs, found[0])
-        if found is not None and verdict == "violated":
+        # a candidate is re-checked here: the leaf may have been decided on another machine
+        found = None if verdict != "violated" else attack.check_candidate(self.net, self.domain, self.outputs, found[0])
+        if found is not None:
             self.found, self.found_by = found, "bab+milp"
         else:
             search.stats["leaf_milp_failed"] += 1
