@@ -404,8 +404,8 @@ class BoundEngine:
             return EngineBounds(lo, hi, empty, complete=complete)
         if deadline.expired():  # the plain back-substituted bounds stand
             return EngineBounds(lo, hi, empty, complete=False)
-        slopes, scores, cut, infeasible = self._optimise(lo, hi, relax, optimise, deadline, splits)
-        return EngineBounds(lo, hi, empty | infeasible, slopes, scores, complete and not cut)
+        slopes, scores, infeasible = self._optimise(lo, hi, relax, optimise, deadline, splits)
+        return EngineBounds(lo, hi, empty | infeasible, slopes, scores, complete and slopes is not None)
 
     # -- optimised slopes (alpha-CROWN) ------------------------------------------------------------------
 
@@ -413,8 +413,8 @@ class BoundEngine:
                   splits: dict | None = None):
         """Tighten the output's bounds in place by optimising the lower-line parameter of every neuron
         whose activation has a :meth:`~relumilp.activations.Activation.lower_family`, per box and per
-        bound (module docstring); returns ``(slopes, scores, cut, infeasible)``: ``cut`` -- the deadline
-        passed during the steps (the plain bounds stand, no slopes or scores); ``infeasible`` (B,) --
+        bound (module docstring); returns ``(slopes, scores, infeasible)``: slopes and scores are None when
+        the deadline passed during the steps (the plain bounds stand); ``infeasible`` (B,) --
         boxes whose neuron splits the multipliers prove contradictory (their optimised bound crosses
         the other sound bound of the output by more than round-off, which no point can satisfy)."""
         index = self.index[self.output]
@@ -433,7 +433,7 @@ class BoundEngine:
             bound, params, final = self._optimised_bound(index, C, lo, hi, relax, options, options.get("slopes"),
                                                          collect=coefficients, deadline=deadline, splits=splits)
         except _Expired:  # the plain bounds stand
-            return None, None, True, infeasible
+            return None, None, infeasible
         if splits:
             # both bounds are sound on the node's region, so crossing proves it empty; a crossing within
             # round-off of the values is left to intersect (kept open: never a claim on a hair's width)
@@ -447,7 +447,7 @@ class BoundEngine:
         if sense in ("lower", "both"):
             l, u = intersect(l, u, torch.maximum(l, -bound[:, -m:]), u)
         lo[out.name], hi[out.name] = l, u
-        return params, self._gap_scores(final, coefficients, lo, hi), False, infeasible
+        return params, self._gap_scores(final, coefficients, lo, hi), infeasible
 
     def _optimised_bound(self, index: int, C, lo: dict, hi: dict, relax: dict, options: dict, warm=None,
                          collect: dict | None = None, deadline: Deadline | None = None, splits: dict | None = None):
