@@ -41,8 +41,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 EPS = {"digits": (0.05, 0.075, 0.1), "mnist784": (0.05, 0.075, 0.1, 0.11)}
 #: verify's options per method; ``beta_lr`` sets the engine's split-multiplier step for that call
-#: (0: no multipliers, the engine as before beta-CROWN; an ablation)
-METHODS = {"engine": {}, "engine-no-beta": {"beta_lr": 0.0}, "milp": {"input_split": False}}
+#: (0: no multipliers, the engine as before beta-CROWN; an ablation), ``refine`` which nodes branch and
+#: bound over neurons back-substitutes per node (``relumilp.bab.REFINE``; "undecided": every undecided
+#: intermediate neuron as well as the output, the engine before issue #14's fourth step; an ablation)
+METHODS = {"engine": {}, "engine-no-beta": {"beta_lr": 0.0}, "engine-refine-undecided": {"refine": "undecided"},
+           "milp": {"input_split": False}}
 FIELDS = ["model", "eps", "image", "label", "method", "result", "time", "decided_by", "nodes"]
 
 
@@ -137,7 +140,7 @@ def main(argv=None) -> int:
                 for method in args.methods.split(","):
                     options = dict(METHODS[method])
                     started = time.perf_counter()
-                    with _beta_lr(options.pop("beta_lr", None)):
+                    with _engine_setting(options.pop("beta_lr", None), options.pop("refine", None)):
                         result = verify(net, prop, time_limit=args.time_limit, **options)
                     seconds = time.perf_counter() - started
                     region = result.details["regions"][0]
@@ -167,18 +170,19 @@ def main(argv=None) -> int:
 
 
 @contextmanager
-def _beta_lr(value):
-    """The engine's split-multiplier step set to ``value`` (None: left alone) for the block."""
+def _engine_setting(beta_lr, refine):
+    """The engine's split-multiplier step set to ``beta_lr`` and neuron branching's refinement to ``refine``
+    (None: left alone) for the block."""
+    from relumilp import bab
     from relumilp.bounds import engine
 
-    if value is None:
-        yield
-        return
-    saved, engine.BETA_LR = engine.BETA_LR, value
+    saved = engine.BETA_LR, bab.REFINE["relu"]
+    engine.BETA_LR = saved[0] if beta_lr is None else beta_lr
+    bab.REFINE["relu"] = saved[1] if refine is None else refine
     try:
         yield
     finally:
-        engine.BETA_LR = saved
+        engine.BETA_LR, bab.REFINE["relu"] = saved
 
 
 def _write(path, fields, rows):

@@ -80,6 +80,8 @@ INPUT_BRANCHING_MAX_INPUTS = 8
 BRANCHING = ("auto", "input", "relu")
 #: optimised-slope (alpha-CROWN) steps per node bound, by branching mode (benchmarks/bab_benchmark.py)
 ALPHA_STEPS = {"input": 6, "relu": 8}
+#: which nodes the engine back-substitutes per node bound, by branching mode (the engine's ``refine``)
+REFINE = {"input": "undecided", "relu": "output"}
 
 
 def resolve_branching(branching: str, inputs: int) -> str:
@@ -146,7 +148,7 @@ def _receive(shipped) -> Deadline:
     return Deadline.after(max(seconds - max(0.0, time.time() - sent), 1e-9))
 
 
-def bound_chunk(token: str, fnet: Network, L, U, start, splits, optimise, shipped):
+def bound_chunk(token: str, fnet: Network, L, U, start, splits, optimise, refine, shipped):
     """One chunk of nodes in a worker process: the engine's bounds (built once per process and search)."""
     from .bounds.engine import BoundEngine
 
@@ -155,7 +157,7 @@ def bound_chunk(token: str, fnet: Network, L, U, start, splits, optimise, shippe
         _WORKER_ENGINES.clear()  # one search at a time per worker
         engine = _WORKER_ENGINES[token] = BoundEngine.for_network(fnet)
     deadline = _receive(shipped)
-    return engine.bounds(L, U, start, refine="undecided", splits=splits, optimise=optimise, deadline=deadline)
+    return engine.bounds(L, U, start, refine=refine, splits=splits, optimise=optimise, deadline=deadline)
 
 
 class NodeEngine:
@@ -185,9 +187,11 @@ class NodeEngine:
         deadline = Deadline() if deadline is None else deadline
         parts = _chunks(L.shape[0])
         task = lambda part: (L[part], U[part], _rows(start, part), _rows(splits, part),
-                             None if optimise is None else {**optimise, "slopes": _rows(optimise.get("slopes"), part)})
-        here = lambda args, limit=deadline: self.engine.bounds(args[0], args[1], args[2], refine=refine, splits=args[3],
-                                                               optimise=args[4], deadline=limit)
+                             None if optimise is None else {k: _rows(v, part) if k in ("slopes", "rows") else v
+                                                               for k, v in optimise.items()},
+                             _rows(refine, part) if isinstance(refine, dict) else refine)
+        here = lambda args, limit=deadline: self.engine.bounds(args[0], args[1], args[2], refine=args[5],
+                                                               splits=args[3], optimise=args[4], deadline=limit)
         if self.executor is None and (self.workers == 1 or len(parts) == 1):
             return _join([here(task(part)) for part in parts])
         return _join(self._spread([task(part) for part in parts], here, deadline))
@@ -264,7 +268,8 @@ class NodeEngine:
 
 
 def _bound_boxes(engine, L: np.ndarray, U: np.ndarray, start: dict, splits: dict | None = None,
-                 slopes: dict | None = None, steps: int = 0, deadline: Deadline | None = None):
+                 slopes: dict | None = None, steps: int = 0, deadline: Deadline | None = None,
+                 refine: str = "undecided", rows=None):
     """Sound bounds of every node of the objective network on each node ``[L_b, U_b]`` (B, n) with its
     neuron ``splits`` (``{activation: (B, size)}`` of -1/0/+1, or None).
 
@@ -278,21 +283,25 @@ def _bound_boxes(engine, L: np.ndarray, U: np.ndarray, start: dict, splits: dict
     knows the engine: switching engines changes these three. Past ``deadline`` the engine stops
     refining: the bounds are looser but still sound.
     """
-    result = engine_bounds(engine, L, U, start, splits, slopes, steps, deadline)
+    result = engine_bounds(engine, L, U, start, splits, slopes, steps, deadline, refine=refine, rows=rows)
     lam = -lower_coefficients(engine, result)[:, 0, :]  # the loss -f: its lower bound's Λ, negated
     return result, lam
 
 
 def engine_bounds(engine, L: np.ndarray, U: np.ndarray, start: dict, splits: dict | None = None,
                   slopes: dict | None = None, steps: int = 0, deadline: Deadline | None = None,
-                  optimise: bool = True):
+                  optimise: bool = True, refine: str = "undecided", rows=None):
     """The engine's :class:`~relumilp.bounds.engine.EngineBounds` of each node (see :func:`_bound_boxes`),
     the lower bounds of the output's rows optimised with ``steps`` alpha-CROWN steps (``optimise=False``:
     the plain back-substituted bounds, no slopes and no branching scores -- one back-substitution of the
-    output less per node). Past ``deadline`` the engine stops refining and returns the sound (looser)
-    bounds it has: a round ends promptly."""
-    options = {"steps": steps, "sense": "lower", "slopes": slopes} if optimise else None
-    return engine.bounds(L, U, start, refine="undecided", splits=splits, optimise=options, deadline=deadline)
+    output less per node). ``refine``: which nodes are back-substituted (the engine's ``"undecided"`` or
+    ``"output"``: :data:`REFINE`); ``rows`` ((B, m) bool or None) the output rows whose optimised bound matters
+    on each node (the objective's :meth:`open_rows`). Past ``deadline`` the engine stops refining and returns
+    the sound (looser) bounds it has: a round ends promptly."""
+    options = {"steps": steps, "sense": "lower", "slopes": slopes, "rows": rows} if optimise else None
+    if refine == "output" and rows is not None:  # of the output too, only the rows that matter
+        refine = {engine.fnet.output: rows}
+    return engine.bounds(L, U, start, refine=refine, splits=splits, optimise=options, deadline=deadline)
 
 
 def lower_coefficients(engine, result) -> np.ndarray:
@@ -452,7 +461,8 @@ class _Search:
         result, lam = self.objective.bound_boxes(self.engine, L, U, batch["start"],
                                                  (splits or None) if self.mode == "relu" else None,
                                                  batch.get("slopes"), steps, self.deadline,
-                                                 steps > 0 or self.mode == "relu")
+                                                 steps > 0 or self.mode == "relu", self.options["refine"],
+                                                 self.objective.open_rows(batch["start"][self.fnet.output][0]))
         lo, hi = result.lower, result.upper
         self.sample(L, U, lam)
         if self.objective.finished:
@@ -649,11 +659,16 @@ class LinearObjective:
         self.polish_incumbents = bool(polish)
         self._polish_model = None
 
-    def bound_boxes(self, engine, L, U, start, splits, slopes, steps, deadline=None, optimise=True):
+    def bound_boxes(self, engine, L, U, start, splits, slopes, steps, deadline=None, optimise=True,
+                    refine="undecided", rows=None):
         """The engine's bounds of each node and ``Λ``, ``f``'s input coefficients (:func:`_bound_boxes`;
         always with the optimise pass, whose slopes at ``steps = 0`` can tighten the bound: the
         optimum's measured behaviour)."""
-        return _bound_boxes(engine, L, U, start, splits, slopes, steps, deadline)
+        return _bound_boxes(engine, L, U, start, splits, slopes, steps, deadline, refine, rows)
+
+    def open_rows(self, lower: np.ndarray):
+        """None: the loss has one row, always bounded."""
+        return None
 
     def node_upper(self, lo: dict, L: np.ndarray, U: np.ndarray) -> np.ndarray:
         """``f <= -lower(loss)`` on each node."""
@@ -804,7 +819,7 @@ def search(objective, domain: InputDomain, *, deadline: Deadline, gap: float = 0
            batch_size: int = 64, leaf_unstable: int = 14, max_depth: int = 60, samples: int = 4,
            threads: int | None = None, log: bool = False, progress: bool = False, seed: int = 0,
            branching: str = "auto", alpha_steps: int | None = None, label: str = "branch and bound",
-           workers: int = 1, executor=None):
+           workers: int = 1, executor=None, refine: str | None = None):
     """Run the best-first branch and bound of ``objective`` over the box of ``domain`` (module docstring).
 
     ``root_bounds`` (a :class:`~relumilp.bounds.base.Bounds` whose names match ``objective.fnet``'s,
@@ -817,7 +832,11 @@ def search(objective, domain: InputDomain, *, deadline: Deadline, gap: float = 0
     branching = resolve_branching(branching, domain.size)
     if alpha_steps is None:
         alpha_steps = ALPHA_STEPS[branching]
-    options = {"leaf_unstable": int(leaf_unstable), "max_depth": int(max_depth), "samples": int(samples),
+    if refine is None:
+        refine = REFINE[branching]
+    if refine not in ("undecided", "output"):
+        raise RelumilpError(f"refine must be 'undecided' or 'output', got {refine!r}")
+    options = {"refine": refine, "leaf_unstable": int(leaf_unstable), "max_depth": int(max_depth), "samples": int(samples),
                "threads": threads, "log": log, "seed": seed, "branching": branching,
                "alpha_steps": int(alpha_steps), "gap": float(gap), "workers": workers, "executor": executor}
     state = _Search(objective, domain, deadline, options)

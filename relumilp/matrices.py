@@ -260,13 +260,19 @@ class TorchSparse:
         return (self.wt @ flat.T).T.reshape(*lead, self.shape[1])
 
 
+#: the bound engine keeps a sparse weight sparse in torch below this fraction of nonzeros, even when it
+#: could be dense: on the oval21 convolutions (1.5% and 3.2% nonzero) ``A @ W`` and its gradient for 64
+#: nodes x 18 forms took 2-4x less time sparse, at 5.5% dense BLAS was as fast or 2x faster (1 thread)
+SPARSE_PRODUCT_DENSITY = 0.04
+
+
 def to_torch(w, dtype, device, dense_limit: int = DENSE_LIMIT):
-    """``w`` for the bound engine: a dense tensor when it has at most ``dense_limit`` entries (fast BLAS
-    products), else a :class:`TorchSparse`."""
+    """``w`` for the bound engine: a dense tensor when it has at most ``dense_limit`` entries and is not
+    very sparse (:data:`SPARSE_PRODUCT_DENSITY`: fast BLAS products), else a :class:`TorchSparse`."""
     import torch
 
     if is_sparse(w):
-        if entries(w) <= dense_limit:
+        if entries(w) <= dense_limit and w.nnz > SPARSE_PRODUCT_DENSITY * entries(w):
             return torch.as_tensor(w.toarray(), dtype=dtype, device=device)
         return TorchSparse(w, dtype, device)
     return torch.tensor(np.array(w, dtype=np.float64), dtype=dtype, device=device)

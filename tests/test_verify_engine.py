@@ -108,6 +108,37 @@ def test_node_bound_is_the_violation_bound():
     assert np.all(objective.node_upper(lo, L, L) == -np.inf)
 
 
+def test_open_rows_are_those_of_conjunctions_not_yet_proven():
+    """A node optimises only the margin rows of alive conjunctions that its parent's bounds leave open: a
+    conjunction is unreachable once one of its rows has ``lower > 0``."""
+    net, domain = random_network(3)
+    m = net.output_size
+    outputs = [OutputConstraint(np.eye(m)[:1], [0.0]), OutputConstraint(np.vstack([np.eye(m)[:1], -np.eye(m)[:1]]), [1.0, 2.0])]
+    from relumilp.verify.spec import spec_network, stack_rows
+
+    G, h, members = stack_rows(outputs)
+    assert [list(r) for r in members] == [[0], [1, 2]]
+    objective = RegionObjective(net, spec_network(net, G, h), domain, outputs, members, [0, 1], None, [])
+    lower = np.array([[0.5, -1.0, -3.0],   # conjunction 0 proven: rows 1, 2 open
+                      [-0.5, 0.25, -2.0],  # conjunction 1 proven by its first row: row 0 open
+                      [-0.5, -1.0, -2.0],  # nothing proven
+                      [1.0, -1.0, 2.0]])   # both proven
+    np.testing.assert_array_equal(objective.open_rows(lower),
+                                  [[False, True, True], [True, False, False], [True, True, True], [False, False, False]])
+    only_second = RegionObjective(net, spec_network(net, G, h), domain, outputs, members, [1], None, [])
+    np.testing.assert_array_equal(only_second.open_rows(lower[2:3]), [[False, True, True]])
+
+
+def test_neuron_branching_starts_from_optimised_root_bounds(wide_case):
+    """With branch and bound over neurons the default root bounds are ``alpha`` (fixed below the root);
+    over input boxes ``symbolic``."""
+    net, domain, best = wide_case
+    prop = Property(40, 2, (domain,), (OutputConstraint(np.array([[-1.0, 0.0]]), np.array([-best.objective - 1.0])),))
+    assert verify(net, prop, attack_samples=0, time_limit=30).details["tighten"] == "alpha"
+    assert verify(net, prop, attack_samples=0, time_limit=30, branching="input").details["tighten"] == "symbolic"
+    assert verify(net, prop, attack_samples=0, time_limit=30, input_split=False).details["tighten"] == "lp"
+
+
 @pytest.fixture(scope="module")
 def wide_case():
     rng = np.random.default_rng(4)

@@ -25,8 +25,14 @@ input alone (the input-only ones are exact by interval arithmetic); ``"undecided
 neurons of nodes that feed an activation whose phase the current bounds leave undecided (a neuron
 fixed on a constant piece needs no bound), plus every output neuron; the selected neurons are gathered
 per box and padded to the batch's largest count (padding rows are valid bounds too). Deep in a branch
-and bound tree most neurons are stable, so this is several times cheaper than ``"all"``. A dict
-``{node name: (B, size) bool mask}`` selects neurons explicitly.
+and bound tree most neurons are stable, so this is several times cheaper than ``"all"``. ``"output"`` --
+only the output: every other node keeps its interval image intersected with its start bounds (a
+parent's bounds hold on its children), split neurons clamped; a node's splits then reach the output
+through their clamped relaxations and the split multipliers alone. On wide convolutional networks the
+intermediate back-substitutions are most of a node's cost (oval21 ``cifar_base``: 85%), so branch and
+bound over neurons of a large network bounds several times more nodes this way (beta-CROWN keeps
+intermediate bounds fixed likewise: Wang et al. 2021). A dict ``{node name: (B, size) bool mask}``
+selects neurons explicitly.
 
 **Neuron splits** (``splits``, for branch and bound over neurons): ``{activation name: (B, size) int}``
 with ``+1`` -- the neuron is fixed active in that box (its pre-activation ``x >= 0``), ``-1`` -- fixed
@@ -45,7 +51,10 @@ that expose such a family (:meth:`~relumilp.activations.Activation.lower_family`
 ``[0, 1]`` per neuron, every value valid) get ``t`` optimised for the output's bounds: one ``t`` per box,
 per bounded form (``sense``: the output's ``"lower"``, ``"upper"`` or ``"both"``) and per neuron,
 ``steps`` projected Adam steps (``lr``) on the sum of the bounds, starting from ``slopes`` (e.g. the
-parent node's) or from the plain relaxation, keeping per form the best ``t`` seen. With
+parent node's) or from the plain relaxation, keeping per form the best ``t`` seen. ``rows`` ((B, m) bool, optional)
+restricts this to the output rows whose bound matters per box (e.g. those a branch-and-bound parent has
+not proven yet; cost is linear in the number of forms): the others keep their plain bound, and their
+parameters come back unchanged from ``slopes``. With
 ``"nodes": "all"`` (the ``alpha`` bound method, :func:`relumilp.bounds.symbolic.alpha_bounds`) every
 affine node that feeds an activation gets the same treatment, in topological order, for its lower and
 upper bound of each neuron still unstable (batched over the node's neurons, in chunks), so later nodes
@@ -83,6 +92,8 @@ from .rounding import gamma, terms, widen
 
 #: relative float64 round-off margin of back-substituted IR bounds (see :func:`roundoff_margin`)
 ROUNDOFF = 1e-12
+#: the named policies of ``refine`` (module docstring)
+REFINE = ("all", "undecided", "output")
 #: key of the split multipliers among the optimised parameters: ``(BETA, activation name)``
 BETA = "beta"
 #: Adam step of the split multipliers (their scale is the output's, not [0, 1] like the slopes'; 0.5 beat 0.1 and
@@ -130,8 +141,9 @@ class _Op:
 def network_ops(net: Network, dtype=torch.float64, device=None, dense_limit: int = DENSE_LIMIT) -> list[_Op]:
     """The IR as :class:`_Op` list (topological order) with torch parameters.
 
-    A sparse IR weight becomes a dense tensor when it has at most ``dense_limit`` entries (BLAS products
-    are faster than sparse ones at that size), else a :class:`~relumilp.matrices.TorchSparse`.
+    A sparse IR weight becomes a dense tensor when it has at most ``dense_limit`` entries and is not very
+    sparse (BLAS products are faster than sparse ones then), else a :class:`~relumilp.matrices.TorchSparse`
+    (:func:`~relumilp.matrices.to_torch`).
     """
     ops = []
     t = lambda a: torch.tensor(np.array(a, dtype=np.float64), dtype=dtype, device=device)
@@ -176,6 +188,20 @@ def _dot(block, line):
     if line.dim() == 2:
         return (block @ line.unsqueeze(-1)).squeeze(-1)
     return (block * line).sum(-1)
+
+
+def _forms(values, chosen):
+    """``values[b, chosen[b, k], :]``: per-form parameters (B, F, size) of the chosen forms (B, r)."""
+    return values.gather(1, chosen.unsqueeze(-1).expand(-1, -1, values.shape[-1]))
+
+
+def _unforms(values, chosen, forms: int, base=None):
+    """Per-form parameters of the chosen forms (B, r, size) put back among ``forms`` forms: the others keep
+    ``base`` (B, forms, size), or without it the first chosen form's values (any value is valid)."""
+    batch, _, size = values.shape
+    if base is None or tuple(base.shape) != (batch, forms, size):
+        base = values[:, :1].expand(batch, forms, size)
+    return base.clone().scatter(1, chosen.unsqueeze(-1).expand(-1, -1, size), values)
 
 
 class _Expired(Exception):
@@ -363,6 +389,8 @@ class BoundEngine:
         :meth:`bounds` (the slope optimisation is skipped once it has passed).
         """
         deadline = Deadline() if deadline is None else deadline
+        if not isinstance(refine, dict) and refine not in REFINE:
+            raise RelumilpError(f"refine must be one of {', '.join(REFINE)} or a dict of masks, got {refine!r}")
         complete = True
         nodes = "output" if optimise is None else optimise.get("nodes", "output")
         if nodes not in ("output", "all"):
@@ -429,11 +457,22 @@ class BoundEngine:
         coefficients: dict = {}
         l, u = lo[out.name], hi[out.name]
         infeasible = torch.zeros(batch, dtype=torch.bool, device=l.device)
+        warm = options.get("slopes")
+        chosen = self._chosen_forms(options.get("rows"), sense, batch, C.shape[1], l.device)
+        if chosen is not None:  # only these forms per box: their coefficients, and their warm starts
+            C = C.gather(1, chosen.unsqueeze(-1).expand(-1, -1, m))
+            warm = None if warm is None else {k: _forms(v, chosen) for k, v in warm.items()
+                                              if v.dim() == 3 and v.shape[:2] == (batch, len(rows[sense]))}
         try:
-            bound, params, final = self._optimised_bound(index, C, lo, hi, relax, options, options.get("slopes"),
+            bound, params, final = self._optimised_bound(index, C, lo, hi, relax, options, warm,
                                                          collect=coefficients, deadline=deadline, splits=splits)
         except _Expired:  # the plain bounds stand
             return None, None, infeasible
+        if chosen is not None:  # back to every form: the others' bounds unchanged (+inf), their parameters kept
+            full = bound.new_full((batch, len(rows[sense])), torch.inf)
+            bound = full.scatter(1, chosen, bound)
+            params = {k: _unforms(v, chosen, len(rows[sense]), (options.get("slopes") or {}).get(k))
+                      for k, v in params.items()}
         if splits:
             # both bounds are sound on the node's region, so crossing proves it empty; a crossing within
             # round-off of the values is left to intersect (kept open: never a claim on a hair's width)
@@ -448,6 +487,23 @@ class BoundEngine:
             l, u = intersect(l, u, torch.maximum(l, -bound[:, -m:]), u)
         lo[out.name], hi[out.name] = l, u
         return params, self._gap_scores(final, coefficients, lo, hi), infeasible
+
+    @staticmethod
+    def _chosen_forms(rows, sense: str, batch: int, forms: int, device):
+        """(B, r) indices of the bounded forms to optimise per box, from ``rows`` ((B, m) bool: the output
+        rows whose bound matters, e.g. those not yet proven by the parent), the chosen ones first and
+        padded with others to the batch's largest count; None for all forms."""
+        if rows is None:
+            return None
+        mask = torch.as_tensor(np.asarray(rows, dtype=bool), device=device)
+        if mask.shape != (batch, forms // (2 if sense == "both" else 1)):
+            raise RelumilpError(f"optimise rows must have shape (boxes, output size), got {tuple(mask.shape)}")
+        if sense == "both":
+            mask = torch.cat([mask, mask], dim=1)
+        count = max(1, int(mask.sum(dim=1).max()))
+        if count == forms:
+            return None
+        return torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :count]
 
     def _optimised_bound(self, index: int, C, lo: dict, hi: dict, relax: dict, options: dict, warm=None,
                          collect: dict | None = None, deadline: Deadline | None = None, splits: dict | None = None):
@@ -616,8 +672,8 @@ class BoundEngine:
             return None if mask is None else torch.as_tensor(mask, dtype=torch.bool, device=l.device)
         if refine == "all" or name == self.output:
             return True
-        if refine != "undecided":
-            raise RelumilpError(f"refine must be 'all', 'undecided' or a dict of masks, got {refine!r}")
+        if refine == "output":
+            return None
         readers = self.readers.get(name)
         if not readers:
             return None

@@ -20,8 +20,8 @@ def register(subparsers) -> None:
     parser.add_argument("property", metavar="PROP.vnnlib", help="VNN-LIB property file")
     parser.add_argument("--time-limit", type=seconds, metavar="S", help="wall-clock limit in seconds (whole run)")
     parser.add_argument("--tighten", choices=BOUND_METHODS, default=None,
-                        help="bound method per input region (default: lp for a single MILP, symbolic with "
-                             "branch and bound)")
+                        help="bound method per input region (default: lp for a single MILP; with branch and "
+                             "bound, alpha when it splits neurons, symbolic when it splits inputs)")
     parser.add_argument("--disjunction", choices=("split", "bigm"), default="split",
                         help="encoding of a disjunctive unsafe set: one MILP per disjunct (default) or one "
                              "MILP with a binary per disjunct")

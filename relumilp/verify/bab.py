@@ -83,7 +83,8 @@ class RegionObjective:
         """(B, alive): per conjunction, ``max_{r in j} lower(g_r)`` (> 0: unreachable on the node)."""
         return np.stack([g_lower[:, rows].max(axis=1) for rows in self.rows], axis=1)
 
-    def bound_boxes(self, engine, L, U, start, splits, slopes, steps, deadline=None, optimise=True):
+    def bound_boxes(self, engine, L, U, start, splits, slopes, steps, deadline=None, optimise=True,
+                    refine="undecided", rows=None):
         """The engine's bounds of each node, and ``Λ`` for input branching and the corner point: per input,
         ``|Λ_i| = sum over the rows r of the weakest conjunction j* (the one setting the node's bound)
         of |Λ_{r,i}|``, ``Λ_r`` the input coefficients of ``lower(g_r)`` (how much input ``i`` moves the
@@ -91,7 +92,7 @@ class RegionObjective:
         largest lower bound (the corner that lowers it most). ``optimise`` is False in input branching
         without slope steps: the plain bounds (one back-substitution less per node, the old verifier's
         measured speed on ACAS Xu)."""
-        result = engine_bounds(engine, L, U, start, splits, slopes, steps, deadline, optimise)
+        result = engine_bounds(engine, L, U, start, splits, slopes, steps, deadline, optimise, refine, rows)
         g_lower = result.lower[self.fnet.output]
         coefficients = lower_coefficients(engine, result)  # (B, m, n)
         weakest = np.argmin(self._weakest(g_lower), axis=1)
@@ -103,6 +104,16 @@ class RegionObjective:
                 sign = np.where(coefficients[here, top, :] > 0, -1.0, 1.0)
                 lam[here] = sign * np.abs(coefficients[here][:, rows, :]).sum(axis=1)
         return result, lam
+
+    def open_rows(self, lower: np.ndarray) -> np.ndarray:
+        """(B, m): the margin rows whose lower bound can still matter on each node, given bounds ``lower``
+        (B, m) valid there (its parent's): the rows of the alive conjunctions that no row has proven
+        unreachable yet (``lower > 0``: a child's bound is at least its parent's)."""
+        proven = lower > 0.0
+        rows = np.zeros(lower.shape, dtype=bool)
+        for members in self.rows:
+            rows[:, members] |= ~proven[:, members].any(axis=1, keepdims=True)
+        return rows
 
     def node_upper(self, lo: dict, L: np.ndarray, U: np.ndarray) -> np.ndarray:
         """``v <= max_j min_{r in j} (-lower(g_r)) = -min_j max_{r in j} lower(g_r)``; ``-inf`` on a box

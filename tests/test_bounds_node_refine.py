@@ -1,0 +1,131 @@
+"""The engine's per-node economies for branch and bound on large networks: ``refine="output"`` (fixed
+intermediate bounds), ``optimise["rows"]`` (only the output rows that still matter) and sparse torch
+weights for very sparse layers. Each is sound by sampling and changes no bound it promises to keep."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from relumilp import matrices
+from relumilp.bounds.engine import BETA, BoundEngine
+from relumilp.ir import ActivationNode, AffineNode, InputNode, Network
+
+from conftest import random_mlp
+from test_bounds_beta import _in_region
+
+
+def _boxes(rng, batch, n):
+    L = rng.uniform(-1, 0.2, size=(batch, n))
+    return L, np.minimum(L + rng.uniform(0.3, 1.2, size=(batch, n)), 1.0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_output_only_refinement_is_sound_from_parent_bounds(seed):
+    """Children bounded with ``refine="output"`` from their parent's bounds and random splits contain
+    every sampled forward value of their region, and their intermediate bounds are the parent's (never
+    looser)."""
+    rng = np.random.default_rng(seed)
+    net = random_mlp(rng, [3, 10, 10, 10, 3])
+    engine = BoundEngine.for_network(net)
+    batch = 8
+    L, U = _boxes(rng, batch, 3)
+    parent = engine.bounds(L, U)
+    start = {k: (parent.lower[k], parent.upper[k]) for k in parent.lower}
+    splits = {}
+    for act in net.activations:  # splits of neurons the parent leaves unstable
+        unstable = (parent.lower[act.inputs[0]] < 0) & (parent.upper[act.inputs[0]] > 0)
+        splits[act.name] = np.where(unstable, rng.choice([-1, 0, 0, 0, 0, 0, 1], size=(batch, act.size)), 0)
+    child = engine.bounds(L, U, start, refine="output", splits=splits,
+                          optimise={"steps": 6, "sense": "both"})
+    live = ~child.empty  # an empty node's bounds are vacuous (set at the kink)
+    assert live.any()
+    for name in parent.lower:  # within the final widening for the forward pass's rounding
+        slack = 1e-12 * (1 + np.abs(parent.lower[name][live]) + np.abs(parent.upper[name][live]))
+        assert np.all(child.lower[name][live] >= parent.lower[name][live] - slack)
+        assert np.all(child.upper[name][live] <= parent.upper[name][live] + slack)
+    out = net.output
+    for i in range(batch):
+        values = net.forward_all(rng.uniform(L[i], U[i], size=(3000, 3)))
+        keep = _in_region(values, net, splits, i)
+        if child.empty[i] or not keep.any():
+            continue
+        for name in child.lower:
+            v = values[name][keep]
+            assert np.all(v >= child.lower[name][i]) and np.all(v <= child.upper[name][i]), name
+        assert np.all(values[out][keep] >= child.lower[out][i])
+
+
+def test_refine_rejects_unknown_policies():
+    net = random_mlp(np.random.default_rng(0), [2, 4, 1])
+    with pytest.raises(Exception, match="refine must be"):
+        BoundEngine.for_network(net).bounds(np.zeros((1, 2)), np.ones((1, 2)), refine="some")
+
+
+def test_optimised_rows_only_tighten_the_chosen_rows_and_keep_the_others_parameters():
+    rng = np.random.default_rng(3)
+    net = random_mlp(rng, [4, 12, 12, 5])
+    engine = BoundEngine.for_network(net)
+    batch, m = 6, 5
+    L, U = _boxes(rng, batch, 4)
+    splits = {act.name: rng.choice([-1, 0, 0, 1], size=(batch, act.size)) for act in net.activations}
+    options = {"steps": 8, "sense": "lower"}
+    full = engine.bounds(L, U, splits=splits, optimise=options)
+    rows = np.zeros((batch, m), dtype=bool)
+    for i in range(1, batch):  # two rows per box, so no box is padded with others ...
+        rows[i, rng.choice(m, size=2, replace=False)] = True
+    # ... but box 0, with none: it is bounded on its first two rows (padding), still soundly
+    part = engine.bounds(L, U, splits=splits, optimise={**options, "rows": rows, "slopes": full.slopes})
+    out = net.output
+    plain = engine.bounds(L, U, splits=splits)
+    live = ~part.empty & ~plain.empty
+    # every row is at least as tight as the plain bound; chosen rows come from the optimisation
+    assert np.all(part.lower[out][live] >= plain.lower[out][live] - 1e-12)
+    for key, value in part.slopes.items():
+        assert value.shape == full.slopes[key].shape
+        # a row left out keeps its warm start exactly
+        kept = ~rows
+        kept[0, :2] = False  # box 0's padding rows were optimised
+        assert np.array_equal(value[kept], full.slopes[key][kept]), key
+    assert any(isinstance(k, tuple) and k[0] == BETA for k in part.slopes)
+    for i in range(batch):
+        values = net.forward_all(rng.uniform(L[i], U[i], size=(3000, 4)))
+        keep = _in_region(values, net, splits, i)
+        if part.empty[i] or not keep.any():
+            continue
+        assert np.all(values[out][keep] >= part.lower[out][i])
+
+
+def test_optimised_rows_have_the_output_shape():
+    net = random_mlp(np.random.default_rng(1), [2, 4, 3])
+    with pytest.raises(Exception, match="optimise rows must have shape"):
+        BoundEngine.for_network(net).bounds(np.zeros((2, 2)), np.ones((2, 2)),
+                                            optimise={"steps": 1, "sense": "lower", "rows": np.ones((2, 2), bool)})
+
+
+def test_a_very_sparse_layer_stays_sparse_in_torch_with_the_same_bounds(monkeypatch):
+    """Below :data:`~relumilp.matrices.SPARSE_PRODUCT_DENSITY` the engine multiplies sparse; its bounds
+    equal those of the dense products up to round-off."""
+    rng = np.random.default_rng(5)
+    w = sp.random_array((200, 300), density=0.01, format="csr", rng=rng)
+    assert isinstance(matrices.to_torch(w, torch.float64, None), matrices.TorchSparse)
+    assert isinstance(matrices.to_torch(sp.csr_array(np.ones((20, 30))), torch.float64, None), torch.Tensor)
+    net = Network([InputNode("x", 300), AffineNode("a", 200, ("x",), (w,), np.full(200, 0.1)),
+                   ActivationNode("r", 200, ("a",)), AffineNode("hidden", 20, ("r",), (rng.normal(size=(20, 200)),),
+                                                            np.zeros(20)),
+                   ActivationNode("r2", 20, ("hidden",)), AffineNode("out", 1, ("r2",), (np.ones((1, 20)),), np.zeros(1))],
+                  "out")
+    assert matrices.is_sparse(net["a"].weights[0])
+    L, U = -np.ones((2, 300)), np.ones((2, 300))
+    sparse = BoundEngine.for_network(net)
+    assert isinstance(sparse.ops[1].weights[0], matrices.TorchSparse)
+    a = sparse.bounds(L, U, optimise={"steps": 3, "sense": "both"})
+    monkeypatch.setattr(matrices, "SPARSE_PRODUCT_DENSITY", 0.0)
+    dense = BoundEngine.for_network(net)
+    assert isinstance(dense.ops[1].weights[0], torch.Tensor)
+    b = dense.bounds(L, U, optimise={"steps": 3, "sense": "both"})
+    for name in a.lower:
+        np.testing.assert_allclose(a.lower[name], b.lower[name], rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(a.upper[name], b.upper[name], rtol=1e-9, atol=1e-9)
