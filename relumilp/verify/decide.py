@@ -48,6 +48,9 @@ class Settings:
     branching: str = "auto"
     #: seed of the random points the branch and bound tries (the attack's are drawn from it too)
     seed: int = 0
+    #: with verify's default ``alpha`` root bounds: the share of the time left after the symbolic pass that
+    #: the slope optimisation may take (None: ``tighten`` runs to the deadline, as the user asked)
+    alpha_share: float | None = None
 
 
 #: what the solver's word on ``min t`` is worth, relative to the magnitudes that make up the margins
