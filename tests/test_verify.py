@@ -148,6 +148,43 @@ def test_sampling_finds_an_easy_counterexample_without_a_milp():
     assert verify(net, prop, attack_samples=0, input_split=False).details["regions"][0]["decided_by"] == "milp"
 
 
+def test_the_gradient_attack_finds_a_corner_that_sampling_misses():
+    """``y = relu(sum x) - relu(sum x - 59)`` over ``x in [0, 1]^60``, unsafe ``y >= 58.9``: only a tiny
+    corner of the box is unsafe (random points have ``sum x`` near 30), and PGD walks into it. With
+    ``attack_samples=0`` neither attack runs."""
+    from relumilp.frontends.vnnlib import OutputConstraint, Property
+    from relumilp.ir import Network
+    from relumilp.verify import attack
+
+    n = 60
+    net = Network.sequential([(np.vstack([np.ones(n), np.ones(n)]), np.array([0.0, -59.0])),
+                              (np.array([[1.0, -1.0]]), np.zeros(1))], "relu")
+    domain = InputDomain(np.zeros(n), np.ones(n))
+    unsafe = OutputConstraint(np.array([[-1.0]]), np.array([-58.9]))
+    rng = np.random.default_rng(0)
+    assert attack.sampling_attack(net, domain, [unsafe], 1000, rng) is None
+    x, y = attack.gradient_attack(net, domain, [unsafe], rng)
+    assert domain.contains(x[None], tol=0.0)[0] and net.forward(x)[0] >= 58.9 and y[0] == net.forward(x)[0]
+    prop = Property(n, 1, (domain,), (unsafe,))
+    result = verify(net, prop, time_limit=60)
+    assert result.result == "violated" and result.details["regions"][0]["decided_by"] == "attack"
+    assert verify(net, prop, attack_samples=0, time_limit=60).details["regions"][0]["decided_by"] != "attack"
+
+
+def test_the_gradient_attack_reports_only_confirmed_points(monkeypatch):
+    """Its candidates go through the exact re-check: with the re-check refusing all, nothing is found."""
+    from relumilp.verify import attack
+
+    net = random_mlp(np.random.default_rng(2), [3, 8, 1])
+    domain = InputDomain(-np.ones(3), np.ones(3))
+    from relumilp.frontends.vnnlib import OutputConstraint
+
+    easy = OutputConstraint(np.array([[-1.0]]), np.array([1e6]))  # y >= -1e6: every point
+    assert attack.gradient_attack(net, domain, [easy], np.random.default_rng(0)) is not None
+    monkeypatch.setattr(attack, "check_candidate", lambda *args: None)
+    assert attack.gradient_attack(net, domain, [easy], np.random.default_rng(0)) is None
+
+
 def test_unconfirmed_candidate_is_never_reported_violated(monkeypatch):
     net = random_mlp(np.random.default_rng(2), [2, 6, 6, 1])
     best = brute_force_optima(net, -np.ones(2), np.ones(2), np.ones(1))["max"][0]

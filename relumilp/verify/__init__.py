@@ -52,6 +52,8 @@ __all__ = ["verify", "VerificationResult", "spec_network", "unsafe_milp", "decis
            "RESULTS", "DISJUNCTIONS"]
 
 RESULTS = ("holds", "violated", "unknown")
+#: the gradient attack's share of the time left (:func:`.attack.gradient_attack`)
+ATTACK_SHARE = 0.1
 #: the default ``alpha`` root bounds' share of the time left after their symbolic pass (:func:`_root_bounds`)
 ALPHA_ROOT_SHARE = 0.25
 DISJUNCTIONS = ("bigm", "split")
@@ -131,7 +133,8 @@ def verify(
     pay off in every node: oval21 ``cifar_base`` img2908 ``holds`` in 60 s, ``unknown`` at 120 s from
     ``symbolic`` ones -- and ``symbolic`` when it splits input boxes; ``lp`` without); ``disjunction`` the encoding of several unsafe conjunctions (``split``, the default: one
     MILP per conjunction; ``bigm``: one MILP with binaries). ``attack_samples`` random points (plus the
-    box centre and corners) are tried first; 0 switches this off.
+    box centre and corners) are tried first, then a gradient attack (PGD from the centre and random
+    points, :func:`.attack.gradient_attack`); 0 switches both off.
     ``input_split`` (default on; the name is historical) runs the branch and bound of :mod:`.bab` on
     each region: ``branching`` is ``"input"`` (halve input boxes), ``"relu"`` (split unstable ReLUs,
     optimised slopes) or ``"auto"`` (input up to :data:`relumilp.bab.INPUT_BRANCHING_MAX_INPUTS` inputs,
@@ -226,6 +229,10 @@ def _verify_region(net, domain, outputs, settings: Settings, rng, info):
 
     clock = time.perf_counter()
     found = attack.sampling_attack(net, domain, outputs, settings.attack_samples, rng)
+    if found is None and settings.attack_samples > 0:
+        deadline = settings.deadline
+        share = deadline.earlier(ATTACK_SHARE * deadline.remaining()) if deadline.limited else deadline
+        found = attack.gradient_attack(net, domain, outputs, rng, deadline=share)
     info["attack_time"] = time.perf_counter() - clock
     if found is not None:
         info["decided_by"] = "attack"
