@@ -28,7 +28,12 @@ For the linear objective, the algorithm:
    forward value of the node's region; the engine clamps split neurons at the kink and flags regions
    it proves empty). With ``alpha_steps > 0`` the loss's bound uses optimised slopes (alpha-CROWN,
    :mod:`relumilp.bounds.engine`) and, for split neurons, optimised split multipliers (beta-CROWN),
-   both warm-started from the parent's.
+   both warm-started from the parent's, on the output rows that the objective says still matter
+   (:meth:`open_rows`). Which intermediate neurons are back-substituted again (:data:`REFINE`): over
+   input boxes every undecided one (a smaller box tightens every layer); over neurons none -- the
+   intermediate bounds stay the parent's (clamped at the splits), as in beta-CROWN, and the splits
+   reach the output through the multipliers (on oval21's CIFAR networks re-refining them was 85% of a
+   node's time; ``docs/benchmarks.md``).
 3. **Incumbents** are float64 forward passes: the centre of every popped box, the corner maximising
    ``f``'s linear upper bound (``Λ``) and ``samples`` random points in it (chosen in a batch, then
    re-evaluated one point at a time, as :func:`certify` does). An improved incumbent is polished by the
@@ -825,7 +830,8 @@ def search(objective, domain: InputDomain, *, deadline: Deadline, gap: float = 0
     ``root_bounds`` (a :class:`~relumilp.bounds.base.Bounds` whose names match ``objective.fnet``'s,
     e.g. from LP tightening) seed every node. ``workers > 1`` bounds node batches on that many local
     processes, ``executor`` on any ``concurrent.futures.Executor`` (:class:`NodeEngine`: same results as
-    serial). Returns ``(search, status)``: the :class:`_Search` (open
+    serial). ``refine`` overrides :data:`REFINE` (``"undecided"`` or ``"output"``). Returns
+    ``(search, status)``: the :class:`_Search` (open
     nodes, incumbent, closed bounds, statistics) and ``"done"`` (no node open, or the objective
     ``finished``), ``"time_limit"`` or ``"interrupted"`` (Ctrl-C).
     """
@@ -836,8 +842,8 @@ def search(objective, domain: InputDomain, *, deadline: Deadline, gap: float = 0
         refine = REFINE[branching]
     if refine not in ("undecided", "output"):
         raise RelumilpError(f"refine must be 'undecided' or 'output', got {refine!r}")
-    options = {"refine": refine, "leaf_unstable": int(leaf_unstable), "max_depth": int(max_depth), "samples": int(samples),
-               "threads": threads, "log": log, "seed": seed, "branching": branching,
+    options = {"refine": refine, "leaf_unstable": int(leaf_unstable), "max_depth": int(max_depth),
+               "samples": int(samples), "threads": threads, "log": log, "seed": seed, "branching": branching,
                "alpha_steps": int(alpha_steps), "gap": float(gap), "workers": workers, "executor": executor}
     state = _Search(objective, domain, deadline, options)
     fnet = objective.fnet

@@ -113,10 +113,10 @@ def test_a_very_sparse_layer_stays_sparse_in_torch_with_the_same_bounds(monkeypa
     assert isinstance(matrices.to_torch(w, torch.float64, None), matrices.TorchSparse)
     assert isinstance(matrices.to_torch(sp.csr_array(np.ones((20, 30))), torch.float64, None), torch.Tensor)
     net = Network([InputNode("x", 300), AffineNode("a", 200, ("x",), (w,), np.full(200, 0.1)),
-                   ActivationNode("r", 200, ("a",)), AffineNode("hidden", 20, ("r",), (rng.normal(size=(20, 200)),),
-                                                            np.zeros(20)),
-                   ActivationNode("r2", 20, ("hidden",)), AffineNode("out", 1, ("r2",), (np.ones((1, 20)),), np.zeros(1))],
-                  "out")
+                   ActivationNode("r", 200, ("a",)),
+                   AffineNode("hidden", 20, ("r",), (rng.normal(size=(20, 200)),), np.zeros(20)),
+                   ActivationNode("r2", 20, ("hidden",)),
+                   AffineNode("out", 1, ("r2",), (np.ones((1, 20)),), np.zeros(1))], "out")
     assert matrices.is_sparse(net["a"].weights[0])
     L, U = -np.ones((2, 300)), np.ones((2, 300))
     sparse = BoundEngine.for_network(net)

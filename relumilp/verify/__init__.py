@@ -131,10 +131,11 @@ def verify(
     region (and so for the MILP's big-M coefficients; default with branch and bound ``alpha`` when it
     splits neurons -- its intermediate bounds stay fixed below the root, so the root's optimised ones
     pay off in every node: oval21 ``cifar_base`` img2908 ``holds`` in 60 s, ``unknown`` at 120 s from
-    ``symbolic`` ones -- and ``symbolic`` when it splits input boxes; ``lp`` without); ``disjunction`` the encoding of several unsafe conjunctions (``split``, the default: one
-    MILP per conjunction; ``bigm``: one MILP with binaries). ``attack_samples`` random points (plus the
-    box centre and corners) are tried first, then a gradient attack (PGD from the centre and random
-    points, :func:`.attack.gradient_attack`); 0 switches both off.
+    ``symbolic`` ones -- and ``symbolic`` when it splits input boxes; ``lp`` without); ``disjunction``
+    the encoding of several unsafe conjunctions (``split``, the default: one MILP per conjunction;
+    ``bigm``: one MILP with binaries). ``attack_samples`` random points (plus the box centre and
+    corners) are tried first, then a gradient attack (PGD from the centre and random points,
+    :func:`.attack.gradient_attack`); 0 switches both off.
     ``input_split`` (default on; the name is historical) runs the branch and bound of :mod:`.bab` on
     each region: ``branching`` is ``"input"`` (halve input boxes), ``"relu"`` (split unstable ReLUs,
     optimised slopes) or ``"auto"`` (input up to :data:`relumilp.bab.INPUT_BRANCHING_MAX_INPUTS` inputs,
