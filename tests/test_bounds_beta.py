@@ -24,6 +24,20 @@ def _in_region(values, net, splits, i):
     return keep
 
 
+def assert_bounds_hold_on_regions(net, result, L, U, splits, rng, nodes=None, samples=3000):
+    """Every sampled float64 forward value of each node in ``nodes`` (default: the output), at points
+    of box ``i`` that satisfy its splits, lies within ``result``'s bounds of box ``i`` (boxes flagged
+    empty, or where no sample satisfies the splits, are skipped)."""
+    for i in range(L.shape[0]):
+        values = net.forward_all(rng.uniform(L[i], U[i], size=(samples, L.shape[1])))
+        keep = _in_region(values, net, splits, i)
+        if result.empty[i] or not keep.any():
+            continue
+        for name in nodes or [net.output]:
+            v = values[name][keep]
+            assert np.all(v >= result.lower[name][i]) and np.all(v <= result.upper[name][i]), (i, name)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_split_multiplier_bounds_hold_on_each_node(seed):
     rng = np.random.default_rng(seed)
@@ -35,14 +49,7 @@ def test_split_multiplier_bounds_hold_on_each_node(seed):
     splits = {act.name: rng.choice([-1, 0, 0, 1], size=(batch, act.size)) for act in net.activations[:2]}
     result = engine.bounds(L, U, splits=splits, optimise={"steps": 12, "sense": "both"})
     assert set(splits) <= {key[1] for key in result.slopes if isinstance(key, tuple) and key[0] == BETA}
-    out = net.output
-    for i in range(batch):
-        values = net.forward_all(rng.uniform(L[i], U[i], size=(4000, 3)))
-        keep = _in_region(values, net, splits, i)
-        if result.empty[i] or not keep.any():
-            continue
-        y = values[out][keep]
-        assert np.all(y >= result.lower[out][i]) and np.all(y <= result.upper[out][i])
+    assert_bounds_hold_on_regions(net, result, L, U, splits, rng, samples=4000)
 
 
 def test_the_multiplier_carries_a_split_to_the_other_neurons():

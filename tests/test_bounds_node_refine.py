@@ -14,7 +14,7 @@ from relumilp.bounds.engine import BETA, BoundEngine
 from relumilp.ir import ActivationNode, AffineNode, InputNode, Network
 
 from conftest import random_mlp
-from test_bounds_beta import _in_region
+from test_bounds_beta import assert_bounds_hold_on_regions
 
 
 def _boxes(rng, batch, n):
@@ -46,16 +46,7 @@ def test_output_only_refinement_is_sound_from_parent_bounds(seed):
         slack = 1e-12 * (1 + np.abs(parent.lower[name][live]) + np.abs(parent.upper[name][live]))
         assert np.all(child.lower[name][live] >= parent.lower[name][live] - slack)
         assert np.all(child.upper[name][live] <= parent.upper[name][live] + slack)
-    out = net.output
-    for i in range(batch):
-        values = net.forward_all(rng.uniform(L[i], U[i], size=(3000, 3)))
-        keep = _in_region(values, net, splits, i)
-        if child.empty[i] or not keep.any():
-            continue
-        for name in child.lower:
-            v = values[name][keep]
-            assert np.all(v >= child.lower[name][i]) and np.all(v <= child.upper[name][i]), name
-        assert np.all(values[out][keep] >= child.lower[out][i])
+    assert_bounds_hold_on_regions(net, child, L, U, splits, rng, nodes=list(child.lower))
 
 
 def test_refine_rejects_unknown_policies():
@@ -90,12 +81,7 @@ def test_optimised_rows_only_tighten_the_chosen_rows_and_keep_the_others_paramet
         kept[0, :2] = False  # box 0's padding rows were optimised
         assert np.array_equal(value[kept], full.slopes[key][kept]), key
     assert any(isinstance(k, tuple) and k[0] == BETA for k in part.slopes)
-    for i in range(batch):
-        values = net.forward_all(rng.uniform(L[i], U[i], size=(3000, 4)))
-        keep = _in_region(values, net, splits, i)
-        if part.empty[i] or not keep.any():
-            continue
-        assert np.all(values[out][keep] >= part.lower[out][i])
+    assert_bounds_hold_on_regions(net, part, L, U, splits, rng)
 
 
 def test_optimised_rows_have_the_output_shape():
