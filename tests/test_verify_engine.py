@@ -139,6 +139,17 @@ def test_neuron_branching_starts_from_optimised_root_bounds(wide_case):
     assert verify(net, prop, attack_samples=0, time_limit=30, input_split=False).details["tighten"] == "lp"
 
 
+def test_symbolic_root_bounds_that_decide_skip_the_optimisation(wide_case, monkeypatch):
+    """When the symbolic pass already proves the property, the slope optimisation is not run."""
+    import relumilp.bounds.symbolic as symbolic
+
+    net, domain, best = wide_case
+    prop = Property(40, 2, (domain,), (OutputConstraint(np.array([[-1.0, 0.0]]), np.array([-best.objective - 100.0])),))
+    monkeypatch.setattr(symbolic, "alpha_bounds", lambda *a, **k: pytest.fail("alpha bounds were computed"))
+    result = verify(net, prop, attack_samples=0, time_limit=30)
+    assert result.result == "holds" and result.details["regions"][0]["decided_by"] == "bounds"
+
+
 @pytest.fixture(scope="module")
 def wide_case():
     rng = np.random.default_rng(4)

@@ -203,11 +203,12 @@ def verify(
     return VerificationResult(answer, None, time.perf_counter() - start, details)
 
 
-def _root_bounds(margin_net, domain, settings: Settings):
+def _root_bounds(margin_net, domain, settings: Settings, members):
     """The region's bounds by ``settings.tighten``; verify's default ``alpha`` runs the symbolic pass to the
     deadline and the slope optimisation for at most ``alpha_share`` of the time left after it: through
     the lowered max-pool trees of verivital's max-pooling net the symbolic pass alone takes 60-110 s of
-    its 420 s, and the optimisation several times that, which branch and bound needs more."""
+    its 420 s, and the optimisation several times that, which branch and bound needs more. When the
+    symbolic bounds already prove every conjunction of ``members`` unreachable, they are the answer."""
     from ..bounds import compute_bounds
     from ..bounds.symbolic import alpha_bounds
 
@@ -215,6 +216,9 @@ def _root_bounds(margin_net, domain, settings: Settings):
     if settings.tighten != "alpha" or settings.alpha_share is None:
         return compute_bounds(margin_net, domain, settings.tighten, time_limit=deadline, **settings.bound_options)
     bounds = compute_bounds(margin_net, domain, "symbolic", time_limit=deadline, **settings.bound_options)
+    g_lower = bounds.lower[margin_net.output]
+    if all(g_lower[rows].max() > 0.0 for rows in members):
+        return bounds
     times = dict(bounds.times)
     clock = time.perf_counter()
     share = deadline.earlier(settings.alpha_share * deadline.remaining()) if deadline.limited else deadline
@@ -241,7 +245,7 @@ def _verify_region(net, domain, outputs, settings: Settings, rng, info):
     G, h, members = stack_rows(outputs)
     margin_net = spec_network(net, G, h)
     clock = time.perf_counter()
-    compiled = compile_network(margin_net, domain, bounds=_root_bounds(margin_net, domain, settings))
+    compiled = compile_network(margin_net, domain, bounds=_root_bounds(margin_net, domain, settings, members))
     info["bounds_time"] = time.perf_counter() - clock
     g_lower, _ = compiled.bounds[margin_net.output]
     stats = compiled.stats()
