@@ -66,6 +66,10 @@ class Deadline:
             return None if math.isinf(left) else left
         return min(float(seconds), left)
 
+    def share(self, fraction: float) -> "Deadline":
+        """The deadline after ``fraction`` of the time left (this one when unlimited)."""
+        return self.earlier(fraction * self.remaining())
+
     def earlier(self, seconds: float | None) -> "Deadline":
         """This deadline, or ``seconds`` from now if that comes first."""
         if seconds is None:

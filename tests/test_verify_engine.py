@@ -129,13 +129,21 @@ def test_open_rows_are_those_of_conjunctions_not_yet_proven():
     np.testing.assert_array_equal(only_second.open_rows(lower[2:3]), [[False, True, True]])
 
 
-def test_neuron_branching_starts_from_optimised_root_bounds(wide_case):
-    """With branch and bound over neurons the default root bounds are ``alpha`` (fixed below the root);
-    over input boxes ``symbolic``."""
+def test_neuron_branching_starts_from_optimised_root_bounds(wide_case, monkeypatch):
+    """With branch and bound over neurons the default root bounds are ``alpha`` (fixed below the root),
+    optimised from the symbolic ones on a share of the time; over input boxes ``symbolic``."""
+    import relumilp.bounds.symbolic as symbolic
+
+    calls = []
+    original = symbolic.alpha_bounds
+    monkeypatch.setattr(symbolic, "alpha_bounds", lambda *a, **k: calls.append(k) or original(*a, **k))
     net, domain, best = wide_case
-    prop = Property(40, 2, (domain,), (OutputConstraint(np.array([[-1.0, 0.0]]), np.array([-best.objective - 1.0])),))
+    # just above the optimum: the symbolic bounds alone cannot prove it
+    prop = Property(40, 2, (domain,), (OutputConstraint(np.array([[-1.0, 0.0]]), np.array([-best.objective - 0.05])),))
     assert verify(net, prop, attack_samples=0, time_limit=30).details["tighten"] == "alpha"
+    assert len(calls) == 1 and calls[0]["start"] is not None and calls[0]["deadline"].limited
     assert verify(net, prop, attack_samples=0, time_limit=30, branching="input").details["tighten"] == "symbolic"
+    assert len(calls) == 1  # input branching: no optimised root bounds
     assert verify(net, prop, attack_samples=0, time_limit=30, input_split=False).details["tighten"] == "lp"
 
 

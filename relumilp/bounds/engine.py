@@ -93,7 +93,7 @@ from .rounding import gamma, terms, widen
 #: relative float64 round-off margin of back-substituted IR bounds (see :func:`roundoff_margin`)
 ROUNDOFF = 1e-12
 #: the named policies of ``refine`` (module docstring)
-REFINE = ("all", "undecided", "output")
+REFINE_POLICIES = ("all", "undecided", "output")
 #: key of the split multipliers among the optimised parameters: ``(BETA, activation name)``
 BETA = "beta"
 #: Adam step of the split multipliers (their scale is the output's, not [0, 1] like the slopes'; 0.5 beat 0.1 and
@@ -389,8 +389,9 @@ class BoundEngine:
         :meth:`bounds` (the slope optimisation is skipped once it has passed).
         """
         deadline = Deadline() if deadline is None else deadline
-        if not isinstance(refine, dict) and refine not in REFINE:
-            raise RelumilpError(f"refine must be one of {', '.join(REFINE)} or a dict of masks, got {refine!r}")
+        if not isinstance(refine, dict) and refine not in REFINE_POLICIES:
+            raise RelumilpError(f"refine must be one of {', '.join(REFINE_POLICIES)} or a dict of masks, "
+                                f"got {refine!r}")
         complete = True
         nodes = "output" if optimise is None else optimise.get("nodes", "output")
         if nodes not in ("output", "all"):
@@ -458,20 +459,20 @@ class BoundEngine:
         l, u = lo[out.name], hi[out.name]
         infeasible = torch.zeros(batch, dtype=torch.bool, device=l.device)
         warm = options.get("slopes")
-        chosen = self._chosen_forms(options.get("rows"), sense, batch, C.shape[1], l.device)
+        forms = C.shape[1]
+        chosen = self._chosen_forms(options.get("rows"), sense, batch, forms, l.device)
         if chosen is not None:  # only these forms per box: their coefficients, and their warm starts
             C = C.gather(1, chosen.unsqueeze(-1).expand(-1, -1, m))
             warm = None if warm is None else {k: _forms(v, chosen) for k, v in warm.items()
-                                              if v.dim() == 3 and v.shape[:2] == (batch, len(rows[sense]))}
+                                              if v.dim() == 3 and v.shape[:2] == (batch, forms)}
         try:
             bound, params, final = self._optimised_bound(index, C, lo, hi, relax, options, warm,
                                                          collect=coefficients, deadline=deadline, splits=splits)
         except _Expired:  # the plain bounds stand
             return None, None, infeasible
         if chosen is not None:  # back to every form: the others' bounds unchanged (+inf), their parameters kept
-            full = bound.new_full((batch, len(rows[sense])), torch.inf)
-            bound = full.scatter(1, chosen, bound)
-            params = {k: _unforms(v, chosen, len(rows[sense]), (options.get("slopes") or {}).get(k))
+            bound = bound.new_full((batch, forms), torch.inf).scatter(1, chosen, bound)
+            params = {k: _unforms(v, chosen, forms, (options.get("slopes") or {}).get(k))
                       for k, v in params.items()}
         if splits:
             # both bounds are sound on the node's region, so crossing proves it empty; a crossing within

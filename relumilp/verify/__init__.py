@@ -221,8 +221,7 @@ def _root_bounds(margin_net, domain, settings: Settings, members):
         return bounds
     times = dict(bounds.times)
     clock = time.perf_counter()
-    share = deadline.earlier(settings.alpha_share * deadline.remaining()) if deadline.limited else deadline
-    bounds = alpha_bounds(margin_net, domain, start=bounds, deadline=share)
+    bounds = alpha_bounds(margin_net, domain, start=bounds, deadline=deadline.share(settings.alpha_share))
     bounds.times = {**times, "alpha": time.perf_counter() - clock}
     bounds.method = "alpha"
     return bounds
@@ -235,9 +234,7 @@ def _verify_region(net, domain, outputs, settings: Settings, rng, info):
     clock = time.perf_counter()
     found = attack.sampling_attack(net, domain, outputs, settings.attack_samples, rng)
     if found is None and settings.attack_samples > 0:
-        deadline = settings.deadline
-        share = deadline.earlier(ATTACK_SHARE * deadline.remaining()) if deadline.limited else deadline
-        found = attack.gradient_attack(net, domain, outputs, rng, deadline=share)
+        found = attack.gradient_attack(net, domain, outputs, rng, deadline=settings.deadline.share(ATTACK_SHARE))
     info["attack_time"] = time.perf_counter() - clock
     if found is not None:
         info["decided_by"] = "attack"

@@ -115,7 +115,8 @@ def gradient_attack(net: Network, domain: InputDomain, outputs, rng, restarts: i
     if len(rows) < len(outputs):  # a conjunction without rows: every output is unsafe
         return first_counterexample(net, domain, outputs, x[:1].numpy())
     step = 2.5 * half / steps
-    target = torch.where(torch.arange(x.shape[0]) == 0, -1, (torch.arange(x.shape[0]) - 1) % len(rows))
+    target = (torch.arange(x.shape[0]) - 1) % len(rows)  # start k > 0: set k - 1 mod J
+    target[0] = -1  # the centre: the nearest set
     with torch_threads(1):
         forward = torch_forward(net)
         best_x, best = x.clone(), torch.full((x.shape[0],), torch.inf, dtype=torch.float64)
@@ -125,8 +126,7 @@ def gradient_attack(net: Network, domain: InputDomain, outputs, rng, restarts: i
             x.requires_grad_(True)
             y = forward(x)
             each = torch.stack([(y @ C.T - d).max(dim=1).values for C, d in rows], dim=1)  # (starts, J)
-            # the centre descends the nearest set; start k > 0 targets set k mod J (targeted PGD finds what
-            # the min over sets, stuck on one set's gradient, misses)
+            # targeted PGD finds what the min over sets, stuck on one set's gradient, misses
             loss = torch.where(target >= 0, each.gather(1, target.clamp(min=0)[:, None])[:, 0], each.min(dim=1).values)
             grad, = torch.autograd.grad(loss.sum(), x)
             with torch.no_grad():

@@ -204,7 +204,7 @@ def branch_and_bound(net, margin_net, compiled, domain: InputDomain, outputs, me
     deadline = settings.deadline
     portfolio = resolve_branching(settings.branching, domain.size) == "relu" and deadline.limited
     if portfolio:
-        deadline = deadline.earlier(BAB_SHARE * deadline.remaining())
+        deadline = deadline.share(BAB_SHARE)
     state, status = search(objective, domain, deadline=deadline, root_bounds=compiled.bounds,
                            batch_size=settings.batch_size, leaf_unstable=settings.leaf_binaries,
                            max_depth=settings.max_depth, threads=settings.threads, log=settings.log,
