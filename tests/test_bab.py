@@ -236,3 +236,41 @@ def test_leaf_milps_on_an_executor_equal_the_serial_run():
 @pytest.mark.slow
 def test_leaf_milps_on_worker_processes_equal_the_serial_run():
     assert _leaf_run(workers=2) == _leaf_run()
+
+
+def test_open_nodes_keep_every_row_through_pushes_and_removals():
+    """The open list against a plain list of rows: random pushes and removals keep exactly the rows that
+    were not removed, each with all its fields (pairs and dicts too), and return the removed ones."""
+    from relumilp.bab import OpenNodes
+
+    rng = np.random.default_rng(0)
+    nodes, reference, next_id = OpenNodes(), {}, 0
+    for _ in range(60):
+        count = int(rng.integers(1, 9))
+        ids = np.arange(next_id, next_id + count, dtype=float)
+        next_id += count
+        nodes.push({"ub": ids, "L": np.stack([ids, -ids], axis=1), "start": {"a": (ids[:, None] + 0.5, ids[:, None] - 0.5)},
+                    "splits": {"a": (ids[:, None] % 3).astype(np.int8)}})
+        reference.update({i: True for i in ids})
+        gone = rng.random(len(nodes)) < 0.3
+        taken = nodes.remove(gone)
+        assert np.array_equal(taken["L"][:, 0], taken["ub"]) and np.array_equal(taken["L"][:, 1], -taken["ub"])
+        assert np.array_equal(taken["start"]["a"][0][:, 0], taken["ub"] + 0.5)
+        assert np.array_equal(taken["splits"]["a"][:, 0], (taken["ub"] % 3).astype(np.int8))
+        for i in taken["ub"]:
+            del reference[i]
+        assert sorted(nodes.ub.tolist()) == sorted(reference)
+    rest = nodes.remove(np.ones(len(nodes), dtype=bool))
+    assert sorted(rest["ub"].tolist()) == sorted(reference) and len(nodes) == 0
+
+
+def test_open_nodes_drop_warm_starts_that_not_every_node_has():
+    from relumilp.bab import OpenNodes
+
+    nodes = OpenNodes()
+    nodes.push({"ub": np.zeros(2), "slopes": {"a": np.ones((2, 3))}})
+    nodes.push({"ub": np.ones(1)})  # no slopes: none are kept (never a misaligned warm start)
+    assert "slopes" not in nodes.remove(np.ones(3, dtype=bool))
+    nodes.push({"ub": np.zeros(2), "L": np.zeros((2, 1))})
+    with pytest.raises(Exception, match="different fields"):
+        nodes.push({"ub": np.zeros(1)})

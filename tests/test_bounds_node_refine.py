@@ -115,3 +115,32 @@ def test_a_very_sparse_layer_stays_sparse_in_torch_with_the_same_bounds(monkeypa
     for name in a.lower:
         np.testing.assert_allclose(a.lower[name], b.lower[name], rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(a.upper[name], b.upper[name], rtol=1e-9, atol=1e-9)
+
+
+def test_optimised_bounds_carry_their_input_coefficients():
+    """``input_coefficients`` are the optimised lower bounds' ``Λ``: with no steps they are the plain
+    relaxation's (:meth:`BoundEngine.input_coefficients`), rows not optimised are zero (but for padding), and each row's
+    linear bound ``Λ x + c`` (``c`` read off at the box's minimising corner) lies below every sampled
+    output value."""
+    rng = np.random.default_rng(5)
+    net = random_mlp(rng, [4, 12, 12, 5])
+    engine = BoundEngine.for_network(net)
+    L, U = _boxes(rng, 6, 4)
+    plain = engine.bounds(L, U, optimise={"steps": 0, "sense": "lower"})
+    reference = engine.input_coefficients(plain.lower, plain.upper)
+    np.testing.assert_allclose(plain.input_coefficients, reference, rtol=1e-12, atol=1e-12)
+    rows = rng.random((6, 5)) < 0.5
+    rows[:, 0] = True
+    tuned = engine.bounds(L, U, optimise={"steps": 8, "sense": "lower", "rows": rows})
+    lam = tuned.input_coefficients
+    assert lam.shape == (6, 5, 4)
+    optimised = (lam != 0.0).any(axis=-1)  # the chosen rows, padded with others to the batch's largest count
+    assert np.all(optimised[rows]) and np.all(optimised.sum(axis=1) <= rows.sum(axis=1).max())
+    # the linear form's minimum over the box is the optimised bound (at most: intersected with the plain one)
+    corner_min = np.einsum("bmn,bn->bm", np.clip(lam, 0, None), L) + np.einsum("bmn,bn->bm", np.clip(lam, None, 0), U)
+    for b in range(6):
+        X = L[b] + rng.random((2000, 4)) * (U[b] - L[b])
+        Y = net.forward(X)
+        for r in np.flatnonzero(optimised[b]):
+            c = tuned.lower[net.output][b, r] - corner_min[b, r]  # largest c the bound allows: still below
+            assert np.all(X @ lam[b, r] + c <= Y[:, r] + 1e-9)

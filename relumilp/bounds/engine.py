@@ -275,6 +275,8 @@ def back_substitute(ops: list[_Op], index: int, lo: dict, hi: dict, relax: dict,
         else:  # the input node: maximise over the box
             if input_coefficients:
                 return A
+            if collect is not None:
+                collect[op.name] = A
             l, u = lo[op.name], hi[op.name]
             pos, neg = torch.clamp(A, min=0.0), torch.clamp(A, max=0.0)
             result = const + (pos @ u.unsqueeze(-1) + neg @ l.unsqueeze(-1)).squeeze(-1)
@@ -299,6 +301,10 @@ class EngineBounds:
     #: with ``optimise``: per activation (B, size), how much each neuron's relaxation gap costs the
     #: optimised output bound (``|coefficient| x gap``, summed over forms; a BaBSR-style branching score)
     scores: dict | None = None
+    #: with ``optimise``: (B, m, n) input coefficients ``Λ`` of the optimised bound of each output row,
+    #: ``Λ x + c`` bounding the row from the optimised side (``sense``: lower or upper; with ``"both"``
+    #: the lower one); zero on rows not optimised (see ``rows``)
+    input_coefficients: object = None
     #: False when the deadline stopped back-substitution or the optimised pass early: the neurons not
     #: refined kept their interval bounds and the output its plain bound, without slopes or scores
     #: (still sound, just looser)
@@ -322,6 +328,7 @@ class BoundEngine:
         self.index = {op.name: i for i, op in enumerate(ops)}
         kinds = {op.name: op.kind for op in ops}
         self.output = net.output if net is not None else ops[-1].name
+        self.input = next(op.name for op in ops if op.kind == "input")
         #: affine nodes that back-substitution can tighten (not fed by the input alone)
         self.symbolic = {op.name for op in ops
                          if op.kind == "affine" and not all(kinds[src] == "input" for src in op.inputs)}
@@ -375,8 +382,9 @@ class BoundEngine:
         if self.sound and self.net is not None:
             lo, hi = widen(self.net, lo, hi)
         numpy = lambda d: None if d is None else {k: v.cpu().numpy() for k, v in d.items()}
+        lam = None if result.input_coefficients is None else result.input_coefficients.cpu().numpy()
         return EngineBounds(lo, hi, result.empty.cpu().numpy(), numpy(result.slopes), numpy(result.scores),
-                            result.complete)
+                            lam, result.complete)
 
     # -- the propagation -------------------------------------------------------------------------------
 
@@ -433,8 +441,8 @@ class BoundEngine:
             return EngineBounds(lo, hi, empty, complete=complete)
         if deadline.expired():  # the plain back-substituted bounds stand
             return EngineBounds(lo, hi, empty, complete=False)
-        slopes, scores, infeasible = self._optimise(lo, hi, relax, optimise, deadline, splits)
-        return EngineBounds(lo, hi, empty | infeasible, slopes, scores, complete and slopes is not None)
+        slopes, scores, infeasible, lam = self._optimise(lo, hi, relax, optimise, deadline, splits)
+        return EngineBounds(lo, hi, empty | infeasible, slopes, scores, lam, complete and slopes is not None)
 
     # -- optimised slopes (alpha-CROWN) ------------------------------------------------------------------
 
@@ -442,8 +450,10 @@ class BoundEngine:
                   splits: dict | None = None):
         """Tighten the output's bounds in place by optimising the lower-line parameter of every neuron
         whose activation has a :meth:`~relumilp.activations.Activation.lower_family`, per box and per
-        bound (module docstring); returns ``(slopes, scores, infeasible)``: slopes and scores are None when
-        the deadline passed during the steps (the plain bounds stand); ``infeasible`` (B,) --
+        bound (module docstring); returns ``(slopes, scores, infeasible, lam)``: slopes, scores and ``lam``
+        are None when the deadline passed during the steps (the plain bounds stand); ``lam`` (B, m, n) --
+        the input coefficients of the optimised bounds (:attr:`EngineBounds.input_coefficients`);
+        ``infeasible`` (B,) --
         boxes whose neuron splits the multipliers prove contradictory (their optimised bound crosses
         the other sound bound of the output by more than round-off, which no point can satisfy)."""
         index = self.index[self.output]
@@ -469,9 +479,13 @@ class BoundEngine:
             bound, params, final = self._optimised_bound(index, C, lo, hi, relax, options, warm,
                                                          collect=coefficients, deadline=deadline, splits=splits)
         except _Expired:  # the plain bounds stand
-            return None, None, infeasible
+            return None, None, infeasible, None
+        # the final pass's coefficients on the input: the forms are C t <= A x + c, C = -I for lower bounds
+        lam = coefficients.pop(self.input)
         if chosen is not None:  # back to every form: the others' bounds unchanged (+inf), their parameters kept
             bound = bound.new_full((batch, forms), torch.inf).scatter(1, chosen, bound)
+            lam = lam.new_zeros((batch, forms, lam.shape[-1])).scatter(
+                1, chosen.unsqueeze(-1).expand(-1, -1, lam.shape[-1]), lam)
             params = {k: _unforms(v, chosen, forms, (options.get("slopes") or {}).get(k))
                       for k, v in params.items()}
         if splits:
@@ -487,7 +501,8 @@ class BoundEngine:
         if sense in ("lower", "both"):
             l, u = intersect(l, u, torch.maximum(l, -bound[:, -m:]), u)
         lo[out.name], hi[out.name] = l, u
-        return params, self._gap_scores(final, coefficients, lo, hi), infeasible
+        lam = lam[:, :m] if sense == "upper" else -lam[:, -m:]
+        return params, self._gap_scores(final, coefficients, lo, hi), infeasible, lam
 
     @staticmethod
     def _chosen_forms(rows, sense: str, batch: int, forms: int, device):

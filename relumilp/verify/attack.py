@@ -140,12 +140,16 @@ def gradient_attack(net: Network, domain: InputDomain, outputs, rng, restarts: i
     return first_counterexample(net, domain, outputs, candidates)
 
 
-def first_counterexample(net: Network, domain: InputDomain, outputs, X: np.ndarray) -> tuple | None:
-    """The first row of ``X`` that is a counterexample, confirmed by the single-point forward pass."""
-    X = X[domain.contains(X, tol=0.0)]
+def first_counterexample(net: Network, domain: InputDomain, outputs, X: np.ndarray, Y: np.ndarray | None = None
+                         ) -> tuple | None:
+    """The first row of ``X`` that is a counterexample, confirmed by the single-point forward pass.
+    ``Y``: the batched outputs ``net(X)`` when the caller has them (rows of ``X`` outside the region are
+    skipped either way)."""
+    inside = domain.contains(X, tol=0.0)
+    X = X[inside]
     if X.shape[0] == 0:
         return None
-    Y = net.forward(X)
+    Y = net.forward(X) if Y is None else Y[inside]
     hit = np.zeros(X.shape[0], dtype=bool)
     for out in outputs:
         hit |= out.violation(Y) <= 1e-9  # batched products may round differently: confirm below

@@ -50,6 +50,7 @@ import numpy as np
 
 from ..bab import engine_bounds, lower_coefficients, node_bounds, node_compiled, resolve_branching, search
 from ..domain import InputDomain
+from ..matrices import rmatmul
 from . import attack
 from .decide import Settings, milp_decide
 
@@ -143,15 +144,19 @@ class RegionObjective:
     def consider(self, search, X: np.ndarray) -> None:
         """Counterexample candidates: the first one the original network's forward pass confirms ends the
         search; otherwise the best ``v`` among them becomes the incumbent (display)."""
-        found = attack.first_counterexample(self.net, self.domain, self.outputs, X)
+        inside = self.domain.contains(X, tol=0.0)
+        X = X[inside]
+        if not X.shape[0]:
+            return
+        Y = self.net.forward(X)
+        found = attack.first_counterexample(self.net, self.domain, self.outputs, X, Y)
         if found is not None:
             self.found, self.found_by = found, "bab"
             return
-        X = X[self.domain.contains(X, tol=0.0)]
-        if X.shape[0]:
-            g = self.fnet.forward(X)
-            v = np.max(np.stack([np.min(-g[:, rows], axis=1) for rows in self.rows], axis=1), axis=1)
-            search.offer(X[int(np.argmax(v))])
+        margin = self.fnet[self.fnet.output]  # the spec node on the outputs: the margin net's last step
+        g = margin.bias + rmatmul(Y, margin.weights[0])
+        v = np.max(np.stack([np.min(-g[:, rows], axis=1) for rows in self.rows], axis=1), axis=1)
+        search.offer(X[int(np.argmax(v))])
 
     # -- leaves ------------------------------------------------------------------------------------
 
