@@ -18,16 +18,22 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import RelumilpError
 
 
 @dataclass(frozen=True)
 class Deadline:
-    """An absolute point on the ``time.perf_counter`` clock (``inf``: no limit)."""
+    """An absolute point on the ``time.perf_counter`` clock (``inf``: no limit).
+
+    A :meth:`stoppable` deadline can also be ended early, from any thread (:meth:`end`): so one half of a
+    portfolio stops the other once it has the answer. Every deadline derived from it (:meth:`share`,
+    :meth:`earlier`) ends with it, and a HiGHS run under it stops at its next interrupt check
+    (:func:`relumilp.backends.highs.run`)."""
 
     at: float = math.inf
+    stop: threading.Event | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def after(cls, seconds: float | None) -> "Deadline":
@@ -52,12 +58,29 @@ class Deadline:
     def limited(self) -> bool:
         return math.isfinite(self.at)
 
+    @property
+    def ended(self) -> bool:
+        """Whether :meth:`end` was called (on this deadline or the one it derives from)."""
+        return self.stop is not None and self.stop.is_set()
+
+    def stoppable(self) -> "Deadline":
+        """This deadline, which :meth:`end` can also bring forward to now."""
+        return Deadline(self.at, threading.Event())
+
+    def end(self) -> None:
+        """Pass this deadline now, and every deadline derived from it (a :meth:`stoppable` one only)."""
+        if self.stop is None:
+            raise RelumilpError("internal: only a stoppable deadline can be ended early")
+        self.stop.set()
+
     def remaining(self) -> float:
-        """Seconds left (``inf`` without a limit, 0 once passed)."""
+        """Seconds left (``inf`` without a limit, 0 once passed or ended)."""
+        if self.ended:
+            return 0.0
         return max(0.0, self.at - time.perf_counter()) if self.limited else math.inf
 
     def expired(self) -> bool:
-        return self.limited and time.perf_counter() >= self.at
+        return self.ended or (self.limited and time.perf_counter() >= self.at)
 
     def cap(self, seconds: float | None) -> float | None:
         """The smaller of ``seconds`` and the time left (``None`` when both are unlimited)."""
@@ -74,7 +97,7 @@ class Deadline:
         """This deadline, or ``seconds`` from now if that comes first."""
         if seconds is None:
             return self
-        return Deadline(min(self.at, time.perf_counter() + float(seconds)))
+        return Deadline(min(self.at, time.perf_counter() + float(seconds)), self.stop)
 
 
 def process_age() -> float:

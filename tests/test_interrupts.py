@@ -146,6 +146,64 @@ def test_verify_interrupt_reports_unknown(hard_model, tmp_path):
     assert not result_file.exists()
 
 
+def test_verify_interrupt_stops_the_root_milp_beside_branch_and_bound(tmp_path):
+    """Ctrl-C while branch and bound over neurons and the root MILP run side by side (two threads)."""
+    n_in = 20
+    net = hard_net(3, (n_in, 64, 64, 1))
+    model = tmp_path / "wide.npz"
+    net.save(model)
+    # halfway between the best sample and the symbolic bound: no attack refutes it, and neither half of
+    # the portfolio decides it within a minute (measured: unknown at 30 s with interval root bounds)
+    box = InputDomain.box(-1.0, 1.0, n_in)
+    best = float(net.forward(box.sample(20000, 0)).max())
+    bound = float(compute_bounds(net, box, "symbolic").upper[net.output][0])
+    prop = tmp_path / "p.vnnlib"
+    lines = [f"(declare-const X_{i} Real)" for i in range(n_in)] + ["(declare-const Y_0 Real)"]
+    lines += [f"(assert (>= X_{i} -1.0)) (assert (<= X_{i} 1.0))" for i in range(n_in)]
+    lines.append(f"(assert (>= Y_0 {best + 0.5 * (bound - best)!r}))")
+    prop.write_text("\n".join(lines) + "\n")
+    done, latency = signal_cli(["verify", model, prop, "--branching", "relu", "--tighten", "interval",
+                                "--threads", "2", "--time-limit", "600", "--json"], signal.SIGINT, after(6.0))
+    assert done.returncode == 130, done.stderr
+    assert latency <= latency_allowed()
+    answer = json.loads(done.stdout)
+    assert answer["result"] == "unknown" and answer["interrupted"] is True
+
+
+def test_an_ended_deadline_stops_highs_in_another_thread():
+    """A stoppable deadline ended from another thread stops a running HiGHS solve as a time limit (not as
+    Ctrl-C), and every deadline derived from it ends with it."""
+    import threading
+
+    import highspy
+
+    from relumilp.backends.highs import run
+    from relumilp.errors import RelumilpError
+    from relumilp.limits import Deadline
+
+    rng = np.random.default_rng(0)
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 1)
+    n = 200
+    for j in range(n):  # a multi-knapsack that takes HiGHS far longer than this test
+        h.addVar(0.0, 1.0)
+        h.changeColIntegrality(j, highspy.HighsVarType.kInteger)
+        h.changeColCost(j, -float(rng.integers(10, 100)))
+    for _ in range(30):
+        w = rng.integers(10, 100, n).astype(float)
+        h.addRow(-highspy.kHighsInf, w.sum() / 2, n, np.arange(n, dtype=np.int32), w)
+    deadline = Deadline.after(600).stoppable()
+    derived = deadline.share(0.5)
+    threading.Timer(1.0, deadline.end).start()
+    clock = time.perf_counter()
+    status = run(h, deadline=derived, mip=True)
+    assert status == "time_limit" and time.perf_counter() - clock < 1.0 + latency_allowed()
+    assert derived.expired() and derived.remaining() == 0.0 and deadline.ended
+    with pytest.raises(RelumilpError, match="stoppable"):
+        Deadline.after(5).end()
+
+
 # -- API: time limits over the whole call ------------------------------------------------------------
 
 

@@ -4,6 +4,8 @@ properties, input and neuron branching, and a 40-input network that goes through
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -60,7 +62,10 @@ def random_property(seed: int, violated: bool):
 
 
 def check(seed: int, **options):
+    """verify's answer against the exact one; one thread unless ``options`` say otherwise: the root MILP
+    then waits for branch and bound's share instead of racing it (these tests are the engine's oracle)."""
     net, prop, expected = random_property(seed, violated=seed % 3 == 0)
+    options.setdefault("threads", 1)
     result = verify(net, prop, attack_samples=0, time_limit=60, **options)
     assert result.result == expected, result.details
     if expected == "violated":
@@ -84,7 +89,8 @@ def test_engine_matches_brute_force(seed):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(30, 260))
 def test_engine_matches_brute_force_many(seed):
-    check(seed, **options(seed))
+    """Half the seeds race the root MILP beside branch and bound (the default with more than one thread)."""
+    check(seed, **options(seed), threads=1 if seed % 2 else None)
 
 
 def test_node_bound_is_the_violation_bound():
@@ -206,16 +212,68 @@ def test_leaves_on_an_executor_give_the_serial_answer(seed):
 
 @pytest.mark.parametrize("offset, expected", [(-0.05, "violated"), (0.05, "holds")])
 def test_the_root_milp_decides_what_branch_and_bound_leaves_open(wide_case, offset, expected, monkeypatch):
-    """The portfolio: with neuron branching and a time limit, a region branch and bound has not decided
-    in its share goes to the region's root MILP (here the share is all but nothing)."""
+    """The portfolio with one thread: with neuron branching and a time limit, a region branch and bound
+    has not decided in its share goes to the region's root MILP (here the share is all but nothing)."""
     import relumilp.verify.bab as verify_bab
 
     monkeypatch.setattr(verify_bab, "BAB_SHARE", 1e-9)
     net, domain, best = wide_case
     threshold = best.objective + offset * max(1.0, abs(best.objective))
     prop = Property(40, 2, (domain,), (OutputConstraint(np.array([[-1.0, 0.0]]), np.array([-threshold])),))
-    result = verify(net, prop, attack_samples=0, time_limit=60)
+    result = verify(net, prop, attack_samples=0, time_limit=60, threads=1)
     assert result.result == expected, result.details
     region = result.details["regions"][0]
     assert region["decided_by"] == "bab/milp" and region["bab"]["branching"] == "relu"
     assert region["root_milp_time"] > 0
+
+
+def _root_milp_threads() -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "root-milp"]
+
+
+def test_the_root_milp_beside_branch_and_bound_ends_the_search(wide_case, monkeypatch):
+    """The portfolio with more threads: the root MILP runs beside branch and bound; here the search can
+    close no node (its closing rule is switched off), so the MILP's ``holds`` decides, ends the search
+    long before the time limit, and leaves no thread behind."""
+    from relumilp.verify.bab import RegionObjective
+
+    monkeypatch.setattr(RegionObjective, "closes", lambda self, upper, search: np.zeros(upper.shape, dtype=bool))
+    net, domain, best = wide_case
+    threshold = best.objective + 0.05 * max(1.0, abs(best.objective))
+    prop = Property(40, 2, (domain,), (OutputConstraint(np.array([[-1.0, 0.0]]), np.array([-threshold])),))
+    result = verify(net, prop, attack_samples=0, time_limit=120, threads=2)
+    region = result.details["regions"][0]
+    assert result.result == "holds" and region["decided_by"] == "bab/milp", result.details
+    assert region["bab_time"] < 60 and region["root_milp_time"] < 60
+    assert not _root_milp_threads()
+
+
+@pytest.mark.parametrize("offset, expected", [(-0.05, "violated"), (0.05, "holds")])
+def test_branch_and_bound_ends_the_root_milp_beside_it(wide_case, monkeypatch, offset, expected):
+    """Whichever half decides, the other stops: with the MILP made slow to give up (every solve runs to
+    the deadline), branch and bound's answer returns long before the limit and no thread is left."""
+    import relumilp.verify.bab as verify_bab
+
+    solved = []
+    real = verify_bab.milp_decide
+
+    def stubborn(*args):
+        import threading
+
+        settings = args[6]
+        if threading.current_thread().name != "root-milp":  # a leaf's MILP
+            return real(*args)
+        while not settings.deadline.expired():  # as a MILP that never finishes: only the deadline stops it
+            time.sleep(0.01)
+        solved.append(settings.deadline.ended)
+        return real(*args)
+
+    monkeypatch.setattr(verify_bab, "milp_decide", stubborn)
+    net, domain, best = wide_case
+    threshold = best.objective + offset * max(1.0, abs(best.objective))
+    prop = Property(40, 2, (domain,), (OutputConstraint(np.array([[-1.0, 0.0]]), np.array([-threshold])),))
+    result = verify(net, prop, attack_samples=0, time_limit=300, threads=2)
+    assert result.result == expected and result.time < 150, result.details
+    assert solved == [True] and not _root_milp_threads()

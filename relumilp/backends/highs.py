@@ -172,12 +172,17 @@ class _Cancel:
     for the solver to stop: for a solver whose callbacks relumilp does not own (Pyomo's appsi).
     """
 
-    def __init__(self, hook=None):
+    def __init__(self, hook=None, deadline: Deadline | None = None):
         self.requested = False
         self.hook = hook
+        self.deadline = deadline  # a stoppable deadline ended from another thread stops the run too
+
+    @property
+    def ended(self) -> bool:
+        return self.deadline is not None and self.deadline.ended
 
     def __call__(self, event) -> None:
-        if self.requested:
+        if self.requested or self.ended:
             event.interrupt()
 
 
@@ -255,7 +260,7 @@ def run(h: highspy.Highs, time_limit: float | None = None, deadline: Deadline | 
     if mip is None:
         mip = is_mip(h)
     set_run_time_limit(h, seconds, mip)
-    cancel = _Cancel()
+    cancel = _Cancel(deadline=deadline)
     subscriptions = (h.cbSimplexInterrupt, h.cbIpmInterrupt, h.cbMipInterrupt)
     for callback in subscriptions:
         callback.subscribe(cancel)
@@ -269,7 +274,10 @@ def run(h: highspy.Highs, time_limit: float | None = None, deadline: Deadline | 
     if run_status == highspy.HighsStatus.kError:
         return "error"
     name = status_name(h.getModelStatus())
-    return "interrupted" if interrupted else name
+    if interrupted:
+        return "interrupted"
+    # stopped because the deadline was ended early (another thread has the answer): a time limit, not Ctrl-C
+    return "time_limit" if name == "interrupted" and cancel.ended else name
 
 
 #: relative MIP gap that "optimal" promises: ``|bound - objective| <= OPTIMALITY_GAP * max(1, |objective|)``

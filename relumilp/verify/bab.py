@@ -29,11 +29,14 @@ a threshold instead of a gap:
   closed bounds, so the region can no longer be proved. In :mod:`relumilp.bab` an ``infeasible`` leaf
   with splits closes its node unless a forward value at a point of the node contradicts it; here no such
   point can exist, since it would be a confirmed counterexample and would have ended the search.
-* **Portfolio.** With neuron branching and a time limit, the search gets :data:`BAB_SHARE` of the
-  region's remaining time; if it has not decided by then, the region's root MILP
-  (:func:`~relumilp.verify.decide.milp_decide` with the root bounds) gets the rest. Without a time
-  limit there is no share to give: branch and bound runs until it decides, which on a wide single
-  layer can take far longer than the MILP would (pass a time limit there).
+* **Portfolio.** With neuron branching and a time limit, branch and bound and the region's root MILP
+  (:func:`~relumilp.verify.decide.milp_decide` with the root bounds) both try the region. With more
+  than one thread (``threads`` unset, or 2 or more) they run at once, each to the region's deadline:
+  the MILP in a helper thread (HiGHS releases the GIL; it gets ``threads - 1`` threads) and the search
+  here, and the first to decide ends the other's (:meth:`relumilp.limits.Deadline.end`). With
+  ``threads=1`` they take turns: the search gets :data:`BAB_SHARE` of the remaining time, the MILP the
+  rest. Without a time limit there is no share to give: branch and bound runs until it decides, which
+  on a wide single layer can take far longer than the MILP would (pass a time limit there).
 * **Answer.** ``holds`` when the global bound -- the maximum over open, in-flight and closed nodes (and
   the best sampled ``v``) -- is ``< 0``, i.e. every node was closed by a sound bound ``< 0``, was empty
   under its splits, or its leaf MILP proved it; ``violated`` with a confirmed counterexample; otherwise
@@ -208,25 +211,46 @@ def branch_and_bound(net, margin_net, compiled, domain: InputDomain, outputs, me
     objective = RegionObjective(net, margin_net, domain, outputs, members, alive, settings, records)
     deadline = settings.deadline
     portfolio = resolve_branching(settings.branching, domain.size) == "relu" and deadline.limited
-    if portfolio:
+    beside = None
+    if portfolio and settings.threads != 1:
+        deadline = deadline.stoppable()
+        beside = _RootMilp(net, compiled, domain, outputs, members, alive,
+                           replace(settings, deadline=deadline,
+                                   threads=None if settings.threads is None else settings.threads - 1))
+    elif portfolio:
         deadline = deadline.share(BAB_SHARE)
-    state, status = search(objective, domain, deadline=deadline, root_bounds=compiled.bounds,
-                           batch_size=settings.batch_size, leaf_unstable=settings.leaf_binaries,
-                           max_depth=settings.max_depth, threads=settings.threads, log=settings.log,
-                           progress=settings.progress, branching=settings.branching, label="verify", seed=settings.seed,
-                           workers=settings.bound_options.get("workers") or 1,
-                           executor=settings.bound_options.get("executor"))
+    try:
+        state, status = search(objective, domain, deadline=deadline, root_bounds=compiled.bounds,
+                               batch_size=settings.batch_size, leaf_unstable=settings.leaf_binaries,
+                               max_depth=settings.max_depth, threads=settings.threads, log=settings.log,
+                               progress=settings.progress, branching=settings.branching, label="verify",
+                               seed=settings.seed, workers=settings.bound_options.get("workers") or 1,
+                               executor=settings.bound_options.get("executor"))
+    finally:
+        if beside is not None:  # the search has ended (answer, deadline, Ctrl-C or error): so does the MILP
+            deadline.end()
+            beside.join()
     info["bab"] = state.stats
     info["bab_time"] = state.stats["seconds"]
+    if beside is not None:
+        records.extend(beside.records)
+        info["root_milp_time"] = beside.seconds
     if objective.found is not None:
         info["decided_by"] = objective.found_by
         return "violated", objective.found
     if status == "interrupted":
         raise KeyboardInterrupt
+    if beside is not None and beside.verdict == "violated":  # a counterexample the forward pass confirmed
+        info["decided_by"] = "bab/milp"
+        return beside.verdict, beside.found
     if status == "done" and state.bound() < 0.0:
         info["decided_by"] = "bab"
         return "holds", None
-    if portfolio and status != "interrupted" and not settings.deadline.expired():
+    if beside is not None:
+        if beside.verdict is not None:
+            info["decided_by"] = "bab/milp"
+            return beside.verdict, beside.found
+    elif portfolio and not settings.deadline.expired():
         # undecided in its share (the deadline, or leaves whose MILP failed): the rest of the time goes to
         # the region's root MILP (milp_decide runs to settings.deadline)
         clock = time.perf_counter()
@@ -237,6 +261,40 @@ def branch_and_bound(net, margin_net, compiled, domain: InputDomain, outputs, me
             return verdict, found
     info["decided_by"] = "unknown"
     return None, None
+
+
+class _RootMilp:
+    """The region's root MILP (:func:`~relumilp.verify.decide.milp_decide`) in a helper thread, beside
+    branch and bound: once it decides, it ends ``settings.deadline`` (a stoppable one), which stops the
+    search; ending that deadline stops the MILP at HiGHS's next interrupt check. :meth:`join` re-raises
+    what the thread raised."""
+
+    def __init__(self, net, compiled, domain, outputs, members, alive, settings: Settings):
+        import threading
+
+        self.verdict, self.found, self.records, self.seconds, self.error = None, None, [], 0.0, None
+        self._deadline = settings.deadline
+        self._thread = threading.Thread(
+            target=self._run, args=(net, compiled, domain, outputs, members, alive, settings),
+            name="root-milp", daemon=True)
+        self._thread.start()
+
+    def _run(self, *args) -> None:
+        clock = time.perf_counter()
+        try:
+            self.verdict, self.found = milp_decide(*args, self.records)
+        except BaseException as exc:  # surfaced by join, in the caller's thread
+            self.error = exc
+        finally:
+            self.seconds = time.perf_counter() - clock
+        if self.verdict is not None:
+            self._deadline.end()
+
+    def join(self) -> None:
+        while self._thread.is_alive():  # in slices: Ctrl-C meanwhile still reaches the caller
+            self._thread.join(0.05)
+        if self.error is not None:
+            raise self.error
 
 
 def box_outside_rows(domain: InputDomain, L: np.ndarray, U: np.ndarray) -> np.ndarray:
