@@ -184,7 +184,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-input-split", action="store_true", help="one MILP per input region (no input splitting)")
     parser.add_argument("--attack-samples", type=int, default=1000,
                         help="random points tried before any bound or MILP (0: no sampling at all)")
-    parser.add_argument("--threads", type=int, default=1, help="HiGHS threads (default 1)")
+    parser.add_argument("--threads", type=int, default=1, help="threads per instance (default 1; 2 or more: the root MILP runs beside branch and bound)")
     parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every instance's timeout")
     parser.add_argument("--limit", type=int, help="run only the first N selected instances")
     parser.add_argument("--out", type=Path, help="result CSV (rewritten after every instance)")

@@ -144,3 +144,60 @@ def test_optimised_bounds_carry_their_input_coefficients():
         for r in np.flatnonzero(optimised[b]):
             c = tuned.lower[net.output][b, r] - corner_min[b, r]  # largest c the bound allows: still below
             assert np.all(X @ lam[b, r] + c <= Y[:, r] + 1e-9)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_split_estimates_bound_each_child_and_never_fall_below_the_parent(seed):
+    """The strong-branching estimates (:meth:`BoundEngine.split_bounds`): each child's estimated output
+    lower bound lies below every sampled forward value of the child's region (the parent's splits plus
+    the candidate's), is at least the parent's bound, and absent candidates are ``+inf``."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(seed)
+    net = random_mlp(rng, [3, 10, 10, 3])
+    engine = BoundEngine.for_network(net)
+    names = [act.name for act in net.activations]
+    batch, k = 5, 3
+    L, U = _boxes(rng, batch, 3)
+    root = engine.bounds(L, U)
+    splits = {}
+    for act in net.activations:  # a few parent splits among the unstable neurons
+        unstable = (root.lower[act.inputs[0]] < 0) & (root.upper[act.inputs[0]] > 0)
+        splits[act.name] = np.where(unstable, rng.choice([-1, 0, 0, 0, 1], size=(batch, act.size)), 0).astype(np.int8)
+    start = {name: (root.lower[name], root.upper[name]) for name in root.lower}
+    parent = engine.bounds(L, U, start, refine="output", splits=splits, optimise={"steps": 4, "sense": "lower"})
+    layer = rng.integers(0, len(names), size=(batch, k))
+    neuron = np.array([[rng.choice(np.flatnonzero(splits[names[layer[b, j]]][b] == 0)) for j in range(k)]
+                       for b in range(batch)])  # candidates are neurons the parent has not split
+    layer[0, -1] = -1  # an absent candidate
+    estimates = engine.split_bounds(parent.lower, parent.upper, splits, parent.slopes, names, layer, neuron)
+    assert estimates.shape == (batch, k, 2, 3)
+    assert np.all(estimates[0, -1] == np.inf)
+    out = parent.lower[net.output]
+    for b in range(batch):
+        for j in range(k):
+            if layer[b, j] < 0:
+                continue
+            for side, sign in enumerate((1, -1)):
+                est = estimates[b, j, side]
+                assert np.all(est >= out[b] - 1e-12)
+                child = {name: v[b : b + 1].copy() for name, v in splits.items()}
+                child[names[layer[b, j]]][0, neuron[b, j]] = sign
+                check = SimpleNamespace(lower={net.output: np.where(np.isinf(est), -np.inf, est)[None] - 1e-9},
+                                        upper={net.output: np.full((1, 3), np.inf)}, empty=np.zeros(1, dtype=bool))
+                assert_bounds_hold_on_regions(net, check, L[b : b + 1], U[b : b + 1], child, rng, samples=1500)
+
+
+def test_candidates_are_the_best_scored_open_neurons():
+    from relumilp.bab import _Search
+
+    search = _Search.__new__(_Search)  # only the two fields candidates() reads
+    net = random_mlp(np.random.default_rng(0), [2, 3, 2, 1])
+    search.fnet = net
+    search.splittable = [act.name for act in net.activations]
+    a, b = search.splittable
+    open_ = {a: np.array([[True, False, True], [False, False, False]]), b: np.array([[True, True], [False, True]])}
+    scores = {a: np.array([[0.5, 9.0, 0.1], [1.0, 1.0, 1.0]]), b: np.array([[0.7, 0.0], [0.0, 0.0]])}
+    layer, neuron = search.candidates(np.arange(2), open_, scores, 3)
+    assert layer.tolist() == [[1, 0, 0], [1, -1, -1]]
+    assert neuron[0].tolist() == [0, 0, 2] and neuron[1, 0] == 1

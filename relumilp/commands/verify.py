@@ -33,7 +33,9 @@ def register(subparsers) -> None:
     parser.add_argument("--branching", choices=("auto", "input", "relu"), default="auto",
                         help="what branch and bound splits: input boxes, unstable ReLUs, or auto (input boxes "
                              "for few inputs, ReLUs beyond)")
-    parser.add_argument("--threads", type=positive_int, metavar="N", help="HiGHS threads")
+    parser.add_argument("--threads", type=positive_int, metavar="N",
+                        help="threads (default: all); with 2 or more, the root MILP runs beside the branch and bound "
+                             "over neurons on N-1 HiGHS threads, with 1 they take turns")
     parser.add_argument("--log", action="store_true", help="show the HiGHS log (on stderr with --json)")
     parser.add_argument("--verbose", "-v", action="store_true",
                         help="tell how the answer was reached: per input region, the attack, the bounds, the "
