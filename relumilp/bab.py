@@ -91,8 +91,13 @@ ALPHA_STEPS = {"input": 6, "relu": 8}
 #: which nodes the engine back-substitutes per node bound, by branching mode (the engine's ``refine``)
 REFINE = {"input": "undecided", "relu": "output"}
 #: neuron branching: how many of the best-scored open neurons per node are compared by their children's
-#: estimated bounds (:meth:`_Search.choose_neurons`; 1: the score alone)
+#: estimated bounds (:meth:`_Search.choose_neurons`; 1: the score alone). oval21 ``cifar_base`` img2908,
+#: nodes to ``holds``: 1,687 with 1, 823 with 3, 139 with 6, 117 with 8, 71 with 12, 97 with 24
 STRONG_CANDIDATES = 8
+#: the estimates of a batch may take at most this multiple of the time its bounds took (then the nodes
+#: not reached choose by score): 0.24 on oval21, but a deep lowered max-pool tree makes every
+#: back-substitution slow
+STRONG_BUDGET = 1.0
 
 
 def resolve_branching(branching: str, inputs: int) -> str:
@@ -275,15 +280,22 @@ class NodeEngine:
 
             kill_pool(self.workers)
 
-    def split_bounds(self, lower: dict, upper: dict, splits: dict, params: dict, names: list, layer, neuron, rows=None):
+    def split_bounds(self, lower: dict, upper: dict, splits: dict, params: dict, names: list, layer, neuron, rows=None,
+                     deadline: Deadline | None = None):
         """The engine's estimates for candidate neuron splits
         (:meth:`~relumilp.bounds.engine.BoundEngine.split_bounds`), here, in chunks of at most
-        :data:`CHUNK_NODES` children (one back-substitution each: cheap next to a node's bound)."""
-        parts = _chunks(layer.shape[0], CHUNK_NODES // (2 * layer.shape[1]))
-        return np.concatenate([self.engine.split_bounds(_rows(lower, part), _rows(upper, part), _rows(splits, part),
-                                                        _rows(params, part), names, layer[part], neuron[part],
-                                                        None if rows is None else rows[part])
-                               for part in parts])
+        :data:`CHUNK_NODES` children (one back-substitution each: cheap next to a node's bound); the
+        chunks not started by ``deadline`` are NaN."""
+        deadline = Deadline() if deadline is None else deadline
+        B, k = layer.shape
+        estimates = np.full((B, k, 2, self.fnet.output_size), np.nan)
+        for part in _chunks(B, CHUNK_NODES // (2 * k)):
+            if deadline.expired():
+                break
+            estimates[part] = self.engine.split_bounds(_rows(lower, part), _rows(upper, part), _rows(splits, part),
+                                                       _rows(params, part), names, layer[part], neuron[part],
+                                                       None if rows is None else rows[part])
+        return estimates
 
     def input_coefficients(self, lower: dict, upper: dict):
         """The engine's input coefficients (:meth:`~relumilp.bounds.engine.BoundEngine.input_coefficients`),
@@ -491,6 +503,7 @@ class _Search:
         self.best = -math.inf
         self.closed = -math.inf  # max bound over pruned nodes and closed leaves
         self.in_flight = -math.inf  # bound of the popped batch until it is fully processed
+        self.bounding_time = math.inf  # seconds the last batch's bounds took (the strong branching's budget)
         self.notes: list[str] = []
         self.stats = {"boxes": 0, "leaves": 0, "pruned": 0, "max_depth": 0, "leaf_milp_time": 0.0,
                       "leaf_milp_failed": 0, "polished": 0, "open": 0, "branching": self.mode,
@@ -563,12 +576,14 @@ class _Search:
         self.stats["max_depth"] = max(self.stats["max_depth"], int(depth.max()))
         steps = self.options["alpha_steps"]
         # input branching never splits a neuron: no splits, so no split multipliers to carry
+        clock = time.perf_counter()
         result, lam = self.objective.bound_boxes(self.engine, L, U, batch["start"],
                                                  (splits or None) if self.mode == "relu" else None,
                                                  batch.get("slopes"), steps, self.deadline,
                                                  steps > 0 or self.mode == "relu", self.options["refine"],
                                                  self.objective.open_rows(batch["start"][self.fnet.output][0]))
         lo, hi = result.lower, result.upper
+        self.bounding_time = time.perf_counter() - clock
         self.sample(L, U, lam)
         if self.objective.finished:
             return  # e.g. a confirmed counterexample: the answer is known
@@ -732,16 +747,18 @@ class _Search:
             fnet = self.fnet
             sub = lambda d: {name: v[rows] for name, v in d.items()}
             every = splits or self.no_splits(L.shape[0])
+            budget = self.deadline.earlier(STRONG_BUDGET * self.bounding_time)
             estimates = self.engine.split_bounds(sub(result.lower), sub(result.upper), sub(every), sub(result.slopes),
                                                  self.splittable, layer, neuron,
-                                                 self.objective.open_rows(result.lower[fnet.output][rows]))
+                                                 self.objective.open_rows(result.lower[fnet.output][rows]), budget)
             r, k = layer.shape
             children = estimates.reshape(r * k * 2, -1)
             upper = self.objective.node_upper({fnet.output: children}, np.repeat(L[rows], 2 * k, axis=0),
                                               np.repeat(U[rows], 2 * k, axis=0)).reshape(r, k, 2)
+            reached = ~np.isnan(estimates).any(axis=(1, 2, 3))  # the nodes whose estimates came in time
             worse = np.where(layer >= 0, upper.max(axis=2), np.inf)
-            pick = np.argmin(worse, axis=1)  # the first (largest score) among equals
-            self.stats["candidates_scored"] += int((layer >= 0).sum())
+            pick = np.where(reached, np.argmin(worse, axis=1), 0)  # the first (largest score) among equals
+            self.stats["candidates_scored"] += int((layer[reached] >= 0).sum())
             layer, neuron = layer[np.arange(r), pick], neuron[np.arange(r), pick]
             return layer, neuron
         return layer[:, 0], neuron[:, 0]
@@ -959,7 +976,8 @@ def search(objective, domain: InputDomain, *, deadline: Deadline, gap: float = 0
     ``root_bounds`` (a :class:`~relumilp.bounds.base.Bounds` whose names match ``objective.fnet``'s,
     e.g. from LP tightening) seed every node. ``workers > 1`` bounds node batches on that many local
     processes, ``executor`` on any ``concurrent.futures.Executor`` (:class:`NodeEngine`: same results as
-    serial). ``refine`` overrides :data:`REFINE` (``"undecided"`` or ``"output"``). Returns
+    serial). ``refine`` overrides :data:`REFINE` (``"undecided"`` or ``"output"``), ``candidates``
+    :data:`STRONG_CANDIDATES` (neurons compared per node; 1: by score alone). Returns
     ``(search, status)``: the :class:`_Search` (open
     nodes, incumbent, closed bounds, statistics) and ``"done"`` (no node open, or the objective
     ``finished``), ``"time_limit"`` or ``"interrupted"`` (Ctrl-C).
@@ -1012,12 +1030,13 @@ def branch_and_bound(net: Network, domain: InputDomain, coefficients: np.ndarray
                      gap: float, deadline: Deadline, root_bounds=None, batch_size: int = 64,
                      leaf_unstable: int = 14, max_depth: int = 60, samples: int = 4, polish: bool = True,
                      threads: int | None = None, log: bool = False, progress: bool = False, seed: int = 0,
-                     branching: str = "auto", alpha_steps: int | None = None, workers: int = 1, executor=None):
+                     branching: str = "auto", alpha_steps: int | None = None, workers: int = 1, executor=None,
+                     candidates: int | None = None):
     """Maximise (``sense="max"``) or minimise ``coefficients @ net(x)`` over the box ``domain``
     (:func:`search` with a :class:`LinearObjective`; ``workers`` / ``executor`` as there).
 
     ``root_bounds`` (a :class:`~relumilp.bounds.base.Bounds` of ``net`` on ``domain``, e.g. from LP
-    tightening) seed every box. Returns ``(solution, x, stats)``: ``solution`` a
+    tightening) seed every box; ``candidates`` as in :func:`search`. Returns ``(solution, x, stats)``: ``solution`` a
     :class:`~relumilp.backends.highs.MilpSolution`-like record (status and bound in the caller's sense)
     and ``x`` the incumbent (None only when interrupted before the first forward pass).
     """
@@ -1030,7 +1049,7 @@ def branch_and_bound(net: Network, domain: InputDomain, coefficients: np.ndarray
     state, status = search(objective, domain, deadline=deadline, gap=gap, root_bounds=root_bounds,
                            batch_size=batch_size, leaf_unstable=leaf_unstable, max_depth=max_depth, samples=samples,
                            threads=threads, log=log, progress=progress, seed=seed, branching=branching,
-                           alpha_steps=alpha_steps, workers=workers, executor=executor)
+                           alpha_steps=alpha_steps, workers=workers, executor=executor, candidates=candidates)
     status = "optimal" if status == "done" else status
     bound = state.bound()
     if status == "optimal" and bound > state.threshold():

@@ -63,13 +63,14 @@ def test_optimum_equals_brute_force_when_branching(seed):
 
 def _neuron_branching(seed):
     """Neuron branching with optimised slopes down to (almost) every neuron fixed: LP leaves, leaves
-    with one or two open neurons, splits carried into the bounds, empty nodes."""
+    with one or two open neurons, splits carried into the bounds, empty nodes; neurons chosen by score
+    alone or among 2 or 8 candidates."""
     net, domain = random_network(9000 + seed)
     k, sense = _objective(net, seed)
     c = np.eye(net.output_size)[k]
     solution, x, stats = branch_and_bound(net, domain, c, sense, gap=1e-6, deadline=Deadline(), leaf_unstable=seed % 3,
                                           batch_size=1 + seed % 5, branching="relu", alpha_steps=(0, 4)[seed % 2],
-                                          polish=seed % 4 < 2)
+                                          polish=seed % 4 < 2, candidates=(1, 2, 8)[seed % 3])
     assert stats["branching"] == "relu"
     result = certified(net, domain, solution, x, c, sense, 1e-6, "raise")
     _check_against_oracle(net, domain, result, k, sense)
@@ -274,3 +275,20 @@ def test_open_nodes_drop_warm_starts_that_not_every_node_has():
     nodes.push({"ub": np.zeros(2), "L": np.zeros((2, 1))})
     with pytest.raises(Exception, match="different fields"):
         nodes.push({"ub": np.zeros(1)})
+
+
+def test_neuron_choice_falls_back_to_the_score_when_estimates_run_out_of_time(monkeypatch):
+    """With no time for the candidates' estimates, every node splits its best-scored neuron: the search
+    is the score-only one (same nodes) and still certifies the optimum."""
+    import relumilp.bab as bab
+
+    net, domain = random_network(9003)
+    c = np.eye(net.output_size)[0]
+    run = lambda candidates: branch_and_bound(net, domain, c, "max", gap=1e-6, deadline=Deadline(), leaf_unstable=0,
+                                              batch_size=2, branching="relu", alpha_steps=4, candidates=candidates)
+    by_score = run(1)
+    monkeypatch.setattr(bab, "STRONG_BUDGET", 0.0)
+    starved = run(8)
+    assert starved[2]["candidates_scored"] == 0 and starved[2]["boxes"] == by_score[2]["boxes"]
+    assert starved[0].status == by_score[0].status == "optimal"
+    assert abs(starved[0].bound - by_score[0].bound) <= 1e-9 * max(1.0, abs(by_score[0].bound))

@@ -17,8 +17,10 @@ by the modules of this package:
    engine of :mod:`relumilp.bab` maximises the region's violation ``max_j min_{r in j} -g_r(x)``,
    splitting input boxes (up to :data:`relumilp.bab.INPUT_BRANCHING_MAX_INPUTS` inputs) or neurons with
    optimised slopes and split multipliers (above), closing nodes whose sound bound is below 0 and
-   deciding small nodes by step 3. With neuron splitting and a time limit it gets half of the
-   region's time, and step 3 on the whole region the rest (:data:`relumilp.verify.bab.BAB_SHARE`).
+   deciding small nodes by step 3. With neuron splitting and a time limit, step 3 on the whole region
+   runs beside it in a helper thread (``threads`` unset or at least 2; the first to decide stops the
+   other), or with ``threads=1`` after it, on the half of the region's time it leaves
+   (:data:`relumilp.verify.bab.BAB_SHARE`).
 5. **Re-check** (:mod:`.attack`): every candidate must satisfy an unsafe conjunction under the float64
    forward pass of the original network (after an LP repair if needed); otherwise ``unknown``, never a
    false ``violated``.
@@ -141,7 +143,10 @@ def verify(
     optimised slopes) or ``"auto"`` (input up to :data:`relumilp.bab.INPUT_BRANCHING_MAX_INPUTS` inputs,
     neurons above); ``batch_size`` nodes are bounded at a time, at most ``max_depth`` splits deep, and a
     node goes to the MILP once it has at most ``leaf_binaries`` open neurons. Off, each region is one
-    MILP. ``progress`` shows the branch and bound (nodes, best violation, bound) on stderr.
+    MILP. ``progress`` shows the branch and bound (nodes, best violation, bound) on stderr. ``threads``
+    caps HiGHS's threads; with neuron splitting and a time limit, unset or 2 and more also runs the
+    region's root MILP beside branch and bound (on ``threads - 1`` of them; the first to decide stops
+    the other), while ``threads=1`` runs it afterwards on the time branch and bound leaves.
     Remaining keyword arguments go to :func:`relumilp.bounds.compute_bounds`.
     """
     from ..bounds import METHODS
