@@ -53,10 +53,12 @@ def hard_model(tmp_path_factory):
     return path
 
 
-def hard_property(path, net, n_in=5):
-    """``Y_0 >= max over samples + 0.05``: not refuted by sampling, and slow to prove by MILP."""
-    x = InputDomain.box(-1.0, 1.0, n_in).sample(20000, 0)
-    threshold = float(net.forward(x).max()) + 0.05
+def hard_property(path, net, n_in=5, threshold=None):
+    """``Y_0 >= threshold`` on ``[-1, 1]^n_in``, by default ``max over samples + 0.05``: not refuted by
+    sampling, and slow to prove by MILP."""
+    if threshold is None:
+        x = InputDomain.box(-1.0, 1.0, n_in).sample(20000, 0)
+        threshold = float(net.forward(x).max()) + 0.05
     lines = [f"(declare-const X_{i} Real)" for i in range(n_in)] + ["(declare-const Y_0 Real)"]
     lines += [f"(assert (>= X_{i} -1.0)) (assert (<= X_{i} 1.0))" for i in range(n_in)]
     lines.append(f"(assert (>= Y_0 {threshold!r}))")
@@ -157,11 +159,7 @@ def test_verify_interrupt_stops_the_root_milp_beside_branch_and_bound(tmp_path):
     box = InputDomain.box(-1.0, 1.0, n_in)
     best = float(net.forward(box.sample(20000, 0)).max())
     bound = float(compute_bounds(net, box, "symbolic").upper[net.output][0])
-    prop = tmp_path / "p.vnnlib"
-    lines = [f"(declare-const X_{i} Real)" for i in range(n_in)] + ["(declare-const Y_0 Real)"]
-    lines += [f"(assert (>= X_{i} -1.0)) (assert (<= X_{i} 1.0))" for i in range(n_in)]
-    lines.append(f"(assert (>= Y_0 {best + 0.5 * (bound - best)!r}))")
-    prop.write_text("\n".join(lines) + "\n")
+    prop = hard_property(tmp_path / "p.vnnlib", net, n_in, threshold=best + 0.5 * (bound - best))
     done, latency = signal_cli(["verify", model, prop, "--branching", "relu", "--tighten", "interval",
                                 "--threads", "2", "--time-limit", "600", "--json"], signal.SIGINT, after(6.0))
     assert done.returncode == 130, done.stderr

@@ -176,11 +176,16 @@ def wide_case():
     return net, domain, best
 
 
+def wide_property(domain, best, offset: float) -> Property:
+    """``y_0 >= best + offset max(1, |best|)`` on the wide case: violated below its optimum, holds above."""
+    threshold = best.objective + offset * max(1.0, abs(best.objective))
+    return Property(40, 2, (domain,), (OutputConstraint(np.array([[-1.0, 0.0]]), np.array([-threshold])),))
+
+
 @pytest.mark.parametrize("offset, expected", [(-0.05, "violated"), (0.05, "holds")])
 def test_forty_inputs_go_through_neuron_branching(wide_case, offset, expected):
     net, domain, best = wide_case
-    threshold = best.objective + offset * max(1.0, abs(best.objective))
-    prop = Property(40, 2, (domain,), (OutputConstraint(np.array([[-1.0, 0.0]]), np.array([-threshold])),))
+    prop = wide_property(domain, best, offset)
     result = verify(net, prop, attack_samples=0, time_limit=60)
     assert result.result == expected, result.details
     stats = result.details["regions"][0]["bab"]
@@ -218,8 +223,7 @@ def test_the_root_milp_decides_what_branch_and_bound_leaves_open(wide_case, offs
 
     monkeypatch.setattr(verify_bab, "BAB_SHARE", 1e-9)
     net, domain, best = wide_case
-    threshold = best.objective + offset * max(1.0, abs(best.objective))
-    prop = Property(40, 2, (domain,), (OutputConstraint(np.array([[-1.0, 0.0]]), np.array([-threshold])),))
+    prop = wide_property(domain, best, offset)
     result = verify(net, prop, attack_samples=0, time_limit=60, threads=1)
     assert result.result == expected, result.details
     region = result.details["regions"][0]
@@ -241,8 +245,7 @@ def test_the_root_milp_beside_branch_and_bound_ends_the_search(wide_case, monkey
 
     monkeypatch.setattr(RegionObjective, "closes", lambda self, upper, search: np.zeros(upper.shape, dtype=bool))
     net, domain, best = wide_case
-    threshold = best.objective + 0.05 * max(1.0, abs(best.objective))
-    prop = Property(40, 2, (domain,), (OutputConstraint(np.array([[-1.0, 0.0]]), np.array([-threshold])),))
+    prop = wide_property(domain, best, 0.05)
     result = verify(net, prop, attack_samples=0, time_limit=120, threads=2)
     region = result.details["regions"][0]
     assert result.result == "holds" and region["decided_by"] == "bab/milp", result.details
@@ -272,8 +275,7 @@ def test_branch_and_bound_ends_the_root_milp_beside_it(wide_case, monkeypatch, o
 
     monkeypatch.setattr(verify_bab, "milp_decide", stubborn)
     net, domain, best = wide_case
-    threshold = best.objective + offset * max(1.0, abs(best.objective))
-    prop = Property(40, 2, (domain,), (OutputConstraint(np.array([[-1.0, 0.0]]), np.array([-threshold])),))
+    prop = wide_property(domain, best, offset)
     result = verify(net, prop, attack_samples=0, time_limit=300, threads=2)
     assert result.result == expected and result.time < 150, result.details
     assert solved == [True] and not _root_milp_threads()
