@@ -185,11 +185,19 @@ def main(argv=None) -> int:
     parser.add_argument("--attack-samples", type=int, default=1000,
                         help="random points tried before any bound or MILP (0: no sampling at all)")
     parser.add_argument("--threads", type=int, default=1, help="threads per instance (default 1; 2 or more: the root MILP runs beside branch and bound)")
+    parser.add_argument("--strong-candidates", type=int, metavar="K",
+                        help="ablation: neurons compared per node in neuron branching (relumilp.bab.STRONG_CANDIDATES; 1: by score alone)")
     parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every instance's timeout")
     parser.add_argument("--limit", type=int, help="run only the first N selected instances")
     parser.add_argument("--out", type=Path, help="result CSV (rewritten after every instance)")
     parser.add_argument("--compare", type=Path, help="another result CSV to compare the answers with")
     args = parser.parse_args(argv)
+    if args.strong_candidates is not None:
+        import relumilp.bab
+
+        if args.strong_candidates < 1:
+            parser.error("--strong-candidates must be at least 1")
+        relumilp.bab.STRONG_CANDIDATES = args.strong_candidates
     instances = read_instances(args.instances, args.root)
     if args.filter_props:
         wanted = {p.strip() for p in args.filter_props.split(",") if p.strip()}
