@@ -784,8 +784,8 @@ class BoundEngine:
         back-substitution of the output rows ``rows`` ((B, m) bool, or all): no optimisation steps, so a
         candidate costs two back-substitutions instead of a node's dozens. Returns (B, k, 2, m): each
         child's output lower bound, at least its parent's (which holds on it); ``+inf`` for a child whose
-        splits contradict its bounds, and for absent candidates. An estimate for branching only: no
-        round-off margin (the children are bounded properly once they are popped).
+        splits contradict its bounds, and for absent candidates. An estimate for branching only: not
+        widened for the forward pass's rounding (the children are bounded properly once they are popped).
         """
         B, k = neuron.shape
         m = self.ops[self.index[self.output]].size
