@@ -617,7 +617,7 @@ class _Search:
         branch = np.flatnonzero(alive & ~leaf)
         if branch.size:
             if self.mode == "relu":
-                self.branch_neurons(branch, self.choose_neurons(branch, open_, result, L, U, splits), batch, lo, hi,
+                self.branch_neurons(branch, self.choose_neurons(branch, open_, result, splits), batch, lo, hi,
                                     upper, result.slopes)
             else:
                 self.branch_inputs(branch, batch, lo, hi, upper, lam, halvable, result.slopes)
@@ -734,7 +734,7 @@ class _Search:
         layer[np.take_along_axis(flat, top, axis=1) == -np.inf] = -1
         return layer, neuron
 
-    def choose_neurons(self, rows, open_, result, L, U, splits):
+    def choose_neurons(self, rows, open_, result, splits):
         """Per node in ``rows`` (each has an open splittable neuron): ``(layer index into
         self.splittable, neuron)`` of the neuron to split. Among the :data:`STRONG_CANDIDATES` open
         neurons with the largest BaBSR-style scores, the one whose worse child has the lowest estimated
@@ -746,15 +746,14 @@ class _Search:
         if layer.shape[1] > 1 and result.slopes is not None:
             fnet = self.fnet
             sub = lambda d: {name: v[rows] for name, v in d.items()}
-            every = splits or self.no_splits(L.shape[0])
+            every = splits or self.no_splits(result.lower[fnet.output].shape[0])
             budget = self.deadline.earlier(STRONG_BUDGET * self.bounding_time)
             estimates = self.engine.split_bounds(sub(result.lower), sub(result.upper), sub(every), sub(result.slopes),
                                                  self.splittable, layer, neuron,
                                                  self.objective.open_rows(result.lower[fnet.output][rows]), budget)
             r, k = layer.shape
-            children = estimates.reshape(r * k * 2, -1)
-            upper = self.objective.node_upper({fnet.output: children}, np.repeat(L[rows], 2 * k, axis=0),
-                                              np.repeat(U[rows], 2 * k, axis=0)).reshape(r, k, 2)
+            # the nodes branched on meet the input rows (else their bound would have closed them)
+            upper = self.objective.node_upper({fnet.output: estimates.reshape(r * k * 2, -1)}, None, None).reshape(r, k, 2)
             reached = ~np.isnan(estimates).any(axis=(1, 2, 3))  # the nodes whose estimates came in time
             worse = np.where(layer >= 0, upper.max(axis=2), np.inf)
             pick = np.where(reached, np.argmin(worse, axis=1), 0)  # the first (largest score) among equals
@@ -821,8 +820,8 @@ class LinearObjective:
         """None: the loss has one row, always bounded."""
         return None
 
-    def node_upper(self, lo: dict, L: np.ndarray, U: np.ndarray) -> np.ndarray:
-        """``f <= -lower(loss)`` on each node."""
+    def node_upper(self, lo: dict, L: np.ndarray | None, U: np.ndarray | None) -> np.ndarray:
+        """``f <= -lower(loss)`` on each node (the boxes play no part)."""
         return -lo[self.fnet.output][:, 0]
 
     def value(self, x: np.ndarray) -> float:

@@ -797,8 +797,10 @@ class BoundEngine:
         with torch.no_grad(), torch_threads(self.threads):
             t = lambda a: torch.as_tensor(np.asarray(a), device=self.device)
             rep = lambda a: t(a).repeat_interleave(children, dim=0)
-            lo = {name: rep(v) for name, v in lower.items()}
-            hi = {name: rep(v) for name, v in upper.items()}
+            # the input's and the affine nodes' bounds: the activations' own are not read by back-substitution
+            needed = [op.name for op in self.ops if op.kind != "act" and op.name in lower]
+            lo = {name: rep(lower[name]) for name in needed}
+            hi = {name: rep(upper[name]) for name in needed}
             child_splits = {name: rep(v).clone() for name, v in splits.items()}
             for position, name in enumerate(names):
                 here = np.flatnonzero(where == position)

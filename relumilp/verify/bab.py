@@ -46,6 +46,7 @@ a threshold instead of a gap:
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import replace
 
@@ -119,11 +120,12 @@ class RegionObjective:
             rows[:, members] |= ~proven[:, members].any(axis=1, keepdims=True)
         return rows
 
-    def node_upper(self, lo: dict, L: np.ndarray, U: np.ndarray) -> np.ndarray:
+    def node_upper(self, lo: dict, L: np.ndarray | None, U: np.ndarray | None) -> np.ndarray:
         """``v <= max_j min_{r in j} (-lower(g_r)) = -min_j max_{r in j} lower(g_r)``; ``-inf`` on a box
-        that misses the input rows."""
+        that misses the input rows (``L``, ``U`` None: boxes already known to meet them)."""
         upper = -self._weakest(lo[self.fnet.output]).min(axis=1)
-        upper[box_outside_rows(self.domain, L, U)] = -math.inf
+        if L is not None:
+            upper[box_outside_rows(self.domain, L, U)] = -math.inf
         return upper
 
     def closes(self, upper: np.ndarray, search) -> np.ndarray:
@@ -240,17 +242,15 @@ def branch_and_bound(net, margin_net, compiled, domain: InputDomain, outputs, me
         return "violated", objective.found
     if status == "interrupted":
         raise KeyboardInterrupt
-    if beside is not None and beside.verdict == "violated":  # a counterexample the forward pass confirmed
+    proved = status == "done" and state.bound() < 0.0
+    # the MILP's answer unless branch and bound proved the region: a confirmed counterexample always wins
+    if beside is not None and beside.verdict is not None and not (proved and beside.verdict == "holds"):
         info["decided_by"] = "bab/milp"
         return beside.verdict, beside.found
-    if status == "done" and state.bound() < 0.0:
+    if proved:
         info["decided_by"] = "bab"
         return "holds", None
-    if beside is not None:
-        if beside.verdict is not None:
-            info["decided_by"] = "bab/milp"
-            return beside.verdict, beside.found
-    elif portfolio and not settings.deadline.expired():
+    if beside is None and portfolio and not settings.deadline.expired():
         # undecided in its share (the deadline, or leaves whose MILP failed): the rest of the time goes to
         # the region's root MILP (milp_decide runs to settings.deadline)
         clock = time.perf_counter()
@@ -270,8 +270,6 @@ class _RootMilp:
     what the thread raised."""
 
     def __init__(self, net, compiled, domain, outputs, members, alive, settings: Settings):
-        import threading
-
         self.verdict, self.found, self.records, self.seconds, self.error = None, None, [], 0.0, None
         self._deadline = settings.deadline
         self._thread = threading.Thread(
