@@ -99,7 +99,7 @@ class RegionObjective:
         measured speed on ACAS Xu)."""
         result = engine_bounds(engine, L, U, start, splits, slopes, steps, deadline, optimise, refine, rows)
         g_lower = result.lower[self.fnet.output]
-        coefficients = lower_coefficients(engine, result)  # (B, m, n)
+        coefficients = lower_coefficients(engine, result, splits is not None)  # (B, m, n)
         weakest = np.argmin(self._weakest(g_lower), axis=1)
         lam = np.empty((L.shape[0], L.shape[1]))
         for k, rows in enumerate(self.rows):
