@@ -88,6 +88,13 @@ INPUT_BRANCHING_MAX_INPUTS = 8
 BRANCHING = ("auto", "input", "relu")
 #: optimised-slope (alpha-CROWN) steps per node bound, by branching mode (benchmarks/bab_benchmark.py)
 ALPHA_STEPS = {"input": 6, "relu": 8}
+#: Adam step sizes of a neuron-branching node warm-started from its parent's slopes and split multipliers.
+#: Adam's first steps move every parameter by about its step size whatever its gradient, so the cold
+#: start's sizes (the engine's 0.25 and ``BETA_LR``) throw the parent's optimum away: on oval21
+#: ``cifar_base`` img4631 the children's bounds then stayed worse than their parents' and the global bound
+#: stuck at 0.0775 from depth 3 on (60 s); with these it falls to 0.063. Input branching keeps the cold
+#: sizes: with these, ACAS Xu 1_1 property 3 takes 3,519 boxes instead of 866 (benchmarks/bab_benchmark.py)
+NEURON_WARM_STEP = {"lr": 0.01, "beta_lr": 0.05}
 #: which nodes the engine back-substitutes per node bound, by branching mode (the engine's ``refine``)
 REFINE = {"input": "undecided", "relu": "output"}
 #: neuron branching: how many of the best-scored open neurons per node are compared by their children's
@@ -329,13 +336,16 @@ def engine_bounds(engine, L: np.ndarray, U: np.ndarray, start: dict, splits: dic
                   slopes: dict | None = None, steps: int = 0, deadline: Deadline | None = None,
                   optimise: bool = True, refine: str = "undecided", rows=None):
     """The engine's :class:`~relumilp.bounds.engine.EngineBounds` of each node (see :func:`_bound_boxes`),
-    the lower bounds of the output's rows optimised with ``steps`` alpha-CROWN steps (``optimise=False``:
+    the lower bounds of the output's rows optimised with ``steps`` alpha-CROWN steps (with neuron ``splits``
+    and the parents' ``slopes``, the gentler :data:`NEURON_WARM_STEP` sizes; ``optimise=False``:
     the plain back-substituted bounds, no slopes and no branching scores -- one back-substitution of the
     output less per node). ``refine``: which nodes are back-substituted (the engine's ``"undecided"`` or
     ``"output"``: :data:`REFINE`); ``rows`` ((B, m) bool or None) the output rows whose optimised bound matters
     on each node (the objective's :meth:`open_rows`). Past ``deadline`` the engine stops refining and returns
     the sound (looser) bounds it has: a round ends promptly."""
     options = {"steps": steps, "sense": "lower", "slopes": slopes, "rows": rows} if optimise else None
+    if options is not None and splits is not None and slopes is not None:
+        options.update(NEURON_WARM_STEP)
     if refine == "output" and rows is not None:  # of the output too, only the rows that matter
         refine = {engine.fnet.output: rows}
     return engine.bounds(L, U, start, refine=refine, splits=splits, optimise=options, deadline=deadline)

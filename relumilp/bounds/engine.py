@@ -85,7 +85,7 @@ from ..activations import Activation, from_spec
 from ..errors import RelumilpError
 from ..ir import ActivationNode, AffineNode, InputNode, Network
 from ..limits import Deadline
-from ..matrices import DENSE_LIMIT, lmatmul, to_torch
+from ..matrices import DENSE_LIMIT, lmatmul, signed_parts, to_torch
 from .base import intersect, phases
 from .interval import affine_image
 from .rounding import gamma, terms, widen
@@ -136,6 +136,7 @@ class _Op:
     weights: tuple = ()
     bias: object = None
     act: Activation | None = None  # the activation object of an "act" op
+    parts: tuple = ()  # constant weights' signed parts (W+, W-, |W|), kept for the interval image
 
 
 def network_ops(net: Network, dtype=torch.float64, device=None, dense_limit: int = DENSE_LIMIT) -> list[_Op]:
@@ -152,7 +153,8 @@ def network_ops(net: Network, dtype=torch.float64, device=None, dense_limit: int
             ops.append(_Op(node.name, "input", node.size))
         elif isinstance(node, AffineNode):
             weights = tuple(to_torch(w, dtype, device, dense_limit) for w in node.weights)
-            ops.append(_Op(node.name, "affine", node.size, tuple(node.inputs), weights, t(node.bias)))
+            ops.append(_Op(node.name, "affine", node.size, tuple(node.inputs), weights, t(node.bias),
+                           parts=tuple(signed_parts(w) for w in weights)))
         else:
             assert isinstance(node, ActivationNode)
             ops.append(_Op(node.name, "act", node.size, tuple(node.inputs), act=node.activation))
@@ -179,7 +181,7 @@ def mlp_ops(layers, activations, n_in: int) -> list[_Op]:
 def affine_interval(op: _Op, lo: dict, hi: dict, outward: bool = False):
     """Interval image of an affine op from its inputs' (batched) bounds: the one interval rule,
     :func:`relumilp.bounds.interval.affine_image` (rounded outward with ``outward``)."""
-    return affine_image(op.inputs, op.weights, op.bias, lo, hi, outward)
+    return affine_image(op.inputs, op.weights, op.bias, lo, hi, outward, op.parts)
 
 
 def _dot(block, line):

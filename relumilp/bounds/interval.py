@@ -19,7 +19,7 @@ from .base import Bounds, intersect
 from .rounding import margin_of, sum_terms
 
 
-def affine_image(inputs, weights, bias, lower: dict, upper: dict, outward: bool = True):
+def affine_image(inputs, weights, bias, lower: dict, upper: dict, outward: bool = True, parts=()):
     """The interval image of ``y = sum_i W_i x_i + b``, for numpy arrays or torch tensors (batched or not).
 
     ``W+ = (W + |W|) / 2`` and ``W- = (W - |W|) / 2`` are exact in floating point, so one expression
@@ -27,12 +27,13 @@ def affine_image(inputs, weights, bias, lower: dict, upper: dict, outward: bool 
     (the products go through :func:`~relumilp.matrices.rmatmul`, never densifying). With ``outward``, the result is widened by
     :func:`~relumilp.bounds.rounding.sum_margin`'s rule (the rounding of these sums and of the forward
     pass's own), so it contains every float64 forward value whenever the input bounds do; the
-    differentiable training bounds pass ``outward=False``.
+    differentiable training bounds pass ``outward=False``. ``parts``: the weights' :func:`signed_parts`,
+    when the caller keeps them (constant weights bounded many times: branch and bound's nodes).
     """
     lo = hi = bias
     size = abs(bias)
-    for source, w in zip(inputs, weights):
-        pos, neg, mag = signed_parts(w)
+    for k, (source, w) in enumerate(zip(inputs, weights)):
+        pos, neg, mag = parts[k] if parts else signed_parts(w)
         lo = lo + rmatmul(lower[source], pos) + rmatmul(upper[source], neg)
         hi = hi + rmatmul(upper[source], pos) + rmatmul(lower[source], neg)
         if outward:
