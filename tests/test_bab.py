@@ -292,3 +292,26 @@ def test_neuron_choice_falls_back_to_the_score_when_estimates_run_out_of_time(mo
     assert starved[2]["candidates_scored"] == 0 and starved[2]["boxes"] == by_score[2]["boxes"]
     assert starved[0].status == by_score[0].status == "optimal"
     assert abs(starved[0].bound - by_score[0].bound) <= 1e-9 * max(1.0, abs(by_score[0].bound))
+
+
+def test_warm_started_neuron_nodes_take_gentle_steps(monkeypatch):
+    """Only a node with neuron splits and its parent's slopes gets :data:`NEURON_WARM_STEP`'s step sizes:
+    a root (no slopes) and an input box (no splits) keep the engine's cold-start ones."""
+    import relumilp.bab as bab
+
+    net = _deep_network(1, [3, 6, 6, 2])
+    fnet = objective_network(net, np.ones(2), 1.0)
+    engine = _engine(fnet)
+    seen = []
+    real = engine.bounds
+    monkeypatch.setattr(engine, "bounds", lambda *a, **k: seen.append(k["optimise"]) or real(*a, **k))
+    names = [node.name for node in fnet.order[1:]]
+    start = {name: (np.full((1, fnet[name].size), -np.inf), np.full((1, fnet[name].size), np.inf)) for name in names}
+    L, U = -np.ones((1, 3)), np.ones((1, 3))
+    root = bab.engine_bounds(engine, L, U, start, None, None, 4)
+    act = fnet.activations[0]
+    splits = {act.name: np.zeros((1, act.size), dtype=np.int8)}
+    bab.engine_bounds(engine, L, U, start, splits, root.slopes, 4)
+    bab.engine_bounds(engine, L, U, start, None, root.slopes, 4)
+    assert "lr" not in seen[0] and "lr" not in seen[2]
+    assert {k: seen[1][k] for k in bab.NEURON_WARM_STEP} == bab.NEURON_WARM_STEP
