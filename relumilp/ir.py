@@ -360,7 +360,10 @@ class Network:
 
     def forward_all(self, x) -> dict[str, np.ndarray]:
         """Values of every node for a batch ``x`` of shape (batch, input_size) (or one flat input)."""
-        x = np.asarray(x, dtype=np.float64)
+        try:
+            x = np.asarray(x, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InvalidNetworkError(f"the input must be numbers (one flat input or a batch of rows): {exc}") from None
         single = x.ndim == 1
         x = x.reshape(1, -1) if single else x.reshape(x.shape[0], -1)
         if x.shape[1] != self.input_size:

@@ -46,6 +46,28 @@ def test_alpha_sound_on_a_dag_and_on_badly_scaled_weights():
     compute_bounds(net, domain, "alpha").check_sound(net, samples_with_corners(domain, 20_000), tol=0.0)
 
 
+def test_alpha_with_slopes_that_never_reach_the_bound():
+    """ONNX Relu -> Div -> PRelu with negative per-channel slopes: some lower-line parameters reach no
+    bound; the optimisation skips them (it used to stop with torch's "not used in the graph")."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from relumilp.frontends.onnx import from_onnx
+
+    init = [numpy_helper.from_array(np.array(1.63), "c"), numpy_helper.from_array(np.array([[[-0.13]], [[-0.08]]]), "sl")]
+    nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Div", ["a", "c"], ["b"]),
+             helper.make_node("PRelu", ["b", "sl"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [1, 2, 1, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.DOUBLE, None)], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    net = from_onnx(model)
+    center = np.random.default_rng(0).normal(size=net.input_size)
+    domain = InputDomain(center - 0.5, center + 0.5)
+    alpha = compute_bounds(net, domain, "alpha", steps=5)
+    alpha.check_sound(net, samples_with_corners(domain, 5_000), tol=0.0)
+    assert_not_looser(alpha, compute_bounds(net, domain, "symbolic"), net, slack=0.0)
+
+
 def test_alpha_is_tighter_than_symbolic_where_symbolic_is_loose():
     net = relumilp.examples.peaks()  # 2-16-16-1: symbolic leaves the output about 130 wide
     domain = InputDomain.box(-3.0, 3.0, 2)

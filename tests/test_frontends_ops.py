@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
+import relumilp
 from relumilp import optimize
 from relumilp.domain import InputDomain
 from relumilp.errors import UnsupportedOperatorError
@@ -232,6 +233,57 @@ def test_resize_attributes_match_onnxruntime(mode, transform, nearest, by):
     consts = [("scales", np.array([1, 1, 1.7, 0.6], np.float32))] if by == "scales" else \
         [("sizes", np.array([1, 2, 7, 2], np.int64))]
     _check_against_ort(_graph_model([node], [1, 2, 3, 4], consts), [1, 2, 3, 4])
+
+
+def test_resize_half_pixel_symmetric_offset_is_exact_where_the_spec_form_rounds_up():
+    """7 rows at scale 0.5 (3 out): offset 0.5 exactly, so nearest ``ceil`` reads row 1 for output row 0 as
+    onnxruntime does; the spec's written form gives 0.5000000000000002 and row 2."""
+    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="nearest",
+                            coordinate_transformation_mode="half_pixel_symmetric", nearest_mode="ceil")
+    _check_against_ort(_graph_model([node], [1, 2, 7, 5], [("scales", np.array([1, 1, 0.5, 3], np.float32))]),
+                       [1, 2, 7, 5])
+
+
+@pytest.mark.parametrize("layer, shape", [(nn.ZeroPad2d((1, 0, 2, 1)), (1, 2, 4, 5)), (nn.ConstantPad2d(1, 0.5), (1, 2, 4, 5)),
+                                          (nn.ReflectionPad2d(1), (1, 2, 4, 5)), (nn.ReplicationPad1d(2), (1, 2, 5))])
+def test_padding_layers_and_one_sided_clamps_match_torch(layer, shape):
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pad = layer
+
+        def forward(self, x):
+            padded = self.pad(x)
+            return torch.clamp(padded, min=0.3) + torch.clamp(padded, max=-0.2)
+
+    model = Model()
+    x = np.random.default_rng(0).normal(size=(6, int(np.prod(shape))))
+    expected = model(torch.tensor(x).reshape(len(x), *shape[1:])).reshape(len(x), -1).numpy()
+    net = from_torch(model, shape)
+    np.testing.assert_allclose(net.forward(x), expected, rtol=0, atol=1e-12)
+    assert {n.kind for n in net.activations} == {"pwl"}  # max(x, 0.3) and min(x, -0.2): shifted ReLUs
+    with pytest.raises(UnsupportedOperatorError, match="CircularPad1d"):
+        from_torch(nn.Sequential(nn.CircularPad1d(1)), (1, 2, 5))
+
+
+def test_pad_with_pad_amounts_for_another_rank_is_a_clear_error():
+    node = helper.make_node("Pad", ["x", "pads"], ["y"])
+    model = _graph_model([node], [1, 2, 3], [("pads", np.array([0, 1, 0, 1], np.int64))])
+    with pytest.raises(Exception, match="Pad has 4 pad amounts for 3 axes") as caught:
+        from_onnx(model)
+    assert isinstance(caught.value, relumilp.RelumilpError)
+
+
+def test_onnx_bytes_load_and_bad_sources_are_clear_errors():
+    node = helper.make_node("Relu", ["x"], ["y"])
+    model = _graph_model([node], [1, 3], [])
+    net = from_onnx(model.SerializeToString())
+    np.testing.assert_array_equal(net.forward(np.array([-1.0, 0.0, 2.0])), [0.0, 0.0, 2.0])
+    for bad, message in [(b"not a model", "cannot read the given bytes"), (3, "not int")]:
+        with pytest.raises(relumilp.RelumilpError, match=message):
+            from_onnx(bad)
+    with pytest.raises(relumilp.RelumilpError, match="the input must be numbers"):
+        net.forward("abc")
 
 
 def test_resize_axes_aspect_policy_and_upsample_opset9():

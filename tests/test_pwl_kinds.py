@@ -271,3 +271,21 @@ def test_verify_decides_like_brute_force(tmp_path, seed):
         assert result.result == expected
         if expected == "violated":
             assert net.forward(np.array(result.counterexample["x"]))[0] >= top + delta
+
+
+@pytest.mark.parametrize("alpha, beta", [(0.9, 1.0), (-0.5, 1.0), (0.5, 0.0), (1e300, 1.0), (2.0, -1e-300)])
+def test_hard_sigmoid_ramp_ends_are_the_exact_floats_however_far_the_first_guess(alpha, beta):
+    """The ramp's ends are the first floats where ``alpha x + beta`` (in float64) reaches 0 and 1; with
+    ``beta = 1`` the guess for one end is 0, some 1e18 floats from it (construction used to hang there)."""
+    act = HardSigmoid(alpha, beta)
+    line = lambda x: alpha * np.float64(x) + beta
+    targets = (0.0, 1.0) if alpha > 0 else (1.0, 0.0)
+    for end, target in zip(act.breakpoints, targets):
+        below = np.nextafter(end, -np.inf)
+        if alpha > 0:
+            assert line(end) >= target and not line(below) >= target
+        else:
+            assert line(end) <= target and not line(below) <= target
+    x = np.concatenate([np.array(act.breakpoints), np.nextafter(np.array(act.breakpoints), -np.inf),
+                        np.nextafter(np.array(act.breakpoints), np.inf)])
+    np.testing.assert_array_equal(act.apply(x), np.clip(alpha * x + beta, 0.0, 1.0))

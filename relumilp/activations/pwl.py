@@ -125,15 +125,32 @@ def prelu(alpha: float) -> Activation:
 
 
 def _first_float(holds, guess: float) -> float:
-    """The smallest float ``x`` with ``holds(x)``, for a predicate false below and true above a point near ``guess``."""
-    x = guess
-    if holds(x):
-        while holds(np.nextafter(x, -np.inf)):
-            x = float(np.nextafter(x, -np.inf))
-    else:
-        while not holds(x):
-            x = float(np.nextafter(x, np.inf))
-    return float(x)
+    """The smallest float ``x`` with ``holds(x)``, for a predicate false below and true above a point near
+    ``guess`` (``-inf``/``inf`` when it holds for every finite float / for none): steps from ``guess`` that
+    double until the predicate changes, then bisection, so that a guess on the wrong side of a wide run
+    of floats (e.g. at 0 for a threshold of -1e-17) costs about 2,000 evaluations at most, never one per float."""
+    x = float(guess)
+    step = max(abs(x) * 2.0**-52, 5e-324)
+    inside = holds(x)
+    lo, hi = (x - step, x) if inside else (x, x + step)
+    while holds(lo) if inside else not holds(hi):  # widen the bracket until not holds(lo) and holds(hi)
+        step *= 2.0
+        if inside:
+            lo, hi = x - step, lo
+        else:
+            lo, hi = hi, x + step
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return -math.inf if inside else math.inf
+    while True:
+        mid = lo / 2.0 + hi / 2.0  # no overflow; strictly between two floats that are not neighbours
+        if not lo < mid < hi:
+            mid = float(np.nextafter(lo, np.inf))
+            if mid >= hi:
+                return float(hi)
+        if holds(mid):
+            hi = mid
+        else:
+            lo = mid
 
 
 @register

@@ -617,9 +617,14 @@ class BoundEngine:
                         # no final pass past the deadline: the caller keeps its plain bounds (the deadline
                         # makes the result incomplete anyway, and one more pass can take seconds)
                         raise _Expired
-                    grads = torch.autograd.grad(bound.sum(), list(variables.values()))
+                    if not bound.requires_grad:  # no parameter reaches the bound: nothing to optimise
+                        break
+                    # a parameter may not reach it (e.g. a PReLU fed only by a ReLU's outputs, never negative)
+                    grads = torch.autograd.grad(bound.sum(), list(variables.values()), allow_unused=True)
                     with torch.no_grad():  # one Adam step (Kingma & Ba 2015), then the projection onto [0, 1]
                         for (k, v), g in zip(variables.items(), grads):
+                            if g is None:
+                                continue
                             m1, m2 = moments[k]
                             m1.mul_(beta1).add_(g, alpha=1 - beta1)
                             m2.mul_(beta2).addcmul_(g, g, value=1 - beta2)

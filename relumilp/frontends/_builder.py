@@ -130,7 +130,10 @@ def _resize_axis(n_in: int, n_out: int, scale: float, mode: str, transform: str,
     elif transform == "pytorch_half_pixel":
         c = (r + 0.5) / scale - 0.5 if width > 1 else np.full(n_out, -0.5)
     elif transform == "half_pixel_symmetric":
-        c = n_in / 2.0 * (1.0 - n_out / width) + (r + 0.5) / scale - 0.5
+        # ONNX's offset n_in / 2 (1 - n_out / (scale n_in)) in the equal form with fewer roundings: 0.5
+        # exactly for n_in 7, n_out 3, scale 0.5, where the spec's form gives 0.5000000000000002 (and
+        # nearest_mode "ceil" then picks the wrong input row)
+        c = (n_in - n_out / scale) / 2.0 + (r + 0.5) / scale - 0.5
     elif transform == "align_corners":  # the integer output size here, as onnxruntime and torch
         c = r * (n_in - 1) / (n_out - 1) if n_out > 1 else np.zeros(n_out)
     elif transform == "asymmetric":
@@ -928,7 +931,7 @@ class NetworkBuilder:
 
     def clip(self, x: Sym, low=None, high=None) -> Sym:
         """``min(max(x, low), high)``: ReLU for [0, inf), clipped ReLU for [0, c], clip for a finite
-        [a, b]; None means unbounded."""
+        [a, b], ``max(x, a)`` / ``min(x, b)`` for one side; None means unbounded."""
         low = -math.inf if low is None else float(low)
         high = math.inf if high is None else float(high)
         if low == -math.inf and high == math.inf:
@@ -939,10 +942,14 @@ class NetworkBuilder:
             return self._activate(x, ClippedReLU(high))
         if -math.inf < low < high < math.inf:
             return self._activate(x, Clip(low, high))
+        if -math.inf < low and high == math.inf:  # one-sided: max(x, low), a shifted ReLU
+            return self.maximum(x, low)
+        if low == -math.inf and high < math.inf:
+            return self.minimum(x, high)
         raise self.unsupported(
             f"clip range [{low:g}, {high:g}]",
-            ["[0, inf) (ReLU)", "[a, b] with finite a < b (clip)"],
-            "One-sided clipping compiles only from below at 0; use ReLU, ReLU6 or Hardtanh(a, b)",
+            ["[0, inf) (ReLU)", "[a, inf), (-inf, b], [a, b] with finite a < b (clip)"],
+            "Clip needs low < high; an empty or reversed range is not a network",
         )
 
     def hard_sigmoid(self, x: Sym, alpha: float = 0.2, beta: float = 0.5) -> Sym:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -268,6 +269,9 @@ def _pad(b, node, values, attrs, opset):
     pads = [int(p) for p in np.asarray(pads).reshape(-1)]
     value = 0.0 if value is None or np.size(value) == 0 else float(np.asarray(value).reshape(-1)[0])
     axes = list(range(x.ndim)) if axes is None else [int(a) % x.ndim for a in np.asarray(axes).reshape(-1)]
+    if len(pads) != 2 * len(axes):
+        raise b.invalid(f"Pad has {len(pads)} pad amounts for {len(axes)} axes; it needs two per axis, "
+                        f"{2 * len(axes)}")
     widths = [(0, 0)] * x.ndim
     for i, axis in enumerate(axes):
         widths[axis] = (pads[i], pads[len(axes) + i])
@@ -473,6 +477,16 @@ SUPPORTED_OPS = tuple(sorted(_OPS)) + ("Constant",)
 def _load(source) -> onnx.ModelProto:
     if isinstance(source, onnx.ModelProto):
         return source
+    if isinstance(source, (bytes, bytearray, memoryview)):  # a serialised model, e.g. from torch.onnx.export
+        try:
+            model = onnx.load_from_string(bytes(source))
+        except Exception as exc:
+            raise ModelFileError(f"cannot read the given bytes as an ONNX model: {one_line(exc)}") from None
+        if not model.graph.node or not model.graph.output:
+            raise ModelFileError("the given bytes are not an ONNX model (no graph)")
+        return model
+    if not isinstance(source, (str, os.PathLike)):
+        raise ModelFileError(f"an ONNX model is a path, an onnx.ModelProto or its bytes, not {type(source).__name__}")
     path = Path(source)
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
@@ -654,7 +668,8 @@ def _convert(b: NetworkBuilder, node, env: dict, opsets, opset: int) -> None:
 
 
 def from_onnx(source, name: str | None = None) -> Network:
-    """Convert an ONNX model (path or ``onnx.ModelProto``) to the IR; batch dimensions are dropped."""
+    """Convert an ONNX model (path, ``onnx.ModelProto`` or its serialised bytes) to the IR; batch dimensions
+    are dropped."""
     model = _load(source)
     graph = model.graph
     try:
@@ -672,5 +687,5 @@ def from_onnx(source, name: str | None = None) -> Network:
     if graph.output[0].name not in env:
         raise ModelFileError(f"the ONNX output {graph.output[0].name!r} is not produced by any node")
     b.where = "the ONNX output"
-    default = Path(source).stem if not isinstance(source, onnx.ModelProto) else (graph.name or "onnx")
+    default = Path(source).stem if isinstance(source, (str, os.PathLike)) else (graph.name or "onnx")
     return b.finish(env[graph.output[0].name], name or default)

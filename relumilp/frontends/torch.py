@@ -37,6 +37,7 @@ SUPPORTED_LAYERS = (
     "Conv1d/Conv2d",
     "ConvTranspose1d/2d",
     "AvgPool1d/2d",
+    "ZeroPad/ConstantPad/ReflectionPad/ReplicationPad1d/2d",
     "MaxPool1d/2d",
     "Upsample (nearest, bilinear...)",
     "AdaptiveAvgPool1d/2d, AdaptiveMaxPool1d/2d",
@@ -723,10 +724,18 @@ _LEAF_TYPES = (
 )  # fmt: skip
 
 
+#: torch layers traced through to the functional call they make (F.pad), which the converter reads
+_TRACED_THROUGH = (nn.modules.padding._ConstantPadNd, nn.modules.padding._ReflectionPadNd,
+                   nn.modules.padding._ReplicationPadNd)
+
+
 class _Tracer(torch.fx.Tracer):
-    """Keeps supported layers (and their subclasses, e.g. ClippedReLU) and smooth custom layers as leaves."""
+    """Keeps supported layers (and their subclasses, e.g. ClippedReLU) and smooth custom layers as leaves;
+    padding layers are traced through to their ``F.pad``."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if isinstance(m, _TRACED_THROUGH):
+            return False
         return (
             isinstance(m, _LEAF_TYPES)
             or type(m).__name__.lower() in SMOOTH
