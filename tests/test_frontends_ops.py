@@ -274,6 +274,12 @@ def test_pad_with_pad_amounts_for_another_rank_is_a_clear_error():
     assert isinstance(caught.value, relumilp.RelumilpError)
 
 
+def test_a_node_whose_attributes_do_not_fit_its_input_is_a_one_line_error():
+    node = helper.make_node("Transpose", ["x"], ["y"], perm=[0, 2, 1, 3])  # rank 4 for a rank-3 input
+    with pytest.raises(relumilp.RelumilpError, match=r"ONNX node 'y' \(Transpose\) does not fit its inputs of shapes"):
+        from_onnx(_graph_model([node], [1, 2, 3], []))
+
+
 def test_onnx_bytes_load_and_bad_sources_are_clear_errors():
     node = helper.make_node("Relu", ["x"], ["y"])
     model = _graph_model([node], [1, 3], [])

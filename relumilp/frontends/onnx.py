@@ -662,7 +662,12 @@ def _convert(b: NetworkBuilder, node, env: dict, opsets, opset: int) -> None:
             raise UnsupportedOperatorError(
                 f"ONNX operator '{node.op_type}' (node '{label}')", SUPPORTED_OPS, smooth_hint(node.op_type)
             )
-        results = handler(b, node, values, _attrs(node), opset)
+        try:
+            results = handler(b, node, values, _attrs(node), opset)
+        except (ValueError, IndexError, KeyError, TypeError) as exc:
+            # attributes or input shapes the node's own rules reject (an invalid model): one line, not a trace
+            shapes = ", ".join(str(tuple(getattr(v, "shape", ()))) for v in values if v is not None)
+            raise ModelFileError(f"{b.where} does not fit its inputs of shapes {shapes}: {one_line(exc)}") from None
         results = results if isinstance(results, tuple) else (results,)
     env.update((name, value) for name, value in zip(node.output, results) if name)
 
