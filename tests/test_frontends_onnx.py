@@ -423,6 +423,13 @@ def test_general_clip_as_inputs_and_as_attributes(low, high):
     np.testing.assert_allclose(net(x), expected, rtol=1e-9, atol=1e-12)
 
 
-def test_one_sided_clip_away_from_zero_is_refused():
+def test_one_sided_clips_are_shifted_relus_and_a_reversed_range_is_refused():
+    for low, high in [(0.5, None), (None, -0.25)]:
+        net = from_onnx(clip_model(13, TensorProto.DOUBLE, low, high))
+        assert [node.kind for node in net.activations] == ["pwl"]
+        x = np.linspace(-2.0, 2.0, net.input_size)
+        h = x @ np.random.default_rng(4).normal(size=(3, 4))  # clip_model's MatMul
+        expected = np.maximum(h, low) if low is not None else np.minimum(h, high)
+        np.testing.assert_array_equal(net.forward(x), expected)
     with pytest.raises(UnsupportedOperatorError, match="clip range"):
-        from_onnx(clip_model(13, TensorProto.DOUBLE, 0.5, None))
+        from_onnx(clip_model(13, TensorProto.DOUBLE, 0.5, 0.25))

@@ -265,12 +265,12 @@ def test_other_unsupported_layers_and_clip_ranges():
     with pytest.raises(UnsupportedOperatorError, match="'LPPool1d' \\(module 0\\)") as err:
         from_torch(nn.Sequential(nn.LPPool1d(2, 2), nn.Flatten(), nn.Linear(2, 1)), input_shape=(1, 5))
     assert "not piecewise-linear" not in str(err.value)
-    class ClampMin(nn.Module):  # one-sided clipping away from 0 has no activation kind
+    class ClampReversed(nn.Module):  # low above high: not a clip relumilp compiles
         def forward(self, x):
-            return torch.clamp(x, min=1.0)
+            return torch.clamp(x, min=1.0, max=0.5)
 
-    with pytest.raises(UnsupportedOperatorError, match="clip range \\[1, inf\\].*Hardtanh") as err:
-        from_torch(nn.Sequential(nn.Linear(2, 2), ClampMin()))
+    with pytest.raises(UnsupportedOperatorError, match="clip range \\[1, 0.5\\].*low < high") as err:
+        from_torch(nn.Sequential(nn.Linear(2, 2), ClampReversed()))
     assert "\n" not in str(err.value)
     with pytest.raises(UnsupportedOperatorError, match="batch statistics"):
         from_torch(torch.export.export(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)).train(), (torch.randn(4, 2),)))

@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..errors import InvalidNetworkError, ModelFileError, UnsupportedOperatorError
+from ..errors import InvalidNetworkError, ModelFileError, RelumilpError, UnsupportedOperatorError
 from ..ir import Network
 from ._builder import NetworkBuilder, is_sym, one_line, smooth_hint
 
@@ -664,6 +664,8 @@ def _convert(b: NetworkBuilder, node, env: dict, opsets, opset: int) -> None:
             )
         try:
             results = handler(b, node, values, _attrs(node), opset)
+        except RelumilpError:  # already one line (some are ValueErrors too)
+            raise
         except (ValueError, IndexError, KeyError, TypeError) as exc:
             # attributes or input shapes the node's own rules reject (an invalid model): one line, not a trace
             shapes = ", ".join(str(tuple(getattr(v, "shape", ()))) for v in values if v is not None)
