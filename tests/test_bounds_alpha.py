@@ -9,7 +9,7 @@ import pytest
 import relumilp
 from oracles import brute_force_optima
 from relumilp.bounds import compute_bounds
-from relumilp.bounds.symbolic import alpha_bounds, symbolic_bounds
+from relumilp.bounds.symbolic import alpha_bounds
 from relumilp.cli import main
 from relumilp.domain import InputDomain
 from relumilp.errors import RelumilpError
