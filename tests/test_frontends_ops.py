@@ -266,6 +266,17 @@ def test_padding_layers_and_one_sided_clamps_match_torch(layer, shape):
         from_torch(nn.Sequential(nn.CircularPad1d(1)), (1, 2, 5))
 
 
+@pytest.mark.parametrize("mode", ["reflect", "replicate"])
+def test_convolutions_padding_other_than_with_zeros_match_torch(mode):
+    for model, shape in [(nn.Sequential(nn.Conv2d(2, 3, 3, padding=(1, 2), padding_mode=mode, stride=2), nn.ReLU()), (2, 5, 6)),
+                         (nn.Sequential(nn.Conv1d(2, 3, 2, padding=2, padding_mode=mode, dilation=2)), (2, 7))]:
+        x = np.random.default_rng(0).normal(size=(4, int(np.prod(shape))))
+        expected = model.double()(torch.tensor(x).reshape(len(x), *shape)).reshape(len(x), -1).detach().numpy()
+        np.testing.assert_allclose(from_torch(model, shape).forward(x), expected, rtol=0, atol=1e-12)
+    with pytest.raises(UnsupportedOperatorError, match="padding mode 'circular'"):
+        from_torch(nn.Sequential(nn.Conv1d(2, 3, 2, padding=1, padding_mode="circular")), (2, 7))
+
+
 def test_pad_with_pad_amounts_for_another_rank_is_a_clear_error():
     node = helper.make_node("Pad", ["x", "pads"], ["y"])
     model = _graph_model([node], [1, 2, 3], [("pads", np.array([0, 1, 0, 1], np.int64))])

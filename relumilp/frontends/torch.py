@@ -731,11 +731,13 @@ _TRACED_THROUGH = (nn.modules.padding._ConstantPadNd, nn.modules.padding._Reflec
 
 class _Tracer(torch.fx.Tracer):
     """Keeps supported layers (and their subclasses, e.g. ClippedReLU) and smooth custom layers as leaves;
-    padding layers are traced through to their ``F.pad``."""
+    padding layers, and convolutions that pad other than with zeros, are traced through to their ``F.pad``."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         if isinstance(m, _TRACED_THROUGH):
             return False
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)) and m.padding_mode != "zeros":
+            return False  # its forward pads (F.pad, reflect / replicate / circular) and then convolves unpadded
         return (
             isinstance(m, _LEAF_TYPES)
             or type(m).__name__.lower() in SMOOTH
@@ -771,9 +773,6 @@ def _layer_op(module: nn.Module, target: str) -> tuple[str, tuple, str]:
         return name, (module.weight, module.bias, module.stride, module.padding, module.output_padding,
                       module.groups, module.dilation), where
     if isinstance(module, (nn.Conv1d, nn.Conv2d)):
-        if module.padding_mode != "zeros":  # the module pads first, then convolves unpadded
-            raise UnsupportedOperatorError(f"layer '{kind}' with padding_mode={module.padding_mode!r} (module {target})",
-                                           SUPPORTED_LAYERS, "use padding_mode='zeros' or an explicit F.pad")
         return f"conv{len(module.kernel_size)}d", (module.weight, module.bias, module.stride, module.padding,
                                                    module.dilation, module.groups), where
     if isinstance(module, (nn.AvgPool1d, nn.AvgPool2d)):
