@@ -478,24 +478,20 @@ def _load(source) -> onnx.ModelProto:
     if isinstance(source, onnx.ModelProto):
         return source
     if isinstance(source, (bytes, bytearray, memoryview)):  # a serialised model, e.g. from torch.onnx.export
-        try:
-            model = onnx.load_from_string(bytes(source))
-        except Exception as exc:
-            raise ModelFileError(f"cannot read the given bytes as an ONNX model: {one_line(exc)}") from None
-        if not model.graph.node or not model.graph.output:
-            raise ModelFileError("the given bytes are not an ONNX model (no graph)")
-        return model
-    if not isinstance(source, (str, os.PathLike)):
+        what, read = "the given bytes", lambda: onnx.load_from_string(bytes(source))
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise ModelFileError(f"model file not found: {path}")
+        what, read = str(path), lambda: onnx.load(str(path))
+    else:
         raise ModelFileError(f"an ONNX model is a path, an onnx.ModelProto or its bytes, not {type(source).__name__}")
-    path = Path(source)
-    if not path.is_file():
-        raise ModelFileError(f"model file not found: {path}")
     try:
-        model = onnx.load(str(path))
+        model = read()
     except Exception as exc:  # protobuf decode errors, missing external data ...
-        raise ModelFileError(f"cannot read {path} as an ONNX model: {one_line(exc)}") from None
+        raise ModelFileError(f"cannot read {what} as an ONNX model: {one_line(exc)}") from None
     if not model.graph.node or not model.graph.output:
-        raise ModelFileError(f"{path} is not an ONNX model (it has no graph)")
+        raise ModelFileError(f"{what} is not an ONNX model (it has no graph)")
     return model
 
 

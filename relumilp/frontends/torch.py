@@ -725,8 +725,9 @@ _LEAF_TYPES = (
 
 
 #: torch layers traced through to the functional call they make (F.pad), which the converter reads
-_TRACED_THROUGH = (nn.modules.padding._ConstantPadNd, nn.modules.padding._ReflectionPadNd,
-                   nn.modules.padding._ReplicationPadNd)
+_TRACED_THROUGH = (nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d, nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d,
+                   nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d,
+                   nn.ReplicationPad1d, nn.ReplicationPad2d, nn.ReplicationPad3d)
 
 
 class _Tracer(torch.fx.Tracer):
