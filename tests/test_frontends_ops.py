@@ -244,6 +244,48 @@ def test_resize_half_pixel_symmetric_offset_is_exact_where_the_spec_form_rounds_
                        [1, 2, 7, 5])
 
 
+def test_resize_pytorch_half_pixel_to_one_output_reads_the_first_input_as_the_spec_says():
+    """One output row (3 rows at scale 0.5): the spec's ``length_resized > 1`` test is on the integer output
+    length, so the row is read at coordinate 0, as onnxruntime does (torch's interpolate reads 0.5)."""
+    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="linear",
+                            coordinate_transformation_mode="pytorch_half_pixel")
+    net = _check_against_ort(_graph_model([node], [1, 1, 3, 2], [("scales", np.array([1, 1, 0.5, 1], np.float32))]),
+                             [1, 1, 3, 2])
+    np.testing.assert_array_equal(net.forward(np.array([[10.0, 1.0, 20.0, 2.0, 30.0, 3.0]])), [[10.0, 1.0]])
+
+
+_K = np.array([[[1.0, 5.0, 2.0, 7.0]]], np.float32)
+
+
+@pytest.mark.parametrize("node, constant, extra, expected", [
+    # SAME_LOWER, kernel 3, stride 3 on 4 values: pads 2 before, windows {1, 5} and {2, 7}
+    (helper.make_node("MaxPool", ["K"], ["c"], kernel_shape=[3], strides=[3], auto_pad="SAME_LOWER"), _K, [], [5, 7]),
+    # ceil_mode with begin padding: windows {1} {1, 5} {5, 2} {2, 7}
+    (helper.make_node("MaxPool", ["K"], ["c"], kernel_shape=[2], strides=[1], pads=[1, 0], ceil_mode=1), _K, [],
+     [1, 5, 5, 7]),
+    # rank 3: one maximum per channel
+    (helper.make_node("GlobalMaxPool", ["K"], ["c"]), np.array([[[1.0, 3.0, 2.0], [9.0, 4.0, 5.0]]], np.float32), [],
+     [3, 9]),
+    # inference normalisation with identity parameters is the identity (up to epsilon)
+    (helper.make_node("BatchNormalization", ["K", "s", "b", "m", "v"], ["c"], epsilon=1e-5),
+     np.array([[[1.0, 2.0, 4.0]]], np.float32),
+     [("s", np.ones(1, np.float32)), ("b", np.zeros(1, np.float32)), ("m", np.zeros(1, np.float32)),
+      ("v", np.ones(1, np.float32))], [1, 2, 4]),
+    # SAME_UPPER with ceil_mode: windows {1, 5} {2, 7} {3}
+    (helper.make_node("AveragePool", ["K"], ["c"], kernel_shape=[2], strides=[2], auto_pad="SAME_UPPER", ceil_mode=1),
+     np.array([[[1.0, 5.0, 2.0, 7.0, 3.0]]], np.float32), [], [3, 4.5, 3]),
+])
+def test_pools_and_normalisation_of_constants_fold_as_for_network_values(node, constant, extra, expected):
+    """``y = x + OP(K)`` with ``K`` an initializer: the constant-only node is evaluated by relumilp's own
+    conversion (ONNX's reference evaluator, which folds other constants, gets each of these wrong)."""
+    expected = np.asarray(expected, dtype=np.float64)
+    shape = [1] + list(constant.shape[1:-1]) + [expected.size // int(np.prod(constant.shape[1:-1]))]
+    add = helper.make_node("Add", ["x", "c"], ["y"])
+    model = _graph_model([node, add], shape, [("K", constant)] + extra, opset=13)
+    net = from_onnx(model)
+    np.testing.assert_allclose(net.forward(np.zeros((1, expected.size))), expected[None], rtol=1e-5)
+
+
 @pytest.mark.parametrize("layer, shape", [(nn.ZeroPad2d((1, 0, 2, 1)), (1, 2, 4, 5)), (nn.ConstantPad2d(1, 0.5), (1, 2, 4, 5)),
                                           (nn.ReflectionPad2d(1), (1, 2, 4, 5)), (nn.ReplicationPad1d(2), (1, 2, 5))])
 def test_padding_layers_and_one_sided_clamps_match_torch(layer, shape):

@@ -122,13 +122,14 @@ def _divide_rows(m, divisor):
 def _resize_axis(n_in: int, n_out: int, scale: float, mode: str, transform: str, nearest_mode: str):
     """The ``(n_out, n_in)`` CSR matrix of one axis of :meth:`NetworkBuilder.resize` (ONNX Resize's
     coordinate transforms; their "output width" is ``scale * n_in`` as in ONNX, except for
-    ``align_corners``, which uses ``n_out`` as onnxruntime and torch do)."""
+    ``align_corners`` and ``pytorch_half_pixel``, which use ``n_out`` as onnxruntime does)."""
     r = np.arange(n_out, dtype=np.float64)
-    width = scale * n_in
     if transform == "half_pixel":
         c = (r + 0.5) / scale - 0.5
     elif transform == "pytorch_half_pixel":
-        c = (r + 0.5) / scale - 0.5 if width > 1 else np.full(n_out, -0.5)
+        # the spec's (and onnxruntime's) test is on the integer output length; torch's own interpolate,
+        # which this mode imitates, tests scale * n_in instead and differs when that exceeds 1 for one output
+        c = (r + 0.5) / scale - 0.5 if n_out > 1 else np.zeros(n_out)
     elif transform == "half_pixel_symmetric":
         # ONNX's offset n_in / 2 (1 - n_out / (scale n_in)) in the equal form with fewer roundings: 0.5
         # exactly for n_in 7, n_out 3, scale 0.5, where the spec's form gives 0.5000000000000002 (and

@@ -562,6 +562,38 @@ def _fold(node, values: list, opsets) -> list:
         ) from None
 
 
+#: operators evaluated by relumilp's own conversion when their inputs are all constants: ONNX's reference
+#: evaluator gets several of them wrong (found by fuzzing against a spec implementation: BatchNormalization
+#: at opsets 9-14 normalises with the batch's statistics, GlobalMaxPool of rank 3 also reduces the
+#: channels, MaxPool with ceil_mode or SAME padding shifts or drops windows), so a constant folded by it
+#: would differ from the same operator applied to a network value
+_OWN_FOLDS = frozenset({"AveragePool", "BatchNormalization", "Conv", "ConvTranspose", "GlobalAveragePool",
+                        "GlobalMaxPool", "MaxPool", "Resize", "Upsample"})
+
+
+def _folds_own(op_type: str, values: list) -> bool:
+    """True when a constant-only node of ``op_type`` is evaluated by :func:`_fold_own`."""
+    data = np.asarray(values[0]) if values and values[0] is not None else None
+    return (op_type in _OWN_FOLDS and data is not None and data.dtype.kind == "f" and data.ndim >= 1
+            and data.size > 0)
+
+
+def _fold_own(b: NetworkBuilder, handler: _Handler, node, values: list, opset: int) -> tuple:
+    """A constant-only node evaluated as relumilp converts it for a network value: its data input becomes
+    the input of a throwaway network, which is then run forward on the constant (exact for these affine
+    or piecewise-linear operators, up to float64 rounding)."""
+    data = np.asarray(values[0], dtype=np.float64)
+    inner = NetworkBuilder()
+    inner.where = b.where
+    x = inner.input(data.shape, batched=False)
+    result = handler(inner, node, [x, *values[1:]], _attrs(node), opset)
+    result = result[0] if isinstance(result, tuple) else result
+    if not is_sym(result):
+        return (result,)
+    folded = inner.finish(result, "fold").forward(data.reshape(1, -1))
+    return (folded.reshape(result.shape),)
+
+
 def _scalar_constant(name: str, constants: dict, producers: dict) -> float | None:
     """The value of a one-element constant (an initializer or a ``Constant`` node), else None."""
     value = constants.get(name)
@@ -650,16 +682,20 @@ def _convert(b: NetworkBuilder, node, env: dict, opsets, opset: int) -> None:
     if missing:
         raise ModelFileError(f"ONNX node '{label}' reads tensor {missing[0]!r}, which no earlier node produces")
     values = [env[n] if n else None for n in node.input]
-    if not any(is_sym(v) for v in values):
+    standard = node.domain in ("", "ai.onnx")
+    if not any(is_sym(v) for v in values) and not (standard and _folds_own(node.op_type, values)):
         results = _fold(node, values, opsets)
     else:
-        handler = _OPS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        handler = _OPS.get(node.op_type) if standard else None
         if handler is None:
             raise UnsupportedOperatorError(
                 f"ONNX operator '{node.op_type}' (node '{label}')", SUPPORTED_OPS, smooth_hint(node.op_type)
             )
         try:
-            results = handler(b, node, values, _attrs(node), opset)
+            if any(is_sym(v) for v in values):
+                results = handler(b, node, values, _attrs(node), opset)
+            else:
+                results = _fold_own(b, handler, node, values, opset)
         except RelumilpError:  # already one line (some are ValueErrors too)
             raise
         except (ValueError, IndexError, KeyError, TypeError) as exc:
