@@ -232,6 +232,32 @@ def test_the_root_milp_decides_what_branch_and_bound_leaves_open(wide_case, offs
     assert region["root_milp_time"] > 0
 
 
+@pytest.mark.parametrize("offset, expected", [(-0.05, "violated"), (0.05, "holds")])
+def test_the_root_milp_runs_without_primal_heuristics_under_the_users_options(wide_case, offset, expected,
+                                                                             monkeypatch):
+    """The region's root MILP is a proof: HiGHS's primal heuristics are off (``PROOF_OPTIONS``), the user's
+    ``highs_options`` still win, and a counterexample is still found (by the MILP's own search)."""
+    import relumilp.verify.bab as verify_bab
+    import relumilp.verify.decide as decide
+
+    seen = []
+    real = decide.solve_unsafe
+
+    def recording(milp, t, deadline, threads, log, highs_options, first_only):
+        seen.append(dict(highs_options or {}))
+        return real(milp, t, deadline, threads, log, highs_options, first_only)
+
+    monkeypatch.setattr(decide, "solve_unsafe", recording)
+    monkeypatch.setattr(verify_bab, "BAB_SHARE", 1e-9)
+    net, domain, best = wide_case
+    prop = wide_property(domain, best, offset)
+    result = verify(net, prop, attack_samples=0, time_limit=60, threads=1, highs_options={"mip_heuristic_effort": 0.01})
+    assert result.result == expected, result.details
+    assert result.details["regions"][0]["decided_by"] == "bab/milp"
+    assert seen and all(o["mip_heuristic_run_rins"] is False and o["mip_heuristic_run_rens"] is False
+                        and o["mip_heuristic_effort"] == 0.01 for o in seen)
+
+
 def _root_milp_threads() -> list:
     import threading
 
@@ -263,16 +289,16 @@ def test_branch_and_bound_ends_the_root_milp_beside_it(wide_case, monkeypatch, o
     solved = []
     real = verify_bab.milp_decide
 
-    def stubborn(*args):
+    def stubborn(*args, **kwargs):
         import threading
 
         settings = args[6]
         if threading.current_thread().name != "root-milp":  # a leaf's MILP
-            return real(*args)
+            return real(*args, **kwargs)
         while not settings.deadline.expired():  # as a MILP that never finishes: only the deadline stops it
             time.sleep(0.01)
         solved.append(settings.deadline.ended)
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(verify_bab, "milp_decide", stubborn)
     net, domain, best = wide_case

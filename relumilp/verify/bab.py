@@ -254,7 +254,7 @@ def branch_and_bound(net, margin_net, compiled, domain: InputDomain, outputs, me
         # undecided in its share (the deadline, or leaves whose MILP failed): the rest of the time goes to
         # the region's root MILP (milp_decide runs to settings.deadline)
         clock = time.perf_counter()
-        verdict, found = milp_decide(net, compiled, domain, outputs, members, alive, settings, records)
+        verdict, found = milp_decide(net, compiled, domain, outputs, members, alive, settings, records, root=True)
         info["root_milp_time"] = time.perf_counter() - clock
         if verdict is not None:
             info["decided_by"] = "bab/milp"
@@ -280,7 +280,7 @@ class _RootMilp:
     def _run(self, *args) -> None:
         clock = time.perf_counter()
         try:
-            self.verdict, self.found = milp_decide(*args, self.records)
+            self.verdict, self.found = milp_decide(*args, self.records, root=True)
         except BaseException as exc:  # surfaced by join, in the caller's thread
             self.error = exc
         finally:

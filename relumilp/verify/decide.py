@@ -90,7 +90,15 @@ def solve_unsafe(milp: MILP, t: int, deadline, threads, log, highs_options, firs
             "solution": run.x, "objective": run.objective, "numerics": run.numerics, "notes": run.notes}
 
 
-def milp_decide(net, compiled, domain, outputs, members, alive, settings: "Settings", records):
+#: HiGHS options of a region's root MILP (``milp_decide(..., root=True)``): its primal heuristics off. The
+#: attacks and branch and bound look for counterexamples already; on oval21 ``cifar_base`` img4631 (one
+#: thread) HiGHS spent about 480 s in root sub-MIPs (RINS, RENS) and did not finish in 600 s, and proved
+#: the MILP infeasible in 55 s at its root node without them (docs/benchmarks.md, "The engine, eighth step")
+PROOF_OPTIONS = {"mip_heuristic_effort": 0.0, "mip_heuristic_run_rens": False, "mip_heuristic_run_rins": False,
+                 "mip_heuristic_run_root_reduced_cost": False, "mip_heuristic_run_feasibility_jump": False}
+
+
+def milp_decide(net, compiled, domain, outputs, members, alive, settings: "Settings", records, root: bool = False):
     """Decide one domain by MILP: ``("holds", None)``, ``("violated", (x, y))`` or ``(None, None)``.
 
     Per group of conjunctions, the max-violation MILP (``min t``, ``t <= δ``) is solved twice at most:
@@ -103,8 +111,12 @@ def milp_decide(net, compiled, domain, outputs, members, alive, settings: "Setti
     up to ``δ =`` :func:`decision_slack` (well above what the feasibility tolerances of the
     equilibrated model can hide, so "infeasible" cannot hide a point with ``t <= 0``), or its
     margin-widened dual bound on ``min t`` exceeds ``δ``. Anything else is ``unknown``.
+
+    ``root`` marks a region's root MILP, run beside or after branch and bound: it is solved with
+    :data:`PROOF_OPTIONS` under the user's ``highs_options``.
     """
     g_lower, g_upper = compiled.bounds[compiled.network.output]
+    options = {**PROOF_OPTIONS, **(settings.highs_options or {})} if root else settings.highs_options
     slack = decision_slack(compiled)
     groups = [list(alive)] if settings.disjunction == "bigm" else [[j] for j in alive]
     unknown = False
@@ -114,8 +126,7 @@ def milp_decide(net, compiled, domain, outputs, members, alive, settings: "Setti
         milp, t = unsafe_milp(compiled.milp, g_lower, g_upper, [members[j] for j in group], t_upper=slack)
         decided = False
         for first_only in (True, False):
-            run = solve_unsafe(milp, t, settings.deadline, settings.threads, settings.log, settings.highs_options,
-                                first_only)
+            run = solve_unsafe(milp, t, settings.deadline, settings.threads, settings.log, options, first_only)
             record = {k: run[k] for k in ("status", "time", "nodes", "bound")}
             record.update(disjuncts=[int(j) for j in group], binaries=int(milp.num_binaries), first_only=first_only)
             records.append(record)
