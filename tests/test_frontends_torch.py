@@ -357,3 +357,41 @@ def test_hardtanh_relu6_and_clamp_with_general_bounds():
     assert [a.activation.to_spec() for a in net.activations] == [
         {"kind": "clip", "low": -0.5, "high": 0.7}, {"kind": "clip", "low": 0.25, "high": 2.0},
     ]
+
+
+class _Extremes(nn.Module):
+    """torch.max / torch.min in every form: along a dim (unpacked and ``.values``), of all, of two tensors."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.Linear(6, 8)
+
+    def forward(self, x):
+        h = torch.relu(self.layer(x)).reshape(-1, 2, 4) - 0.3
+        values, _ = torch.max(h, dim=2)
+        lowest = h.min(dim=1, keepdim=True).values.flatten(1)
+        both = torch.max(h[:, 0], h[:, 1]) + torch.min(h[:, 0], h[:, 1])
+        return torch.cat([values, lowest, both, h.flatten(1).max(1, True)[0]], 1)
+
+
+@pytest.mark.parametrize("how", ["fx", "script", "trace", "export"])
+def test_max_and_min_along_a_dimension_compile_their_values(how):
+    torch.manual_seed(0)
+    model = _Extremes().eval()
+    example = torch.randn(1, 6)
+    source = {"fx": lambda: model, "script": lambda: torch.jit.script(model),
+              "trace": lambda: torch.jit.trace(model, example), "export": lambda: torch.export.export(model, (example,))}
+    net = from_torch(source[how](), (6,))
+    x = np.random.default_rng(0).normal(size=(16, 6))
+    expected = model(torch.tensor(x, dtype=torch.float32)).detach().numpy()
+    np.testing.assert_allclose(net.forward(x), expected, atol=1e-5)
+
+
+def test_reading_the_indices_of_max_is_a_one_line_error():
+    class ArgMax(nn.Module):
+        def forward(self, x):
+            values, indices = torch.max(x.reshape(-1, 2, 3), dim=2)
+            return values + indices
+
+    with pytest.raises(UnsupportedOperatorError, match="indices of max / min along a dimension"):
+        from_torch(ArgMax(), (6,))

@@ -15,6 +15,7 @@ import math
 import operator
 import pickle
 import warnings
+from collections import namedtuple
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -190,6 +191,8 @@ def _size(b, a):
 
 def _getattr(b, a):
     x, attr = a(0, "input"), a(1, "name")
+    if isinstance(x, _Extremum) and attr in _Extremum._fields:
+        return getattr(x, attr)
     if is_sym(x) and attr in ("shape", "ndim"):
         return torch.Size(x.shape) if attr == "shape" else x.ndim
     raise b.unsupported(f"attribute '{attr}' of a network value", ["shape", "ndim"])
@@ -204,6 +207,14 @@ def _slice(b, a):
     x = a(0, "input")
     key = [slice(None)] * x.ndim
     key[a(1, "dim", 0) % x.ndim] = slice(a(2, "start", None), a(3, "end", None), a(4, "step", 1))
+    return b.index(x, tuple(key))
+
+
+def _select(b, a):
+    """ATen's ``select``: ``x[..., index, ...]`` at ``dim`` (integer indexing in scripted and exported models)."""
+    x = a(0, "input")
+    key = [slice(None)] * x.ndim
+    key[int(a(1, "dim")) % x.ndim] = int(a(2, "index"))
     return b.index(x, tuple(key))
 
 
@@ -375,6 +386,43 @@ def _reduce(b, a):
     if a.op.name in ("amax", "amin"):
         return b.reduce_max(x, dims, keep, minimum=a.op.name == "amin")
     return b.reduce_sum(x, dims, keep, mean=a.op.name == "mean")
+
+
+class _ArgIndices:
+    """The indices output of ``max`` / ``min`` along a dimension: an argmax, a discontinuous integer function
+    of the input that no MILP of relumilp's kinds represents. Loading succeeds while nothing reads it."""
+
+    def __init__(self, where: str):
+        self.where = where
+
+
+#: what ``max`` / ``min`` along a dimension return (torch's ``torch.return_types.max``)
+_Extremum = namedtuple("_Extremum", "values indices")
+
+
+def _holds(value, kind) -> bool:
+    if isinstance(value, kind):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_holds(v, kind) for v in value)
+    if isinstance(value, dict):
+        return any(_holds(v, kind) for v in value.values())
+    return False
+
+
+def _extremum(b, a):
+    """``torch.max`` / ``torch.min``: of the whole tensor; of two tensors (``maximum`` / ``minimum``); or
+    along ``dim`` (``keepdim``), which gives ``(values, indices)``: the values as ReduceMax's exact ReLU
+    trees, the indices only as long as nothing reads them."""
+    x = a(0, "input")
+    minimum = a.op.name == "min"
+    second = a(1, "other", None) if "other" in a.kwargs else a(1, "dim", None)
+    if is_sym(second) or isinstance(second, torch.Tensor):
+        return b.minimum(x, second) if minimum else b.maximum(x, second)
+    if second is None:
+        return b.reduce_max(x, None, False, minimum=minimum)
+    values = b.reduce_max(x, [int(second)], bool(a(2, "keepdim", False)), minimum=minimum)
+    return _Extremum(values, _ArgIndices(a.op.where))
 
 
 def _expand(b, a):
@@ -565,6 +613,9 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "mean": _reduce,
     "amax": _reduce,
     "amin": _reduce,
+    "select": _select,
+    "max": _extremum,
+    "min": _extremum,
     "expand": _expand,
     "repeat": lambda b, a: b.tile(a(0, "input"), _shape_arg(a, "repeats")),
     "where": lambda b, a: b.select(a(0, "condition"), a(1, "input"), a(2, "other")),
@@ -576,7 +627,7 @@ SUPPORTED_OPS = (
     "maximum/minimum (of two values, or with a constant)", "sigmoid", "tanh", "silu", "softplus", "elu", "gelu",
     "batch_norm (eval)", "dropout", "interpolate/upsample (nearest, nearest-exact, (bi/tri)linear, area)",
     "adaptive_avg/max_pool1d/2d", "pixel_shuffle/unshuffle", "hardswish",
-    "x * sigmoid(x) (silu)", "x * hardsigmoid(x), x * relu6(x + 3) (hardswish)", "sum/mean/amax/amin (over dims)",
+    "x * sigmoid(x) (silu)", "x * hardsigmoid(x), x * relu6(x + 3) (hardswish)", "sum/mean/amax/amin (over dims)", "max/min (of all, of two values, or the values along dim)",
     "expand", "repeat", "where (constant condition)",
     "flatten", "view/reshape", "cat", "t/transpose/permute", "slicing", "conv1d/conv2d (convolution)",
     "conv_transpose1d/2d", "avg_pool1d/2d", "pad/constant_pad_nd", "squeeze/unsqueeze", "split",
@@ -612,6 +663,10 @@ def _evaluate(op: _Op, args: tuple, kwargs: dict, b: NetworkBuilder):
         except Exception as exc:  # a constant computation torch itself rejects
             message = f"cannot evaluate '{op.name}' on constants ({op.where}): {one_line(exc)}"
             raise InvalidNetworkError(message) from None
+    if op.name not in ("getitem", "getattr") and _holds((args, kwargs), _ArgIndices):
+        raise UnsupportedOperatorError(
+            f"the indices of max / min along a dimension (an argmax), read by '{op.name}' ({op.where})",
+            SUPPORTED_OPS, "an argmax is not continuous in the input; use the values only")
     handler = _HANDLERS.get(op.name)
     if handler is None:
         raise _unsupported_op(op)
