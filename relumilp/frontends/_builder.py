@@ -83,15 +83,20 @@ def is_sym(value) -> bool:
     return isinstance(value, Sym)
 
 
-def contains_sym(value) -> bool:
-    """True when ``value`` is, or (in a list, tuple or dict) holds, a symbolic tensor."""
-    if isinstance(value, Sym):
+def contains(value, kind: type) -> bool:
+    """True when ``value`` is, or (in a list, tuple or dict, at any depth) holds, an instance of ``kind``."""
+    if isinstance(value, kind):
         return True
     if isinstance(value, (list, tuple)):
-        return any(contains_sym(v) for v in value)
+        return any(contains(v, kind) for v in value)
     if isinstance(value, dict):
-        return any(contains_sym(v) for v in value.values())
+        return any(contains(v, kind) for v in value.values())
     return False
+
+
+def contains_sym(value) -> bool:
+    """True when ``value`` is, or (in a list, tuple or dict) holds, a symbolic tensor."""
+    return contains(value, Sym)
 
 
 def _sum(a, b):

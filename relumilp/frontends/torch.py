@@ -24,7 +24,7 @@ from torch import nn
 
 from ..errors import InvalidNetworkError, ModelFileError, UnsupportedOperatorError
 from ..ir import Network
-from ._builder import SMOOTH, NetworkBuilder, contains_sym, is_sym, one_line, smooth_hint
+from ._builder import SMOOTH, NetworkBuilder, contains, contains_sym, is_sym, one_line, smooth_hint
 
 SUPPORTED_LAYERS = (
     "Linear",
@@ -400,16 +400,6 @@ class _ArgIndices:
 _Extremum = namedtuple("_Extremum", "values indices")
 
 
-def _holds(value, kind) -> bool:
-    if isinstance(value, kind):
-        return True
-    if isinstance(value, (list, tuple)):
-        return any(_holds(v, kind) for v in value)
-    if isinstance(value, dict):
-        return any(_holds(v, kind) for v in value.values())
-    return False
-
-
 def _extremum(b, a):
     """``torch.max`` / ``torch.min``: of the whole tensor; of two tensors (``maximum`` / ``minimum``); or
     along ``dim`` (``keepdim``), which gives ``(values, indices)``: the values as ReduceMax's exact ReLU
@@ -663,7 +653,7 @@ def _evaluate(op: _Op, args: tuple, kwargs: dict, b: NetworkBuilder):
         except Exception as exc:  # a constant computation torch itself rejects
             message = f"cannot evaluate '{op.name}' on constants ({op.where}): {one_line(exc)}"
             raise InvalidNetworkError(message) from None
-    if op.name not in ("getitem", "getattr") and _holds((args, kwargs), _ArgIndices):
+    if op.name not in ("getitem", "getattr") and contains((args, kwargs), _ArgIndices):
         raise UnsupportedOperatorError(
             f"the indices of max / min along a dimension (an argmax), read by '{op.name}' ({op.where})",
             SUPPORTED_OPS, "an argmax is not continuous in the input; use the values only")
