@@ -286,6 +286,34 @@ def test_pools_and_normalisation_of_constants_fold_as_for_network_values(node, c
     np.testing.assert_allclose(net.forward(np.zeros((1, expected.size))), expected[None], rtol=1e-5)
 
 
+def _constant_then_add(op_node, constant, extra=(), x_shape=None, opset=13):
+    """``y = x + OP(K)``, ``K`` a float32 initializer, as a model."""
+    shape = list(x_shape or constant.shape)
+    add = helper.make_node("Add", ["x", "c"], ["y"])
+    return _graph_model([op_node, add], shape, [("K", constant)] + list(extra), opset=opset)
+
+
+def test_a_constant_maximum_folds_exactly_and_keeps_its_dtype():
+    """A folded maximum is numpy's (the network's ``b + relu(a - b)`` would lose 1 beside -1e20), and the
+    folded constant keeps float32, so a later constant-only node (here an Add of a float32 initializer,
+    folded by ONNX's reference evaluator, which refuses mixed types) still loads."""
+    pool = helper.make_node("MaxPool", ["K"], ["p"], kernel_shape=[2], strides=[2])
+    shift = helper.make_node("Add", ["p", "one"], ["c"])
+    add = helper.make_node("Add", ["x", "c"], ["y"])
+    constant = np.array([[[1.0, -1e20, 3.0, 2.0]]], np.float32)
+    model = _graph_model([pool, shift, add], [1, 1, 2], [("K", constant), ("one", np.ones(1, np.float32))], opset=13)
+    np.testing.assert_array_equal(from_onnx(model).forward(np.zeros((1, 2))), [[2.0, 4.0]])
+
+
+def test_a_constant_batch_of_several_images_still_folds():
+    """relumilp's own conversion takes one image; a constant batch of two goes to the reference evaluator."""
+    constant = np.arange(2 * 1 * 4 * 4, dtype=np.float32).reshape(2, 1, 4, 4)
+    node = helper.make_node("AveragePool", ["K"], ["c"], kernel_shape=[2, 2], strides=[2, 2])
+    net = from_onnx(_constant_then_add(node, constant, x_shape=[1, 1, 2, 2]))
+    pooled = constant.reshape(2, 1, 2, 2, 2, 2).mean(axis=(3, 5))
+    np.testing.assert_allclose(net.forward(np.zeros((1, 4))), pooled.reshape(1, -1))
+
+
 @pytest.mark.parametrize("layer, shape", [(nn.ZeroPad2d((1, 0, 2, 1)), (1, 2, 4, 5)), (nn.ConstantPad2d(1, 0.5), (1, 2, 4, 5)),
                                           (nn.ReflectionPad2d(1), (1, 2, 4, 5)), (nn.ReplicationPad1d(2), (1, 2, 5))])
 def test_padding_layers_and_one_sided_clamps_match_torch(layer, shape):

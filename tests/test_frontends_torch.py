@@ -393,5 +393,11 @@ def test_reading_the_indices_of_max_is_a_one_line_error():
             values, indices = torch.max(x.reshape(-1, 2, 3), dim=2)
             return values + indices
 
-    with pytest.raises(UnsupportedOperatorError, match="indices of max / min along a dimension"):
-        from_torch(ArgMax(), (6,))
+    class Masked(nn.Module):  # the comparison reads no network value: it must not be evaluated as a constant
+        def forward(self, x):
+            values, indices = torch.max(x.reshape(-1, 2, 3), dim=2)
+            return torch.where(indices == 0, values, -values)
+
+    for model in (ArgMax(), Masked()):
+        with pytest.raises(UnsupportedOperatorError, match="indices of max / min along a dimension"):
+            from_torch(model, (6,))

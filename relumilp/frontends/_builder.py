@@ -133,7 +133,7 @@ def _resize_axis(n_in: int, n_out: int, scale: float, mode: str, transform: str,
         c = (r + 0.5) / scale - 0.5
     elif transform == "pytorch_half_pixel":
         # the spec's (and onnxruntime's) test is on the integer output length; torch's own interpolate,
-        # which this mode imitates, tests scale * n_in instead and differs when that exceeds 1 for one output
+        # which this mode imitates, has no such case and reads row 0 at 0.5 / scale - 0.5
         c = (r + 0.5) / scale - 0.5 if n_out > 1 else np.zeros(n_out)
     elif transform == "half_pixel_symmetric":
         # ONNX's offset n_in / 2 (1 - n_out / (scale n_in)) in the equal form with fewer roundings: 0.5
@@ -995,3 +995,36 @@ class NetworkBuilder:
             order.append(index)
         inverse = np.argsort(np.concatenate(order), kind="stable")
         return self._gather(self._stack(parts), inverse.reshape(shape))
+
+
+class ConstantBuilder(NetworkBuilder):
+    """A builder that evaluates: its values are constants, held as symbolic tensors without terms, so a
+    frontend's own conversion of an operator computes that operator on a constant (what a source graph's
+    constant-only node needs, e.g. ONNX's folding). Activations apply to the values; the maximum and minimum
+    of two values are numpy's, exact (the network's ``b + relu(a - b)`` loses a small value beside a huge
+    one)."""
+
+    @staticmethod
+    def constant(value) -> Sym:
+        value = np.asarray(value, dtype=np.float64)
+        return Sym(value.shape, {}, value.ravel().copy())
+
+    @staticmethod
+    def value(x) -> np.ndarray | None:
+        """The value of a term-free symbolic tensor, else None."""
+        return x.bias.reshape(x.shape) if is_sym(x) and not x.terms else None
+
+    def _activate(self, x: Sym, activation) -> Sym:
+        if x.terms:
+            return super()._activate(x, activation)
+        return Sym(x.shape, {}, np.asarray(activation.apply(x.bias), dtype=np.float64))
+
+    def _extreme(self, a, b, pick):
+        values = [self.value(v) if is_sym(v) else np.asarray(v, dtype=np.float64) for v in (a, b)]
+        return None if any(v is None for v in values) else self.constant(pick(*values))
+
+    def maximum(self, a, b) -> Sym:
+        return self._extreme(a, b, np.maximum) or super().maximum(a, b)
+
+    def minimum(self, a, b) -> Sym:
+        return self._extreme(a, b, np.minimum) or super().minimum(a, b)

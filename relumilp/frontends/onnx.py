@@ -27,7 +27,7 @@ from onnx import helper, numpy_helper
 
 from ..errors import InvalidNetworkError, ModelFileError, RelumilpError, UnsupportedOperatorError
 from ..ir import Network
-from ._builder import NetworkBuilder, is_sym, one_line, smooth_hint
+from ._builder import ConstantBuilder, NetworkBuilder, is_sym, one_line, smooth_hint
 
 _FLT_MAX = 3.4028234663852886e38  # Clip's unbounded defaults in the attribute form (opset < 11)
 
@@ -578,20 +578,22 @@ def _folds_own(op_type: str, values: list) -> bool:
             and data.size > 0)
 
 
-def _fold_own(b: NetworkBuilder, handler: _Handler, node, values: list, opset: int) -> tuple:
-    """A constant-only node evaluated as relumilp converts it for a network value: its data input becomes
-    the input of a throwaway network, which is then run forward on the constant (exact for these affine
-    or piecewise-linear operators, up to float64 rounding)."""
-    data = np.asarray(values[0], dtype=np.float64)
-    inner = NetworkBuilder()
+def _fold_own(b: NetworkBuilder, node, values: list, opset: int) -> tuple | None:
+    """A constant-only node evaluated by relumilp's own conversion of it (a :class:`ConstantBuilder`), in the
+    constant's dtype; None when that conversion refuses the node (e.g. a batch of several images), which
+    then goes to the reference evaluator as before."""
+    inner = ConstantBuilder()
     inner.where = b.where
-    x = inner.input(data.shape, batched=False)
-    result = handler(inner, node, [x, *values[1:]], _attrs(node), opset)
-    result = result[0] if isinstance(result, tuple) else result
-    if not is_sym(result):
-        return (result,)
-    folded = inner.finish(result, "fold").forward(data.reshape(1, -1))
-    return (folded.reshape(result.shape),)
+    data = np.asarray(values[0])
+    try:
+        result = _OPS[node.op_type](inner, node, [inner.constant(data), *values[1:]], _attrs(node), opset)
+    except (RelumilpError, ValueError, IndexError, KeyError, TypeError):
+        return None
+    results = result if isinstance(result, tuple) else (result,)
+    folded = [inner.value(r) if is_sym(r) else r for r in results]
+    if any(f is None for f in folded):
+        return None
+    return tuple(np.asarray(f).astype(data.dtype) for f in folded)
 
 
 def _scalar_constant(name: str, constants: dict, producers: dict) -> float | None:
@@ -683,8 +685,10 @@ def _convert(b: NetworkBuilder, node, env: dict, opsets, opset: int) -> None:
         raise ModelFileError(f"ONNX node '{label}' reads tensor {missing[0]!r}, which no earlier node produces")
     values = [env[n] if n else None for n in node.input]
     standard = node.domain in ("", "ai.onnx")
-    if not any(is_sym(v) for v in values) and not (standard and _folds_own(node.op_type, values)):
-        results = _fold(node, values, opsets)
+    if not any(is_sym(v) for v in values):
+        results = _fold_own(b, node, values, opset) if standard and _folds_own(node.op_type, values) else None
+        if results is None:
+            results = _fold(node, values, opsets)
     else:
         handler = _OPS.get(node.op_type) if standard else None
         if handler is None:
@@ -692,10 +696,7 @@ def _convert(b: NetworkBuilder, node, env: dict, opsets, opset: int) -> None:
                 f"ONNX operator '{node.op_type}' (node '{label}')", SUPPORTED_OPS, smooth_hint(node.op_type)
             )
         try:
-            if any(is_sym(v) for v in values):
-                results = handler(b, node, values, _attrs(node), opset)
-            else:
-                results = _fold_own(b, handler, node, values, opset)
+            results = handler(b, node, values, _attrs(node), opset)
         except RelumilpError:  # already one line (some are ValueErrors too)
             raise
         except (ValueError, IndexError, KeyError, TypeError) as exc:

@@ -647,16 +647,18 @@ def _resolve(value, env):
 
 
 def _evaluate(op: _Op, args: tuple, kwargs: dict, b: NetworkBuilder):
+    # before constant evaluation: Python would compare the indices' placeholder (``i == 0``) as an object
+    unpacking = op.name in ("getitem", "getattr") and args and isinstance(args[0], _Extremum)
+    if not unpacking and contains((args, kwargs), _ArgIndices):
+        raise UnsupportedOperatorError(
+            f"use of the indices of max / min along a dimension (an argmax) by '{op.name}' ({op.where})",
+            SUPPORTED_OPS, "an argmax is not continuous in the input; use the values only")
     if op.call is not None and not contains_sym((args, kwargs)):
         try:
             return op.call(*args, **kwargs)
         except Exception as exc:  # a constant computation torch itself rejects
             message = f"cannot evaluate '{op.name}' on constants ({op.where}): {one_line(exc)}"
             raise InvalidNetworkError(message) from None
-    if op.name not in ("getitem", "getattr") and contains((args, kwargs), _ArgIndices):
-        raise UnsupportedOperatorError(
-            f"the indices of max / min along a dimension (an argmax), read by '{op.name}' ({op.where})",
-            SUPPORTED_OPS, "an argmax is not continuous in the input; use the values only")
     handler = _HANDLERS.get(op.name)
     if handler is None:
         raise _unsupported_op(op)
