@@ -360,3 +360,17 @@ def test_cli_verbose_tells_how_the_answer_was_reached(model_and_props, capsys, s
     assert main(["verify", str(model), str(props["holds"]), split, "--verbose", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["details"]["regions"][0]["decided_by"]
+
+
+@pytest.mark.parametrize("options", [{"no_such_option": 1}, {"mip_heuristic_run_rens": 0}])
+def test_a_highs_option_that_highs_rejects_is_a_clear_error(options):
+    """HiGHS would go on without the option (an unknown name, or an int for a bool): relumilp says so."""
+    from relumilp.errors import RelumilpError
+
+    rng = np.random.default_rng(3)
+    net = random_mlp(rng, [2, 6, 1])
+    lower, upper = -np.ones(2), np.ones(2)
+    best = brute_force_optima(net, lower, upper, np.ones(1))["max"][0]  # a threshold only the MILP decides
+    prop = parse_vnnlib(header(2, 1) + box_text(lower, upper) + f"\n(assert (>= Y_0 {num(best - 0.01)}))")
+    with pytest.raises(RelumilpError, match="HiGHS rejects the option"):
+        verify(net, prop, input_split=False, tighten="interval", attack_samples=0, highs_options=options)

@@ -29,6 +29,7 @@ import highspy
 import numpy as np
 
 from .._progress import progress_bar
+from ..errors import RelumilpError
 from ..formulation.milp import MILP
 from ..limits import Deadline
 
@@ -373,7 +374,9 @@ def solve_milp(milp: MILP, *, time_limit: float | None = None, deadline: Deadlin
         if stop_at_first_solution:
             h.setOptionValue("mip_max_improving_sols", 1)
     for key, value in (options or {}).items():
-        h.setOptionValue(key, value)
+        if h.setOptionValue(key, value) == highspy.HighsStatus.kError:  # HiGHS would go on without it
+            raise RelumilpError(f"HiGHS rejects the option {key}={value!r}: check its name and the type of its "
+                                "value (e.g. True, not 1, for a bool option)")
     if start is not None:
         solution = highspy.HighsSolution()
         solution.col_value = scaled.scale_columns(start).tolist()
