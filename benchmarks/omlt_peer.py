@@ -7,7 +7,6 @@ tells whether it can be imported. Only sequential ReLU MLPs are translated; anyt
 
 from __future__ import annotations
 
-import numpy as np
 import pyomo.environ as pyo
 
 from relumilp.domain import InputDomain
