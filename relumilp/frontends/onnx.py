@@ -571,20 +571,16 @@ _OWN_FOLDS = frozenset({"AveragePool", "BatchNormalization", "Conv", "ConvTransp
                         "GlobalMaxPool", "MaxPool", "Resize", "Upsample"})
 
 
-def _folds_own(op_type: str, values: list) -> bool:
-    """True when a constant-only node of ``op_type`` is evaluated by :func:`_fold_own`."""
-    data = np.asarray(values[0]) if values and values[0] is not None else None
-    return (op_type in _OWN_FOLDS and data is not None and data.dtype.kind == "f" and data.ndim >= 1
-            and data.size > 0)
-
-
 def _fold_own(b: NetworkBuilder, node, values: list, opset: int) -> tuple | None:
-    """A constant-only node evaluated by relumilp's own conversion of it (a :class:`ConstantBuilder`), in the
-    constant's dtype; None when that conversion refuses the node (e.g. a batch of several images), which
-    then goes to the reference evaluator as before."""
+    """A constant-only node of :data:`_OWN_FOLDS` evaluated by relumilp's own conversion of it (a
+    :class:`ConstantBuilder`), in the constant's dtype; None for other nodes and when that conversion
+    refuses the node (e.g. a batch of several images): those go to the reference evaluator."""
+    data = np.asarray(values[0]) if values and values[0] is not None else None
+    if (node.domain not in ("", "ai.onnx") or node.op_type not in _OWN_FOLDS or data is None
+            or data.dtype.kind != "f" or data.ndim == 0 or data.size == 0):
+        return None
     inner = ConstantBuilder()
     inner.where = b.where
-    data = np.asarray(values[0])
     try:
         result = _OPS[node.op_type](inner, node, [inner.constant(data), *values[1:]], _attrs(node), opset)
     except (RelumilpError, ValueError, IndexError, KeyError, TypeError):
@@ -684,13 +680,12 @@ def _convert(b: NetworkBuilder, node, env: dict, opsets, opset: int) -> None:
     if missing:
         raise ModelFileError(f"ONNX node '{label}' reads tensor {missing[0]!r}, which no earlier node produces")
     values = [env[n] if n else None for n in node.input]
-    standard = node.domain in ("", "ai.onnx")
     if not any(is_sym(v) for v in values):
-        results = _fold_own(b, node, values, opset) if standard and _folds_own(node.op_type, values) else None
+        results = _fold_own(b, node, values, opset)
         if results is None:
             results = _fold(node, values, opsets)
     else:
-        handler = _OPS.get(node.op_type) if standard else None
+        handler = _OPS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
         if handler is None:
             raise UnsupportedOperatorError(
                 f"ONNX operator '{node.op_type}' (node '{label}')", SUPPORTED_OPS, smooth_hint(node.op_type)

@@ -392,9 +392,6 @@ class _ArgIndices:
     """The indices output of ``max`` / ``min`` along a dimension: an argmax, a discontinuous integer function
     of the input that no MILP of relumilp's kinds represents. Loading succeeds while nothing reads it."""
 
-    def __init__(self, where: str):
-        self.where = where
-
 
 #: what ``max`` / ``min`` along a dimension return (torch's ``torch.return_types.max``)
 _Extremum = namedtuple("_Extremum", "values indices")
@@ -412,7 +409,7 @@ def _extremum(b, a):
     if second is None:
         return b.reduce_max(x, None, False, minimum=minimum)
     values = b.reduce_max(x, [int(second)], bool(a(2, "keepdim", False)), minimum=minimum)
-    return _Extremum(values, _ArgIndices(a.op.where))
+    return _Extremum(values, _ArgIndices())
 
 
 def _expand(b, a):
@@ -617,7 +614,8 @@ SUPPORTED_OPS = (
     "maximum/minimum (of two values, or with a constant)", "sigmoid", "tanh", "silu", "softplus", "elu", "gelu",
     "batch_norm (eval)", "dropout", "interpolate/upsample (nearest, nearest-exact, (bi/tri)linear, area)",
     "adaptive_avg/max_pool1d/2d", "pixel_shuffle/unshuffle", "hardswish",
-    "x * sigmoid(x) (silu)", "x * hardsigmoid(x), x * relu6(x + 3) (hardswish)", "sum/mean/amax/amin (over dims)", "max/min (of all, of two values, or the values along dim)",
+    "x * sigmoid(x) (silu)", "x * hardsigmoid(x), x * relu6(x + 3) (hardswish)", "sum/mean/amax/amin (over dims)",
+    "max/min (of all, of two values, or the values along dim)",
     "expand", "repeat", "where (constant condition)",
     "flatten", "view/reshape", "cat", "t/transpose/permute", "slicing", "conv1d/conv2d (convolution)",
     "conv_transpose1d/2d", "avg_pool1d/2d", "pad/constant_pad_nd", "squeeze/unsqueeze", "split",

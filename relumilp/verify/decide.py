@@ -19,6 +19,7 @@ relative to each row's largest term, by default) can hide, so "infeasible" canno
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 
@@ -92,10 +93,11 @@ def solve_unsafe(milp: MILP, t: int, deadline, threads, log, highs_options, firs
 
 #: HiGHS options of a region's root MILP (``milp_decide(..., root=True)``): its primal heuristics off. The
 #: attacks and branch and bound look for counterexamples already; on oval21 ``cifar_base`` img4631 (one
-#: thread) HiGHS spent about 480 s in root sub-MIPs (RINS, RENS) and did not finish in 600 s, and proved
-#: the MILP infeasible in 55 s at its root node without them (docs/benchmarks.md, "The engine, eighth step")
-PROOF_OPTIONS = {"mip_heuristic_effort": 0.0, "mip_heuristic_run_rens": False, "mip_heuristic_run_rins": False,
-                 "mip_heuristic_run_root_reduced_cost": False, "mip_heuristic_run_feasibility_jump": False}
+#: thread) HiGHS spent 462 of its 562 s in root sub-MIPs (RINS, RENS), and proved the MILP infeasible in
+#: 55 s at its root node without them (docs/benchmarks.md, "The engine, eighth step")
+PROOF_OPTIONS = MappingProxyType({
+    "mip_heuristic_effort": 0.0, "mip_heuristic_run_rens": False, "mip_heuristic_run_rins": False,
+    "mip_heuristic_run_root_reduced_cost": False, "mip_heuristic_run_feasibility_jump": False})
 
 
 def milp_decide(net, compiled, domain, outputs, members, alive, settings: "Settings", records, root: bool = False):
