@@ -320,12 +320,16 @@ class SmoothActivation(Activation):
                 t[neuron], lo[neuron], hi[neuron] = T[row], LO[row], HI[row]
         return t, lo, hi, eps
 
+    def _chord_error(self, a, b):
+        """Bound on ``|f - chord|`` over split-free segments ``[a, b]`` (module docstring)."""
+        return _up(self._m2(a, b) * (b - a) ** 2 / 8.0)
+
     def _band(self, l, u, k: int):
         T = self._grid(l, u, k + 1)
         a, b = T[:, :-1], T[:, 1:]
         with np.errstate(all="ignore"):
             fT = self.apply(T)
-            e = _up(self._m2(a, b) * (b - a) ** 2 / 8.0)
+            e = self._chord_error(a, b)
             fa, fb = fT[:, :-1], fT[:, 1:]
             E = _up(2.0 * EVAL_ULPS * UNIT * (np.maximum(np.abs(fa), np.abs(fb)) + e + self._floor(a, b)) + 2 * TINY)
         sign = self._curvature_sign(a, b)
@@ -849,6 +853,303 @@ class RePU(SmoothActivation):
             return np.zeros(np.broadcast(a, b).shape)
         b = np.asarray(b, dtype=np.float64)
         return np.where(b > 0.0, p * (p - 1) * (p - 2) * np.maximum(b, 0.0) ** (p - 3), 0.0)
+
+    def _curvature_sign(self, l, u):
+        return np.ones(np.broadcast(l, u).shape, dtype=np.int64)
+
+    @property
+    def range(self):
+        return 0.0, math.inf
+
+
+# -- the elementary functions that products, quotients, softmax and normalisation are compiled into ------
+#
+# A frontend spells ``a * b`` of two network values as ``((a + b)^2 - (a - b)^2) / 4``, ``a / b`` as
+# ``a * (1 / b)``, softmax as ``1 / (1 + sum_j exp(z_j - z_i))`` and a layer normalisation through
+# ``sqrt`` and ``1 / x`` (:mod:`relumilp.frontends._builder`): every nonlinearity stays a function of one
+# neuron, so the bound engine, the MILP bands and the certified intervals need nothing new.
+
+
+class _Elementary(SmoothActivation):
+    """A smooth kind whose formula is defined (or finite in float64) on part of the real line only:
+    :meth:`check_values` refuses bounds outside it in one line, wherever bounds first meet the kind (its
+    interval image, linear relaxation and sandwich)."""
+
+    #: the bounds must satisfy ``lower > LOWEST`` (strict) ...
+    LOWEST: ClassVar[float] = -math.inf
+    #: ... and ``upper <= HIGHEST``
+    HIGHEST: ClassVar[float] = math.inf
+    #: what the user should hear when the lower bound reaches LOWEST
+    NEEDS: ClassVar[str] = ""
+
+    def check_values(self, lower, upper, name: str = "") -> None:
+        lower, upper = np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
+        where = f" of {name!r}" if name else ""
+        if self.LOWEST > -math.inf and lower.size and not np.all(lower > self.LOWEST):
+            raise InvalidNetworkError(
+                f"the {self.LABEL} neurons{where} need {self.NEEDS}, but their input's bounds reach "
+                f"{float(np.min(lower)):.6g} over the input domain (bound the input domain more tightly)")
+        if self.HIGHEST < math.inf and upper.size and not np.all(upper <= self.HIGHEST):
+            raise InvalidNetworkError(
+                f"the {self.LABEL} neurons{where} overflow float64: their input's bounds reach "
+                f"{float(np.max(upper)):.6g} (at most {self.HIGHEST:g}; bound the input domain more tightly)")
+
+    def check_domain(self, lower, upper, name: str = "") -> None:
+        super().check_domain(lower, upper, name)
+        self.check_values(lower, upper, name)
+
+    def interval(self, lo, hi):
+        self.check_values(lo, hi)
+        return super().interval(lo, hi)
+
+    def linear_relaxation_numpy(self, l, u):
+        self.check_values(l, u)
+        return super().linear_relaxation_numpy(l, u)
+
+    def _m2(self, a, b):
+        """``f''`` is monotone on every segment of these kinds (``f'''`` keeps its sign), so its largest
+        magnitude is at an end."""
+        with np.errstate(all="ignore"):
+            return _up(np.maximum(np.abs(self._d2(a)), np.abs(self._d2(b))))
+
+    def _chord_error(self, a, b):
+        """Also ``|f - chord| <= |f'(b) - f'(a)| h / 4`` where ``f`` is convex or concave on the segment
+        (``f - chord`` lies under both tangent lines at the ends; they meet at most that high), which is far
+        smaller where ``f''`` changes by orders of magnitude within a segment."""
+        with np.errstate(all="ignore"):
+            turn = _up(np.abs(self._d1(b) - self._d1(a)) * (b - a) / 4.0)
+        return np.minimum(super()._chord_error(a, b), turn)
+
+    # Their curvature varies by orders of magnitude over typical bounds (``1 / x`` on ``[1, 1e5]`` after a
+    # softmax's sum), so a uniform grid wastes its segments. A grid uniform in ``g``, with ``g' ~ sqrt|f''|``,
+    # spreads the interpolation error ``|f''| h^2 / 8`` evenly. Any increasing breakpoints make a valid
+    # band (the certificate is per segment), so ``g`` only has to be monotone, not exact.
+
+    def _spacing(self, x):
+        """``g(x)``, increasing, with ``g' ~ sqrt|f''|`` (identity: a uniform grid)."""
+        return x
+
+    def _spacing_inverse(self, v):
+        return v
+
+    def _grid(self, l, u, points: int):
+        l, u = np.asarray(l, dtype=np.float64), np.asarray(u, dtype=np.float64)
+        with np.errstate(all="ignore"):
+            gl, gu = self._spacing(l), self._spacing(u)
+            j = np.arange(points, dtype=np.float64) / max(points - 1, 1)
+            grid = self._spacing_inverse(gl[..., None] + (gu - gl)[..., None] * j)
+        grid = np.clip(np.maximum.accumulate(np.nan_to_num(grid, nan=-np.inf), axis=-1), l[..., None], u[..., None])
+        grid[..., 0], grid[..., -1] = l, u
+        # a grid that rounding left not strictly increasing (a hair-thin interval) falls back to the uniform one
+        flat = (np.diff(grid, axis=-1) <= 0).any(axis=-1) & (u > l)
+        if flat.any():
+            grid[flat] = super()._grid(l[flat], u[flat], points)
+        return grid
+
+    def segments_for(self, l, u, tolerance: float, max_segments: int = MAX_SEGMENTS) -> np.ndarray:
+        """Segments per neuron for a band of width about ``tolerance``: the worst segment of a 16-segment
+        grid, refined ``q`` times (the error falls as ``q^2``)."""
+        l, u = np.asarray(l, dtype=np.float64), np.asarray(u, dtype=np.float64)
+        grid = self._grid(l, u, 17)
+        worst = np.max(self._chord_error(grid[..., :-1], grid[..., 1:]), axis=-1)
+        q = np.ceil(np.sqrt(np.maximum(worst, 0.0) / tolerance))
+        k = np.where(u - l <= 1e-9 * (1.0 + np.abs(l)), 1, 16 * np.maximum(q, 1))
+        return np.clip(np.nan_to_num(k, nan=max_segments), 1, max_segments).astype(np.int64)
+
+
+@register
+class Square(_Elementary):
+    """``x^2`` (convex; minimum 0 at 0); also what a product ``a b = ((a + b)^2 - (a - b)^2) / 4`` of two
+    network values is compiled into. ``x * x`` is correctly rounded."""
+
+    kind = "square"
+    LABEL = "square"
+    D3 = 0.0
+    MINIMUM = (0.0, 0.0)
+
+    def apply(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        return x * x
+
+    def apply_torch(self, x):
+        return x * x
+
+    def _d1(self, x):
+        return 2.0 * np.asarray(x, dtype=np.float64)
+
+    def _d2(self, x):
+        return np.full(np.shape(x), 2.0)
+
+    def _curvature_sign(self, l, u):
+        return np.ones(np.broadcast(l, u).shape, dtype=np.int64)
+
+    @property
+    def range(self):
+        return 0.0, math.inf
+
+
+@register
+class Exp(_Elementary):
+    """``exp x`` (convex, increasing); refused beyond ``x = 700`` (float64 overflows at 709.8)."""
+
+    kind = "exp"
+    LABEL = "exp"
+    HIGHEST = 700.0
+
+    def apply(self, x):
+        with np.errstate(over="ignore"):
+            return np.exp(np.asarray(x, dtype=np.float64))
+
+    def apply_torch(self, x):
+        import torch
+
+        return torch.exp(x)
+
+    def _d1(self, x):
+        return self.apply(x)
+
+    def _d2(self, x):
+        return self.apply(x)
+
+    def _d3(self, a, b):  # f''' = e^x, increasing
+        return self.apply(np.broadcast_to(b, np.broadcast(a, b).shape))
+
+    def _curvature_sign(self, l, u):
+        return np.ones(np.broadcast(l, u).shape, dtype=np.int64)
+
+    def _spacing(self, x):  # sqrt(e^x) = e^(x/2)
+        return np.exp(x / 2.0)
+
+    def _spacing_inverse(self, v):
+        return 2.0 * np.log(v)
+
+    @property
+    def range(self):
+        return 0.0, math.inf
+
+
+class _PositiveDomain(_Elementary):
+    """A kind defined for ``x > 0`` only (its derivatives blow up at 0): bounds must stay positive."""
+
+    LOWEST = 0.0
+    NEEDS = "positive inputs"
+
+    def _at(self, x):
+        """``x`` kept inside the domain, so that probing the formula never warns (bounds were checked)."""
+        return np.maximum(np.asarray(x, dtype=np.float64), 5e-324)
+
+
+@register
+class Log(_PositiveDomain):
+    """``ln x`` for ``x > 0`` (concave, increasing); ``|f'''| = 2 / x^3`` is largest at the left end."""
+
+    kind = "log"
+    LABEL = "log"
+
+    def apply(self, x):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(np.asarray(x, dtype=np.float64))
+
+    def apply_torch(self, x):
+        import torch
+
+        return torch.log(x)
+
+    def _d1(self, x):
+        return 1.0 / self._at(x)
+
+    def _d2(self, x):
+        return -1.0 / self._at(x) ** 2
+
+    def _d3(self, a, b):
+        return np.broadcast_to(2.0 / self._at(a) ** 3, np.broadcast(a, b).shape)
+
+    def _spacing(self, x):  # sqrt(1 / x^2) = 1 / x
+        return np.log(x)
+
+    def _spacing_inverse(self, v):
+        return np.exp(v)
+
+    def _curvature_sign(self, l, u):
+        return np.full(np.broadcast(l, u).shape, -1, dtype=np.int64)
+
+    @property
+    def range(self):
+        return -math.inf, math.inf
+
+
+@register
+class Sqrt(_PositiveDomain):
+    """``sqrt x`` for ``x > 0`` (concave, increasing; correctly rounded); ``|f'''| = 3 / (8 x^(5/2))``.
+    At ``x = 0`` its slope is infinite, so no sandwich exists there: bounds must stay positive (a layer
+    normalisation's ``var + eps`` does)."""
+
+    kind = "sqrt"
+    LABEL = "sqrt"
+
+    def apply(self, x):
+        with np.errstate(invalid="ignore"):
+            return np.sqrt(np.asarray(x, dtype=np.float64))
+
+    def apply_torch(self, x):
+        import torch
+
+        return torch.sqrt(x)
+
+    def _d1(self, x):
+        return 0.5 / np.sqrt(self._at(x))
+
+    def _d2(self, x):
+        return -0.25 / self._at(x) ** 1.5
+
+    def _d3(self, a, b):
+        return np.broadcast_to(0.375 / self._at(a) ** 2.5, np.broadcast(a, b).shape)
+
+    def _spacing(self, x):  # sqrt(x^(-3/2)) = x^(-3/4), integrated: x^(1/4)
+        return np.sqrt(np.sqrt(x))
+
+    def _spacing_inverse(self, v):
+        return v**4
+
+    def _curvature_sign(self, l, u):
+        return np.full(np.broadcast(l, u).shape, -1, dtype=np.int64)
+
+    @property
+    def range(self):
+        return 0.0, math.inf
+
+
+@register
+class Reciprocal(_PositiveDomain):
+    """``1 / x`` for ``x > 0`` (convex, decreasing; correctly rounded); ``|f'''| = 6 / x^4``. A quotient
+    ``a / b`` of network values is ``a * (1 / b)``: its divisor's bounds must be positive (a negative
+    divisor ``b`` is ``-(a / -b)`` in the source)."""
+
+    kind = "reciprocal"
+    LABEL = "reciprocal"
+    NEEDS = "positive inputs (a divisor that cannot reach 0 or below)"
+
+    def apply(self, x):
+        with np.errstate(divide="ignore"):
+            return 1.0 / np.asarray(x, dtype=np.float64)
+
+    def apply_torch(self, x):
+        return 1.0 / x
+
+    def _d1(self, x):
+        return -1.0 / self._at(x) ** 2
+
+    def _d2(self, x):
+        return 2.0 / self._at(x) ** 3
+
+    def _d3(self, a, b):
+        return np.broadcast_to(6.0 / self._at(a) ** 4, np.broadcast(a, b).shape)
+
+    def _spacing(self, x):  # sqrt(x^-3) = x^(-3/2), integrated: -x^(-1/2)
+        return -1.0 / np.sqrt(x)
+
+    def _spacing_inverse(self, v):
+        return 1.0 / (v * v)
 
     def _curvature_sign(self, l, u):
         return np.ones(np.broadcast(l, u).shape, dtype=np.int64)
