@@ -290,6 +290,9 @@ def output_objective(size: int, maximize: int | None = None, minimize: int | Non
             raise RelumilpError(f"objective must be ({size} coefficients, 'min' or 'max')")
         return coefficients, sense
     index = maximize if maximize is not None else minimize
+    if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+        raise RelumilpError(f"maximize / minimize take one output index (an integer), got {type(index).__name__}; "
+                            "for a weighted sum of outputs give objective=(coefficients, 'max' or 'min')")
     if not (0 <= int(index) < size):
         raise RelumilpError(f"output index {index} is out of range: the network has {size} outputs (0..{size - 1})")
     coefficients = np.zeros(size)

@@ -211,3 +211,11 @@ def test_batch_embedding_one_block_per_sample_and_bounds_once_per_box(monkeypatc
         x = np.array([m.X[k, 0].value, m.X[k, 1].value])
         assert m.Y[k, 0].value == pytest.approx(float(net.forward(x)[0]), abs=1e-6)
         assert blocks[k].get_error().max() < 1e-6
+
+
+def test_an_output_index_that_is_not_an_integer_is_a_one_line_error():
+    net = random_mlp(np.random.default_rng(0), [2, 3, 2])
+    for index in (np.array([1.0, 0.0]), 0.5, True):
+        with pytest.raises(relumilp.RelumilpError, match="one output index .*objective=") as err:
+            relumilp.optimize(net, ([-1, -1], [1, 1]), maximize=index)
+        assert "\n" not in str(err.value)

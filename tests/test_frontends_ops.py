@@ -459,8 +459,10 @@ def test_unsupported_attributes_keep_the_one_line_error():
     with pytest.raises(UnsupportedOperatorError, match="Resize scales computed from the network input"):
         from_onnx(_graph_model(computed, [1, 1, 1, 4]))
     other = [helper.make_node("Neg", ["x"], ["n"]), helper.make_node("Sigmoid", ["n"], ["g"]),
-             helper.make_node("Mul", ["x", "g"], ["y"])]  # x * sigmoid(-x) is no activation
-    with pytest.raises(UnsupportedOperatorError, match="product of two network values"):
-        from_onnx(_graph_model(other, [1, 3]))
+             helper.make_node("Mul", ["x", "g"], ["y"])]  # x * sigmoid(-x) is no activation: a product
+    net = from_onnx(_graph_model(other, [1, 3]))
+    x = np.linspace(-2.0, 2.0, 12).reshape(4, 3)
+    np.testing.assert_allclose(net.forward(x), x / (1.0 + np.exp(x)), rtol=1e-12, atol=1e-14)
+    assert sorted(a.activation.kind for a in net.activations) == ["sigmoid", "square", "square"]
     with pytest.raises(UnsupportedOperatorError, match="interpolation mode 'bicubic'"):
         from_torch(nn.Sequential(nn.Upsample(scale_factor=2, mode="bicubic"), nn.Flatten()), input_shape=(1, 2, 2))

@@ -225,7 +225,7 @@ class RePU(nn.Module):
 
 
 SMOOTH_LAYERS = [
-    nn.SELU(), nn.Mish(), nn.Softsign(), nn.Softmax(dim=1), SoftExponential(), RePU(),
+    nn.SELU(), nn.Mish(), nn.Softsign(), nn.Tanhshrink(), SoftExponential(), RePU(),
 ]  # fmt: skip  (sigmoid, tanh, SiLU, softplus, ELU, GELU compile through sandwiches: tests/test_smooth.py)
 
 
@@ -240,10 +240,13 @@ def test_smooth_activation_is_refused_with_a_retraining_hint(layer):
     assert "\n" not in message
 
 
-def test_smooth_custom_layer_in_an_exported_program():
-    exported = torch.export.export(nn.Sequential(nn.Linear(3, 4), RePU(), nn.Linear(4, 1)), (torch.randn(2, 3),))
-    with pytest.raises(UnsupportedOperatorError, match="layer 'RePU' \\(module 1\\).*'RePU' is not piecewise-linear"):
-        from_torch(exported)
+def test_smooth_custom_layer_in_an_exported_program_compiles_through_its_operations():
+    """torch.export decomposes RePU into ``relu(x).pow(2)``: a ReLU and a square neuron, the same function."""
+    module = nn.Sequential(nn.Linear(3, 4), RePU(), nn.Linear(4, 1))
+    net = from_torch(torch.export.export(module, (torch.randn(2, 3),)))
+    x = np.random.default_rng(0).normal(size=(8, 3))
+    np.testing.assert_allclose(net.forward(x), module.double()(torch.as_tensor(x)).detach().numpy(), rtol=1e-10)
+    assert [a.activation.kind for a in net.activations] == ["relu", "square"]
 
 
 def test_smooth_functions_in_traced_and_scripted_graphs():
@@ -253,10 +256,10 @@ def test_smooth_functions_in_traced_and_scripted_graphs():
             self.fc = nn.Linear(3, 2)
 
         def forward(self, x):
-            return torch.exp(self.fc(x))
+            return torch.erf(self.fc(x))
 
     for source in (Net(), torch.jit.script(Net())):
-        with pytest.raises(UnsupportedOperatorError, match="'exp'.*not piecewise-linear") as err:
+        with pytest.raises(UnsupportedOperatorError, match="'erf'.*not piecewise-linear") as err:
             from_torch(source)
         assert "\n" not in str(err.value)
 

@@ -12,9 +12,11 @@ and every frontend produces the same IR, with the same node names, for the same 
 The pending functions' matrices are dense or scipy CSR (:mod:`relumilp.matrices`): identities, gathers,
 convolutions, pooling, resizing and reductions are built sparse, so no step materialises a dense identity,
 and each emitted weight takes the form :func:`relumilp.matrices.tidy` chooses. Maxima (max pooling,
-Max / Min, ReduceMax) are exact trees of ReLUs. A product of two network values is refused, except the
-activations exporters spell as products (``x * sigmoid(x)`` is SiLU, ``x * relu6(x + 3) / 6`` HardSwish:
-:meth:`NetworkBuilder._gated`), so every frontend recognises them the same way.
+Max / Min, ReduceMax) are exact trees of ReLUs. The activations exporters spell as products of two values
+(``x * sigmoid(x)`` is SiLU, ``x * relu6(x + 3) / 6`` HardSwish: :meth:`NetworkBuilder._gated`) are
+recognised the same way by every frontend; any other product, quotient, softmax or normalisation is
+spelled in one-neuron smooth kinds (square, exp, log, sqrt, reciprocal) and affine maps, so its MILP is a
+certified relaxation like sigmoid's.
 """
 
 from __future__ import annotations
@@ -34,9 +36,8 @@ from ..ir import ActivationNode, AffineNode, InputNode, Network, Node
 
 
 SMOOTH = {
-    "sigmoid", "tanh", "elu", "selu", "celu", "gelu", "silu", "mish", "softplus", "softmax", "softmin",
-    "logsoftmax", "log_softmax", "_softmax", "_log_softmax", "logsigmoid", "log_sigmoid", "softsign",
-    "tanhshrink", "hardswish", "exp", "log", "erf", "softexponential", "repu",
+    "sigmoid", "tanh", "elu", "selu", "celu", "gelu", "silu", "mish", "softplus", "softmin", "logsigmoid",
+    "log_sigmoid", "softsign", "tanhshrink", "hardswish", "erf", "softexponential", "repu",
 }  # fmt: skip
 """Lower-cased names of smooth (not piecewise-linear) activations, in torch and ONNX spellings."""
 
@@ -81,6 +82,24 @@ class Sym:
 
 def is_sym(value) -> bool:
     return isinstance(value, Sym)
+
+
+def _same_value(x: Sym, y: Sym) -> bool:
+    """Whether two symbolic values are the same affine function (same terms, same bias)."""
+    if x.shape != y.shape or set(x.terms) != set(y.terms) or not np.array_equal(x.bias, y.bias):
+        return False
+    for name, matrix in x.terms.items():
+        other = y.terms[name]
+        if matrix is other:
+            continue
+        if matrix.shape != other.shape:
+            return False
+        if matrices.is_sparse(matrix) or matrices.is_sparse(other):
+            if (sp.csr_array(matrix) - sp.csr_array(other)).count_nonzero():
+                return False
+        elif not np.array_equal(matrix, other):
+            return False
+    return True
 
 
 def contains(value, kind: type) -> bool:
@@ -379,12 +398,13 @@ class NetworkBuilder:
         return Sym(x.shape, {n: -m for n, m in x.terms.items()}, -x.bias)
 
     def mul(self, a, b) -> Sym:
-        """``a * b`` where one factor is constant, or a gated activation ``x * gate(x)`` (:meth:`_gated`)."""
+        """``a * b``: a constant factor scales; two network values make a gated activation ``x * gate(x)``
+        (:meth:`_gated`) or a product (:meth:`_product`)."""
+        a, b = self._constant_sym(a), self._constant_sym(b)
         if is_sym(a) and is_sym(b):
-            gated = self._gated(a, b) or self._gated(b, a)
-            if gated is None:
-                raise self._nonlinear("product")
-            return gated
+            return self._gated(a, b) or self._gated(b, a) or self._product(a, b)
+        if not is_sym(a) and not is_sym(b):
+            return self.const(a) * self.const(b)
         x, c = (a, b) if is_sym(a) else (b, a)
         shape = self._broadcast_shape(x, c)
         x, scale = self._expand(x, shape), np.broadcast_to(self.const(c), shape).ravel()
@@ -436,9 +456,12 @@ class NetworkBuilder:
         return True
 
     def div(self, a, b) -> Sym:
-        """``a / b`` with a constant divisor."""
+        """``a / b``; a divisor that is a network value is ``a * (1 / b)``, its bounds must be positive."""
+        a, b = self._constant_sym(a), self._constant_sym(b)
         if is_sym(b):
-            raise self._nonlinear("division")
+            return self.mul(a, self.reciprocal(b))
+        if not is_sym(a):
+            return self.const(a) / self.const(b, "the divisor")
         shape = self._broadcast_shape(a, b)
         x = self._expand(a, shape)
         divisor = np.broadcast_to(self.const(b, "the divisor"), shape).ravel()
@@ -446,21 +469,128 @@ class NetworkBuilder:
             raise self.invalid("division by zero")
         return Sym(shape, {n: _divide_rows(m, divisor) for n, m in x.terms.items()}, x.bias / divisor)
 
-    def _nonlinear(self, what: str) -> UnsupportedOperatorError:
-        return self.unsupported(
-            f"{what} of two network values",
-            ["products and divisions by constants"],
-            "it is not linear, so it cannot be compiled exactly into a MILP",
-        )
+    # -- nonlinear functions of network values, spelled in one-neuron kinds ---------------------------------
+    #
+    # A product or quotient of two network values, a softmax and a normalisation are not functions of one
+    # neuron; they are compiled into affine maps and the one-neuron smooth kinds square, exp, log, sqrt and
+    # reciprocal (relumilp.activations.smooth), whose bounds, relaxations and certified MILP bands the rest
+    # of relumilp already has. The MILP is then a certified relaxation, as for sigmoid (docs/operators.md).
+
+    @staticmethod
+    def _constant_sym(x):
+        """A term-free symbolic value (a constant the builder carries as one) as its array; else ``x``."""
+        return x.bias.reshape(x.shape) if is_sym(x) and not x.terms else x
+
+    def _product(self, a: Sym, b: Sym) -> Sym:
+        """``a * b`` of two network values (broadcasting): ``a^2`` when both are the same value, else the
+        polarisation ``((a + b)^2 - (a - b)^2) / 4``, two square neurons per element."""
+        shape = self._broadcast_shape(a, b)
+        x, y = self._expand(a, shape), self._expand(b, shape)
+        if _same_value(x, y):
+            return self.square(x)
+        return self.mul(self.sub(self.square(self.add(x, y)), self.square(self.sub(x, y))), 0.25)
+
+    def square(self, x: Sym) -> Sym:
+        return self.smooth(x, "square")
+
+    def exp(self, x: Sym) -> Sym:
+        return self.smooth(x, "exp")
+
+    def log(self, x: Sym) -> Sym:
+        """``ln x``; its input's bounds must be positive (checked when bounds are computed)."""
+        return self.smooth(x, "log")
+
+    def sqrt(self, x: Sym) -> Sym:
+        """``sqrt x``; its input's bounds must be positive (no sandwich exists at 0, where its slope is infinite)."""
+        return self.smooth(x, "sqrt")
+
+    def reciprocal(self, x: Sym) -> Sym:
+        """``1 / x``; its input's bounds must be positive."""
+        return self.smooth(x, "reciprocal")
+
+    def power(self, x: Sym, exponent) -> Sym:
+        """``x ** p`` for a constant scalar ``p``: integers (by repeated products; negative ones through
+        ``1 / x``), and ``p = +-1/2`` (``sqrt``)."""
+        p = self.const(exponent, "the exponent")
+        if p.size != 1 and not np.all(p == p.flat[0]):
+            raise self.unsupported("Pow with an exponent that varies over the elements", ["one constant exponent"])
+        p = float(p.flat[0])
+        if p < 0:
+            return self.reciprocal(self.power(x, -p))
+        if p == 0.5:
+            return self.sqrt(x)
+        if p != int(p):
+            raise self.unsupported(f"Pow with exponent {p:g}", ["integer exponents", "exponents +-0.5"])
+        if p == 0:
+            return np.ones(x.shape)
+        n, result, base = int(p), None, x  # binary powering: x^13 = x * x^4 * x^8
+        while True:
+            if n & 1:
+                result = base if result is None else self._product(result, base)
+            n >>= 1
+            if not n:
+                return result
+            base = self.square(base)
+
+    def softmax(self, x: Sym, axis: int, log: bool = False) -> Sym:
+        """Softmax (``log``: log-softmax) along ``axis``: ``y_i = 1 / (1 + sum_{j != i} exp(x_j - x_i))``
+        (``-log`` of that sum), which never overflows where the usual form would and needs no division of
+        two values; over two entries ``sigmoid(x_i - x_j)`` (``-softplus(x_j - x_i)``)."""
+        axis = int(axis) % max(x.ndim, 1)
+        n = x.shape[axis]
+        if n == 1:
+            return np.zeros(x.shape) if log else np.ones(x.shape)
+        others = np.array([[j for j in range(n) if j != i] for i in range(n)])  # (n, n - 1)
+        own = np.repeat(np.arange(n), n - 1).reshape(n, n - 1)
+        moved = self.transpose(x, [d for d in range(x.ndim) if d != axis] + [axis])
+        lead = moved.shape[:-1]
+        diff = self.sub(self.reshape(self.take(moved, others.ravel(), -1), lead + (n, n - 1)),
+                        self.reshape(self.take(moved, own.ravel(), -1), lead + (n, n - 1)))  # x_j - x_i
+        if n == 2:
+            gap = self.reshape(diff, lead + (n,))
+            y = self.neg(self.smooth(gap, "softplus")) if log else self.smooth(self.neg(gap), "sigmoid")
+        else:
+            total = self.add(self.reduce_sum(self.exp(diff), [-1], keepdims=False), 1.0)
+            y = self.neg(self.log(total)) if log else self.reciprocal(total)
+        back = np.argsort([d for d in range(x.ndim) if d != axis] + [axis])
+        return self.transpose(y, [int(d) for d in back])
+
+    def normalize(self, x: Sym, axes: Sequence[int], eps: float) -> Sym:
+        """``(x - mean) / sqrt(var + eps)`` over ``axes`` (layer and instance normalisation before their
+        scale and shift): the variance through square neurons, ``1 / sqrt`` through sqrt and reciprocal,
+        and the product of the two values (``eps > 0`` keeps the square root's input positive)."""
+        eps = float(eps)
+        if not eps > 0.0:
+            raise self.unsupported(f"normalisation with epsilon {eps:g}", ["epsilon > 0"])
+        centred = self.sub(x, self.reduce_sum(x, axes, keepdims=True, mean=True))
+        variance = self.reduce_sum(self.square(centred), axes, keepdims=True, mean=True)
+        return self.mul(centred, self.reciprocal(self.sqrt(self.add(variance, eps))))
+
+    def _matmul_values(self, a: Sym, b: Sym) -> Sym:
+        """``a @ b`` of two network values (numpy matmul semantics): the products ``a_ik b_kj``, summed over ``k``."""
+        left, right = a.ndim == 1, b.ndim == 1
+        a = self.reshape(a, (1, a.shape[0])) if left else a
+        b = self.reshape(b, (b.shape[0], 1)) if right else b
+        if a.shape[-1] != b.shape[-2]:
+            raise self.invalid(f"cannot multiply shapes {a.shape} @ {b.shape}")
+        products = self._product(self.reshape(a, a.shape + (1,)), self.reshape(b, b.shape[:-2] + (1,) + b.shape[-2:]))
+        out = self.reduce_sum(products, [-2], keepdims=False)
+        if left:
+            out = self.reshape(out, out.shape[:-2] + out.shape[-1:])
+        if right:
+            out = self.reshape(out, out.shape[:-1])
+        return out
 
     def _apply(self, x: Sym, matrix, shape) -> Sym:
         """``matrix @ x.flat`` reshaped to ``shape`` (``matrix`` dense or sparse)."""
         return Sym(shape, {n: _product(matrix, m) for n, m in x.terms.items()}, np.asarray(matrix @ x.bias).ravel())
 
     def matmul(self, a, b) -> Sym:
-        """``a @ b`` (numpy matmul semantics) where one operand is a constant vector or matrix."""
+        """``a @ b`` (numpy matmul semantics): a constant operand makes a sparse or dense affine map; two
+        network values their products (:meth:`_matmul_values`)."""
+        a, b = self._constant_sym(a), self._constant_sym(b)
         if is_sym(a) and is_sym(b):
-            raise self._nonlinear("matrix product")
+            return self._matmul_values(a, b)
         if is_sym(a):
             x, w = a, self.const(b, "the weight")
             if w.ndim > 2 or x.ndim == 0 or x.shape[-1] != w.shape[0]:

@@ -409,6 +409,49 @@ def _swish(b, node, values, attrs, opset):
     return b.smooth(values[0], "silu")
 
 
+def _pow(b, node, values, attrs, opset):
+    exponent = _constant_input(b, values[1], "Pow exponent")
+    if exponent is None:
+        raise b.unsupported("Pow with an exponent computed from the input", ["a constant exponent"])
+    return b.power(values[0], exponent)
+
+
+def _softmax(b, node, values, attrs, opset):
+    """Softmax / LogSoftmax: along ``axis`` (default -1) from opset 13; before, over the input flattened
+    to 2-D at ``axis`` (default 1)."""
+    x, log = values[0], node.op_type == "LogSoftmax"
+    if opset >= 13:
+        return b.softmax(x, attrs.get("axis", -1), log)
+    axis = int(attrs.get("axis", 1)) % max(x.ndim, 1)
+    flat = b.reshape(x, (math.prod(x.shape[:axis]), math.prod(x.shape[axis:])))
+    return b.reshape(b.softmax(flat, 1, log), x.shape)
+
+
+def _single_output(b, node, what: str) -> None:
+    if sum(1 for o in node.output if o) > 1:
+        raise b.unsupported(f"{node.op_type} with its {what} outputs", [f"{node.op_type} with one output"])
+
+
+def _layer_norm(b, node, values, attrs, opset):
+    """LayerNormalization (opset 17): normalised over the axes from ``axis`` on, then scale and shift."""
+    _single_output(b, node, "Mean / InvStdDev")
+    x = values[0]
+    axis = int(attrs.get("axis", -1)) % x.ndim
+    y = b.mul(b.normalize(x, list(range(axis, x.ndim)), attrs.get("epsilon", 1e-5)), values[1])
+    return y if len(values) < 3 or values[2] is None else b.add(y, values[2])
+
+
+def _instance_norm(b, node, values, attrs, opset):
+    """InstanceNormalization: per sample and channel over the spatial axes, then per-channel scale and shift."""
+    x = values[0]
+    if x.ndim < 3:
+        raise b.invalid(f"InstanceNormalization needs an input of rank >= 3, got shape {x.shape}")
+    per_channel = (x.shape[1],) + (1,) * (x.ndim - 2)
+    scale = np.reshape(b.const(values[1], "the scale"), per_channel)
+    shift = np.reshape(b.const(values[2], "the shift"), per_channel)
+    return b.add(b.mul(b.normalize(x, list(range(2, x.ndim)), attrs.get("epsilon", 1e-5)), scale), shift)
+
+
 _Handler = Callable[[NetworkBuilder, object, list, dict, int], object]
 
 _OPS: dict[str, _Handler] = {
@@ -469,6 +512,15 @@ _OPS: dict[str, _Handler] = {
     "Mean": lambda b, n, v, a, o: b.div(_sum(b, n, v, a, o), float(len(v))),
     "Size": lambda b, n, v, a, o: np.array(v[0].size, dtype=np.int64),
     "Swish": _swish,
+    "Pow": _pow,
+    "Sqrt": lambda b, n, v, a, o: b.sqrt(v[0]),
+    "Exp": lambda b, n, v, a, o: b.exp(v[0]),
+    "Log": lambda b, n, v, a, o: b.log(v[0]),
+    "Reciprocal": lambda b, n, v, a, o: b.reciprocal(v[0]),
+    "Softmax": _softmax,
+    "LogSoftmax": _softmax,
+    "LayerNormalization": _layer_norm,
+    "InstanceNormalization": _instance_norm,
 }
 
 SUPPORTED_OPS = tuple(sorted(_OPS)) + ("Constant",)

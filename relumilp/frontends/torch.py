@@ -55,6 +55,8 @@ SUPPORTED_LAYERS = (
     "ELU(0 < alpha <= 1)",
     "GELU(approximate='none')",
     "relumilp.train SoftExponential (scalar alpha), RePU",
+    "Softmax, LogSoftmax",
+    "LayerNorm",
 )
 
 _ALIASES = {
@@ -244,6 +246,34 @@ def _gelu(b, a):
     if approximate != "none":
         raise UnsupportedOperatorError(f"GELU approximate={approximate!r} ({a.op.where})", ["approximate='none'"])
     return b.smooth(a(0, "input"), "gelu")
+
+
+def _softmax(b, a):
+    """softmax / log_softmax along ``dim`` (a dtype argument changes nothing in float64)."""
+    x, dim = a(0, "input"), a(1, "dim", None)
+    if dim is None:  # torch's legacy implicit dim: 0 for 0-, 1- and 3-D inputs, else 1
+        dim = 0 if x.ndim in (0, 1, 3) else 1
+    return b.softmax(x, int(dim), log=a.op.name.lstrip("_").startswith("log"))
+
+
+def _layer_norm(b, a):
+    """layer_norm over the trailing ``normalized_shape`` dims, then the optional weight and bias;
+    ``native_layer_norm``'s mean and inverse deviation outputs are not compiled."""
+    x, shape = a(0, "input"), a(1, "normalized_shape")
+    count = len(shape) if isinstance(shape, (list, tuple)) else 1
+    y = b.normalize(x, list(range(x.ndim - count, x.ndim)), _scalar(a(4, "eps", 1e-5)))
+    weight, bias = a(2, "weight", None), a(3, "bias", None)
+    y = y if weight is None else b.mul(y, weight)
+    y = y if bias is None else b.add(y, bias)
+    return (y, None, None) if a.op.name == "native_layer_norm" else y
+
+
+def _pow(b, a):
+    x, exponent = a(0, "input"), a(1, "exponent")
+    if not is_sym(x):
+        raise UnsupportedOperatorError(f"pow of a constant base to a network value ({a.op.where})",
+                                       ["pow of a network value to a constant exponent"])
+    return b.power(x, exponent)
 
 
 def _dropout(b, a):
@@ -606,10 +636,25 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "expand": _expand,
     "repeat": lambda b, a: b.tile(a(0, "input"), _shape_arg(a, "repeats")),
     "where": lambda b, a: b.select(a(0, "condition"), a(1, "input"), a(2, "other")),
+    "bmm": lambda b, a: b.matmul(a(0, "input"), a(1, "mat2")),
+    "pow": _pow,
+    "square": lambda b, a: b.square(a(0, "input")),
+    "sqrt": lambda b, a: b.sqrt(a(0, "input")),
+    "rsqrt": lambda b, a: b.reciprocal(b.sqrt(a(0, "input"))),
+    "exp": lambda b, a: b.exp(a(0, "input")),
+    "log": lambda b, a: b.log(a(0, "input")),
+    "reciprocal": lambda b, a: b.reciprocal(a(0, "input")),
+    "softmax": _softmax,
+    "_softmax": _softmax,
+    "log_softmax": _softmax,
+    "_log_softmax": _softmax,
+    "layer_norm": _layer_norm,
+    "native_layer_norm": _layer_norm,
 }
 
 SUPPORTED_OPS = (
-    "linear", "addmm", "matmul/mm (by a constant)", "add", "sub", "mul/div (by a constant)", "relu",
+    "linear", "addmm", "matmul/mm/bmm", "add", "sub", "mul/div", "pow (constant exponent)", "square", "sqrt",
+    "rsqrt", "exp", "log", "reciprocal", "softmax", "log_softmax", "layer_norm", "relu",
     "leaky_relu", "relu6", "hardtanh/clamp (to [a, b] or [0, inf))", "hardsigmoid", "prelu", "abs",
     "maximum/minimum (of two values, or with a constant)", "sigmoid", "tanh", "silu", "softplus", "elu", "gelu",
     "batch_norm (eval)", "dropout", "interpolate/upsample (nearest, nearest-exact, (bi/tri)linear, area)",
@@ -766,6 +811,7 @@ _LEAF_TYPES = (
     nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d, nn.ConvTranspose2d,
     nn.AvgPool1d, nn.AvgPool2d, nn.MaxPool1d, nn.MaxPool2d, nn.Upsample, nn.Hardswish, nn.AdaptiveAvgPool1d,
     nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.PixelShuffle, nn.PixelUnshuffle,
+    nn.Softmax, nn.LogSoftmax, nn.LayerNorm,
 )  # fmt: skip
 
 
@@ -837,6 +883,10 @@ def _layer_op(module: nn.Module, target: str) -> tuple[str, tuple, str]:
                                module.recompute_scale_factor), where
     if isinstance(module, nn.Hardswish):
         return "hardswish", (), where
+    if isinstance(module, (nn.Softmax, nn.LogSoftmax)):
+        return ("softmax" if isinstance(module, nn.Softmax) else "log_softmax"), (module.dim,), where
+    if isinstance(module, nn.LayerNorm):
+        return "layer_norm", (module.normalized_shape, module.weight, module.bias, module.eps), where
     if isinstance(module, nn.PixelShuffle):
         return "pixel_shuffle", (module.upscale_factor,), where
     if isinstance(module, nn.PixelUnshuffle):

@@ -1,0 +1,196 @@
+"""Products and quotients of two network values, softmax, normalisation, Pow / Sqrt / Exp / Log: their
+spelling in affine maps and one-neuron smooth kinds (relumilp.frontends._builder), against torch and
+onnxruntime, bounds by sampling, and certified answers against sampling and the forward pass."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from relumilp import optimize
+from relumilp.bounds import compute_bounds
+from relumilp.domain import InputDomain
+from relumilp.errors import InvalidNetworkError, UnsupportedOperatorError
+from relumilp.frontends import from_onnx, from_torch
+from relumilp.frontends._builder import ConstantBuilder, NetworkBuilder
+
+
+class Gate(nn.Module):
+    """Squeeze-and-excitation: channels scaled by a sigmoid of their pooled means."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 3, 3), nn.Linear(3, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        g = torch.sigmoid(self.fc(h.mean(dim=(2, 3))))
+        return (h * g[:, :, None, None]).flatten(1)
+
+
+class Attention(nn.Module):
+    """One attention head over 3 tokens of width 4, then a layer normalisation."""
+
+    def __init__(self):
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4)
+        self.norm = nn.LayerNorm(4)
+
+    def forward(self, x):
+        x = x.view(-1, 3, 4)
+        weights = torch.softmax(self.q(x) @ self.k(x).transpose(1, 2) / 2.0, dim=-1)
+        return self.norm(x + weights @ self.v(x)).flatten(1)
+
+
+class Elementary(nn.Module):
+    """Quotients, powers and the elementary functions, on values kept positive where they must be."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(3, 4), nn.Linear(3, 4)
+
+    def forward(self, x):
+        a, b = self.a(x), self.b(x)
+        positive = 1.0 + b * b
+        parts = [a / positive, a**3, positive**-1, positive**0.5, torch.rsqrt(positive), torch.exp(a),
+                 torch.log(positive), a * a, F.log_softmax(a, dim=-1), torch.softmax(a[:, :2], dim=-1)]
+        return torch.cat(parts, dim=-1)
+
+
+MODULES = {"gate": (Gate, (1, 5, 5)), "attention": (Attention, (12,)), "elementary": (Elementary, (3,))}
+
+
+def _module(key):
+    cls, shape = MODULES[key]
+    torch.manual_seed(0)
+    return cls().eval(), shape
+
+
+@pytest.mark.parametrize("key", sorted(MODULES))
+def test_torch_sources_compile_to_the_same_function(key):
+    module, shape = _module(key)
+    x = np.random.default_rng(1).normal(size=(6, int(np.prod(shape))))
+    expected = module.double()(torch.as_tensor(x).view(-1, *shape)).detach().numpy().reshape(6, -1)
+    module.float()
+    example = torch.randn(2, *shape)
+    sources = [module, torch.export.export(module, (example,))]
+    for source in sources:
+        net = from_torch(source, input_shape=shape)
+        np.testing.assert_allclose(net.forward(x), expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("opset", [11, 13, 17])
+@pytest.mark.parametrize("key", sorted(MODULES))
+def test_onnx_exports_match_onnxruntime(key, opset):
+    ort = pytest.importorskip("onnxruntime")
+    module, shape = _module(key)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, torch.randn(1, *shape), buffer, opset_version=opset, dynamo=False)
+    net = from_onnx(buffer.getvalue())
+    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    x = np.random.default_rng(2).normal(size=(5, int(np.prod(shape))))
+    reference = np.concatenate([session.run(None, {name: row.reshape(1, *shape).astype(np.float32)})[0].reshape(1, -1)
+                                for row in x])
+    np.testing.assert_allclose(net.forward(x), reference, rtol=2e-5, atol=2e-5)
+
+
+def test_a_product_is_two_squares_and_a_square_of_one_value_is_one():
+    b = NetworkBuilder()
+    x = b.input((3,))
+    h = b.relu(b.linear(x, np.eye(3)))
+    y = b.concat([b.mul(h, b.smooth(h, "tanh")), b.mul(h, h)], -1)
+    net = b.finish(y, "products")
+    kinds = [a.activation.kind for a in net.activations]
+    assert kinds.count("square") == 3  # two for h * tanh(h), one for h * h
+    X = np.random.default_rng(3).normal(size=(9, 3))
+    H = np.maximum(X, 0.0)
+    np.testing.assert_allclose(net.forward(X), np.concatenate([H * np.tanh(H), H * H], axis=1), rtol=1e-13, atol=1e-15)
+
+
+def test_constant_products_and_quotients_are_exact():
+    b = ConstantBuilder()
+    a, c = b.constant([3.0, 1e-8, 7.0]), b.constant([1.0 / 3.0, 1e8, -2.0])
+    assert np.array_equal(b.value(b.constant(b.mul(a, c))), np.array([3.0, 1e-8, 7.0]) * np.array([1 / 3, 1e8, -2.0]))
+    assert np.array_equal(b.value(b.constant(b.div(a, c))), np.array([3.0, 1e-8, 7.0]) / np.array([1 / 3, 1e8, -2.0]))
+
+
+def test_softmax_over_two_entries_is_a_sigmoid_and_one_entry_a_constant():
+    b = NetworkBuilder()
+    x = b.input((2,))
+    z = b.linear(x, np.array([[1.0, 2.0], [-1.0, 0.5]]))
+    net = b.finish(b.concat([b.softmax(z, -1), b.softmax(z, -1, log=True)], -1), "two")
+    assert sorted(a.activation.kind for a in net.activations) == ["sigmoid", "softplus"]
+    X = np.random.default_rng(4).normal(size=(7, 2)) * 5
+    Z = X @ np.array([[1.0, 2.0], [-1.0, 0.5]]).T
+    soft = np.exp(Z - Z.max(1, keepdims=True))
+    soft /= soft.sum(1, keepdims=True)
+    np.testing.assert_allclose(net.forward(X), np.concatenate([soft, np.log(soft)], 1), rtol=1e-12, atol=1e-13)
+    b = NetworkBuilder()
+    x = b.input((1,))
+    assert np.array_equal(b.softmax(b.relu(x), -1), np.ones((1, 1)))
+    assert np.array_equal(b.softmax(b.relu(x), -1, log=True), np.zeros((1, 1)))
+
+
+def _elementary_net():
+    module, shape = _module("elementary")
+    return from_torch(module, input_shape=shape)
+
+
+@pytest.mark.parametrize("method", ["interval", "symbolic", "alpha"])
+def test_bounds_contain_every_sampled_value(method):
+    for net, lower, upper in [(_elementary_net(), -np.ones(3), np.ones(3)),
+                              (from_torch(_module("attention")[0], input_shape=(12,)), -np.ones(12), np.ones(12))]:
+        bounds = compute_bounds(net, InputDomain(lower, upper), method)
+        rng = np.random.default_rng(5)
+        X = np.concatenate([rng.uniform(lower, upper, size=(20_000, lower.size)), [lower, upper]])
+        for name, values in net.forward_all(X).items():
+            assert np.all(values >= bounds.lower[name]) and np.all(values <= bounds.upper[name]), (method, name)
+
+
+def test_certified_interval_of_a_softmax_output_contains_the_sampled_maximum():
+    torch.manual_seed(3)
+    module = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 3), nn.Softmax(dim=-1)).eval()
+    net = from_torch(module, input_shape=(2,))
+    domain = InputDomain(-np.ones(2), np.ones(2))
+    result = optimize(net, domain, maximize=0, time_limit=60)
+    assert result.status in ("optimal", "feasible")
+    np.testing.assert_allclose(result.objective, net.forward(result.x)[0], rtol=0, atol=0)
+    grid = np.stack(np.meshgrid(np.linspace(-1, 1, 201), np.linspace(-1, 1, 201)), -1).reshape(-1, 2)
+    best = net.forward(grid)[:, 0].max()
+    assert result.bound >= best
+    assert result.bound - result.objective <= 1e-2 * max(1.0, abs(result.objective)) or result.status == "feasible"
+
+
+def test_positive_domains_and_unsupported_powers_are_one_line_errors():
+    b = NetworkBuilder()
+    x = b.input((2,))
+    net = b.finish(b.log(b.linear(x, np.eye(2), np.array([0.5, 3.0]))), "log")
+    with pytest.raises(InvalidNetworkError, match="log neurons .*positive inputs.*-0.5") as err:
+        compute_bounds(net, InputDomain(-np.ones(2), np.ones(2)), "interval")
+    assert "\n" not in str(err.value)
+    bounds = compute_bounds(net, InputDomain(-0.4 * np.ones(2), np.ones(2)), "symbolic")
+    assert np.all(np.isfinite(bounds.lower[net.output]))
+    b = NetworkBuilder()
+    x = b.input((2,))
+    with pytest.raises(UnsupportedOperatorError, match="Pow with exponent 1.5"):
+        b.power(b.relu(x), 1.5)
+    b = NetworkBuilder()
+    x = b.input((2,))
+    net = b.finish(b.exp(b.linear(x, 400.0 * np.eye(2))), "exp")
+    with pytest.raises(InvalidNetworkError, match="exp neurons .*overflow float64"):
+        compute_bounds(net, InputDomain(-np.ones(2), 2 * np.ones(2)), "interval")
+    b = NetworkBuilder()
+    x = b.input((2,))
+    quotient = b.div(b.linear(x, np.eye(2)), b.linear(x, np.ones((2, 2))))  # the divisor crosses 0
+    net = b.finish(quotient, "quotient")
+    with pytest.raises(InvalidNetworkError, match="reciprocal neurons .*divisor"):
+        compute_bounds(net, InputDomain(-np.ones(2), np.ones(2)), "interval")
