@@ -194,3 +194,26 @@ def test_positive_domains_and_unsupported_powers_are_one_line_errors():
     net = b.finish(quotient, "quotient")
     with pytest.raises(InvalidNetworkError, match="reciprocal neurons .*divisor"):
         compute_bounds(net, InputDomain(-np.ones(2), np.ones(2)), "interval")
+
+
+def test_layer_normalization_statistics_outputs_match_onnxruntime():
+    """ONNX LayerNormalization's optional Mean and InvStdDev outputs, read by the graph, compile too."""
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(6)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]),
+             helper.make_node("LayerNormalization", ["h", "scale", "shift"], ["y", "mean", "inv"], axis=-1,
+                              epsilon=1e-3),
+             helper.make_node("Concat", ["y", "mean", "inv"], ["out"], axis=-1)]
+    inits = [numpy_helper.from_array(rng.normal(size=(3, 4)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.normal(size=4).astype(np.float32), "scale"),
+             numpy_helper.from_array(rng.normal(size=4).astype(np.float32), "shift")]
+    graph = helper.make_graph(nodes, "ln", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 6])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    net = from_onnx(model)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = rng.normal(size=(4, 3))
+    reference = np.concatenate([session.run(None, {"x": row[None].astype(np.float32)})[0] for row in x])
+    np.testing.assert_allclose(net.forward(x), reference, rtol=1e-5, atol=1e-5)

@@ -555,16 +555,21 @@ class NetworkBuilder:
         back = np.argsort([d for d in range(x.ndim) if d != axis] + [axis])
         return self.transpose(y, [int(d) for d in back])
 
-    def normalize(self, x: Sym, axes: Sequence[int], eps: float) -> Sym:
+    def normalize(self, x: Sym, axes: Sequence[int], eps: float, statistics: bool = False):
         """``(x - mean) / sqrt(var + eps)`` over ``axes`` (layer and instance normalisation before their
         scale and shift): the variance through square neurons, ``1 / sqrt`` through sqrt and reciprocal,
-        and the product of the two values (``eps > 0`` keeps the square root's input positive)."""
+        and the product of the two values (``eps > 0`` keeps the square root's input positive). With
+        ``statistics``: ``(result, mean, 1 / sqrt(var + eps))``, the mean and inverse deviation kept
+        along the reduced axes."""
         eps = float(eps)
         if not eps > 0.0:
             raise self.unsupported(f"normalisation with epsilon {eps:g}", ["epsilon > 0"])
-        centred = self.sub(x, self.reduce_sum(x, axes, keepdims=True, mean=True))
+        mean = self.reduce_sum(x, axes, keepdims=True, mean=True)
+        centred = self.sub(x, mean)
         variance = self.reduce_sum(self.square(centred), axes, keepdims=True, mean=True)
-        return self.mul(centred, self.reciprocal(self.sqrt(self.add(variance, eps))))
+        inverse = self.reciprocal(self.sqrt(self.add(variance, eps)))
+        result = self.mul(centred, inverse)
+        return (result, mean, inverse) if statistics else result
 
     def _matmul_values(self, a: Sym, b: Sym) -> Sym:
         """``a @ b`` of two network values (numpy matmul semantics): the products ``a_ik b_kj``, summed over ``k``."""

@@ -427,18 +427,15 @@ def _softmax(b, node, values, attrs, opset):
     return b.reshape(b.softmax(flat, 1, log), x.shape)
 
 
-def _single_output(b, node, what: str) -> None:
-    if sum(1 for o in node.output if o) > 1:
-        raise b.unsupported(f"{node.op_type} with its {what} outputs", [f"{node.op_type} with one output"])
-
-
 def _layer_norm(b, node, values, attrs, opset):
-    """LayerNormalization (opset 17): normalised over the axes from ``axis`` on, then scale and shift."""
-    _single_output(b, node, "Mean / InvStdDev")
+    """LayerNormalization (opset 17): normalised over the axes from ``axis`` on, then scale and shift;
+    the optional outputs Mean and InvStdDev too."""
     x = values[0]
     axis = int(attrs.get("axis", -1)) % x.ndim
-    y = b.mul(b.normalize(x, list(range(axis, x.ndim)), attrs.get("epsilon", 1e-5)), values[1])
-    return y if len(values) < 3 or values[2] is None else b.add(y, values[2])
+    y, mean, inverse = b.normalize(x, list(range(axis, x.ndim)), attrs.get("epsilon", 1e-5), True)
+    y = b.mul(y, values[1])
+    y = y if len(values) < 3 or values[2] is None else b.add(y, values[2])
+    return y, mean, inverse
 
 
 def _instance_norm(b, node, values, attrs, opset):

@@ -258,14 +258,14 @@ def _softmax(b, a):
 
 def _layer_norm(b, a):
     """layer_norm over the trailing ``normalized_shape`` dims, then the optional weight and bias;
-    ``native_layer_norm``'s mean and inverse deviation outputs are not compiled."""
+    ``native_layer_norm`` (torch.export) also gives the mean and the inverse deviation."""
     x, shape = a(0, "input"), a(1, "normalized_shape")
-    count = len(shape) if isinstance(shape, (list, tuple)) else 1
-    y = b.normalize(x, list(range(x.ndim - count, x.ndim)), _scalar(a(4, "eps", 1e-5)))
+    count = len(shape) if isinstance(shape, (list, tuple, torch.Size)) else 1
+    y, mean, inverse = b.normalize(x, list(range(x.ndim - count, x.ndim)), _scalar(a(4, "eps", 1e-5)), True)
     weight, bias = a(2, "weight", None), a(3, "bias", None)
     y = y if weight is None else b.mul(y, weight)
     y = y if bias is None else b.add(y, bias)
-    return (y, None, None) if a.op.name == "native_layer_norm" else y
+    return (y, mean, inverse) if a.op.name == "native_layer_norm" else y
 
 
 def _pow(b, a):
