@@ -440,20 +440,10 @@ class NetworkBuilder:
     @staticmethod
     def _is_shift(node: Node, x: Sym, shift: float) -> bool:
         """Whether affine ``node`` computes exactly ``x + shift`` (``x`` pending or a node's value)."""
-        if not isinstance(node, AffineNode) or set(node.inputs) != set(x.terms) or node.size != x.size:
+        if not isinstance(node, AffineNode) or node.size != x.size:
             return False
-        if not np.array_equal(node.bias, x.bias + shift):
-            return False
-        for name, weight in zip(node.inputs, node.weights):
-            other = x.terms[name]
-            if weight.shape != other.shape:
-                return False
-            if matrices.is_sparse(weight) or matrices.is_sparse(other):
-                if (sp.csr_array(weight) - sp.csr_array(other)).count_nonzero():
-                    return False
-            elif not np.array_equal(weight, other):
-                return False
-        return True
+        return _same_value(Sym(x.shape, dict(zip(node.inputs, node.weights)), node.bias),
+                           Sym(x.shape, x.terms, x.bias + shift))
 
     def div(self, a, b) -> Sym:
         """``a / b``; a divisor that is a network value is ``a * (1 / b)``, its bounds must be positive."""
