@@ -190,6 +190,11 @@ def test_positive_domains_and_unsupported_powers_are_one_line_errors():
         compute_bounds(net, InputDomain(-np.ones(2), 2 * np.ones(2)), "interval")
     b = NetworkBuilder()
     x = b.input((2,))
+    net = b.finish(b.square(b.linear(x, 1e160 * np.eye(2))), "square")
+    with pytest.raises(InvalidNetworkError, match="square neurons .*overflow float64.*1e\\+160"):
+        compute_bounds(net, InputDomain(-np.ones(2), np.ones(2)), "interval")
+    b = NetworkBuilder()
+    x = b.input((2,))
     quotient = b.div(b.linear(x, np.eye(2)), b.linear(x, np.ones((2, 2))))  # the divisor crosses 0
     net = b.finish(quotient, "quotient")
     with pytest.raises(InvalidNetworkError, match="reciprocal neurons .*divisor"):

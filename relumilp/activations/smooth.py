@@ -889,10 +889,15 @@ class _Elementary(SmoothActivation):
             raise InvalidNetworkError(
                 f"the {self.LABEL} neurons{where} need {self.NEEDS}, but their input's bounds reach "
                 f"{float(np.min(lower)):.6g} over the input domain (bound the input domain more tightly)")
-        if self.HIGHEST < math.inf and upper.size and not np.all(upper <= self.HIGHEST):
+        reach = self._reach(lower, upper)
+        if self.HIGHEST < math.inf and reach.size and not np.all(reach <= self.HIGHEST):
             raise InvalidNetworkError(
                 f"the {self.LABEL} neurons{where} overflow float64: their input's bounds reach "
-                f"{float(np.max(upper)):.6g} (at most {self.HIGHEST:g}; bound the input domain more tightly)")
+                f"{float(np.max(reach)):.6g} (at most {self.HIGHEST:g}; bound the input domain more tightly)")
+
+    def _reach(self, lower, upper):
+        """What :data:`HIGHEST` limits: the upper bound (the magnitude for kinds that grow both ways)."""
+        return upper
 
     def check_domain(self, lower, upper, name: str = "") -> None:
         super().check_domain(lower, upper, name)
@@ -966,6 +971,10 @@ class Square(_Elementary):
     LABEL = "square"
     D3 = 0.0
     MINIMUM = (0.0, 0.0)
+    HIGHEST = 1e150  # its square, 1e300, is still finite
+
+    def _reach(self, lower, upper):
+        return np.maximum(np.abs(lower), np.abs(upper))
 
     def apply(self, x):
         x = np.asarray(x, dtype=np.float64)
