@@ -888,7 +888,8 @@ class _Elementary(SmoothActivation):
         if self.LOWEST > -math.inf and lower.size and not np.all(lower > self.LOWEST):
             raise InvalidNetworkError(
                 f"the {self.LABEL} neurons{where} need {self.NEEDS}, but their input's bounds reach "
-                f"{float(np.min(lower)):.6g} over the input domain (bound the input domain more tightly)")
+                f"{float(np.min(lower)):.6g} over the input domain (if the input cannot get there, its bounds "
+                "are too loose to show it: bound the input domain more tightly, or use a tighter bound method)")
         reach = self._reach(lower, upper)
         if self.HIGHEST < math.inf and reach.size and not np.all(reach <= self.HIGHEST):
             raise InvalidNetworkError(
