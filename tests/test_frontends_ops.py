@@ -450,11 +450,34 @@ def test_gelu_spelled_with_erf_and_the_half_first():
         from_onnx(_graph_model([helper.make_node("Erf", ["x"], ["y"])], [1, 3]))
 
 
+@pytest.mark.parametrize("transform", ["half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel",
+                                       "half_pixel_symmetric"])
+@pytest.mark.parametrize("a, exclude", [(-0.75, 0), (-0.5, 1)])
+def test_cubic_resize_matches_onnxruntime(transform, a, exclude):
+    """Keys' cubic kernel over the four inputs around each coordinate, edges repeated or (exclude_outside)
+    dropped and renormalised; upsampling, downsampling and a 2.5 x stretch."""
+    for scales in ([1, 1, 2.0, 1.5], [1, 1, 0.6, 1.7], [1, 1, 1.0, 2.5]):
+        cubic = helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="cubic", cubic_coeff_a=a,
+                                 exclude_outside=exclude, coordinate_transformation_mode=transform)
+        _check_against_ort(_graph_model([cubic], [1, 1, 4, 5], [("scales", np.array(scales, np.float32))]),
+                           [1, 1, 4, 5])
+
+
+@pytest.mark.parametrize("align", [False, True])
+def test_torch_bicubic_compiles_to_torch_s_function(align):
+    module = nn.Upsample(scale_factor=1.5, mode="bicubic", align_corners=align)
+    x = _samples((2, 3, 4), n=3)
+    expected = module(x).reshape(3, -1).numpy()
+    for source in (module, torch.export.export(module, (x[:1].float(),))):
+        net = from_torch(source, input_shape=(2, 3, 4))
+        np.testing.assert_allclose(net.forward(x.reshape(3, -1).numpy()), expected, rtol=1e-12, atol=1e-12)
+
+
 def test_unsupported_attributes_keep_the_one_line_error():
-    cubic = helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="cubic")
-    with pytest.raises(UnsupportedOperatorError, match="resize mode 'cubic'.*Resize") as err:
-        from_onnx(_graph_model([cubic], [1, 1, 2, 2], [("scales", np.array([1, 1, 2, 2], np.float32))]))
-    assert "\n" not in str(err.value) and "nearest" in str(err.value)
+    shrink = helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="cubic", antialias=1)
+    with pytest.raises(UnsupportedOperatorError, match="Resize with antialias when downsampling") as err:
+        from_onnx(_graph_model([shrink], [1, 1, 4, 4], [("scales", np.array([1, 1, 0.5, 0.5], np.float32))]))
+    assert "\n" not in str(err.value)
     computed = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Resize", ["x", "", "r"], ["y"])]
     with pytest.raises(UnsupportedOperatorError, match="Resize scales computed from the network input"):
         from_onnx(_graph_model(computed, [1, 1, 1, 4]))
@@ -464,5 +487,9 @@ def test_unsupported_attributes_keep_the_one_line_error():
     x = np.linspace(-2.0, 2.0, 12).reshape(4, 3)
     np.testing.assert_allclose(net.forward(x), x / (1.0 + np.exp(x)), rtol=1e-12, atol=1e-14)
     assert sorted(a.activation.kind for a in net.activations) == ["sigmoid", "square", "square"]
-    with pytest.raises(UnsupportedOperatorError, match="interpolation mode 'bicubic'"):
-        from_torch(nn.Sequential(nn.Upsample(scale_factor=2, mode="bicubic"), nn.Flatten()), input_shape=(1, 2, 2))
+    class Antialiased(nn.Module):
+        def forward(self, x):
+            return F.interpolate(x, size=(1, 1), mode="bicubic", antialias=True).flatten(1)
+
+    with pytest.raises(UnsupportedOperatorError, match="interpolation with antialias"):
+        from_torch(Antialiased(), input_shape=(1, 2, 2))

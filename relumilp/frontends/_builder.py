@@ -143,7 +143,17 @@ def _divide_rows(m, divisor):
     return m / divisor[:, None]
 
 
-def _resize_axis(n_in: int, n_out: int, scale: float, mode: str, transform: str, nearest_mode: str):
+def _cubic_weights(distance, a: float):
+    """Keys' cubic convolution kernel (Keys 1981) with coefficient ``a`` at ``|distance|``: ``(a + 2) d^3 -
+    (a + 3) d^2 + 1`` within 1, ``a d^3 - 5 a d^2 + 8 a d - 4 a`` within 2, else 0."""
+    d = np.abs(distance)
+    near = ((a + 2.0) * d - (a + 3.0)) * d * d + 1.0
+    far = ((a * d - 5.0 * a) * d + 8.0 * a) * d - 4.0 * a
+    return np.where(d <= 1.0, near, np.where(d < 2.0, far, 0.0))
+
+
+def _resize_axis(n_in: int, n_out: int, scale: float, mode: str, transform: str, nearest_mode: str,
+                 cubic_a: float = -0.75, exclude_outside: bool = False):
     """The ``(n_out, n_in)`` CSR matrix of one axis of :meth:`NetworkBuilder.resize` (ONNX Resize's
     coordinate transforms; their "output width" is ``scale * n_in`` as in ONNX, except for
     ``align_corners`` and ``pytorch_half_pixel``, which use ``n_out`` as onnxruntime does)."""
@@ -170,6 +180,19 @@ def _resize_axis(n_in: int, n_out: int, scale: float, mode: str, transform: str,
                    "floor": np.floor(c), "ceil": np.ceil(c)}[nearest_mode]
         cols = np.clip(rounded, 0, n_in - 1).astype(np.int64)
         return sp.csr_array((np.ones(n_out), (np.arange(n_out), cols)), shape=(n_out, n_in))
+    if mode == "cubic":
+        # the four inputs around c, read past the edges as the edge values (or, with exclude_outside,
+        # dropped and the other weights renormalised), as ONNX's reference and torch's bicubic do
+        taps = np.floor(c)[:, None] + np.arange(-1, 3)
+        weights = _cubic_weights(c[:, None] - taps, float(cubic_a))
+        if exclude_outside:
+            weights = np.where((taps < 0) | (taps > n_in - 1), 0.0, weights)
+            weights = weights / weights.sum(axis=1, keepdims=True)
+        cols = np.clip(taps, 0, n_in - 1).astype(np.int64)
+        matrix = sp.csr_array((weights.ravel(), (np.repeat(np.arange(n_out), 4), cols.ravel())), shape=(n_out, n_in))
+        matrix.sum_duplicates()
+        matrix.eliminate_zeros()
+        return matrix
     c = np.clip(c, 0.0, n_in - 1.0)
     low = np.floor(c)
     t = c - low
@@ -917,30 +940,32 @@ class NetworkBuilder:
 
     # -- resizing, reductions, selections (fixed linear maps) --------------------------------------------
 
-    RESIZE_MODES = ("nearest", "linear")
+    RESIZE_MODES = ("nearest", "linear", "cubic")
     RESIZE_TRANSFORMS = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
                          "asymmetric", "tf_half_pixel_for_nn")
     NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 
     def resize(self, x: Sym, shape: Sequence[int], scales: Sequence[float], mode: str = "nearest",
-               transform: str = "half_pixel", nearest_mode: str = "round_prefer_floor") -> Sym:
-        """Nearest-neighbour or (multi-)linear resizing to ``shape`` (ONNX Resize semantics).
+               transform: str = "half_pixel", nearest_mode: str = "round_prefer_floor", cubic_a: float = -0.75,
+               exclude_outside: bool = False) -> Sym:
+        """Nearest-neighbour, (multi-)linear or (multi-)cubic resizing to ``shape`` (ONNX Resize semantics).
 
         Each output coordinate ``r`` of an axis maps to an input coordinate ``c(r)`` by the coordinate
         transform (``half_pixel``: ``(r + 1/2) / scale - 1/2``, ``asymmetric``: ``r / scale``,
         ``align_corners``: ``r (n_in - 1) / (n_out - 1)``, ...); ``nearest`` reads the input at
         ``c`` rounded by ``nearest_mode``, ``linear`` at ``floor(c)`` and ``floor(c) + 1`` with weights
-        ``1 - t`` and ``t`` (``t = c - floor(c)``), with ``c`` clamped to the input (edge values repeat).
+        ``1 - t`` and ``t`` (``t = c - floor(c)``), with ``c`` clamped to the input (edge values repeat);
+        ``cubic`` at ``floor(c) - 1 .. floor(c) + 2`` with Keys' kernel of coefficient ``cubic_a`` (indices
+        past the edges read the edge values, or with ``exclude_outside`` are dropped and the weights renormalised).
         Where runtimes round a coordinate that falls exactly on a rounding tie differently (float32 scales),
         this float64 map follows the exact value. The map is the Kronecker product of the per-axis ``(n_out, n_in)`` matrices: a sparse affine map
-        with one (nearest) or ``2^d`` (``d`` linear axes) nonzeros per row.
+        with one (nearest), ``2^d`` (``d`` linear axes) or up to ``4^d`` (cubic) nonzeros per row.
         """
         shape = tuple(int(n) for n in shape)
         if len(shape) != x.ndim or len(scales) != x.ndim or any(n < 1 for n in shape):
             raise self.invalid(f"cannot resize a tensor of shape {x.shape} to {shape}")
         if mode not in self.RESIZE_MODES:
-            raise self.unsupported(f"resize mode {mode!r}", self.RESIZE_MODES,
-                                   "cubic interpolation is linear too but not implemented; use nearest or linear")
+            raise self.unsupported(f"resize mode {mode!r}", self.RESIZE_MODES)
         if transform not in self.RESIZE_TRANSFORMS:
             raise self.unsupported(f"resize coordinate transformation {transform!r}", self.RESIZE_TRANSFORMS)
         if nearest_mode not in self.NEAREST_MODES:
@@ -951,7 +976,7 @@ class NetworkBuilder:
             if not scale > 0.0:
                 raise self.invalid(f"resize scale {scale} is not positive")
             m = (matrices.identity(n_in) if n_in == n_out and scale == 1.0
-                 else _resize_axis(n_in, n_out, scale, mode, transform, nearest_mode))
+                 else _resize_axis(n_in, n_out, scale, mode, transform, nearest_mode, cubic_a, exclude_outside))
             matrix = m if matrix is None else sp.kron(matrix, m, format="csr")
         return self._apply(x, matrices.compact(matrix), shape)
 

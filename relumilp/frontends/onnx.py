@@ -334,7 +334,7 @@ def _constant_input(b, value, what: str):
 
 
 def _resize(b, node, values, attrs, opset):
-    """Resize (opset 10 to 19) and Upsample (opset 7 to 9): constant scales or sizes, nearest or linear."""
+    """Resize (opset 10 to 19) and Upsample (opset 7 to 9): constant scales or sizes; nearest, linear or cubic."""
     x = values[0]
     if node.op_type == "Upsample" or opset < 11:
         # Upsample and Resize-10: scales only, asymmetric coordinates, nearest rounds down
@@ -371,7 +371,8 @@ def _resize(b, node, values, attrs, opset):
             shape[a] = int(np.floor(x.shape[a] * float(scales[i])))
     if attrs.get("antialias", 0) and mode != "nearest" and min(full_scales) < 1.0:
         raise b.unsupported("Resize with antialias when downsampling", ["antialias=0, or upsampling only"])
-    return b.resize(x, shape, full_scales, mode, transform, nearest_mode)
+    return b.resize(x, shape, full_scales, mode, transform, nearest_mode, float(attrs.get("cubic_coeff_a", -0.75)),
+                    bool(attrs.get("exclude_outside", 0)))
 
 
 def _reduce(b, node, values, attrs, opset):

@@ -458,6 +458,7 @@ _INTERPOLATION = {  # torch mode -> (ONNX Resize mode, coordinate transform, nea
     "linear": ("linear", "half_pixel", "floor"),
     "bilinear": ("linear", "half_pixel", "floor"),
     "trilinear": ("linear", "half_pixel", "floor"),
+    "bicubic": ("cubic", "half_pixel", "floor"),  # torch does not clamp the coordinate for cubic, nor does ONNX
 }
 
 
@@ -477,7 +478,7 @@ def _resized(b, x, size, scale_factor, mode: str, align_corners, recompute: bool
     if mode not in _INTERPOLATION:
         raise b.unsupported(f"interpolation mode {mode!r}", list(_INTERPOLATION) + ["area"])
     resize_mode, transform, rounding = _INTERPOLATION[mode]
-    if align_corners and resize_mode == "linear":
+    if align_corners and resize_mode in ("linear", "cubic"):
         transform = "align_corners"
     d = x.ndim - 2
     if d < 1:
@@ -519,14 +520,15 @@ def _interpolate(b, a):
 
 
 def _upsample(b, a):
-    """ATen upsample_nearest/linear/bilinear/trilinear (TorchScript, torch.export): ``(input, output_size,
+    """ATen upsample_nearest/linear/bilinear/trilinear/bicubic (TorchScript, torch.export): ``(input, output_size,
     [align_corners,] scale_factors)`` (``.vec``) or ``(input, output_size, [align_corners,] scale_1, ...)``."""
     name = a.op.name
     mode = ("nearest-exact" if "nearest_exact" in name else "nearest" if "nearest" in name
-            else "bilinear" if "bilinear" in name else "trilinear" if "trilinear" in name else "linear")
+            else "bilinear" if "bilinear" in name else "trilinear" if "trilinear" in name
+            else "bicubic" if "bicubic" in name else "linear")
     rest = list(a.args[1:]) + list(a.kwargs.values())
     size = rest.pop(0) if rest else None
-    align = rest.pop(0) if mode in ("linear", "bilinear", "trilinear") and rest else None
+    align = rest.pop(0) if mode in ("linear", "bilinear", "trilinear", "bicubic") and rest else None
     scales = rest[0] if len(rest) == 1 and isinstance(rest[0], (list, tuple)) else rest
     if not scales or all(v is None for v in scales):
         scales = None
@@ -617,6 +619,7 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "upsample_linear1d": _upsample,
     "upsample_bilinear2d": _upsample,
     "upsample_trilinear3d": _upsample,
+    "upsample_bicubic2d": _upsample,
     "hardswish": lambda b, a: b.hard_swish(a(0, "input")),
     "pixel_shuffle": lambda b, a: b.depth_to_space(a(0, "input"), int(a(1, "upscale_factor")), "CRD"),
     "pixel_unshuffle": lambda b, a: b.depth_to_space(a(0, "input"), int(a(1, "downscale_factor")), "CRD",
@@ -657,7 +660,7 @@ SUPPORTED_OPS = (
     "rsqrt", "exp", "log", "reciprocal", "softmax", "log_softmax", "layer_norm", "relu",
     "leaky_relu", "relu6", "hardtanh/clamp (to [a, b] or [0, inf))", "hardsigmoid", "prelu", "abs",
     "maximum/minimum (of two values, or with a constant)", "sigmoid", "tanh", "silu", "softplus", "elu", "gelu",
-    "batch_norm (eval)", "dropout", "interpolate/upsample (nearest, nearest-exact, (bi/tri)linear, area)",
+    "batch_norm (eval)", "dropout", "interpolate/upsample (nearest, nearest-exact, (bi/tri)linear, bicubic, area)",
     "adaptive_avg/max_pool1d/2d", "pixel_shuffle/unshuffle", "hardswish",
     "x * sigmoid(x) (silu)", "x * hardsigmoid(x), x * relu6(x + 3) (hardswish)", "sum/mean/amax/amin (over dims)",
     "max/min (of all, of two values, or the values along dim)",
