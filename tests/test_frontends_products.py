@@ -181,8 +181,11 @@ def test_positive_domains_and_unsupported_powers_are_one_line_errors():
     assert np.all(np.isfinite(bounds.lower[net.output]))
     b = NetworkBuilder()
     x = b.input((2,))
-    with pytest.raises(UnsupportedOperatorError, match="Pow with exponent 1.5"):
-        b.power(b.relu(x), 1.5)
+    with pytest.raises(UnsupportedOperatorError, match="Pow with an exponent that varies"):
+        b.power(b.relu(x), np.array([1.5, 2.0]))
+    net = b.finish(b.power(b.linear(x, np.eye(2)), 1.5), "power")  # x^1.5 needs x > 0
+    with pytest.raises(InvalidNetworkError, match="power neurons .*positive inputs"):
+        compute_bounds(net, InputDomain(-np.ones(2), np.ones(2)), "symbolic")
     b = NetworkBuilder()
     x = b.input((2,))
     net = b.finish(b.exp(b.linear(x, 400.0 * np.eye(2))), "exp")
@@ -222,3 +225,65 @@ def test_layer_normalization_statistics_outputs_match_onnxruntime():
     x = rng.normal(size=(4, 3))
     reference = np.concatenate([session.run(None, {"x": row[None].astype(np.float32)})[0] for row in x])
     np.testing.assert_allclose(net.forward(x), reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5])
+def test_local_response_normalisation_matches_onnxruntime_and_torch(size):
+    """ONNX LRN (window ``c - floor((size-1)/2) .. c + ceil((size-1)/2)``) against the spec in numpy and
+    onnxruntime (odd sizes), and torch's
+    LocalResponseNorm (window ``c - size//2 .. c + (size-1)//2``; exported with an ``If`` on the input's
+    rank, inlined on its constant condition) against torch."""
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(size)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["h"]),
+             helper.make_node("LRN", ["h"], ["y"], size=size, alpha=0.5, beta=0.75, bias=2.0)]
+    graph = helper.make_graph(nodes, "lrn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(rng.normal(size=(6, 1, 2, 2)).astype(np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    net = from_onnx(model)
+    x = rng.normal(size=(3, 16))
+    # the spec in numpy (ONNX's reference evaluator sums channel 0's window only; onnxruntime takes odd sizes)
+    h = torch.nn.functional.conv2d(torch.as_tensor(x).view(-1, 1, 4, 4),
+                                   torch.as_tensor(numpy_helper.to_array(graph.initializer[0]), dtype=torch.float64))
+    h = h.numpy()
+    total = np.stack([(h[:, max(0, c - (size - 1) // 2):c + size // 2 + 1] ** 2).sum(1) for c in range(6)], 1)
+    spec = (h / (2.0 + 0.5 / size * total) ** 0.75).reshape(3, -1)
+    np.testing.assert_allclose(net.forward(x), spec, rtol=1e-12, atol=1e-12)
+    if size % 2:
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        reference = np.concatenate([session.run(None, {"x": row.reshape(1, 1, 4, 4).astype(np.float32)})[0].reshape(1, -1)
+                                    for row in x])
+        np.testing.assert_allclose(net.forward(x), reference, rtol=1e-5, atol=1e-5)
+    torch.manual_seed(size)
+    module = nn.Sequential(nn.Conv2d(1, 6, 2), nn.LocalResponseNorm(size, alpha=0.5, beta=0.75, k=2.0), nn.Flatten())
+    expected = module.double()(torch.as_tensor(x).view(-1, 1, 4, 4)).detach().numpy()
+    np.testing.assert_allclose(from_torch(module, input_shape=(1, 4, 4)).forward(x), expected, rtol=1e-12, atol=1e-12)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.float(), torch.randn(1, 1, 4, 4), buffer, opset_version=13, dynamo=False)
+    np.testing.assert_allclose(from_onnx(buffer.getvalue()).forward(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_if_on_a_constant_condition_takes_its_branch_and_a_computed_one_is_refused():
+    from onnx import TensorProto, helper
+
+    def model(cond_from_input: bool, cond: bool):
+        branch = lambda op, name: helper.make_graph(  # noqa: E731 (reads the outer scope's "h")
+            [helper.make_node(op, ["h"], [name])], name, [], [helper.make_tensor_value_info(name, TensorProto.FLOAT, None)])
+        nodes = [helper.make_node("Relu", ["x"], ["h"]),
+                 helper.make_node("Constant", [], ["c"], value=helper.make_tensor("c", TensorProto.BOOL, [], [cond])),
+                 helper.make_node("If", ["x" if cond_from_input else "c"], ["y"],
+                                  then_branch=branch("Neg", "t"), else_branch=branch("Sigmoid", "e"))]
+        graph = helper.make_graph(nodes, "if", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+    x = np.array([[-1.0], [0.5], [2.0]])
+    np.testing.assert_allclose(from_onnx(model(False, True)).forward(x), -np.maximum(x, 0.0))
+    np.testing.assert_allclose(from_onnx(model(False, False)).forward(x), 1 / (1 + np.exp(-np.maximum(x, 0.0))))
+    with pytest.raises(UnsupportedOperatorError, match="If with a condition computed from the network input"):
+        from_onnx(model(True, True))

@@ -15,17 +15,18 @@ from torch import nn
 
 from conftest import random_mlp
 from relumilp import optimize
-from relumilp.activations import (ELU, GELU, Exp, HardSwish, Log, Reciprocal, RePU, SiLU, Sigmoid, SoftExponential,
-                                  Softplus, Sqrt, Square, Tanh)
+from relumilp.activations import (ELU, GELU, Exp, HardSwish, Log, Power, Reciprocal, RePU, SiLU, Sigmoid,
+                                  SoftExponential, Softplus, Sqrt, Square, Tanh)
 from relumilp.activations.smooth import EVAL_ULPS, MAX_SEGMENTS, UNIT
 from relumilp.bounds import compute_bounds
 from relumilp.domain import InputDomain
 from relumilp.errors import InvalidNetworkError, UnsupportedOperatorError
 
 KINDS = [Sigmoid(), Tanh(), Softplus(), SiLU(), GELU(), ELU(1.0), ELU(0.4), SoftExponential(0.6),
-         SoftExponential(-0.4), RePU(2), RePU(3), HardSwish(), Square(), Exp(), Log(), Sqrt(), Reciprocal()]
+         SoftExponential(-0.4), RePU(2), RePU(3), HardSwish(), Square(), Exp(), Log(), Sqrt(), Reciprocal(),
+         Power(0.75), Power(-0.75), Power(2.5)]
 #: the kinds defined for positive inputs only, and their intervals (wide ones: a softmax's sum, a variance)
-POSITIVE = (Log, Sqrt, Reciprocal)
+POSITIVE = (Log, Sqrt, Reciprocal, Power)
 POSITIVE_INTERVALS = [(0.5, 5.0), (0.05, 0.07), (1.0, 3.0), (1.0, 1e5), (2.0, 200.0), (0.3, 0.3 + 1e-7), (1e-6, 1e-3)]
 #: per kind: intervals across every curvature region, near-degenerate ones and far tails
 INTERVALS = [(-6.0, 5.0), (-0.5, 0.7), (1.0, 3.0), (-3.0, -1.0), (-2.0, 2.0), (0.3, 0.3 + 1e-7), (-30.0, -20.0)]
@@ -75,6 +76,8 @@ def exact(act, x: float) -> mpmath.mpf:
         return mpmath.sqrt(x)
     if isinstance(act, Reciprocal):
         return 1 / x
+    if isinstance(act, Power):
+        return mpmath.power(x, mpmath.mpf(act.p))
     raise AssertionError(act)
 
 

@@ -1167,3 +1167,52 @@ class Reciprocal(_PositiveDomain):
     @property
     def range(self):
         return 0.0, math.inf
+
+
+@register
+class Power(_PositiveDomain):
+    """``x^p`` for ``x > 0`` and a real ``p`` other than 0 and 1 (what ``Pow`` with a non-integer exponent
+    and a local response normalisation's ``(k + a sum x^2)^-beta`` are compiled into; integer exponents
+    are products of squares, ``+-1/2`` and ``-1`` have kinds of their own). ``f''' = p (p-1) (p-2)
+    x^(p-3)`` keeps its sign on ``x > 0``, so ``|f''|`` is largest at a segment's end; convex where
+    ``p (p - 1) > 0``, concave otherwise."""
+
+    kind = "power"
+    LABEL = "power"
+    PARAMS = ("p",)
+
+    def __init__(self, p: float = 2.0):
+        p = float(p)
+        if not math.isfinite(p) or p in (0.0, 1.0):
+            raise UnsupportedOperatorError(f"power exponent {p:g}", ["finite exponents other than 0 and 1"])
+        self.p = p
+
+    def apply(self, x):
+        with np.errstate(all="ignore"):
+            return np.power(np.asarray(x, dtype=np.float64), self.p)
+
+    def apply_torch(self, x):
+        return x.pow(self.p)
+
+    def _d1(self, x):
+        return self.p * self._at(x) ** (self.p - 1.0)
+
+    def _d2(self, x):
+        return self.p * (self.p - 1.0) * self._at(x) ** (self.p - 2.0)
+
+    def _d3(self, a, b):  # |f'''| is monotone in x on x > 0: the larger of the two ends
+        c = abs(self.p * (self.p - 1.0) * (self.p - 2.0))
+        return c * np.maximum(self._at(a) ** (self.p - 3.0), self._at(b) ** (self.p - 3.0))
+
+    def _curvature_sign(self, l, u):
+        return np.full(np.broadcast(l, u).shape, 1 if self.p * (self.p - 1.0) > 0 else -1, dtype=np.int64)
+
+    def _spacing(self, x):  # sqrt|f''| ~ x^((p - 2) / 2), integrated: x^(p / 2), increasing with the sign of p
+        return math.copysign(1.0, self.p) * np.power(x, self.p / 2.0)
+
+    def _spacing_inverse(self, v):
+        return np.power(math.copysign(1.0, self.p) * v, 2.0 / self.p)
+
+    @property
+    def range(self):
+        return 0.0, math.inf

@@ -522,18 +522,17 @@ class NetworkBuilder:
         return self.smooth(x, "reciprocal")
 
     def power(self, x: Sym, exponent) -> Sym:
-        """``x ** p`` for a constant scalar ``p``: integers (by repeated products; negative ones through
-        ``1 / x``), and ``p = +-1/2`` (``sqrt``)."""
+        """``x ** p`` for a constant scalar ``p``: integers by repeated products (negative ones through
+        ``1 / x``), so any sign of ``x`` is fine; other exponents (``x`` must stay positive) by one
+        ``sqrt`` (``p = 1/2``) or ``power`` neuron."""
         p = self.const(exponent, "the exponent")
         if p.size != 1 and not np.all(p == p.flat[0]):
             raise self.unsupported("Pow with an exponent that varies over the elements", ["one constant exponent"])
         p = float(p.flat[0])
+        if p != int(p):
+            return self.sqrt(x) if p == 0.5 else self.smooth(x, "power", p=p)
         if p < 0:
             return self.reciprocal(self.power(x, -p))
-        if p == 0.5:
-            return self.sqrt(x)
-        if p != int(p):
-            raise self.unsupported(f"Pow with exponent {p:g}", ["integer exponents", "exponents +-0.5"])
         if p == 0:
             return np.ones(x.shape)
         n, result, base = int(p), None, x  # binary powering: x^13 = x * x^4 * x^8
@@ -570,7 +569,7 @@ class NetworkBuilder:
 
     def normalize(self, x: Sym, axes: Sequence[int], eps: float, statistics: bool = False):
         """``(x - mean) / sqrt(var + eps)`` over ``axes`` (layer and instance normalisation before their
-        scale and shift): the variance through square neurons, ``1 / sqrt`` through sqrt and reciprocal,
+        scale and shift): the variance through square neurons, ``1 / sqrt`` through one power neuron,
         and the product of the two values (``eps > 0`` keeps the square root's input positive). With
         ``statistics``: ``(result, mean, 1 / sqrt(var + eps))``, the mean and inverse deviation kept
         along the reduced axes."""
@@ -580,9 +579,28 @@ class NetworkBuilder:
         mean = self.reduce_sum(x, axes, keepdims=True, mean=True)
         centred = self.sub(x, mean)
         variance = self.reduce_sum(self.square(centred), axes, keepdims=True, mean=True)
-        inverse = self.reciprocal(self.sqrt(self.add(variance, eps)))
+        inverse = self.power(self.add(variance, eps), -0.5)
         result = self.mul(centred, inverse)
         return (result, mean, inverse) if statistics else result
+
+    def local_response_norm(self, x: Sym, size: int, alpha: float, beta: float, bias: float,
+                            before: int, after: int) -> Sym:
+        """``x / (bias + alpha / size * sum x^2)^beta`` with the sum over channels ``c - before .. c + after``
+        (axis 1, clipped to the channels): square neurons, a banded sparse sum, one power neuron (its input
+        is at least ``bias``, which must be positive) and the product."""
+        if x.ndim < 2 or int(size) < 1 or not float(bias) > 0.0:
+            raise self.unsupported(f"local response normalisation of shape {x.shape}, size {size}, bias {bias:g}",
+                                   ["size >= 1 and bias > 0 over a channel axis"])
+        channels, inner = x.shape[1], math.prod(x.shape[2:])
+        offsets = np.arange(-int(before), int(after) + 1)
+        rows = np.repeat(np.arange(channels), offsets.size)
+        cols = rows + np.tile(offsets, channels)
+        inside = (cols >= 0) & (cols < channels)
+        band = sp.csr_array((np.ones(int(inside.sum())), (rows[inside], cols[inside])), shape=(channels, channels))
+        block = sp.kron(matrices.identity(x.shape[0]), sp.kron(band, matrices.identity(inner)), format="csr")
+        total = self._apply(self.square(x), block, x.shape)
+        scale = self.add(self.mul(total, float(alpha) / int(size)), float(bias))
+        return self.mul(x, self.power(scale, -float(beta))) if float(beta) != 0.0 else x
 
     def _matmul_values(self, a: Sym, b: Sym) -> Sym:
         """``a @ b`` of two network values (numpy matmul semantics): the products ``a_ik b_kj``, summed over ``k``."""

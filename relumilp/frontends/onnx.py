@@ -450,6 +450,13 @@ def _instance_norm(b, node, values, attrs, opset):
     return b.add(b.mul(b.normalize(x, list(range(2, x.ndim)), attrs.get("epsilon", 1e-5)), scale), shift)
 
 
+def _lrn(b, node, values, attrs, opset):
+    """LRN: the channel window ``c - floor((size - 1) / 2) .. c + ceil((size - 1) / 2)``."""
+    size = int(attrs["size"])
+    return b.local_response_norm(values[0], size, attrs.get("alpha", 1e-4), attrs.get("beta", 0.75),
+                                 attrs.get("bias", 1.0), (size - 1) // 2, size // 2)
+
+
 _Handler = Callable[[NetworkBuilder, object, list, dict, int], object]
 
 _OPS: dict[str, _Handler] = {
@@ -519,9 +526,10 @@ _OPS: dict[str, _Handler] = {
     "LogSoftmax": _softmax,
     "LayerNormalization": _layer_norm,
     "InstanceNormalization": _instance_norm,
+    "LRN": _lrn,
 }
 
-SUPPORTED_OPS = tuple(sorted(_OPS)) + ("Constant",)
+SUPPORTED_OPS = tuple(sorted(_OPS)) + ("Constant", "If (a constant condition)")
 
 
 def _load(source) -> onnx.ModelProto:
@@ -616,9 +624,10 @@ def _fold(node, values: list, opsets) -> list:
 #: evaluator gets several of them wrong (found by fuzzing against a spec implementation: BatchNormalization
 #: at opsets 9-14 normalises with the batch's statistics, GlobalMaxPool of rank 3 also reduces the
 #: channels, MaxPool with ceil_mode or SAME padding shifts or drops windows), so a constant folded by it
-#: would differ from the same operator applied to a network value
+#: would differ from the same operator applied to a network value; its LRN sums the first channel's window
+#: only
 _OWN_FOLDS = frozenset({"AveragePool", "BatchNormalization", "Conv", "ConvTranspose", "GlobalAveragePool",
-                        "GlobalMaxPool", "MaxPool", "Resize", "Upsample"})
+                        "GlobalMaxPool", "LRN", "MaxPool", "Resize", "Upsample"})
 
 
 def _fold_own(b: NetworkBuilder, node, values: list, opset: int) -> tuple | None:
@@ -723,12 +732,41 @@ def _fused(graph, constants: dict) -> list:
     return kept[::-1]
 
 
+def _inline_if(b: NetworkBuilder, node, env: dict, opsets, opset: int) -> None:
+    """``If`` on a constant condition (exporters' shape and rank checks, e.g. torch's LocalResponseNorm): the
+    chosen branch's nodes are converted in place, seeing the outer scope, and its outputs become the node's."""
+    cond = env[node.input[0]]
+    if is_sym(cond):
+        raise b.unsupported("If with a condition computed from the network input", ["If on a constant condition"])
+    cond = np.asarray(cond)
+    if cond.size != 1:
+        raise b.invalid(f"If needs a single-element condition, got shape {cond.shape}")
+    chosen = "then_branch" if bool(cond.reshape(-1)[0]) else "else_branch"
+    branch = next((helper.get_attribute_value(a) for a in node.attribute if a.name == chosen), None)
+    if branch is None:
+        raise ModelFileError(f"{b.where} has no {chosen}")
+    try:
+        local = {**env, **{t.name: numpy_helper.to_array(t) for t in branch.initializer}}
+    except Exception as exc:
+        raise ModelFileError(f"cannot read the initializers of {b.where}'s {chosen}: {one_line(exc)}") from None
+    where = b.where
+    for inner in _fused(branch, local):
+        _convert(b, inner, local, opsets, opset)
+    b.where = where
+    missing = [o.name for o in branch.output if o.name not in local]
+    if missing or len(branch.output) != len(node.output):
+        raise ModelFileError(f"{where}: its {chosen} does not produce the node's {len(node.output)} outputs")
+    env.update((name, local[o.name]) for name, o in zip(node.output, branch.output) if name)
+
+
 def _convert(b: NetworkBuilder, node, env: dict, opsets, opset: int) -> None:
     label = node.name or (node.output[0] if node.output else "?")
     b.where = f"ONNX node '{label}' ({node.op_type})"
     missing = [n for n in node.input if n and n not in env]
     if missing:
         raise ModelFileError(f"ONNX node '{label}' reads tensor {missing[0]!r}, which no earlier node produces")
+    if node.op_type == "If" and node.domain in ("", "ai.onnx"):
+        return _inline_if(b, node, env, opsets, opset)
     values = [env[n] if n else None for n in node.input]
     if not any(is_sym(v) for v in values):
         results = _fold_own(b, node, values, opset)

@@ -57,6 +57,7 @@ SUPPORTED_LAYERS = (
     "relumilp.train SoftExponential (scalar alpha), RePU",
     "Softmax, LogSoftmax",
     "LayerNorm",
+    "LocalResponseNorm",
 )
 
 _ALIASES = {
@@ -266,6 +267,13 @@ def _layer_norm(b, a):
     y = y if weight is None else b.mul(y, weight)
     y = y if bias is None else b.add(y, bias)
     return (y, mean, inverse) if a.op.name == "native_layer_norm" else y
+
+
+def _local_response_norm(b, a):
+    """torch's local response normalisation: the channel window ``c - size // 2 .. c + (size - 1) // 2``."""
+    size = int(a(1, "size"))
+    return b.local_response_norm(a(0, "input"), size, _scalar(a(2, "alpha", 1e-4)), _scalar(a(3, "beta", 0.75)),
+                                 _scalar(a(4, "k", 1.0)), size // 2, (size - 1) // 2)
 
 
 def _pow(b, a):
@@ -643,7 +651,7 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "pow": _pow,
     "square": lambda b, a: b.square(a(0, "input")),
     "sqrt": lambda b, a: b.sqrt(a(0, "input")),
-    "rsqrt": lambda b, a: b.reciprocal(b.sqrt(a(0, "input"))),
+    "rsqrt": lambda b, a: b.power(a(0, "input"), -0.5),
     "exp": lambda b, a: b.exp(a(0, "input")),
     "log": lambda b, a: b.log(a(0, "input")),
     "reciprocal": lambda b, a: b.reciprocal(a(0, "input")),
@@ -653,11 +661,12 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "_log_softmax": _softmax,
     "layer_norm": _layer_norm,
     "native_layer_norm": _layer_norm,
+    "local_response_norm": _local_response_norm,
 }
 
 SUPPORTED_OPS = (
     "linear", "addmm", "matmul/mm/bmm", "add", "sub", "mul/div", "pow (constant exponent)", "square", "sqrt",
-    "rsqrt", "exp", "log", "reciprocal", "softmax", "log_softmax", "layer_norm", "relu",
+    "rsqrt", "exp", "log", "reciprocal", "softmax", "log_softmax", "layer_norm", "local_response_norm", "relu",
     "leaky_relu", "relu6", "hardtanh/clamp (to [a, b] or [0, inf))", "hardsigmoid", "prelu", "abs",
     "maximum/minimum (of two values, or with a constant)", "sigmoid", "tanh", "silu", "softplus", "elu", "gelu",
     "batch_norm (eval)", "dropout", "interpolate/upsample (nearest, nearest-exact, (bi/tri)linear, bicubic, area)",
@@ -814,7 +823,7 @@ _LEAF_TYPES = (
     nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d, nn.ConvTranspose2d,
     nn.AvgPool1d, nn.AvgPool2d, nn.MaxPool1d, nn.MaxPool2d, nn.Upsample, nn.Hardswish, nn.AdaptiveAvgPool1d,
     nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.PixelShuffle, nn.PixelUnshuffle,
-    nn.Softmax, nn.LogSoftmax, nn.LayerNorm,
+    nn.Softmax, nn.LogSoftmax, nn.LayerNorm, nn.LocalResponseNorm,
 )  # fmt: skip
 
 
@@ -890,6 +899,8 @@ def _layer_op(module: nn.Module, target: str) -> tuple[str, tuple, str]:
         return ("softmax" if isinstance(module, nn.Softmax) else "log_softmax"), (module.dim,), where
     if isinstance(module, nn.LayerNorm):
         return "layer_norm", (module.normalized_shape, module.weight, module.bias, module.eps), where
+    if isinstance(module, nn.LocalResponseNorm):
+        return "local_response_norm", (module.size, module.alpha, module.beta, module.k), where
     if isinstance(module, nn.PixelShuffle):
         return "pixel_shuffle", (module.upscale_factor,), where
     if isinstance(module, nn.PixelUnshuffle):
