@@ -197,7 +197,10 @@ class SmoothActivation(Activation):
     def interval(self, lo, hi):
         """Sound interval image of ``[lo, hi]`` that also contains every float64 forward value."""
         lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
-        finite_lo, finite_hi = np.clip(lo, -1e300, 1e300), np.clip(hi, -1e300, 1e300)
+        # only infinite ends are replaced (their limits are handled below): clipping a finite 1e305 to 1e300
+        # would take the image of the wrong point for every unbounded kind
+        finite_lo = np.where(np.isinf(lo), np.copysign(1e300, lo), lo)
+        finite_hi = np.where(np.isinf(hi), np.copysign(1e300, hi), hi)
         with np.errstate(all="ignore"):
             fl, fu = self.apply(finite_lo), self.apply(finite_hi)
             low, high = np.minimum(fl, fu), np.maximum(fl, fu)
