@@ -119,8 +119,10 @@ def test_a_product_is_two_squares_and_a_square_of_one_value_is_one():
 def test_constant_products_and_quotients_are_exact():
     b = ConstantBuilder()
     a, c = b.constant([3.0, 1e-8, 7.0]), b.constant([1.0 / 3.0, 1e8, -2.0])
-    assert np.array_equal(b.value(b.constant(b.mul(a, c))), np.array([3.0, 1e-8, 7.0]) * np.array([1 / 3, 1e8, -2.0]))
-    assert np.array_equal(b.value(b.constant(b.div(a, c))), np.array([3.0, 1e-8, 7.0]) / np.array([1 / 3, 1e8, -2.0]))
+    assert np.array_equal(b.value(b.mul(a, c)), np.array([3.0, 1e-8, 7.0]) * np.array([1 / 3, 1e8, -2.0]))
+    assert np.array_equal(b.value(b.div(a, c)), np.array([3.0, 1e-8, 7.0]) / np.array([1 / 3, 1e8, -2.0]))
+    assert np.array_equal(b.value(b.matmul(a, np.eye(3))), np.array([3.0, 1e-8, 7.0]))
+    assert np.array_equal(b.value(b.power(a, 0)), np.ones(3))
 
 
 def test_softmax_over_two_entries_is_a_sigmoid_and_one_entry_a_constant():
@@ -136,8 +138,8 @@ def test_softmax_over_two_entries_is_a_sigmoid_and_one_entry_a_constant():
     np.testing.assert_allclose(net.forward(X), np.concatenate([soft, np.log(soft)], 1), rtol=1e-12, atol=1e-13)
     b = NetworkBuilder()
     x = b.input((1,))
-    assert np.array_equal(b.softmax(b.relu(x), -1), np.ones((1, 1)))
-    assert np.array_equal(b.softmax(b.relu(x), -1, log=True), np.zeros((1, 1)))
+    assert np.array_equal(ConstantBuilder.value(b.softmax(b.relu(x), -1)), np.ones((1, 1)))
+    assert np.array_equal(ConstantBuilder.value(b.softmax(b.relu(x), -1, log=True)), np.zeros((1, 1)))
 
 
 def _elementary_net():
@@ -287,3 +289,32 @@ def test_if_on_a_constant_condition_takes_its_branch_and_a_computed_one_is_refus
     np.testing.assert_allclose(from_onnx(model(False, False)).forward(x), 1 / (1 + np.exp(-np.maximum(x, 0.0))))
     with pytest.raises(UnsupportedOperatorError, match="If with a condition computed from the network input"):
         from_onnx(model(True, True))
+
+
+def test_constants_computed_from_network_values_flow_on_as_constants():
+    """A softmax over one entry is 1 and ``x ** 0`` is 1, whatever ``x``: later operators (a product with a
+    network value, a Linear, ONNX's reshapes) take them as constants; a network whose output is one says so."""
+
+    class OneEntry(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.out = nn.Linear(4, 4), nn.Linear(4, 2)
+
+        def forward(self, x):
+            z = self.fc(x).view(-1, 1, 4)
+            return self.out((torch.softmax(z, dim=1) * z).flatten(1)) + x[:, :2] ** 0
+
+    torch.manual_seed(0)
+    module = OneEntry().eval()
+    x = np.random.default_rng(7).normal(size=(5, 4))
+    expected = module.double()(torch.as_tensor(x)).detach().numpy()
+    np.testing.assert_allclose(from_torch(module, input_shape=(4,)).forward(x), expected, rtol=1e-12, atol=1e-12)
+    for opset in (11, 13, 17):
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module.float(), torch.randn(1, 4), buffer, opset_version=opset, dynamo=False)
+        module.double()
+        np.testing.assert_allclose(from_onnx(buffer.getvalue()).forward(x), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(InvalidNetworkError, match="does not depend on the network input"):
+        from_torch(nn.Sequential(nn.Linear(2, 2), nn.Softmax(dim=0)), input_shape=(2,))  # softmax over the batch

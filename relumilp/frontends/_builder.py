@@ -35,6 +35,10 @@ from ..errors import InvalidNetworkError, UnsupportedOperatorError
 from ..ir import ActivationNode, AffineNode, InputNode, Network, Node
 
 
+#: integer exponents up to this magnitude are products of squares (valid for any sign of the base; 2 log2 |p|
+#: square neurons per element); larger ones are one power neuron of a positive base
+MAX_PRODUCT_POWER = 64
+
 SMOOTH = {
     "sigmoid", "tanh", "elu", "selu", "celu", "gelu", "silu", "mish", "softplus", "softmin", "logsigmoid",
     "log_sigmoid", "softsign", "tanhshrink", "hardswish", "erf", "softexponential", "repu",
@@ -82,6 +86,14 @@ class Sym:
 
 def is_sym(value) -> bool:
     return isinstance(value, Sym)
+
+
+def _carried(value) -> Sym:
+    """A constant computed from network values (``x ** 0``, a softmax over one entry, a product of two
+    carried constants), carried as a term-free value: every later operator treats it as the constant it is
+    and the frontends do not mistake it for one of the source graph's own tensors."""
+    value = np.asarray(value, dtype=np.float64)
+    return Sym(value.shape, {}, value.ravel().copy())
 
 
 def _same_value(x: Sym, y: Sym) -> bool:
@@ -277,6 +289,8 @@ class NetworkBuilder:
         return node.name
 
     def _activate(self, x: Sym, activation) -> Sym:
+        if not x.terms:  # a constant the builder carries (e.g. a softmax over one entry): evaluated
+            return Sym(x.shape, {}, np.asarray(activation.apply(x.bias), dtype=np.float64))
         source = self.node_of(x)
         node = ActivationNode(f"act{self._activations}", x.size, (source,), activation)
         self._activations += 1
@@ -427,7 +441,7 @@ class NetworkBuilder:
         if is_sym(a) and is_sym(b):
             return self._gated(a, b) or self._gated(b, a) or self._product(a, b)
         if not is_sym(a) and not is_sym(b):
-            return self.const(a) * self.const(b)
+            return _carried(self.const(a) * self.const(b))
         x, c = (a, b) if is_sym(a) else (b, a)
         shape = self._broadcast_shape(x, c)
         x, scale = self._expand(x, shape), np.broadcast_to(self.const(c), shape).ravel()
@@ -474,7 +488,7 @@ class NetworkBuilder:
         if is_sym(b):
             return self.mul(a, self.reciprocal(b))
         if not is_sym(a):
-            return self.const(a) / self.const(b, "the divisor")
+            return _carried(self.const(a) / self.const(b, "the divisor"))
         shape = self._broadcast_shape(a, b)
         x = self._expand(a, shape)
         divisor = np.broadcast_to(self.const(b, "the divisor"), shape).ravel()
@@ -522,19 +536,21 @@ class NetworkBuilder:
         return self.smooth(x, "reciprocal")
 
     def power(self, x: Sym, exponent) -> Sym:
-        """``x ** p`` for a constant scalar ``p``: integers by repeated products (negative ones through
-        ``1 / x``), so any sign of ``x`` is fine; other exponents (``x`` must stay positive) by one
-        ``sqrt`` (``p = 1/2``) or ``power`` neuron."""
+        """``x ** p`` for a constant scalar ``p``: integers up to :data:`MAX_PRODUCT_POWER` by repeated products
+        (negative ones through ``1 / x``), so any sign of ``x`` is fine; other exponents (``x`` must stay
+        positive) by one ``sqrt`` (``p = 1/2``) or ``power`` neuron."""
+        if is_sym(exponent):
+            raise self.unsupported("Pow with an exponent computed from the input", ["one constant exponent"])
         p = self.const(exponent, "the exponent")
         if p.size != 1 and not np.all(p == p.flat[0]):
             raise self.unsupported("Pow with an exponent that varies over the elements", ["one constant exponent"])
         p = float(p.flat[0])
-        if p != int(p):
+        if p != int(p) or abs(p) > MAX_PRODUCT_POWER:  # x must stay positive for these
             return self.sqrt(x) if p == 0.5 else self.smooth(x, "power", p=p)
         if p < 0:
             return self.reciprocal(self.power(x, -p))
         if p == 0:
-            return np.ones(x.shape)
+            return _carried(np.ones(x.shape))
         n, result, base = int(p), None, x  # binary powering: x^13 = x * x^4 * x^8
         while True:
             if n & 1:
@@ -551,7 +567,7 @@ class NetworkBuilder:
         axis = int(axis) % max(x.ndim, 1)
         n = x.shape[axis]
         if n == 1:
-            return np.zeros(x.shape) if log else np.ones(x.shape)
+            return _carried(np.zeros(x.shape) if log else np.ones(x.shape))
         others = np.array([[j for j in range(n) if j != i] for i in range(n)])  # (n, n - 1)
         own = np.repeat(np.arange(n), n - 1).reshape(n, n - 1)
         moved = self.transpose(x, [d for d in range(x.ndim) if d != axis] + [axis])
@@ -627,6 +643,8 @@ class NetworkBuilder:
         a, b = self._constant_sym(a), self._constant_sym(b)
         if is_sym(a) and is_sym(b):
             return self._matmul_values(a, b)
+        if not is_sym(a) and not is_sym(b):
+            return _carried(np.matmul(self.const(a), self.const(b)))
         if is_sym(a):
             x, w = a, self.const(b, "the weight")
             if w.ndim > 2 or x.ndim == 0 or x.shape[-1] != w.shape[0]:
@@ -1174,18 +1192,12 @@ class ConstantBuilder(NetworkBuilder):
 
     @staticmethod
     def constant(value) -> Sym:
-        value = np.asarray(value, dtype=np.float64)
-        return Sym(value.shape, {}, value.ravel().copy())
+        return _carried(value)
 
     @staticmethod
     def value(x) -> np.ndarray | None:
         """The value of a term-free symbolic tensor, else None."""
         return x.bias.reshape(x.shape) if is_sym(x) and not x.terms else None
-
-    def _activate(self, x: Sym, activation) -> Sym:
-        if x.terms:
-            return super()._activate(x, activation)
-        return Sym(x.shape, {}, np.asarray(activation.apply(x.bias), dtype=np.float64))
 
     def _extreme(self, a, b, pick):
         values = [self.value(v) if is_sym(v) else np.asarray(v, dtype=np.float64) for v in (a, b)]
