@@ -318,3 +318,29 @@ def test_constants_computed_from_network_values_flow_on_as_constants():
         np.testing.assert_allclose(from_onnx(buffer.getvalue()).forward(x), expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(InvalidNetworkError, match="does not depend on the network input"):
         from_torch(nn.Sequential(nn.Linear(2, 2), nn.Softmax(dim=0)), input_shape=(2,))  # softmax over the batch
+
+
+def test_wide_softmax_and_stacked_layer_norms_keep_finite_tight_bounds():
+    """A softmax whose logits differ by up to 40 (its ``1 + sum exp`` spans 1 .. 1e17) and two stacked
+    layer normalisations (the second's ``var + eps`` close to its domain edge once widened for rounding):
+    bounds contain every sampled value and stay finite; each normalised value lies within ``+-sqrt(d)``."""
+    torch.manual_seed(0)
+    wide = nn.Sequential(nn.Linear(1, 3), nn.Softmax(dim=-1)).eval()
+    with torch.no_grad():
+        wide[0].weight.copy_(torch.tensor([[20.0], [-20.0], [0.0]]))
+    norms = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4, elementwise_affine=False), nn.Linear(4, 4),
+                          nn.LayerNorm(4, elementwise_affine=False)).eval()
+    for module, size in ((wide, 1), (norms, 3)):
+        net = from_torch(module, input_shape=(size,))
+        lower, upper = -np.ones(size), np.ones(size)
+        X = np.concatenate([np.random.default_rng(8).uniform(lower, upper, (20_000, size)), [lower, upper]])
+        values = net.forward_all(X)
+        for method in ("interval", "symbolic", "alpha"):
+            bounds = compute_bounds(net, InputDomain(lower, upper), method)
+            for name, v in values.items():
+                assert np.all(np.isfinite(bounds.lower[name])) and np.all(np.isfinite(bounds.upper[name]))
+                assert np.all(v >= bounds.lower[name]) and np.all(v <= bounds.upper[name]), (method, name)
+            if module is norms:
+                assert np.all(bounds.lower[net.output] >= -2.0) and np.all(bounds.upper[net.output] <= 2.0)
+            else:
+                assert np.all(bounds.lower[net.output] >= 0.0) and np.all(bounds.upper[net.output] <= 1.0 + 1e-9)

@@ -51,3 +51,23 @@ def test_domain_errors():
         box_from_cli(["0-1"], 2)
     with pytest.raises(InvalidDomainError, match="2 bounds but the network has 3 inputs"):
         InputDomain.box(0, 1, 2).check_size(3)
+
+
+def test_each_side_is_widened_by_the_rounding_of_its_own_terms():
+    """``1 + x1 + x2`` with ``x`` in ``[0, 1e280]``: the forward pass's rounding scales with the terms it adds,
+    so the lower bound stays at 1 (widened by a few ulps), not ``1 - 1e265`` as one margin for both sides
+    gave; and every computed value still lies inside."""
+    from relumilp.bounds.interval import affine_image
+
+    lower, upper = {"x": np.zeros(2)}, {"x": np.full(2, 1e280)}
+    lo, hi = affine_image(["x"], [np.ones((1, 2))], np.ones(1), lower, upper)
+    assert 1.0 - 1e-14 < lo[0] < 1.0 and hi[0] >= 2e280
+    lo, hi = affine_image(["x"], [-np.ones((1, 2))], np.ones(1), lower, upper)  # 1 - x1 - x2: the upper side
+    assert 1.0 < hi[0] < 1.0 + 1e-14 and lo[0] <= -2e280
+    rng = np.random.default_rng(0)
+    W, b = rng.normal(size=(5, 4)), rng.normal(size=5)
+    L, U = rng.uniform(-3, 0, 4) * 10.0 ** rng.integers(-5, 5, 4), rng.uniform(0, 3, 4) * 10.0 ** rng.integers(-5, 5, 4)
+    lo, hi = affine_image(["x"], [W], b, {"x": L}, {"x": U})
+    X = np.concatenate([rng.uniform(L, U, (20_000, 4)), np.array(list(itertools.product(*zip(L, U))))])
+    Y = X @ W.T + b
+    assert np.all(Y >= lo) and np.all(Y <= hi)

@@ -374,3 +374,17 @@ def test_a_highs_option_that_highs_rejects_is_a_clear_error(options):
     prop = parse_vnnlib(header(2, 1) + box_text(lower, upper) + f"\n(assert (>= Y_0 {num(best - 0.01)}))")
     with pytest.raises(RelumilpError, match="HiGHS rejects the option"):
         verify(net, prop, input_split=False, tighten="interval", attack_samples=0, highs_options=options)
+
+
+def test_a_model_with_non_finite_numbers_never_reaches_highs():
+    import scipy.sparse as sp
+
+    from relumilp.backends.highs import to_highs
+    from relumilp.errors import SolveError
+    from relumilp.formulation.milp import MILP
+
+    A = sp.csr_array(np.array([[1.0, np.nan], [0.0, 1.0]]))
+    milp = MILP(np.zeros(2), np.ones(2), np.zeros(2, dtype=bool), A, -np.inf * np.ones(2), np.ones(2),
+                {"x": np.arange(2)}, {}, {}, "x", "x")
+    with pytest.raises(SolveError, match="1 non-finite coefficients or bounds"):
+        to_highs(milp)

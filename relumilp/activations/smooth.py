@@ -241,7 +241,8 @@ class SmoothActivation(Activation):
         """``|fl(f(x~)) - f(x)|`` for a computed input ``x~`` in ``[lower, upper]`` within ``error`` of ``x``:
         the slope over the widened interval times ``error``, plus the evaluation error."""
         slope = self.slope_bound(lower - error, upper + error)
-        return slope * error + self.eval_error(lower, upper)
+        with np.errstate(invalid="ignore"):  # an exact input (no error) has none to amplify, whatever the slope
+            return np.where(error > 0, slope * error, 0.0) + self.eval_error(lower, upper)
 
     def _m2(self, a, b):
         """Bound on ``|f''|`` over split-free segments ``[a, b]``."""
@@ -898,6 +899,14 @@ class _Elementary(SmoothActivation):
             raise InvalidNetworkError(
                 f"the {self.LABEL} neurons{where} overflow float64: their input's bounds reach "
                 f"{float(np.max(reach)):.6g} (at most {self.HIGHEST:g}; bound the input domain more tightly)")
+        with np.errstate(all="ignore"):
+            ends = np.concatenate([lower.ravel(), upper.ravel()])
+            finite = np.isfinite(self.apply(ends)) & np.isfinite(self._d1(ends)) & np.isfinite(self._d2(ends))
+        if not finite.all():  # e.g. 1 / x at 1e-200: its certificate's curvature terms overflow float64
+            worst = float(ends[~finite][0])
+            raise InvalidNetworkError(
+                f"the {self.LABEL} neurons{where} cannot be bounded in float64: their input's bounds reach "
+                f"{worst:.6g}, where {self.LABEL} or its derivatives overflow (bound the input domain more tightly)")
 
     def _reach(self, lower, upper):
         """What :data:`HIGHEST` limits: the upper bound (the magnitude for kinds that grow both ways)."""

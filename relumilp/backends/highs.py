@@ -29,7 +29,7 @@ import highspy
 import numpy as np
 
 from .._progress import progress_bar
-from ..errors import RelumilpError
+from ..errors import RelumilpError, SolveError
 from ..formulation.milp import MILP
 from ..limits import Deadline
 
@@ -140,9 +140,15 @@ def to_highs(milp: MILP, log: bool = False, threads: int | None = None, names: b
     if names:
         lp.col_names_ = milp.column_names()
         lp.row_names_ = milp.row_names()
+    bad = int(np.count_nonzero(~np.isfinite(csc.data)))
+    bad += int(np.count_nonzero(np.isnan(milp.col_lower) | np.isnan(milp.col_upper)))
+    bad += int(np.count_nonzero(np.isnan(milp.row_lower) | np.isnan(milp.row_upper)))
+    if bad:  # never hand a solver a model whose numbers are not numbers
+        raise SolveError(f"the MILP has {bad} non-finite coefficients or bounds (NaN or inf): its bounds are "
+                         "unusable; bound the input domain more tightly, or report the network")
     status = h.passModel(lp)
     if status == highspy.HighsStatus.kError:
-        raise RuntimeError("HiGHS rejected the model")
+        raise SolveError("HiGHS rejected the model (inconsistent bounds or coefficients)")
     return h
 
 

@@ -24,29 +24,30 @@ def affine_image(inputs, weights, bias, lower: dict, upper: dict, outward: bool 
 
     ``W+ = (W + |W|) / 2`` and ``W- = (W - |W|) / 2`` are exact in floating point, so one expression
     serves both array libraries; weights may be dense, scipy CSR or :class:`~relumilp.matrices.TorchSparse`
-    (the products go through :func:`~relumilp.matrices.rmatmul`, never densifying). With ``outward``, the result is widened by
-    :func:`~relumilp.bounds.rounding.sum_margin`'s rule (the rounding of these sums and of the forward
-    pass's own), so it contains every float64 forward value whenever the input bounds do; the
-    differentiable training bounds pass ``outward=False``. ``parts``: the weights' :func:`signed_parts`,
+    (the products go through :func:`~relumilp.matrices.rmatmul`, never densifying). With ``outward``, each
+    side is widened by :func:`~relumilp.bounds.rounding.margin_of` of the magnitudes of *its own* terms
+    (``W+ l`` and ``W- u`` for the lower bound), covering the rounding of that sum and of the forward pass's:
+    the forward pass at a computed input ``x`` gives at least ``sum_i (t_i - γ |t_i|) + b - γ |b|`` with
+    ``t_i = W_i x_i`` (Higham), and ``t - γ |t|`` increases with ``t``, so each term's worst case is at the
+    end of the box that minimises ``t_i``. So the result contains every float64 forward value whenever the
+    input bounds do, and a sum of nonnegative terms (a softmax's ``1 + sum exp``) keeps a lower bound near
+    its true one however large its upper bound; the differentiable training bounds pass ``outward=False``. ``parts``: the weights' :func:`signed_parts`,
     when the caller keeps them (constant weights bounded many times: branch and bound's nodes).
     """
     lo = hi = bias
-    size = abs(bias)
+    size_lo = size_hi = abs(bias)
     for k, (source, w) in enumerate(zip(inputs, weights)):
-        pos, neg, mag = parts[k] if parts else signed_parts(w)
+        pos, neg, _ = parts[k] if parts else signed_parts(w)
         lo = lo + rmatmul(lower[source], pos) + rmatmul(upper[source], neg)
         hi = hi + rmatmul(upper[source], pos) + rmatmul(lower[source], neg)
-        if outward:
-            size = size + rmatmul(_larger(abs(lower[source]), abs(upper[source])), mag)
+        if outward:  # the magnitudes of the terms of each side's own sum (|W-| = -W-)
+            low, high = abs(lower[source]), abs(upper[source])
+            size_lo = size_lo + rmatmul(low, pos) - rmatmul(high, neg)
+            size_hi = size_hi + rmatmul(high, pos) - rmatmul(low, neg)
     if not outward:
         return lo, hi
-    margin = margin_of(size, sum_terms(weights))
-    return outward_pair(lo - margin, hi + margin)
-
-
-def _larger(a, b):
-    """Element-wise maximum of two numpy arrays or two torch tensors."""
-    return np.maximum(a, b) if isinstance(a, np.ndarray) else a.maximum(b)
+    n = sum_terms(weights)
+    return outward_pair(lo - margin_of(size_lo, n), hi + margin_of(size_hi, n))
 
 
 def outward_pair(lo, hi):

@@ -83,11 +83,15 @@ def forward_error_step(node, lower: dict, upper: dict, error: dict) -> np.ndarra
     """
     if isinstance(node, AffineNode):
         mags = {s: magnitude(lower[s], upper[s]) for s in node.inputs}
-        propagated = sum(rmatmul(error[s], abs(w)) for s, w in zip(node.inputs, node.weights))
-        return sum_margin(node, mags, count=1) + propagated
-    assert isinstance(node, ActivationNode)
-    source = node.inputs[0]
-    return node.activation.forward_error(error[source], lower[source], upper[source])
+        with np.errstate(invalid="ignore"):  # inf * 0: made inf below
+            propagated = sum(rmatmul(error[s], abs(w)) for s, w in zip(node.inputs, node.weights))
+            step = sum_margin(node, mags, count=1) + propagated
+    else:
+        assert isinstance(node, ActivationNode)
+        source = node.inputs[0]
+        step = node.activation.forward_error(error[source], lower[source], upper[source])
+    # an unbounded envelope (a smooth kind's slope near its domain edge) times a zero weight is NaN: unbounded
+    return np.where(np.isnan(step), np.inf, step)
 
 
 def widen(net: Network, lower: dict, upper: dict) -> tuple[dict, dict]:
@@ -97,6 +101,14 @@ def widen(net: Network, lower: dict, upper: dict) -> tuple[dict, dict]:
     bounds that already contain their computed values. Returns new dicts; nodes missing from
     ``lower`` (e.g. those after a sub-network's last node) are skipped.
     """
+    from .base import intersect
+    from .interval import propagate_node
+
+    # Smooth kinds' envelopes grow with their slopes, which blow up near a domain edge (1 / x, sqrt near 0)
+    # or with huge values (exp): there the widened bound can be far looser than the interval image of the
+    # widened predecessors, which also contains every computed value (its own margins cover the forward
+    # pass), so the two are intersected. Piecewise-linear networks never need it.
+    tighten = any(getattr(node.activation, "smooth", False) for node in net.activations)
     new_lower = {net.input.name: lower[net.input.name]}
     new_upper = {net.input.name: upper[net.input.name]}
     error = {net.input.name: np.zeros_like(lower[net.input.name])}
@@ -106,6 +118,9 @@ def widen(net: Network, lower: dict, upper: dict) -> tuple[dict, dict]:
         error[node.name] = step = forward_error_step(node, new_lower, new_upper, error)
         new_lower[node.name] = np.nextafter(lower[node.name] - 2.0 * step, -np.inf)
         new_upper[node.name] = np.nextafter(upper[node.name] + 2.0 * step, np.inf)
+        if tighten:
+            lo, hi = propagate_node(node, new_lower, new_upper)
+            new_lower[node.name], new_upper[node.name] = intersect(new_lower[node.name], new_upper[node.name], lo, hi)
     return new_lower, new_upper
 
 

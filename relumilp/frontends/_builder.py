@@ -586,7 +586,8 @@ class NetworkBuilder:
     def normalize(self, x: Sym, axes: Sequence[int], eps: float, statistics: bool = False):
         """``(x - mean) / sqrt(var + eps)`` over ``axes`` (layer and instance normalisation before their
         scale and shift): the variance through square neurons, ``1 / sqrt`` through one power neuron,
-        and the product of the two values (``eps > 0`` keeps the square root's input positive). With
+        and the product of the two values (``eps > 0`` keeps the square root's input positive), clipped to
+        ``+-sqrt(d)`` for ``d`` normalised values (an identity on every reachable value, below). With
         ``statistics``: ``(result, mean, 1 / sqrt(var + eps))``, the mean and inverse deviation kept
         along the reduced axes."""
         eps = float(eps)
@@ -596,7 +597,11 @@ class NetworkBuilder:
         centred = self.sub(x, mean)
         variance = self.reduce_sum(self.square(centred), axes, keepdims=True, mean=True)
         inverse = self.power(self.add(variance, eps), -0.5)
-        result = self.mul(centred, inverse)
+        # |c_i| <= sqrt((d - 1) var) for d centred values c (they sum to 0; Cauchy-Schwarz), so every output
+        # lies in [-sqrt(d - 1), sqrt(d - 1)]: a clip to +-sqrt(d) never changes a value (rounding included),
+        # but gives the product's loose polarisation bounds that range back
+        reach = math.sqrt(math.prod(x.shape[int(a) % x.ndim] for a in set(int(a) % x.ndim for a in axes)))
+        result = self.clip(self.mul(centred, inverse), -reach, reach)
         return (result, mean, inverse) if statistics else result
 
     def local_response_norm(self, x: Sym, size: int, alpha: float, beta: float, bias: float,
