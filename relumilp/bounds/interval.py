@@ -38,12 +38,18 @@ def affine_image(inputs, weights, bias, lower: dict, upper: dict, outward: bool 
     size_lo = size_hi = abs(bias)
     for k, (source, w) in enumerate(zip(inputs, weights)):
         pos, neg, _ = parts[k] if parts else signed_parts(w)
-        lo = lo + rmatmul(lower[source], pos) + rmatmul(upper[source], neg)
-        hi = hi + rmatmul(upper[source], pos) + rmatmul(lower[source], neg)
-        if outward:  # the magnitudes of the terms of each side's own sum (|W-| = -W-)
-            low, high = abs(lower[source]), abs(upper[source])
-            size_lo = size_lo + rmatmul(low, pos) - rmatmul(high, neg)
-            size_hi = size_hi + rmatmul(high, pos) - rmatmul(low, neg)
+        l, u = lower[source], upper[source]
+        lp, un, up, ln = rmatmul(l, pos), rmatmul(u, neg), rmatmul(u, pos), rmatmul(l, neg)
+        lo, hi = lo + lp + un, hi + up + ln
+        if not outward:
+            continue
+        # the magnitudes of the terms of each side's own sum (|W-| = -W-); for a nonnegative input (every
+        # ReLU's output) they are the products above (rounded down by at most γ relative, which gamma's
+        # padding covers)
+        if not bool((l >= 0).all()):
+            l, u = abs(l), abs(u)
+            lp, un, up, ln = rmatmul(l, pos), rmatmul(u, neg), rmatmul(u, pos), rmatmul(l, neg)
+        size_lo, size_hi = size_lo + lp - un, size_hi + up - ln
     if not outward:
         return lo, hi
     n = sum_terms(weights)

@@ -19,8 +19,10 @@ A bound method reasons about the network in exact arithmetic, but a certificate 
 :func:`forward_error_step` propagates that envelope ``δ`` through the graph from the magnitudes the
 bounds allow, and :func:`widen` moves every bound outward by ``2 δ`` (the forward pass's error and a
 computation of the same structure in the bound method), then by one more unit in the last place.
-Interval arithmetic needs no envelope: :func:`sum_margin` already widens each affine image by both its
-own and the forward pass's rounding, so its bounds contain the computed values inductively.
+Interval arithmetic needs no envelope: each side of an affine image is widened by both its own and the
+forward pass's rounding of that side's terms (:func:`relumilp.bounds.interval.affine_image`), so its bounds
+contain the computed values inductively. For networks with smooth kinds, whose envelopes can be unbounded
+near a domain edge, :func:`widen` therefore also intersects each widened bound with that interval image.
 
 All functions work on single bound vectors ``(size,)`` and on batches ``(B, size)``.
 """
