@@ -42,7 +42,8 @@ For the linear objective, the algorithm:
 4. **Pruning.** A node whose upper bound is at most ``incumbent + gap max(1, |incumbent|)`` is closed
    (its bound still counts towards the reported global bound).
 5. **Leaves.** A node with at most ``leaf_unstable`` open neurons (an LP when none is left: the network
-   is affine on the region), or one that cannot be split (``max_depth`` reached, or a box width at
+   is affine on the region; over input boxes of a network with smooth kinds, whose leaf MILP is only
+   another relaxation, this rule is off and boxes are split on), or one that cannot be split (``max_depth`` reached, or a box width at
    float64 resolution), is decided by the big-M MILP over the box, compiled with the node's bounds
    (split neurons clamped) and solved by HiGHS with the incumbent (or the box's centre) as MIP start.
    Its dual bound closes the node only if no forward pass at a point of the node's region beats it
@@ -512,6 +513,9 @@ class _Search:
         #: activations whose neurons can be split (the engine clamps splits at a kink at 0)
         self.splittable = [node.name for node in self.fnet.activations if node.activation.breakpoints == (0.0,)]
         self.mode = options["branching"]
+        # a smooth kind's leaf MILP is one more relaxation (its bands), not the exact answer on the node:
+        # over input boxes such a node is split further rather than closed at a gap (relumilp.smooth)
+        self.exact_leaves = not any(getattr(node.activation, "smooth", False) for node in self.fnet.activations)
         self.nodes = OpenNodes()
         self.best_x: np.ndarray | None = None
         self.best = -math.inf
@@ -617,7 +621,10 @@ class _Search:
         halvable = (L < mid) & (mid < U)
         open_ = _unstable(self.fnet, lo, hi, splits)
         count = sum(m.sum(axis=1) for m in open_.values()) if open_ else np.zeros(L.shape[0], dtype=np.int64)
-        leaf = alive & ((count <= self.options["leaf_unstable"]) | (depth >= self.options["max_depth"]))
+        few = count <= self.options["leaf_unstable"]
+        if self.mode == "input" and not self.exact_leaves:
+            few = np.zeros_like(few)
+        leaf = alive & (few | (depth >= self.options["max_depth"]))
         if self.mode == "relu":
             # the open neurons left are of kinds that cannot be split (e.g. clip): the MILP decides them
             neuron_open = np.zeros(L.shape[0], dtype=bool)

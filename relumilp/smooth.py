@@ -46,8 +46,8 @@ REFINE_FRACTION = 0.25
 
 def certified_interval(result, gap: float, net, domain, coefficients, sense: str):
     """A branch-and-bound answer over a smooth network in this module's terms: its point is polished by
-    the local optimiser (the forward pass decides), and a time-limited answer with a bound and a point
-    is a certified interval, status ``feasible``."""
+    the local optimiser (the forward pass decides), and an answer with a bound and a point that the time
+    limit or the search's own limits left above the gap is a certified interval, status ``feasible``."""
     sign = 1.0 if sense == "max" else -1.0
     if result.x is not None and result.bound is not None:
         x = _polish(net, domain, coefficients, sign, result.x, Deadline())
@@ -57,9 +57,11 @@ def certified_interval(result, gap: float, net, domain, coefficients, sense: str
             result.gap = abs(result.bound - value) / max(1.0, abs(value))
             if result.status == "time_limit" and result.gap <= gap:
                 result.status = "optimal"
-    if result.status == "time_limit" and result.bound is not None and result.objective is not None:
+    if result.status in ("time_limit", "unknown") and result.bound is not None and result.objective is not None:
+        cause = "the time limit stopped the search" if result.status == "time_limit" else \
+            "boxes at float64 resolution or the depth limit ended the search"
         result.status = "feasible"
-        result.notes.append(f"the time limit stopped the search with a gap of {result.gap:.3g} (asked: {gap:g})")
+        result.notes.append(f"{cause} with a gap of {result.gap:.3g} (asked: {gap:g})")
     return result
 
 
