@@ -344,3 +344,46 @@ def test_wide_softmax_and_stacked_layer_norms_keep_finite_tight_bounds():
                 assert np.all(bounds.lower[net.output] >= -2.0) and np.all(bounds.upper[net.output] <= 2.0)
             else:
                 assert np.all(bounds.lower[net.output] >= 0.0) and np.all(bounds.upper[net.output] <= 1.0 + 1e-9)
+
+
+class Spread(nn.Module):
+    """var / std (both corrections), log1p and true_divide."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 6)
+
+    def forward(self, x):
+        h = self.fc(x)
+        return torch.cat([h.var(dim=1, keepdim=True), torch.var(h, 1, unbiased=False, keepdim=True),
+                          h.std(dim=-1, keepdim=True), torch.log1p(h * h), torch.true_divide(h, 3.0)], 1)
+
+
+NORMS = {
+    "group": (lambda: nn.Sequential(nn.Conv2d(1, 6, 2), nn.GroupNorm(3, 6), nn.Flatten()), (1, 4, 4)),
+    "group_plain": (lambda: nn.Sequential(nn.Conv2d(1, 6, 2), nn.GroupNorm(2, 6, affine=False), nn.Flatten()), (1, 4, 4)),
+    "instance": (lambda: nn.Sequential(nn.Conv2d(1, 4, 2), nn.InstanceNorm2d(4, affine=True), nn.Flatten()), (1, 4, 4)),
+    "instance1d": (lambda: nn.Sequential(nn.Conv1d(1, 4, 2), nn.InstanceNorm1d(4), nn.Flatten()), (1, 6)),
+    "spread": (Spread, (3,)),
+}
+
+
+@pytest.mark.parametrize("key", sorted(NORMS))
+def test_group_and_instance_norms_and_spreads_match_torch_in_every_source(key):
+    make, shape = NORMS[key]
+    torch.manual_seed(0)
+    module = make().eval()
+    with torch.no_grad():
+        for parameter in module.parameters():  # affine parameters away from their 1 / 0 defaults
+            parameter.add_(torch.randn_like(parameter) * 0.3)
+    x = np.random.default_rng(9).normal(size=(3, int(np.prod(shape))))
+    expected = module.double()(torch.as_tensor(x).view(-1, *shape)).detach().numpy().reshape(3, -1)
+    module.float()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, torch.randn(1, *shape), buffer, opset_version=17, dynamo=False)
+    nets = [from_torch(module, input_shape=shape), from_torch(torch.export.export(module, (torch.randn(2, *shape),))),
+            from_onnx(buffer.getvalue())]
+    for net in nets:
+        np.testing.assert_allclose(net.forward(x), expected, rtol=1e-9, atol=1e-9)

@@ -57,11 +57,14 @@ SUPPORTED_LAYERS = (
     "relumilp.train SoftExponential (scalar alpha), RePU",
     "Softmax, LogSoftmax",
     "LayerNorm",
+    "GroupNorm",
+    "InstanceNorm1d/2d",
     "LocalResponseNorm",
 )
 
 _ALIASES = {
-    "iadd": "add", "isub": "sub", "imul": "mul", "truediv": "div", "itruediv": "div", "mm": "matmul",
+    "iadd": "add", "isub": "sub", "imul": "mul", "truediv": "div", "itruediv": "div", "true_divide": "div",
+    "mm": "matmul",
     "reshape": "view", "_unsafe_view": "view", "view_copy": "view", "clip": "clamp", "concat": "cat",
     "concatenate": "cat", "feature_dropout": "dropout", "alpha_dropout": "dropout",
     "feature_alpha_dropout": "dropout", "dropout1d": "dropout", "contiguous": "identity",
@@ -267,6 +270,65 @@ def _layer_norm(b, a):
     y = y if weight is None else b.mul(y, weight)
     y = y if bias is None else b.add(y, bias)
     return (y, mean, inverse) if a.op.name == "native_layer_norm" else y
+
+
+def _per_channel(b, y, value, ndim: int, combine):
+    """``combine(y, value)`` with a per-channel ``value`` (C,) laid out along axis 1; None leaves ``y``."""
+    if value is None:
+        return y
+    value = b.const(value, "the affine parameter")
+    return combine(y, value.reshape((value.size,) + (1,) * (ndim - 2)))
+
+
+def _group_norm(b, a):
+    """group_norm: each sample's channels in ``num_groups`` groups, each group normalised over its channels and
+    positions, then per-channel weight and bias. ``native_group_norm`` (torch.export) also gives the mean and
+    inverse deviation per group."""
+    x = a(0, "input")
+    native = a.op.name == "native_group_norm"
+    groups = int(a(6, "group") if native else a(1, "num_groups"))
+    weight, bias = (a(1, "weight", None), a(2, "bias", None)) if native else (a(2, "weight", None), a(3, "bias", None))
+    eps = _scalar(a(7, "eps") if native else a(4, "eps", 1e-5))
+    if x.ndim < 2 or groups < 1 or x.shape[1] % groups:
+        raise b.invalid(f"group norm of shape {x.shape} into {groups} groups")
+    grouped = b.reshape(x, (x.shape[0], groups, -1))
+    y, mean, inverse = b.normalize(grouped, [2], eps, True)
+    y = _per_channel(b, b.reshape(y, x.shape), weight, x.ndim, b.mul)
+    y = _per_channel(b, y, bias, x.ndim, b.add)
+    return (y, b.reshape(mean, (x.shape[0], groups)), b.reshape(inverse, (x.shape[0], groups))) if native else y
+
+
+def _instance_norm(b, a):
+    """instance_norm: with the input's statistics, each sample's channel normalised over its positions (then
+    weight and bias); with running statistics (``use_input_stats=False``), as batch norm."""
+    x = a(0, "input")
+    if a.op.call is not None and not inspect.isfunction(a.op.call):  # ATen (torch.export, TorchScript) order
+        weight, bias, mean, var = a(1, "weight", None), a(2, "bias", None), a(3, "running_mean", None), a(4, "running_var", None)
+    else:  # F.instance_norm's order
+        mean, var, weight, bias = a(1, "running_mean", None), a(2, "running_var", None), a(3, "weight", None), a(4, "bias", None)
+    eps = _scalar(a(7, "eps", 1e-5))
+    if not a(5, "use_input_stats", True):
+        return b.batch_norm(x, mean, var, weight, bias, eps)
+    y = b.normalize(x, list(range(2, x.ndim)), eps)
+    return _per_channel(b, _per_channel(b, y, weight, x.ndim, b.mul), bias, x.ndim, b.add)
+
+
+def _variance(b, a):
+    """var / std over ``dim`` (all when absent) with ``correction`` (or ``unbiased``), ``keepdim``."""
+    x, dim = a(0, "input"), a(1, "dim", None)
+    dims = list(range(x.ndim)) if dim is None or (isinstance(dim, (list, tuple)) and not dim) else \
+        [int(d) for d in (dim if isinstance(dim, (list, tuple)) else [dim])]
+    correction = a.kwargs.get("correction")
+    if correction is None:
+        unbiased = a(2, "unbiased", True)
+        correction = 1 if (unbiased if isinstance(unbiased, bool) else True) else 0
+    keep = bool(a.kwargs.get("keepdim", a.args[3] if len(a.args) > 3 and isinstance(a.args[3], bool) else False))
+    count = math.prod(x.shape[d % x.ndim] for d in dims)
+    if count - float(correction) <= 0:
+        raise b.invalid(f"variance of {count} values with correction {correction}")
+    centred = b.sub(x, b.reduce_sum(x, dims, keepdims=True, mean=True))
+    var = b.mul(b.reduce_sum(b.square(centred), dims, keepdims=keep), 1.0 / (count - float(correction)))
+    return b.sqrt(var) if a.op.name == "std" else var
 
 
 def _local_response_norm(b, a):
@@ -662,11 +724,18 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "layer_norm": _layer_norm,
     "native_layer_norm": _layer_norm,
     "local_response_norm": _local_response_norm,
+    "group_norm": _group_norm,
+    "native_group_norm": _group_norm,
+    "instance_norm": _instance_norm,
+    "var": _variance,
+    "std": _variance,
+    "log1p": lambda b, a: b.log(b.add(a(0, "input"), 1.0)),
 }
 
 SUPPORTED_OPS = (
     "linear", "addmm", "matmul/mm/bmm", "add", "sub", "mul/div", "pow (constant exponent)", "square", "sqrt",
-    "rsqrt", "exp", "log", "reciprocal", "softmax", "log_softmax", "layer_norm", "local_response_norm", "relu",
+    "rsqrt", "exp", "log", "log1p", "reciprocal", "softmax", "log_softmax", "layer_norm", "group_norm",
+    "instance_norm", "local_response_norm", "var", "std", "relu",
     "leaky_relu", "relu6", "hardtanh/clamp (to [a, b] or [0, inf))", "hardsigmoid", "prelu", "abs",
     "maximum/minimum (of two values, or with a constant)", "sigmoid", "tanh", "silu", "softplus", "elu", "gelu",
     "batch_norm (eval)", "dropout", "interpolate/upsample (nearest, nearest-exact, (bi/tri)linear, bicubic, area)",
@@ -823,7 +892,8 @@ _LEAF_TYPES = (
     nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d, nn.ConvTranspose2d,
     nn.AvgPool1d, nn.AvgPool2d, nn.MaxPool1d, nn.MaxPool2d, nn.Upsample, nn.Hardswish, nn.AdaptiveAvgPool1d,
     nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.PixelShuffle, nn.PixelUnshuffle,
-    nn.Softmax, nn.LogSoftmax, nn.LayerNorm, nn.LocalResponseNorm,
+    nn.Softmax, nn.LogSoftmax, nn.LayerNorm, nn.LocalResponseNorm, nn.GroupNorm, nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
 )  # fmt: skip
 
 
@@ -899,6 +969,12 @@ def _layer_op(module: nn.Module, target: str) -> tuple[str, tuple, str]:
         return ("softmax" if isinstance(module, nn.Softmax) else "log_softmax"), (module.dim,), where
     if isinstance(module, nn.LayerNorm):
         return "layer_norm", (module.normalized_shape, module.weight, module.bias, module.eps), where
+    if isinstance(module, nn.GroupNorm):
+        return "group_norm", (module.num_groups, module.weight, module.bias, module.eps), where
+    if isinstance(module, (nn.InstanceNorm1d, nn.InstanceNorm2d)):
+        stats = not module.track_running_stats or module.running_mean is None
+        return "instance_norm", (module.running_mean, module.running_var, module.weight, module.bias, stats,
+                                 module.momentum, module.eps), where
     if isinstance(module, nn.LocalResponseNorm):
         return "local_response_norm", (module.size, module.alpha, module.beta, module.k), where
     if isinstance(module, nn.PixelShuffle):
