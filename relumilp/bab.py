@@ -515,7 +515,7 @@ class _Search:
         self.mode = options["branching"]
         # a smooth kind's leaf MILP is one more relaxation (its bands), not the exact answer on the node:
         # over input boxes such a node is split further rather than closed at a gap (relumilp.smooth)
-        self.exact_leaves = not any(getattr(node.activation, "smooth", False) for node in self.fnet.activations)
+        self.exact_leaves = not self.fnet.has_smooth
         self.nodes = OpenNodes()
         self.best_x: np.ndarray | None = None
         self.best = -math.inf

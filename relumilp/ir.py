@@ -313,6 +313,11 @@ class Network:
         return self[self.output].size
 
     @property
+    def has_smooth(self) -> bool:
+        """Whether an activation has no exact MILP (a smooth kind: sigmoid, products' squares, ...)."""
+        return any(getattr(node.activation, "smooth", False) for node in self.activations)
+
+    @property
     def activations(self) -> list[ActivationNode]:
         """The activation nodes in topological order."""
         return [node for node in self.order if isinstance(node, ActivationNode)]

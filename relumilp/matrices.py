@@ -132,12 +132,12 @@ def max_row_terms(w) -> int:
 
 
 def signed_parts(w):
-    """``(W+, W-, |W|)`` with ``W+ = (W + |W|)/2``, ``W- = (W - |W|)/2`` (exact in floating point); for
-    numpy, scipy and torch matrices, and cached on a :class:`TorchSparse`."""
+    """``(W+, W-)`` with ``W+ = (W + |W|)/2``, ``W- = (W - |W|)/2`` (exact in floating point); for numpy,
+    scipy and torch matrices, and cached on a :class:`TorchSparse`."""
     if isinstance(w, TorchSparse):
         return w.parts()
     mag = abs(w)
-    return (w + mag) / 2, (w - mag) / 2, mag
+    return (w + mag) / 2, (w - mag) / 2
 
 
 def rmatmul(x, w):
@@ -243,8 +243,7 @@ class TorchSparse:
 
     def parts(self):
         if self._parts is None:
-            pos, neg, mag = signed_parts(self._source)
-            self._parts = tuple(TorchSparse(p, self._dtype, self._device) for p in (pos, neg, mag))
+            self._parts = tuple(TorchSparse(p, self._dtype, self._device) for p in signed_parts(self._source))
         return self._parts
 
     def rmatmul(self, x):

@@ -374,7 +374,7 @@ def optimize(
     from .formulation.bigm import start_vector
     from .limits import Deadline
     from .pipeline import compile_network
-    from .smooth import SMOOTH_GAP, certified_interval, has_smooth, optimize_smooth
+    from .smooth import SMOOTH_GAP, certified_interval, optimize_smooth
 
     started = time.perf_counter()
     if check not in ("warn", "raise", "off"):
@@ -388,7 +388,7 @@ def optimize(
     if method == "bab" and formulation != "bigm":
         raise RelumilpError("formulation= applies to method='milp' (branch and bound solves its own leaf MILPs)")
     net, domain = _problem(network, input_bounds)
-    if has_smooth(net):  # no exact MILP: a certified interval (relumilp.smooth)
+    if net.has_smooth:  # no exact MILP: a certified interval (relumilp.smooth)
         gap = SMOOTH_GAP if mip_gap is None else gap
         if method == "bab" or (method == "auto" and net.input_size <= BAB_MAX_INPUTS and domain.A is None):
             # no LP polishing over activation patterns (a sandwich MILP of the whole box): L-BFGS-B instead

@@ -58,16 +58,10 @@ def certified_interval(result, gap: float, net, domain, coefficients, sense: str
             if result.status == "time_limit" and result.gap <= gap:
                 result.status = "optimal"
     if result.status in ("time_limit", "unknown") and result.bound is not None and result.objective is not None:
-        cause = "the time limit stopped the search" if result.status == "time_limit" else \
-            "boxes at float64 resolution or the depth limit ended the search"
+        cause = "the time limit stopped the search" if result.status == "time_limit" else "the search ended"
         result.status = "feasible"
         result.notes.append(f"{cause} with a gap of {result.gap:.3g} (asked: {gap:g})")
     return result
-
-
-def has_smooth(net) -> bool:
-    """Whether ``net`` has an activation without an exact MILP (a smooth kind)."""
-    return any(getattr(node.activation, "smooth", False) for node in net.activations)
 
 
 def _band_rows_factory(segments: dict):

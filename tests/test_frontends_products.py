@@ -347,7 +347,7 @@ def test_wide_softmax_and_stacked_layer_norms_keep_finite_tight_bounds():
 
 
 class Spread(nn.Module):
-    """var / std (both corrections), log1p and true_divide."""
+    """var / std (the dim, unbiased and correction forms), log1p and true_divide."""
 
     def __init__(self):
         super().__init__()
@@ -356,7 +356,8 @@ class Spread(nn.Module):
     def forward(self, x):
         h = self.fc(x)
         return torch.cat([h.var(dim=1, keepdim=True), torch.var(h, 1, unbiased=False, keepdim=True),
-                          h.std(dim=-1, keepdim=True), torch.log1p(h * h), torch.true_divide(h, 3.0)], 1)
+                          h.std(dim=-1, keepdim=True), torch.log1p(h * h), torch.true_divide(h, 3.0),
+                          torch.var(h, dim=1, correction=2, keepdim=True)], 1)
 
 
 NORMS = {
@@ -387,3 +388,34 @@ def test_group_and_instance_norms_and_spreads_match_torch_in_every_source(key):
             from_onnx(buffer.getvalue())]
     for net in nets:
         np.testing.assert_allclose(net.forward(x), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_a_rounding_artefact_of_a_product_is_not_reported_as_a_counterexample():
+    """``x0 x1`` at ``x0 ~ 1e8``, ``x1 ~ 1e-8`` computes 1.5 as a difference of squares in float64, the exact
+    value is 1.0: ``Y >= 1.2`` must not come back ``violated``."""
+    from relumilp.frontends.vnnlib import parse_vnnlib
+    from relumilp.verify import verify
+
+    b = NetworkBuilder()
+    x = b.input((2,))
+    first, second = b.take(b.linear(x, np.eye(2)), [0], -1), b.take(b.linear(x, np.eye(2)), [1], -1)
+    net = b.finish(b.mul(first, second), "product")
+    lower, upper = np.array([1e8, 1e-8]), np.array([1e8 + 1e-4, 1e-8 + 1e-16])
+    X = np.random.default_rng(10).uniform(lower, upper, (2000, 2))
+    assert net.forward(X).max() > 1.2  # the artefact: the exact product is at most 1.0000000020
+    text = "\n".join(["(declare-const X_0 Real)", "(declare-const X_1 Real)", "(declare-const Y_0 Real)",
+                      f"(assert (>= X_0 {float(lower[0])!r}))", f"(assert (<= X_0 {float(upper[0])!r}))",
+                      f"(assert (>= X_1 {float(lower[1])!r}))", f"(assert (<= X_1 {float(upper[1])!r}))", "(assert (>= Y_0 1.2))"])
+    result = verify(net, parse_vnnlib(text), time_limit=5)
+    assert result.result == "unknown"
+
+
+def test_the_variance_of_everything_in_the_var_input_unbiased_form():
+    class Overall(nn.Module):
+        def forward(self, x):
+            return torch.var(x, True).reshape(1, 1)
+
+    x = np.random.default_rng(11).normal(size=(4, 6))
+    net = from_torch(Overall(), input_shape=(2, 3))
+    expected = [np.var(row, ddof=1) for row in x]
+    np.testing.assert_allclose(net.forward(x)[:, 0], expected, rtol=1e-12)

@@ -936,6 +936,7 @@ class _Elementary(SmoothActivation):
         smaller where ``f''`` changes by orders of magnitude within a segment."""
         with np.errstate(all="ignore"):
             turn = _up(np.abs(self._d1(b) - self._d1(a)) * (b - a) / 4.0)
+        turn = np.where(self._curvature_sign(a, b) != 0, turn, np.inf)  # valid on one-curvature segments only
         return np.minimum(super()._chord_error(a, b), turn)
 
     # Their curvature varies by orders of magnitude over typical bounds (``1 / x`` on ``[1, 1e5]`` after a
@@ -965,13 +966,13 @@ class _Elementary(SmoothActivation):
         return grid
 
     def segments_for(self, l, u, tolerance: float, max_segments: int = MAX_SEGMENTS) -> np.ndarray:
-        """Segments per neuron for a band of width about ``tolerance``: the worst segment of a 16-segment
-        grid, refined ``q`` times (the error falls as ``q^2``)."""
+        """Segments per neuron for a band of width about ``tolerance``: the worst segment of a 16-segment grid
+        would need ``q = sqrt(worst / tolerance)`` pieces (the error falls as ``q^2``), so ``16 q`` in all."""
         l, u = np.asarray(l, dtype=np.float64), np.asarray(u, dtype=np.float64)
         grid = self._grid(l, u, 17)
         worst = np.max(self._chord_error(grid[..., :-1], grid[..., 1:]), axis=-1)
-        q = np.ceil(np.sqrt(np.maximum(worst, 0.0) / tolerance))
-        k = np.where(u - l <= 1e-9 * (1.0 + np.abs(l)), 1, 16 * np.maximum(q, 1))
+        k = np.ceil(16.0 * np.sqrt(np.maximum(worst, 0.0) / tolerance))  # q = sqrt(worst / tol) per segment
+        k = np.where(u - l <= 1e-9 * (1.0 + np.abs(l)), 1, np.maximum(k, 1))
         return np.clip(np.nan_to_num(k, nan=max_segments), 1, max_segments).astype(np.int64)
 
 
@@ -982,7 +983,6 @@ class Square(_Elementary):
 
     kind = "square"
     LABEL = "square"
-    D3 = 0.0
     MINIMUM = (0.0, 0.0)
     HIGHEST = 1e150  # its square, 1e300, is still finite
 
@@ -1033,9 +1033,6 @@ class Exp(_Elementary):
     def _d2(self, x):
         return self.apply(x)
 
-    def _d3(self, a, b):  # f''' = e^x, increasing
-        return self.apply(np.broadcast_to(b, np.broadcast(a, b).shape))
-
     def _curvature_sign(self, l, u):
         return np.ones(np.broadcast(l, u).shape, dtype=np.int64)
 
@@ -1083,9 +1080,6 @@ class Log(_PositiveDomain):
     def _d2(self, x):
         return -1.0 / self._at(x) ** 2
 
-    def _d3(self, a, b):
-        return np.broadcast_to(2.0 / self._at(a) ** 3, np.broadcast(a, b).shape)
-
     def _spacing(self, x):  # sqrt(1 / x^2) = 1 / x
         return np.log(x)
 
@@ -1124,9 +1118,6 @@ class Sqrt(_PositiveDomain):
     def _d2(self, x):
         return -0.25 / self._at(x) ** 1.5
 
-    def _d3(self, a, b):
-        return np.broadcast_to(0.375 / self._at(a) ** 2.5, np.broadcast(a, b).shape)
-
     def _spacing(self, x):  # sqrt(x^(-3/2)) = x^(-3/4), integrated: x^(1/4)
         return np.sqrt(np.sqrt(x))
 
@@ -1164,9 +1155,6 @@ class Reciprocal(_PositiveDomain):
     def _d2(self, x):
         return 2.0 / self._at(x) ** 3
 
-    def _d3(self, a, b):
-        return np.broadcast_to(6.0 / self._at(a) ** 4, np.broadcast(a, b).shape)
-
     def _spacing(self, x):  # sqrt(x^-3) = x^(-3/2), integrated: -x^(-1/2)
         return -1.0 / np.sqrt(x)
 
@@ -1183,9 +1171,9 @@ class Reciprocal(_PositiveDomain):
 
 @register
 class Power(_PositiveDomain):
-    """``x^p`` for ``x > 0`` and a real ``p`` other than 0 and 1 (what ``Pow`` with a non-integer exponent
-    and a local response normalisation's ``(k + a sum x^2)^-beta`` are compiled into; integer exponents
-    are products of squares, ``+-1/2`` and ``-1`` have kinds of their own). ``f''' = p (p-1) (p-2)
+    """``x^p`` for ``x > 0`` and a real ``p`` other than 0 and 1 (what ``Pow`` with a non-integer exponent,
+    ``1 / sqrt`` and a local response normalisation's ``(k + a sum x^2)^-beta`` are compiled into; integer
+    exponents up to 64 are products of squares; ``1/2`` and ``-1`` have kinds of their own). ``f''' = p (p-1) (p-2)
     x^(p-3)`` keeps its sign on ``x > 0``, so ``|f''|`` is largest at a segment's end; convex where
     ``p (p - 1) > 0``, concave otherwise."""
 
@@ -1211,10 +1199,6 @@ class Power(_PositiveDomain):
 
     def _d2(self, x):
         return self.p * (self.p - 1.0) * self._at(x) ** (self.p - 2.0)
-
-    def _d3(self, a, b):  # |f'''| is monotone in x on x > 0: the larger of the two ends
-        c = abs(self.p * (self.p - 1.0) * (self.p - 2.0))
-        return c * np.maximum(self._at(a) ** (self.p - 3.0), self._at(b) ** (self.p - 3.0))
 
     def _curvature_sign(self, l, u):
         return np.full(np.broadcast(l, u).shape, 1 if self.p * (self.p - 1.0) > 0 else -1, dtype=np.int64)

@@ -136,7 +136,7 @@ class _Op:
     weights: tuple = ()
     bias: object = None
     act: Activation | None = None  # the activation object of an "act" op
-    parts: tuple = ()  # constant weights' signed parts (W+, W-, |W|), kept for the interval image
+    parts: tuple = ()  # constant weights' signed parts (W+, W-), kept for the interval image
 
 
 def network_ops(net: Network, dtype=torch.float64, device=None, dense_limit: int = DENSE_LIMIT) -> list[_Op]:

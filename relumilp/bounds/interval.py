@@ -31,13 +31,14 @@ def affine_image(inputs, weights, bias, lower: dict, upper: dict, outward: bool 
     ``t_i = W_i x_i`` (Higham), and ``t - γ |t|`` increases with ``t``, so each term's worst case is at the
     end of the box that minimises ``t_i``. So the result contains every float64 forward value whenever the
     input bounds do, and a sum of nonnegative terms (a softmax's ``1 + sum exp``) keeps a lower bound near
-    its true one however large its upper bound; the differentiable training bounds pass ``outward=False``. ``parts``: the weights' :func:`signed_parts`,
-    when the caller keeps them (constant weights bounded many times: branch and bound's nodes).
+    its true one however large its upper bound; the differentiable training bounds pass ``outward=False``.
+    ``parts``: the weights' :func:`signed_parts`, when the caller keeps them (constant weights bounded many
+    times: branch and bound's nodes).
     """
     lo = hi = bias
     size_lo = size_hi = abs(bias)
     for k, (source, w) in enumerate(zip(inputs, weights)):
-        pos, neg, _ = parts[k] if parts else signed_parts(w)
+        pos, neg = parts[k] if parts else signed_parts(w)
         l, u = lower[source], upper[source]
         lp, un, up, ln = rmatmul(l, pos), rmatmul(u, neg), rmatmul(u, pos), rmatmul(l, neg)
         lo, hi = lo + lp + un, hi + up + ln

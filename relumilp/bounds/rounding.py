@@ -3,7 +3,8 @@ r"""Outward rounding: bounds that hold for the float64 forward pass itself, with
 A bound method reasons about the network in exact arithmetic, but a certificate is checked against
 :meth:`relumilp.Network.forward`, which rounds. Two errors must therefore be covered:
 
-* **the bound computation's own rounding** -- interval arithmetic rounds its sums (:func:`sum_margin`),
+* **the bound computation's own rounding** -- interval arithmetic rounds its sums (each side widened by
+  :func:`margin_of` of its own terms, :func:`relumilp.bounds.interval.affine_image`),
   back-substitution rounds its products (the symbolic margin of :mod:`.symbolic`), LP bounds are made
   safe by evaluating weak duality ourselves (:mod:`.obbt`);
 * **the forward pass's rounding** -- an affine node ``t = W x + b`` computed in float64 from computed
@@ -63,12 +64,9 @@ def margin_of(total, n: int, count: int = 2):
     return count * gamma(n) * total + n * TINY
 
 
-def sum_margin(node: AffineNode, magnitude: dict, count: int = 2) -> np.ndarray:
-    """``count * γ_N * (|b| + Σ_i |W_i| m_i)`` for input magnitudes ``m_i`` (batched or not).
-
-    With ``count = 2`` it covers the rounding of an interval bound's own sum *and* of the forward
-    pass's sum of the same terms.
-    """
+def sum_margin(node: AffineNode, magnitude: dict, count: int = 1) -> np.ndarray:
+    """``count * γ_N * (|b| + Σ_i |W_i| m_i)`` for input magnitudes ``m_i`` (batched or not): the forward pass's
+    rounding of the node's sum (``count = 1``)."""
     total = np.abs(node.bias) + sum(rmatmul(magnitude[s], abs(w)) for s, w in zip(node.inputs, node.weights))
     return margin_of(total, terms(node), count)
 
@@ -87,7 +85,7 @@ def forward_error_step(node, lower: dict, upper: dict, error: dict) -> np.ndarra
         mags = {s: magnitude(lower[s], upper[s]) for s in node.inputs}
         with np.errstate(invalid="ignore"):  # inf * 0: made inf below
             propagated = sum(rmatmul(error[s], abs(w)) for s, w in zip(node.inputs, node.weights))
-            step = sum_margin(node, mags, count=1) + propagated
+            step = sum_margin(node, mags) + propagated
     else:
         assert isinstance(node, ActivationNode)
         source = node.inputs[0]
@@ -110,7 +108,7 @@ def widen(net: Network, lower: dict, upper: dict) -> tuple[dict, dict]:
     # or with huge values (exp): there the widened bound can be far looser than the interval image of the
     # widened predecessors, which also contains every computed value (its own margins cover the forward
     # pass), so the two are intersected. Piecewise-linear networks never need it.
-    tighten = any(getattr(node.activation, "smooth", False) for node in net.activations)
+    tighten = net.has_smooth
     new_lower = {net.input.name: lower[net.input.name]}
     new_upper = {net.input.name: upper[net.input.name]}
     error = {net.input.name: np.zeros_like(lower[net.input.name])}
@@ -122,7 +120,11 @@ def widen(net: Network, lower: dict, upper: dict) -> tuple[dict, dict]:
         new_upper[node.name] = np.nextafter(upper[node.name] + 2.0 * step, np.inf)
         if tighten:
             lo, hi = propagate_node(node, new_lower, new_upper)
-            new_lower[node.name], new_upper[node.name] = intersect(new_lower[node.name], new_upper[node.name], lo, hi)
+            lo, hi = new_lower[node.name], new_upper[node.name] = intersect(new_lower[node.name], new_upper[node.name],
+                                                                            lo, hi)
+            # the exact and the computed value both lie in [lo, hi]: they differ by its width at most (an
+            # infinite envelope after a kind's domain edge would otherwise leave later nodes interval bounds only)
+            error[node.name] = np.minimum(step, np.nextafter((hi - lo) * (1.0 + 2.0**-51), np.inf))
     return new_lower, new_upper
 
 

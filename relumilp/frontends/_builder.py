@@ -88,6 +88,11 @@ def is_sym(value) -> bool:
     return isinstance(value, Sym)
 
 
+def constant_value(x) -> np.ndarray | None:
+    """The value of a term-free symbolic tensor (a constant carried as one), else None."""
+    return x.bias.reshape(x.shape) if is_sym(x) and not x.terms else None
+
+
 def _carried(value) -> Sym:
     """A constant computed from network values (``x ** 0``, a softmax over one entry, a product of two
     carried constants), carried as a term-free value: every later operator treats it as the constant it is
@@ -506,7 +511,8 @@ class NetworkBuilder:
     @staticmethod
     def _constant_sym(x):
         """A term-free symbolic value (a constant the builder carries as one) as its array; else ``x``."""
-        return x.bias.reshape(x.shape) if is_sym(x) and not x.terms else x
+        value = constant_value(x)
+        return x if value is None else value
 
     def _product(self, a: Sym, b: Sym) -> Sym:
         """``a * b`` of two network values (broadcasting): ``a^2`` when both are the same value, else the
@@ -536,9 +542,10 @@ class NetworkBuilder:
         return self.smooth(x, "reciprocal")
 
     def power(self, x: Sym, exponent) -> Sym:
-        """``x ** p`` for a constant scalar ``p``: integers up to :data:`MAX_PRODUCT_POWER` by repeated products
-        (negative ones through ``1 / x``), so any sign of ``x`` is fine; other exponents (``x`` must stay
-        positive) by one ``sqrt`` (``p = 1/2``) or ``power`` neuron."""
+        """``x ** p`` for a constant scalar ``p``: integers from 0 to :data:`MAX_PRODUCT_POWER` by repeated
+        products (any sign of ``x``); negative integers as ``1 / x^-p`` (``x^-p`` must stay positive); other
+        exponents (``x`` must stay positive) by one ``sqrt`` (``p = 1/2``) or ``power`` neuron."""
+        exponent = self._constant_sym(exponent)
         if is_sym(exponent):
             raise self.unsupported("Pow with an exponent computed from the input", ["one constant exponent"])
         p = self.const(exponent, "the exponent")
@@ -597,9 +604,10 @@ class NetworkBuilder:
         centred = self.sub(x, mean)
         variance = self.reduce_sum(self.square(centred), axes, keepdims=True, mean=True)
         inverse = self.power(self.add(variance, eps), -0.5)
-        # |c_i| <= sqrt((d - 1) var) for d centred values c (they sum to 0; Cauchy-Schwarz), so every output
-        # lies in [-sqrt(d - 1), sqrt(d - 1)]: a clip to +-sqrt(d) never changes a value (rounding included),
-        # but gives the product's loose polarisation bounds that range back
+        # |c_i| <= sqrt((d - 1) var) for d centred values c (they sum to 0; Cauchy-Schwarz), so every exact
+        # output lies in [-sqrt(d - 1), sqrt(d - 1)]: a clip to +-sqrt(d) changes no value unless the product's
+        # rounding, about 2^-52 / (var + eps), exceeds sqrt(d) - sqrt(d - 1) (only for eps near 2^-52), and
+        # gives the product's loose polarisation bounds that range back
         reach = math.sqrt(math.prod(x.shape[int(a) % x.ndim] for a in set(int(a) % x.ndim for a in axes)))
         result = self.clip(self.mul(centred, inverse), -reach, reach)
         return (result, mean, inverse) if statistics else result
@@ -1199,10 +1207,7 @@ class ConstantBuilder(NetworkBuilder):
     def constant(value) -> Sym:
         return _carried(value)
 
-    @staticmethod
-    def value(x) -> np.ndarray | None:
-        """The value of a term-free symbolic tensor, else None."""
-        return x.bias.reshape(x.shape) if is_sym(x) and not x.terms else None
+    value = staticmethod(constant_value)
 
     def _extreme(self, a, b, pick):
         values = [self.value(v) if is_sym(v) else np.asarray(v, dtype=np.float64) for v in (a, b)]

@@ -628,6 +628,9 @@ def _fold(node, values: list, opsets) -> list:
 #: only
 _OWN_FOLDS = frozenset({"AveragePool", "BatchNormalization", "Conv", "ConvTranspose", "GlobalAveragePool",
                         "GlobalMaxPool", "LRN", "MaxPool", "Resize", "Upsample"})
+#: of those, the ones whose reference evaluation is wrong whatever the attributes: what relumilp refuses is
+#: refused for constants too
+_NO_REFERENCE = frozenset({"LRN"})
 
 
 def _fold_own(b: NetworkBuilder, node, values: list, opset: int) -> tuple | None:
@@ -643,6 +646,8 @@ def _fold_own(b: NetworkBuilder, node, values: list, opset: int) -> tuple | None
     try:
         result = _OPS[node.op_type](inner, node, [inner.constant(data), *values[1:]], _attrs(node), opset)
     except (RelumilpError, ValueError, IndexError, KeyError, TypeError):
+        if node.op_type in _NO_REFERENCE:
+            raise
         return None
     results = result if isinstance(result, tuple) else (result,)
     folded = [inner.value(r) if is_sym(r) else r for r in results]
@@ -735,7 +740,7 @@ def _fused(graph, constants: dict) -> list:
 def _inline_if(b: NetworkBuilder, node, env: dict, opsets, opset: int) -> None:
     """``If`` on a constant condition (exporters' shape and rank checks, e.g. torch's LocalResponseNorm): the
     chosen branch's nodes are converted in place, seeing the outer scope, and its outputs become the node's."""
-    cond = env[node.input[0]]
+    cond = b._constant_sym(env[node.input[0]])
     if is_sym(cond):
         raise b.unsupported("If with a condition computed from the network input", ["If on a constant condition"])
     cond = np.asarray(cond)

@@ -316,12 +316,15 @@ def _instance_norm(b, a):
 def _variance(b, a):
     """var / std over ``dim`` (all when absent) with ``correction`` (or ``unbiased``), ``keepdim``."""
     x, dim = a(0, "input"), a(1, "dim", None)
+    unbiased = a.kwargs.get("unbiased", True)
+    if isinstance(dim, bool):  # the var(input, unbiased) form: over everything
+        dim, unbiased = None, dim
+    elif len(a.args) > 2 and isinstance(a.args[2], bool):  # var(input, dim, unbiased, keepdim)
+        unbiased = a.args[2]
     dims = list(range(x.ndim)) if dim is None or (isinstance(dim, (list, tuple)) and not dim) else \
         [int(d) for d in (dim if isinstance(dim, (list, tuple)) else [dim])]
     correction = a.kwargs.get("correction")
-    if correction is None:
-        unbiased = a(2, "unbiased", True)
-        correction = 1 if (unbiased if isinstance(unbiased, bool) else True) else 0
+    correction = (1 if unbiased else 0) if correction is None else float(correction)
     keep = bool(a.kwargs.get("keepdim", a.args[3] if len(a.args) > 3 and isinstance(a.args[3], bool) else False))
     count = math.prod(x.shape[d % x.ndim] for d in dims)
     if count - float(correction) <= 0:
