@@ -885,6 +885,17 @@ class _Elementary(SmoothActivation):
     HIGHEST: ClassVar[float] = math.inf
     #: what the user should hear when the lower bound reaches LOWEST
     NEEDS: ClassVar[str] = ""
+    #: +1 convex, -1 concave on the whole domain (f'' keeps its sign)
+    CURVATURE: ClassVar[int] = 1
+    #: the range of values
+    RANGE: ClassVar[tuple[float, float]] = (0.0, math.inf)
+
+    def _curvature_sign(self, l, u):
+        return np.full(np.broadcast(l, u).shape, self.CURVATURE, dtype=np.int64)
+
+    @property
+    def range(self):
+        return self.RANGE
 
     def check_values(self, lower, upper, name: str = "") -> None:
         lower, upper = np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
@@ -1002,12 +1013,6 @@ class Square(_Elementary):
     def _d2(self, x):
         return np.full(np.shape(x), 2.0)
 
-    def _curvature_sign(self, l, u):
-        return np.ones(np.broadcast(l, u).shape, dtype=np.int64)
-
-    @property
-    def range(self):
-        return 0.0, math.inf
 
 
 @register
@@ -1033,18 +1038,12 @@ class Exp(_Elementary):
     def _d2(self, x):
         return self.apply(x)
 
-    def _curvature_sign(self, l, u):
-        return np.ones(np.broadcast(l, u).shape, dtype=np.int64)
-
     def _spacing(self, x):  # sqrt(e^x) = e^(x/2)
         return np.exp(x / 2.0)
 
     def _spacing_inverse(self, v):
         return 2.0 * np.log(v)
 
-    @property
-    def range(self):
-        return 0.0, math.inf
 
 
 class _PositiveDomain(_Elementary):
@@ -1062,6 +1061,8 @@ class _PositiveDomain(_Elementary):
 class Log(_PositiveDomain):
     """``ln x`` for ``x > 0`` (concave, increasing); ``|f'''| = 2 / x^3`` is largest at the left end."""
 
+    CURVATURE = -1
+    RANGE = (-math.inf, math.inf)
     kind = "log"
     LABEL = "log"
 
@@ -1086,12 +1087,6 @@ class Log(_PositiveDomain):
     def _spacing_inverse(self, v):
         return np.exp(v)
 
-    def _curvature_sign(self, l, u):
-        return np.full(np.broadcast(l, u).shape, -1, dtype=np.int64)
-
-    @property
-    def range(self):
-        return -math.inf, math.inf
 
 
 @register
@@ -1100,6 +1095,7 @@ class Sqrt(_PositiveDomain):
     At ``x = 0`` its slope is infinite, so no sandwich exists there: bounds must stay positive (a layer
     normalisation's ``var + eps`` does)."""
 
+    CURVATURE = -1
     kind = "sqrt"
     LABEL = "sqrt"
 
@@ -1124,12 +1120,6 @@ class Sqrt(_PositiveDomain):
     def _spacing_inverse(self, v):
         return v**4
 
-    def _curvature_sign(self, l, u):
-        return np.full(np.broadcast(l, u).shape, -1, dtype=np.int64)
-
-    @property
-    def range(self):
-        return 0.0, math.inf
 
 
 @register
@@ -1161,12 +1151,6 @@ class Reciprocal(_PositiveDomain):
     def _spacing_inverse(self, v):
         return 1.0 / (v * v)
 
-    def _curvature_sign(self, l, u):
-        return np.ones(np.broadcast(l, u).shape, dtype=np.int64)
-
-    @property
-    def range(self):
-        return 0.0, math.inf
 
 
 @register
@@ -1209,6 +1193,3 @@ class Power(_PositiveDomain):
     def _spacing_inverse(self, v):
         return np.power(math.copysign(1.0, self.p) * v, 2.0 / self.p)
 
-    @property
-    def range(self):
-        return 0.0, math.inf
