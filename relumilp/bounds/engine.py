@@ -427,9 +427,11 @@ class BoundEngine:
                     l, u, empty = self._split(op.name, l, u, splits, empty)
                 if every_layer and op.name in self.readers and op.name in self.symbolic:
                     # optimised slopes for this node's own bounds, on the neurons still undecided, so
-                    # that the relaxations downstream are built from the tightened bounds
-                    l, u, done = self._refine(index, l, u, self._unstable(op.name, l, u), lo, hi, relax, deadline,
-                                              optimise)
+                    # that the relaxations downstream are built from the tightened bounds; a smooth kind's
+                    # neurons are never decided (every one would be optimised, 20 passes each: a ViT's
+                    # bounds took minutes), so only kinds with kinks ask for it
+                    l, u, done = self._refine(index, l, u, self._unstable(op.name, l, u, kinks_only=True), lo, hi,
+                                              relax, deadline, optimise)
                     complete = complete and done
                     l, u, empty = self._split(op.name, l, u, splits, empty)
             else:
@@ -707,12 +709,15 @@ class BoundEngine:
             undecided |= ~ph.stable_inactive  # off the identity piece: no bound needed
         return torch.from_numpy(undecided).to(l.device)
 
-    def _unstable(self, name, l, u):
+    def _unstable(self, name, l, u, kinks_only: bool = False):
         """(B, size) mask of the neurons of affine node ``name`` that some activation reading it has
-        unstable (their phase open: the only ones whose bounds change a relaxation or a binary)."""
+        unstable (their phase open: the only ones whose bounds change a relaxation or a binary); with
+        ``kinks_only``, activations of smooth kinds (every neuron "unstable") are left out."""
         lower, upper = l.cpu().numpy(), u.cpu().numpy()
         unstable = np.zeros(lower.shape, dtype=bool)
         for op in self.readers[name]:
+            if kinks_only and getattr(op.act, "smooth", False):
+                continue
             unstable |= phases(self.nodes[op.name], lower, upper).unstable
         return torch.from_numpy(unstable).to(l.device)
 
