@@ -419,3 +419,30 @@ def test_the_variance_of_everything_in_the_var_input_unbiased_form():
     net = from_torch(Overall(), input_shape=(2, 3))
     expected = [np.var(row, ddof=1) for row in x]
     np.testing.assert_allclose(net.forward(x)[:, 0], expected, rtol=1e-12)
+
+
+def test_rounding_divisions_and_impossible_resizes_are_refused_and_exponents_broadcast():
+    class Floor(nn.Module):
+        def forward(self, x):
+            return torch.div(3.0 * x, 2.0, rounding_mode="floor")
+
+    with pytest.raises(UnsupportedOperatorError, match="rounding_mode='floor'"):
+        from_torch(Floor(), input_shape=(1,))
+
+    class Wide(nn.Module):
+        def forward(self, x):
+            return torch.pow(x, torch.full((2, 1, 3), 2.0)).flatten(1)  # the exponent broadcasts the base
+
+    x = np.random.default_rng(12).normal(size=(3, 3))
+    expected = np.stack([Wide()(torch.as_tensor(row[None])).numpy().ravel() for row in x])
+    np.testing.assert_allclose(from_torch(Wide(), input_shape=(3,)).forward(x), expected, rtol=1e-12)
+    from onnx import TensorProto, helper, numpy_helper
+
+    for scales in ([1, 1, np.inf, 2], [1, 1, 1e12, 2]):
+        node = helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="nearest")
+        graph = helper.make_graph([node], "r", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 2, 2])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                                  [numpy_helper.from_array(np.array(scales, np.float32), "scales")])
+        with pytest.raises(InvalidNetworkError, match="resize|Resize") as err:
+            from_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+        assert "\n" not in str(err.value)

@@ -38,6 +38,8 @@ from ..ir import ActivationNode, AffineNode, InputNode, Network, Node
 #: integer exponents up to this magnitude are products of squares (valid for any sign of the base; 2 log2 |p|
 #: square neurons per element); larger ones are one power neuron of a positive base
 MAX_PRODUCT_POWER = 64
+#: the longest axis a resize may produce (a sparse map row per position; beyond, a model is not a network)
+MAX_RESIZED = 2**24
 
 SMOOTH = {
     "sigmoid", "tanh", "elu", "selu", "celu", "gelu", "silu", "mish", "softplus", "softmin", "logsigmoid",
@@ -551,6 +553,7 @@ class NetworkBuilder:
         p = self.const(exponent, "the exponent")
         if p.size != 1 and not np.all(p == p.flat[0]):
             raise self.unsupported("Pow with an exponent that varies over the elements", ["one constant exponent"])
+        x = self._expand(x, self._broadcast_shape(x, p))  # an exponent of more dimensions broadcasts the base
         p = float(p.flat[0])
         if p != int(p) or abs(p) > MAX_PRODUCT_POWER:  # x must stay positive for these
             return self.sqrt(x) if p == 0.5 else self.smooth(x, "power", p=p)
@@ -1022,8 +1025,10 @@ class NetworkBuilder:
         matrix = None
         for n_in, n_out, scale in zip(x.shape, shape, scales):
             scale = float(scale)
-            if not scale > 0.0:
-                raise self.invalid(f"resize scale {scale} is not positive")
+            if not (scale > 0.0 and math.isfinite(scale)):
+                raise self.invalid(f"resize scale {scale} is not a positive finite number")
+            if n_out > MAX_RESIZED:
+                raise self.invalid(f"resize to {n_out} positions along an axis (at most {MAX_RESIZED})")
             m = (matrices.identity(n_in) if n_in == n_out and scale == 1.0
                  else _resize_axis(n_in, n_out, scale, mode, transform, nearest_mode, cubic_a, exclude_outside))
             matrix = m if matrix is None else sp.kron(matrix, m, format="csr")

@@ -368,6 +368,8 @@ def _resize(b, node, values, attrs, opset):
     else:
         for i, a in enumerate(axes):
             full_scales[a] = float(scales[i])
+            if not (math.isfinite(full_scales[a]) and full_scales[a] > 0):
+                raise b.invalid(f"Resize scale {full_scales[a]} is not a positive finite number")
             shape[a] = int(np.floor(x.shape[a] * float(scales[i])))
     if attrs.get("antialias", 0) and mode != "nearest" and min(full_scales) < 1.0:
         raise b.unsupported("Resize with antialias when downsampling", ["antialias=0, or upsampling only"])
@@ -411,10 +413,7 @@ def _swish(b, node, values, attrs, opset):
 
 
 def _pow(b, node, values, attrs, opset):
-    exponent = _constant_input(b, values[1], "Pow exponent")
-    if exponent is None:
-        raise b.unsupported("Pow with an exponent computed from the input", ["a constant exponent"])
-    return b.power(values[0], exponent)
+    return b.power(values[0], values[1])  # the builder refuses an exponent computed from the input
 
 
 def _softmax(b, node, values, attrs, opset):

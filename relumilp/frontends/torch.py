@@ -252,6 +252,16 @@ def _gelu(b, a):
     return b.smooth(a(0, "input"), "gelu")
 
 
+def _divide(b, a):
+    """True division; ``rounding_mode`` "floor" / "trunc" (and ``//``) round to an integer, a discontinuous
+    function of the input, which no MILP of relumilp's kinds represents."""
+    mode = "floor" if a.op.name == "floor_divide" else a.kwargs.get("rounding_mode", a.args[2] if len(a.args) > 2 else None)
+    if mode is not None:
+        raise UnsupportedOperatorError(f"division with rounding_mode={mode!r} ({a.op.where})", ["true division"],
+                                       "rounding to an integer is not continuous in the input")
+    return b.div(a(0, "input"), a(1, "other"))
+
+
 def _softmax(b, a):
     """softmax / log_softmax along ``dim`` (a dtype argument changes nothing in float64)."""
     x, dim = a(0, "input"), a(1, "dim", None)
@@ -324,6 +334,8 @@ def _variance(b, a):
     dims = list(range(x.ndim)) if dim is None or (isinstance(dim, (list, tuple)) and not dim) else \
         [int(d) for d in (dim if isinstance(dim, (list, tuple)) else [dim])]
     correction = a.kwargs.get("correction")
+    if correction is None and len(a.args) > 2 and not isinstance(a.args[2], bool) and a.args[2] is not None:
+        correction = a.args[2]  # ATen's var.correction(input, dim, correction, keepdim) (TorchScript)
     correction = (1 if unbiased else 0) if correction is None else float(correction)
     keep = bool(a.kwargs.get("keepdim", a.args[3] if len(a.args) > 3 and isinstance(a.args[3], bool) else False))
     count = math.prod(x.shape[d % x.ndim] for d in dims)
@@ -623,7 +635,8 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "sub": lambda b, a: b.sub(a(0, "input"), b.scaled(a(1, "other"), a(2, "alpha", 1))),
     "rsub": lambda b, a: b.sub(a(1, "other"), b.scaled(a(0, "input"), a(2, "alpha", 1))),
     "mul": lambda b, a: b.mul(a(0, "input"), a(1, "other")),
-    "div": lambda b, a: b.div(a(0, "input"), a(1, "other")),
+    "div": _divide,
+    "floor_divide": _divide,
     "neg": lambda b, a: b.neg(a(0, "input")),
     "relu": lambda b, a: b.relu(a(0, "input")),
     "sigmoid": lambda b, a: b.smooth(a(0, "input"), "sigmoid"),
