@@ -446,3 +446,14 @@ def test_rounding_divisions_and_impossible_resizes_are_refused_and_exponents_bro
         with pytest.raises(InvalidNetworkError, match="resize|Resize") as err:
             from_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
         assert "\n" not in str(err.value)
+
+
+def test_an_odd_negative_power_of_a_positive_value_bounds():
+    """``x ** -3`` on ``[0.5, 2]``: one power neuron (the products spelling ``x^3`` had loose bounds below 0, so
+    its reciprocal was refused)."""
+    b = NetworkBuilder()
+    x = b.input((1,))
+    net = b.finish(b.power(b.linear(x, np.eye(1)), -3), "cube")
+    bounds = compute_bounds(net, InputDomain(np.array([0.5]), np.array([2.0])), "symbolic")
+    assert bounds.lower[net.output][0] <= 0.125 and bounds.upper[net.output][0] >= 8.0
+    np.testing.assert_allclose(net.forward(np.array([[0.5], [2.0]]))[:, 0], [8.0, 0.125], rtol=1e-15)

@@ -545,8 +545,9 @@ class NetworkBuilder:
 
     def power(self, x: Sym, exponent) -> Sym:
         """``x ** p`` for a constant scalar ``p``: integers from 0 to :data:`MAX_PRODUCT_POWER` by repeated
-        products (any sign of ``x``); negative integers as ``1 / x^-p`` (``x^-p`` must stay positive); other
-        exponents (``x`` must stay positive) by one ``sqrt`` (``p = 1/2``) or ``power`` neuron."""
+        products (any sign of ``x``); negative even integers as ``1 / x^-p`` (``x`` away from 0); other
+        exponents (``x`` must stay positive) by one ``sqrt`` (``p = 1/2``) or ``power`` neuron (the products'
+        loose bounds would take an odd ``x^-p`` below 0 even for a positive ``x``)."""
         exponent = self._constant_sym(exponent)
         if is_sym(exponent):
             raise self.unsupported("Pow with an exponent computed from the input", ["one constant exponent"])
@@ -557,8 +558,8 @@ class NetworkBuilder:
         p = float(p.flat[0])
         if p != int(p) or abs(p) > MAX_PRODUCT_POWER:  # x must stay positive for these
             return self.sqrt(x) if p == 0.5 else self.smooth(x, "power", p=p)
-        if p < 0:
-            return self.reciprocal(self.power(x, -p))
+        if p < 0:  # 1 / x^2k needs x away from 0 (any sign); an odd power of a positive x, one power neuron
+            return self.reciprocal(self.power(x, -p)) if int(p) % 2 == 0 else self.smooth(x, "power", p=p)
         if p == 0:
             return _carried(np.ones(x.shape))
         n, result, base = int(p), None, x  # binary powering: x^13 = x * x^4 * x^8
