@@ -15,14 +15,14 @@ from torch import nn
 
 from conftest import random_mlp
 from relumilp import optimize
-from relumilp.activations import (ELU, GELU, Exp, HardSwish, Log, Power, Reciprocal, RePU, SiLU, Sigmoid,
-                                  SoftExponential, Softplus, Sqrt, Square, Tanh)
+from relumilp.activations import (ELU, GELU, Erf, Exp, HardSwish, Log, Power, Reciprocal, RePU, SiLU, Sigmoid,
+                                  SoftExponential, Softplus, Softsign, Sqrt, Square, Tanh)
 from relumilp.activations.smooth import EVAL_ULPS, MAX_SEGMENTS, UNIT
 from relumilp.bounds import compute_bounds
 from relumilp.domain import InputDomain
 from relumilp.errors import InvalidNetworkError, UnsupportedOperatorError
 
-KINDS = [Sigmoid(), Tanh(), Softplus(), SiLU(), GELU(), ELU(1.0), ELU(0.4), SoftExponential(0.6),
+KINDS = [Sigmoid(), Tanh(), Erf(), Softsign(), Softplus(), SiLU(), GELU(), ELU(1.0), ELU(0.4), SoftExponential(0.6),
          SoftExponential(-0.4), RePU(2), RePU(3), HardSwish(), Square(), Exp(), Log(), Sqrt(), Reciprocal(),
          Power(0.75), Power(-0.75), Power(2.5)]
 #: the kinds defined for positive inputs only, and their intervals (wide ones: a softmax's sum, a variance)
@@ -51,6 +51,10 @@ def exact(act, x: float) -> mpmath.mpf:
         return 1 / (1 + mpmath.exp(-x))
     if isinstance(act, Tanh):
         return mpmath.tanh(x)
+    if isinstance(act, Erf):
+        return mpmath.erf(x)
+    if isinstance(act, Softsign):
+        return x / (1 + abs(x))
     if isinstance(act, Softplus):
         return mpmath.log(1 + mpmath.exp(x))
     if isinstance(act, SiLU):

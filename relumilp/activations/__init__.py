@@ -13,11 +13,11 @@ from .clip import Clip, ClippedReLU
 from .identity import Identity
 from .pwl import Abs, Hardtanh, HardSigmoid, PiecewiseLinear, ReLU6, prelu
 from .relu import LeakyReLU, ReLU
-from .smooth import (ELU, GELU, Exp, HardSwish, Log, Power, Reciprocal, RePU, SiLU, Sigmoid, SmoothActivation,
-                     SoftExponential, Softplus, Sqrt, Square, Tanh)
+from .smooth import (ELU, GELU, Erf, Exp, HardSwish, Log, Power, Reciprocal, RePU, SiLU, Sigmoid, SmoothActivation,
+                     SoftExponential, Softplus, Softsign, Sqrt, Square, Tanh)
 
 __all__ = [
-    "Abs", "Activation", "Clip", "ClippedReLU", "ELU", "Exp", "GELU", "HardSigmoid", "HardSwish", "Hardtanh", "Identity",
+    "Abs", "Activation", "Clip", "ClippedReLU", "ELU", "Erf", "Exp", "GELU", "HardSigmoid", "HardSwish", "Hardtanh", "Identity",
     "LeakyReLU", "Log", "Phases", "PiecewiseLinear", "Power", "ReLU", "ReLU6", "Reciprocal", "RePU", "SiLU", "Sigmoid", "SmoothActivation", "SoftExponential",
-    "Softplus", "Sqrt", "Square", "Tanh", "from_spec", "get", "kinds", "label", "prelu", "register",
+    "Softplus", "Softsign", "Sqrt", "Square", "Tanh", "from_spec", "get", "kinds", "label", "prelu", "register",
 ]

@@ -1,4 +1,4 @@
-r"""Smooth activations (sigmoid, tanh, SiLU, softplus, ELU, GELU, soft exponential, RePU, and the
+r"""Smooth activations (sigmoid, tanh, erf, softsign, SiLU, softplus, ELU, GELU, soft exponential, RePU, and the
 piecewise-quadratic HardSwish), compiled through **certified piecewise-linear sandwiches**.
 
 Design. :class:`~relumilp.activations.base.Activation` derives everything from a piece table, which a
@@ -490,6 +490,86 @@ class Tanh(SmoothActivation):
     def _d2(self, x):
         t = np.tanh(x)
         return -2.0 * t * (1.0 - t * t)
+
+    def _curvature_sign(self, l, u):
+        return _sign_by_inflections(l, u, [(0.0, 0.0)], 1)
+
+    def _slope_points(self):
+        return (0.0,)
+
+    @property
+    def range(self):
+        return -1.0, 1.0
+
+
+@register
+class Erf(SmoothActivation):
+    """``erf x = 2 / sqrt(pi) int_0^x exp(-t^2) dt`` (ONNX ``Erf``, torch ``erf``); odd, increasing, convex
+    for ``x < 0`` and concave for ``x > 0``, with values in ``(-1, 1)``."""
+
+    kind = "erf"
+    LABEL = "erf"
+    # the third derivative, 2 / sqrt(pi) (4 x^2 - 2) exp(-x^2): |.| <= 4 / sqrt(pi) = 2.2568 (at 0; 8 e^-1.5 / sqrt(pi) < 1.01
+    # at the other extrema x^2 = 3/2)
+    D3 = 4.0 / math.sqrt(math.pi) * (1 + 1e-9)
+    LIPSCHITZ = 2.0 / math.sqrt(math.pi) * (1 + 1e-12)
+
+    def apply(self, x):
+        return special.erf(np.asarray(x, dtype=np.float64))
+
+    def apply_torch(self, x):
+        import torch
+
+        return torch.erf(x)
+
+    def _d1(self, x):
+        return 2.0 / math.sqrt(math.pi) * np.exp(-np.square(x))
+
+    def _d2(self, x):
+        return -4.0 / math.sqrt(math.pi) * x * np.exp(-np.square(x))
+
+    def _curvature_sign(self, l, u):
+        return _sign_by_inflections(l, u, [(0.0, 0.0)], 1)
+
+    def _slope_points(self):
+        return (0.0,)
+
+    @property
+    def range(self):
+        return -1.0, 1.0
+
+
+@register
+class Softsign(SmoothActivation):
+    """``x / (1 + |x|)`` (torch ``Softsign``, ONNX ``Softsign``); odd and increasing, convex for ``x < 0``
+    and concave for ``x > 0``; 0 is a split (``f''`` jumps from 2 to -2), values in ``(-1, 1)``.
+
+    Derivatives off 0: ``f' = (1 + |x|)^-2``, ``f'' = -2 sign(x) (1 + |x|)^-3`` and a third derivative of magnitude ``6 (1 + |x|)^-4``,
+    largest at the end of a split-free segment nearest to 0."""
+
+    kind = "softsign"
+    LABEL = "softsign"
+    SPLITS = (0.0,)
+    LIPSCHITZ = 1.0
+
+    def _d3(self, a, b):
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        nearest = np.where((a <= 0.0) & (b >= 0.0), 0.0, np.minimum(np.abs(a), np.abs(b)))
+        return _up(6.0 / (1.0 + nearest) ** 4)
+
+    def apply(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        return x / (1.0 + np.abs(x))
+
+    def apply_torch(self, x):
+        return x / (1.0 + x.abs())
+
+    def _d1(self, x):
+        return 1.0 / np.square(1.0 + np.abs(x))
+
+    def _d2(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        return np.where(x < 0.0, 2.0, -2.0) / (1.0 + np.abs(x)) ** 3
 
     def _curvature_sign(self, l, u):
         return _sign_by_inflections(l, u, [(0.0, 0.0)], 1)

@@ -41,6 +41,10 @@ MAX_PRODUCT_POWER = 64
 #: the longest axis a resize may produce (a sparse map row per position; beyond, a model is not a network)
 MAX_RESIZED = 2**24
 
+#: SELU's constants (Klambauer et al. 2017), as torch and ONNX round them
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
 SMOOTH = {
     "sigmoid", "tanh", "elu", "selu", "celu", "gelu", "silu", "mish", "softplus", "softmin", "logsigmoid",
     "log_sigmoid", "softsign", "tanhshrink", "hardswish", "erf", "softexponential", "repu",
@@ -88,6 +92,20 @@ class Sym:
 
 def is_sym(value) -> bool:
     return isinstance(value, Sym)
+
+
+class SignOf:
+    """``sign(x)`` of a network value: a discontinuous function, kept only to be multiplied by ``|x|`` (or
+    ``relu(|x|)``), which gives ``x`` back -- how torch's lp_pool (and its ONNX export) spells a root of a
+    non-negative sum. Any other use is refused (:meth:`NetworkBuilder.mul`, the frontends)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Sym):
+        self.value = value
+
+
+SIGN_HINT = "sign is not continuous in the input; relumilp only reads sign(x) * |x|, which is x"
 
 
 def constant_value(x) -> np.ndarray | None:
@@ -265,6 +283,18 @@ class NetworkBuilder:
     def unsupported(self, what: str, supported: Iterable[str], hint: str = "") -> UnsupportedOperatorError:
         return UnsupportedOperatorError(f"{what} ({self.where})", list(supported), hint)
 
+    def axis(self, axis, ndim: int) -> int:
+        """``axis`` of a tensor of rank ``ndim`` counted from 0 (a negative one counts from the end, and a scalar
+        has axes 0 and -1, as in torch); one out of range is an error, not wrapped around."""
+        axis, rank = int(axis), max(int(ndim), 1)
+        if not -rank <= axis < rank:
+            raise self.invalid(f"axis {axis} is out of range for a tensor of rank {ndim}")
+        return axis % rank
+
+    def axes(self, axes, ndim: int) -> list[int]:
+        """Sorted distinct :meth:`axis` values (every axis when ``axes`` is None)."""
+        return sorted({self.axis(a, ndim) for a in (range(ndim) if axes is None else axes)})
+
     def invalid(self, message: str) -> InvalidNetworkError:
         return InvalidNetworkError(f"{message} ({self.where})")
 
@@ -349,7 +379,7 @@ class NetworkBuilder:
         """Merge dimensions ``start..end`` (inclusive, negative counts from the end), as torch.flatten."""
         if x.ndim == 0:
             return self.reshape(x, (1,))
-        start, end = start % x.ndim, end % x.ndim
+        start, end = self.axis(start, x.ndim), self.axis(end, x.ndim)
         if start > end:
             raise self.invalid(f"flatten start_dim {start} is after end_dim {end}")
         return self.reshape(x, x.shape[:start] + (math.prod(x.shape[start : end + 1]),) + x.shape[end + 1 :])
@@ -380,7 +410,7 @@ class NetworkBuilder:
         """Concatenate along ``axis`` (constants allowed among the items)."""
         shapes = [tuple(v.shape) if is_sym(v) else np.shape(v) for v in items]
         ndim = len(shapes[0])
-        axis = axis % ndim
+        axis = self.axis(axis, ndim)
         if any(len(s) != ndim or s[:axis] + s[axis + 1 :] != shapes[0][:axis] + shapes[0][axis + 1 :] for s in shapes):
             raise self.invalid(f"cannot concatenate shapes {shapes} along axis {axis}")
         syms = [self._as_sym(v, s) for v, s in zip(items, shapes)]
@@ -443,7 +473,12 @@ class NetworkBuilder:
 
     def mul(self, a, b) -> Sym:
         """``a * b``: a constant factor scales; two network values make a gated activation ``x * gate(x)``
-        (:meth:`_gated`) or a product (:meth:`_product`)."""
+        (:meth:`_gated`) or a product (:meth:`_product`); ``sign(x) * |x|`` is ``x``."""
+        if isinstance(a, SignOf) or isinstance(b, SignOf):
+            sign, other = (a, b) if isinstance(a, SignOf) else (b, a)
+            if not (is_sym(other) and self._is_magnitude(other, sign.value)):
+                raise self.unsupported("Sign", ["sign(x) * |x|"], SIGN_HINT)
+            return self._expand(sign.value, self._broadcast_shape(sign.value, other))
         a, b = self._constant_sym(a), self._constant_sym(b)
         if is_sym(a) and is_sym(b):
             return self._gated(a, b) or self._gated(b, a) or self._product(a, b)
@@ -480,6 +515,20 @@ class NetworkBuilder:
         if isinstance(act, ClippedReLU) and act.cap == 6.0 and self._is_shift(pre, x, 3.0):
             return self.mul(self.hard_swish(x), 6.0)
         return None
+
+    def sign(self, x) -> SignOf:
+        """``sign(x)``, kept for a later ``* |x|`` (:class:`SignOf`)."""
+        return SignOf(x)
+
+    def _is_magnitude(self, value: Sym, x: Sym) -> bool:
+        """Whether ``value`` is ``|x|`` or ``relu(|x|)`` (both computed by the builder's own activations)."""
+        node = self._node_value(value)
+        if isinstance(node, ActivationNode) and isinstance(node.activation, ReLU):
+            node = self._nodes[self._rank[node.inputs[0]]]
+        if not (isinstance(node, ActivationNode) and isinstance(node.activation, Abs) and node.size == x.size):
+            return False
+        source = self._nodes[self._rank[node.inputs[0]]]
+        return source is self._node_value(x) or self._is_shift(source, x, 0.0)
 
     @staticmethod
     def _is_shift(node: Node, x: Sym, shift: float) -> bool:
@@ -575,8 +624,8 @@ class NetworkBuilder:
         """Softmax (``log``: log-softmax) along ``axis``: ``y_i = 1 / (1 + sum_{j != i} exp(x_j - x_i))``
         (``-log`` of that sum), which never overflows where the usual form would and needs no division of
         two values; over two entries ``sigmoid(x_i - x_j)`` (``-softplus(x_j - x_i)``)."""
-        axis = int(axis) % max(x.ndim, 1)
-        n = x.shape[axis]
+        axis = self.axis(axis, x.ndim)
+        n = x.shape[axis] if x.ndim else 1
         if n == 1:
             return _carried(np.zeros(x.shape) if log else np.ones(x.shape))
         others = np.array([[j for j in range(n) if j != i] for i in range(n)])  # (n, n - 1)
@@ -612,7 +661,7 @@ class NetworkBuilder:
         # output lies in [-sqrt(d - 1), sqrt(d - 1)]: a clip to +-sqrt(d) changes no value unless the product's
         # rounding, about 2^-52 / (var + eps), exceeds sqrt(d) - sqrt(d - 1) (only for eps near 2^-52), and
         # gives the product's loose polarisation bounds that range back
-        reach = math.sqrt(math.prod(x.shape[int(a) % x.ndim] for a in set(int(a) % x.ndim for a in axes)))
+        reach = math.sqrt(math.prod(x.shape[a] for a in self.axes(axes, x.ndim)))
         result = self.clip(self.mul(centred, inverse), -reach, reach)
         return (result, mean, inverse) if statistics else result
 
@@ -735,7 +784,7 @@ class NetworkBuilder:
         indices = np.asarray(indices)
         if indices.dtype.kind not in "iu":
             raise self.invalid(f"gather indices must be integers, got {indices.dtype}")
-        axis = axis % x.ndim
+        axis = self.axis(axis, x.ndim)
         size = x.shape[axis]
         if np.any(indices < -size) or np.any(indices >= size):
             raise self.invalid(f"gather index out of range for dimension {axis} of size {size}")
@@ -743,7 +792,7 @@ class NetworkBuilder:
 
     def split(self, x: Sym, sizes: Sequence[int], axis: int) -> tuple[Sym, ...]:
         """Consecutive parts of ``sizes`` along ``axis``."""
-        axis = axis % x.ndim
+        axis = self.axis(axis, x.ndim)
         sizes = [int(s) for s in sizes]
         if sum(sizes) != x.shape[axis] or any(s < 0 for s in sizes):
             raise self.invalid(f"split sizes {sizes} do not add up to dimension {axis} of shape {x.shape}")
@@ -870,10 +919,11 @@ class NetworkBuilder:
         return y
 
     def avg_pool(self, x: Sym, kernel, stride=None, pads=None, count_include_pad: bool = False,
-                 dilation=None, ceil_mode: bool = False) -> Sym:
+                 dilation=None, ceil_mode: bool = False, summed: bool = False) -> Sym:
         """Average pooling per channel: the sum of each window's values inside the input, divided by the
         count of those values, or (``count_include_pad``) of the window's positions inside the padded
-        input (the whole window, except a ceil-mode window that reaches past the end padding)."""
+        input (the whole window, except a ceil-mode window that reaches past the end padding). With
+        ``summed``, the sum itself (zero padding adds nothing)."""
         d = len(kernel)
         batched, (channels, *size) = self._spatial(x, None, d, "average pooling")
         kernel, stride = tuple(int(k) for k in kernel), tuple(stride or kernel)
@@ -887,6 +937,8 @@ class NetworkBuilder:
             count = in_padded.sum(axis=1).astype(np.float64)
         else:
             count = valid.sum(axis=1).astype(np.float64)
+        if summed:
+            count = np.ones_like(count)
         c = np.arange(channels)[:, None, None]
         rows = np.broadcast_to(c * P + np.arange(P)[None, :, None], (channels, P, K))
         cols = c * S + flat[None]
@@ -979,7 +1031,7 @@ class NetworkBuilder:
         """Maximum (or minimum, ``-max(-x)``) over ``axes`` (all when None), lowered exactly like max pooling."""
         if x.ndim == 0:
             return x
-        axes = sorted({int(a) % x.ndim for a in (range(x.ndim) if axes is None else axes)})
+        axes = self.axes(axes, x.ndim)
         rest = [i for i in range(x.ndim) if i not in axes]
         kept = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
         # candidates (K, outputs): the reduced axes first, then the kept ones in order
@@ -1060,7 +1112,7 @@ class NetworkBuilder:
         """Sum (or mean) over ``axes`` (all when None): one sparse row of ones (or ``1/count``) per output."""
         if x.ndim == 0:
             return x
-        axes = sorted({int(a) % x.ndim for a in (range(x.ndim) if axes is None else axes)})
+        axes = self.axes(axes, x.ndim)
         kept = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
         # every input position adds to the output position with its reduced coordinates set to 0
         coords = np.indices(x.shape).reshape(x.ndim, -1)
@@ -1070,6 +1122,196 @@ class NetworkBuilder:
         matrix = sp.csr_array((np.full(x.size, value), (rows, np.arange(x.size))), shape=(math.prod(kept), x.size))
         shape = kept if keepdims else tuple(d for i, d in enumerate(x.shape) if i not in axes)
         return self._apply(x, matrices.compact(matrix), shape)
+
+    def reduce_norm(self, x: Sym, axes: Sequence[int] | None, keepdims: bool = True, p: int = 2,
+                    root: bool = True) -> Sym:
+        """ONNX ReduceL1 (``p = 1``: the sum of ``|x|``), ReduceSumSquare (``p = 2``, no root) and ReduceL2
+        (``sqrt`` of the sum of squares: its bounds must stay above 0)."""
+        if p == 1:
+            return self.reduce_sum(self.abs(x), axes, keepdims)
+        total = self.reduce_sum(self.square(x), axes, keepdims)
+        return self.sqrt(total) if root else total
+
+    def reduce_log_sum_exp(self, x: Sym, axes: Sequence[int] | None, keepdims: bool = True) -> Sym:
+        """``log sum exp(x)`` over ``axes`` as ``m + log sum exp(x - m)`` with ``m`` the exact maximum (a ReLU
+        tree): every ``exp`` is of a value at most 0 and the sum is at least 1, so nothing overflows."""
+        if x.ndim == 0:
+            return x
+        axes = self.axes(axes, x.ndim)
+        top = self.reduce_max(x, axes, keepdims=True)
+        y = self.add(self.log(self.reduce_sum(self.exp(self.sub(x, top)), axes, keepdims=True)), top)
+        return y if keepdims else self.reshape(y, [d for i, d in enumerate(x.shape) if i not in axes])
+
+    def lp_normalize(self, x: Sym, axis: int, p: float = 2.0, eps: float = 0.0) -> Sym:
+        """``x / max(||x||_p, eps)`` along ``axis`` (ONNX LpNormalization with ``eps = 0``, torch's
+        ``F.normalize``): ``x`` times ``max(sum |x|^p, eps^p)^(-1/p)``, one power neuron per vector (the sum's
+        bounds must stay above 0 when ``eps`` is 0)."""
+        p, eps = float(p), float(eps)
+        if not 0.0 < p < math.inf or not eps >= 0.0:
+            raise self.unsupported(f"Lp normalisation with p {p:g}, eps {eps:g}", ["p > 0 and eps >= 0"])
+        axis = self.axis(axis, x.ndim)
+        base = x if p == int(p) and int(p) % 2 == 0 else self.abs(x)
+        total = self.reduce_sum(self.power(base, p), [axis], keepdims=True)
+        if eps > 0.0 and eps**p > 0.0:
+            total = self.maximum(total, eps**p)
+        return self.mul(x, self.power(total, -1.0 / p))
+
+    def lp_pool(self, x: Sym, p: float, kernel, stride=None, pads=None, dilation=None, ceil_mode: bool = False,
+                absolute: bool = True) -> Sym:
+        """Lp pooling, ``(sum_window |x|^p)^(1/p)`` (ONNX LpPool; zero padding adds nothing). torch's lp_pool
+        (``absolute=False``) sums ``x^p`` without the absolute value and scales its average pool by the
+        kernel size, which differs from the sum only in a ceil-mode window cut by the input's end. The
+        root needs sums whose bounds stay above 0 (for ``p != 1``)."""
+        p = float(p)
+        if not 0.0 < p <= MAX_PRODUCT_POWER:
+            raise self.unsupported(f"Lp pooling with p {p:g}", [f"0 < p <= {MAX_PRODUCT_POWER}"])
+        even = p == int(p) and int(p) % 2 == 0
+        powered = self.power(self.abs(x) if absolute and not even else x, p)
+        if absolute:
+            total = self.avg_pool(powered, kernel, stride, pads, dilation=dilation, ceil_mode=ceil_mode, summed=True)
+        else:
+            total = self.mul(self.avg_pool(powered, kernel, stride, pads, True, dilation, ceil_mode),
+                             float(math.prod(int(k) for k in kernel)))
+        return self.power(total, 1.0 / p)
+
+    def group_norm(self, x: Sym, groups: int, eps: float) -> tuple[Sym, Sym, Sym]:
+        """Group normalisation before its scale and shift: each sample's channels (axis 1) in ``groups``
+        consecutive groups, each normalised over its channels and positions. Gives ``(y, mean, 1 / sqrt(var +
+        eps))``, the last two of shape ``(N, groups)``."""
+        groups = int(groups)
+        if x.ndim < 2 or groups < 1 or x.shape[1] % groups:
+            raise self.invalid(f"group normalisation of shape {x.shape} into {groups} groups")
+        grouped = self.reshape(x, (x.shape[0], groups, -1))
+        y, mean, inverse = self.normalize(grouped, [2], eps, True)
+        return (self.reshape(y, x.shape), self.reshape(mean, (x.shape[0], groups)),
+                self.reshape(inverse, (x.shape[0], groups)))
+
+    def cumsum(self, x, axis: int, exclusive: bool = False, reverse: bool = False):
+        """Cumulative sum along ``axis`` (ONNX CumSum's ``exclusive`` and ``reverse``): a triangular sparse map."""
+        if not is_sym(x):
+            value = self.const(x)
+            return self._apply(_carried(value), self._cumsum_matrix(value.shape, axis, exclusive, reverse),
+                               value.shape).bias.reshape(value.shape)
+        return self._apply(x, self._cumsum_matrix(x.shape, axis, exclusive, reverse), x.shape)
+
+    def _cumsum_matrix(self, shape, axis: int, exclusive: bool, reverse: bool):
+        if not shape:
+            shape, axis = (1,), 0
+        axis = self.axis(axis, len(shape))
+        n = shape[axis]
+        offset = (1 if exclusive else 0) * (1 if reverse else -1)
+        band = sp.triu(np.ones((n, n)), offset) if reverse else sp.tril(np.ones((n, n)), offset)
+        outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1:])
+        return sp.kron(matrices.identity(outer), sp.kron(band, matrices.identity(inner)), format="csr")
+
+    def einsum(self, equation: str, operands: Sequence):
+        """``numpy.einsum(equation, *operands)`` (torch and ONNX Einsum, ``...`` included): repeated indices
+        of an operand are its diagonal (a gather), indices no other operand or the output has are summed
+        first, and operands are contracted pairwise as batched matrix products (:meth:`_batched_matmul`:
+        a sparse block-diagonal map when one side is constant, products when both are network values)."""
+        operands = [self._constant_sym(v) for v in operands]
+        text = str(equation).replace(" ", "")
+        inputs, arrow, output = text.partition("->")
+        specs = inputs.split(",")
+        if len(specs) != len(operands):
+            raise self.invalid(f"einsum {equation!r} names {len(specs)} operands, got {len(operands)}")
+        if not any(is_sym(v) for v in operands):
+            try:
+                return _carried(np.einsum(text, *[self.const(v) for v in operands]))
+            except ValueError as exc:
+                raise self.invalid(f"einsum {equation!r}: {one_line(exc)}") from None
+        shapes = [v.shape if is_sym(v) else np.shape(v) for v in operands]
+        letters = sorted(set(c for c in text if c.isalpha()))
+        spare = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in letters]
+        spans = [len(shape) - (len(spec) - 3) for spec, shape in zip(specs, shapes) if "..." in spec]
+        if any(n < 0 for n in spans) or len(spare) < max(spans, default=0):
+            raise self.invalid(f"einsum {equation!r} does not fit operands of shapes {shapes}")
+        ellipsis = "".join(spare[: max(spans, default=0)])
+        specs = [spec.replace("...", ellipsis[len(ellipsis) - (len(shape) - (len(spec) - 3)):]) for spec, shape in
+                 zip(specs, shapes)]
+        if not arrow:  # numpy's implicit output: the ellipsis, then the indices that appear once, sorted
+            counts = "".join(specs)
+            output = ellipsis + "".join(c for c in letters if counts.count(c) == 1)
+        output = output.replace("...", ellipsis)
+        sizes: dict[str, int] = {}
+        for spec, shape in zip(specs, shapes):
+            if len(spec) != len(shape) or not all(c.isalpha() for c in spec):
+                raise self.invalid(f"einsum {equation!r}: subscripts {spec!r} do not fit an operand of shape {shape}")
+            for c, d in zip(spec, shape):
+                known = sizes.get(c, d)
+                if known != d and not (c in ellipsis and 1 in (known, d)):  # only an ellipsis broadcasts
+                    raise self.invalid(f"einsum {equation!r}: index {c!r} has sizes {known} and {d}")
+                sizes[c] = max(known, d)
+        if len(set(output)) != len(output) or any(c not in sizes for c in output):
+            raise self.invalid(f"einsum {equation!r}: bad output subscripts {output!r}")
+        terms = [self._einsum_operand(v, spec, [sizes[c] for c in spec]) for v, spec in zip(operands, specs)]
+        while True:
+            # sum out the indices that neither the output nor another operand has
+            terms = [(self._einsum_sum(v, spec, [c for c in spec if c not in output and
+                                                  not any(c in t for j, (_, t) in enumerate(terms) if j != i)]))
+                     for i, (v, spec) in enumerate(terms)]
+            if len(terms) == 1:
+                break
+            (a, sa), (b, sb), rest = terms[0], terms[1], terms[2:]
+            needed = set(output) | {c for _, t in rest for c in t}
+            batch = [c for c in sa if c in sb and c in needed]
+            contracted = [c for c in sa if c in sb and c not in needed]
+            free_a, free_b = [c for c in sa if c not in sb], [c for c in sb if c not in sa]
+            dims = [math.prod(sizes[c] for c in group) for group in (batch, free_a, contracted, free_b)]
+            left = self._einsum_arrange(a, sa, batch + free_a + contracted, (dims[0], dims[1], dims[2]))
+            right = self._einsum_arrange(b, sb, batch + contracted + free_b, (dims[0], dims[2], dims[3]))
+            product = self._batched_matmul(left, right)
+            spec = "".join(batch + free_a + free_b)
+            shape = [sizes[c] for c in spec]
+            terms = [(self.reshape(product, shape) if is_sym(product) else np.reshape(product, shape), spec)] + rest
+        value, spec = terms[0]
+        return self._einsum_arrange(value, spec, list(output), [sizes[c] for c in output])
+
+    def _einsum_operand(self, value, spec: str, shape):
+        """An operand with its repeated indices reduced to their diagonal, broadcast (over an ellipsis's size-1
+        dimensions) to the sizes ``shape`` of its indices."""
+        unique = "".join(dict.fromkeys(spec))
+        if unique != spec:
+            grid = np.indices([value.shape[spec.index(c)] for c in unique])
+            pick = tuple(grid[unique.index(c)] for c in spec)
+            value = self._gather(value, self._positions(value.shape)[pick]) if is_sym(value) else np.asarray(value)[pick]
+        full = tuple(shape[spec.index(c)] for c in unique)
+        if tuple(value.shape) != full:
+            value = self._expand(value, full) if is_sym(value) else np.broadcast_to(value, full)
+        return value, unique
+
+    def _einsum_sum(self, value, spec: str, letters):
+        if not letters:
+            return value, spec
+        axes = [spec.index(c) for c in letters]
+        kept = "".join(c for c in spec if c not in letters)
+        summed = self.reduce_sum(value, axes, keepdims=False) if is_sym(value) else np.sum(value, axis=tuple(axes))
+        return summed, kept
+
+    def _einsum_arrange(self, value, spec: str, order, shape):
+        """``value`` (indices ``spec``) transposed to ``order`` and reshaped to ``shape``."""
+        perm = [spec.index(c) for c in order]
+        moved = self.transpose(value, perm) if perm != list(range(len(perm))) else value
+        return self.reshape(moved, shape) if is_sym(moved) else np.reshape(moved, shape)
+
+    def _batched_matmul(self, a, b):
+        """``a @ b`` of ``(B, M, K)`` and ``(B, K, N)`` values: products when both are network values, else a
+        block-diagonal sparse map (one block per batch entry) of the constant one."""
+        if is_sym(a) and is_sym(b):
+            return self._matmul_values(a, b)
+        if not is_sym(a) and not is_sym(b):
+            return np.matmul(a, b)
+        batch, m, n = a.shape[0], a.shape[1], b.shape[2]
+        if is_sym(a):  # out[i] = a[i] @ W[i]: rows of a[i] times W[i], kron(I_M, W[i]^T)
+            weight = self.const(b, "the einsum operand")
+            blocks = [sp.kron(matrices.identity(m), sp.csr_array(weight[i].T)) for i in range(batch)]
+            x = a
+        else:  # out[i] = W[i] @ x[i]: kron(W[i], I_N)
+            weight = self.const(a, "the einsum operand")
+            blocks = [sp.kron(sp.csr_array(weight[i]), matrices.identity(n)) for i in range(batch)]
+            x = b
+        matrix = blocks[0].tocsr() if batch == 1 else sp.block_diag(blocks, format="csr")
+        return self._apply(x, matrices.tidy(matrix), (batch, m, n))
 
     def depth_to_space(self, x: Sym, block: int, mode: str = "DCR", inverse: bool = False) -> Sym:
         """Move channels into ``block x block`` spatial blocks (ONNX DepthToSpace; ``mode`` "CRD" is torch's
@@ -1134,6 +1376,57 @@ class NetworkBuilder:
         from ..activations import get
 
         return self._activate(x, get(kind, **params))
+
+    def elu(self, x: Sym, alpha: float = 1.0, scale: float = 1.0, input_scale: float = 1.0) -> Sym:
+        """``scale x`` for ``x > 0``, else ``scale alpha (exp(input_scale x) - 1)`` (ATen's ``elu``, which SELU
+        and CELU also spell). With ``t = input_scale x`` it is ``scale / input_scale`` times ``ELU_a(t)``,
+        ``a = alpha input_scale``; the kind is convex ELU (``0 < a <= 1``), and any other ``a`` is the exact sum
+        ``a ELU_1(t) + (1 - a) relu(t)`` (SELU's ``a`` is 1.67)."""
+        alpha, scale, input_scale = float(alpha), float(scale), float(input_scale)
+        if not input_scale > 0.0 or not math.isfinite(alpha * scale * input_scale):
+            raise self.unsupported(f"ELU with alpha {alpha:g}, scale {scale:g}, input scale {input_scale:g}",
+                                   ["finite alpha and scale, input scale > 0"])
+        t = self.mul(x, input_scale) if input_scale != 1.0 else x
+        a = alpha * input_scale
+        if a == 0.0:
+            y = self.relu(t)
+        elif 0.0 < a <= 1.0:
+            y = self.smooth(t, "elu", alpha=a)
+        else:
+            y = self.add(self.mul(self.smooth(t, "elu", alpha=1.0), a), self.mul(self.relu(t), 1.0 - a))
+        return self.scaled(y, scale / input_scale)
+
+    def selu(self, x: Sym, alpha: float = SELU_ALPHA, scale: float = SELU_SCALE) -> Sym:
+        return self.elu(x, alpha, scale)
+
+    def celu(self, x: Sym, alpha: float = 1.0) -> Sym:
+        """``max(0, x) + min(0, alpha (exp(x / alpha) - 1))`` = ``alpha ELU_1(x / alpha)``, ``alpha > 0``."""
+        alpha = float(alpha)
+        if not 0.0 < alpha < math.inf:
+            raise self.unsupported(f"CELU alpha {alpha:g}", ["alpha > 0"])
+        return self.elu(x, alpha, 1.0, 1.0 / alpha)
+
+    def mish(self, x: Sym) -> Sym:
+        """``x tanh(softplus(x))``: the product of ``x`` and its gate (:meth:`_product`)."""
+        return self.mul(x, self.smooth(self.smooth(x, "softplus"), "tanh"))
+
+    def tanh_shrink(self, x: Sym) -> Sym:
+        return self.sub(x, self.smooth(x, "tanh"))
+
+    def log_sigmoid(self, x: Sym) -> Sym:
+        """``log sigmoid(x) = -softplus(-x)``."""
+        return self.neg(self.smooth(self.neg(x), "softplus"))
+
+    def shrink(self, x: Sym, lambd: float = 0.5, bias: float | None = None) -> Sym:
+        """ONNX Shrink / torch softshrink: ``x - bias`` above ``lambd``, ``x + bias`` below ``-lambd``, else 0, i.e.
+        ``relu(x - lambd) - relu(-x - lambd)`` when ``bias = lambd`` (softshrink). Any other bias (torch's
+        hardshrink is ``bias = 0``) jumps at ``+-lambd``: not continuous, so no MILP of relumilp's kinds."""
+        lambd = float(lambd)
+        bias = lambd if bias is None else float(bias)
+        if not lambd >= 0.0 or bias != lambd:
+            raise self.unsupported(f"Shrink with lambd {lambd:g}, bias {bias:g}", ["bias = lambd >= 0 (softshrink)"],
+                                   "any other shrink jumps at +-lambd: it is not continuous in the input")
+        return self.sub(self.relu(self.sub(x, lambd)), self.relu(self.sub(self.neg(x), lambd)))
 
     def hard_swish(self, x: Sym) -> Sym:
         """``x relu6(x + 3) / 6``: piecewise quadratic, a certified sandwich like the smooth kinds

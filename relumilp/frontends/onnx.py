@@ -27,7 +27,7 @@ from onnx import helper, numpy_helper
 
 from ..errors import InvalidNetworkError, ModelFileError, RelumilpError, UnsupportedOperatorError
 from ..ir import Network
-from ._builder import ConstantBuilder, NetworkBuilder, is_sym, one_line, smooth_hint
+from ._builder import SIGN_HINT, ConstantBuilder, NetworkBuilder, SignOf, is_sym, one_line, smooth_hint
 
 _FLT_MAX = 3.4028234663852886e38  # Clip's unbounded defaults in the attribute form (opset < 11)
 
@@ -98,7 +98,7 @@ def _axes(values, attrs) -> list[int] | None:
 
 def _squeeze(b, node, values, attrs, opset):
     x, axes = values[0], _axes(values, attrs)
-    axes = [i for i, d in enumerate(x.shape) if d == 1] if axes is None else [a % x.ndim for a in axes]
+    axes = [i for i, d in enumerate(x.shape) if d == 1] if axes is None else b.axes(axes, x.ndim)
     return b.reshape(x, [d for i, d in enumerate(x.shape) if i not in axes])
 
 
@@ -108,7 +108,7 @@ def _unsqueeze(b, node, values, attrs, opset):
         raise b.invalid("Unsqueeze needs axes")
     rank = x.ndim + len(axes)
     shape, dims = [], iter(x.shape)
-    axes = {a % rank for a in axes}
+    axes = set(b.axes(axes, rank))
     for i in range(rank):
         shape.append(1 if i in axes else next(dims))
     return b.reshape(x, shape)
@@ -268,7 +268,7 @@ def _pad(b, node, values, attrs, opset):
         raise b.invalid("Pad amounts and value must be constants")
     pads = [int(p) for p in np.asarray(pads).reshape(-1)]
     value = 0.0 if value is None or np.size(value) == 0 else float(np.asarray(value).reshape(-1)[0])
-    axes = list(range(x.ndim)) if axes is None else [int(a) % x.ndim for a in np.asarray(axes).reshape(-1)]
+    axes = list(range(x.ndim)) if axes is None else [b.axis(a, x.ndim) for a in np.asarray(axes).reshape(-1)]
     if len(pads) != 2 * len(axes):
         raise b.invalid(f"Pad has {len(pads)} pad amounts for {len(axes)} axes; it needs two per axis, "
                         f"{2 * len(axes)}")
@@ -295,7 +295,7 @@ def _slice(b, node, values, attrs, opset):
         if step == 0:
             raise b.invalid("Slice step 0")
         end = None if (step < 0 and end < -big) else int(end)
-        key[int(axis) % x.ndim] = slice(int(start), end, int(step))
+        key[b.axis(axis, x.ndim)] = slice(int(start), end, int(step))
     return b.index(x, tuple(key))
 
 
@@ -308,7 +308,7 @@ def _gather(b, node, values, attrs, opset):
 
 def _split(b, node, values, attrs, opset):
     x = values[0]
-    axis = attrs.get("axis", 0) % x.ndim
+    axis = b.axis(attrs.get("axis", 0), x.ndim)
     sizes = attrs.get("split") if opset < 13 else _optional(values, 1)
     if is_sym(sizes):
         raise b.invalid("Split sizes must be constants")
@@ -347,7 +347,7 @@ def _resize(b, node, values, attrs, opset):
         nearest_mode = _text(attrs.get("nearest_mode"), "round_prefer_floor")
         axes = attrs.get("axes")
     mode = _text(attrs.get("mode"), "nearest")
-    axes = list(range(x.ndim)) if axes is None else [int(a) % x.ndim for a in axes]
+    axes = list(range(x.ndim)) if axes is None else [b.axis(a, x.ndim) for a in axes]
     if scales is None and sizes is None:
         raise b.invalid("Resize needs scales or sizes")
     if transform == "tf_crop_and_resize":
@@ -378,7 +378,8 @@ def _resize(b, node, values, attrs, opset):
 
 
 def _reduce(b, node, values, attrs, opset):
-    """ReduceSum / ReduceMean (sparse sums) and ReduceMax / ReduceMin (exact ReLU trees); axes as an
+    """ReduceSum / ReduceMean (sparse sums), ReduceMax / ReduceMin (exact ReLU trees), ReduceL1 / ReduceL2 /
+    ReduceSumSquare / ReduceLogSum / ReduceLogSumExp (through abs, square, sqrt, log and exp); axes as an
     attribute (before opset 13 or 18, by operator) or a constant input."""
     x = values[0]
     if "axes" in attrs:
@@ -389,9 +390,16 @@ def _reduce(b, node, values, attrs, opset):
     if axes is None and attrs.get("noop_with_empty_axes", 0):
         return x
     keep = bool(attrs.get("keepdims", 1))
-    if node.op_type in ("ReduceMax", "ReduceMin"):
-        return b.reduce_max(x, axes, keep, minimum=node.op_type == "ReduceMin")
-    return b.reduce_sum(x, axes, keep, mean=node.op_type == "ReduceMean")
+    op = node.op_type
+    if op in ("ReduceMax", "ReduceMin"):
+        return b.reduce_max(x, axes, keep, minimum=op == "ReduceMin")
+    if op in ("ReduceL1", "ReduceL2", "ReduceSumSquare"):
+        return b.reduce_norm(x, axes, keep, 1 if op == "ReduceL1" else 2, root=op == "ReduceL2")
+    if op == "ReduceLogSumExp":
+        return b.reduce_log_sum_exp(x, axes, keep)
+    if op == "ReduceLogSum":
+        return b.log(b.reduce_sum(x, axes, keep))
+    return b.reduce_sum(x, axes, keep, mean=op == "ReduceMean")
 
 
 def _expand(b, node, values, attrs, opset):
@@ -422,7 +430,7 @@ def _softmax(b, node, values, attrs, opset):
     x, log = values[0], node.op_type == "LogSoftmax"
     if opset >= 13:
         return b.softmax(x, attrs.get("axis", -1), log)
-    axis = int(attrs.get("axis", 1)) % max(x.ndim, 1)
+    axis = b.axis(attrs.get("axis", 1), x.ndim)
     flat = b.reshape(x, (math.prod(x.shape[:axis]), math.prod(x.shape[axis:])))
     return b.reshape(b.softmax(flat, 1, log), x.shape)
 
@@ -431,7 +439,7 @@ def _layer_norm(b, node, values, attrs, opset):
     """LayerNormalization (opset 17): normalised over the axes from ``axis`` on, then scale and shift;
     the optional outputs Mean and InvStdDev too."""
     x = values[0]
-    axis = int(attrs.get("axis", -1)) % x.ndim
+    axis = b.axis(attrs.get("axis", -1), x.ndim)
     y, mean, inverse = b.normalize(x, list(range(axis, x.ndim)), attrs.get("epsilon", 1e-5), True)
     y = b.mul(y, values[1])
     y = y if len(values) < 3 or values[2] is None else b.add(y, values[2])
@@ -456,6 +464,55 @@ def _lrn(b, node, values, attrs, opset):
                                  attrs.get("bias", 1.0), (size - 1) // 2, size // 2)
 
 
+def _lp_pool(b, node, values, attrs, opset):
+    """LpPool (``p`` default 2; dilations and ceil_mode from opset 18) and GlobalLpPool."""
+    x = values[0]
+    p = int(attrs.get("p", 2))
+    if node.op_type == "GlobalLpPool":
+        return b.lp_pool(x, p, list(x.shape[2:]))
+    kernel = [int(k) for k in attrs["kernel_shape"]]
+    stride, pads, dilation = _window_attrs(b, x, attrs, kernel, "LpPool")
+    return b.lp_pool(x, p, kernel, stride, pads, dilation, bool(attrs.get("ceil_mode", 0)))
+
+
+def _lp_normalization(b, node, values, attrs, opset):
+    p = int(attrs.get("p", 2))
+    if p not in (1, 2):
+        raise b.invalid(f"LpNormalization p must be 1 or 2, got {p}")
+    return b.lp_normalize(values[0], attrs.get("axis", -1), p)
+
+
+def _group_norm(b, node, values, attrs, opset):
+    """GroupNormalization: scale and bias per group (opset 18; the spec's own, later deprecated reading) or
+    per channel (opset 21)."""
+    x, groups = values[0], int(attrs["num_groups"])
+    y = b.group_norm(x, groups, attrs.get("epsilon", 1e-5))[0]
+    scale, bias = b.const(values[1], "the scale").reshape(-1), b.const(values[2], "the bias").reshape(-1)
+    count = x.shape[1] if opset >= 21 else groups
+    if scale.size != count or bias.size != count:
+        raise b.invalid(f"GroupNormalization (opset {opset}) needs a scale and a bias of {count} values, got "
+                        f"{scale.size} and {bias.size}")
+    if opset < 21:
+        scale, bias = np.repeat(scale, x.shape[1] // groups), np.repeat(bias, x.shape[1] // groups)
+    per_channel = (x.shape[1],) + (1,) * (x.ndim - 2)
+    return b.add(b.mul(y, scale.reshape(per_channel)), bias.reshape(per_channel))
+
+
+def _cumsum(b, node, values, attrs, opset):
+    axis = _constant_input(b, values[1], "CumSum axis")
+    if axis is None or axis.size != 1:
+        raise b.invalid("CumSum needs one constant axis")
+    return b.cumsum(values[0], int(axis[0]), bool(attrs.get("exclusive", 0)), bool(attrs.get("reverse", 0)))
+
+
+def _thresholded_relu(b, node, values, attrs, opset):
+    alpha = float(attrs.get("alpha", 1.0))
+    if alpha != 0.0:
+        raise b.unsupported(f"ThresholdedRelu alpha {alpha:g}", ["alpha = 0 (ReLU)"],
+                            "it jumps from 0 to alpha at alpha: it is not continuous in the input")
+    return b.relu(values[0])
+
+
 _Handler = Callable[[NetworkBuilder, object, list, dict, int], object]
 
 _OPS: dict[str, _Handler] = {
@@ -466,6 +523,7 @@ _OPS: dict[str, _Handler] = {
     "Mul": lambda b, n, v, a, o: b.mul(v[0], v[1]),
     "Div": lambda b, n, v, a, o: b.div(v[0], v[1]),
     "Neg": lambda b, n, v, a, o: b.neg(v[0]),
+    "Sign": lambda b, n, v, a, o: b.sign(v[0]),
     "Sum": _sum,
     "Relu": lambda b, n, v, a, o: b.relu(v[0]),
     "LeakyRelu": lambda b, n, v, a, o: b.leaky_relu(v[0], a.get("alpha", 0.01)),
@@ -478,7 +536,15 @@ _OPS: dict[str, _Handler] = {
     "Sigmoid": lambda b, n, v, a, o: b.smooth(v[0], "sigmoid"),
     "Tanh": lambda b, n, v, a, o: b.smooth(v[0], "tanh"),
     "Softplus": lambda b, n, v, a, o: b.smooth(v[0], "softplus"),
-    "Elu": lambda b, n, v, a, o: b.smooth(v[0], "elu", alpha=a.get("alpha", 1.0)),
+    "Elu": lambda b, n, v, a, o: b.elu(v[0], a.get("alpha", 1.0)),
+    "Selu": lambda b, n, v, a, o: b.selu(v[0], a.get("alpha", 1.67326319217681884765625),
+                                         a.get("gamma", 1.05070102214813232421875)),
+    "Celu": lambda b, n, v, a, o: b.celu(v[0], a.get("alpha", 1.0)),
+    "Erf": lambda b, n, v, a, o: b.smooth(v[0], "erf"),
+    "Softsign": lambda b, n, v, a, o: b.smooth(v[0], "softsign"),
+    "Mish": lambda b, n, v, a, o: b.mish(v[0]),
+    "Shrink": lambda b, n, v, a, o: b.shrink(v[0], a.get("lambd", 0.5), a.get("bias", 0.0)),
+    "ThresholdedRelu": _thresholded_relu,
     "Gelu": _gelu,
     "Flatten": _flatten,
     "Reshape": _reshape,
@@ -506,6 +572,17 @@ _OPS: dict[str, _Handler] = {
     "ReduceMean": _reduce,
     "ReduceMax": _reduce,
     "ReduceMin": _reduce,
+    "ReduceL1": _reduce,
+    "ReduceL2": _reduce,
+    "ReduceSumSquare": _reduce,
+    "ReduceLogSum": _reduce,
+    "ReduceLogSumExp": _reduce,
+    "LpPool": _lp_pool,
+    "GlobalLpPool": _lp_pool,
+    "LpNormalization": _lp_normalization,
+    "GroupNormalization": _group_norm,
+    "CumSum": _cumsum,
+    "Einsum": lambda b, n, v, a, o: b.einsum(_text(a.get("equation"), ""), v),
     "GlobalMaxPool": lambda b, n, v, a, o: b.reduce_max(v[0], list(range(2, v[0].ndim)), True),
     "Expand": _expand,
     "Tile": _tile,
@@ -772,7 +849,10 @@ def _convert(b: NetworkBuilder, node, env: dict, opsets, opset: int) -> None:
     if node.op_type == "If" and node.domain in ("", "ai.onnx"):
         return _inline_if(b, node, env, opsets, opset)
     values = [env[n] if n else None for n in node.input]
-    if not any(is_sym(v) for v in values):
+    if any(isinstance(v, SignOf) for v in values) and node.op_type != "Mul":
+        raise UnsupportedOperatorError(f"use of Sign by ONNX operator '{node.op_type}' (node '{label}')",
+                                       ["Sign(x) * Abs(x)"], SIGN_HINT)
+    if not any(is_sym(v) or isinstance(v, SignOf) for v in values):
         results = _fold_own(b, node, values, opset)
         if results is None:
             results = _fold(node, values, opsets)

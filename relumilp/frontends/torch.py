@@ -24,7 +24,7 @@ from torch import nn
 
 from ..errors import InvalidNetworkError, ModelFileError, UnsupportedOperatorError
 from ..ir import Network
-from ._builder import SMOOTH, NetworkBuilder, contains, contains_sym, is_sym, one_line, smooth_hint
+from ._builder import SIGN_HINT, SMOOTH, NetworkBuilder, SignOf, contains, contains_sym, is_sym, one_line, smooth_hint
 
 SUPPORTED_LAYERS = (
     "Linear",
@@ -51,8 +51,10 @@ SUPPORTED_LAYERS = (
     "Sigmoid",
     "Tanh",
     "SiLU",
-    "Softplus(beta=1)",
-    "ELU(0 < alpha <= 1)",
+    "Softplus(beta > 0)",
+    "ELU, SELU, CELU",
+    "Mish, Softsign, Tanhshrink, LogSigmoid, Softmin, Softshrink",
+    "LPPool1d/2d",
     "GELU(approximate='none')",
     "relumilp.train SoftExponential (scalar alpha), RePU",
     "Softmax, LogSoftmax",
@@ -159,8 +161,8 @@ def _shape_arg(a: _Args, name: str) -> list[int]:
     return [int(d) for d in rest]
 
 
-def _dims(x, dims: list[int]) -> tuple:
-    return tuple(d % x.ndim for d in dims)
+def _dims(b, x, dims: list[int]) -> tuple:
+    return tuple(b.axis(d, x.ndim) for d in dims)
 
 
 def _transpose(b, a):
@@ -168,9 +170,9 @@ def _transpose(b, a):
     if a.op.name == "t":
         return b.transpose(x, None)
     if a.op.name == "permute":
-        return b.transpose(x, _dims(x, _shape_arg(a, "dims")))
+        return b.transpose(x, _dims(b, x, _shape_arg(a, "dims")))
     perm = list(range(x.ndim))
-    i, j = _dims(x, [a(1, "dim0"), a(2, "dim1")])
+    i, j = _dims(b, x, [a(1, "dim0"), a(2, "dim1")])
     perm[i], perm[j] = perm[j], perm[i]
     return b.transpose(x, perm)
 
@@ -212,7 +214,7 @@ def _getitem(b, a):
 def _slice(b, a):
     x = a(0, "input")
     key = [slice(None)] * x.ndim
-    key[a(1, "dim", 0) % x.ndim] = slice(a(2, "start", None), a(3, "end", None), a(4, "step", 1))
+    key[b.axis(a(1, "dim", 0), x.ndim)] = slice(a(2, "start", None), a(3, "end", None), a(4, "step", 1))
     return b.index(x, tuple(key))
 
 
@@ -220,7 +222,7 @@ def _select(b, a):
     """ATen's ``select``: ``x[..., index, ...]`` at ``dim`` (integer indexing in scripted and exported models)."""
     x = a(0, "input")
     key = [slice(None)] * x.ndim
-    key[int(a(1, "dim")) % x.ndim] = int(a(2, "index"))
+    key[b.axis(a(1, "dim"), x.ndim)] = int(a(2, "index"))
     return b.index(x, tuple(key))
 
 
@@ -229,20 +231,70 @@ def _view(b, a):
 
 
 def _softplus(b, a):
-    """Softplus with ``beta = 1`` (torch returns ``x`` above ``threshold``; relumilp's formula differs
-    there by less than ``log1p(exp(-threshold))``, 2.1e-9 for the default 20)."""
+    """Softplus ``log(1 + exp(beta x)) / beta`` (torch returns ``x`` where ``beta x`` exceeds ``threshold``;
+    relumilp's formula differs there by less than ``log1p(exp(-threshold)) / beta``, 2.1e-9 / beta for the
+    default 20)."""
     beta = _scalar(a(1, "beta", 1.0))
-    if beta != 1.0:
-        raise UnsupportedOperatorError(f"Softplus beta {beta:g} ({a.op.where})", ["beta = 1"])
-    return b.smooth(a(0, "input"), "softplus")
+    if not 0.0 < beta < math.inf:
+        raise UnsupportedOperatorError(f"Softplus beta {beta:g} ({a.op.where})", ["beta > 0"])
+    x = a(0, "input")
+    return b.smooth(x, "softplus") if beta == 1.0 else b.mul(b.smooth(b.mul(x, beta), "softplus"), 1.0 / beta)
 
 
 def _elu(b, a):
-    scale, input_scale = _scalar(a(2, "scale", 1.0)), _scalar(a(3, "input_scale", 1.0))
-    if scale != 1.0 or input_scale != 1.0:  # SELU / CELU spellings of aten::elu
-        raise UnsupportedOperatorError(f"ELU with scale {scale:g}, input scale {input_scale:g} ({a.op.where})",
-                                       ["ELU(alpha)"])
-    return b.smooth(a(0, "input"), "elu", alpha=_scalar(a(1, "alpha", 1.0)))
+    """ELU, and ATen's ``elu(x, alpha, scale, input_scale)`` that SELU and CELU decompose into."""
+    return b.elu(a(0, "input"), _scalar(a(1, "alpha", 1.0)), _scalar(a(2, "scale", 1.0)),
+                 _scalar(a(3, "input_scale", 1.0)))
+
+
+def _lp_pool(b, a):
+    """lp_pool1d/2d: torch's ``(sum x^p)^(1/p)`` over each window (no absolute value, as torch)."""
+    d = 1 if "1d" in a.op.name else 2
+    kernel = _per_dim(a(2, "kernel_size"), d)
+    stride = a(3, "stride", None)
+    stride = kernel if stride in (None, [], ()) else _per_dim(stride, d)
+    return b.lp_pool(a(0, "input"), _scalar(a(1, "norm_type")), kernel, stride, None, None,
+                     bool(a(4, "ceil_mode", False)), absolute=False)
+
+
+def _normalize(b, a):
+    """F.normalize: ``x / max(||x||_p, eps)`` along ``dim``."""
+    return b.lp_normalize(a(0, "input"), int(a(2, "dim", 1)), _scalar(a(1, "p", 2.0)), _scalar(a(3, "eps", 1e-12)))
+
+
+def _vector_norm(b, a):
+    """linalg.vector_norm / norm with ``ord`` / ``p`` 1, 2 or inf over ``dim`` (all when absent)."""
+    x = a(0, "input")
+    order = a(1, "ord" if a.op.name == "linalg_vector_norm" else "p", 2)
+    order = 2.0 if order in (None, "fro") else _scalar(order)
+    dim, keep = a(2, "dim", None), bool(a(3, "keepdim", False))
+    dims = None if dim is None or (isinstance(dim, (list, tuple)) and not dim) else \
+        [int(d) for d in (dim if isinstance(dim, (list, tuple)) else [dim])]
+    if order == math.inf:
+        return b.reduce_max(b.abs(x), dims, keep)
+    if order not in (1.0, 2.0):
+        raise b.unsupported(f"vector norm of order {order:g}", ["1", "2", "inf"])
+    return b.reduce_norm(x, dims, keep, int(order))
+
+
+def _einsum(b, a):
+    """einsum(equation, *operands) or (equation, [operands]) (TorchScript / ATen: a list)."""
+    equation = a(0, "equation")
+    operands = list(a.args[1:]) if len(a.args) > 1 else list(a.kwargs.get("tensors", a.kwargs.get("operands", ())))
+    if operands and isinstance(operands[0], (list, tuple)):  # ATen's einsum(equation, tensors, path)
+        operands = list(operands[0])
+    return b.einsum(equation, [o if is_sym(o) else torch.as_tensor(o).detach().cpu().numpy() for o in operands])
+
+
+def _cumsum(b, a):
+    x = a(0, "input")
+    return b.cumsum(x if is_sym(x) else torch.as_tensor(x).detach().cpu().numpy(), int(a(1, "dim")))
+
+
+def _logsumexp(b, a):
+    x, dim = a(0, "input"), a(1, "dim")
+    dims = [int(d) for d in (dim if isinstance(dim, (list, tuple)) else [dim])]
+    return b.reduce_log_sum_exp(x, dims or None, bool(a(2, "keepdim", False)))
 
 
 def _gelu(b, a):
@@ -299,13 +351,9 @@ def _group_norm(b, a):
     groups = int(a(6, "group") if native else a(1, "num_groups"))
     weight, bias = (a(1, "weight", None), a(2, "bias", None)) if native else (a(2, "weight", None), a(3, "bias", None))
     eps = _scalar(a(7, "eps") if native else a(4, "eps", 1e-5))
-    if x.ndim < 2 or groups < 1 or x.shape[1] % groups:
-        raise b.invalid(f"group norm of shape {x.shape} into {groups} groups")
-    grouped = b.reshape(x, (x.shape[0], groups, -1))
-    y, mean, inverse = b.normalize(grouped, [2], eps, True)
-    y = _per_channel(b, b.reshape(y, x.shape), weight, x.ndim, b.mul)
-    y = _per_channel(b, y, bias, x.ndim, b.add)
-    return (y, b.reshape(mean, (x.shape[0], groups)), b.reshape(inverse, (x.shape[0], groups))) if native else y
+    y, mean, inverse = b.group_norm(x, groups, eps)
+    y = _per_channel(b, _per_channel(b, y, weight, x.ndim, b.mul), bias, x.ndim, b.add)
+    return (y, mean, inverse) if native else y
 
 
 def _instance_norm(b, a):
@@ -338,7 +386,7 @@ def _variance(b, a):
         correction = a.args[2]  # ATen's var.correction(input, dim, correction, keepdim) (TorchScript)
     correction = (1 if unbiased else 0) if correction is None else float(correction)
     keep = bool(a.kwargs.get("keepdim", a.args[3] if len(a.args) > 3 and isinstance(a.args[3], bool) else False))
-    count = math.prod(x.shape[d % x.ndim] for d in dims)
+    count = math.prod(x.shape[d] for d in b.axes(dims, x.ndim))
     if count - float(correction) <= 0:
         raise b.invalid(f"variance of {count} values with correction {correction}")
     centred = b.sub(x, b.reduce_sum(x, dims, keepdims=True, mean=True))
@@ -470,13 +518,13 @@ def _pad(b, a):
 
 def _squeeze(b, a):
     x, dim = a(0, "input"), a(1, "dim", None)
-    dims = range(x.ndim) if dim is None else _dims(x, list(dim) if isinstance(dim, (list, tuple)) else [dim])
+    dims = range(x.ndim) if dim is None else _dims(b, x, list(dim) if isinstance(dim, (list, tuple)) else [dim])
     return b.reshape(x, [n for i, n in enumerate(x.shape) if not (i in dims and n == 1)])
 
 
 def _unsqueeze(b, a):
     x, dim = a(0, "input"), int(a(1, "dim"))
-    dim = dim % (x.ndim + 1)
+    dim = b.axis(dim, x.ndim + 1)
     return b.reshape(x, list(x.shape[:dim]) + [1] + list(x.shape[dim:]))
 
 
@@ -485,7 +533,7 @@ def _split(b, a):
     x = a.kwargs["tensor"] if "tensor" in a.kwargs else a(0, "input")  # torch.split binds by name
     key = next((k for k in ("split_size_or_sections", "split_size", "split_sizes") if k in a.kwargs), "split_size")
     sizes, dim = a(1, key), a(2, "dim", 0)
-    length = x.shape[dim % x.ndim]
+    length = x.shape[b.axis(dim, x.ndim)]
     if not isinstance(sizes, (list, tuple)):
         sizes = [int(sizes)] * (length // int(sizes)) + ([length % int(sizes)] if length % int(sizes) else [])
     return b.split(x, [int(s) for s in sizes], dim)
@@ -638,12 +686,38 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "div": _divide,
     "floor_divide": _divide,
     "neg": lambda b, a: b.neg(a(0, "input")),
+    "sign": lambda b, a: b.sign(a(0, "input")),
+    "expand_as": lambda b, a: b.expand(a(0, "input"), list(a(1, "other").shape)),
     "relu": lambda b, a: b.relu(a(0, "input")),
     "sigmoid": lambda b, a: b.smooth(a(0, "input"), "sigmoid"),
     "tanh": lambda b, a: b.smooth(a(0, "input"), "tanh"),
     "silu": lambda b, a: b.smooth(a(0, "input"), "silu"),
     "softplus": _softplus,
     "elu": _elu,
+    "selu": lambda b, a: b.selu(a(0, "input")),
+    "celu": lambda b, a: b.celu(a(0, "input"), _scalar(a(1, "alpha", 1.0))),
+    "erf": lambda b, a: b.smooth(a(0, "input"), "erf"),
+    "special_erf": lambda b, a: b.smooth(a(0, "input"), "erf"),
+    "erfc": lambda b, a: b.sub(1.0, b.smooth(a(0, "input"), "erf")),
+    "special_erfc": lambda b, a: b.sub(1.0, b.smooth(a(0, "input"), "erf")),
+    "softsign": lambda b, a: b.smooth(a(0, "input"), "softsign"),
+    "mish": lambda b, a: b.mish(a(0, "input")),
+    "tanhshrink": lambda b, a: b.tanh_shrink(a(0, "input")),
+    "log_sigmoid": lambda b, a: b.log_sigmoid(a(0, "input")),
+    "logsigmoid": lambda b, a: b.log_sigmoid(a(0, "input")),
+    "log_sigmoid_forward": lambda b, a: (b.log_sigmoid(a(0, "input")), None),
+    "softmin": lambda b, a: _softmax(b, _Args(a.op, (b.neg(a(0, "input")),) + tuple(a.args[1:]),
+                                              {k: v for k, v in a.kwargs.items() if k not in ("input", "self")})),
+    "softshrink": lambda b, a: b.shrink(a(0, "input"), _scalar(a(1, "lambd", 0.5))),
+    "hardshrink": lambda b, a: b.shrink(a(0, "input"), _scalar(a(1, "lambd", 0.5)), 0.0),
+    "lp_pool1d": _lp_pool,
+    "lp_pool2d": _lp_pool,
+    "normalize": _normalize,
+    "linalg_vector_norm": _vector_norm,
+    "norm": _vector_norm,
+    "einsum": _einsum,
+    "cumsum": _cumsum,
+    "logsumexp": _logsumexp,
     "gelu": _gelu,
     "soft_exponential": lambda b, a: b.smooth(a(0, "input"), "soft_exponential", alpha=_scalar(a(1, "alpha"))),
     "repu": lambda b, a: b.smooth(a(0, "input"), "repu", p=int(a(1, "p"))),
@@ -750,7 +824,9 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
 
 SUPPORTED_OPS = (
     "linear", "addmm", "matmul/mm/bmm", "add", "sub", "mul/div", "pow (constant exponent)", "square", "sqrt",
-    "rsqrt", "exp", "log", "log1p", "reciprocal", "softmax", "log_softmax", "layer_norm", "group_norm",
+    "rsqrt", "exp", "log", "log1p", "reciprocal", "erf", "erfc", "selu", "celu", "mish", "softsign",
+    "tanhshrink", "logsigmoid", "softmin", "softshrink", "lp_pool1d/2d", "normalize",
+    "norm/linalg.vector_norm (p 1, 2, inf)", "einsum", "cumsum", "logsumexp", "softmax", "log_softmax", "layer_norm", "group_norm",
     "instance_norm", "local_response_norm", "var", "std", "relu",
     "leaky_relu", "relu6", "hardtanh/clamp (to [a, b] or [0, inf))", "hardsigmoid", "prelu", "abs",
     "maximum/minimum (of two values, or with a constant)", "sigmoid", "tanh", "silu", "softplus", "elu", "gelu",
@@ -793,6 +869,8 @@ def _evaluate(op: _Op, args: tuple, kwargs: dict, b: NetworkBuilder):
         raise UnsupportedOperatorError(
             f"use of the indices of max / min along a dimension (an argmax) by '{op.name}' ({op.where})",
             SUPPORTED_OPS, "an argmax is not continuous in the input; use the values only")
+    if op.name != "mul" and contains((args, kwargs), SignOf):
+        raise UnsupportedOperatorError(f"use of sign by '{op.name}' ({op.where})", ["sign(x) * |x|"], SIGN_HINT)
     if op.call is not None and not contains_sym((args, kwargs)):
         try:
             return op.call(*args, **kwargs)
@@ -909,7 +987,7 @@ _LEAF_TYPES = (
     nn.AvgPool1d, nn.AvgPool2d, nn.MaxPool1d, nn.MaxPool2d, nn.Upsample, nn.Hardswish, nn.AdaptiveAvgPool1d,
     nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.PixelShuffle, nn.PixelUnshuffle,
     nn.Softmax, nn.LogSoftmax, nn.LayerNorm, nn.LocalResponseNorm, nn.GroupNorm, nn.InstanceNorm1d,
-    nn.InstanceNorm2d,
+    nn.InstanceNorm2d, nn.Softshrink, nn.Hardshrink, nn.LPPool1d, nn.LPPool2d,
 )  # fmt: skip
 
 
@@ -981,6 +1059,11 @@ def _layer_op(module: nn.Module, target: str) -> tuple[str, tuple, str]:
                                module.recompute_scale_factor), where
     if isinstance(module, nn.Hardswish):
         return "hardswish", (), where
+    if isinstance(module, (nn.Softshrink, nn.Hardshrink)):
+        return type(module).__name__.lower(), (module.lambd,), where
+    if isinstance(module, (nn.LPPool1d, nn.LPPool2d)):
+        d = 1 if isinstance(module, nn.LPPool1d) else 2
+        return f"lp_pool{d}d", (module.norm_type, module.kernel_size, module.stride, module.ceil_mode), where
     if isinstance(module, (nn.Softmax, nn.LogSoftmax)):
         return ("softmax" if isinstance(module, nn.Softmax) else "log_softmax"), (module.dim,), where
     if isinstance(module, nn.LayerNorm):
@@ -1014,7 +1097,8 @@ def _smooth_layer_op(module: nn.Module, where: str):
     """A smooth activation layer as its functional op, or None for any other layer."""
     from ..train.modules import RePU, SoftExponential
 
-    simple = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.SiLU: "silu"}
+    simple = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.SiLU: "silu", nn.SELU: "selu", nn.Mish: "mish",
+              nn.Softsign: "softsign", nn.Tanhshrink: "tanhshrink", nn.LogSigmoid: "log_sigmoid"}
     for cls, name in simple.items():
         if isinstance(module, cls):
             return name, (), where
@@ -1022,6 +1106,10 @@ def _smooth_layer_op(module: nn.Module, where: str):
         return "softplus", (module.beta, module.threshold), where
     if isinstance(module, nn.ELU):
         return "elu", (module.alpha,), where
+    if isinstance(module, nn.CELU):
+        return "celu", (module.alpha,), where
+    if isinstance(module, nn.Softmin):
+        return "softmin", (module.dim,), where
     if isinstance(module, nn.GELU):
         return "gelu", (module.approximate,), where
     if isinstance(module, RePU):
