@@ -1,0 +1,312 @@
+"""The remaining activations, norms, reductions and contractions of torch and ONNX (erf, softsign, SELU, CELU,
+Mish, shrinks, Lp pooling and normalisation, the Reduce* family, GroupNormalization, CumSum, Einsum, sign
+times magnitude): against torch in float64 and onnxruntime, bounds by sampling with no tolerance, and the
+one-line refusals of what is not continuous or not a valid model."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from torch import nn
+from torch.nn import functional as F
+
+from relumilp.bounds import compute_bounds
+from relumilp.domain import InputDomain
+from relumilp.errors import InvalidNetworkError, RelumilpError, UnsupportedOperatorError
+from relumilp.frontends import from_onnx, from_torch
+from relumilp.frontends._builder import NetworkBuilder
+
+ort = pytest.importorskip("onnxruntime")
+
+
+class Activations(nn.Module):
+    """Every activation layer and function added here, side by side on one affine layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 6)
+        self.layers = nn.ModuleList([nn.SELU(), nn.CELU(0.7), nn.Mish(), nn.Softsign(), nn.Tanhshrink(),
+                                     nn.LogSigmoid(), nn.Softmin(dim=-1), nn.ELU(1.5), nn.Softplus(beta=2.0)])
+
+    def forward(self, x):
+        h = self.fc(x)
+        return torch.cat([layer(h) for layer in self.layers] + [torch.erf(h)], dim=-1)
+
+
+class Reductions(nn.Module):
+    """Norms, cumulative sums, log-sum-exp and contractions with a constant and of two network values."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 6)
+        self.register_buffer("w", torch.randn(6, 2, generator=torch.Generator().manual_seed(3)))
+
+    def forward(self, x):
+        h = self.fc(x)
+        return torch.cat([F.normalize(h, dim=-1), torch.cumsum(h, dim=-1), torch.logsumexp(h, dim=-1, keepdim=True),
+                          torch.linalg.vector_norm(h, ord=1, dim=-1, keepdim=True),
+                          torch.einsum("bi,ij->bj", h, self.w), torch.einsum("bi,bi->b", h, h)[:, None]], dim=-1)
+
+
+class Pools(nn.Module):
+    """Lp pooling (torch's spelling: ``sign(s) * relu(|s|)`` of the window sums) and image-shaped einsums."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 2)
+        self.pool = nn.LPPool2d(2, 2)
+        self.register_buffer("v", torch.tensor([1.0, -2.0]))
+
+    def forward(self, x):
+        h = self.conv(x)
+        return torch.cat([self.pool(h).flatten(1), F.lp_pool1d(h.flatten(2), 1, 3).flatten(1),
+                          torch.einsum("bchw,c->bhw", h, self.v).flatten(1), torch.einsum("bchw->bc", h),
+                          torch.einsum("...ij,...jk->...ik", h, h.transpose(2, 3)).flatten(1)], dim=1)
+
+
+MODULES = {"activations": (Activations, (4,)), "reductions": (Reductions, (4,)), "pools": (Pools, (1, 5, 5))}
+
+
+def _module(key):
+    cls, shape = MODULES[key]
+    torch.manual_seed(0)
+    return cls().eval(), shape
+
+
+@pytest.mark.parametrize("key", sorted(MODULES))
+def test_torch_sources_compile_to_torch_s_function(key):
+    module, shape = _module(key)
+    x = np.random.default_rng(1).normal(size=(5, int(np.prod(shape))))
+    expected = module.double()(torch.as_tensor(x).view(-1, *shape)).detach().numpy().reshape(5, -1)
+    module.float()
+    example = torch.randn(1, *shape)
+    for source in (module, torch.export.export(module, (example,)), torch.jit.trace(module, example)):
+        net = from_torch(source, input_shape=shape)
+        np.testing.assert_allclose(net.forward(x), expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("opset", [13, 18])
+@pytest.mark.parametrize("key", sorted(MODULES))
+def test_onnx_exports_match_onnxruntime(key, opset):
+    module, shape = _module(key)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, torch.randn(1, *shape), buffer, opset_version=opset, dynamo=False)
+    net = from_onnx(buffer.getvalue())
+    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    x = np.random.default_rng(2).normal(size=(5, int(np.prod(shape))))
+    reference = np.concatenate([session.run(None, {name: row.reshape(1, *shape).astype(np.float32)})[0].reshape(1, -1)
+                                for row in x])
+    np.testing.assert_allclose(net.forward(x), reference, rtol=2e-5, atol=2e-5)
+
+
+# -- single ONNX nodes against onnxruntime ---------------------------------------------------------------
+
+
+def _graph(nodes, in_shape, initializers=(), opset=18):
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.asarray(v), k) for k, v in initializers])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=9)
+
+
+def _against_ort(model, in_shape, low=-2.0, high=2.0, seed=0):
+    x = np.random.default_rng(seed).uniform(low, high, (4,) + tuple(in_shape[1:])).astype(np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    reference = np.stack([session.run(None, {"x": x[i:i + 1]})[0] for i in range(len(x))])
+    net = from_onnx(model)
+    np.testing.assert_allclose(net.forward(x.reshape(len(x), -1).astype(np.float64)), reference.reshape(len(x), -1),
+                               rtol=2e-5, atol=2e-5)
+    return net
+
+
+@pytest.mark.parametrize("op, attrs", [
+    ("Erf", {}), ("Softsign", {}), ("Mish", {}), ("Selu", {}), ("Selu", {"alpha": 0.5, "gamma": 2.0}),
+    ("Celu", {"alpha": 0.3}), ("Elu", {"alpha": 2.5}), ("Shrink", {"lambd": 0.4, "bias": 0.4}),
+    ("ThresholdedRelu", {"alpha": 0.0})])
+def test_activation_nodes_match_onnxruntime(op, attrs):
+    _against_ort(_graph([helper.make_node(op, ["x"], ["y"], **attrs)], [1, 7]), [1, 7], -4.0, 4.0)
+
+
+@pytest.mark.parametrize("op", ["ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp", "ReduceLogSum"])
+@pytest.mark.parametrize("axes, keep", [([1], 1), ([-1, 1], 0), (None, 1)])
+def test_reductions_match_onnxruntime(op, axes, keep):
+    nodes, inits = [helper.make_node(op, ["x"] + ([] if axes is None else ["axes"]), ["y"], keepdims=keep)], []
+    if axes is not None:
+        inits = [("axes", np.array(axes, np.int64))]
+    low = 0.1 if op == "ReduceLogSum" else -3.0  # a logarithm of a sum needs a positive sum
+    _against_ort(_graph(nodes, [1, 3, 4], inits), [1, 3, 4], low, 3.0)
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+@pytest.mark.parametrize("attrs", [{"kernel_shape": [2, 2]}, {"kernel_shape": [3, 2], "strides": [2, 1], "pads": [1, 0, 1, 1]},
+                                   {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1},
+                                   {"kernel_shape": [2, 2], "dilations": [2, 1]}, {"kernel_shape": [3, 2], "auto_pad": "SAME_UPPER"}])
+# (onnxruntime's LpPool ignores dilations in its SAME padding, against its own shape inference and the spec)
+def test_lp_pool_matches_onnxruntime(p, attrs):
+    _against_ort(_graph([helper.make_node("LpPool", ["x"], ["y"], p=p, **attrs)], [1, 2, 5, 5]), [1, 2, 5, 5])
+    _against_ort(_graph([helper.make_node("GlobalLpPool", ["x"], ["y"], p=p)], [1, 2, 3, 4]), [1, 2, 3, 4])
+
+
+@pytest.mark.parametrize("p, axis", [(1, -1), (2, 1), (2, 0)])
+def test_lp_normalization_matches_onnxruntime(p, axis):
+    _against_ort(_graph([helper.make_node("LpNormalization", ["x"], ["y"], p=p, axis=axis)], [1, 3, 4]), [1, 3, 4])
+
+
+@pytest.mark.parametrize("opset", [18, 21])
+def test_group_normalization_reads_its_scale_per_group_or_per_channel_by_opset(opset):
+    count = 2 if opset < 21 else 6
+    rng = np.random.default_rng(4)
+    inits = [("s", rng.normal(size=count).astype(np.float32)), ("b", rng.normal(size=count).astype(np.float32))]
+    node = helper.make_node("GroupNormalization", ["x", "s", "b"], ["y"], num_groups=2, epsilon=1e-3)
+    model = _graph([node], [1, 6, 2, 3], inits, opset)
+    x = rng.normal(size=(3, 6, 2, 3))
+    groups = x.reshape(3, 2, -1)
+    normal = ((groups - groups.mean(-1, keepdims=True)) / np.sqrt(groups.var(-1, keepdims=True) + 1e-3)).reshape(x.shape)
+    scale, shift = (np.repeat(v, 3) if opset < 21 else v for v in (inits[0][1], inits[1][1]))
+    expected = normal * scale[:, None, None].astype(np.float64) + shift[:, None, None].astype(np.float64)
+    np.testing.assert_allclose(from_onnx(model).forward(x.reshape(3, -1)), expected.reshape(3, -1), rtol=1e-6, atol=1e-6)
+    with pytest.raises(InvalidNetworkError, match=f"scale and a bias of {count} values"):
+        bad = [(k, np.ones(5, np.float32)) for k, _ in inits]
+        from_onnx(_graph([node], [1, 6, 2, 3], bad, opset))
+
+
+@pytest.mark.parametrize("exclusive, reverse", itertools.product([0, 1], [0, 1]))
+def test_cumsum_matches_onnxruntime(exclusive, reverse):
+    node = helper.make_node("CumSum", ["x", "axis"], ["y"], exclusive=exclusive, reverse=reverse)
+    _against_ort(_graph([node], [1, 3, 4], [("axis", np.array(-1, np.int64))]), [1, 3, 4])
+
+
+@pytest.mark.parametrize("equation, constant", [
+    ("bij,jk->bik", (4, 5)), ("bij->bji", None), ("bii->bi", None), ("bij,bij->b", "self"), ("...j,jk", (4, 2)),
+    ("bij,k->bkij", (2,)), ("bij->", None)])
+def test_einsum_nodes_match_onnxruntime(equation, constant):
+    if constant == "self":
+        node, inits = helper.make_node("Einsum", ["x", "x"], ["y"], equation=equation), []
+    elif constant is None:
+        node, inits = helper.make_node("Einsum", ["x"], ["y"], equation=equation), []
+    else:
+        node = helper.make_node("Einsum", ["x", "w"], ["y"], equation=equation)
+        inits = [("w", np.random.default_rng(5).normal(size=constant).astype(np.float32))]
+    shape = [1, 4, 4]
+    _against_ort(_graph([node], shape, inits, 13), shape)
+
+
+def test_einsum_of_network_values_and_constants_matches_numpy():
+    """Every pairing (value-value, value-constant, three operands, diagonals, broadcast ellipses) against
+    numpy.einsum on the same numbers."""
+    rng = np.random.default_rng(6)
+    cases = [("ij,jk->ik", [(2, 3), (3, 4)]), ("bij,bjk->bik", [(2, 2, 3), (2, 3, 2)]), ("ii->i", [(3, 3)]),
+             ("ij,jk,kl->il", [(2, 3), (3, 2), (2, 2)]), ("...ij,...jk->...ik", [(1, 2, 3), (4, 3, 2)]),
+             ("ijk,ik", [(2, 3, 2), (2, 2)]), ("ij,ij->", [(2, 3), (2, 3)]), ("iji->j", [(2, 3, 2)])]
+    for equation, shapes in cases:
+        for network in itertools.product([True, False], repeat=len(shapes)):
+            if not any(network):
+                continue
+            values = [rng.normal(size=s) for s in shapes]
+            b = NetworkBuilder()
+            x = b.input((sum(v.size for v in values),), batched=False)
+            flat, operands, start = np.concatenate([v.ravel() for v in values]), [], 0
+            for v, is_input in zip(values, network):
+                operands.append(b.reshape(b.index(x, slice(start, start + v.size)), v.shape) if is_input else v)
+                start += v.size
+            y = b.einsum(equation, operands)
+            net = b.finish(b.reshape(y, (-1,)), "einsum")
+            np.testing.assert_allclose(net.forward(flat[None]).ravel(), np.einsum(equation, *values).ravel(),
+                                       rtol=1e-12, atol=1e-12, err_msg=f"{equation} {network}")
+
+
+def test_sign_times_magnitude_is_the_value_and_any_other_sign_is_refused():
+    pooled = Pools().eval()
+    net = from_torch(torch.jit.trace(pooled, torch.randn(1, 1, 5, 5)), input_shape=(1, 5, 5))
+    # torch spells the root of a window sum sign(s) * relu(|s|): s itself, so no abs or relu neuron is left
+    assert {a.activation.kind for a in net.activations} == {"square", "sqrt"}
+
+    class Stepped(nn.Module):
+        def forward(self, x):
+            return torch.sign(x) + x
+
+    for source in (Stepped(), torch.export.export(Stepped(), (torch.randn(1, 3),))):
+        with pytest.raises(UnsupportedOperatorError, match="sign.*not continuous") as err:
+            from_torch(source, input_shape=(3,))
+        assert "\n" not in str(err.value)
+    with pytest.raises(UnsupportedOperatorError, match="Sign by ONNX operator 'Add'.*not continuous"):
+        from_onnx(_graph([helper.make_node("Sign", ["x"], ["s"]), helper.make_node("Add", ["s", "x"], ["y"])], [1, 3]))
+    with pytest.raises(UnsupportedOperatorError, match="Sign"):  # a sign times anything but its own magnitude
+        from_onnx(_graph([helper.make_node("Sign", ["x"], ["s"]), helper.make_node("Mul", ["s", "x"], ["y"])], [1, 3]))
+
+
+# -- bounds ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["interval", "symbolic", "alpha"])
+def test_bounds_contain_every_sampled_value(method):
+    nets = [from_torch(_module(key)[0], input_shape=(4,)) for key in ("activations", "reductions")]
+    torch.manual_seed(8)
+    nets.append(from_torch(nn.Sequential(nn.Linear(3, 5), nn.Softsign(), nn.Linear(5, 4)).eval(), input_shape=(3,)))
+    for net in nets:
+        n = net.input_size
+        lower, upper = np.full(n, -0.5), np.full(n, 0.5)
+        bounds = compute_bounds(net, InputDomain(lower, upper), method)
+        rng = np.random.default_rng(9)
+        X = np.concatenate([rng.uniform(lower, upper, size=(20_000, n)), [lower, upper]])
+        for name, values in net.forward_all(X).items():
+            assert np.all(values >= bounds.lower[name]) and np.all(values <= bounds.upper[name]), (method, name)
+
+
+def test_reductions_bound_soundly_away_from_their_domain_edges():
+    """ReduceL2 and LogSumExp through sqrt, log, exp and the maximum's ReLU tree."""
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Add", ["h", "c"], ["g"]),
+             helper.make_node("ReduceL2", ["g", "axes"], ["n"], keepdims=1),
+             helper.make_node("ReduceLogSumExp", ["g", "axes"], ["m"], keepdims=1),
+             helper.make_node("Concat", ["n", "m"], ["y"], axis=1)]
+    rng = np.random.default_rng(10)
+    inits = [("w", rng.normal(size=(3, 4)).astype(np.float32)), ("c", np.full(4, 3.0, np.float32)),
+             ("axes", np.array([1], np.int64))]
+    net = from_onnx(_graph(nodes, [1, 3], inits))
+    lower, upper = -0.3 * np.ones(3), 0.3 * np.ones(3)
+    for method in ("interval", "symbolic"):
+        bounds = compute_bounds(net, InputDomain(lower, upper), method)
+        X = np.concatenate([rng.uniform(lower, upper, size=(20_000, 3)), [lower, upper]])
+        for name, values in net.forward_all(X).items():
+            assert np.all(values >= bounds.lower[name]) and np.all(values <= bounds.upper[name]), (method, name)
+
+
+# -- refusals -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("nodes, match", [
+    ([helper.make_node("Softmax", ["x"], ["y"], axis=3)], "axis 3 is out of range for a tensor of rank 2"),
+    ([helper.make_node("Concat", ["x", "x"], ["y"], axis=-3)], "axis -3 is out of range"),
+    ([helper.make_node("ReduceSum", ["x"], ["y"], axes=[2])], "axis 2 is out of range"),
+    ([helper.make_node("Shrink", ["x"], ["y"], lambd=0.5)], "bias = lambd.*not continuous"),
+    ([helper.make_node("ThresholdedRelu", ["x"], ["y"], alpha=1.0)], "alpha = 0.*not continuous"),
+    ([helper.make_node("Einsum", ["x"], ["y"], equation="ij,jk->ik")], "names 2 operands, got 1"),
+    ([helper.make_node("Einsum", ["x"], ["y"], equation="ijk->i")], "do not fit an operand of shape"),
+    ([helper.make_node("Einsum", ["x"], ["y"], equation="ij->iz")], "bad output subscripts"),
+    ([helper.make_node("LpNormalization", ["x"], ["y"], p=3)], "p must be 1 or 2"),
+])
+def test_invalid_or_discontinuous_nodes_are_one_line_errors(nodes, match):
+    opset = 11 if nodes[0].op_type == "ReduceSum" else 18
+    with pytest.raises(RelumilpError, match=match) as err:
+        from_onnx(_graph(nodes, [1, 3], opset=opset))
+    assert "\n" not in str(err.value)
+
+
+def test_torch_axes_out_of_range_and_hardshrink_are_one_line_errors():
+    b = NetworkBuilder()
+    x = b.input((3,))
+    for call in (lambda: b.softmax(x, 2), lambda: b.flatten(x, 0, 5), lambda: b.cumsum(x, -3),
+                 lambda: b.reduce_sum(x, [4]), lambda: b.take(x, np.array([0]), 2)):
+        with pytest.raises(InvalidNetworkError, match="out of range"):
+            call()
+    with pytest.raises(UnsupportedOperatorError, match="not continuous"):
+        from_torch(nn.Sequential(nn.Linear(2, 2), nn.Hardshrink()))
