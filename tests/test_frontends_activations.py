@@ -32,7 +32,8 @@ class Activations(nn.Module):
         super().__init__()
         self.fc = nn.Linear(4, 6)
         self.layers = nn.ModuleList([nn.SELU(), nn.CELU(0.7), nn.Mish(), nn.Softsign(), nn.Tanhshrink(),
-                                     nn.LogSigmoid(), nn.Softmin(dim=-1), nn.ELU(1.5), nn.Softplus(beta=2.0)])
+                                     nn.LogSigmoid(), nn.Softmin(dim=-1), nn.ELU(1.5), nn.Softplus(beta=2.0),
+                                     nn.GELU(approximate="tanh")])
 
     def forward(self, x):
         h = self.fc(x)
@@ -131,9 +132,10 @@ def _against_ort(model, in_shape, low=-2.0, high=2.0, seed=0):
 @pytest.mark.parametrize("op, attrs", [
     ("Erf", {}), ("Softsign", {}), ("Mish", {}), ("Selu", {}), ("Selu", {"alpha": 0.5, "gamma": 2.0}),
     ("Celu", {"alpha": 0.3}), ("Elu", {"alpha": 2.5}), ("Shrink", {"lambd": 0.4, "bias": 0.4}),
-    ("ThresholdedRelu", {"alpha": 0.0})])
+    ("ThresholdedRelu", {"alpha": 0.0}), ("Gelu", {"approximate": "tanh"}), ("Gelu", {})])
 def test_activation_nodes_match_onnxruntime(op, attrs):
-    _against_ort(_graph([helper.make_node(op, ["x"], ["y"], **attrs)], [1, 7]), [1, 7], -4.0, 4.0)
+    opset = 20 if op == "Gelu" else 18
+    _against_ort(_graph([helper.make_node(op, ["x"], ["y"], **attrs)], [1, 7], opset=opset), [1, 7], -4.0, 4.0)
 
 
 @pytest.mark.parametrize("op", ["ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp", "ReduceLogSum"])
@@ -222,6 +224,20 @@ def test_einsum_of_network_values_and_constants_matches_numpy():
             net = b.finish(b.reshape(y, (-1,)), "einsum")
             np.testing.assert_allclose(net.forward(flat[None]).ravel(), np.einsum(equation, *values).ravel(),
                                        rtol=1e-12, atol=1e-12, err_msg=f"{equation} {network}")
+
+
+@pytest.mark.parametrize("left, right, network_left", [((2, 3, 4), (2, 4, 5), True), ((3, 4), (2, 4, 5), True),
+                                                       ((1, 5, 4), (2, 4, 3), False), ((2, 3, 4), (4, 5), True)])
+def test_matmul_with_a_batched_constant_is_a_block_diagonal_map(left, right, network_left):
+    rng = np.random.default_rng(11)
+    shape, weight = (left, rng.normal(size=right)) if network_left else (right, rng.normal(size=left))
+    b = NetworkBuilder()
+    x = b.reshape(b.input((int(np.prod(shape)),), batched=False), shape)
+    y = b.matmul(x, weight) if network_left else b.matmul(weight, x)
+    net = b.finish(b.reshape(y, (-1,)), "batched")
+    value = rng.normal(size=shape)
+    expected = value @ weight if network_left else weight @ value
+    np.testing.assert_allclose(net.forward(value.reshape(1, -1)).ravel(), expected.ravel(), rtol=1e-12, atol=1e-12)
 
 
 def test_sign_times_magnitude_is_the_value_and_any_other_sign_is_refused():

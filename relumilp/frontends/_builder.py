@@ -711,6 +711,9 @@ class NetworkBuilder:
             return self._matmul_values(a, b)
         if not is_sym(a) and not is_sym(b):
             return _carried(np.matmul(self.const(a), self.const(b)))
+        rank_a, rank_b = (v.ndim if is_sym(v) else np.ndim(v) for v in (a, b))
+        if min(rank_a, rank_b) >= 2 and (rank_a if is_sym(b) else rank_b) > 2:
+            return self.einsum("...ij,...jk->...ik", [a, b])  # a batched constant: one block per batch entry
         if is_sym(a):
             x, w = a, self.const(b, "the weight")
             if w.ndim > 2 or x.ndim == 0 or x.shape[-1] != w.shape[0]:
@@ -1405,6 +1408,17 @@ class NetworkBuilder:
         if not 0.0 < alpha < math.inf:
             raise self.unsupported(f"CELU alpha {alpha:g}", ["alpha > 0"])
         return self.elu(x, alpha, 1.0, 1.0 / alpha)
+
+    def gelu(self, x: Sym, approximate: str = "none") -> Sym:
+        """GELU: the smooth kind ``gelu`` (``x Phi(x)``), or with ``approximate="tanh"`` the formula
+        ``x sigmoid(2 sqrt(2 / pi) (x + 0.044715 x^3))`` (``= 0.5 x (1 + tanh(...))``), spelled in a cube (products),
+        a sigmoid and the product with ``x``."""
+        if approximate == "none":
+            return self.smooth(x, "gelu")
+        if approximate != "tanh":
+            raise self.unsupported(f"GELU approximate={approximate!r}", ["'none'", "'tanh'"])
+        inner = self.add(x, self.mul(self.power(x, 3), 0.044715))
+        return self.mul(x, self.smooth(self.mul(inner, 2.0 * math.sqrt(2.0 / math.pi)), "sigmoid"))
 
     def mish(self, x: Sym) -> Sym:
         """``x tanh(softplus(x))``: the product of ``x`` and its gate (:meth:`_product`)."""

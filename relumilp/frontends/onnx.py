@@ -172,11 +172,7 @@ def _sum(b, node, values, attrs, opset):
 
 def _gelu(b, n, v, a, o):
     approximate = a.get("approximate", "none")
-    approximate = approximate.decode() if isinstance(approximate, bytes) else approximate
-    if approximate != "none":
-        raise UnsupportedOperatorError(f"ONNX Gelu approximate={approximate!r} (node '{n.name}')",
-                                       ["approximate='none'"])
-    return b.smooth(v[0], "gelu")
+    return b.gelu(v[0], approximate.decode() if isinstance(approximate, bytes) else approximate)
 
 
 def _sym_pads(b, x, attrs, kernel, stride, dilation, what: str) -> list[int]:

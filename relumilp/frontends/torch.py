@@ -55,7 +55,7 @@ SUPPORTED_LAYERS = (
     "ELU, SELU, CELU",
     "Mish, Softsign, Tanhshrink, LogSigmoid, Softmin, Softshrink",
     "LPPool1d/2d",
-    "GELU(approximate='none')",
+    "GELU (exact, or approximate='tanh')",
     "relumilp.train SoftExponential (scalar alpha), RePU",
     "Softmax, LogSoftmax",
     "LayerNorm",
@@ -298,10 +298,7 @@ def _logsumexp(b, a):
 
 
 def _gelu(b, a):
-    approximate = a(1, "approximate", "none")
-    if approximate != "none":
-        raise UnsupportedOperatorError(f"GELU approximate={approximate!r} ({a.op.where})", ["approximate='none'"])
-    return b.smooth(a(0, "input"), "gelu")
+    return b.gelu(a(0, "input"), a(1, "approximate", "none"))
 
 
 def _divide(b, a):
