@@ -461,3 +461,29 @@ def test_an_odd_negative_power_of_a_positive_value_bounds():
     bounds = compute_bounds(net, InputDomain(np.array([0.5]), np.array([2.0])), "symbolic")
     assert bounds.lower[net.output][0] <= 0.125 and bounds.upper[net.output][0] >= 8.0
     np.testing.assert_allclose(net.forward(np.array([[0.5], [2.0]]))[:, 0], [8.0, 0.125], rtol=1e-15)
+
+
+def test_log_softmax_is_finite_for_any_logits_and_its_differences_are_the_logits():
+    """``x_i - logsumexp(x)`` through a softplus tree: logits 2,000 apart give torch's values (the pairwise
+    ``-log(1 + sum exp(x_j - x_i))`` overflowed to -inf or NaN), and bounds of ``y_0 - y_1`` are those of
+    ``x_0 - x_1`` (the shared logsumexp cancels)."""
+    b = NetworkBuilder()
+    x = b.input((5,))
+    net = b.finish(b.concat([b.softmax(x, -1, log=True), b.softmax(x, -1)], -1), "log_softmax")
+    X = np.random.default_rng(12).normal(size=(4, 5)) * 3
+    X[0, 0], X[1, 1], X[2, :2] = 2000.0, -1500.0, (800.0, -800.0)
+    reference = torch.cat([F.log_softmax(torch.as_tensor(X), -1), F.softmax(torch.as_tensor(X), -1)], -1).numpy()
+    np.testing.assert_allclose(net.forward(X), reference, rtol=1e-13, atol=1e-12)
+    assert sum(a.size for a in net.activations if a.activation.kind == "softplus") == 8  # n - 1 per vector and call
+    torch.manual_seed(13)
+    weights = [np.random.default_rng(13).normal(size=shape) for shape in ((8, 3), (4, 8))]
+    widths = []
+    for log_softmax in (True, False):
+        b = NetworkBuilder()
+        logits = b.linear(b.relu(b.linear(b.input((3,)), weights[0])), weights[1])
+        y = b.softmax(logits, -1, log=True) if log_softmax else logits
+        margin = b.sub(b.index(y, (slice(None), slice(0, 1))), b.index(y, (slice(None), slice(1, 2))))
+        net = b.finish(margin, "margin")
+        bounds = compute_bounds(net, InputDomain(-0.2 * np.ones(3), 0.2 * np.ones(3)), "symbolic")
+        widths.append((bounds.lower[net.output][0], bounds.upper[net.output][0]))
+    np.testing.assert_allclose(widths[0], widths[1], rtol=1e-9)
