@@ -19,6 +19,7 @@ from collections import namedtuple
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -72,7 +73,7 @@ _ALIASES = {
     "feature_alpha_dropout": "dropout", "dropout1d": "dropout", "contiguous": "identity",
     "clone": "identity", "detach": "identity", "alias": "identity", "float": "identity",
     "double": "identity", "to": "identity", "_to_copy": "identity", "type_as": "identity",
-    "unchecked_cast": "identity", "__getitem__": "getitem", "TupleIndex": "getitem",
+    "unchecked_cast": "identity", "_threshold": "threshold", "__getitem__": "getitem", "TupleIndex": "getitem",
     "ListConstruct": "list", "TupleConstruct": "list", "ListUnpack": "unpack", "TupleUnpack": "unpack",
 }  # fmt: skip
 
@@ -121,6 +122,8 @@ class _Program:
     name: str
     input_shape: tuple | None = None
     batched: bool = True
+    #: the example batch size a static export baked into its shapes (more than 1), else None
+    baked_batch: int | None = None
 
 
 class _Args:
@@ -247,6 +250,177 @@ def _elu(b, a):
                  _scalar(a(3, "input_scale", 1.0)))
 
 
+def _as_array(value):
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+
+
+def _unsqueezed(b, x, dim: int):
+    """``x`` with a new axis of size 1 at ``dim`` (for a network value or a constant)."""
+    if not is_sym(x):
+        return np.expand_dims(np.asarray(_as_array(x)), b.axis(dim, np.ndim(_as_array(x)) + 1))
+    dim = b.axis(dim, x.ndim + 1)
+    return b.reshape(x, list(x.shape[:dim]) + [1] + list(x.shape[dim:]))
+
+
+def _flip(b, a):
+    x = a(0, "input")
+    key = [slice(None)] * x.ndim
+    for d in _dims(b, x, _shape_arg(a, "dims")):
+        key[d] = slice(None, None, -1)
+    return b.index(x, tuple(key))
+
+
+def _roll(b, a):
+    """roll: each position reads the one ``shift`` before it along ``dims`` (the flattened tensor without dims)."""
+    x, shifts, dims = a(0, "input"), a(1, "shifts"), a(2, "dims", None)
+    shifts = [int(v) for v in (shifts if isinstance(shifts, (list, tuple)) else [shifts])]
+    dims = None if dims in (None, [], ()) else [int(v) for v in (dims if isinstance(dims, (list, tuple)) else [dims])]
+    if dims is not None and len(dims) != len(shifts):
+        raise b.invalid(f"roll has {len(shifts)} shifts for {len(dims)} dims")
+    positions = np.arange(x.size).reshape(x.shape)
+    rolled = np.roll(positions, shifts, _dims(b, x, dims) if dims is not None else None)
+    return b.index(b.reshape(x, (x.size,)), rolled)
+
+
+def _narrow(b, a):
+    x, dim, start, length = a(0, "input"), a(1, "dim"), int(a(2, "start")), int(a(3, "length"))
+    dim = b.axis(dim, x.ndim)
+    start = start + x.shape[dim] if start < 0 else start
+    if not 0 <= start <= start + length <= x.shape[dim] or length < 0:
+        raise b.invalid(f"narrow of dimension {dim} (size {x.shape[dim]}) from {start} for {length}")
+    key = [slice(None)] * x.ndim
+    key[dim] = slice(start, start + length)
+    return b.index(x, tuple(key))
+
+
+def _chunk(b, a):
+    x, chunks, dim = a(0, "input"), int(a(1, "chunks")), a(2, "dim", 0)
+    length = x.shape[b.axis(dim, x.ndim)]
+    if chunks < 1:
+        raise b.invalid(f"chunk into {chunks} parts")
+    part = max(-(-length // chunks), 1)
+    sizes = [part] * (length // part) + ([length % part] if length % part else [])
+    return b.split(x, sizes, dim)
+
+
+def _stack(b, a):
+    tensors, dim = list(a(0, "tensors")), int(a(1, "dim", 0))
+    return b.concat([_unsqueezed(b, t, dim) for t in tensors], dim)
+
+
+def _movedim(b, a):
+    x, source, destination = a(0, "input"), a(1, "source"), a(2, "destination")
+    source = [int(v) for v in (source if isinstance(source, (list, tuple)) else [source])]
+    destination = [int(v) for v in (destination if isinstance(destination, (list, tuple)) else [destination])]
+    return b.transpose(x, _moved_axes(b, x.ndim, source, destination))
+
+
+def _moved_axes(b, ndim: int, source, destination) -> list[int]:
+    """The permutation of ``numpy.moveaxis(..., source, destination)`` for a tensor of rank ``ndim``."""
+    source = [b.axis(v, ndim) for v in source]
+    destination = [b.axis(v, ndim) for v in destination]
+    if len(source) != len(destination) or len(set(source)) != len(source) or len(set(destination)) != len(destination):
+        raise b.invalid(f"movedim from {source} to {destination}")
+    rest = [d for d in range(ndim) if d not in source]
+    perm = [None] * ndim
+    for s_, d_ in zip(source, destination):
+        perm[d_] = s_
+    fill = iter(rest)
+    return [p if p is not None else next(fill) for p in perm]
+
+
+def _unflatten(b, a):
+    x, dim, sizes = a(0, "input"), a(1, "dim"), [int(v) for v in a(2, "sizes")]
+    dim = b.axis(dim, x.ndim)
+    return b.reshape(x, list(x.shape[:dim]) + sizes + list(x.shape[dim + 1:]))
+
+
+def _channel_shuffle(b, a):
+    x, groups = a(0, "input"), int(a(1, "groups"))
+    if x.ndim < 2 or groups < 1 or x.shape[1] % groups:
+        raise b.invalid(f"channel shuffle of shape {x.shape} in {groups} groups")
+    grouped = b.reshape(x, [x.shape[0], groups, x.shape[1] // groups] + list(x.shape[2:]))
+    perm = [0, 2, 1] + list(range(3, grouped.ndim))
+    return b.reshape(b.transpose(grouped, perm), x.shape)
+
+
+def _diff(b, a):
+    """diff: ``x[1:] - x[:-1]`` along ``dim``, ``n`` times, after ``prepend`` / ``append``."""
+    x, n, dim = a(0, "input"), int(a(1, "n", 1)), a(2, "dim", -1)
+    prepend, append = a(3, "prepend", None), a(4, "append", None)
+    dim = b.axis(dim, x.ndim)
+    items = [v if is_sym(v) else _as_array(v) for v in (prepend, x, append) if v is not None]
+    x = b.concat(items, dim) if len(items) > 1 else x
+    for _ in range(n):
+        head, tail = [slice(None)] * x.ndim, [slice(None)] * x.ndim
+        head[dim], tail[dim] = slice(1, None), slice(None, -1)
+        x = b.sub(b.index(x, tuple(head)), b.index(x, tuple(tail)))
+    return x
+
+
+def _clamp(b, a):
+    """clamp / clip to scalar bounds (one activation) or to tensor bounds (a maximum and a minimum per element)."""
+    x, low, high = a(0, "input"), a(1, "min", None), a(2, "max", None)
+    if all(v is None or not isinstance(v, torch.Tensor) or v.numel() == 1 for v in (low, high)):
+        return b.clip(x, _scalar(low), _scalar(high))
+    y = x if low is None else b.maximum(x, low if is_sym(low) else _as_array(low))
+    return y if high is None else b.minimum(y, high if is_sym(high) else _as_array(high))
+
+
+def _threshold(b, a):
+    """threshold: ``x`` above ``threshold``, else ``value``; continuous only when ``value == threshold`` (``max``)."""
+    x, threshold, value = a(0, "input"), _scalar(a(1, "threshold")), _scalar(a(2, "value"))
+    if value != threshold:
+        raise b.unsupported(f"threshold {threshold:g} with value {value:g}", ["value = threshold (max(x, threshold))"],
+                            "it jumps at the threshold: it is not continuous in the input")
+    return b.maximum(x, threshold)
+
+
+def _rrelu(b, a):
+    """rrelu in evaluation: a leaky ReLU of slope ``(lower + upper) / 2``."""
+    if a(3, "training", False):
+        raise b.unsupported("rrelu in training mode (random slopes)", ["rrelu in eval mode"], "call model.eval() first")
+    return b.leaky_relu(a(0, "input"), (_scalar(a(1, "lower", 1.0 / 8.0)) + _scalar(a(2, "upper", 1.0 / 3.0))) / 2.0)
+
+
+def _glu(b, a):
+    """glu: the first half times the sigmoid of the second half along ``dim`` (a product)."""
+    x, dim = a(0, "input"), a(1, "dim", -1)
+    length = x.shape[b.axis(dim, x.ndim)]
+    if length % 2:
+        raise b.invalid(f"glu halves dimension {dim} of odd size {length}")
+    first, second = b.split(x, [length // 2, length // 2], dim)
+    return b.mul(first, b.smooth(second, "sigmoid"))
+
+
+def _attention(b, a):
+    """scaled_dot_product_attention: ``softmax(q k^T scale + mask) v`` (products of network values, the
+    softmax of :meth:`NetworkBuilder.softmax`); a float mask adds, a mask that excludes positions (boolean,
+    -inf, causal) is not supported."""
+    q, k, v = a(0, "query"), a(1, "key"), a(2, "value")
+    mask, causal, scale = a(3, "attn_mask", None), a(5, "is_causal", False), a(6, "scale", None)
+    if causal or (mask is not None and (is_sym(mask) or not torch.is_floating_point(mask)
+                                        or not bool(torch.isfinite(mask).all()))):
+        raise b.unsupported("attention with a mask that excludes positions (causal, boolean or -inf)",
+                            ["no mask", "a finite float mask"])
+    if float(a(4, "dropout_p", 0.0)) != 0.0:
+        raise b.unsupported("attention with dropout", ["dropout_p = 0 (inference)"])
+    if a.kwargs.get("enable_gqa", False):
+        raise b.unsupported("attention with grouped query heads", ["enable_gqa=False"])
+    depth = q.shape[-1]
+    scale = 1.0 / math.sqrt(depth) if scale is None else _scalar(scale)
+    keys = b.transpose(k, list(range(k.ndim - 2)) + [k.ndim - 1, k.ndim - 2]) if is_sym(k) else \
+        np.swapaxes(_as_array(k), -1, -2)
+    scores = b.mul(b.matmul(q if is_sym(q) else _as_array(q), keys), scale)
+    if mask is not None:
+        scores = b.add(scores, _as_array(mask))
+    return b.matmul(b.softmax(scores, -1), v if is_sym(v) else _as_array(v))
+
+
+def _lerp_weight(weight):
+    return weight if is_sym(weight) or not isinstance(weight, torch.Tensor) else _as_array(weight)
+
+
 def _lp_pool(b, a):
     """lp_pool1d/2d: torch's ``(sum x^p)^(1/p)`` over each window (no absolute value, as torch)."""
     d = 1 if "1d" in a.op.name else 2
@@ -283,12 +457,12 @@ def _einsum(b, a):
     operands = list(a.args[1:]) if len(a.args) > 1 else list(a.kwargs.get("tensors", a.kwargs.get("operands", ())))
     if operands and isinstance(operands[0], (list, tuple)):  # ATen's einsum(equation, tensors, path)
         operands = list(operands[0])
-    return b.einsum(equation, [o if is_sym(o) else torch.as_tensor(o).detach().cpu().numpy() for o in operands])
+    return b.einsum(equation, [o if is_sym(o) else np.asarray(_as_array(o)) for o in operands])
 
 
 def _cumsum(b, a):
     x = a(0, "input")
-    return b.cumsum(x if is_sym(x) else torch.as_tensor(x).detach().cpu().numpy(), int(a(1, "dim")))
+    return b.cumsum(x if is_sym(x) else np.asarray(_as_array(x)), int(a(1, "dim")))
 
 
 def _logsumexp(b, a):
@@ -520,9 +694,7 @@ def _squeeze(b, a):
 
 
 def _unsqueeze(b, a):
-    x, dim = a(0, "input"), int(a(1, "dim"))
-    dim = b.axis(dim, x.ndim + 1)
-    return b.reshape(x, list(x.shape[:dim]) + [1] + list(x.shape[dim:]))
+    return _unsqueezed(b, a(0, "input"), int(a(1, "dim")))
 
 
 def _split(b, a):
@@ -713,6 +885,24 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "linalg_vector_norm": _vector_norm,
     "norm": _vector_norm,
     "einsum": _einsum,
+    "flip": _flip,
+    "roll": _roll,
+    "narrow": _narrow,
+    "chunk": _chunk,
+    "stack": _stack,
+    "movedim": _movedim,
+    "moveaxis": _movedim,
+    "unflatten": _unflatten,
+    "channel_shuffle": _channel_shuffle,
+    "native_channel_shuffle": _channel_shuffle,
+    "diff": _diff,
+    "addcmul": lambda b, a: b.add(a(0, "input"), b.scaled(b.mul(a(1, "tensor1"), a(2, "tensor2")), a(3, "value", 1))),
+    "addcdiv": lambda b, a: b.add(a(0, "input"), b.scaled(b.div(a(1, "tensor1"), a(2, "tensor2")), a(3, "value", 1))),
+    "lerp": lambda b, a: b.add(a(0, "input"), b.mul(b.sub(a(1, "end"), a(0, "input")), _lerp_weight(a(2, "weight")))),
+    "threshold": _threshold,
+    "rrelu": _rrelu,
+    "glu": _glu,
+    "scaled_dot_product_attention": _attention,
     "cumsum": _cumsum,
     "logsumexp": _logsumexp,
     "gelu": _gelu,
@@ -721,7 +911,7 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "leaky_relu": lambda b, a: b.leaky_relu(a(0, "input"), _scalar(a(1, "negative_slope", 0.01))),
     "hardtanh": lambda b, a: b.clip(a(0, "input"), _scalar(a(1, "min_val", -1.0)), _scalar(a(2, "max_val", 1.0))),
     "relu6": lambda b, a: b.clip(a(0, "input"), 0.0, 6.0),
-    "clamp": lambda b, a: b.clip(a(0, "input"), _scalar(a(1, "min", None)), _scalar(a(2, "max", None))),
+    "clamp": _clamp,
     "clamp_min": lambda b, a: b.clip(a(0, "input"), _scalar(a(1, "min")), None),
     "clamp_max": lambda b, a: b.clip(a(0, "input"), None, _scalar(a(1, "max"))),
     "hardsigmoid": lambda b, a: b.hard_sigmoid(a(0, "input"), 1.0 / 6.0, 0.5),
@@ -859,6 +1049,24 @@ def _resolve(value, env):
     return value
 
 
+def _on_numbers(op: _Op, args: tuple, kwargs: dict):
+    """A TorchScript trace's ATen op on sizes (``aten::div(embed_dim, num_heads, "trunc")``), which the ATen
+    overloads take as tensors only, with div's keyword-only rounding mode by position: evaluated on 0-d
+    tensors (a number again when every operand was one); None when that fails too."""
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if op.name == "div" and len(args) == 3:
+        args, kwargs = args[:2], {**kwargs, "rounding_mode": args[2]}
+    try:
+        result = op.call(*[torch.as_tensor(v) if number(v) else v for v in args], **kwargs)
+    except Exception:
+        return None
+    if isinstance(result, torch.Tensor) and result.numel() == 1 and all(number(v) for v in args):
+        return result.item()
+    return result
+
+
 def _evaluate(op: _Op, args: tuple, kwargs: dict, b: NetworkBuilder):
     # before constant evaluation: Python would compare the indices' placeholder (``i == 0``) as an object
     unpacking = op.name in ("getitem", "getattr") and args and isinstance(args[0], _Extremum)
@@ -872,6 +1080,9 @@ def _evaluate(op: _Op, args: tuple, kwargs: dict, b: NetworkBuilder):
         try:
             return op.call(*args, **kwargs)
         except Exception as exc:  # a constant computation torch itself rejects
+            result = _on_numbers(op, args, kwargs)
+            if result is not None:
+                return result
             message = f"cannot evaluate '{op.name}' on constants ({op.where}): {one_line(exc)}"
             raise InvalidNetworkError(message) from None
     handler = _HANDLERS.get(op.name)
@@ -925,7 +1136,14 @@ def _build(program: _Program, input_shape, name: str | None) -> Network:
         input_shape = (input_shape,)
     b = NetworkBuilder()
     env = {program.input_key: b.input(input_shape, batched=program.batched)}
-    _run(program.ops, env, b)
+    try:
+        _run(program.ops, env, b)
+    except InvalidNetworkError as exc:
+        if program.baked_batch and "reshape" in str(exc):  # a batch size the export baked into a reshape
+            raise InvalidNetworkError(f"{one_line(exc)}; the program was exported with a batch of "
+                                      f"{program.baked_batch}: export it with a batch of 1 or a dynamic batch "
+                                      "dimension") from None
+        raise
     b.where = f"the output of {program.name!r}"
     return b.finish(_resolve(program.output, env), name or program.name)
 
@@ -989,7 +1207,7 @@ _LEAF_TYPES = (
 
 
 #: torch layers traced through to the functional call they make (F.pad), which the converter reads
-_TRACED_THROUGH = (nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d, nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d,
+_TRACED_THROUGH = (nn.Threshold, nn.RReLU, nn.GLU, nn.Softmax2d, nn.Unflatten, nn.ChannelShuffle, nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d, nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d,
                    nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d,
                    nn.ReplicationPad1d, nn.ReplicationPad2d, nn.ReplicationPad3d)
 
@@ -1312,7 +1530,7 @@ def _export_program(exported) -> _Program:
         _unbake_batch(ops, static_batch)
     return _Program(
         ops, user_inputs[0].name, output[0] if len(output) == 1 else output, "exported_program",
-        tuple(shape[1:]) if batched else tuple(shape), batched,
+        tuple(shape[1:]) if batched else tuple(shape), batched, static_batch if batched else None,
     )  # fmt: skip
 
 
