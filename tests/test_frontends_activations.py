@@ -80,7 +80,7 @@ class Rearrangements(nn.Module):
         super().__init__()
         self.fc = nn.Linear(4, 8)
         self.glu, self.threshold, self.rrelu = nn.GLU(), nn.Threshold(0.2, 0.2), nn.RReLU(0.1, 0.3)
-        self.shuffle, self.unflatten = nn.ChannelShuffle(2), nn.Unflatten(1, (2, 4))
+        self.shuffle, self.unflatten, self.bilinear = nn.ChannelShuffle(2), nn.Unflatten(1, (2, 4)), nn.Bilinear(8, 4, 3)
         self.register_buffer("low", torch.arange(8.0) / 8.0 - 1.0)  # exact in float32, as its sum with 1
 
     def forward(self, x):
@@ -91,7 +91,7 @@ class Rearrangements(nn.Module):
                  q.movedim(1, 2).flatten(1), self.shuffle(h.view(-1, 4, 2, 1)).flatten(1), torch.diff(h, dim=1),
                  torch.addcmul(h, a.repeat(1, 2), h, value=0.5), torch.lerp(h, torch.flip(h, [1]), 0.25),
                  torch.clamp(h, self.low, self.low + 1.0), self.glu(h), self.threshold(h), self.rrelu(h),
-                 F.scaled_dot_product_attention(q, q, q).flatten(1)]
+                 F.scaled_dot_product_attention(q, q, q).flatten(1), self.bilinear(h, a)]
         return torch.cat(parts, dim=1)
 
 

@@ -417,6 +417,14 @@ def _attention(b, a):
     return b.matmul(b.softmax(scores, -1), v if is_sym(v) else _as_array(v))
 
 
+def _bilinear(b, a):
+    """bilinear: ``y_k = x1^T W_k x2 + b_k``, an einsum of two network values and the weight."""
+    x1, x2, weight, bias = a(0, "input1"), a(1, "input2"), a(2, "weight"), a(3, "bias", None)
+    y = b.einsum("...i,kij,...j->...k", [x1 if is_sym(x1) else _as_array(x1), np.asarray(_as_array(weight)),
+                                         x2 if is_sym(x2) else _as_array(x2)])
+    return y if bias is None else b.add(y, np.asarray(_as_array(bias)))
+
+
 def _lerp_weight(weight):
     return weight if is_sym(weight) or not isinstance(weight, torch.Tensor) else _as_array(weight)
 
@@ -903,6 +911,7 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "rrelu": _rrelu,
     "glu": _glu,
     "scaled_dot_product_attention": _attention,
+    "bilinear": _bilinear,
     "cumsum": _cumsum,
     "logsumexp": _logsumexp,
     "gelu": _gelu,
@@ -1207,7 +1216,7 @@ _LEAF_TYPES = (
 
 
 #: torch layers traced through to the functional call they make (F.pad), which the converter reads
-_TRACED_THROUGH = (nn.Threshold, nn.RReLU, nn.GLU, nn.Softmax2d, nn.Unflatten, nn.ChannelShuffle, nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d, nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d,
+_TRACED_THROUGH = (nn.Bilinear, nn.Threshold, nn.RReLU, nn.GLU, nn.Softmax2d, nn.Unflatten, nn.ChannelShuffle, nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d, nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d,
                    nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d,
                    nn.ReplicationPad1d, nn.ReplicationPad2d, nn.ReplicationPad3d)
 
@@ -1304,7 +1313,8 @@ def _layer_op(module: nn.Module, target: str) -> tuple[str, tuple, str]:
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
         stats = (module.weight, module.bias, module.running_mean, module.running_var)
         return "batch_norm", stats + (False, 0.0, module.eps, False), where
-    hint = smooth_hint(kind)
+    hint = smooth_hint(kind) or ("torch.export.export(model, (example,)) with a batch of 1 decomposes layers into "
+                                 "operations, which may all be supported: pass the exported program")
     raise UnsupportedOperatorError(f"layer '{kind}' (module {target})", SUPPORTED_LAYERS, hint)
 
 
