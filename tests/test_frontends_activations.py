@@ -376,3 +376,117 @@ def test_torch_axes_out_of_range_and_hardshrink_are_one_line_errors():
             call()
     with pytest.raises(UnsupportedOperatorError, match="not continuous"):
         from_torch(nn.Sequential(nn.Linear(2, 2), nn.Hardshrink()))
+
+
+# -- in-place updates, indexed assignment, gathers and scatters ------------------------------------------
+
+
+class InPlace(nn.Module):
+    """``h.relu_()``, ``F.relu(h, inplace=True)``: later uses of ``h`` read the updated value."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        h = self.fc(x)
+        h.relu_()
+        g = self.fc(x) - 0.5
+        F.relu(g, inplace=True)
+        return torch.cat([h * 2.0, g + 1.0], dim=1)
+
+
+class Aliased(nn.Module):
+    """An in-place ReLU on a tensor a view of which is read afterwards: refused, not misread."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.act = nn.Linear(4, 4), nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        h = self.fc(x)
+        view = h.view(-1, 2, 2)
+        self.act(h)
+        return view.flatten(1) + h
+
+
+class Assigned(nn.Module):
+    """Indexed assignment and gathers / scatters with constant indices."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 8)
+        self.register_buffer("order", torch.tensor([[2, 0, 1, 3, 3, 0, 1, 2]]))
+
+    def forward(self, x):
+        h = self.fc(x)
+        z = h.clone()
+        z[:, 2:5] = h[:, :3] * 2.0
+        w = torch.zeros_like(h)
+        w[:, 1] = h[:, 0]
+        picked = torch.gather(h, 1, self.order.expand(h.shape[0], 8))
+        spread = torch.scatter(h, 1, torch.tensor([[7, 6, 5]]).expand(h.shape[0], 3), h[:, :3])
+        return torch.cat([z, w, picked, spread], dim=1)
+
+
+def _compare(module, shape, sources):
+    x = np.random.default_rng(14).normal(size=(3, int(np.prod(shape))))
+    expected = module.double()(torch.as_tensor(x).view(-1, *shape)).detach().numpy().reshape(3, -1)
+    module.float()
+    for source in sources:
+        np.testing.assert_allclose(from_torch(source, input_shape=shape).forward(x), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_in_place_updates_are_read_as_torch_runs_them_and_aliased_ones_refused():
+    torch.manual_seed(0)
+    module = InPlace().eval()
+    _compare(module, (4,), [module, torch.export.export(module, (torch.randn(1, 4),)),
+                            torch.jit.trace(module, torch.randn(1, 4))])
+    aliased = Aliased().eval()
+    for source in (aliased, torch.jit.trace(aliased, torch.randn(1, 4))):
+        with pytest.raises(UnsupportedOperatorError, match="in-place operation 'relu_'.*shares its storage") as err:
+            from_torch(source, input_shape=(4,))
+        assert "\n" not in str(err.value)
+    _compare(aliased, (4,), [torch.export.export(aliased, (torch.randn(1, 4),))])  # export makes it functional
+
+
+def test_a_tracer_that_drops_an_in_place_add_is_caught_by_the_source_s_own_forward_pass():
+    """torch.fx records ``h += 1`` as a new value, so ``g = h`` keeps the old one: the compiled network would
+    differ from the model. Comparing with the model's own forward pass refuses it in one line."""
+
+    class Rebound(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            h = self.fc(x)
+            g = h
+            h += 1
+            return torch.cat([g, h], 1)
+
+    torch.manual_seed(0)
+    module = Rebound().eval()
+    with pytest.raises(InvalidNetworkError, match="differs from the model's own forward pass") as err:
+        from_torch(module, input_shape=(4,))
+    assert "\n" not in str(err.value)
+    _compare(module, (4,), [torch.export.export(module, (torch.randn(1, 4),)), torch.jit.trace(module, torch.randn(1, 4))])
+
+
+def test_indexed_assignment_gathers_and_scatters_compile_through_export_and_trace():
+    torch.manual_seed(0)
+    module = Assigned().eval()
+    _compare(module, (4,), [torch.export.export(module, (torch.randn(1, 4),)), torch.jit.trace(module, torch.randn(1, 4))])
+
+
+@pytest.mark.parametrize("op, inputs, attrs", [
+    ("GatherElements", {"indices": np.array([[[1, 0, 2, 2], [0, 0, 1, 2], [2, 1, 0, 0]]])}, {"axis": 1}),
+    ("GatherND", {"indices": np.array([[0, 2, 1], [0, 1, 3]])}, {}),
+    ("ScatterElements", {"indices": np.array([[[2, 0, 1, 1]]]), "updates": np.ones((1, 1, 4), np.float32) * 5}, {"axis": 1}),
+    ("ScatterND", {"indices": np.array([[0, 1], [0, 2]]), "updates": np.arange(8, dtype=np.float32).reshape(2, 4)}, {}),
+])
+def test_gather_and_scatter_nodes_match_onnxruntime(op, inputs, attrs):
+    names = ["x"] + list(inputs)
+    node = helper.make_node(op, names, ["y"], **attrs)
+    _against_ort(_graph([node], [1, 3, 4], [(k, v.astype(np.int64) if k == "indices" else v) for k, v in inputs.items()],
+                        opset=16), [1, 3, 4])

@@ -784,6 +784,37 @@ class NetworkBuilder:
         y.bias = y.bias + np.where(flat < 0, fill, 0.0)
         return y
 
+    def positions(self, shape, key=None, what: str = "index") -> np.ndarray:
+        """The flat positions of a tensor of ``shape`` (indexed by ``key``: numpy basic or advanced indexing
+        with constant indices, negative ones counting from the end); an index out of range is an error."""
+        try:
+            return self._positions(shape) if key is None else np.asarray(self._positions(shape)[key])
+        except IndexError as exc:
+            raise self.invalid(f"{what} out of range for shape {tuple(shape)}: {one_line(exc)}") from None
+
+    def gather_positions(self, x: Sym, positions) -> Sym:
+        """``y.flat[i] = x.flat[positions.flat[i]]``, of ``positions``'s shape (GatherElements, GatherND, roll)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if positions.size and (positions.min() < 0 or positions.max() >= x.size):
+            raise self.invalid(f"gather position out of range for a tensor of {x.size} values")
+        return self._gather(x, positions)
+
+    def scatter(self, x, positions, updates) -> Sym:
+        """``x`` with its elements at flat ``positions`` replaced by ``updates`` (broadcast to ``positions``'s
+        shape; either may be constant): a gather from both (ScatterND, ScatterElements, slice / select
+        scatter, index_put). A position written twice keeps the last update, as numpy assigns."""
+        positions = np.asarray(positions, dtype=np.int64)
+        shape = tuple(x.shape) if is_sym(x) else np.shape(x)
+        size = math.prod(shape)
+        if positions.size and (positions.min() < 0 or positions.max() >= size):
+            raise self.invalid(f"scatter position out of range for a tensor of {size} values")
+        base = self._as_sym(x, shape)
+        new = self._as_sym(updates, positions.shape)
+        index = np.arange(size)
+        index[positions.ravel()] = size + np.arange(positions.size)
+        stacked = self._stack([self.reshape(base, (size,)), self.reshape(new, (positions.size,))])
+        return self._gather(stacked, index.reshape(shape))
+
     def take(self, x: Sym, indices, axis: int) -> Sym:
         """``numpy.take(x, indices, axis)`` with constant integer indices (negative ones count from the end)."""
         indices = np.asarray(indices)

@@ -302,6 +302,62 @@ def _gather(b, node, values, attrs, opset):
     return b.take(x, np.asarray(indices).astype(np.int64), attrs.get("axis", 0))
 
 
+def _index_array(b, value, what: str) -> np.ndarray:
+    if is_sym(value):
+        raise b.unsupported(f"{what} computed from the network input", [f"constant {what}"])
+    return np.asarray(value).astype(np.int64)
+
+
+def _along_axis(b, shape, indices, axis: int) -> tuple:
+    """The coordinates that GatherElements / ScatterElements address: each index's own coordinates with
+    ``axis`` replaced by the index (negative ones counting from the end)."""
+    axis = b.axis(axis, len(shape))
+    if indices.ndim != len(shape):
+        raise b.invalid(f"indices of rank {indices.ndim} for data of rank {len(shape)}")
+    if np.any(indices < -shape[axis]) or np.any(indices >= shape[axis]):
+        raise b.invalid(f"index out of range for axis {axis} of size {shape[axis]}")
+    coords = list(np.indices(indices.shape))
+    coords[axis] = np.where(indices < 0, indices + shape[axis], indices)
+    if any(np.any(c >= d) for c, d in zip(coords, shape)):
+        raise b.invalid(f"indices of shape {indices.shape} do not fit data of shape {tuple(shape)}")
+    return tuple(coords)
+
+
+def _nd_key(b, shape, indices, batch_dims: int) -> tuple:
+    """The advanced-indexing key of GatherND / ScatterND (``batch_dims = 0``)."""
+    if batch_dims:
+        raise b.unsupported(f"GatherND with batch_dims {batch_dims}", ["batch_dims = 0"])
+    if indices.ndim < 1 or indices.shape[-1] > len(shape):
+        raise b.invalid(f"indices of shape {indices.shape} for data of shape {tuple(shape)}")
+    return tuple(indices[..., k] for k in range(indices.shape[-1]))
+
+
+def _gather_elements(b, node, values, attrs, opset):
+    x, indices = values[0], _index_array(b, values[1], "GatherElements indices")
+    return b.gather_positions(x, b.positions(x.shape)[_along_axis(b, x.shape, indices, attrs.get("axis", 0))])
+
+
+def _gather_nd(b, node, values, attrs, opset):
+    x, indices = values[0], _index_array(b, values[1], "GatherND indices")
+    key = _nd_key(b, x.shape, indices, int(attrs.get("batch_dims", 0)))
+    return b.gather_positions(x, b.positions(x.shape, key, "GatherND index"))
+
+
+def _scatter(b, node, values, attrs, opset):
+    """ScatterND and ScatterElements (and the old Scatter) with constant indices and ``reduction`` none."""
+    x, updates = values[0], values[2]
+    reduction = _text(attrs.get("reduction"), "none")
+    if reduction != "none":
+        raise b.unsupported(f"{node.op_type} reduction {reduction!r}", ["reduction 'none'"])
+    indices = _index_array(b, values[1], f"{node.op_type} indices")
+    shape = x.shape if is_sym(x) else np.shape(x)
+    if node.op_type == "ScatterND":
+        positions = b.positions(shape, _nd_key(b, shape, indices, 0), "ScatterND index")
+    else:
+        positions = b.positions(shape)[_along_axis(b, shape, indices, attrs.get("axis", 0))]
+    return b.scatter(x, positions, updates)
+
+
 def _split(b, node, values, attrs, opset):
     x = values[0]
     axis = b.axis(attrs.get("axis", 0), x.ndim)
@@ -560,6 +616,11 @@ _OPS: dict[str, _Handler] = {
     "Pad": _pad,
     "Slice": _slice,
     "Gather": _gather,
+    "GatherElements": _gather_elements,
+    "GatherND": _gather_nd,
+    "ScatterND": _scatter,
+    "ScatterElements": _scatter,
+    "Scatter": _scatter,
     "Split": _split,
     "MaxPool": _max_pool,
     "Resize": _resize,

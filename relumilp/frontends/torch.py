@@ -71,7 +71,7 @@ _ALIASES = {
     "reshape": "view", "_unsafe_view": "view", "view_copy": "view", "clip": "clamp", "concat": "cat",
     "concatenate": "cat", "feature_dropout": "dropout", "alpha_dropout": "dropout",
     "feature_alpha_dropout": "dropout", "dropout1d": "dropout", "contiguous": "identity",
-    "clone": "identity", "detach": "identity", "alias": "identity", "float": "identity",
+    "detach": "identity", "alias": "identity", "float": "identity",
     "double": "identity", "to": "identity", "_to_copy": "identity", "type_as": "identity",
     "unchecked_cast": "identity", "_threshold": "threshold", "__getitem__": "getitem", "TupleIndex": "getitem",
     "ListConstruct": "list", "TupleConstruct": "list", "ListUnpack": "unpack", "TupleUnpack": "unpack",
@@ -106,6 +106,85 @@ class _Op:
     call: Callable | None = None
     where: str = ""
     blocks: tuple = ()  # TorchScript prim::If: ((ops, returns), (ops, returns))
+    #: an in-place op (``relu_``, ``+=``, ``inplace=True``): it writes its result into its first argument
+    mutates: bool = False
+
+
+#: Python's in-place operators, which mutate a tensor (``h += 1`` changes every name bound to ``h``)
+_INPLACE_OPERATORS = {"iadd", "isub", "imul", "itruediv", "idiv", "ifloordiv", "ipow", "imatmul"}
+
+#: views whose elements are a fixed selection of their source's: applied to the source's element positions
+#: they give the view's, so an in-place write into the view is a scatter into the source (``z[:, 1:3] = y``)
+_POSITIONAL_VIEWS = {"view", "getitem", "slice", "select", "transpose", "t", "permute", "flatten", "squeeze",
+                     "unsqueeze", "narrow", "unflatten", "movedim", "moveaxis", "identity"}
+
+#: ops whose result may share its first argument's storage: an in-place op on one of them (or on their
+#: source) changes the other, which relumilp's value-based ops do not follow, so such a pair is refused
+_VIEWS = {"view", "getitem", "slice", "select", "transpose", "t", "permute", "flatten", "squeeze", "unsqueeze",
+          "expand", "expand_as", "narrow", "unflatten", "movedim", "moveaxis", "chunk", "split", "split_with_sizes",
+          "unpack", "identity", "view_as", "diagonal", "unbind", "as_strided", "getattr"}
+
+
+def _inplace(raw_name: str, kwargs=None) -> bool:
+    """Whether an op of source name ``raw_name`` (before :func:`_canonical`) writes into its first argument."""
+    if raw_name in _INPLACE_OPERATORS or (raw_name.endswith("_") and not raw_name.endswith("__")):
+        return True
+    return bool(kwargs and kwargs.get("inplace") is True)
+
+
+def _check_mutations(ops: list) -> None:
+    """Refuse an in-place op whose tensor shares storage with another value used after it (a view of it, or
+    what it is a view of): the mutation would reach that value in torch, not in relumilp's ops. An in-place op
+    on a tensor nothing else aliases is compiled as the out-of-place op, its result rebound to the tensor."""
+    flat = []
+
+    def walk(sequence):
+        for op in sequence:
+            flat.append(op)
+            for block_ops, _ in op.blocks:
+                walk(block_ops)
+
+    walk(ops)
+    base: dict[str, str] = {}
+    writable: dict[str, bool] = {}  # a view chain of positional views: writes reach its root as a scatter
+    first = [next(iter(_refs_in((op.args, op.kwargs))), None) for op in flat]
+    for op, source in zip(flat, first):
+        for key in op.outputs:
+            view = op.name in _VIEWS and source is not None
+            base[key] = base.get(source, source) if view else key
+            writable[key] = not view or (op.name in _POSITIONAL_VIEWS and op.call is not None
+                                         and len(op.outputs) == 1 and writable.get(source, True))
+    for i, op in enumerate(flat):
+        source = _mutated(op)
+        if source is None:
+            continue
+        root = base.get(source, source)
+        shared = {key for key, b in base.items() if b == root and key not in (source, root)}
+        if not writable.get(source, True):
+            shared.add(root)
+        later = next((o for o in flat[i + 1:] if shared & set(_refs_in((o.args, o.kwargs)))), None)
+        if later is not None:
+            raise UnsupportedOperatorError(
+                f"in-place operation '{op.name}_' ({op.where}) on a tensor that shares its storage with a value "
+                f"used later ({later.where})", SUPPORTED_OPS,
+                "write it out of place (y = f(x) instead of x.f_() or x[...] = ...), or pass a torch.export program")
+
+
+def _mutated(op: _Op) -> str | None:
+    """The key of the tensor an in-place op writes into (its first argument), else None."""
+    return next(iter(_refs_in((op.args, op.kwargs))), None) if op.mutates else None
+
+
+def _refs_in(value):
+    """The keys of every :class:`_Ref` in ``value`` (nested lists, tuples, dicts), in order."""
+    if isinstance(value, _Ref):
+        yield value.key
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _refs_in(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _refs_in(v)
 
 
 def _constant(key: str, value, where: str) -> _Op:
@@ -183,8 +262,9 @@ def _transpose(b, a):
 def _batch_norm(b, a):
     names = ("input", "weight", "bias", "running_mean", "running_var")
     x, weight, bias, mean, var = (a(i, n, None) for i, n in enumerate(names))
-    training = a(5, "training", False) if a.op.name == "batch_norm" else False
-    eps = a(7, "eps", 1e-5) if a.op.name == "batch_norm" else a(6, "eps", 1e-5)
+    functional = a.op.name == "_native_batch_norm_legit_functional"  # a functionalised train-mode export
+    training = a(5, "training", False) if a.op.name == "batch_norm" or functional else False
+    eps = a(7, "eps", 1e-5) if a.op.name == "batch_norm" or functional else a(6, "eps", 1e-5)
     if training or mean is None or var is None:
         raise b.unsupported(
             "batch norm with batch statistics",
@@ -192,7 +272,7 @@ def _batch_norm(b, a):
             "call model.eval() before saving or exporting it",
         )
     y = b.batch_norm(x, mean, var, weight, bias, float(eps))
-    return y if a.op.name == "batch_norm" else (y, None, None)
+    return y if a.op.name == "batch_norm" else (y, None, None, None, None) if functional else (y, None, None)
 
 
 def _size(b, a):
@@ -423,6 +503,81 @@ def _bilinear(b, a):
     y = b.einsum("...i,kij,...j->...k", [x1 if is_sym(x1) else _as_array(x1), np.asarray(_as_array(weight)),
                                          x2 if is_sym(x2) else _as_array(x2)])
     return y if bias is None else b.add(y, np.asarray(_as_array(bias)))
+
+
+def _index_of(b, value, what: str) -> np.ndarray:
+    if is_sym(value):
+        raise b.unsupported(f"{what} computed from the network input", [f"constant {what}"])
+    return np.asarray(_as_array(value)).astype(np.int64)
+
+
+def _along_dim(b, shape, dim, index) -> tuple:
+    """The coordinates that gather / scatter along ``dim`` address (each index's own coordinates, ``dim``
+    replaced by the index)."""
+    dim = b.axis(dim, len(shape))
+    if index.ndim != len(shape) or np.any(index < -shape[dim]) or np.any(index >= shape[dim]):
+        raise b.invalid(f"index of shape {index.shape} out of range for dimension {dim} of shape {tuple(shape)}")
+    coords = list(np.indices(index.shape))
+    coords[dim] = np.where(index < 0, index + shape[dim], index)
+    return tuple(coords)
+
+
+def _gather_dim(b, a):
+    x, dim, index = a(0, "input"), a(1, "dim"), _index_of(b, a(2, "index"), "gather index")
+    return b.gather_positions(x, b.positions(x.shape)[_along_dim(b, x.shape, dim, index)])
+
+
+def _scatter_dim(b, a):
+    """scatter(input, dim, index, src or value) without ``reduce``."""
+    x, dim, index = a(0, "input"), a(1, "dim"), _index_of(b, a(2, "index"), "scatter index")
+    if a.kwargs.get("reduce") is not None or len(a.args) > 4:
+        raise b.unsupported("scatter with reduce", ["scatter without reduce"])
+    src = a.kwargs.get("src", a.kwargs.get("value", a.args[3] if len(a.args) > 3 else None))
+    if src is None:
+        raise b.invalid("scatter needs src or value")
+    shape = x.shape if is_sym(x) else tuple(np.shape(_as_array(x)))
+    positions = b.positions(shape)[_along_dim(b, shape, dim, index)]
+    if not is_sym(src):
+        src = np.broadcast_to(np.asarray(_as_array(src), dtype=np.float64), index.shape) if np.ndim(_as_array(src)) == 0 \
+            else np.asarray(_as_array(src))[tuple(slice(0, n) for n in index.shape)]
+    elif src.shape != index.shape:
+        src = b.index(src, tuple(slice(0, n) for n in index.shape))  # torch reads src where index has values
+    return b.scatter(x if is_sym(x) else _as_array(x), positions, src)
+
+
+def _slice_scatter(b, a):
+    x, src = a(0, "input"), a(1, "src")
+    shape = x.shape if is_sym(x) else tuple(np.shape(_as_array(x)))
+    key = [slice(None)] * len(shape)
+    key[b.axis(a(2, "dim", 0), len(shape))] = slice(a(3, "start", None), a(4, "end", None), a(5, "step", 1))
+    return b.scatter(x if is_sym(x) else _as_array(x), b.positions(shape, tuple(key)), src if is_sym(src) else _as_array(src))
+
+
+def _select_scatter(b, a):
+    x, src = a(0, "input"), a(1, "src")
+    shape = x.shape if is_sym(x) else tuple(np.shape(_as_array(x)))
+    key = [slice(None)] * len(shape)
+    key[b.axis(a(2, "dim"), len(shape))] = int(a(3, "index"))
+    return b.scatter(x if is_sym(x) else _as_array(x), b.positions(shape, tuple(key), "select_scatter index"),
+                     src if is_sym(src) else _as_array(src))
+
+
+def _index_put(b, a):
+    """index_put (``x[indices] = values``, as torch.export writes an indexed assignment) with constant indices."""
+    x, indices, values = a(0, "input"), a(1, "indices"), a(2, "values")
+    if a(3, "accumulate", False):
+        raise b.unsupported("index_put with accumulate", ["index_put without accumulate"])
+    key = tuple(slice(None) if i is None else _index_of(b, i, "index_put index") for i in indices)
+    shape = x.shape if is_sym(x) else tuple(np.shape(_as_array(x)))
+    return b.scatter(x if is_sym(x) else _as_array(x), b.positions(shape, key, "index_put index"),
+                     values if is_sym(values) else _as_array(values))
+
+
+def _filled(b, x, value):
+    """A tensor of ``x``'s shape holding ``value`` (broadcast): copy, fill, zeros_like and the like."""
+    if is_sym(value):
+        return b.expand(value, list(x.shape))
+    return b.add(np.zeros(tuple(x.shape)), np.asarray(_as_array(value), dtype=np.float64))
 
 
 def _lerp_weight(weight):
@@ -912,6 +1067,17 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "glu": _glu,
     "scaled_dot_product_attention": _attention,
     "bilinear": _bilinear,
+    "gather": _gather_dim,
+    "copy": lambda b, a: _filled(b, a(0, "input"), a(1, "src")),
+    "clone": lambda b, a: a(0, "input"),
+    "fill": lambda b, a: _filled(b, a(0, "input"), a(1, "value")),
+    "zeros_like": lambda b, a: _filled(b, a(0, "input"), 0.0),
+    "ones_like": lambda b, a: _filled(b, a(0, "input"), 1.0),
+    "full_like": lambda b, a: _filled(b, a(0, "input"), a(1, "fill_value")),
+    "scatter": _scatter_dim,
+    "slice_scatter": _slice_scatter,
+    "select_scatter": _select_scatter,
+    "index_put": _index_put,
     "cumsum": _cumsum,
     "logsumexp": _logsumexp,
     "gelu": _gelu,
@@ -929,6 +1095,7 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "_prelu_kernel": lambda b, a: b.prelu(a(0, "input"), a(1, "weight")),  # weight already laid out
     "batch_norm": _batch_norm,
     "_native_batch_norm_legit_no_training": _batch_norm,
+    "_native_batch_norm_legit_functional": _batch_norm,
     "flatten": lambda b, a: b.flatten(a(0, "input"), a(1, "start_dim", 0), a(2, "end_dim", -1)),
     "view": _view,
     "cat": lambda b, a: b.concat(a(0, "tensors"), a(1, "dim", 0)),
@@ -1059,21 +1226,32 @@ def _resolve(value, env):
 
 
 def _on_numbers(op: _Op, args: tuple, kwargs: dict):
-    """A TorchScript trace's ATen op on sizes (``aten::div(embed_dim, num_heads, "trunc")``), which the ATen
-    overloads take as tensors only, with div's keyword-only rounding mode by position: evaluated on 0-d
-    tensors (a number again when every operand was one); None when that fails too."""
+    """A TorchScript ATen op that failed on constants, called again the way its schema wants: sizes as 0-d
+    tensors (``aten::div(embed_dim, num_heads, "trunc")``) and trailing positional arguments bound to the
+    schema's keyword-only parameters (div's rounding mode, expand's ``implicit``), for each overload; a
+    number again when every operand was one. None when no overload accepts them."""
     def number(v):
         return isinstance(v, (int, float)) and not isinstance(v, bool)
 
-    if op.name == "div" and len(args) == 3:
-        args, kwargs = args[:2], {**kwargs, "rounding_mode": args[2]}
-    try:
-        result = op.call(*[torch.as_tensor(v) if number(v) else v for v in args], **kwargs)
-    except Exception:
-        return None
-    if isinstance(result, torch.Tensor) and result.numel() == 1 and all(number(v) for v in args):
-        return result.item()
-    return result
+    tensors = tuple(torch.as_tensor(v) if number(v) else v for v in args)
+    packet = op.call
+    overloads = [getattr(packet, name) for name in packet.overloads()] if hasattr(packet, "overloads") else []
+    for overload in overloads:
+        schema = overload._schema
+        positional = [p for p in schema.arguments if not p.kwarg_only]
+        keyword = [p.name for p in schema.arguments if p.kwarg_only]
+        if len(args) - len(positional) > len(keyword):
+            continue
+        bound = dict(kwargs, **dict(zip(keyword, args[len(positional):])))
+        for candidate in (args[:len(positional)], tensors[:len(positional)]):
+            try:
+                result = overload(*candidate, **bound)
+            except Exception:
+                continue
+            if isinstance(result, torch.Tensor) and result.numel() == 1 and args and all(number(v) for v in args):
+                return result.item()
+            return result
+    return None
 
 
 def _evaluate(op: _Op, args: tuple, kwargs: dict, b: NetworkBuilder):
@@ -1100,21 +1278,58 @@ def _evaluate(op: _Op, args: tuple, kwargs: dict, b: NetworkBuilder):
     return handler(b, _Args(op, args, kwargs))
 
 
-def _run(ops: list[_Op], env: dict, b: NetworkBuilder) -> None:
+def _run(ops: list[_Op], env: dict, b: NetworkBuilder, views: dict | None = None) -> None:
+    """Evaluate ``ops`` in order into ``env``. ``views`` maps a positional view's key to its root's key and the
+    root positions of its elements, so that an in-place write into the view is scattered into the root."""
+    views = {} if views is None else views
     for op in ops:
         b.where = op.where
         args, kwargs = _resolve(op.args, env), _resolve(op.kwargs, env)
         if op.blocks:
             taken_ops, returns = op.blocks[0 if args[0] else 1]
-            _run(taken_ops, env, b)
+            _run(taken_ops, env, b, views)
             env.update(zip(op.outputs, _resolve(returns, env)))
             continue
         value = _evaluate(op, args, kwargs, b)
+        target = _mutated(op)
+        if target is not None:  # every later use of the tensor (and of its root, for a view) sees the new value
+            env[target] = value
+            if target in views:
+                root, positions = views[target]
+                if positions is None:
+                    raise UnsupportedOperatorError(
+                        f"in-place operation '{op.name}_' ({op.where}) on a view whose elements relumilp cannot "
+                        "locate in its source", SUPPORTED_OPS, "write it out of place, or pass a torch.export program")
+                env[root] = b.scatter(env[root], positions.cpu().numpy().astype(np.int64), value)
+        elif op.name in _VIEWS and len(op.outputs) == 1 and args and is_sym(args[0]) and is_sym(value):
+            _track_view(op, args, kwargs, value, env, views)
         if len(op.outputs) == 1:
             env[op.outputs[0]] = value
         elif op.outputs:
             for key, item in zip(op.outputs, value):
                 env[key] = item
+
+
+def _track_view(op: _Op, args: tuple, kwargs: dict, value, env: dict, views: dict) -> None:
+    """Record a view's root and the root positions of its elements (the same op applied to its source's
+    positions; a root's are ``0 .. n - 1`` in its shape), or None where they are not known (not a positional
+    view, or the op does not apply to an integer tensor): a write through such a view is refused."""
+    source = op.args[0].key if isinstance(op.args[0], _Ref) else None
+    if source is None:
+        return
+    if source in views:
+        root, positions = views[source]
+    else:
+        root, positions = source, torch.arange(math.prod(env[source].shape)).reshape(env[source].shape)
+    picked = None
+    if positions is not None and op.name in _POSITIONAL_VIEWS and op.call is not None:
+        try:
+            picked = op.call(positions, *args[1:], **kwargs)
+        except Exception:
+            picked = None
+    if not (isinstance(picked, torch.Tensor) and tuple(picked.shape) == tuple(value.shape)):
+        picked = None
+    views[op.outputs[0]] = (root, picked)
 
 
 def _first_linear_width(ops: list[_Op]) -> int | None:
@@ -1143,6 +1358,7 @@ def _build(program: _Program, input_shape, name: str | None) -> Network:
         input_shape = (width,)
     elif isinstance(input_shape, int):
         input_shape = (input_shape,)
+    _check_mutations(program.ops)
     b = NetworkBuilder()
     env = {program.input_key: b.input(input_shape, batched=program.batched)}
     try:
@@ -1178,7 +1394,57 @@ def from_torch(module, input_shape=None, name: str | None = None) -> Network:
         raise InvalidNetworkError(
             f"expected a torch.nn.Module, TorchScript module or ExportedProgram, got {type(module).__name__}"
         )
-    return _build(program, input_shape, name)
+    net = _build(program, input_shape, name)
+    _check_against_source(module, program, net)
+    return net
+
+
+#: the compiled network must match the source's own forward pass within this, relative to ``1 + max |output|``:
+#: float32 sources against the float64 IR differ by about 1e-6, a dropped or misread operation by O(1)
+SOURCE_TOLERANCE = 5e-2
+
+
+def _check_against_source(source, program: _Program, net: Network) -> None:
+    """Run the source itself (in eval mode, on random inputs) and refuse an IR whose forward pass differs: a
+    conversion that misread the model (a tracer that lost an in-place ``+=``, say) must never compile into a
+    different network. Skipped when the source cannot run on such an input or gives no single tensor."""
+    # the IR is one sample's function: the source runs one sample per call (a static export, its own batch)
+    batch = (program.baked_batch or 1) if program.batched else 1
+    shape = net.input_shape
+    x = np.random.default_rng(0).normal(size=(batch, math.prod(shape)))
+    runner = source.module() if isinstance(source, torch.export.ExportedProgram) else source
+    training = getattr(runner, "training", False) and runner is source  # an export's module has no modes
+    dtype = next((t.dtype for t in list(runner.parameters()) + list(runner.buffers()) if t.is_floating_point()),
+                 torch.float32) if isinstance(runner, nn.Module) else torch.float32
+    try:
+        if training:
+            runner.eval()
+        with torch.no_grad():
+            tensor = torch.as_tensor(x, dtype=dtype).reshape((batch, *shape) if program.batched else tuple(shape))
+            reference = runner(tensor)
+    except Exception:  # a source that needs other inputs, or refuses this one: nothing to compare
+        return
+    finally:
+        if training:
+            runner.train()
+    if isinstance(reference, (list, tuple)) and len(reference) == 1:
+        reference = reference[0]
+    if not isinstance(reference, torch.Tensor) or reference.numel() != batch * net.output_size:
+        return
+    expected = reference.detach().to(torch.float64).cpu().numpy().reshape(batch, -1)
+    with np.errstate(all="ignore"):
+        got = net.forward(x)
+    both_nan = np.isnan(got) & np.isnan(expected)
+    finite = np.isfinite(expected)
+    scale = 1.0 + (float(np.max(np.abs(expected[finite]))) if finite.any() else 0.0)
+    with np.errstate(invalid="ignore"):
+        gap = np.where(both_nan | (got == expected), 0.0, np.abs(got - expected))
+    worst = float(np.nanmax(np.where(np.isnan(gap), np.inf, gap))) if gap.size else 0.0
+    if worst > SOURCE_TOLERANCE * scale:
+        raise InvalidNetworkError(
+            f"the compiled network differs from the model's own forward pass by {worst:.3g} on a random input "
+            f"(outputs up to {scale - 1.0:.3g}): the conversion misread an operation (in-place updates traced "
+            "by torch.fx are a known cause); pass a torch.export program, and please report the model")
 
 
 #: layers whose output depends on the training flag (by class name: TorchScript modules keep it only there)
@@ -1402,18 +1668,20 @@ def _fx_program(module: nn.Module) -> _Program:
         elif node.op == "get_attr":
             ops.append(_constant(node.name, operator.attrgetter(node.target)(module), f"attribute {node.target}"))
         elif node.op == "call_module":
-            name, extra, where = _layer_op(module.get_submodule(node.target), node.target)
+            layer = module.get_submodule(node.target)
+            name, extra, where = _layer_op(layer, node.target)
             source = (tuple(node.args) + tuple(node.kwargs.values()))[0]
-            ops.append(_Op(name, (ref(source),) + extra, {}, (node.name,), None, where))
+            ops.append(_Op(name, (ref(source),) + extra, {}, (node.name,), None, where,
+                           mutates=getattr(layer, "inplace", False) is True))
         elif node.op == "call_function":
             args, kwargs = _fx_function_args(node.target, ref(node.args), ref(node.kwargs))
-            name = _target_name(node.target)
-            ops.append(_Op(name, tuple(args), dict(kwargs), (node.name,), node.target, _node_where(node)))
+            raw = getattr(node.target, "__name__", str(node.target))
+            ops.append(_Op(_target_name(node.target), tuple(args), dict(kwargs), (node.name,), node.target,
+                           _node_where(node), mutates=_inplace(raw, kwargs)))
         elif node.op == "call_method":
             call = lambda obj, *a, _m=node.target, **k: getattr(obj, _m)(*a, **k)  # noqa: E731
-            ops.append(
-                _Op(_canonical(node.target), ref(node.args), ref(node.kwargs), (node.name,), call, _node_where(node))
-            )
+            ops.append(_Op(_canonical(node.target), ref(node.args), ref(node.kwargs), (node.name,), call,
+                           _node_where(node), mutates=_inplace(node.target, node.kwargs)))
         elif node.op == "output":
             output = ref(node.args[0])
     if len(inputs) != 1:
@@ -1470,9 +1738,10 @@ def _script_ops(block) -> list[_Op]:
             hint = "loops and unresolved calls cannot be compiled"
             raise UnsupportedOperatorError(f"TorchScript construct {kind} ({where})", SUPPORTED_OPS, hint)
         else:
-            name = _canonical(kind.partition("::")[2])
+            raw = kind.partition("::")[2]
+            name = _canonical(raw)
             call = _PYTHON_CALLS.get(name) or _script_call(kind)
-            ops.append(_Op(name, args, {}, outputs, call, where))
+            ops.append(_Op(name, args, {}, outputs, call, where, mutates=_inplace(raw)))
     return ops
 
 
@@ -1515,6 +1784,11 @@ def _script_program(module: torch.jit.ScriptModule) -> _Program:
 def _export_program(exported) -> _Program:
     from torch.export.graph_signature import InputKind, OutputKind
 
+    if any(isinstance(n.target, torch._ops.OpOverload) and n.target._schema.is_mutable
+           for n in exported.graph_module.graph.nodes if n.op == "call_function"):
+        # an indexed assignment (x[:, 0] = y) exports as copy_ into a view: functionalised, slice_scatter
+        exported = exported.run_decompositions({})
+
     signature = exported.graph_signature
     specs = {spec.arg.name: spec for spec in signature.input_specs}
     ops, user_inputs = [], []
@@ -1527,7 +1801,9 @@ def _export_program(exported) -> _Program:
             user_inputs.append(node)
         elif node.op == "call_function":
             args, kwargs = _fx_refs(tuple(node.args)), _fx_refs(dict(node.kwargs))
-            ops.append(_Op(_target_name(node.target), args, kwargs, (node.name,), node.target, _node_where(node)))
+            mutates = isinstance(node.target, torch._ops.OpOverload) and node.target._schema.is_mutable
+            ops.append(_Op(_target_name(node.target), args, kwargs, (node.name,), node.target, _node_where(node),
+                           mutates=mutates))
         elif node.op == "output":
             kinds = [spec.kind for spec in signature.output_specs]
             values = [v for v, kind in zip(node.args[0], kinds) if kind == OutputKind.USER_OUTPUT]
