@@ -490,3 +490,38 @@ def test_gather_and_scatter_nodes_match_onnxruntime(op, inputs, attrs):
     node = helper.make_node(op, names, ["y"], **attrs)
     _against_ort(_graph([node], [1, 3, 4], [(k, v.astype(np.int64) if k == "indices" else v) for k, v in inputs.items()],
                         opset=16), [1, 3, 4])
+
+
+def test_rms_normalization_and_wrap_padding_match_onnxruntime():
+    scale = ("s", np.array([1.0, 2.0, -1.0, 0.5], np.float32))
+    _against_ort(_graph([helper.make_node("RMSNormalization", ["x", "s"], ["y"], epsilon=1e-3)], [1, 2, 3, 4], [scale],
+                        opset=23), [1, 2, 3, 4])
+    pads = ("p", np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64))
+    _against_ort(_graph([helper.make_node("Pad", ["x", "p"], ["y"], mode="wrap")], [1, 2, 3, 4], [pads], opset=19),
+                 [1, 2, 3, 4])
+
+
+class Images(nn.Module):
+    """RMSNorm (torch's float32 epsilon by default), circular padding, Softmax2d and LocalResponseNorm, whose
+    exports decompose into avg_pool3d."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3, padding=1, padding_mode="circular")
+        self.layers = nn.ModuleList([nn.RMSNorm(4), nn.CircularPad2d((1, 0, 2, 1)), nn.Softmax2d(),
+                                     nn.LocalResponseNorm(3)])
+
+    def forward(self, x):
+        h = self.conv(x)
+        return torch.cat([self.layers[0](h).flatten(1)] + [layer(h).flatten(1) for layer in self.layers[1:]], 1)
+
+
+def test_image_layers_compile_in_every_torch_source():
+    torch.manual_seed(0)
+    module = Images().eval()
+    x = np.random.default_rng(15).normal(size=(3, 32))
+    expected = module(torch.as_tensor(x, dtype=torch.float32).view(-1, 2, 4, 4)).detach().numpy().reshape(3, -1)
+    example = torch.randn(1, 2, 4, 4)
+    for source in (module, torch.export.export(module, (example,)), torch.jit.trace(module, example)):
+        net = from_torch(source, input_shape=(2, 4, 4))
+        np.testing.assert_allclose(net.forward(x), expected, rtol=1e-5, atol=1e-5)  # float32 torch, float64 IR

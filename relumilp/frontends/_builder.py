@@ -667,6 +667,15 @@ class NetworkBuilder:
         result = self.clip(self.mul(centred, inverse), -reach, reach)
         return (result, mean, inverse) if statistics else result
 
+    def rms_norm(self, x: Sym, axes: Sequence[int], eps: float) -> Sym:
+        """``x / sqrt(mean(x^2) + eps)`` over ``axes`` (before its scale): square neurons, a sparse mean and
+        one power neuron per normalised vector (``eps > 0`` keeps its input positive), and the product."""
+        eps = float(eps)
+        if not eps > 0.0:
+            raise self.unsupported(f"RMS normalisation with epsilon {eps:g}", ["epsilon > 0"])
+        mean_square = self.reduce_sum(self.square(x), axes, keepdims=True, mean=True)
+        return self.mul(x, self.power(self.add(mean_square, eps), -0.5))
+
     def local_response_norm(self, x: Sym, size: int, alpha: float, beta: float, bias: float,
                             before: int, after: int) -> Sym:
         """``x / (bias + alpha / size * sum x^2)^beta`` with the sum over channels ``c - before .. c + after``
@@ -759,15 +768,17 @@ class NetworkBuilder:
 
     def pad(self, x: Sym, widths: Sequence[tuple[int, int]], mode: str = "constant", value: float = 0.0) -> Sym:
         """Pad each dimension by ``widths[d] = (before, after)`` (negative crops): ``constant`` (``value``),
-        ``edge`` or ``reflect`` (numpy's modes, which ONNX and torch share)."""
+        ``edge``, ``reflect`` or ``wrap`` (numpy's modes, which ONNX and torch share; torch calls wrap circular)."""
         widths = [(int(a), int(b)) for a, b in widths]
         if len(widths) != x.ndim:
             raise self.invalid(f"padding of {len(widths)} dimensions given for a tensor of shape {x.shape}")
         crop = tuple(slice(max(-a, 0), d - max(-b, 0)) for (a, b), d in zip(widths, x.shape))
         positions = self._positions(x.shape)[crop]
         grow = [(max(a, 0), max(b, 0)) for a, b in widths]
-        if mode not in ("constant", "edge", "reflect"):
-            raise self.unsupported(f"padding mode {mode!r}", ["constant", "edge", "reflect"])
+        if mode not in ("constant", "edge", "reflect", "wrap"):
+            raise self.unsupported(f"padding mode {mode!r}", ["constant", "edge", "reflect", "wrap"])
+        if mode == "wrap" and any(a > d or b > d for (a, b), d in zip(grow, positions.shape)):
+            raise self.invalid("circular padding must be at most the padded dimension")
         if mode == "reflect" and any(a >= d or b >= d for (a, b), d in zip(grow, positions.shape)):
             raise self.invalid("reflect padding must be smaller than the padded dimension")
         if mode != "constant":

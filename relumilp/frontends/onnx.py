@@ -498,6 +498,13 @@ def _layer_norm(b, node, values, attrs, opset):
     return y, mean, inverse
 
 
+def _rms_norm(b, node, values, attrs, opset):
+    """RMSNormalization (opset 23): over the axes from ``axis`` on, then the scale."""
+    x = values[0]
+    axis = b.axis(attrs.get("axis", -1), x.ndim)
+    return b.mul(b.rms_norm(x, list(range(axis, x.ndim)), attrs.get("epsilon", 1e-5)), values[1])
+
+
 def _instance_norm(b, node, values, attrs, opset):
     """InstanceNormalization: per sample and channel over the spatial axes, then per-channel scale and shift."""
     x = values[0]
@@ -658,6 +665,7 @@ _OPS: dict[str, _Handler] = {
     "Softmax": _softmax,
     "LogSoftmax": _softmax,
     "LayerNormalization": _layer_norm,
+    "RMSNormalization": _rms_norm,
     "InstanceNormalization": _instance_norm,
     "LRN": _lrn,
 }

@@ -656,6 +656,16 @@ def _softmax(b, a):
     return b.softmax(x, int(dim), log=a.op.name.lstrip("_").startswith("log"))
 
 
+def _rms_norm(b, a):
+    """rms_norm over the trailing ``normalized_shape`` dims, then the optional weight; ``eps`` None is the
+    float32 machine epsilon, as torch uses for a float32 input."""
+    x, shape, weight, eps = a(0, "input"), a(1, "normalized_shape"), a(2, "weight", None), a(3, "eps", None)
+    count = len(shape) if isinstance(shape, (list, tuple, torch.Size)) else 1
+    eps = float(torch.finfo(torch.float32).eps) if eps is None else _scalar(eps)
+    y = b.rms_norm(x, list(range(x.ndim - count, x.ndim)), eps)
+    return y if weight is None else b.mul(y, weight)
+
+
 def _layer_norm(b, a):
     """layer_norm over the trailing ``normalized_shape`` dims, then the optional weight and bias;
     ``native_layer_norm`` (torch.export) also gives the mean and the inverse deviation."""
@@ -841,7 +851,7 @@ def _pad(b, a):
         mode, value = "constant", a(2, "value", 0.0)
     else:
         mode, value = a(2, "mode", "constant"), a(3, "value", None)
-    modes = {"constant": "constant", "replicate": "edge", "reflect": "reflect"}
+    modes = {"constant": "constant", "replicate": "edge", "reflect": "reflect", "circular": "wrap"}
     if mode not in modes:
         raise b.unsupported(f"padding mode {mode!r}", list(modes))
     widths = [(0, 0)] * x.ndim
@@ -1122,6 +1132,8 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "conv_transpose2d": _conv,
     "avg_pool1d": _avg_pool,
     "avg_pool2d": _avg_pool,
+    "avg_pool3d": _avg_pool,
+    "rms_norm": _rms_norm,
     "pad": _pad,
     "constant_pad_nd": _pad,
     "squeeze": _squeeze,
@@ -1477,12 +1489,12 @@ _LEAF_TYPES = (
     nn.AvgPool1d, nn.AvgPool2d, nn.MaxPool1d, nn.MaxPool2d, nn.Upsample, nn.Hardswish, nn.AdaptiveAvgPool1d,
     nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.PixelShuffle, nn.PixelUnshuffle,
     nn.Softmax, nn.LogSoftmax, nn.LayerNorm, nn.LocalResponseNorm, nn.GroupNorm, nn.InstanceNorm1d,
-    nn.InstanceNorm2d, nn.Softshrink, nn.Hardshrink, nn.LPPool1d, nn.LPPool2d,
+    nn.InstanceNorm2d, nn.RMSNorm, nn.Softmax2d, nn.CircularPad1d, nn.CircularPad2d, nn.CircularPad3d, nn.Softshrink, nn.Hardshrink, nn.LPPool1d, nn.LPPool2d,
 )  # fmt: skip
 
 
 #: torch layers traced through to the functional call they make (F.pad), which the converter reads
-_TRACED_THROUGH = (nn.Bilinear, nn.Threshold, nn.RReLU, nn.GLU, nn.Softmax2d, nn.Unflatten, nn.ChannelShuffle, nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d, nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d,
+_TRACED_THROUGH = (nn.Bilinear, nn.Threshold, nn.RReLU, nn.GLU, nn.Unflatten, nn.ChannelShuffle, nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d, nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d,
                    nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d,
                    nn.ReplicationPad1d, nn.ReplicationPad2d, nn.ReplicationPad3d)
 
@@ -1556,6 +1568,12 @@ def _layer_op(module: nn.Module, target: str) -> tuple[str, tuple, str]:
         return f"lp_pool{d}d", (module.norm_type, module.kernel_size, module.stride, module.ceil_mode), where
     if isinstance(module, (nn.Softmax, nn.LogSoftmax)):
         return ("softmax" if isinstance(module, nn.Softmax) else "log_softmax"), (module.dim,), where
+    if isinstance(module, nn.RMSNorm):
+        return "rms_norm", (module.normalized_shape, module.weight, module.eps), where
+    if isinstance(module, (nn.CircularPad1d, nn.CircularPad2d, nn.CircularPad3d)):  # its forward branches on rank
+        return "pad", (module.padding, "circular"), where
+    if isinstance(module, nn.Softmax2d):
+        return "softmax", (-3,), where
     if isinstance(module, nn.LayerNorm):
         return "layer_norm", (module.normalized_shape, module.weight, module.bias, module.eps), where
     if isinstance(module, nn.GroupNorm):
