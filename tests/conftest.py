@@ -89,3 +89,45 @@ def assert_bounds_hold(net: Network, domain, methods, samples: int = 2000, seed:
         for node in net.order:
             lo, hi = bounds[node.name]
             assert np.all(values[node.name] >= lo) and np.all(values[node.name] <= hi), (method, node.name)
+
+
+def assert_torch_sources_match(module, shape, rows: int = 5, seed: int = 1, tol: float = 1e-9,
+                               sources=("fx", "export", "trace")) -> None:
+    """The IR from each torch source of ``module`` (the module through torch.fx, torch.export at batch 1, a
+    TorchScript trace) against the module's own float64 forward pass on ``rows`` random inputs."""
+    import torch
+
+    from relumilp.frontends import from_torch
+
+    x = np.random.default_rng(seed).normal(size=(rows, int(np.prod(shape))))
+    expected = module.double()(torch.as_tensor(x).view(-1, *shape)).detach().numpy().reshape(rows, -1)
+    module.float()
+    example = torch.randn(1, *shape)
+    makers = {"fx": lambda: module, "export": lambda: torch.export.export(module, (example,)),
+              "trace": lambda: torch.jit.trace(module, example, check_trace=False)}
+    for source in sources:
+        net = from_torch(makers[source](), input_shape=shape)
+        np.testing.assert_allclose(net.forward(x), expected, rtol=tol, atol=tol, err_msg=source)
+
+
+def assert_onnx_export_matches_ort(module, shape, opset: int, rows: int = 5, seed: int = 2, tol: float = 2e-5):
+    """torch's ONNX export of ``module`` at ``opset``, loaded by relumilp, against onnxruntime (float32)."""
+    import io
+    import warnings
+
+    import torch
+
+    from relumilp.frontends import from_onnx
+
+    ort = pytest.importorskip("onnxruntime")
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, torch.randn(1, *shape), buffer, opset_version=opset, dynamo=False)
+    net = from_onnx(buffer.getvalue())
+    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    x = np.random.default_rng(seed).normal(size=(rows, int(np.prod(shape))))
+    reference = np.concatenate([session.run(None, {name: row.reshape(1, *shape).astype(np.float32)})[0].reshape(1, -1)
+                                for row in x])
+    np.testing.assert_allclose(net.forward(x), reference, rtol=tol, atol=tol)

@@ -6,9 +6,7 @@ one-line refusals of what is not continuous or not a valid model."""
 
 from __future__ import annotations
 
-import io
 import itertools
-import warnings
 
 import numpy as np
 import pytest
@@ -17,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 from torch.nn import functional as F
 
-from relumilp.bounds import compute_bounds
+from conftest import assert_bounds_hold, assert_onnx_export_matches_ort, assert_torch_sources_match
 from relumilp.domain import InputDomain
 from relumilp.errors import InvalidNetworkError, RelumilpError, UnsupportedOperatorError
 from relumilp.frontends import from_onnx, from_torch
@@ -116,14 +114,7 @@ def _module(key):
 
 @pytest.mark.parametrize("key", sorted(MODULES))
 def test_torch_sources_compile_to_torch_s_function(key):
-    module, shape = _module(key)
-    x = np.random.default_rng(1).normal(size=(5, int(np.prod(shape))))
-    expected = module.double()(torch.as_tensor(x).view(-1, *shape)).detach().numpy().reshape(5, -1)
-    module.float()
-    example = torch.randn(1, *shape)
-    for source in (module, torch.export.export(module, (example,)), torch.jit.trace(module, example)):
-        net = from_torch(source, input_shape=shape)
-        np.testing.assert_allclose(net.forward(x), expected, rtol=1e-9, atol=1e-9)
+    assert_torch_sources_match(*_module(key))
 
 
 def test_multi_head_attention_compiles_through_export_and_trace_and_a_baked_batch_is_named():
@@ -145,18 +136,7 @@ def test_multi_head_attention_compiles_through_export_and_trace_and_a_baked_batc
 @pytest.mark.parametrize("opset", [13, 18])
 @pytest.mark.parametrize("key", sorted(set(MODULES) - {"rearrangements"}))  # torch cannot export channel_shuffle
 def test_onnx_exports_match_onnxruntime(key, opset):
-    module, shape = _module(key)
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, torch.randn(1, *shape), buffer, opset_version=opset, dynamo=False)
-    net = from_onnx(buffer.getvalue())
-    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    x = np.random.default_rng(2).normal(size=(5, int(np.prod(shape))))
-    reference = np.concatenate([session.run(None, {name: row.reshape(1, *shape).astype(np.float32)})[0].reshape(1, -1)
-                                for row in x])
-    np.testing.assert_allclose(net.forward(x), reference, rtol=2e-5, atol=2e-5)
+    assert_onnx_export_matches_ort(*_module(key), opset)
 
 
 # -- single ONNX nodes against onnxruntime ---------------------------------------------------------------
@@ -320,12 +300,7 @@ def test_bounds_contain_every_sampled_value(method):
     nets.append(from_torch(nn.Sequential(nn.Linear(3, 5), nn.Softsign(), nn.Linear(5, 4)).eval(), input_shape=(3,)))
     for net in nets:
         n = net.input_size
-        lower, upper = np.full(n, -0.5), np.full(n, 0.5)
-        bounds = compute_bounds(net, InputDomain(lower, upper), method)
-        rng = np.random.default_rng(9)
-        X = np.concatenate([rng.uniform(lower, upper, size=(20_000, n)), [lower, upper]])
-        for name, values in net.forward_all(X).items():
-            assert np.all(values >= bounds.lower[name]) and np.all(values <= bounds.upper[name]), (method, name)
+        assert_bounds_hold(net, InputDomain(np.full(n, -0.5), np.full(n, 0.5)), [method], samples=20_000, seed=9)
 
 
 def test_reductions_bound_soundly_away_from_their_domain_edges():
@@ -338,12 +313,7 @@ def test_reductions_bound_soundly_away_from_their_domain_edges():
     inits = [("w", rng.normal(size=(3, 4)).astype(np.float32)), ("c", np.full(4, 3.0, np.float32)),
              ("axes", np.array([1], np.int64))]
     net = from_onnx(_graph(nodes, [1, 3], inits))
-    lower, upper = -0.3 * np.ones(3), 0.3 * np.ones(3)
-    for method in ("interval", "symbolic"):
-        bounds = compute_bounds(net, InputDomain(lower, upper), method)
-        X = np.concatenate([rng.uniform(lower, upper, size=(20_000, 3)), [lower, upper]])
-        for name, values in net.forward_all(X).items():
-            assert np.all(values >= bounds.lower[name]) and np.all(values <= bounds.upper[name]), (method, name)
+    assert_bounds_hold(net, InputDomain(-0.3 * np.ones(3), 0.3 * np.ones(3)), ["interval", "symbolic"], samples=20_000)
 
 
 # -- refusals -----------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from conftest import assert_onnx_export_matches_ort, assert_torch_sources_match
 from relumilp import optimize
 from relumilp.bounds import compute_bounds
 from relumilp.domain import InputDomain
@@ -74,33 +75,13 @@ def _module(key):
 
 @pytest.mark.parametrize("key", sorted(MODULES))
 def test_torch_sources_compile_to_the_same_function(key):
-    module, shape = _module(key)
-    x = np.random.default_rng(1).normal(size=(6, int(np.prod(shape))))
-    expected = module.double()(torch.as_tensor(x).view(-1, *shape)).detach().numpy().reshape(6, -1)
-    module.float()
-    example = torch.randn(2, *shape)
-    sources = [module, torch.export.export(module, (example,))]
-    for source in sources:
-        net = from_torch(source, input_shape=shape)
-        np.testing.assert_allclose(net.forward(x), expected, rtol=1e-6, atol=1e-6)
+    assert_torch_sources_match(*_module(key), rows=6, tol=1e-6, sources=("fx", "export"))
 
 
 @pytest.mark.parametrize("opset", [11, 13, 17])
 @pytest.mark.parametrize("key", sorted(MODULES))
 def test_onnx_exports_match_onnxruntime(key, opset):
-    ort = pytest.importorskip("onnxruntime")
-    module, shape = _module(key)
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, torch.randn(1, *shape), buffer, opset_version=opset, dynamo=False)
-    net = from_onnx(buffer.getvalue())
-    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    x = np.random.default_rng(2).normal(size=(5, int(np.prod(shape))))
-    reference = np.concatenate([session.run(None, {name: row.reshape(1, *shape).astype(np.float32)})[0].reshape(1, -1)
-                                for row in x])
-    np.testing.assert_allclose(net.forward(x), reference, rtol=2e-5, atol=2e-5)
+    assert_onnx_export_matches_ort(*_module(key), opset)
 
 
 def test_a_product_is_two_squares_and_a_square_of_one_value_is_one():

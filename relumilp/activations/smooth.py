@@ -431,14 +431,32 @@ def _sign_by_inflections(l, u, inflections, left_sign: int):
     return np.where(mixed, 0, sign)
 
 
+class _SShaped(SmoothActivation):
+    """An increasing kind, convex for ``x < 0`` and concave for ``x > 0``, with values in ``(RANGE[0], 1)``:
+    sigmoid, tanh, erf, softsign."""
+
+    RANGE: ClassVar[tuple[float, float]] = (-1.0, 1.0)
+
+    def _curvature_sign(self, l, u):
+        return _sign_by_inflections(l, u, [(0.0, 0.0)], 1)
+
+    def _slope_points(self):
+        return (0.0,)
+
+    @property
+    def range(self):
+        return self.RANGE
+
+
 @register
-class Sigmoid(SmoothActivation):
+class Sigmoid(_SShaped):
     """``1 / (1 + exp(-x))`` (scipy's ``expit``); convex for ``x < 0``, concave for ``x > 0``."""
 
     kind = "sigmoid"
     LABEL = "sigmoid"
     D3 = 0.125  # |s''' | = s(1-s)|1 - 6 s(1-s)| <= 1/8 (at x = 0)
     LIPSCHITZ = 0.25
+    RANGE = (0.0, 1.0)
 
     def apply(self, x):
         return special.expit(np.asarray(x, dtype=np.float64))
@@ -456,19 +474,9 @@ class Sigmoid(SmoothActivation):
         s = special.expit(x)
         return s * (1.0 - s) * (1.0 - 2.0 * s)
 
-    def _curvature_sign(self, l, u):
-        return _sign_by_inflections(l, u, [(0.0, 0.0)], 1)
-
-    def _slope_points(self):
-        return (0.0,)
-
-    @property
-    def range(self):
-        return 0.0, 1.0
-
 
 @register
-class Tanh(SmoothActivation):
+class Tanh(_SShaped):
     """``tanh x``; convex for ``x < 0``, concave for ``x > 0``."""
 
     kind = "tanh"
@@ -491,19 +499,9 @@ class Tanh(SmoothActivation):
         t = np.tanh(x)
         return -2.0 * t * (1.0 - t * t)
 
-    def _curvature_sign(self, l, u):
-        return _sign_by_inflections(l, u, [(0.0, 0.0)], 1)
-
-    def _slope_points(self):
-        return (0.0,)
-
-    @property
-    def range(self):
-        return -1.0, 1.0
-
 
 @register
-class Erf(SmoothActivation):
+class Erf(_SShaped):
     """``erf x = 2 / sqrt(pi) int_0^x exp(-t^2) dt`` (ONNX ``Erf``, torch ``erf``); odd, increasing, convex
     for ``x < 0`` and concave for ``x > 0``, with values in ``(-1, 1)``."""
 
@@ -528,19 +526,9 @@ class Erf(SmoothActivation):
     def _d2(self, x):
         return -4.0 / math.sqrt(math.pi) * x * np.exp(-np.square(x))
 
-    def _curvature_sign(self, l, u):
-        return _sign_by_inflections(l, u, [(0.0, 0.0)], 1)
-
-    def _slope_points(self):
-        return (0.0,)
-
-    @property
-    def range(self):
-        return -1.0, 1.0
-
 
 @register
-class Softsign(SmoothActivation):
+class Softsign(_SShaped):
     """``x / (1 + |x|)`` (torch ``Softsign``, ONNX ``Softsign``); odd and increasing, convex for ``x < 0``
     and concave for ``x > 0``; 0 is a split (``f''`` jumps from 2 to -2), values in ``(-1, 1)``.
 
@@ -570,16 +558,6 @@ class Softsign(SmoothActivation):
     def _d2(self, x):
         x = np.asarray(x, dtype=np.float64)
         return np.where(x < 0.0, 2.0, -2.0) / (1.0 + np.abs(x)) ** 3
-
-    def _curvature_sign(self, l, u):
-        return _sign_by_inflections(l, u, [(0.0, 0.0)], 1)
-
-    def _slope_points(self):
-        return (0.0,)
-
-    @property
-    def range(self):
-        return -1.0, 1.0
 
 
 @register
@@ -1094,7 +1072,6 @@ class Square(_Elementary):
         return np.full(np.shape(x), 2.0)
 
 
-
 @register
 class Exp(_Elementary):
     """``exp x`` (convex, increasing); refused beyond ``x = 700`` (float64 overflows at 709.8)."""
@@ -1123,7 +1100,6 @@ class Exp(_Elementary):
 
     def _spacing_inverse(self, v):
         return 2.0 * np.log(v)
-
 
 
 class _PositiveDomain(_Elementary):
@@ -1168,7 +1144,6 @@ class Log(_PositiveDomain):
         return np.exp(v)
 
 
-
 @register
 class Sqrt(_PositiveDomain):
     """``sqrt x`` for ``x > 0`` (concave, increasing; correctly rounded); ``|f'''| = 3 / (8 x^(5/2))``.
@@ -1201,7 +1176,6 @@ class Sqrt(_PositiveDomain):
         return v**4
 
 
-
 @register
 class Reciprocal(_PositiveDomain):
     """``1 / x`` for ``x > 0`` (convex, decreasing; correctly rounded); ``|f'''| = 6 / x^4``. A quotient
@@ -1230,7 +1204,6 @@ class Reciprocal(_PositiveDomain):
 
     def _spacing_inverse(self, v):
         return 1.0 / (v * v)
-
 
 
 @register
