@@ -495,3 +495,26 @@ def test_image_layers_compile_in_every_torch_source():
     for source in (module, torch.export.export(module, (example,)), torch.jit.trace(module, example)):
         net = from_torch(source, input_shape=(2, 4, 4))
         np.testing.assert_allclose(net.forward(x), expected, rtol=1e-5, atol=1e-5)  # float32 torch, float64 IR
+
+
+def test_fuzz_findings_einsum_subscripts_reduce_noop_and_broadcast_signs():
+    """Found by a fuzzing helper: two ellipses or non-ASCII subscripts were accepted; Reduce* with
+    ``noop_with_empty_axes`` dropped the element-wise part (|x|, x^2, log x); ``sign(column) * |row|`` (an
+    outer table) was read as the value itself."""
+    b = NetworkBuilder()
+    x = b.input((8,), batched=False)
+    for equation in ("......->...", "éi->i", "i.j->ij"):
+        with pytest.raises(InvalidNetworkError, match="subscripts are letters"):
+            b.einsum(equation, [b.reshape(x, (2, 2, 2))])
+    for op in ("ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp"):
+        node = helper.make_node(op, ["x"], ["y"], keepdims=1, noop_with_empty_axes=1)
+        _against_ort(_graph([node], [1, 3]), [1, 3])
+    node = helper.make_node("ReduceLogSum", ["x"], ["y"], keepdims=1, noop_with_empty_axes=1)
+    _against_ort(_graph([node], [1, 3]), [1, 3], 0.1, 2.0)
+
+    class Outer(nn.Module):
+        def forward(self, x):
+            return (torch.sign(x.reshape(3, 1)) * torch.abs(x)).reshape(1, -1)
+
+    with pytest.raises(UnsupportedOperatorError, match="Sign"):
+        from_torch(Outer(), input_shape=(3,))

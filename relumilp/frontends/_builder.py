@@ -22,6 +22,7 @@ certified relaxation like sigmoid's.
 from __future__ import annotations
 
 import math
+import re
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -92,6 +93,10 @@ class Sym:
 
 def is_sym(value) -> bool:
     return isinstance(value, Sym)
+
+
+#: one operand's (or the output's) einsum subscripts: ASCII letters around at most one ellipsis
+_EINSUM_SUBSCRIPTS = re.compile(r"[A-Za-z]*(\.\.\.)?[A-Za-z]*")
 
 
 class SignOf:
@@ -476,7 +481,7 @@ class NetworkBuilder:
         (:meth:`_gated`) or a product (:meth:`_product`); ``sign(x) * |x|`` is ``x``."""
         if isinstance(a, SignOf) or isinstance(b, SignOf):
             sign, other = (a, b) if isinstance(a, SignOf) else (b, a)
-            if not (is_sym(other) and self._is_magnitude(other, sign.value)):
+            if not (is_sym(other) and other.shape == sign.value.shape and self._is_magnitude(other, sign.value)):
                 raise self.unsupported("Sign", ["sign(x) * |x|"], SIGN_HINT)
             return self._expand(sign.value, self._broadcast_shape(sign.value, other))
         a, b = self._constant_sym(a), self._constant_sym(b)
@@ -1275,6 +1280,8 @@ class NetworkBuilder:
         text = str(equation).replace(" ", "")
         inputs, arrow, output = text.partition("->")
         specs = inputs.split(",")
+        if not all(_EINSUM_SUBSCRIPTS.fullmatch(spec) for spec in specs + [output]):
+            raise self.invalid(f"einsum {equation!r}: subscripts are letters a-z, A-Z with at most one '...' each")
         if len(specs) != len(operands):
             raise self.invalid(f"einsum {equation!r} names {len(specs)} operands, got {len(operands)}")
         if not any(is_sym(v) for v in operands):

@@ -439,8 +439,10 @@ def _reduce(b, node, values, attrs, opset):
     else:
         axes = _constant_input(b, _optional(values, 1), "reduction axes")
         axes = None if axes is None else [int(a) for a in axes]
-    if axes is None and attrs.get("noop_with_empty_axes", 0):
-        return x
+    if axes is None and attrs.get("noop_with_empty_axes", 0):  # no reduction, but the element-wise part stays
+        op = node.op_type
+        return b.abs(x) if op in ("ReduceL1", "ReduceL2") else b.square(x) if op == "ReduceSumSquare" else \
+            b.log(x) if op == "ReduceLogSum" else x
     keep = bool(attrs.get("keepdims", 1))
     op = node.op_type
     if op in ("ReduceMax", "ReduceMin"):
