@@ -518,3 +518,55 @@ def test_fuzz_findings_einsum_subscripts_reduce_noop_and_broadcast_signs():
 
     with pytest.raises(UnsupportedOperatorError, match="Sign"):
         from_torch(Outer(), input_shape=(3,))
+
+
+# -- choices by comparisons -------------------------------------------------------------------------------
+
+
+class Chosen(nn.Module):
+    """Piecewise functions written with comparisons: each choice agrees where its condition flips."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 6)
+
+    def forward(self, x):
+        h = self.fc(x)
+        return torch.cat([torch.where(h > 0, h, 0.1 * h), h * (h > 0).float(),
+                          torch.where(h < 1.0, h - 1.0, 2.0 * (h - 1.0)), torch.where(~(h > 0.5), 0.2 * h - 0.1, h - 0.5),
+                          torch.where(h > 1, torch.ones_like(h), h)], dim=1)
+
+
+def test_choices_by_comparisons_compile_exactly_as_relus():
+    torch.manual_seed(0)
+    module = Chosen().eval()
+    assert_torch_sources_match(module, (3,))
+    assert_onnx_export_matches_ort(module, (3,), 17)
+    net = from_torch(module, input_shape=(3,))
+    assert {a.activation.kind for a in net.activations} == {"relu"}
+    domain = InputDomain(-np.ones(3), np.ones(3))
+    assert_bounds_hold(net, domain, ["interval", "symbolic"], samples=5000)
+    from relumilp import optimize
+
+    result = optimize(net, domain, maximize=2, method="milp")
+    assert result.status == "optimal"
+    samples = np.random.default_rng(16).uniform(-1, 1, (20_000, 3))
+    assert result.objective >= net.forward(samples)[:, 2].max() - 1e-9
+    np.testing.assert_allclose(net.forward(result.x)[0, 2] if net.forward(result.x).ndim == 2 else
+                               net.forward(result.x)[2], result.objective, atol=1e-7)
+
+
+def test_a_choice_that_jumps_or_a_comparison_used_as_a_number_is_refused():
+    class Jump(nn.Module):
+        def forward(self, x):
+            return torch.where(x > 0, x + 1.0, x)
+
+    class Counted(nn.Module):
+        def forward(self, x):
+            return x + (x > 0).float()
+
+    for module, match in ((Jump(), "differ where it flips"), (Counted(), "comparison")):
+        for source in (module, torch.export.export(module, (torch.randn(1, 3),))):
+            with pytest.raises(UnsupportedOperatorError, match=match) as err:
+                from_torch(source, input_shape=(3,))
+            assert "\n" not in str(err.value) and "not continuous" in str(err.value)

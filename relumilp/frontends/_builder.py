@@ -113,6 +113,26 @@ class SignOf:
 SIGN_HINT = "sign is not continuous in the input; relumilp only reads sign(x) * |x|, which is x"
 
 
+class Step:
+    """``[value > 0]`` (``above``) or ``[value < 0]`` for a network value: a comparison (``a > b`` is
+    ``a - b > 0``), a discontinuous 0/1 function kept only to choose between two values that agree where it
+    flips (``where(x > 0, x, 0.1 x)``, ``x * (x > 0)``: :meth:`NetworkBuilder.select`), which is exact and
+    continuous. Any other use is refused (the frontends, :meth:`NetworkBuilder.mul`)."""
+
+    __slots__ = ("value", "above")
+
+    def __init__(self, value: Sym, above: bool):
+        self.value, self.above = value, above
+
+    @property
+    def shape(self):
+        return self.value.shape
+
+
+STEP_HINT = ("a comparison of network values is a step, not continuous in the input; relumilp reads it only "
+             "to choose between two values that agree where it flips (where(x > 0, x, 0.1 * x), x * (x > 0))")
+
+
 def constant_value(x) -> np.ndarray | None:
     """The value of a term-free symbolic tensor (a constant carried as one), else None."""
     return x.bias.reshape(x.shape) if is_sym(x) and not x.terms else None
@@ -156,8 +176,8 @@ def contains(value, kind: type) -> bool:
 
 
 def contains_sym(value) -> bool:
-    """True when ``value`` is, or (in a list, tuple or dict) holds, a symbolic tensor."""
-    return contains(value, Sym)
+    """True when ``value`` is, or (in a list, tuple or dict) holds, a symbolic tensor (or a sign or step of one)."""
+    return contains(value, (Sym, SignOf, Step))
 
 
 def _sum(a, b):
@@ -479,6 +499,9 @@ class NetworkBuilder:
     def mul(self, a, b) -> Sym:
         """``a * b``: a constant factor scales; two network values make a gated activation ``x * gate(x)``
         (:meth:`_gated`) or a product (:meth:`_product`); ``sign(x) * |x|`` is ``x``."""
+        if isinstance(a, Step) or isinstance(b, Step):  # x * (x > 0): a choice between x and 0
+            step, other = (a, b) if isinstance(a, Step) else (b, a)
+            return self.select(step, other, 0.0)
         if isinstance(a, SignOf) or isinstance(b, SignOf):
             sign, other = (a, b) if isinstance(a, SignOf) else (b, a)
             if not (is_sym(other) and other.shape == sign.value.shape and self._is_magnitude(other, sign.value)):
@@ -1414,8 +1437,32 @@ class NetworkBuilder:
         """Broadcast ``x`` with ``shape`` (numpy rules both ways, as ONNX Expand; torch's -1 resolved first)."""
         return self._as_sym(x, self._broadcast_shape(x, np.empty(tuple(int(d) for d in shape), dtype=bool)))
 
+    def compare(self, a, b, op: str):
+        """``a > b`` (``op`` "gt", also "ge") or ``a < b`` ("lt", "le") with a network value on either side: a
+        :class:`Step` (equality at the threshold does not matter to what it may select), or the boolean
+        array when both sides are constant."""
+        if op not in ("gt", "ge", "lt", "le"):
+            raise self.unsupported(f"comparison {op!r} of network values", ["gt", "ge", "lt", "le"], STEP_HINT)
+        difference = self.sub(a, b) if is_sym(a) or is_sym(b) else None
+        if difference is None or not difference.terms:
+            value = np.asarray(self.const(a)) - np.asarray(self.const(b)) if difference is None else \
+                constant_value(difference)
+            return value > 0 if op in ("gt", "ge") else value < 0
+        return Step(difference, op in ("gt", "ge"))
+
+    def negate(self, step):
+        """``not step``: the other side of the same threshold (a boolean array stays one)."""
+        if isinstance(step, Step):
+            return Step(step.value, not step.above)
+        return ~np.asarray(self.const(step)).astype(bool)
+
     def select(self, condition, a, b) -> Sym:
-        """``a`` where the constant ``condition`` holds, else ``b`` (broadcast): a gather of both."""
+        """``a`` where ``condition`` holds, else ``b`` (broadcast): for a constant condition a gather of both;
+        for a :class:`Step` on ``s`` (``s > 0``), ``b + k relu(s)`` when ``a - b = k s`` for a constant ``k``
+        per element (``s < 0``: ``b - k relu(-s)``), exact, and refused when ``a`` and ``b`` differ where
+        the step flips (the choice is then not continuous)."""
+        if isinstance(condition, Step):
+            return self._piecewise(condition, a, b)
         if is_sym(condition):
             raise self.unsupported("a selection whose condition depends on the network input",
                                    ["a constant condition"], "it is not a fixed linear map")
@@ -1425,6 +1472,58 @@ class NetworkBuilder:
         positions = self._positions(shape)
         pick = np.where(np.broadcast_to(cond, shape), positions, positions + x.size)
         return self._gather(self._stack([x, y]), pick)
+
+    def _piecewise(self, step: Step, a, b) -> Sym:
+        shape = self._broadcast_shape(np.empty(self._broadcast_shape(a, b)), np.empty(step.shape))
+        s = self._expand(step.value, shape)
+        on, off = self._as_sym(a, shape), self._as_sym(b, shape)
+        k = self._proportion(self.sub(on, off), s)
+        if k is None:
+            raise self.unsupported("a choice by a comparison between two values that differ where it flips",
+                                   ["where(s > 0, a, b) with a - b = k s"], STEP_HINT)
+        if not k.any():
+            return off
+        ramp = self.relu(s) if step.above else self.neg(self.relu(self.neg(s)))
+        return self.add(off, self.mul(ramp, k.reshape(shape)))
+
+    def _inlined(self, x: Sym) -> Sym:
+        """``x`` with every term over an emitted affine node replaced by that node's own function, so that two
+        spellings of one value (pending over a layer's input, or over the node emitted for it) compare equal."""
+        terms, bias = dict(x.terms), x.bias.copy()
+        while True:
+            affine = [n for n in terms if isinstance(self._nodes[self._rank[n]], AffineNode)]
+            if not affine:
+                return Sym(x.shape, terms, bias)
+            for name in affine:
+                matrix, node = terms.pop(name), self._nodes[self._rank[name]]
+                bias = bias + np.asarray(matrix @ node.bias).ravel()
+                for source, weight in zip(node.inputs, node.weights):
+                    part = _product(matrix, weight) if not matrices.is_identity(weight) else matrix
+                    terms[source] = _sum(terms[source], part) if source in terms else part
+
+    def _proportion(self, d: Sym, s: Sym, limit: int = 20_000_000) -> np.ndarray | None:
+        """The constant ``k`` with ``d = k s`` element-wise (as affine functions of the same inputs and activations,
+        within 1e-9 relative), or None."""
+        d, s = self._inlined(d), self._inlined(s)
+        names = sorted(set(d.terms) | set(s.terms), key=self._rank.__getitem__)
+        width = sum(self._nodes[self._rank[n]].size for n in names) + 1
+        if d.size * width > limit:
+            raise self.unsupported(f"a choice by a comparison over {d.size} values of {width} inputs",
+                                   [f"at most {limit} coefficients"], STEP_HINT)
+
+        def table(x: Sym) -> np.ndarray:
+            blocks = [matrices.densify(x.terms[n]) if n in x.terms else
+                      np.zeros((x.size, self._nodes[self._rank[n]].size)) for n in names]
+            return np.hstack(blocks + [x.bias[:, None]])
+
+        D, T = table(d), table(s)
+        rows = np.arange(d.size)
+        pivot = np.argmax(np.abs(T), axis=1)
+        t = T[rows, pivot]
+        k = np.divide(D[rows, pivot], t, out=np.zeros(d.size), where=t != 0)
+        residual = np.max(np.abs(D - k[:, None] * T), axis=1)
+        scale = np.maximum(np.max(np.abs(D), axis=1), np.max(np.abs(k[:, None] * T), axis=1))
+        return k if np.all(residual <= 1e-9 * scale) else None
 
     # -- activations --------------------------------------------------------------------------------
 

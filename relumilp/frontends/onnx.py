@@ -27,7 +27,7 @@ from onnx import helper, numpy_helper
 
 from ..errors import InvalidNetworkError, ModelFileError, RelumilpError, UnsupportedOperatorError
 from ..ir import Network
-from ._builder import SIGN_HINT, ConstantBuilder, NetworkBuilder, SignOf, is_sym, one_line, smooth_hint
+from ._builder import SIGN_HINT, STEP_HINT, ConstantBuilder, NetworkBuilder, SignOf, Step, is_sym, one_line, smooth_hint
 
 _FLT_MAX = 3.4028234663852886e38  # Clip's unbounded defaults in the attribute form (opset < 11)
 
@@ -136,6 +136,8 @@ def _shape(b, node, values, attrs, opset):
 
 
 def _cast(b, node, values, attrs, opset):
+    if isinstance(values[0], Step):  # a comparison cast to bool or float stays the same step
+        return values[0]
     if helper.tensor_dtype_to_np_dtype(attrs["to"]).kind != "f":
         raise b.unsupported("Cast of a network value to a non-float type", ["Cast to float types"])
     return values[0]
@@ -653,6 +655,11 @@ _OPS: dict[str, _Handler] = {
     "Expand": _expand,
     "Tile": _tile,
     "Where": lambda b, n, v, a, o: b.select(v[0], v[1], v[2]),
+    "Greater": lambda b, n, v, a, o: b.compare(v[0], v[1], "gt"),
+    "GreaterOrEqual": lambda b, n, v, a, o: b.compare(v[0], v[1], "ge"),
+    "Less": lambda b, n, v, a, o: b.compare(v[0], v[1], "lt"),
+    "LessOrEqual": lambda b, n, v, a, o: b.compare(v[0], v[1], "le"),
+    "Not": lambda b, n, v, a, o: b.negate(v[0]),
     "HardSwish": lambda b, n, v, a, o: b.hard_swish(v[0]),
     "DepthToSpace": lambda b, n, v, a, o: b.depth_to_space(v[0], a["blocksize"], _text(a.get("mode"), "DCR")),
     "SpaceToDepth": lambda b, n, v, a, o: b.depth_to_space(v[0], a["blocksize"], "DCR", inverse=True),
@@ -919,7 +926,10 @@ def _convert(b: NetworkBuilder, node, env: dict, opsets, opset: int) -> None:
     if any(isinstance(v, SignOf) for v in values) and node.op_type != "Mul":
         raise UnsupportedOperatorError(f"use of Sign by ONNX operator '{node.op_type}' (node '{label}')",
                                        ["Sign(x) * Abs(x)"], SIGN_HINT)
-    if not any(is_sym(v) or isinstance(v, SignOf) for v in values):
+    if any(isinstance(v, Step) for v in values) and node.op_type not in ("Where", "Mul", "Cast", "Not"):
+        raise UnsupportedOperatorError(f"use of a comparison by ONNX operator '{node.op_type}' (node '{label}')",
+                                       ["Where", "Mul", "Cast", "Not"], STEP_HINT)
+    if not any(is_sym(v) or isinstance(v, (SignOf, Step)) for v in values):
         results = _fold_own(b, node, values, opset)
         if results is None:
             results = _fold(node, values, opsets)

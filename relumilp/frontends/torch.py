@@ -25,7 +25,8 @@ from torch import nn
 
 from ..errors import InvalidNetworkError, ModelFileError, UnsupportedOperatorError
 from ..ir import Network
-from ._builder import SIGN_HINT, SMOOTH, NetworkBuilder, SignOf, contains, contains_sym, is_sym, one_line, smooth_hint
+from ._builder import (SIGN_HINT, SMOOTH, STEP_HINT, NetworkBuilder, SignOf, Step, contains, contains_sym, is_sym,
+                       one_line, smooth_hint)
 
 SUPPORTED_LAYERS = (
     "Linear",
@@ -573,6 +574,10 @@ def _index_put(b, a):
                      values if is_sym(values) else _as_array(values))
 
 
+def _comparand(value):
+    return value if is_sym(value) or not isinstance(value, torch.Tensor) else _as_array(value)
+
+
 def _filled(b, x, value):
     """A tensor of ``x``'s shape holding ``value`` (broadcast): copy, fill, zeros_like and the like."""
     if is_sym(value):
@@ -1078,6 +1083,14 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "scaled_dot_product_attention": _attention,
     "bilinear": _bilinear,
     "gather": _gather_dim,
+    "_assert_tensor_metadata": lambda b, a: None,  # torch.export's check before a dtype conversion
+    "gt": lambda b, a: b.compare(a(0, "input"), _comparand(a(1, "other")), "gt"),
+    "ge": lambda b, a: b.compare(a(0, "input"), _comparand(a(1, "other")), "ge"),
+    "lt": lambda b, a: b.compare(a(0, "input"), _comparand(a(1, "other")), "lt"),
+    "le": lambda b, a: b.compare(a(0, "input"), _comparand(a(1, "other")), "le"),
+    "logical_not": lambda b, a: b.negate(a(0, "input")),
+    "bitwise_not": lambda b, a: b.negate(a(0, "input")),
+    "invert": lambda b, a: b.negate(a(0, "input")),
     "copy": lambda b, a: _filled(b, a(0, "input"), a(1, "src")),
     "clone": lambda b, a: a(0, "input"),
     "fill": lambda b, a: _filled(b, a(0, "input"), a(1, "value")),
@@ -1273,6 +1286,9 @@ def _evaluate(op: _Op, args: tuple, kwargs: dict, b: NetworkBuilder):
         raise UnsupportedOperatorError(
             f"use of the indices of max / min along a dimension (an argmax) by '{op.name}' ({op.where})",
             SUPPORTED_OPS, "an argmax is not continuous in the input; use the values only")
+    if op.name not in ("mul", "where", "identity", "logical_not", "bitwise_not", "invert", "_assert_tensor_metadata") \
+            and contains((args, kwargs), Step):
+        raise UnsupportedOperatorError(f"use of a comparison by '{op.name}' ({op.where})", ["where", "mul"], STEP_HINT)
     if op.name != "mul" and contains((args, kwargs), SignOf):
         raise UnsupportedOperatorError(f"use of sign by '{op.name}' ({op.where})", ["sign(x) * |x|"], SIGN_HINT)
     if op.call is not None and not contains_sym((args, kwargs)):
