@@ -36,7 +36,9 @@ class Activations(nn.Module):
 
     def forward(self, x):
         h = self.fc(x)
-        return torch.cat([layer(h) for layer in self.layers] + [torch.erf(h)], dim=-1)
+        positive = 1.5 + h * h
+        elementary = [torch.erf(h), torch.exp(h) - 1.0, torch.log2(positive), torch.log10(positive)]
+        return torch.cat([layer(h) for layer in self.layers] + elementary, dim=-1)
 
 
 class Reductions(nn.Module):
@@ -89,7 +91,8 @@ class Rearrangements(nn.Module):
                  q.movedim(1, 2).flatten(1), self.shuffle(h.view(-1, 4, 2, 1)).flatten(1), torch.diff(h, dim=1),
                  torch.addcmul(h, a.repeat(1, 2), h, value=0.5), torch.lerp(h, torch.flip(h, [1]), 0.25),
                  torch.clamp(h, self.low, self.low + 1.0), self.glu(h), self.threshold(h), self.rrelu(h),
-                 F.scaled_dot_product_attention(q, q, q).flatten(1), self.bilinear(h, a)]
+                 F.scaled_dot_product_attention(q, q, q).flatten(1), self.bilinear(h, a),
+                 torch.erfc(h), torch.expm1(h), torch.exp2(h), torch.sinh(h), torch.cosh(h)]  # no ONNX export of these
         return torch.cat(parts, dim=1)
 
 
@@ -162,7 +165,7 @@ def _against_ort(model, in_shape, low=-2.0, high=2.0, seed=0):
 @pytest.mark.parametrize("op, attrs", [
     ("Erf", {}), ("Softsign", {}), ("Mish", {}), ("Selu", {}), ("Selu", {"alpha": 0.5, "gamma": 2.0}),
     ("Celu", {"alpha": 0.3}), ("Elu", {"alpha": 2.5}), ("Shrink", {"lambd": 0.4, "bias": 0.4}),
-    ("ThresholdedRelu", {"alpha": 0.0}), ("Gelu", {"approximate": "tanh"}), ("Gelu", {})])
+    ("ThresholdedRelu", {"alpha": 0.0}), ("Gelu", {"approximate": "tanh"}), ("Gelu", {}), ("Sinh", {}), ("Cosh", {})])
 def test_activation_nodes_match_onnxruntime(op, attrs):
     opset = 20 if op == "Gelu" else 18
     _against_ort(_graph([helper.make_node(op, ["x"], ["y"], **attrs)], [1, 7], opset=opset), [1, 7], -4.0, 4.0)
@@ -570,3 +573,18 @@ def test_a_choice_that_jumps_or_a_comparison_used_as_a_number_is_refused():
             with pytest.raises(UnsupportedOperatorError, match=match) as err:
                 from_torch(source, input_shape=(3,))
             assert "\n" not in str(err.value) and "not continuous" in str(err.value)
+
+
+def test_fuzz_findings_softplus_thresholds_and_repeated_axes():
+    """torch's softplus returns x above its threshold, a jump of log1p(exp(-threshold)) / beta: refused unless
+    negligible (the default 20). An axis named twice is refused, as torch does; so is a group of one value."""
+    with pytest.raises(UnsupportedOperatorError, match="Softplus threshold 1 .*not continuous"):
+        from_torch(nn.Sequential(nn.Linear(2, 2), nn.Softplus(threshold=1.0)))
+    assert_torch_sources_match(nn.Sequential(nn.Linear(2, 3), nn.Softplus(beta=2.0, threshold=15.0)).eval(), (2,),
+                               tol=1e-8)
+    b = NetworkBuilder()
+    x = b.reshape(b.input((4,)), (1, 2, 2))
+    for call in (lambda: b.reduce_log_sum_exp(x, [1, -2]), lambda: b.reduce_sum(x, [2, 2]),
+                 lambda: b.group_norm(b.reshape(x, (1, 4)), 4, 1e-5)):
+        with pytest.raises(InvalidNetworkError, match="twice|more than one value"):
+            call()

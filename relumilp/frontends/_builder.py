@@ -317,8 +317,11 @@ class NetworkBuilder:
         return axis % rank
 
     def axes(self, axes, ndim: int) -> list[int]:
-        """Sorted distinct :meth:`axis` values (every axis when ``axes`` is None)."""
-        return sorted({self.axis(a, ndim) for a in (range(ndim) if axes is None else axes)})
+        """Sorted :meth:`axis` values (every axis when ``axes`` is None); an axis named twice is an error."""
+        chosen = [self.axis(a, ndim) for a in (range(ndim) if axes is None else axes)]
+        if len(set(chosen)) != len(chosen):
+            raise self.invalid(f"axes {list(axes)} name an axis twice for a tensor of rank {ndim}")
+        return sorted(chosen)
 
     def invalid(self, message: str) -> InvalidNetworkError:
         return InvalidNetworkError(f"{message} ({self.where})")
@@ -1269,8 +1272,9 @@ class NetworkBuilder:
         consecutive groups, each normalised over its channels and positions. Gives ``(y, mean, 1 / sqrt(var +
         eps))``, the last two of shape ``(N, groups)``."""
         groups = int(groups)
-        if x.ndim < 2 or groups < 1 or x.shape[1] % groups:
-            raise self.invalid(f"group normalisation of shape {x.shape} into {groups} groups")
+        if x.ndim < 2 or groups < 1 or x.shape[1] % groups or x.size // (x.shape[0] * groups) < 2:
+            raise self.invalid(f"group normalisation of shape {x.shape} into {groups} groups (each needs more "
+                               "than one value)")
         grouped = self.reshape(x, (x.shape[0], groups, -1))
         y, mean, inverse = self.normalize(grouped, [2], eps, True)
         return (self.reshape(y, x.shape), self.reshape(mean, (x.shape[0], groups)),

@@ -670,6 +670,8 @@ _OPS: dict[str, _Handler] = {
     "Sqrt": lambda b, n, v, a, o: b.sqrt(v[0]),
     "Exp": lambda b, n, v, a, o: b.exp(v[0]),
     "Log": lambda b, n, v, a, o: b.log(v[0]),
+    "Sinh": lambda b, n, v, a, o: b.mul(b.sub(b.exp(v[0]), b.exp(b.neg(v[0]))), 0.5),
+    "Cosh": lambda b, n, v, a, o: b.mul(b.add(b.exp(v[0]), b.exp(b.neg(v[0]))), 0.5),
     "Reciprocal": lambda b, n, v, a, o: b.reciprocal(v[0]),
     "Softmax": _softmax,
     "LogSoftmax": _softmax,

@@ -314,13 +314,22 @@ def _view(b, a):
     return b.reshape(a(0, "input"), _shape_arg(a, "size" if "size" in a.kwargs else "shape"))
 
 
+#: torch's softplus jumps by ``log1p(exp(-threshold)) / beta`` where it switches to ``x``; relumilp reads the
+#: smooth function, so the jump must be negligible (2.1e-9 / beta at the default threshold 20)
+SOFTPLUS_JUMP = 1e-6
+
+
 def _softplus(b, a):
-    """Softplus ``log(1 + exp(beta x)) / beta`` (torch returns ``x`` where ``beta x`` exceeds ``threshold``;
-    relumilp's formula differs there by less than ``log1p(exp(-threshold)) / beta``, 2.1e-9 / beta for the
-    default 20)."""
-    beta = _scalar(a(1, "beta", 1.0))
+    """Softplus ``log(1 + exp(beta x)) / beta`` (torch returns ``x`` where ``beta x`` exceeds ``threshold``, a
+    jump of ``log1p(exp(-threshold)) / beta``: at most :data:`SOFTPLUS_JUMP`, else refused)."""
+    beta, threshold = _scalar(a(1, "beta", 1.0)), _scalar(a(2, "threshold", 20.0))
     if not 0.0 < beta < math.inf:
         raise UnsupportedOperatorError(f"Softplus beta {beta:g} ({a.op.where})", ["beta > 0"])
+    if not math.log1p(math.exp(-min(threshold, 700.0))) / beta <= SOFTPLUS_JUMP:
+        raise UnsupportedOperatorError(
+            f"Softplus threshold {threshold:g} with beta {beta:g} ({a.op.where})",
+            [f"a threshold where torch's switch to x jumps by at most {SOFTPLUS_JUMP:g} (the default 20)"],
+            "torch returns x above the threshold: a jump, not continuous in the input")
     x = a(0, "input")
     return b.smooth(x, "softplus") if beta == 1.0 else b.mul(b.smooth(b.mul(x, beta), "softplus"), 1.0 / beta)
 
@@ -1208,6 +1217,12 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "var": _variance,
     "std": _variance,
     "log1p": lambda b, a: b.log(b.add(a(0, "input"), 1.0)),
+    "expm1": lambda b, a: b.sub(b.exp(a(0, "input")), 1.0),
+    "exp2": lambda b, a: b.exp(b.mul(a(0, "input"), math.log(2.0))),
+    "log2": lambda b, a: b.mul(b.log(a(0, "input")), 1.0 / math.log(2.0)),
+    "log10": lambda b, a: b.mul(b.log(a(0, "input")), 1.0 / math.log(10.0)),
+    "sinh": lambda b, a: b.mul(b.sub(b.exp(a(0, "input")), b.exp(b.neg(a(0, "input")))), 0.5),
+    "cosh": lambda b, a: b.mul(b.add(b.exp(a(0, "input")), b.exp(b.neg(a(0, "input")))), 0.5),
 }
 
 SUPPORTED_OPS = (
