@@ -1335,7 +1335,7 @@ class NetworkBuilder:
                 raise self.invalid(f"einsum {equation!r}: subscripts {spec!r} do not fit an operand of shape {shape}")
             for c, d in zip(spec, shape):
                 known = sizes.get(c, d)
-                if known != d and not (c in ellipsis and 1 in (known, d)):  # only an ellipsis broadcasts
+                if known != d and 1 not in (known, d):  # size 1 broadcasts, as in numpy and torch
                     raise self.invalid(f"einsum {equation!r}: index {c!r} has sizes {known} and {d}")
                 sizes[c] = max(known, d)
         if len(set(output)) != len(output) or any(c not in sizes for c in output):
