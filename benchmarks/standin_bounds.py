@@ -48,8 +48,8 @@ def measure(path: Path, half_widths=(1e-3, 1e-2), methods=("interval", "symbolic
                 refused = str(exc).splitlines()[0]
             rows.append({"network": path.stem, "neurons": neurons, "half_width": half, "method": method,
                          "seconds": f"{time.perf_counter() - start:.1f}", "output_width": width, "refused": refused})
-            print(f"{path.stem:24} {half:<6g} {method:9} {rows[-1]['seconds']:>7} s  width {width or '-':>10}  {refused}",
-                  flush=True)
+            seconds = rows[-1]["seconds"]
+            print(f"{path.stem:24} {half:<6g} {method:9} {seconds:>7} s  width {width or '-':>10}  {refused}", flush=True)
     return rows
 
 
