@@ -588,3 +588,69 @@ def test_fuzz_findings_softplus_thresholds_and_repeated_axes():
                  lambda: b.group_norm(b.reshape(x, (1, 4)), 4, 1e-5)):
         with pytest.raises(InvalidNetworkError, match="twice|more than one value"):
             call()
+
+
+def test_fuzz_findings_in_place_chains_copies_casts_and_hidden_jumps():
+    """Found by a second fuzzing helper: chained in-place writes (``h.relu_().add_(1)``, a slice written twice,
+    TorchScript threading each write's result into the next) were half applied; writes into copies (a reshape
+    of a transpose, advanced indexing) were scattered into the source; a view returned after a write, and
+    ``transpose_``, were compiled stale; integer casts were dropped; a jump hidden beside a large coefficient
+    passed as continuous; fx's ``h *= 2`` beside a view escaped a source check scaled by the largest output."""
+
+    class Chains(nn.Module):
+        def forward(self, x):
+            h = x * 1.0
+            h.relu_().add_(1.0)
+            g = x * 1.0
+            g[:, 1:3].neg_().mul_(0.5)
+            v = (x * 1.0)
+            w = v[:, 0:2]
+            w.neg_()
+            w.mul_(0.5)
+            return torch.cat([h, g, v, 100.0 + x], 1)
+
+    torch.manual_seed(0)
+    assert_torch_sources_match(Chains().eval(), (4,), sources=("fx", "trace"))
+
+    def refused(forward, match, shape=(3, 3)):
+        module = type("M", (nn.Module,), {"forward": lambda self, x: forward(x)})().eval()
+        for source in (module, torch.jit.trace(module, torch.randn(1, *shape), check_trace=False)):
+            with pytest.raises(RelumilpError, match=match) as err:
+                from_torch(source, input_shape=shape)
+            assert "\n" not in str(err.value)
+
+    def copy_then_write(x):
+        h = x * 1
+        y = h.transpose(1, 2).reshape(-1, 9)
+        y.relu_()
+        return h
+
+    def returned_view(x):
+        h = x * 1
+        z = h[:, 1:3]
+        h[:, :2].mul_(2)
+        return z
+
+    def transposed_in_place(x):
+        h = x * 1
+        y = h[:, :, :]
+        y.transpose_(1, 2)
+        return h
+
+    refused(copy_then_write, "shares its storage")
+    refused(returned_view, "shares its storage")
+    refused(transposed_in_place, "in-place view change")
+    refused(lambda x: (10 * x).to(torch.int32).to(torch.float32), "conversion of a network value", (2,))
+    with pytest.raises(UnsupportedOperatorError, match="differ where it flips"):
+        from_torch(type("J", (nn.Module,), {"forward": lambda self, x: torch.where(
+            x > 1e5, x - 1e5 - 5.0, torch.zeros_like(x))})(), input_shape=(1,))
+
+    class Stale(nn.Module):
+        def forward(self, x):
+            h = x * 1.0
+            v = h[:, 0:1]
+            h *= 2.0
+            return torch.cat([v * 1, 100 + x], 1)
+
+    with pytest.raises(InvalidNetworkError, match="differs from the model's own forward pass"):
+        from_torch(Stale(), input_shape=(3,))

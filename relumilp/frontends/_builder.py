@@ -1525,9 +1525,9 @@ class NetworkBuilder:
         pivot = np.argmax(np.abs(T), axis=1)
         t = T[rows, pivot]
         k = np.divide(D[rows, pivot], t, out=np.zeros(d.size), where=t != 0)
-        residual = np.max(np.abs(D - k[:, None] * T), axis=1)
-        scale = np.maximum(np.max(np.abs(D), axis=1), np.max(np.abs(k[:, None] * T), axis=1))
-        return k if np.all(residual <= 1e-9 * scale) else None
+        # coefficient by coefficient (a large coefficient elsewhere in the row must not hide a jump)
+        scaled = k[:, None] * T
+        return k if np.all(np.abs(D - scaled) <= 1e-9 * np.maximum(np.abs(D), np.abs(scaled))) else None
 
     # -- activations --------------------------------------------------------------------------------
 
