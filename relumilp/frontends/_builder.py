@@ -293,6 +293,10 @@ class NetworkBuilder:
 
     def const(self, value, what: str = "a constant") -> np.ndarray:
         """``value`` as a float64 array; non-finite values are reported against the current source op."""
+        if isinstance(value, (Step, SignOf)):  # a comparison or sign of a network value used as a number
+            hint = STEP_HINT if isinstance(value, Step) else SIGN_HINT
+            raise self.unsupported(f"a {'comparison' if isinstance(value, Step) else 'sign'} used as {what}",
+                                   ["where(s > 0, a, b)", "x * (x > 0)", "sign(x) * |x|"], hint)
         try:
             array = np.asarray(value.detach().cpu().double().numpy() if hasattr(value, "detach") else value)
             array = array.astype(np.float64)  # a fresh copy, frozen: the IR then keeps it without copying

@@ -1152,6 +1152,7 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "copy": lambda b, a: _filled(b, a(0, "input"), a(1, "src")),
     "clone": lambda b, a: a(0, "input"),
     "fill": lambda b, a: _filled(b, a(0, "input"), a(1, "value")),
+    "zero": lambda b, a: _filled(b, a(0, "input"), 0.0),
     "zeros_like": lambda b, a: _filled(b, a(0, "input"), 0.0),
     "ones_like": lambda b, a: _filled(b, a(0, "input"), 1.0),
     "full_like": lambda b, a: _filled(b, a(0, "input"), a(1, "fill_value")),
