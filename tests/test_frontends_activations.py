@@ -654,3 +654,15 @@ def test_fuzz_findings_in_place_chains_copies_casts_and_hidden_jumps():
 
     with pytest.raises(InvalidNetworkError, match="differs from the model's own forward pass"):
         from_torch(Stale(), input_shape=(3,))
+
+
+def test_a_view_made_after_a_write_reads_the_written_value_and_is_not_refused():
+    class Twice(nn.Module):
+        def forward(self, x):
+            h = x * 1.0
+            h[:, 0:2].relu_()
+            v = h[:, 1:3]
+            v.mul_(2.0)
+            return h + 0
+
+    assert_torch_sources_match(Twice().eval(), (3,), sources=("fx", "trace"))

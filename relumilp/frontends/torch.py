@@ -163,11 +163,13 @@ def _check_mutations(ops: list, output=None) -> None:
     walk(ops)
     same: dict[str, str] = {}  # an in-place op's output -> the tensor it wrote
     base: dict[str, str] = {}
+    born: dict[str, int] = {}  # where each key is defined: a view made after a write reads the new value
     writable: dict[str, bool] = {}  # a chain of slicing views: writes reach its root as a scatter
     first = [next(iter(_refs_in((op.args, op.kwargs))), None) for op in flat]
-    for op, source in zip(flat, first):
+    for index, (op, source) in enumerate(zip(flat, first)):
         source = same.get(source, source)
         for key in op.outputs:
+            born[key] = index
             if op.mutates and source is not None:
                 same[key] = source
                 continue
@@ -185,7 +187,7 @@ def _check_mutations(ops: list, output=None) -> None:
                                            f"use the out-of-place {op.name}")
         source = same.get(source, source)
         root = base.get(source, source)
-        shared = {key for key, b in base.items() if b == root and key not in (source, root)}
+        shared = {key for key, b in base.items() if b == root and key not in (source, root) and born.get(key, -1) < i}
         if not writable.get(source, True):
             shared.add(root)
         later = next((j for j in range(i + 1, len(reads)) if shared & reads[j]), None)
