@@ -615,8 +615,10 @@ def _comparand(value):
     return value if is_sym(value) or not isinstance(value, torch.Tensor) else _as_array(value)
 
 
-#: TorchScript's ScalarType codes of the floating dtypes relumilp computes in (float32, float64)
+#: TorchScript's ScalarType codes of the floating dtypes relumilp computes in (float32, float64), and the names
+#: of the others a model converts to
 _FLOAT_CODES = {6, 7}
+_SCALAR_TYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16", 11: "bool", 15: "bfloat16"}
 
 
 def _to(b, a):
@@ -626,13 +628,14 @@ def _to(b, a):
     x = a(0, "input")
     if isinstance(x, Step):  # a comparison as 0 / 1 of any type stays the same step
         return x
+    script = a.op.where.startswith("TorchScript")  # TorchScript passes a dtype as its ScalarType code
     dtypes = [v for v in list(a.args[1:]) + list(a.kwargs.values())
-              if isinstance(v, torch.dtype) or (isinstance(v, int) and not isinstance(v, bool) and a.op.call is not None
-                                                and not inspect.isfunction(a.op.call) and a.op.where.startswith("TorchScript"))]
+              if isinstance(v, torch.dtype) or (script and isinstance(v, int) and not isinstance(v, bool))]
     for dtype in dtypes[:1]:
         ok = dtype in (torch.float32, torch.float64) if isinstance(dtype, torch.dtype) else dtype in _FLOAT_CODES
         if not ok:
-            raise b.unsupported(f"conversion of a network value to {dtype}", ["float32", "float64"],
+            name = dtype if isinstance(dtype, torch.dtype) else _SCALAR_TYPES.get(dtype, f"type code {dtype}")
+            raise b.unsupported(f"conversion of a network value to {name}", ["float32", "float64"],
                                 "a conversion to an integer, boolean or 16-bit type rounds the value: not continuous")
     return x
 
