@@ -838,6 +838,25 @@ class NetworkBuilder:
         except IndexError as exc:
             raise self.invalid(f"{what} out of range for shape {tuple(shape)}: {one_line(exc)}") from None
 
+    def index_array(self, value, what: str) -> np.ndarray:
+        """Constant integer indices (of a gather or scatter); indices computed from the input are refused."""
+        if contains_sym(value):
+            raise self.unsupported(f"{what} computed from the network input", [f"constant {what}"])
+        return np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value).astype(np.int64)
+
+    def along_axis(self, shape, indices: np.ndarray, axis: int) -> np.ndarray:
+        """The flat positions that GatherElements / ScatterElements (torch's gather / scatter along ``dim``)
+        address in a tensor of ``shape``: each index's own coordinates with ``axis`` replaced by the index
+        (negative ones counting from the end)."""
+        axis = self.axis(axis, len(shape))
+        if indices.ndim != len(shape) or np.any(indices < -shape[axis]) or np.any(indices >= shape[axis]):
+            raise self.invalid(f"indices of shape {indices.shape} out of range for axis {axis} of shape {tuple(shape)}")
+        coords = list(np.indices(indices.shape))
+        coords[axis] = np.where(indices < 0, indices + shape[axis], indices)
+        if any(np.any(c >= d) for c, d in zip(coords, shape)):
+            raise self.invalid(f"indices of shape {indices.shape} do not fit data of shape {tuple(shape)}")
+        return self.positions(shape)[tuple(coords)]
+
     def gather_positions(self, x: Sym, positions) -> Sym:
         """``y.flat[i] = x.flat[positions.flat[i]]``, of ``positions``'s shape (GatherElements, GatherND, roll)."""
         positions = np.asarray(positions, dtype=np.int64)
@@ -1288,8 +1307,7 @@ class NetworkBuilder:
         """Cumulative sum along ``axis`` (ONNX CumSum's ``exclusive`` and ``reverse``): a triangular sparse map."""
         if not is_sym(x):
             value = self.const(x)
-            return self._apply(_carried(value), self._cumsum_matrix(value.shape, axis, exclusive, reverse),
-                               value.shape).bias.reshape(value.shape)
+            return (self._cumsum_matrix(value.shape, axis, exclusive, reverse) @ value.ravel()).reshape(value.shape)
         return self._apply(x, self._cumsum_matrix(x.shape, axis, exclusive, reverse), x.shape)
 
     def _cumsum_matrix(self, shape, axis: int, exclusive: bool, reverse: bool):
@@ -1368,8 +1386,8 @@ class NetworkBuilder:
         return self._einsum_arrange(value, spec, list(output), [sizes[c] for c in output])
 
     def _einsum_operand(self, value, spec: str, shape):
-        """An operand with its repeated indices reduced to their diagonal, broadcast (over an ellipsis's size-1
-        dimensions) to the sizes ``shape`` of its indices."""
+        """An operand with its repeated indices reduced to their diagonal, its size-1 dimensions broadcast to the
+        sizes ``shape`` of its indices."""
         unique = "".join(dict.fromkeys(spec))
         if unique != spec:
             grid = np.indices([value.shape[spec.index(c)] for c in unique])

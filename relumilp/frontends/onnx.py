@@ -304,27 +304,6 @@ def _gather(b, node, values, attrs, opset):
     return b.take(x, np.asarray(indices).astype(np.int64), attrs.get("axis", 0))
 
 
-def _index_array(b, value, what: str) -> np.ndarray:
-    if is_sym(value):
-        raise b.unsupported(f"{what} computed from the network input", [f"constant {what}"])
-    return np.asarray(value).astype(np.int64)
-
-
-def _along_axis(b, shape, indices, axis: int) -> tuple:
-    """The coordinates that GatherElements / ScatterElements address: each index's own coordinates with
-    ``axis`` replaced by the index (negative ones counting from the end)."""
-    axis = b.axis(axis, len(shape))
-    if indices.ndim != len(shape):
-        raise b.invalid(f"indices of rank {indices.ndim} for data of rank {len(shape)}")
-    if np.any(indices < -shape[axis]) or np.any(indices >= shape[axis]):
-        raise b.invalid(f"index out of range for axis {axis} of size {shape[axis]}")
-    coords = list(np.indices(indices.shape))
-    coords[axis] = np.where(indices < 0, indices + shape[axis], indices)
-    if any(np.any(c >= d) for c, d in zip(coords, shape)):
-        raise b.invalid(f"indices of shape {indices.shape} do not fit data of shape {tuple(shape)}")
-    return tuple(coords)
-
-
 def _nd_key(b, shape, indices, batch_dims: int) -> tuple:
     """The advanced-indexing key of GatherND / ScatterND (``batch_dims = 0``)."""
     if batch_dims:
@@ -335,12 +314,12 @@ def _nd_key(b, shape, indices, batch_dims: int) -> tuple:
 
 
 def _gather_elements(b, node, values, attrs, opset):
-    x, indices = values[0], _index_array(b, values[1], "GatherElements indices")
-    return b.gather_positions(x, b.positions(x.shape)[_along_axis(b, x.shape, indices, attrs.get("axis", 0))])
+    x, indices = values[0], b.index_array(values[1], "GatherElements indices")
+    return b.gather_positions(x, b.along_axis(x.shape, indices, attrs.get("axis", 0)))
 
 
 def _gather_nd(b, node, values, attrs, opset):
-    x, indices = values[0], _index_array(b, values[1], "GatherND indices")
+    x, indices = values[0], b.index_array(values[1], "GatherND indices")
     key = _nd_key(b, x.shape, indices, int(attrs.get("batch_dims", 0)))
     return b.gather_positions(x, b.positions(x.shape, key, "GatherND index"))
 
@@ -351,12 +330,12 @@ def _scatter(b, node, values, attrs, opset):
     reduction = _text(attrs.get("reduction"), "none")
     if reduction != "none":
         raise b.unsupported(f"{node.op_type} reduction {reduction!r}", ["reduction 'none'"])
-    indices = _index_array(b, values[1], f"{node.op_type} indices")
+    indices = b.index_array(values[1], f"{node.op_type} indices")
     shape = x.shape if is_sym(x) else np.shape(x)
     if node.op_type == "ScatterND":
         positions = b.positions(shape, _nd_key(b, shape, indices, 0), "ScatterND index")
     else:
-        positions = b.positions(shape)[_along_axis(b, shape, indices, attrs.get("axis", 0))]
+        positions = b.along_axis(shape, indices, attrs.get("axis", 0))
     return b.scatter(x, positions, updates)
 
 

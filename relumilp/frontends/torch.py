@@ -114,11 +114,6 @@ class _Op:
 #: Python's in-place operators, which mutate a tensor (``h += 1`` changes every name bound to ``h``)
 _INPLACE_OPERATORS = {"iadd", "isub", "imul", "itruediv", "idiv", "ifloordiv", "ipow", "imatmul"}
 
-#: views whose elements are a fixed selection of their source's: applied to the source's element positions
-#: they give the view's, so an in-place write into the view is a scatter into the source (``z[:, 1:3] = y``)
-_POSITIONAL_VIEWS = {"view", "getitem", "slice", "select", "transpose", "t", "permute", "flatten", "squeeze",
-                     "unsqueeze", "narrow", "unflatten", "movedim", "moveaxis", "identity"}
-
 #: ops whose result may share its first argument's storage: an in-place op on one of them (or on their
 #: source) changes the other, which relumilp's value-based ops do not follow, so such a pair is refused
 _VIEWS = {"view", "getitem", "slice", "select", "transpose", "t", "permute", "flatten", "squeeze", "unsqueeze",
@@ -369,6 +364,7 @@ def _elu(b, a):
 
 
 def _as_array(value):
+    """A torch tensor as a numpy array; a network value (or anything else) as it is."""
     return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
 
 
@@ -395,9 +391,7 @@ def _roll(b, a):
     dims = None if dims in (None, [], ()) else [int(v) for v in (dims if isinstance(dims, (list, tuple)) else [dims])]
     if dims is not None and len(dims) != len(shifts):
         raise b.invalid(f"roll has {len(shifts)} shifts for {len(dims)} dims")
-    positions = np.arange(x.size).reshape(x.shape)
-    rolled = np.roll(positions, shifts, _dims(b, x, dims) if dims is not None else None)
-    return b.index(b.reshape(x, (x.size,)), rolled)
+    return b.gather_positions(x, np.roll(b.positions(x.shape), shifts, _dims(b, x, dims) if dims is not None else None))
 
 
 def _narrow(b, a):
@@ -428,23 +422,11 @@ def _stack(b, a):
 
 def _movedim(b, a):
     x, source, destination = a(0, "input"), a(1, "source"), a(2, "destination")
-    source = [int(v) for v in (source if isinstance(source, (list, tuple)) else [source])]
-    destination = [int(v) for v in (destination if isinstance(destination, (list, tuple)) else [destination])]
-    return b.transpose(x, _moved_axes(b, x.ndim, source, destination))
-
-
-def _moved_axes(b, ndim: int, source, destination) -> list[int]:
-    """The permutation of ``numpy.moveaxis(..., source, destination)`` for a tensor of rank ``ndim``."""
-    source = [b.axis(v, ndim) for v in source]
-    destination = [b.axis(v, ndim) for v in destination]
-    if len(source) != len(destination) or len(set(source)) != len(source) or len(set(destination)) != len(destination):
-        raise b.invalid(f"movedim from {source} to {destination}")
-    rest = [d for d in range(ndim) if d not in source]
-    perm = [None] * ndim
-    for s_, d_ in zip(source, destination):
-        perm[d_] = s_
-    fill = iter(rest)
-    return [p if p is not None else next(fill) for p in perm]
+    source = _dims(b, x, source if isinstance(source, (list, tuple)) else [source])
+    destination = _dims(b, x, destination if isinstance(destination, (list, tuple)) else [destination])
+    if len(source) != len(destination) or len(set(source)) != len(source) or len(set(destination)) != len(source):
+        raise b.invalid(f"movedim from {list(source)} to {list(destination)}")
+    return b.gather_positions(x, np.moveaxis(b.positions(x.shape), source, destination))
 
 
 def _unflatten(b, a):
@@ -467,7 +449,7 @@ def _diff(b, a):
     x, n, dim = a(0, "input"), int(a(1, "n", 1)), a(2, "dim", -1)
     prepend, append = a(3, "prepend", None), a(4, "append", None)
     dim = b.axis(dim, x.ndim)
-    items = [v if is_sym(v) else _as_array(v) for v in (prepend, x, append) if v is not None]
+    items = [_as_array(v) for v in (prepend, x, append) if v is not None]
     x = b.concat(items, dim) if len(items) > 1 else x
     for _ in range(n):
         head, tail = [slice(None)] * x.ndim, [slice(None)] * x.ndim
@@ -481,8 +463,8 @@ def _clamp(b, a):
     x, low, high = a(0, "input"), a(1, "min", None), a(2, "max", None)
     if all(v is None or not isinstance(v, torch.Tensor) or v.numel() == 1 for v in (low, high)):
         return b.clip(x, _scalar(low), _scalar(high))
-    y = x if low is None else b.maximum(x, low if is_sym(low) else _as_array(low))
-    return y if high is None else b.minimum(y, high if is_sym(high) else _as_array(high))
+    y = x if low is None else b.maximum(x, _as_array(low))
+    return y if high is None else b.minimum(y, _as_array(high))
 
 
 def _threshold(b, a):
@@ -529,90 +511,60 @@ def _attention(b, a):
     scale = 1.0 / math.sqrt(depth) if scale is None else _scalar(scale)
     keys = b.transpose(k, list(range(k.ndim - 2)) + [k.ndim - 1, k.ndim - 2]) if is_sym(k) else \
         np.swapaxes(_as_array(k), -1, -2)
-    scores = b.mul(b.matmul(q if is_sym(q) else _as_array(q), keys), scale)
+    scores = b.mul(b.matmul(_as_array(q), keys), scale)
     if mask is not None:
         scores = b.add(scores, _as_array(mask))
-    return b.matmul(b.softmax(scores, -1), v if is_sym(v) else _as_array(v))
+    return b.matmul(b.softmax(scores, -1), _as_array(v))
 
 
 def _bilinear(b, a):
     """bilinear: ``y_k = x1^T W_k x2 + b_k``, an einsum of two network values and the weight."""
     x1, x2, weight, bias = a(0, "input1"), a(1, "input2"), a(2, "weight"), a(3, "bias", None)
-    y = b.einsum("...i,kij,...j->...k", [x1 if is_sym(x1) else _as_array(x1), np.asarray(_as_array(weight)),
-                                         x2 if is_sym(x2) else _as_array(x2)])
+    y = b.einsum("...i,kij,...j->...k", [_as_array(x1), np.asarray(_as_array(weight)), _as_array(x2)])
     return y if bias is None else b.add(y, np.asarray(_as_array(bias)))
 
 
-def _index_of(b, value, what: str) -> np.ndarray:
-    if is_sym(value):
-        raise b.unsupported(f"{what} computed from the network input", [f"constant {what}"])
-    return np.asarray(_as_array(value)).astype(np.int64)
-
-
-def _along_dim(b, shape, dim, index) -> tuple:
-    """The coordinates that gather / scatter along ``dim`` address (each index's own coordinates, ``dim``
-    replaced by the index)."""
-    dim = b.axis(dim, len(shape))
-    if index.ndim != len(shape) or np.any(index < -shape[dim]) or np.any(index >= shape[dim]):
-        raise b.invalid(f"index of shape {index.shape} out of range for dimension {dim} of shape {tuple(shape)}")
-    coords = list(np.indices(index.shape))
-    coords[dim] = np.where(index < 0, index + shape[dim], index)
-    return tuple(coords)
-
-
 def _gather_dim(b, a):
-    x, dim, index = a(0, "input"), a(1, "dim"), _index_of(b, a(2, "index"), "gather index")
-    return b.gather_positions(x, b.positions(x.shape)[_along_dim(b, x.shape, dim, index)])
+    x, dim, index = a(0, "input"), a(1, "dim"), b.index_array(a(2, "index"), "gather index")
+    return b.gather_positions(x, b.along_axis(x.shape, index, dim))
 
 
 def _scatter_dim(b, a):
     """scatter(input, dim, index, src or value) without ``reduce``."""
-    x, dim, index = a(0, "input"), a(1, "dim"), _index_of(b, a(2, "index"), "scatter index")
+    x, dim, index = _as_array(a(0, "input")), a(1, "dim"), b.index_array(a(2, "index"), "scatter index")
     if a.kwargs.get("reduce") is not None or len(a.args) > 4:
         raise b.unsupported("scatter with reduce", ["scatter without reduce"])
     src = a.kwargs.get("src", a.kwargs.get("value", a.args[3] if len(a.args) > 3 else None))
     if src is None:
         raise b.invalid("scatter needs src or value")
-    shape = x.shape if is_sym(x) else tuple(np.shape(_as_array(x)))
-    positions = b.positions(shape)[_along_dim(b, shape, dim, index)]
-    if not is_sym(src):
-        src = np.broadcast_to(np.asarray(_as_array(src), dtype=np.float64), index.shape) if np.ndim(_as_array(src)) == 0 \
-            else np.asarray(_as_array(src))[tuple(slice(0, n) for n in index.shape)]
-    elif src.shape != index.shape:
-        src = b.index(src, tuple(slice(0, n) for n in index.shape))  # torch reads src where index has values
-    return b.scatter(x if is_sym(x) else _as_array(x), positions, src)
+    positions = b.along_axis(np.shape(x), index, dim)
+    src, used = _as_array(src), tuple(slice(0, n) for n in index.shape)  # torch reads src where index has values
+    if np.ndim(src) and np.shape(src) != index.shape:
+        src = b.index(src, used) if is_sym(src) else np.asarray(src)[used]
+    return b.scatter(x, positions, src)  # a scalar value broadcasts
 
 
 def _slice_scatter(b, a):
-    x, src = a(0, "input"), a(1, "src")
-    shape = x.shape if is_sym(x) else tuple(np.shape(_as_array(x)))
-    key = [slice(None)] * len(shape)
-    key[b.axis(a(2, "dim", 0), len(shape))] = slice(a(3, "start", None), a(4, "end", None), a(5, "step", 1))
-    return b.scatter(x if is_sym(x) else _as_array(x), b.positions(shape, tuple(key)), src if is_sym(src) else _as_array(src))
+    x, src = _as_array(a(0, "input")), _as_array(a(1, "src"))
+    key = [slice(None)] * np.ndim(x)
+    key[b.axis(a(2, "dim", 0), np.ndim(x))] = slice(a(3, "start", None), a(4, "end", None), a(5, "step", 1))
+    return b.scatter(x, b.positions(np.shape(x), tuple(key)), src)
 
 
 def _select_scatter(b, a):
-    x, src = a(0, "input"), a(1, "src")
-    shape = x.shape if is_sym(x) else tuple(np.shape(_as_array(x)))
-    key = [slice(None)] * len(shape)
-    key[b.axis(a(2, "dim"), len(shape))] = int(a(3, "index"))
-    return b.scatter(x if is_sym(x) else _as_array(x), b.positions(shape, tuple(key), "select_scatter index"),
-                     src if is_sym(src) else _as_array(src))
+    x, src = _as_array(a(0, "input")), _as_array(a(1, "src"))
+    key = [slice(None)] * np.ndim(x)
+    key[b.axis(a(2, "dim"), np.ndim(x))] = int(a(3, "index"))
+    return b.scatter(x, b.positions(np.shape(x), tuple(key), "select_scatter index"), src)
 
 
 def _index_put(b, a):
     """index_put (``x[indices] = values``, as torch.export writes an indexed assignment) with constant indices."""
-    x, indices, values = a(0, "input"), a(1, "indices"), a(2, "values")
+    x, indices, values = _as_array(a(0, "input")), a(1, "indices"), _as_array(a(2, "values"))
     if a(3, "accumulate", False):
         raise b.unsupported("index_put with accumulate", ["index_put without accumulate"])
-    key = tuple(slice(None) if i is None else _index_of(b, i, "index_put index") for i in indices)
-    shape = x.shape if is_sym(x) else tuple(np.shape(_as_array(x)))
-    return b.scatter(x if is_sym(x) else _as_array(x), b.positions(shape, key, "index_put index"),
-                     values if is_sym(values) else _as_array(values))
-
-
-def _comparand(value):
-    return value if is_sym(value) or not isinstance(value, torch.Tensor) else _as_array(value)
+    key = tuple(slice(None) if i is None else b.index_array(i, "index_put index") for i in indices)
+    return b.scatter(x, b.positions(np.shape(x), key, "index_put index"), values)
 
 
 #: TorchScript's ScalarType codes of the floating dtypes relumilp computes in (float32, float64), and the names
@@ -645,10 +597,6 @@ def _filled(b, x, value):
     if is_sym(value):
         return b.expand(value, list(x.shape))
     return b.add(np.zeros(tuple(x.shape)), np.asarray(_as_array(value), dtype=np.float64))
-
-
-def _lerp_weight(weight):
-    return weight if is_sym(weight) or not isinstance(weight, torch.Tensor) else _as_array(weight)
 
 
 def _lp_pool(b, a):
@@ -1138,7 +1086,7 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "diff": _diff,
     "addcmul": lambda b, a: b.add(a(0, "input"), b.scaled(b.mul(a(1, "tensor1"), a(2, "tensor2")), a(3, "value", 1))),
     "addcdiv": lambda b, a: b.add(a(0, "input"), b.scaled(b.div(a(1, "tensor1"), a(2, "tensor2")), a(3, "value", 1))),
-    "lerp": lambda b, a: b.add(a(0, "input"), b.mul(b.sub(a(1, "end"), a(0, "input")), _lerp_weight(a(2, "weight")))),
+    "lerp": lambda b, a: b.add(a(0, "input"), b.mul(b.sub(a(1, "end"), a(0, "input")), _as_array(a(2, "weight")))),
     "threshold": _threshold,
     "rrelu": _rrelu,
     "glu": _glu,
@@ -1147,10 +1095,10 @@ _HANDLERS: dict[str, Callable[[NetworkBuilder, _Args], Any]] = {
     "gather": _gather_dim,
     "to": _to,
     "_assert_tensor_metadata": lambda b, a: None,  # torch.export's check before a dtype conversion
-    "gt": lambda b, a: b.compare(a(0, "input"), _comparand(a(1, "other")), "gt"),
-    "ge": lambda b, a: b.compare(a(0, "input"), _comparand(a(1, "other")), "ge"),
-    "lt": lambda b, a: b.compare(a(0, "input"), _comparand(a(1, "other")), "lt"),
-    "le": lambda b, a: b.compare(a(0, "input"), _comparand(a(1, "other")), "le"),
+    "gt": lambda b, a: b.compare(a(0, "input"), _as_array(a(1, "other")), "gt"),
+    "ge": lambda b, a: b.compare(a(0, "input"), _as_array(a(1, "other")), "ge"),
+    "lt": lambda b, a: b.compare(a(0, "input"), _as_array(a(1, "other")), "lt"),
+    "le": lambda b, a: b.compare(a(0, "input"), _as_array(a(1, "other")), "le"),
     "logical_not": lambda b, a: b.negate(a(0, "input")),
     "bitwise_not": lambda b, a: b.negate(a(0, "input")),
     "invert": lambda b, a: b.negate(a(0, "input")),
@@ -1393,23 +1341,11 @@ def _run(ops: list[_Op], env: dict, b: NetworkBuilder, views: dict | None = None
             continue
         value = _evaluate(op, args, kwargs, b)
         target = _mutated(op)
-        if target is not None:  # every later use of the tensor (and of its root, for a view) sees the new value
-            target = same.get(target, target)
-            for key in op.outputs:
-                same[key] = target
-            for key in [target] + [k for k, t in same.items() if t == target]:
-                env[key] = value
-            if target in views:
-                root, positions = views[target]
-                if positions is None:
-                    raise UnsupportedOperatorError(
-                        f"in-place operation '{op.name}_' ({op.where}) on a view whose elements relumilp cannot "
-                        "locate in its source", SUPPORTED_OPS, "write it out of place, or pass a torch.export program")
-                env[root] = b.scatter(env[root], positions.cpu().numpy().astype(np.int64), value)
-        elif op.name in _VIEWS and len(op.outputs) == 1 and args and is_sym(args[0]) and is_sym(value):
-            _track_view(op, args, kwargs, value, env, views)
         if target is not None:
+            _write(op, target, value, env, b, views, same)
             continue
+        if op.name in _VIEWS and len(op.outputs) == 1 and args and is_sym(args[0]) and is_sym(value):
+            _track_view(op, args, kwargs, value, env, views)
         if len(op.outputs) == 1:
             env[op.outputs[0]] = value
         elif op.outputs:
@@ -1417,9 +1353,26 @@ def _run(ops: list[_Op], env: dict, b: NetworkBuilder, views: dict | None = None
                 env[key] = item
 
 
+def _write(op: _Op, target: str, value, env: dict, b: NetworkBuilder, views: dict, same: dict) -> None:
+    """An in-place op's result: every name of the written tensor (its key, and the outputs of earlier in-place
+    ops on it) takes the new value, and a write into a slicing view is scattered into its root."""
+    target = same.get(target, target)
+    for key in op.outputs:
+        same[key] = target
+    for key in [target] + [k for k, t in same.items() if t == target]:
+        env[key] = value
+    if target in views:
+        root, positions = views[target]
+        if positions is None:
+            raise UnsupportedOperatorError(
+                f"in-place operation '{op.name}_' ({op.where}) on a view whose elements relumilp cannot locate in "
+                "its source", SUPPORTED_OPS, "write it out of place, or pass a torch.export program")
+        env[root] = b.scatter(env[root], positions.cpu().numpy().astype(np.int64), value)
+
+
 def _track_view(op: _Op, args: tuple, kwargs: dict, value, env: dict, views: dict) -> None:
     """Record a view's root and the root positions of its elements (the same op applied to its source's
-    positions; a root's are ``0 .. n - 1`` in its shape), or None where they are not known (not a positional
+    positions; a root's are ``0 .. n - 1`` in its shape), or None where they are not known (not a slicing
     view, or the op does not apply to an integer tensor): a write through such a view is refused."""
     source = op.args[0].key if isinstance(op.args[0], _Ref) else None
     if source is None or not _writable_view(op):
@@ -1431,7 +1384,7 @@ def _track_view(op: _Op, args: tuple, kwargs: dict, value, env: dict, views: dic
     else:
         root, positions = source, torch.arange(math.prod(env[source].shape)).reshape(env[source].shape)
     picked = None
-    if positions is not None and op.name in _POSITIONAL_VIEWS and op.call is not None:
+    if positions is not None:
         try:
             picked = op.call(positions, *args[1:], **kwargs)
         except Exception:
@@ -1588,12 +1541,14 @@ _LEAF_TYPES = (
     nn.AvgPool1d, nn.AvgPool2d, nn.MaxPool1d, nn.MaxPool2d, nn.Upsample, nn.Hardswish, nn.AdaptiveAvgPool1d,
     nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.PixelShuffle, nn.PixelUnshuffle,
     nn.Softmax, nn.LogSoftmax, nn.LayerNorm, nn.LocalResponseNorm, nn.GroupNorm, nn.InstanceNorm1d,
-    nn.InstanceNorm2d, nn.RMSNorm, nn.Softmax2d, nn.CircularPad1d, nn.CircularPad2d, nn.CircularPad3d, nn.Softshrink, nn.Hardshrink, nn.LPPool1d, nn.LPPool2d,
+    nn.InstanceNorm2d, nn.RMSNorm, nn.Softmax2d, nn.CircularPad1d, nn.CircularPad2d, nn.CircularPad3d,
+    nn.Softshrink, nn.Hardshrink, nn.LPPool1d, nn.LPPool2d,
 )  # fmt: skip
 
 
-#: torch layers traced through to the functional call they make (F.pad), which the converter reads
-_TRACED_THROUGH = (nn.Bilinear, nn.Threshold, nn.RReLU, nn.GLU, nn.Unflatten, nn.ChannelShuffle, nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d, nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d,
+#: torch layers traced through to the functional call they make (F.pad, F.glu, ...), which the converter reads
+_TRACED_THROUGH = (nn.Bilinear, nn.Threshold, nn.RReLU, nn.GLU, nn.Unflatten, nn.ChannelShuffle,
+                   nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d, nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d,
                    nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d,
                    nn.ReplicationPad1d, nn.ReplicationPad2d, nn.ReplicationPad3d)
 
