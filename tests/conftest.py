@@ -131,3 +131,29 @@ def assert_onnx_export_matches_ort(module, shape, opset: int, rows: int = 5, see
     reference = np.concatenate([session.run(None, {name: row.reshape(1, *shape).astype(np.float32)})[0].reshape(1, -1)
                                 for row in x])
     np.testing.assert_allclose(net.forward(x), reference, rtol=tol, atol=tol)
+
+
+def onnx_graph_model(nodes, in_shape, initializers=(), opset: int = 19):
+    """A one-input (``x``, float32 of ``in_shape``), one-output (``y``) ONNX model of ``nodes`` and constant
+    ``initializers`` (name, array) at ``opset``."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.asarray(v), k) for k, v in initializers])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=9)
+
+
+def assert_onnx_model_matches_ort(model, in_shape, low: float = -2.0, high: float = 2.0, seed: int = 0,
+                                  tol: float = 2e-5):
+    """``model`` loaded by relumilp against onnxruntime on four uniform inputs in ``[low, high]``; the network."""
+    from relumilp.frontends import from_onnx
+
+    ort = pytest.importorskip("onnxruntime")
+    x = np.random.default_rng(seed).uniform(low, high, (4,) + tuple(in_shape[1:])).astype(np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    reference = np.stack([session.run(None, {"x": x[i:i + 1]})[0] for i in range(len(x))])
+    net = from_onnx(model)
+    np.testing.assert_allclose(net.forward(x.reshape(len(x), -1).astype(np.float64)), reference.reshape(len(x), -1),
+                               rtol=tol, atol=tol)
+    return net

@@ -11,11 +11,12 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 from torch import nn
 from torch.nn import functional as F
 
-from conftest import assert_bounds_hold, assert_onnx_export_matches_ort, assert_torch_sources_match
+from conftest import (assert_bounds_hold, assert_onnx_export_matches_ort, assert_onnx_model_matches_ort,
+                      assert_torch_sources_match, onnx_graph_model)
 from relumilp.domain import InputDomain
 from relumilp.errors import InvalidNetworkError, RelumilpError, UnsupportedOperatorError
 from relumilp.frontends import from_onnx, from_torch
@@ -151,20 +152,10 @@ def test_onnx_exports_match_onnxruntime(key, opset):
 
 
 def _graph(nodes, in_shape, initializers=(), opset=18):
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(np.asarray(v), k) for k, v in initializers])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=9)
+    return onnx_graph_model(nodes, in_shape, initializers, opset)
 
 
-def _against_ort(model, in_shape, low=-2.0, high=2.0, seed=0):
-    x = np.random.default_rng(seed).uniform(low, high, (4,) + tuple(in_shape[1:])).astype(np.float32)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    reference = np.stack([session.run(None, {"x": x[i:i + 1]})[0] for i in range(len(x))])
-    net = from_onnx(model)
-    np.testing.assert_allclose(net.forward(x.reshape(len(x), -1).astype(np.float64)), reference.reshape(len(x), -1),
-                               rtol=2e-5, atol=2e-5)
-    return net
+_against_ort = assert_onnx_model_matches_ort
 
 
 @pytest.mark.parametrize("op, attrs", [

@@ -14,7 +14,7 @@ import onnx
 import pytest
 import torch
 import torch.nn.functional as F
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 from torch import nn
 
 import relumilp
@@ -24,7 +24,7 @@ from relumilp.errors import UnsupportedOperatorError
 from relumilp.frontends.onnx import from_onnx
 from relumilp.frontends.torch import from_torch
 
-from conftest import assert_bounds_hold
+from conftest import assert_bounds_hold, assert_onnx_model_matches_ort, onnx_graph_model
 from oracles import brute_force_optima
 
 ort = pytest.importorskip("onnxruntime")
@@ -203,21 +203,11 @@ def test_milp_optimum_of_a_tiny_resize_net_equals_brute_force():
 # -- hand-built ONNX graphs: attributes torch does not emit -------------------------------------------------
 
 
-def _graph_model(nodes, in_shape, initializers=(), opset=19):
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(np.asarray(v), k) for k, v in initializers])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=9)
+_graph_model = onnx_graph_model
 
 
 def _check_against_ort(model, in_shape, seed=0):
-    x = np.random.default_rng(seed).uniform(-2, 2, (4,) + tuple(in_shape[1:])).astype(np.float32)
-    session = ort.InferenceSession(model.SerializeToString())
-    reference = np.concatenate([session.run(None, {"x": x[i:i + 1]})[0] for i in range(len(x))])
-    net = from_onnx(model)
-    np.testing.assert_allclose(net.forward(x.reshape(len(x), -1).astype(np.float64)), reference.reshape(len(x), -1),
-                               rtol=1e-5, atol=1e-5)
-    return net
+    return assert_onnx_model_matches_ort(model, in_shape, seed=seed, tol=1e-5)
 
 
 @pytest.mark.parametrize("mode, transform, nearest", [
