@@ -436,8 +436,14 @@ class OpenNodes:
 
     @property
     def ub(self) -> np.ndarray:
-        column = self._columns.get(("ub", None, None))
-        return np.empty(0) if column is None else column[: self.size]
+        column = self.column("ub")
+        return np.empty(0) if column is None else column
+
+    def column(self, key: str, name: str | None = None, side: int | None = None) -> np.ndarray | None:
+        """The open nodes' rows of one stored array (a view), e.g. ``column("start", output, 0)``: their
+        parents' lower bounds of the output; None when nothing is stored under that path."""
+        column = self._columns.get((key, name, side))
+        return None if column is None else column[: self.size]
 
     def push(self, rows: dict) -> None:
         flat = self._flatten(rows)
@@ -857,6 +863,9 @@ class LinearObjective:
         """A value in the caller's sense (progress display)."""
         return self.sign * value
 
+    def between_rounds(self, search: "_Search") -> None:
+        """Nothing: the objective does not change during the search."""
+
     def start(self, search: "_Search") -> None:
         search.offer((search.domain.lower + search.domain.upper) / 2)
 
@@ -1035,6 +1044,7 @@ def search(objective, domain: InputDomain, *, deadline: Deadline, gap: float = 0
                 break
             before = state.stats["boxes"]
             state.round(max(1, int(batch_size)))
+            objective.between_rounds(state)
             _show(bar, state, state.stats["boxes"] - before)
     except KeyboardInterrupt:
         status = "interrupted"

@@ -23,6 +23,21 @@ from dataclasses import dataclass, field
 from .errors import RelumilpError
 
 
+class _Stop:
+    """The early end of a :meth:`Deadline.stoppable` deadline: set by its own :meth:`set`, or by its
+    parent's (a deadline made stoppable again ends with the one it came from)."""
+
+    def __init__(self, parent: "_Stop | None" = None):
+        self._own = threading.Event()
+        self._parent = parent
+
+    def set(self) -> None:
+        self._own.set()
+
+    def is_set(self) -> bool:
+        return self._own.is_set() or (self._parent is not None and self._parent.is_set())
+
+
 @dataclass(frozen=True)
 class Deadline:
     """An absolute point on the ``time.perf_counter`` clock (``inf``: no limit).
@@ -33,7 +48,7 @@ class Deadline:
     (:func:`relumilp.backends.highs.run`)."""
 
     at: float = math.inf
-    stop: threading.Event | None = field(default=None, compare=False, repr=False)
+    stop: _Stop | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def after(cls, seconds: float | None) -> "Deadline":
@@ -64,8 +79,9 @@ class Deadline:
         return self.stop is not None and self.stop.is_set()
 
     def stoppable(self) -> "Deadline":
-        """This deadline, which :meth:`end` can also bring forward to now."""
-        return Deadline(self.at, threading.Event())
+        """This deadline, which :meth:`end` can also bring forward to now; it still ends with this one
+        (ending it does not end this one)."""
+        return Deadline(self.at, _Stop(self.stop))
 
     def end(self) -> None:
         """Pass this deadline now, and every deadline derived from it (a :meth:`stoppable` one only)."""

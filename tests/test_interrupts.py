@@ -255,3 +255,15 @@ def test_verify_time_limit(tmp_path):
     print(f"verify: {elapsed:.2f} s for a {limit} s limit ({result.result})")
     assert elapsed <= within_limit(limit)
     assert result.result == "unknown"
+
+
+def test_a_deadline_made_stoppable_again_ends_with_its_parent_only_downwards():
+    """``stoppable()`` of a stoppable deadline ends when its parent ends; ending it leaves the parent running."""
+    from relumilp.limits import Deadline
+
+    parent = Deadline.after(600).stoppable()
+    child, sibling = parent.stoppable(), parent.stoppable()
+    child.end()
+    assert child.expired() and not parent.expired() and not sibling.expired()
+    parent.end()
+    assert sibling.expired() and sibling.remaining() == 0.0 and sibling.earlier(10).expired()

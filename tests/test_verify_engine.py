@@ -306,3 +306,118 @@ def test_branch_and_bound_ends_the_root_milp_beside_it(wide_case, monkeypatch, o
     result = verify(net, prop, attack_samples=0, time_limit=300, threads=2)
     assert result.result == expected and result.time < 150, result.details
     assert solved == [True] and not _root_milp_threads()
+
+
+# -- the two halves of the portfolio share what each has proven ----------------------------------------
+
+
+def test_proofs_end_the_runs_watching_them_once_all_their_conjunctions_are_proven():
+    from relumilp.limits import Deadline
+    from relumilp.verify.decide import Proofs
+
+    proofs = Proofs()
+    outer = Deadline.after(600)
+    with proofs.watch([0, 2], outer) as both, proofs.watch([1], outer) as one:
+        proofs.add([0])
+        assert not both.expired() and not one.expired() and proofs.version == 1
+        proofs.add([2, 0])
+        assert both.expired() and not one.expired() and proofs.proven([0, 2]) and not proofs.proven([0, 1])
+        proofs.add([2])
+        assert proofs.version == 2  # nothing new
+    with proofs.watch([2], outer) as already:
+        assert already.expired()
+    assert not outer.expired() and proofs.all == {0, 2}
+
+
+def test_a_conjunction_proven_by_the_milp_leaves_every_node_bound():
+    """Once the MILP has proven a conjunction, branch and bound's node bounds and open rows ignore it, and
+    the open nodes' bounds are recomputed from their stored output bounds (closing those below 0)."""
+    from types import SimpleNamespace
+
+    from relumilp.bab import OpenNodes
+    from relumilp.verify.decide import Proofs
+    from relumilp.verify.spec import spec_network, stack_rows
+
+    net, domain = random_network(3)
+    m = net.output_size
+    outputs = [OutputConstraint(np.eye(m)[:1], [0.0]), OutputConstraint(np.vstack([np.eye(m)[:1], -np.eye(m)[:1]]), [1.0, 2.0])]
+    G, h, members = stack_rows(outputs)
+    proofs = Proofs()
+    objective = RegionObjective(net, spec_network(net, G, h), domain, outputs, members, [0, 1], None, [], proofs)
+    out = objective.fnet.output
+    lower = np.array([[-0.5, 0.25, -2.0],   # conjunction 1 unreachable (row 1 > 0): bound 0.5 from conjunction 0
+                      [-0.5, -1.0, -2.0],   # bound max(0.5, 1.0) = 1.0
+                      [0.75, -0.25, -3.0]])  # conjunction 0 unreachable: bound 0.25 from conjunction 1
+    nodes = OpenNodes()
+    nodes.push({"ub": np.full(3, np.inf), "start": {out: (lower, lower + 1.0)}})
+    closed = []
+    search = SimpleNamespace(nodes=nodes, closed=-np.inf, in_flight=-np.inf, ub=nodes.ub,
+                             prune_open=lambda: closed.append(nodes.ub.copy()))
+    objective.between_rounds(search)
+    np.testing.assert_array_equal(nodes.ub, [0.5, 1.0, 0.25])
+    assert proofs.all == frozenset()  # every conjunction is still reachable on some node
+
+    proofs.add([1])  # the MILP proved conjunction 1
+    objective.between_rounds(search)
+    np.testing.assert_array_equal(nodes.ub, [0.5, 0.5, -0.75])
+    assert closed and objective.node_upper({out: lower}, None, None).tolist() == [0.5, 0.5, -0.75]
+    np.testing.assert_array_equal(objective.open_rows(lower), [[True, False, False], [True, False, False],
+                                                               [False, False, False]])
+
+
+def test_branch_and_bound_tells_the_milp_which_conjunctions_no_open_node_reaches():
+    from relumilp.bab import OpenNodes
+    from relumilp.verify.decide import Proofs
+    from relumilp.verify.spec import spec_network, stack_rows
+    from types import SimpleNamespace
+
+    net, domain = random_network(3)
+    m = net.output_size
+    outputs = [OutputConstraint(np.eye(m)[:1], [0.0]), OutputConstraint(-np.eye(m)[:1], [1.0])]
+    G, h, members = stack_rows(outputs)
+    proofs = Proofs()
+    objective = RegionObjective(net, spec_network(net, G, h), domain, outputs, members, [0, 1], None, [], proofs)
+    nodes = OpenNodes()
+    nodes.push({"ub": np.full(2, np.inf), "start": {objective.fnet.output: (np.array([[0.5, -1.0], [0.1, -2.0]]),) * 2}})
+    for closed, in_flight, proven in [(0.0, -np.inf, set()),       # a node closed by a bound >= 0 (a failed leaf)
+                                      (-1.0, 0.3, set()),          # a batch still in flight
+                                      (-1.0, -np.inf, {0})]:       # conjunction 0 unreachable on every open node
+        search = SimpleNamespace(nodes=nodes, closed=closed, in_flight=in_flight, ub=nodes.ub, prune_open=lambda: None)
+        objective.between_rounds(search)
+        assert proofs.all == proven
+
+
+def test_the_root_milp_skips_and_stops_on_what_branch_and_bound_proved(wide_case, monkeypatch):
+    """A group that branch and bound proved before its MILP starts is skipped; one it proves while the
+    group's MILP runs stops that run; together they decide the region."""
+    import relumilp.verify.decide as decide
+    from relumilp.limits import Deadline
+    from relumilp.pipeline import compile_network
+    from relumilp.verify.spec import spec_network, stack_rows
+
+    net, domain, best = wide_case
+    threshold = best.objective + 0.05 * max(1.0, abs(best.objective))
+    rows = np.array([[-1.0, 0.0]])
+    outputs = (OutputConstraint(rows, np.array([-threshold])), OutputConstraint(rows, np.array([-threshold - 1.0])))
+    G, h, members = stack_rows(outputs)
+    from relumilp.bounds import compute_bounds
+
+    margin_net = spec_network(net, G, h)
+    compiled = compile_network(margin_net, domain, bounds=compute_bounds(margin_net, domain, "symbolic"))
+    settings = decide.Settings(Deadline.after(60), "symbolic", "split", None, 0, 0, 64, 60, 1, False, None, {})
+    proofs = decide.Proofs()
+    proofs.add([1])
+    runs = []
+
+    def proven_meanwhile(milp, t, deadline, *args):
+        runs.append(milp)
+        proofs.add([0])  # branch and bound proves the group this run works on
+        assert deadline.expired()
+        return {"status": "time_limit", "time": 0.0, "nodes": 0, "bound": None, "solution": None,
+                "objective": None, "numerics": None, "notes": []}
+
+    monkeypatch.setattr(decide, "solve_unsafe", proven_meanwhile)
+    records: list = []
+    verdict, _ = decide.milp_decide(net, compiled, domain, outputs, members, [0, 1], settings, records, proofs=proofs)
+    assert verdict == "holds" and len(runs) == 1 and records[0]["disjuncts"] == [0]
+    assert records[0]["proven_elsewhere"] is True and not settings.deadline.expired()

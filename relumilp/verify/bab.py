@@ -56,7 +56,7 @@ from ..bab import engine_bounds, lower_coefficients, node_bounds, node_compiled,
 from ..domain import InputDomain
 from ..matrices import rmatmul
 from . import attack
-from .decide import Settings, milp_decide
+from .decide import Proofs, Settings, milp_decide
 
 
 #: with neuron branching and a time limit, the share of a region's remaining time that branch and bound
@@ -70,10 +70,15 @@ BAB_SHARE = 0.5
 class RegionObjective:
     """The violation ``v`` of one input region (module docstring), as an objective of :func:`relumilp.bab.search`."""
 
-    def __init__(self, net, margin_net, domain: InputDomain, outputs, members, alive, settings: Settings, records):
+    def __init__(self, net, margin_net, domain: InputDomain, outputs, members, alive, settings: Settings, records,
+                 proofs: Proofs | None = None):
         self.net, self.fnet, self.domain, self.outputs = net, margin_net, domain, outputs
         self.members, self.alive, self.settings, self.records = members, list(alive), settings, records
         self.rows = [np.asarray(members[j]) for j in self.alive]
+        #: conjunctions proven unreachable on the whole region, shared with the root MILP beside the search
+        self.proofs = Proofs() if proofs is None else proofs
+        self._dropped = np.zeros(len(self.alive), dtype=bool)  # the alive conjunctions in ``proofs``
+        self._seen = -1  # the ``proofs.version`` that ``_dropped`` reflects
         #: a confirmed counterexample ``(x, y)``, or None
         self.found = None
         self.found_by = None
@@ -85,8 +90,11 @@ class RegionObjective:
     # -- bounds ------------------------------------------------------------------------------------
 
     def _weakest(self, g_lower: np.ndarray) -> np.ndarray:
-        """(B, alive): per conjunction, ``max_{r in j} lower(g_r)`` (> 0: unreachable on the node)."""
-        return np.stack([g_lower[:, rows].max(axis=1) for rows in self.rows], axis=1)
+        """(B, alive): per conjunction, ``max_{r in j} lower(g_r)`` (> 0: unreachable on the node; ``inf``
+        for a conjunction proven unreachable on the whole region)."""
+        weakest = np.stack([g_lower[:, rows].max(axis=1) for rows in self.rows], axis=1)
+        weakest[:, self._dropped] = np.inf
+        return weakest
 
     def bound_boxes(self, engine, L, U, start, splits, slopes, steps, deadline=None, optimise=True,
                     refine="undecided", rows=None):
@@ -116,9 +124,33 @@ class RegionObjective:
         unreachable yet (``lower > 0``: a child's bound is at least its parent's)."""
         proven = lower > 0.0
         rows = np.zeros(lower.shape, dtype=bool)
-        for members in self.rows:
-            rows[:, members] |= ~proven[:, members].any(axis=1, keepdims=True)
+        for members, dropped in zip(self.rows, self._dropped):
+            if not dropped:
+                rows[:, members] |= ~proven[:, members].any(axis=1, keepdims=True)
         return rows
+
+    def between_rounds(self, search) -> None:
+        """Share proofs with the root MILP beside the search (:class:`~relumilp.verify.decide.Proofs`).
+
+        * A conjunction the MILP has proven is dropped from every bound: the open nodes' bounds are
+          recomputed from their stored output bounds without it (and closed when below 0), and its rows
+          are no longer bounded or optimised.
+        * A conjunction that no open node can reach any more (its stored output bounds prove it
+          unreachable on each), while every closed node was closed by a bound below 0 and no batch is in
+          flight, is proven on the whole region: the MILP skips it, or stops working on it.
+        """
+        if self.proofs.version != self._seen:
+            self._seen = self.proofs.version
+            proven = self.proofs.all
+            self._dropped = np.array([j in proven for j in self.alive], dtype=bool)
+            stored = search.nodes.column("start", self.fnet.output, 0)
+            if stored is not None and stored.shape[0]:
+                search.nodes.ub[:] = np.minimum(search.nodes.ub, -self._weakest(stored).min(axis=1))
+                search.prune_open()
+        if search.closed >= 0.0 or search.in_flight > -math.inf or not search.ub.size:
+            return
+        reachable = (self._weakest(search.nodes.column("start", self.fnet.output, 0)) <= 0.0).any(axis=0)
+        self.proofs.add(j for j, k in zip(self.alive, reachable | self._dropped) if not k)
 
     def node_upper(self, lo: dict, L: np.ndarray | None, U: np.ndarray | None) -> np.ndarray:
         """``v <= max_j min_{r in j} (-lower(g_r)) = -min_j max_{r in j} lower(g_r)``; ``-inf`` on a box
@@ -210,7 +242,8 @@ def branch_and_bound(net, margin_net, compiled, domain: InputDomain, outputs, me
     """Decide one region by :func:`relumilp.bab.search` with a :class:`RegionObjective`, seeded with the
     region's root bounds ``compiled.bounds``: ``("holds", None)``, ``("violated", (x, y))`` or
     ``(None, None)`` (unknown). Ctrl-C is raised again as :class:`KeyboardInterrupt`."""
-    objective = RegionObjective(net, margin_net, domain, outputs, members, alive, settings, records)
+    proofs = Proofs()
+    objective = RegionObjective(net, margin_net, domain, outputs, members, alive, settings, records, proofs)
     deadline = settings.deadline
     portfolio = resolve_branching(settings.branching, domain.size) == "relu" and deadline.limited
     beside = None
@@ -218,7 +251,7 @@ def branch_and_bound(net, margin_net, compiled, domain: InputDomain, outputs, me
         deadline = deadline.stoppable()
         beside = _RootMilp(net, compiled, domain, outputs, members, alive,
                            replace(settings, deadline=deadline,
-                                   threads=None if settings.threads is None else settings.threads - 1))
+                                   threads=None if settings.threads is None else settings.threads - 1), proofs)
     elif portfolio:
         deadline = deadline.share(BAB_SHARE)
     try:
@@ -254,7 +287,8 @@ def branch_and_bound(net, margin_net, compiled, domain: InputDomain, outputs, me
         # undecided in its share (the deadline, or leaves whose MILP failed): the rest of the time goes to
         # the region's root MILP (milp_decide runs to settings.deadline)
         clock = time.perf_counter()
-        verdict, found = milp_decide(net, compiled, domain, outputs, members, alive, settings, records, root=True)
+        verdict, found = milp_decide(net, compiled, domain, outputs, members, alive, settings, records, root=True,
+                                     proofs=proofs)
         info["root_milp_time"] = time.perf_counter() - clock
         if verdict is not None:
             info["decided_by"] = "bab/milp"
@@ -269,18 +303,19 @@ class _RootMilp:
     search; ending that deadline stops the MILP at HiGHS's next interrupt check. :meth:`join` re-raises
     what the thread raised."""
 
-    def __init__(self, net, compiled, domain, outputs, members, alive, settings: Settings):
+    def __init__(self, net, compiled, domain, outputs, members, alive, settings: Settings, proofs: Proofs):
         self.verdict, self.found, self.records, self.seconds, self.error = None, None, [], 0.0, None
         self._deadline = settings.deadline
         self._thread = threading.Thread(
-            target=self._run, args=(net, compiled, domain, outputs, members, alive, settings),
+            target=self._run, args=(net, compiled, domain, outputs, members, alive, settings, proofs),
             name="root-milp", daemon=True)
         self._thread.start()
 
-    def _run(self, *args) -> None:
+    def _run(self, net, compiled, domain, outputs, members, alive, settings, proofs) -> None:
         clock = time.perf_counter()
         try:
-            self.verdict, self.found = milp_decide(*args, self.records, root=True)
+            self.verdict, self.found = milp_decide(net, compiled, domain, outputs, members, alive, settings,
+                                                   self.records, root=True, proofs=proofs)
         except BaseException as exc:  # surfaced by join, in the caller's thread
             self.error = exc
         finally:

@@ -18,6 +18,8 @@ relative to each row's largest term, by default) can hide, so "infeasible" canno
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -52,6 +54,59 @@ class Settings:
     #: with verify's default ``alpha`` root bounds: the share of the time left after the symbolic pass that
     #: the slope optimisation may take (None: ``tighten`` runs to the deadline, as the user asked)
     alpha_share: float | None = None
+
+
+class Proofs:
+    """The conjunctions of one region proven unreachable so far, shared by the two halves of a portfolio
+    (:mod:`relumilp.verify.bab`): the root MILP adds each group it proves, and branch and bound drops
+    those rows from every node's bound; branch and bound adds a conjunction once no open node can
+    reach it, and the MILP skips it, or stops working on it (:meth:`watch`). Thread-safe."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._proven: set = set()
+        self._watches: list = []  # (conjunctions, stoppable deadline) of the runs working on them
+        #: bumped on every new proof (a cheap "anything new?" for the branch and bound's rounds)
+        self.version = 0
+
+    def add(self, conjunctions) -> None:
+        with self._lock:
+            new = {int(j) for j in conjunctions} - self._proven
+            if not new:
+                return
+            self._proven |= new
+            self.version += 1
+            done = [watch for watch in self._watches if watch[0] <= self._proven]
+            self._watches = [watch for watch in self._watches if not watch[0] <= self._proven]
+        for _, deadline in done:
+            deadline.end()
+
+    def proven(self, conjunctions) -> bool:
+        """Whether every one of ``conjunctions`` is proven."""
+        with self._lock:
+            return {int(j) for j in conjunctions} <= self._proven
+
+    @property
+    def all(self) -> frozenset:
+        with self._lock:
+            return frozenset(self._proven)
+
+    @contextmanager
+    def watch(self, conjunctions, deadline: Deadline):
+        """``deadline`` made stoppable, and ended early once all of ``conjunctions`` are proven (by the
+        other half)."""
+        watch = (frozenset(int(j) for j in conjunctions), deadline.stoppable())
+        with self._lock:
+            proven = watch[0] <= self._proven
+            if not proven:
+                self._watches.append(watch)
+        if proven:
+            watch[1].end()
+        try:
+            yield watch[1]
+        finally:
+            with self._lock:
+                self._watches = [w for w in self._watches if w is not watch]
 
 
 #: what the solver's word on ``min t`` is worth, relative to the magnitudes that make up the margins
@@ -100,7 +155,8 @@ PROOF_OPTIONS = MappingProxyType({
     "mip_heuristic_run_root_reduced_cost": False, "mip_heuristic_run_feasibility_jump": False})
 
 
-def milp_decide(net, compiled, domain, outputs, members, alive, settings: "Settings", records, root: bool = False):
+def milp_decide(net, compiled, domain, outputs, members, alive, settings: "Settings", records, root: bool = False,
+                proofs: Proofs | None = None):
     """Decide one domain by MILP: ``("holds", None)``, ``("violated", (x, y))`` or ``(None, None)``.
 
     Per group of conjunctions, the max-violation MILP (``min t``, ``t <= δ``) is solved twice at most:
@@ -115,25 +171,36 @@ def milp_decide(net, compiled, domain, outputs, members, alive, settings: "Setti
     margin-widened dual bound on ``min t`` exceeds ``δ``. Anything else is ``unknown``.
 
     ``root`` marks a region's root MILP, run beside or after branch and bound: it is solved with
-    :data:`PROOF_OPTIONS` under the user's ``highs_options``.
+    :data:`PROOF_OPTIONS` under the user's ``highs_options``. With ``proofs`` (:class:`Proofs`, shared with
+    branch and bound) a group already proven there is skipped, a run is stopped once its group is
+    proven there, and every group proven here is added.
     """
     g_lower, g_upper = compiled.bounds[compiled.network.output]
     options = {**PROOF_OPTIONS, **(settings.highs_options or {})} if root else settings.highs_options
     slack = decision_slack(compiled)
     groups = [list(alive)] if settings.disjunction == "bigm" else [[j] for j in alive]
     unknown = False
+    proofs = Proofs() if proofs is None else proofs
     for group in groups:
         if settings.deadline.expired():
             return None, None
+        if proofs.proven(group):
+            continue
         milp, t = unsafe_milp(compiled.milp, g_lower, g_upper, [members[j] for j in group], t_upper=slack)
         decided = False
         for first_only in (True, False):
-            run = solve_unsafe(milp, t, settings.deadline, settings.threads, settings.log, options, first_only)
+            with proofs.watch(group, settings.deadline) as deadline:
+                run = solve_unsafe(milp, t, deadline, settings.threads, settings.log, options, first_only)
             record = {k: run[k] for k in ("status", "time", "nodes", "bound")}
             record.update(disjuncts=[int(j) for j in group], binaries=int(milp.num_binaries), first_only=first_only)
             records.append(record)
             if run["status"] == "infeasible" or (run["bound"] is not None and run["bound"] > slack):
                 decided = True  # holds for this group
+                proofs.add(group)
+                break
+            if proofs.proven(group):  # by the other half while this run went on
+                record["proven_elsewhere"] = True
+                decided = True
                 break
             if run["solution"] is not None:
                 record["candidate_max_violation"] = run.get("objective")
