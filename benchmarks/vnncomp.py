@@ -4,7 +4,7 @@ Usage::
 
     python -m benchmarks.vnncomp INSTANCES.csv [--root DIR] [--filter-props 1,2,3,4] [--filter-nets 1_,2_1]
         [--tighten METHOD] [--disjunction split|bigm] [--no-input-split] [--attack-samples N] [--timeout-scale X]
-        [--out results.csv] [--compare OTHER.csv] [--limit N]
+        [--out results.csv] [--details regions.jsonl] [--compare OTHER.csv] [--limit N]
 
 ``INSTANCES.csv`` has rows ``onnx,vnnlib,timeout`` (no header, paths relative to the CSV's folder or
 ``--root``), as in the VNN-COMP benchmark repositories. Each instance runs with time limit
@@ -13,7 +13,9 @@ keeps what it finished) has one row per instance: network, property, result, tim
 how the answer was reached, and for ``violated`` two independent counterexample checks -- the float64
 forward pass of the IR (``cex_forward``: must be True) and onnxruntime in float32 on the original ONNX
 file (``cex_ort_margin``: the max-violation of the unsafe set there, <= 0 when it agrees; informational,
-float32 can differ from float64 by ~1e-7). A summary table per property follows. ``--compare`` lists
+float32 can differ from float64 by ~1e-7). ``--details`` writes each instance's per-region record as one
+JSON line (attack, bounds, branch-and-bound statistics and every MILP run: how the answer was reached,
+or how far each half got). A summary table per property follows. ``--compare`` lists
 the instances where another result CSV answers differently, and fails (exit 1) on a contradiction
 (holds vs violated).
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import re
 import statistics
 import sys
@@ -83,6 +86,7 @@ def run_instances(instances, args) -> list[dict]:
 
     networks: dict = {}
     rows: list[dict] = []
+    details: list[str] = []
     bar = tqdm(instances, unit="inst", file=sys.stderr, dynamic_ncols=True)
     for model, vnnlib, timeout in bar:
         bar.set_postfix_str(f"{model.stem[:24]} {vnnlib.stem}")
@@ -118,7 +122,16 @@ def run_instances(instances, args) -> list[dict]:
         rows.append(row)
         if args.out:
             write_csv(args.out, rows)
+        if args.details:
+            details.append(json.dumps({"network": model.name, "property": vnnlib.name, "result": result.result,
+                                       "regions": regions}, default=_plain))
+            atomic_write_text(args.details, "\n".join(details) + "\n")
     return rows
+
+
+def _plain(value):
+    """numpy scalars and arrays in the per-region records, for ``json.dumps``."""
+    return value.tolist() if isinstance(value, (np.ndarray, np.generic)) else str(value)
 
 
 def write_csv(path, rows: list[dict]) -> None:
@@ -190,6 +203,7 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every instance's timeout")
     parser.add_argument("--limit", type=int, help="run only the first N selected instances")
     parser.add_argument("--out", type=Path, help="result CSV (rewritten after every instance)")
+    parser.add_argument("--details", type=Path, help="per-region records, one JSON line per instance (rewritten after every instance)")
     parser.add_argument("--compare", type=Path, help="another result CSV to compare the answers with")
     args = parser.parse_args(argv)
     if args.strong_candidates is not None:

@@ -337,9 +337,11 @@ def test_batch_runner_on_a_tiny_instances_file(model_and_props, tmp_path, capsys
     _, model, props, _ = model_and_props
     csv_path = tmp_path / "instances.csv"
     csv_path.write_text(f"{model.name},{props['violated'].name},10\n{model.name},{props['holds'].name},10\n")
-    out = tmp_path / "results.csv"
-    assert run_batch([str(csv_path), "--out", str(out), "--timeout-scale", "0.5"]) == 0
+    out, details = tmp_path / "results.csv", tmp_path / "regions.jsonl"
+    assert run_batch([str(csv_path), "--out", str(out), "--details", str(details), "--timeout-scale", "0.5"]) == 0
     table = capsys.readouterr().out
+    records = [json.loads(line) for line in details.read_text().splitlines()]
+    assert [r["result"] for r in records] == ["violated", "holds"] and records[1]["regions"][0]["decided_by"]
     assert "violated.vnnlib" in table and "holds.vnnlib" in table
     rows = out.read_text().splitlines()
     assert rows[0].startswith("network,property,result,time,time_limit")
