@@ -318,11 +318,11 @@ def test_proofs_end_the_runs_watching_them_once_all_their_conjunctions_are_prove
     proofs = Proofs()
     outer = Deadline.after(600)
     with proofs.watch([0, 2], outer) as both, proofs.watch([1], outer) as one:
-        proofs.add([0])
+        proofs.add([0], "bab")
         assert not both.expired() and not one.expired() and proofs.version == 1
-        proofs.add([2, 0])
+        proofs.add([2, 0], "bab")
         assert both.expired() and not one.expired() and proofs.proven([0, 2]) and not proofs.proven([0, 1])
-        proofs.add([2])
+        proofs.add([2], "bab")
         assert proofs.version == 2  # nothing new
     with proofs.watch([2], outer) as already:
         assert already.expired()
@@ -357,7 +357,7 @@ def test_a_conjunction_proven_by_the_milp_leaves_every_node_bound():
     np.testing.assert_array_equal(nodes.ub, [0.5, 1.0, 0.25])
     assert proofs.all == frozenset()  # every conjunction is still reachable on some node
 
-    proofs.add([1])  # the MILP proved conjunction 1
+    proofs.add([1], "milp")  # the MILP proved conjunction 1
     objective.between_rounds(search)
     np.testing.assert_array_equal(nodes.ub, [0.5, 0.5, -0.75])
     assert closed and objective.node_upper({out: lower}, None, None).tolist() == [0.5, 0.5, -0.75]
@@ -406,12 +406,12 @@ def test_the_root_milp_skips_and_stops_on_what_branch_and_bound_proved(wide_case
     compiled = compile_network(margin_net, domain, bounds=compute_bounds(margin_net, domain, "symbolic"))
     settings = decide.Settings(Deadline.after(60), "symbolic", "split", None, 0, 0, 64, 60, 1, False, None, {})
     proofs = decide.Proofs()
-    proofs.add([1])
+    proofs.add([1], "bab")
     runs = []
 
     def proven_meanwhile(milp, t, deadline, *args):
         runs.append(milp)
-        proofs.add([0])  # branch and bound proves the group this run works on
+        proofs.add([0], "bab")  # branch and bound proves the group this run works on
         assert deadline.expired()
         return {"status": "time_limit", "time": 0.0, "nodes": 0, "bound": None, "solution": None,
                 "objective": None, "numerics": None, "notes": []}
@@ -421,3 +421,46 @@ def test_the_root_milp_skips_and_stops_on_what_branch_and_bound_proved(wide_case
     verdict, _ = decide.milp_decide(net, compiled, domain, outputs, members, [0, 1], settings, records, proofs=proofs)
     assert verdict == "holds" and len(runs) == 1 and records[0]["disjuncts"] == [0]
     assert records[0]["proven_elsewhere"] is True and not settings.deadline.expired()
+
+
+def several_conjunctions(seed: int, violated: bool):
+    """A tiny network and 3-4 unsafe conjunctions, each moved to its own exact largest violation: with
+    ``violated`` one of them at ``+MARGIN``, every other at ``-MARGIN`` to ``-4 MARGIN`` (times the scale),
+    so that the portfolio's halves prove different ones first."""
+    net, domain = random_network(47_000 + seed)
+    rng = np.random.default_rng(seed)
+    m = net.output_size
+    outputs = []
+    count = 3 + seed % 2
+    hit = int(rng.integers(count)) if violated else -1
+    for k in range(count):
+        rows = int(rng.integers(1, 3))
+        out = OutputConstraint(rng.normal(size=(rows, m)), np.zeros(rows))
+        v0 = exact_violation(net, domain, [out])
+        scale = max(1.0, abs(v0))
+        margin = MARGIN if k == hit else -MARGIN * (1 + k % 4)
+        outputs.append(OutputConstraint(out.C, out.d - v0 + margin * scale))
+    return net, Property(domain.size, m, (domain,), tuple(outputs)), ("violated" if violated else "holds")
+
+
+def check_several(seed: int):
+    net, prop, expected = several_conjunctions(seed, violated=seed % 3 == 0)
+    result = verify(net, prop, attack_samples=0, time_limit=60, threads=2, branching="relu", leaf_binaries=0,
+                    batch_size=(1, 4, 16)[seed % 3])
+    assert result.result == expected, result.details
+    if expected == "violated":
+        x = np.array(result.counterexample["x"])
+        assert prop.is_counterexample(x, net.forward(x))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_portfolio_with_several_conjunctions_matches_brute_force(seed):
+    """Branch and bound over neurons with the root MILP beside it (two threads), several conjunctions: the
+    halves share what each has proven, and the answer is brute force's."""
+    check_several(seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(4, 60))
+def test_the_portfolio_with_several_conjunctions_matches_brute_force_many(seed):
+    check_several(seed)

@@ -150,7 +150,7 @@ class RegionObjective:
         if search.closed >= 0.0 or search.in_flight > -math.inf or not search.ub.size:
             return
         reachable = (self._weakest(search.nodes.column("start", self.fnet.output, 0)) <= 0.0).any(axis=0)
-        self.proofs.add(j for j, k in zip(self.alive, reachable | self._dropped) if not k)
+        self.proofs.add((j for j, k in zip(self.alive, reachable | self._dropped) if not k), "bab")
 
     def node_upper(self, lo: dict, L: np.ndarray | None, U: np.ndarray | None) -> np.ndarray:
         """``v <= max_j min_{r in j} (-lower(g_r)) = -min_j max_{r in j} lower(g_r)``; ``-inf`` on a box
@@ -267,6 +267,7 @@ def branch_and_bound(net, margin_net, compiled, domain: InputDomain, outputs, me
             beside.join()
     info["bab"] = state.stats
     info["bab_time"] = state.stats["seconds"]
+    info["proven_by"] = {str(j): who for j, who in sorted(proofs.by.items())}
     if beside is not None:
         records.extend(beside.records)
         info["root_milp_time"] = beside.seconds

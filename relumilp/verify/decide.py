@@ -65,16 +65,19 @@ class Proofs:
     def __init__(self):
         self._lock = threading.Lock()
         self._proven: set = set()
+        #: who proved each conjunction first ("milp" or "bab"), for the region's record
+        self.by: dict = {}
         self._watches: list = []  # (conjunctions, stoppable deadline) of the runs working on them
         #: bumped on every new proof (a cheap "anything new?" for the branch and bound's rounds)
         self.version = 0
 
-    def add(self, conjunctions) -> None:
+    def add(self, conjunctions, by: str) -> None:
         with self._lock:
             new = {int(j) for j in conjunctions} - self._proven
             if not new:
                 return
             self._proven |= new
+            self.by.update(dict.fromkeys(new, by))
             self.version += 1
             done = [watch for watch in self._watches if watch[0] <= self._proven]
             self._watches = [watch for watch in self._watches if not watch[0] <= self._proven]
@@ -196,7 +199,7 @@ def milp_decide(net, compiled, domain, outputs, members, alive, settings: "Setti
             records.append(record)
             if run["status"] == "infeasible" or (run["bound"] is not None and run["bound"] > slack):
                 decided = True  # holds for this group
-                proofs.add(group)
+                proofs.add(group, "milp")
                 break
             if proofs.proven(group):  # by the other half while this run went on
                 record["proven_elsewhere"] = True
