@@ -36,7 +36,10 @@ a threshold instead of a gap:
   here, and the first to decide ends the other's (:meth:`relumilp.limits.Deadline.end`). With
   ``threads=1`` they take turns: the search gets :data:`BAB_SHARE` of the remaining time, the MILP the
   rest. Without a time limit there is no share to give: branch and bound runs until it decides, which
-  on a wide single layer can take far longer than the MILP would (pass a time limit there).
+  on a wide single layer can take far longer than the MILP would (pass a time limit there). The halves
+  share what each has proven (:class:`~relumilp.verify.decide.Proofs`, :meth:`RegionObjective.between_rounds`):
+  a conjunction the MILP proves unreachable leaves every node's bound, and one that no open node can
+  reach (every closed node closed below 0, no batch in flight) is skipped, or its run stopped, in the MILP.
 * **Answer.** ``holds`` when the global bound -- the maximum over open, in-flight and closed nodes (and
   the best sampled ``v``) -- is ``< 0``, i.e. every node was closed by a sound bound ``< 0``, was empty
   under its splits, or its leaf MILP proved it; ``violated`` with a confirmed counterexample; otherwise
