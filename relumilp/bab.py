@@ -680,7 +680,7 @@ class _Search:
                     if outcome is None:  # not back by the deadline
                         return False
                     bound = self.objective.leaf_result(self, upper[i], context, outcome)
-                self.closed = max(self.closed, bound)
+                self.closed = max(self.closed, math.inf if math.isnan(bound) else bound)  # NaN proves nothing
                 if self.objective.finished:
                     return False
             finished = True

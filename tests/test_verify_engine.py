@@ -379,8 +379,16 @@ def test_branch_and_bound_tells_the_milp_which_conjunctions_no_open_node_reaches
     objective = RegionObjective(net, spec_network(net, G, h), domain, outputs, members, [0, 1], None, [], proofs)
     nodes = OpenNodes()
     nodes.push({"ub": np.full(2, np.inf), "start": {objective.fnet.output: (np.array([[0.5, -1.0], [0.1, -2.0]]),) * 2}})
+    stored = nodes.column("start", objective.fnet.output, 0)
+    stored[1, 0] = np.nan  # a bound that proves nothing
+    objective.between_rounds(SimpleNamespace(nodes=nodes, closed=-1.0, in_flight=-np.inf, ub=nodes.ub,
+                                             prune_open=lambda: None))
+    assert proofs.all == frozenset()
+    stored[1, 0] = 0.1
     for closed, in_flight, proven in [(0.0, -np.inf, set()),       # a node closed by a bound >= 0 (a failed leaf)
+                                      (np.nan, -np.inf, set()),
                                       (-1.0, 0.3, set()),          # a batch still in flight
+                                      (-1.0, np.nan, set()),
                                       (-1.0, -np.inf, {0})]:       # conjunction 0 unreachable on every open node
         search = SimpleNamespace(nodes=nodes, closed=closed, in_flight=in_flight, ub=nodes.ub, prune_open=lambda: None)
         objective.between_rounds(search)

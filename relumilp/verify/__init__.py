@@ -253,7 +253,7 @@ def _verify_region(net, domain, outputs, settings: Settings, rng, info):
     stats = compiled.stats()
     info.update(binaries=stats["binaries"], unstable=stats["unstable"])
     lower_by = np.array([max(g_lower[r] for r in rows) for rows in members])
-    alive = [int(j) for j in np.argsort(lower_by, kind="stable") if lower_by[j] <= 0.0]
+    alive = [int(j) for j in np.argsort(lower_by, kind="stable") if not lower_by[j] > 0.0]  # NaN: reachable
     info["pruned_by_bounds"] = len(members) - len(alive)
     if not alive:
         info["decided_by"] = "bounds"

@@ -148,11 +148,13 @@ class RegionObjective:
             self._dropped = np.array([j in proven for j in self.alive], dtype=bool)
             stored = search.nodes.column("start", self.fnet.output, 0)
             if stored is not None and stored.shape[0]:
-                search.nodes.ub[:] = np.minimum(search.nodes.ub, -self._weakest(stored).min(axis=1))
+                search.nodes.ub[:] = np.fmin(search.nodes.ub, -self._weakest(stored).min(axis=1))  # NaN: no news
                 search.prune_open()
-        if search.closed >= 0.0 or search.in_flight > -math.inf or not search.ub.size:
+        if not (search.closed < 0.0 and search.in_flight == -math.inf) or not search.ub.size:
             return
-        reachable = (self._weakest(search.nodes.column("start", self.fnet.output, 0)) <= 0.0).any(axis=0)
+        # a NaN bound proves nothing: only ``> 0`` makes a conjunction unreachable on a node
+        unreachable = self._weakest(search.nodes.column("start", self.fnet.output, 0)) > 0.0
+        reachable = (~unreachable).any(axis=0)
         self.proofs.add((j for j, k in zip(self.alive, reachable | self._dropped) if not k), "bab")
 
     def node_upper(self, lo: dict, L: np.ndarray | None, U: np.ndarray | None) -> np.ndarray:
@@ -205,7 +207,7 @@ class RegionObjective:
         :func:`~relumilp.verify.decide.milp_decide` over its box and bounds, for the conjunctions its
         bounds leave reachable."""
         weakest = self._weakest(lo[self.fnet.output][i : i + 1])[0]
-        leaf_alive = [self.alive[k] for k in np.flatnonzero(weakest <= 0.0)]
+        leaf_alive = [self.alive[k] for k in np.flatnonzero(~(weakest > 0.0))]  # NaN: reachable
         # the executor (in bound_options) stays here: a worker decides its leaf serially
         settings = replace(self.settings, bound_options={})
         args = (self.net, self.fnet, lower, upper, node_bounds(lo, hi, i), self.domain.A, self.domain.b,
@@ -270,7 +272,7 @@ def branch_and_bound(net, margin_net, compiled, domain: InputDomain, outputs, me
             beside.join()
     info["bab"] = state.stats
     info["bab_time"] = state.stats["seconds"]
-    info["proven_by"] = {str(j): who for j, who in sorted(proofs.by.items())}
+    info["proven_by"] = proofs.by  # filled on by the MILP that may follow (one thread)
     if beside is not None:
         records.extend(beside.records)
         info["root_milp_time"] = beside.seconds
