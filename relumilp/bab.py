@@ -82,6 +82,7 @@ from ._progress import progress_bar
 from .domain import InputDomain
 from .errors import RelumilpError
 from .ir import Network
+from .bounds.base import phases
 from .limits import Deadline
 
 #: ``branching="auto"``: split input boxes up to this many inputs, neurons beyond (benchmarks/bab_benchmark.py)
@@ -393,13 +394,20 @@ class OpenNodes:
     cost time linear in the open list per round: on oval21, with ~5,000 open nodes each holding its
     parent's bounds and slopes (~280 kB), 12% of branch and bound's time went into copying them. Here
     push and removal cost only the rows they move. ``slopes`` (warm starts) are optional: a push
-    without them, into a list that has them or the other way round, drops them all (never misaligned)."""
+    without them, into a list that has them or the other way round, drops them all (never misaligned).
+
+    A column can be stored narrowed (:meth:`narrow`): only some positions of its last axis are kept, and
+    a removed row has the value ``fill`` elsewhere. The search keeps the warm starts this way, at the
+    neurons still unstable when they were first stored: on oval21 ``cifar_wide`` (6,244 neurons, 528
+    unstable) a node's slopes and split multipliers for 9 margin rows took 900 kB of its 1 MB in full,
+    and thousands of open nodes took 10 GB."""
 
     OPTIONAL = "slopes"
 
     def __init__(self):
         self.size = 0
         self._columns: dict = {}  # path (key, name, side) -> buffer with capacity rows
+        self._narrowed: dict = {}  # path -> (positions kept on the last axis, full length, fill value)
 
     def __len__(self) -> int:
         return self.size
@@ -439,6 +447,19 @@ class OpenNodes:
         column = self.column("ub")
         return np.empty(0) if column is None else column
 
+    def narrow(self, key: str, name, keep: np.ndarray, size: int, fill: float = 0.0) -> None:
+        """Store the column ``(key, name)`` from now on at the positions ``keep`` of its last axis (of
+        length ``size``) only; rows come back with ``fill`` elsewhere. Only before anything is stored
+        under that path."""
+        path = (key, name, None)
+        if path in self._columns and self.size:
+            raise RelumilpError("internal: an open-list column can only be narrowed before it is filled")
+        self._narrowed[path] = (np.asarray(keep, dtype=np.int64), int(size), fill)
+
+    def narrowed(self, key: str) -> bool:
+        """Whether any column under ``key`` is stored narrowed."""
+        return any(path[0] == key for path in self._narrowed)
+
     def column(self, key: str, name: str | None = None, side: int | None = None) -> np.ndarray | None:
         """The open nodes' rows of one stored array (a view), e.g. ``column("start", output, 0)``: their
         parents' lower bounds of the output; None when nothing is stored under that path."""
@@ -459,6 +480,8 @@ class OpenNodes:
         end = self.size + count
         for path, value in flat.items():
             value = np.asarray(value)
+            if path in self._narrowed:
+                value = value[..., self._narrowed[path][0]]
             column = self._columns.get(path)
             if column is None or column.shape[1:] != value.shape[1:] or column.dtype != value.dtype:
                 column = np.empty((max(end, 16), *value.shape[1:]), dtype=value.dtype)
@@ -474,7 +497,7 @@ class OpenNodes:
         """Remove the nodes ``gone`` (a bool mask over the open nodes) and return them (the layout of
         :meth:`push`); the last nodes move into the holes."""
         index = np.flatnonzero(gone)
-        taken = {path: column[index] for path, column in self._columns.items()}
+        taken = {path: self._widened(path, column[index]) for path, column in self._columns.items()}
         keep = self.size - index.size
         holes = index[index < keep]
         movers = np.setdiff1d(np.arange(keep, self.size), index, assume_unique=True)
@@ -482,6 +505,14 @@ class OpenNodes:
             column[holes] = column[movers]
         self.size = keep
         return self._unflatten(taken)
+
+    def _widened(self, path, rows: np.ndarray) -> np.ndarray:
+        if path not in self._narrowed:
+            return rows
+        keep, size, fill = self._narrowed[path]
+        full = np.full((*rows.shape[:-1], size), fill, dtype=rows.dtype)
+        full[..., keep] = rows
+        return full
 
 
 def _rows(value, rows):
@@ -568,7 +599,25 @@ class _Search:
 
     def push(self, rows: dict) -> None:
         """Append nodes: ``rows`` has the keys of the open list (arrays, or dicts of arrays)."""
+        if rows.get("slopes") and not self.nodes.narrowed("slopes"):
+            self._narrow_slopes(rows)
         self.nodes.push(rows)
+
+    def _narrow_slopes(self, rows: dict) -> None:
+        """Keep the warm starts (slopes and split multipliers) of the open list at the neurons that some
+        node, open or pushed now, has unstable: every later node descends from these, and bounds only
+        tighten downwards, so elsewhere its neurons are stable, where a lower-line parameter is unused and
+        a split multiplier has no split (both come back as 0, a valid value of either)."""
+        stored = lambda name, side: np.concatenate(
+            [rows["start"][name][side], *(() if not self.nodes.size else (self.nodes.column("start", name, side),))])
+        for key, value in rows["slopes"].items():
+            name = key[1] if isinstance(key, tuple) else key
+            node = self.fnet[name]
+            source = node.inputs[0]
+            if source not in rows["start"]:
+                continue
+            unstable = phases(node, stored(source, 0), stored(source, 1)).unstable.any(axis=0)
+            self.nodes.narrow("slopes", key, np.flatnonzero(unstable), np.shape(value)[-1])
 
     def take(self, keep: np.ndarray) -> dict:
         """Remove the nodes not in ``keep`` (bool) and return them (same layout as :meth:`push`)."""

@@ -315,3 +315,40 @@ def test_warm_started_neuron_nodes_take_gentle_steps(monkeypatch):
     bab.engine_bounds(engine, L, U, start, None, root.slopes, 4)
     assert "lr" not in seen[0] and "lr" not in seen[2]
     assert {k: seen[1][k] for k in bab.NEURON_WARM_STEP} == bab.NEURON_WARM_STEP
+
+
+def test_open_nodes_store_a_narrowed_column_and_give_it_back_whole():
+    from relumilp.bab import OpenNodes
+
+    nodes = OpenNodes()
+    nodes.narrow("slopes", ("beta", "a"), np.array([0, 2]), 4)
+    full = np.arange(24, dtype=float).reshape(3, 2, 4)
+    nodes.push({"ub": np.arange(3.0), "slopes": {("beta", "a"): full, "b": full + 1}})
+    assert nodes.column("slopes", ("beta", "a")).shape == (3, 2, 2)
+    back = nodes.remove(np.array([True, False, True]))
+    expected = np.where(np.arange(4) % 2 == 0, full[[0, 2]], 0.0)
+    np.testing.assert_array_equal(back["slopes"][("beta", "a")], expected)
+    np.testing.assert_array_equal(back["slopes"]["b"], full[[0, 2]] + 1)
+    with pytest.raises(Exception, match="narrowed before"):
+        nodes.narrow("slopes", "b", np.array([0]), 4)
+
+
+@pytest.mark.parametrize("seed", [9002, 9003])
+def test_warm_starts_kept_at_the_unstable_neurons_only_give_the_same_search(monkeypatch, seed):
+    """The open list keeps slopes and split multipliers at the neurons unstable when they were first
+    stored (the others are unused): the search is the one that keeps them whole, node for node."""
+    import relumilp.bab as bab
+
+    net, domain = random_network(seed)
+    c = np.eye(net.output_size)[0]
+    narrowed = []
+    real = bab.OpenNodes.narrow
+    monkeypatch.setattr(bab.OpenNodes, "narrow", lambda self, key, name, keep, size: narrowed.append(len(keep) < size) or real(self, key, name, keep, size))
+    run = lambda: branch_and_bound(net, domain, c, "max", gap=1e-6, deadline=Deadline(), leaf_unstable=0,
+                                   batch_size=2, branching="relu", alpha_steps=4)
+    kept = run()
+    assert any(narrowed)  # some neuron was left out
+    monkeypatch.setattr(bab._Search, "_narrow_slopes", lambda self, rows: None)
+    whole = run()
+    assert kept[2]["boxes"] == whole[2]["boxes"] and kept[0].status == whole[0].status == "optimal"
+    assert abs(kept[0].bound - whole[0].bound) <= 1e-12 * max(1.0, abs(whole[0].bound))
