@@ -447,10 +447,10 @@ class OpenNodes:
         column = self.column("ub")
         return np.empty(0) if column is None else column
 
-    def narrow(self, key: str, name, keep: np.ndarray, size: int, fill: float = 0.0) -> None:
+    def narrow(self, key: str, name, keep: np.ndarray, size: int, fill=0.0) -> None:
         """Store the column ``(key, name)`` from now on at the positions ``keep`` of its last axis (of
-        length ``size``) only; rows come back with ``fill`` elsewhere. Only before anything is stored
-        under that path."""
+        length ``size``) only; rows come back with ``fill`` (a number, or one value per position)
+        elsewhere. Only before anything is stored under that path."""
         path = (key, name, None)
         if path in self._columns and self.size:
             raise RelumilpError("internal: an open-list column can only be narrowed before it is filled")
@@ -554,6 +554,9 @@ class _Search:
         # over input boxes such a node is split further rather than closed at a gap (relumilp.smooth)
         self.exact_leaves = not self.fnet.has_smooth
         self.nodes = OpenNodes()
+        if self.mode == "relu":  # every node keeps the domain's box: no need to store it per node
+            for key, box in (("L", domain.lower), ("U", domain.upper)):
+                self.nodes.narrow(key, None, np.zeros(0, dtype=np.int64), domain.size, fill=np.array(box, dtype=np.float64))
         self.best_x: np.ndarray | None = None
         self.best = -math.inf
         self.closed = -math.inf  # max bound over pruned nodes and closed leaves

@@ -331,6 +331,10 @@ def test_open_nodes_store_a_narrowed_column_and_give_it_back_whole():
     np.testing.assert_array_equal(back["slopes"]["b"], full[[0, 2]] + 1)
     with pytest.raises(Exception, match="narrowed before"):
         nodes.narrow("slopes", "b", np.array([0]), 4)
+    box = OpenNodes()  # nothing kept: every row comes back as the fill
+    box.narrow("L", None, np.zeros(0, dtype=np.int64), 2, fill=np.array([-1.0, 3.0]))
+    box.push({"ub": np.zeros(2), "L": np.array([[-1.0, 3.0], [-1.0, 3.0]])})
+    np.testing.assert_array_equal(box.remove(np.ones(2, dtype=bool))["L"], [[-1.0, 3.0], [-1.0, 3.0]])
 
 
 @pytest.mark.parametrize("seed", [9002, 9003])
@@ -343,7 +347,7 @@ def test_warm_starts_kept_at_the_unstable_neurons_only_give_the_same_search(monk
     c = np.eye(net.output_size)[0]
     narrowed = []
     real = bab.OpenNodes.narrow
-    monkeypatch.setattr(bab.OpenNodes, "narrow", lambda self, key, name, keep, size: narrowed.append(len(keep) < size) or real(self, key, name, keep, size))
+    monkeypatch.setattr(bab.OpenNodes, "narrow", lambda self, key, name, keep, size, **k: narrowed.append(key == "slopes" and len(keep) < size) or real(self, key, name, keep, size, **k))
     run = lambda: branch_and_bound(net, domain, c, "max", gap=1e-6, deadline=Deadline(), leaf_unstable=0,
                                    batch_size=2, branching="relu", alpha_steps=4)
     kept = run()
