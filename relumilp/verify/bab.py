@@ -286,8 +286,8 @@ def branch_and_bound(net, margin_net, compiled, domain: InputDomain, outputs, me
     if beside is not None and beside.verdict is not None and not (proved and beside.verdict == "holds"):
         info["decided_by"] = "bab/milp"
         return beside.verdict, beside.found
-    if proved:
-        info["decided_by"] = "bab"
+    if proved:  # with conjunctions the MILP proved, the two halves decided it together
+        info["decided_by"] = "bab/milp" if "milp" in proofs.by.values() else "bab"
         return "holds", None
     if beside is None and portfolio and not settings.deadline.expired():
         # undecided in its share (the deadline, or leaves whose MILP failed): the rest of the time goes to
