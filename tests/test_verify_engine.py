@@ -472,3 +472,25 @@ def test_the_portfolio_with_several_conjunctions_matches_brute_force(seed):
 @pytest.mark.parametrize("seed", range(4, 60))
 def test_the_portfolio_with_several_conjunctions_matches_brute_force_many(seed):
     check_several(seed)
+
+
+def test_the_root_milp_stops_a_little_before_the_region_deadline(wide_case, monkeypatch):
+    """HiGHS checks its limits only between steps (one ran 14 s past them on oval21): the root MILP is
+    given ``MILP_GRACE`` of the time left less, on both portfolio paths, and still stops with the search."""
+    import relumilp.verify.bab as verify_bab
+
+    seen = []
+    real = verify_bab.milp_decide
+
+    def recording(*args, **kwargs):
+        seen.append(args[6].deadline.at)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(verify_bab, "milp_decide", recording)
+    monkeypatch.setattr(verify_bab, "BAB_SHARE", 1e-9)
+    net, domain, best = wide_case
+    for threads in (1, 2):
+        seen.clear()
+        start = time.perf_counter()
+        verify(net, wide_property(domain, best, 0.05), attack_samples=0, time_limit=60, threads=threads)
+        assert seen and max(seen) < start + 60 - 0.02 * 50
