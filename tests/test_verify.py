@@ -390,3 +390,16 @@ def test_a_model_with_non_finite_numbers_never_reaches_highs():
                 {"x": np.arange(2)}, {}, {}, "x", "x")
     with pytest.raises(SolveError, match="1 non-finite coefficients or bounds"):
         to_highs(milp)
+
+
+def test_verbose_names_the_proofs_each_half_of_the_portfolio_shared():
+    from relumilp.commands.verify import explain
+
+    region = {"region": 0, "decided_by": "bab/milp", "disjuncts": 3, "bab_time": 2.0, "root_milp_time": 1.5,
+              "proven_by": {2: "bab", 0: "milp", 1: "bab"},
+              "milp": [{"disjuncts": [1], "status": "time_limit", "time": 0.5, "nodes": 3, "binaries": 9,
+                        "bound": None, "first_only": True, "proven_elsewhere": True}]}
+    lines = explain({"tighten": "alpha", "input_split": True, "disjunction": "split", "regions": [region]})
+    text = "\n".join(lines)
+    assert "root milp 1.500s" in text and "branch and bound proved them meanwhile" in text
+    assert "conjunctions proven unreachable: [1, 2] by branch and bound; [0] by the root MILP" in text

@@ -97,7 +97,8 @@ def explain(details: dict) -> list[str]:
         if "pruned_by_bounds" in region:
             head += f", {region['pruned_by_bounds']} conjunction(s) ruled out by bounds"
         lines.append(head + ")")
-        times = [f"{key[:-5]} {region[key]:.3f}s" for key in ("attack_time", "bounds_time", "bab_time") if key in region]
+        times = [f"{key[:-5].replace('_', ' ')} {region[key]:.3f}s"
+                 for key in ("attack_time", "bounds_time", "bab_time", "root_milp_time") if key in region]
         if times:
             lines.append("  time: " + ", ".join(times))
         if "bab" in region:
@@ -110,5 +111,12 @@ def explain(details: dict) -> list[str]:
             lines.append(f"  MILP over conjunction(s) {run.get('disjuncts')}: {run.get('status')} in "
                          f"{run.get('time', 0.0):.3f}s, {run.get('nodes')} nodes, {run.get('binaries')} binaries"
                          + ("" if bound is None else f", bound on the max violation {bound:.3g}")
-                         + (", stopped at its first solution" if run.get("first_only") else ""))
+                         + (", stopped at its first solution" if run.get("first_only") else "")
+                         + ("; branch and bound proved them meanwhile" if run.get("proven_elsewhere") else ""))
+        proven = region.get("proven_by") or {}
+        if proven:
+            by = {who: sorted(int(j) for j, w in proven.items() if w == who) for who in ("bab", "milp")}
+            lines.append("  conjunctions proven unreachable: " + "; ".join(
+                f"{by[who]} by {name}" for who, name in (("bab", "branch and bound"), ("milp", "the root MILP"))
+                if by[who]))
     return lines
