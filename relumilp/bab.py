@@ -613,14 +613,16 @@ class _Search:
         a split multiplier has no split (both come back as 0, a valid value of either)."""
         stored = lambda name, side: np.concatenate(
             [rows["start"][name][side], *(() if not self.nodes.size else (self.nodes.column("start", name, side),))])
+        unstable: dict = {}  # per activation: a slope and a multiplier key share it
         for key, value in rows["slopes"].items():
             name = key[1] if isinstance(key, tuple) else key
-            node = self.fnet[name]
-            source = node.inputs[0]
+            source = self.fnet[name].inputs[0]
             if source not in rows["start"]:
                 continue
-            unstable = phases(node, stored(source, 0), stored(source, 1)).unstable.any(axis=0)
-            self.nodes.narrow("slopes", key, np.flatnonzero(unstable), np.shape(value)[-1])
+            if name not in unstable:
+                ph = phases(self.fnet[name], stored(source, 0), stored(source, 1))
+                unstable[name] = np.flatnonzero(ph.unstable.any(axis=0))
+            self.nodes.narrow("slopes", key, unstable[name], np.shape(value)[-1])
 
     def take(self, keep: np.ndarray) -> dict:
         """Remove the nodes not in ``keep`` (bool) and return them (same layout as :meth:`push`)."""
