@@ -250,19 +250,63 @@ class TorchSparse:
         """``x @ W.T``."""
         if x.ndim == 1:
             return self.w @ x
-        return (self.w @ x.T).T
+        return _sparse_product(x, self.w, self.wt)
 
     def lmatmul(self, a):
         """``A @ W`` for ``A`` of shape (..., m)."""
         lead = a.shape[:-1]
         flat = a.reshape(-1, a.shape[-1])
-        return (self.wt @ flat.T).T.reshape(*lead, self.shape[1])
+        return _sparse_product(flat, self.wt, self.w).reshape(*lead, self.shape[1])
+
+
+#: torch's CSR-by-dense product slows down per row beyond about a hundred dense rows (oval21 ``cifar_wide``
+#: second convolution, 1,152 rows: 700-800 ms at once, 300-400 ms in blocks of 32-128 rows)
+SPARSE_PRODUCT_ROWS = 64
+
+_SPARSE_PRODUCT = None
+
+
+def _csr_times(matrix, rows):
+    """``rows @ matrix.T`` for a torch CSR ``matrix``, in blocks of :data:`SPARSE_PRODUCT_ROWS` rows."""
+    import torch
+
+    if rows.shape[0] <= SPARSE_PRODUCT_ROWS:
+        return (matrix @ rows.T).T
+    return torch.cat([(matrix @ block.T).T for block in rows.split(SPARSE_PRODUCT_ROWS)])
+
+
+def _sparse_product(rows, matrix, transposed):
+    """``rows @ matrix.T`` for a torch CSR ``matrix`` whose transpose ``transposed`` is kept beside it.
+
+    When ``rows`` needs a gradient (the bound engine's slope optimisation, the gradient attack), the
+    gradient ``g @ matrix`` is one more CSR product with ``transposed``: torch's own backward of a sparse
+    product was 3x slower (oval21 ``cifar_wide`` second convolution, 64 rows: 85 ms against 27 ms for
+    the product and its gradient in float64)."""
+    global _SPARSE_PRODUCT
+    if not rows.requires_grad:
+        return _csr_times(matrix, rows)
+    if _SPARSE_PRODUCT is None:
+        import torch
+
+        class SparseProduct(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, rows, matrix, transposed):
+                ctx.transposed = transposed
+                return _csr_times(matrix, rows)
+
+            @staticmethod
+            def backward(ctx, grad):
+                return _csr_times(ctx.transposed, grad), None, None
+
+        _SPARSE_PRODUCT = SparseProduct
+    return _SPARSE_PRODUCT.apply(rows, matrix, transposed)
 
 
 #: the bound engine keeps a sparse weight sparse in torch below this fraction of nonzeros, even when it
-#: could be dense: on the oval21 convolutions (1.5% and 3.2% nonzero) ``A @ W`` and its gradient for 64
-#: nodes x 18 forms took 2-4x less time sparse, at 5.5% dense BLAS was as fast or 2x faster (1 thread)
-SPARSE_PRODUCT_DENSITY = 0.04
+#: could be dense. A product with its gradient (:func:`_sparse_product`), float64, one thread, 16-1,152
+#: rows: the oval21 ``cifar_wide`` second convolution (5.5% nonzero) took 2-3x less time sparse; random
+#: 2,048 x 4,096 matrices broke even between 10% and 15% (sparse 1.3-1.9x faster at 5%, dense 1.4x at 15%)
+SPARSE_PRODUCT_DENSITY = 0.1
 
 
 def to_torch(w, dtype, device, dense_limit: int = DENSE_LIMIT):

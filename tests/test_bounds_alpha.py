@@ -128,3 +128,39 @@ def test_cli_tighten_alpha(tmp_path, capsys):
     relumilp.examples.peaks().save(path)
     assert main(["bounds", str(path), "--box", "-3:3", "--tighten", "alpha", "--quiet"]) == 0
     assert "alpha" in capsys.readouterr().out
+
+
+def test_slope_search_runs_in_float32_only_where_it_suits_and_the_bound_stays_float64():
+    """The projected Adam steps run in float32 (``BoundEngine._search_ops``) for networks within
+    ``SEARCH_FLOAT32_RANGE``, the bound is evaluated in float64 and is sound by sampling, and it is as
+    tight as the float64 search's within the search's precision; weights beyond the range, or bounds that
+    are not finite, keep the search in float64."""
+    import torch
+
+    from relumilp.bounds import engine as engine_module
+    from relumilp.bounds.engine import SEARCH_FLOAT32_RANGE, BoundEngine
+
+    rng = np.random.default_rng(11)
+    layers = [(rng.normal(size=(12, 4)), rng.normal(size=12)), (rng.normal(size=(12, 12)), rng.normal(size=12)),
+              (rng.normal(size=(2, 12)), np.zeros(2))]
+    net = relumilp.Network.sequential(layers, "relu")
+    L, U = -np.ones((3, 4)), np.ones((3, 4))
+    L[1] *= 0.5
+    fast = BoundEngine.for_network(net)
+    options = {"steps": 10, "sense": "lower"}
+    result = fast.bounds(L, U, refine="all", optimise=options)
+    assert fast._ops32 and fast._ops32[1].bias.dtype == torch.float32
+    assert result.lower[net.output].dtype == np.float64
+    precise = BoundEngine.for_network(net)
+    precise._ops32 = False  # the float64 search, for comparison
+    reference = precise.bounds(L, U, refine="all", optimise=options)
+    np.testing.assert_allclose(result.lower[net.output], reference.lower[net.output], rtol=1e-4, atol=1e-4)
+    x = L[:, None, :] + rng.random((3, 4000, 4)) * (U - L)[:, None, :]
+    for b in range(3):
+        assert np.all(net.forward(x[b]) >= result.lower[net.output][b] - 0.0)
+    huge = relumilp.Network.sequential([(layers[0][0] * SEARCH_FLOAT32_RANGE, layers[0][1])] + layers[1:], "relu")
+    assert BoundEngine.for_network(huge)._search_ops() is None
+    bounds = {"x": torch.tensor([[1.0, np.inf]], dtype=torch.float64)}
+    assert fast._search_ops(bounds) is None
+    assert fast._search_ops({"x": torch.tensor([[1.0, 2.0]], dtype=torch.float64)}) is fast._ops32
+    assert engine_module.BoundEngine.for_mlp([(torch.ones(2, 2), torch.zeros(2))], [], 2)._search_ops() is None

@@ -130,3 +130,25 @@ def test_builder_never_builds_a_dense_identity_for_wide_values():
     net = b.finish(b.index(h, slice(0, 10)), "wide")
     assert all(node.is_sparse for node in net.affines)
     assert net.forward(np.full(60_100, -2.0)).tolist() == [0.0] * 10
+
+
+@pytest.mark.parametrize("rows", [5, matrices.SPARSE_PRODUCT_ROWS + 7])
+def test_torch_sparse_products_and_their_gradients_match_dense(rows):
+    """``TorchSparse.lmatmul``/``rmatmul`` and the gradients through them (our own backward, with the
+    transposed CSR; in blocks of rows beyond ``SPARSE_PRODUCT_ROWS``) equal the dense products' ones."""
+    import torch
+
+    rng = np.random.default_rng(rows)
+    w = sp.random_array((30, 50), density=0.1, rng=rng, data_sampler=rng.standard_normal).tocsr()
+    sparse = matrices.TorchSparse(w, torch.float64, None)
+    dense = torch.tensor(w.toarray())
+    for product, reference, width in ((sparse.lmatmul, lambda a: a @ dense, 30),
+                                      (sparse.rmatmul, lambda a: a @ dense.T, 50)):
+        a = torch.tensor(rng.standard_normal((rows, 2, width)) if product == sparse.lmatmul
+                         else rng.standard_normal((rows, width)), requires_grad=True)
+        weights = torch.tensor(rng.standard_normal(tuple(reference(a).shape)))
+        got = product(a)
+        torch.testing.assert_close(got, reference(a), rtol=1e-12, atol=1e-12)
+        (grad,) = torch.autograd.grad((got * weights).sum(), a)
+        (expected,) = torch.autograd.grad((reference(a) * weights).sum(), a)
+        torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-12)
