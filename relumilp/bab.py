@@ -400,7 +400,8 @@ class OpenNodes:
     a removed row has the value ``fill`` elsewhere. The search keeps the warm starts this way, at the
     neurons still unstable when they were first stored: on oval21 ``cifar_wide`` (6,244 neurons, 528
     unstable) a node's slopes and split multipliers for 9 margin rows took 900 kB of its 1 MB in full,
-    and thousands of open nodes took 10 GB."""
+    and thousands of open nodes took 10 GB. Over neurons the parents' pre-activation bounds are kept
+    the same way (:meth:`_Search._narrow`)."""
 
     OPTIONAL = "slopes"
 
@@ -447,11 +448,11 @@ class OpenNodes:
         column = self.column("ub")
         return np.empty(0) if column is None else column
 
-    def narrow(self, key: str, name, keep: np.ndarray, size: int, fill=0.0) -> None:
-        """Store the column ``(key, name)`` from now on at the positions ``keep`` of its last axis (of
-        length ``size``) only; rows come back with ``fill`` (a number, or one value per position)
-        elsewhere. Only before anything is stored under that path."""
-        path = (key, name, None)
+    def narrow(self, key: str, name, keep: np.ndarray, size: int, fill=0.0, side: int | None = None) -> None:
+        """Store the column ``(key, name)`` (``side`` of a pair) from now on at the positions ``keep`` of its
+        last axis (of length ``size``) only; rows come back with ``fill`` (a number, or one value per
+        position) elsewhere. Only before anything is stored under that path."""
+        path = (key, name, side)
         if path in self._columns and self.size:
             raise RelumilpError("internal: an open-list column can only be narrowed before it is filled")
         self._narrowed[path] = (np.asarray(keep, dtype=np.int64), int(size), fill)
@@ -603,26 +604,45 @@ class _Search:
     def push(self, rows: dict) -> None:
         """Append nodes: ``rows`` has the keys of the open list (arrays, or dicts of arrays)."""
         if rows.get("slopes") and not self.nodes.narrowed("slopes"):
-            self._narrow_slopes(rows)
+            self._narrow(rows)
         self.nodes.push(rows)
 
-    def _narrow_slopes(self, rows: dict) -> None:
-        """Keep the warm starts (slopes and split multipliers) of the open list at the neurons that some
-        node, open or pushed now, has unstable: every later node descends from these, and bounds only
-        tighten downwards, so elsewhere its neurons are stable, where a lower-line parameter is unused and
-        a split multiplier has no split (both come back as 0, a valid value of either)."""
+    def _narrow(self, rows: dict) -> None:
+        """Keep the open list's arrays per neuron only where a neuron can still be unstable: those of the
+        union of the bounds of every node, open or pushed now (every later node descends from these, and
+        bounds only tighten downwards, so elsewhere a neuron keeps the union's phase in every node).
+
+        * the warm starts (slopes and split multipliers): elsewhere a lower-line parameter is unused and a
+          split multiplier has no split (both come back as 0, a valid value of either);
+        * over neurons, when nothing is open yet (the root's children), also the parents' pre-activation
+          bounds: elsewhere they come back as the union, valid on every node, from which the engine's
+          interval pass gives each node its own again (its splits are all at unstable neurons). On oval21
+          ``cifar_wide`` these were 100 kB of each open node, and copying them 8% of a round."""
         stored = lambda name, side: np.concatenate(
             [rows["start"][name][side], *(() if not self.nodes.size else (self.nodes.column("start", name, side),))])
-        unstable: dict = {}  # per activation: a slope and a multiplier key share it
-        for key, value in rows["slopes"].items():
-            name = key[1] if isinstance(key, tuple) else key
-            source = self.fnet[name].inputs[0]
+        unstable: dict = {}  # per activation
+        union: dict = {}  # per pre-activation node: (lower, upper) over the nodes, and its unstable positions
+        for node in self.fnet.activations:
+            source = node.inputs[0]
             if source not in rows["start"]:
                 continue
-            if name not in unstable:
-                ph = phases(self.fnet[name], stored(source, 0), stored(source, 1))
-                unstable[name] = np.flatnonzero(ph.unstable.any(axis=0))
-            self.nodes.narrow("slopes", key, unstable[name], np.shape(value)[-1])
+            if source not in union:
+                lower, upper = stored(source, 0).min(axis=0), stored(source, 1).max(axis=0)
+                union[source] = (lower, upper, np.zeros(lower.size, dtype=bool))
+            lower, upper, open_ = union[source]
+            mask = phases(node, lower[None], upper[None]).unstable[0]
+            open_ |= mask
+            unstable[node.name] = np.flatnonzero(mask)
+        for key, value in rows["slopes"].items():
+            name = key[1] if isinstance(key, tuple) else key
+            if name in unstable:
+                self.nodes.narrow("slopes", key, unstable[name], np.shape(value)[-1])
+        if self.mode == "relu" and not self.nodes.size:
+            for source, (lower, upper, open_) in union.items():
+                if source == self.fnet.output:
+                    continue
+                for side, fill in enumerate((lower, upper)):
+                    self.nodes.narrow("start", source, np.flatnonzero(open_), lower.size, fill=fill, side=side)
 
     def take(self, keep: np.ndarray) -> dict:
         """Remove the nodes not in ``keep`` (bool) and return them (same layout as :meth:`push`)."""

@@ -339,20 +339,22 @@ def test_open_nodes_store_a_narrowed_column_and_give_it_back_whole():
 
 @pytest.mark.parametrize("seed", [9002, 9003])
 def test_warm_starts_kept_at_the_unstable_neurons_only_give_the_same_search(monkeypatch, seed):
-    """The open list keeps slopes and split multipliers at the neurons unstable when they were first
-    stored (the others are unused): the search is the one that keeps them whole, node for node."""
+    """The open list keeps slopes and split multipliers, and over neurons the parents' pre-activation
+    bounds, at the neurons unstable when they were first stored (elsewhere the slopes are unused and the
+    union of the bounds gives each node its own again): the search is the one that keeps them whole, node
+    for node."""
     import relumilp.bab as bab
 
     net, domain = random_network(seed)
     c = np.eye(net.output_size)[0]
     narrowed = []
     real = bab.OpenNodes.narrow
-    monkeypatch.setattr(bab.OpenNodes, "narrow", lambda self, key, name, keep, size, **k: narrowed.append(key == "slopes" and len(keep) < size) or real(self, key, name, keep, size, **k))
+    monkeypatch.setattr(bab.OpenNodes, "narrow", lambda self, key, name, keep, size, **k: narrowed.append((key, len(keep) < size)) or real(self, key, name, keep, size, **k))
     run = lambda: branch_and_bound(net, domain, c, "max", gap=1e-6, deadline=Deadline(), leaf_unstable=0,
                                    batch_size=2, branching="relu", alpha_steps=4)
     kept = run()
-    assert any(narrowed)  # some neuron was left out
-    monkeypatch.setattr(bab._Search, "_narrow_slopes", lambda self, rows: None)
+    assert ("slopes", True) in narrowed and ("start", True) in narrowed  # some neuron was left out of each
+    monkeypatch.setattr(bab._Search, "_narrow", lambda self, rows: None)
     whole = run()
     assert kept[2]["boxes"] == whole[2]["boxes"] and kept[0].status == whole[0].status == "optimal"
     assert abs(kept[0].bound - whole[0].bound) <= 1e-12 * max(1.0, abs(whole[0].bound))
