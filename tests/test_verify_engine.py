@@ -494,3 +494,31 @@ def test_the_root_milp_stops_a_little_before_the_region_deadline(wide_case, monk
         start = time.perf_counter()
         verify(net, wide_property(domain, best, 0.05), attack_samples=0, time_limit=60, threads=threads)
         assert seen and max(seen) < start + 60 - 0.02 * 50
+
+
+def test_branch_and_bound_searches_only_the_margin_rows_of_conjunctions_alive_at_the_root():
+    """``alive_margins``: the margin network restricted to the alive conjunctions' rows computes those
+    margins exactly as the full one (same floats), keeps their root bounds, and re-indexes the members;
+    with every row alive nothing changes."""
+    from relumilp.bounds import compute_bounds
+    from relumilp.verify.bab import alive_margins
+    from relumilp.verify.spec import spec_network, stack_rows
+
+    net, domain = random_network(31_007)
+    rng = np.random.default_rng(4)
+    m = net.output_size
+    outputs = [OutputConstraint(rng.normal(size=(k, m)), rng.normal(size=k)) for k in (2, 1, 2)]
+    G, h, members = stack_rows(outputs)
+    margin_net = spec_network(net, G, h)
+    bounds = compute_bounds(margin_net, domain, "symbolic")
+    restricted_net, restricted_bounds, restricted_members = alive_margins(net, margin_net, bounds, members, [2, 0])
+    assert restricted_members[1] == [] and len(restricted_members[0]) == 2 and len(restricted_members[2]) == 2
+    X = domain.lower + rng.random((200, domain.size)) * (domain.upper - domain.lower)
+    full, restricted = margin_net.forward(X), restricted_net.forward(X)
+    out = margin_net.output
+    for j in (0, 2):
+        assert np.array_equal(restricted[:, restricted_members[j]], full[:, members[j]])
+        assert np.array_equal(restricted_bounds.lower[out][restricted_members[j]], bounds.lower[out][members[j]])
+        assert np.array_equal(restricted_bounds.upper[out][restricted_members[j]], bounds.upper[out][members[j]])
+    assert restricted_bounds.lower[net.output] is bounds.lower[net.output]
+    assert alive_margins(net, margin_net, bounds, members, [0, 1, 2]) == (margin_net, bounds, members)
