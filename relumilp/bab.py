@@ -409,6 +409,7 @@ class OpenNodes:
         self.size = 0
         self._columns: dict = {}  # path (key, name, side) -> buffer with capacity rows
         self._narrowed: dict = {}  # path -> (positions kept on the last axis, full length, fill value)
+        self._guards: dict = {}  # narrowed pair of bounds -> what its pushed rows may not cross (_check_fill)
 
     def __len__(self) -> int:
         return self.size
@@ -482,6 +483,7 @@ class OpenNodes:
         for path, value in flat.items():
             value = np.asarray(value)
             if path in self._narrowed:
+                self._check_fill(path, value)
                 value = value[..., self._narrowed[path][0]]
             column = self._columns.get(path)
             if column is None or column.shape[1:] != value.shape[1:] or column.dtype != value.dtype:
@@ -493,6 +495,24 @@ class OpenNodes:
             column[self.size : end] = value
             self._columns[path] = column
         self.size = end
+
+    def _check_fill(self, path, value: np.ndarray) -> None:
+        """A narrowed pair of bounds (``side`` 0: lower, 1: upper) comes back as its fill where it is not
+        stored, so the fill must contain what is dropped: rows outside it (beyond round-off) would get a
+        tighter bound than their own, which need not hold on them."""
+        key, _, side = path
+        if side is None:
+            return
+        guard = self._guards.get(path)
+        if guard is None:  # the fill less round-off where dropped, no limit where kept (one compare per push)
+            keep, size, fill = self._narrowed[path]
+            fill = np.array(np.broadcast_to(np.asarray(fill, dtype=np.float64), (size,)))
+            sign = -1.0 if side == 0 else 1.0
+            guard = fill + sign * 1e-9 * (1.0 + np.abs(fill))
+            guard[keep] = sign * np.inf
+            self._guards[path] = guard
+        if (value < guard).any() if side == 0 else (value > guard).any():
+            raise RelumilpError(f"internal: open-list {key!r} bounds pushed outside the stored fill")
 
     def remove(self, gone: np.ndarray) -> dict:
         """Remove the nodes ``gone`` (a bool mask over the open nodes) and return them (the layout of

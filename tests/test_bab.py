@@ -358,3 +358,23 @@ def test_warm_starts_kept_at_the_unstable_neurons_only_give_the_same_search(monk
     whole = run()
     assert kept[2]["boxes"] == whole[2]["boxes"] and kept[0].status == whole[0].status == "optimal"
     assert abs(kept[0].bound - whole[0].bound) <= 1e-12 * max(1.0, abs(whole[0].bound))
+
+
+def test_narrowed_bounds_refuse_rows_outside_their_fill():
+    """A narrowed pair of bounds comes back as its fill where it is not stored: a pushed row whose bound
+    there is looser than the fill (beyond round-off) is an internal error, not a silently tighter bound."""
+    from relumilp.bab import OpenNodes
+    from relumilp.errors import RelumilpError
+
+    nodes = OpenNodes()
+    fill_lo, fill_hi = np.array([-1.0, 0.5, -2.0]), np.array([1.0, 2.0, 3.0])
+    nodes.narrow("start", "x", np.array([0]), 3, fill=fill_lo, side=0)
+    nodes.narrow("start", "x", np.array([0]), 3, fill=fill_hi, side=1)
+    row = lambda lo, hi: {"ub": np.zeros(1), "start": {"x": (np.array([lo]), np.array([hi]))}}
+    nodes.push(row([-5.0, 0.5 - 1e-14, -1.0], [5.0, 2.0, 3.0]))  # round-off and tighter rows are fine
+    taken = nodes.remove(np.ones(1, dtype=bool))
+    assert np.array_equal(taken["start"]["x"][0], [[-5.0, 0.5, -2.0]])
+    with pytest.raises(RelumilpError, match="outside the stored fill"):
+        nodes.push(row([-1.0, 0.4, -2.0], [1.0, 2.0, 3.0]))
+    with pytest.raises(RelumilpError, match="outside the stored fill"):
+        nodes.push(row([-1.0, 0.5, -2.0], [1.0, 2.0, 3.5]))

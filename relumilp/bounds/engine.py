@@ -649,7 +649,7 @@ class BoundEngine:
             variables = {k: low(v).clone().requires_grad_(True) for k, v in params.items()}
             lr, beta1, beta2 = float(options.get("lr", 0.25)), 0.9, 0.999
             beta_lr = float(options.get("beta_lr", BETA_LR))
-            moments = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in params.items()}
+            moments = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in variables.items()}
             with torch.enable_grad():
                 for step in range(steps + 1):
                     bound, _ = back_substitute(ops, index, lo_s, hi_s, relaxed(variables, relax_s, families_s), False,
@@ -681,6 +681,8 @@ class BoundEngine:
                             v.addcdiv_(m1, denom, value=-step_size)
                             v.clamp_(min=0.0) if k in signs else v.clamp_(0.0, 1.0)
             params = {k: v.to(C.dtype) for k, v in best_t.items()}
+        # a parameter the search left non-finite (clamp keeps NaN) becomes 0: a valid slope and multiplier
+        params = {k: torch.where(torch.isfinite(v), v, torch.zeros_like(v)) for k, v in params.items()}
         params = {k: torch.clamp(v, min=0.0) if k in signs else torch.clamp(v, 0.0, 1.0) for k, v in params.items()}
         if not precise:  # an estimate: in the search's precision, no margin
             bound, _ = back_substitute(ops, index, lo_s, hi_s, relaxed({k: low(v) for k, v in params.items()}, relax_s,
