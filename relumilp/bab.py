@@ -35,7 +35,8 @@ For the linear objective, the algorithm:
    reach the output through the multipliers (on oval21's CIFAR networks re-refining them was 85% of a
    node's time; ``docs/benchmarks.md``).
 3. **Incumbents** are float64 forward passes: the centre of every popped box, the corner maximising
-   ``f``'s linear upper bound (``Λ``) and ``samples`` random points in it (chosen in a batch, then
+   ``f``'s linear upper bound (``Λ``) and ``samples`` random points in it (over neurons, where every
+   node has the domain's box, the centre and the random points once per batch; chosen in a batch, then
    re-evaluated one point at a time, as :func:`certify` does). An improved incumbent is polished by the
    LP over its activation region (binaries fixed at its pattern, the best input of that linear piece),
    re-evaluated by the forward pass.
