@@ -164,3 +164,26 @@ def test_slope_search_runs_in_float32_only_where_it_suits_and_the_bound_stays_fl
     assert fast._search_ops(bounds) is None
     assert fast._search_ops({"x": torch.tensor([[1.0, 2.0]], dtype=torch.float64)}) is fast._ops32
     assert engine_module.BoundEngine.for_mlp([(torch.ones(2, 2), torch.zeros(2))], [], 2)._search_ops() is None
+
+
+def test_non_finite_slopes_and_multipliers_become_zero_not_a_nan_bound():
+    """Warm starts (or a float32 search) that carry NaN or inf parameters: the bound is evaluated at 0
+    there (a valid slope and multiplier), finite and sound, not NaN."""
+    from relumilp.bounds.engine import BETA, BoundEngine
+
+    rng = np.random.default_rng(12)
+    layers = [(rng.normal(size=(10, 3)), rng.normal(size=10)), (rng.normal(size=(2, 10)), np.zeros(2))]
+    net = relumilp.Network.sequential(layers, "relu")
+    engine = BoundEngine.for_network(net)
+    L, U = -np.ones((1, 3)), np.ones((1, 3))
+    act = net.activations[0].name
+    splits = {act: np.zeros((1, 10), dtype=np.int8)}
+    bad = np.full((1, 2, 10), np.nan)
+    bad[0, 1] = np.inf
+    result = engine.bounds(L, U, refine="all", splits=splits,
+                           optimise={"steps": 0, "sense": "lower", "slopes": {act: bad, (BETA, act): bad}})
+    lower = result.lower[net.output]
+    assert np.all(np.isfinite(lower))
+    x = rng.uniform(-1.0, 1.0, size=(5000, 3))
+    assert np.all(net.forward(x) >= lower[0])
+    assert all(np.all(np.isfinite(v)) for v in result.slopes.values())
