@@ -58,7 +58,7 @@ import numpy as np
 from ..bab import engine_bounds, lower_coefficients, node_bounds, node_compiled, resolve_branching, search
 from ..bounds.base import Bounds
 from ..domain import InputDomain
-from ..matrices import rmatmul
+from ..matrices import densify, rmatmul
 from . import attack
 from .decide import Proofs, Settings, milp_decide
 from .spec import spec_network
@@ -327,16 +327,13 @@ def alive_margins(net, margin_net, bounds: Bounds, members, alive):
     if kept.size == margin_net.output_size:
         return margin_net, bounds, members
     spec = margin_net[margin_net.output]
-    G = spec.weights[0][kept]
-    G = G.toarray() if hasattr(G, "toarray") else G
     position = {int(r): i for i, r in enumerate(kept)}
     alive_set = set(alive)
     restricted = [[position[int(r)] for r in rows] if j in alive_set else [] for j, rows in enumerate(members)]
     out = margin_net.output
-    lower, upper = dict(bounds.lower), dict(bounds.upper)
-    lower[out], upper[out] = bounds.lower[out][kept], bounds.upper[out][kept]
-    return (spec_network(net, G, -spec.bias[kept]), Bounds(lower, upper, bounds.method, dict(bounds.times),
-                                                           bounds.complete), restricted)
+    restricted_bounds = replace(bounds, lower={**bounds.lower, out: bounds.lower[out][kept]},
+                                upper={**bounds.upper, out: bounds.upper[out][kept]})
+    return spec_network(net, densify(spec.weights[0][kept]), -spec.bias[kept]), restricted_bounds, restricted
 
 
 class _RootMilp:
