@@ -96,7 +96,8 @@ def run_instances(instances, args) -> list[dict]:
         prop = read_vnnlib(vnnlib, net.input_size, net.output_size)
         limit = timeout * args.timeout_scale
         result = verify(net, prop, time_limit=limit, tighten=args.tighten, disjunction=args.disjunction,
-                        input_split=False if args.no_input_split else None, threads=args.threads,
+                        formulation=args.formulation, input_split=False if args.no_input_split else None,
+                        threads=args.threads,
                         attack_samples=args.attack_samples)
         regions = result.details["regions"]
         row = {
@@ -194,6 +195,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tighten", choices=METHODS, default=None, help="bound method (default: verify's choice)")
     parser.add_argument("--disjunction", choices=("split", "bigm"), default="split",
                         help="encoding of a disjunctive unsafe set (default: one MILP per disjunct)")
+    parser.add_argument("--formulation", choices=("ideal_cuts", "bigm"), default="ideal_cuts",
+                        help="a region's MILP: with root rounds of ideal ReLU cuts (default) or big-M as compiled")
     parser.add_argument("--no-input-split", action="store_true", help="one MILP per input region (no input splitting)")
     parser.add_argument("--attack-samples", type=int, default=1000,
                         help="random points tried before any bound or MILP (0: no sampling at all)")

@@ -68,6 +68,57 @@ def test_every_separated_cut_holds_at_exact_forward_passes(seed):
     assert np.all(activity - u <= 1e-9 * (size.T + np.abs(u))), np.max(activity - u)
 
 
+@pytest.mark.parametrize("seed", range(0, 16, 2))
+def test_cut_rows_hold_in_exact_arithmetic_where_they_are_tight(seed):
+    """Every cut row holds, in rational arithmetic and with no tolerance, at the points where the exact cut
+    is tight (``z = 1``: inputs outside ``I`` at ``Ub``; ``z = 0``: inputs in ``I`` at ``Lb``; the other
+    inputs at box corners): the row's float64 coefficients and right-hand side are rounded outward. Without
+    that margin about half of these checks fail by a few units in the last place."""
+    from fractions import Fraction
+
+    (net, domain, _), = nets(1, offset=seed)
+    compiled = compile_network(net, domain)
+    separator = IdealSeparator(compiled.network, compiled.milp)
+    rng = np.random.default_rng(seed)
+    checked = 0
+    for layer in separator.layers:
+        for _ in range(20):
+            v = np.zeros(separator.num_columns)
+            v[layer.x] = rng.uniform(compiled.milp.col_lower[layer.x], compiled.milp.col_upper[layer.x])
+            v[layer.y] = rng.uniform(0.0, 2.0, layer.y.size)
+            v[layer.z] = rng.uniform(0.0, 1.0, layer.z.size)
+            A, upper = separator.separate(v, tolerance=-np.inf)
+            A = A.tocsr()
+            rows = {}  # binary column -> the row of that neuron's cut (y columns are the next layer's x)
+            for r in range(A.shape[0]):
+                own = np.intersect1d(A.indices[A.indptr[r]:A.indptr[r + 1]], layer.z)
+                if own.size:
+                    rows[int(own[0])] = r
+            for k, ycol in enumerate(layer.y):
+                r = rows.get(int(layer.z[k]))
+                if r is None:
+                    continue
+                cols, vals = A.indices[A.indptr[r]:A.indptr[r + 1]], A.data[A.indptr[r]:A.indptr[r + 1]]
+                in_set = np.isin(layer.x, cols)
+                for z in (0, 1):
+                    x = np.where(rng.random(layer.x.size) < 0.5, layer.lo[k], layer.hi[k])
+                    if z == 1:
+                        x = np.where(in_set, x, layer.hi[k])
+                    else:
+                        x = np.where(in_set, layer.lo[k], x)
+                    pre = sum(Fraction(float(w)) * Fraction(float(xi)) for w, xi in zip(layer.w[k], x)) + Fraction(
+                        float(layer.b[k]))
+                    if (pre >= 0) != bool(z):  # not a point of the neuron's set
+                        continue
+                    value = dict(zip(layer.x.tolist(), x.tolist()))
+                    value[int(ycol)] = max(pre, Fraction(0))
+                    value[int(layer.z[k])] = z
+                    lhs = sum(Fraction(float(a)) * Fraction(value.get(int(c), 0)) for c, a in zip(cols, vals))
+                    assert lhs <= Fraction(float(upper[r])), (seed, k, z, float(lhs - Fraction(float(upper[r]))))
+                    checked += 1
+    assert checked > 0 or separator.num_neurons == 0
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_root_bound_with_cuts_is_never_weaker(seed):
     net, domain = tiny_relu_net(100 + seed)

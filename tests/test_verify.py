@@ -403,3 +403,41 @@ def test_verbose_names_the_proofs_each_half_of_the_portfolio_shared():
     text = "\n".join(lines)
     assert "root milp 1.500s" in text and "branch and bound proved them meanwhile" in text
     assert "conjunctions proven unreachable: [1, 2] by branch and bound; [0] by the root MILP" in text
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_region_milp_with_ideal_cuts_matches_brute_force(seed):
+    """A region's MILP decides the same with and without root rounds of ideal cuts (thresholds just
+    above and below the brute-force maximum, no sampling, loose interval bounds so that the cuts bite),
+    and the cut rounds are on record."""
+    rng = np.random.default_rng(seed)
+    net = random_mlp(rng, [3, 8, 8, 1])
+    lower, upper = -np.ones(3), np.ones(3)
+    best = brute_force_optima(net, lower, upper, np.ones(1))["max"][0]
+    recorded = 0
+    for offset, expected in ((-1e-3, "violated"), (1e-3, "holds")):
+        prop = parse_vnnlib(header(3, 1) + box_text(lower, upper) + f"(assert (>= Y_0 {num(best + offset)}))")
+        for formulation in ("ideal_cuts", "bigm"):
+            result = verify(net, prop, input_split=False, tighten="interval", attack_samples=0, time_limit=60,
+                            formulation=formulation)
+            check_answer(net, prop, result, expected)
+            runs = result.details["regions"][0]["milp"]
+            cuts = [run["cuts"] for run in runs if "cuts" in run]
+            if formulation == "bigm":
+                assert not cuts
+            else:
+                assert len(cuts) == 1 and cuts[0]["neurons"] > 0
+                recorded += cuts[0]["added"]
+    assert recorded > 0 or seed  # the first net's loose relaxation is cut at least once
+
+
+def test_an_unknown_formulation_is_refused():
+    from relumilp.errors import RelumilpError
+
+    net = random_mlp(np.random.default_rng(0), [2, 4, 1])
+    prop = parse_vnnlib(header(2, 1) + box_text(-np.ones(2), np.ones(2)) + "(assert (>= Y_0 100.0))")
+    with pytest.raises(RelumilpError, match="formulation must be one of"):
+        verify(net, prop, formulation="ideal")
+    with pytest.raises(SystemExit) as exited:  # argparse's one-line usage error
+        main(["verify", "x.onnx", "y.vnnlib", "--formulation", "ideal"])
+    assert exited.value.code == 2

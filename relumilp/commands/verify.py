@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._io import atomic_write_text, check_writable
-from ..choices import BOUND_METHODS
+from ..choices import BOUND_METHODS, FORMULATIONS
 from .common import (add_quiet_argument, positive_int, print_json, print_warning, quiet_stdout, seconds,
                      show_progress)
 
@@ -33,6 +33,9 @@ def register(subparsers) -> None:
     parser.add_argument("--branching", choices=("auto", "input", "relu"), default="auto",
                         help="what branch and bound splits: input boxes, unstable ReLUs, or auto (input boxes "
                              "for few inputs, ReLUs beyond)")
+    parser.add_argument("--formulation", choices=FORMULATIONS, default="ideal_cuts",
+                        help="a region's MILP: big-M strengthened by root rounds of ideal ReLU cuts (default), "
+                             "or bigm as compiled")
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="threads (default: all); with 2 or more, the root MILP runs beside the branch and bound "
                              "over neurons on N-1 HiGHS threads, with 1 they take turns")
@@ -60,7 +63,7 @@ def run(args) -> int:
     with quiet_stdout(args):
         result = verify(net, prop, time_limit=args.time_limit, tighten=args.tighten, disjunction=args.disjunction,
                         input_split=args.input_split, branching=args.branching, threads=args.threads, log=args.log,
-                        progress=show_progress(args))
+                        progress=show_progress(args), formulation=args.formulation)
     for note in result.details.get("notes", ()):  # e.g. an empty input region: the answer may be vacuous
         print_warning(note)
     interrupted = bool(result.details.get("interrupted"))
@@ -108,6 +111,13 @@ def explain(details: dict) -> list[str]:
                          f"depth {bab.get('max_depth')}")
         for run in region.get("milp", ()):
             bound = run.get("bound")
+            cuts = run.get("cuts")
+            if cuts:
+                before, after = cuts.get("root_bound_before"), cuts.get("root_bound_after")
+                lines.append(f"  ideal cuts for conjunction(s) {run.get('disjuncts')}: {cuts['added']} in "
+                             f"{cuts['rounds']} rounds, {cuts['seconds']:.3f}s"
+                             + ("" if before is None or after is None
+                                else f", LP bound on the max violation {before:.3g} -> {after:.3g}"))
             lines.append(f"  MILP over conjunction(s) {run.get('disjuncts')}: {run.get('status')} in "
                          f"{run.get('time', 0.0):.3f}s, {run.get('nodes')} nodes, {run.get('binaries')} binaries"
                          + ("" if bound is None else f", bound on the max violation {bound:.3g}")

@@ -43,6 +43,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import matrices
+from ..bounds.rounding import gamma
 from ..ir import ActivationNode, AffineNode, InputNode, Network
 from .milp import MILP
 
@@ -125,7 +126,10 @@ class IdealSeparator:
             block = sp.csr_array((vals, (rows, cols)), shape=(k, self.num_columns))
             block.eliminate_zeros()  # inputs outside I (and zero weights)
             blocks.append(block)
-            uppers.append(-lo_part)
+            # rounded outward: the sums above carry at most n + 2 roundings of terms no larger than these,
+            # so the row stays valid for every point of the MILP, not only up to float64 round-off
+            scale = np.abs(w * layer.lo[violated]).sum(axis=1) + np.abs(w * layer.hi[violated]).sum(axis=1)
+            uppers.append(-lo_part + 2.0 * gamma(n + 2) * (scale + np.abs(layer.b[violated]) + 1.0))
         if not blocks:
             return sp.csr_array((0, self.num_columns)), np.zeros(0)
         return sp.vstack(blocks).tocsr(), np.concatenate(uppers)

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backends.highs import swallow_banner
+from ..choices import FORMULATIONS
 from ..errors import RelumilpError
 from ..formulation.spec import unsafe_milp
 from ..limits import Deadline
@@ -124,6 +125,7 @@ def verify(
     seed: int = 0,
     progress: bool = False,
     branching: str = "auto",
+    formulation: str = "ideal_cuts",
     **bound_options,
 ) -> VerificationResult:
     """Verify VNN-LIB property ``prop`` (a :class:`~relumilp.frontends.vnnlib.Property` or a path) on ``network``.
@@ -147,7 +149,9 @@ def verify(
     caps HiGHS's threads; with neuron splitting and a time limit, unset or 2 and more also runs the
     region's root MILP beside branch and bound (on ``threads - 1`` of them; the first to decide stops
     the other), while ``threads=1`` runs it afterwards on the time branch and bound leaves.
-    Remaining keyword arguments go to :func:`relumilp.bounds.compute_bounds`.
+    ``formulation`` is that of a region's MILP: ``"ideal_cuts"`` (default) first adds root rounds of ideal
+    ReLU cuts (:func:`relumilp.formulation.ideal.root_cuts`), ``"bigm"`` solves the big-M MILP as compiled
+    (branch-and-bound leaves are always solved as compiled). Remaining keyword arguments go to :func:`relumilp.bounds.compute_bounds`.
     """
     from ..bounds import METHODS
     from ..frontends import load_network
@@ -156,6 +160,8 @@ def verify(
     start = time.perf_counter()
     if disjunction not in DISJUNCTIONS:
         raise RelumilpError(f"unknown disjunction encoding {disjunction!r}; choose one of {', '.join(DISJUNCTIONS)}")
+    if formulation not in FORMULATIONS:
+        raise RelumilpError(f"formulation must be one of {', '.join(FORMULATIONS)}, got {formulation!r}")
     if tighten is not None and tighten not in METHODS:
         raise RelumilpError(f"unknown bound method {tighten!r}; choose one of {', '.join(METHODS)}")
     deadline = Deadline.of(time_limit)  # also rejects a negative, zero or NaN limit
@@ -181,6 +187,7 @@ def verify(
         attack_samples=int(attack_samples), leaf_binaries=int(leaf_binaries), batch_size=max(1, int(batch_size)),
         max_depth=int(max_depth), threads=threads, log=log, highs_options=highs_options, bound_options=bound_options,
         progress=bool(progress), branching=branching, seed=int(seed), alpha_share=alpha_share,
+        formulation=formulation,
     )
     swallow_banner()  # keep HiGHS's start-up banner off stdout (--json)
     rng = np.random.default_rng(seed)
@@ -263,7 +270,7 @@ def _verify_region(net, domain, outputs, settings: Settings, rng, info):
         return None, None
     info["milp"] = records = []
     if not settings.input_split:
-        verdict, found = milp_decide(net, compiled, domain, outputs, members, alive, settings, records)
+        verdict, found = milp_decide(net, compiled, domain, outputs, members, alive, settings, records, region=True)
         info["decided_by"] = "milp" if verdict is not None else "unknown"
         return verdict, found
     return branch_and_bound(net, margin_net, compiled, domain, outputs, members, alive, settings, info, records)
