@@ -11,8 +11,9 @@ by the modules of this package:
    affine node, whose outputs are the margins; bounds (``tighten``) on the margins drop unreachable
    conjunctions.
 3. **MILP** (:mod:`.decide`, on the encoding of :mod:`relumilp.formulation.spec`): the max-violation
-   MILP of the margin network, solved by HiGHS; infeasible (or a dual bound above the decision slack)
-   proves the region, a feasible point is a candidate counterexample.
+   MILP of the margin network, solved by HiGHS after root rounds of ideal ReLU cuts (``formulation``,
+   :mod:`relumilp.formulation.ideal`); infeasible (or a dual bound above the decision slack) proves
+   the region, a feasible point is a candidate counterexample.
 4. **Branch and bound** (:mod:`.bab`, default on, ``input_split=False`` switches it off): the one
    engine of :mod:`relumilp.bab` maximises the region's violation ``max_j min_{r in j} -g_r(x)``,
    splitting input boxes (up to :data:`relumilp.bab.INPUT_BRANCHING_MAX_INPUTS` inputs) or neurons with
