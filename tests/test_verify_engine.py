@@ -280,6 +280,50 @@ def test_the_root_milp_beside_branch_and_bound_ends_the_search(wide_case, monkey
     assert not _root_milp_threads()
 
 
+def test_the_root_milp_plan_runs_both_formulations_from_three_threads(monkeypatch):
+    from relumilp.verify import bab as verify_bab
+    from relumilp.verify.decide import Settings
+
+    def plan(threads, formulation="ideal_cuts"):
+        settings = Settings(deadline=None, tighten="alpha", disjunction="split", input_split=True, attack_samples=0,
+                            leaf_binaries=16, batch_size=8, max_depth=8, threads=threads, log=False,
+                            highs_options=None, bound_options={}, formulation=formulation)
+        return verify_bab._root_milp_plan(settings)
+
+    assert plan(2) == [("ideal_cuts", 1)]
+    assert plan(3) == [("ideal_cuts", 1), ("bigm", 1)]
+    assert plan(6) == [("ideal_cuts", 2), ("bigm", 3)]
+    assert plan(6, "bigm") == [("bigm", 5)]
+    monkeypatch.setattr(verify_bab.os, "cpu_count", lambda: 2)
+    assert plan(None) == [("ideal_cuts", None)]  # HiGHS's own default, as before
+    monkeypatch.setattr(verify_bab.os, "cpu_count", lambda: 8)
+    assert plan(None) == [("ideal_cuts", 3), ("bigm", 4)]
+
+
+@pytest.mark.parametrize("offset, expected", [(-0.05, "violated"), (0.05, "holds")])
+def test_both_root_milps_beside_branch_and_bound_decide_and_stop(wide_case, monkeypatch, offset, expected):
+    """With three threads the big-M and the cut-strengthened root MILPs run beside branch and bound (whose
+    closing rule is off here, so a MILP must decide): the answer is right, the first to decide stops the
+    rest long before the limit, and no thread is left."""
+    import relumilp.verify.bab as verify_bab
+    from relumilp.verify.bab import RegionObjective
+
+    started = []
+    real = verify_bab.milp_decide
+
+    def recording(*args, **kwargs):
+        started.append(args[6].formulation)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(verify_bab, "milp_decide", recording)
+    monkeypatch.setattr(RegionObjective, "closes", lambda self, upper, search: np.zeros(upper.shape, dtype=bool))
+    net, domain, best = wide_case
+    prop = wide_property(domain, best, offset)
+    result = verify(net, prop, attack_samples=0, time_limit=300, threads=3)
+    assert result.result == expected and result.time < 150, result.details
+    assert sorted(started) == ["bigm", "ideal_cuts"] and not _root_milp_threads()
+
+
 @pytest.mark.parametrize("offset, expected", [(-0.05, "violated"), (0.05, "holds")])
 def test_branch_and_bound_ends_the_root_milp_beside_it(wide_case, monkeypatch, offset, expected):
     """Whichever half decides, the other stops: with the MILP made slow to give up (every solve runs to

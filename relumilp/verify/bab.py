@@ -49,6 +49,7 @@ a threshold instead of a gap:
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from dataclasses import replace
@@ -263,12 +264,13 @@ def branch_and_bound(net, margin_net, compiled, domain: InputDomain, outputs, me
     objective = RegionObjective(net, search_net, domain, outputs, search_members, alive, settings, records, proofs)
     deadline = settings.deadline
     portfolio = resolve_branching(settings.branching, domain.size) == "relu" and deadline.limited
-    beside = None
+    besides: list[_RootMilp] = []
     if portfolio and settings.threads != 1:
         deadline = deadline.stoppable()
-        beside = _RootMilp(net, compiled, domain, outputs, members, alive,
-                           replace(settings, deadline=_milp_deadline(deadline),
-                                   threads=None if settings.threads is None else settings.threads - 1), proofs)
+        for formulation, threads in _root_milp_plan(settings):
+            besides.append(_RootMilp(net, compiled, domain, outputs, members, alive,
+                                     replace(settings, deadline=_milp_deadline(deadline), threads=threads,
+                                             formulation=formulation), proofs))
     elif portfolio:
         deadline = deadline.share(BAB_SHARE)
     try:
@@ -279,15 +281,20 @@ def branch_and_bound(net, margin_net, compiled, domain: InputDomain, outputs, me
                                seed=settings.seed, workers=settings.bound_options.get("workers") or 1,
                                executor=settings.bound_options.get("executor"))
     finally:
-        if beside is not None:  # the search has ended (answer, deadline, Ctrl-C or error): so does the MILP
+        if besides:  # the search has ended (answer, deadline, Ctrl-C or error): so do the MILPs
             deadline.end()
-            beside.join()
+            errors = [beside.join(raise_error=False) for beside in besides]  # every thread ended first
+            error = next((e for e in errors if e is not None), None)
+            if error is not None:
+                raise error
     info["bab"] = state.stats
     info["bab_time"] = state.stats["seconds"]
     info["proven_by"] = proofs.by  # filled on by the MILP that may follow (one thread)
-    if beside is not None:
+    for beside in besides:
         records.extend(beside.records)
-        info["root_milp_time"] = beside.seconds
+        info["root_milp_time"] = max(info.get("root_milp_time", 0.0), beside.seconds)
+    # a confirmed counterexample of either MILP first, then a proof
+    beside = min((b for b in besides if b.verdict is not None), key=lambda b: b.verdict != "violated", default=None)
     if objective.found is not None:
         info["decided_by"] = objective.found_by
         return "violated", objective.found
@@ -301,7 +308,7 @@ def branch_and_bound(net, margin_net, compiled, domain: InputDomain, outputs, me
     if proved:  # with conjunctions the MILP proved, the two halves decided it together
         info["decided_by"] = "bab/milp" if "milp" in proofs.by.values() else "bab"
         return "holds", None
-    if beside is None and portfolio and not settings.deadline.expired():
+    if not besides and portfolio and not settings.deadline.expired():
         # undecided in its share (the deadline, or leaves whose MILP failed): the rest of the time goes to
         # the region's root MILP (milp_decide runs to settings.deadline)
         clock = time.perf_counter()
@@ -336,6 +343,19 @@ def alive_margins(net, margin_net, bounds: Bounds, members, alive):
     return spec_network(net, densify(spec.weights[0][kept]), -spec.bias[kept]), restricted_bounds, restricted
 
 
+def _root_milp_plan(settings: Settings) -> list[tuple[str, int | None]]:
+    """``(formulation, HiGHS threads)`` of each root MILP run beside branch and bound, which keeps one
+    thread. With ideal cuts chosen and at least three threads (unset: every core), the big-M MILP runs
+    as well, each on half of the rest: neither formulation wins everywhere (oval21 ``cifar_wide`` img19 is
+    proved only with the cuts, img9214 in time only without; docs/benchmarks.md, "The engine, eleventh
+    step"), and the first to decide stops the others."""
+    threads = settings.threads if settings.threads is not None else (os.cpu_count() or 1)
+    if settings.formulation == "ideal_cuts" and threads >= 3:
+        share = (threads - 1) // 2
+        return [("ideal_cuts", share), ("bigm", threads - 1 - share)]
+    return [(settings.formulation, None if settings.threads is None else max(1, settings.threads - 1))]
+
+
 class _RootMilp:
     """The region's root MILP (:func:`~relumilp.verify.decide.milp_decide`) in a helper thread, beside
     branch and bound: once it decides, it ends ``settings.deadline`` (a stoppable one), which stops the
@@ -362,11 +382,13 @@ class _RootMilp:
         if self.verdict is not None:
             self._deadline.end()
 
-    def join(self) -> None:
+    def join(self, raise_error: bool = True):
+        """Wait for the thread; re-raise what it raised (or, with ``raise_error=False``, return it)."""
         while self._thread.is_alive():  # in slices: Ctrl-C meanwhile still reaches the caller
             self._thread.join(0.05)
-        if self.error is not None:
+        if self.error is not None and raise_error:
             raise self.error
+        return self.error
 
 
 def box_outside_rows(domain: InputDomain, L: np.ndarray, U: np.ndarray) -> np.ndarray:
