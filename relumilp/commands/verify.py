@@ -35,7 +35,7 @@ def register(subparsers) -> None:
                              "for few inputs, ReLUs beyond)")
     parser.add_argument("--formulation", choices=FORMULATIONS, default="ideal_cuts",
                         help="a region's MILP: big-M strengthened by root rounds of ideal ReLU cuts (default), "
-                             "or bigm as compiled")
+                             "or bigm as compiled; from 3 threads both run beside the branch and bound")
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="threads (default: all); with 2 or more, the root MILP runs beside the branch and bound "
                              "over neurons on N-1 HiGHS threads, with 1 they take turns")
