@@ -153,7 +153,8 @@ def verify(
     ``formulation`` is that of a region's MILP: ``"ideal_cuts"`` (default) first adds root rounds of ideal
     ReLU cuts (:func:`relumilp.formulation.ideal.root_cuts`), ``"bigm"`` solves the big-M MILP as compiled
     (branch-and-bound leaves are always solved as compiled); with ``"ideal_cuts"`` and three threads or
-    more, both root MILPs run beside branch and bound, on half of the other threads each. Remaining keyword arguments go to :func:`relumilp.bounds.compute_bounds`.
+    more, both root MILPs run beside branch and bound, on half of the other threads each. Remaining
+    keyword arguments go to :func:`relumilp.bounds.compute_bounds`.
     """
     from ..bounds import METHODS
     from ..frontends import load_network

@@ -294,7 +294,7 @@ def branch_and_bound(net, margin_net, compiled, domain: InputDomain, outputs, me
         records.extend(beside.records)
         info["root_milp_time"] = max(info.get("root_milp_time", 0.0), beside.seconds)
     # a confirmed counterexample of either MILP first, then a proof
-    beside = min((b for b in besides if b.verdict is not None), key=lambda b: b.verdict != "violated", default=None)
+    milp = min((b for b in besides if b.verdict is not None), key=lambda b: b.verdict != "violated", default=None)
     if objective.found is not None:
         info["decided_by"] = objective.found_by
         return "violated", objective.found
@@ -302,9 +302,9 @@ def branch_and_bound(net, margin_net, compiled, domain: InputDomain, outputs, me
         raise KeyboardInterrupt
     proved = status == "done" and state.bound() < 0.0
     # the MILP's answer unless branch and bound proved the region: a confirmed counterexample always wins
-    if beside is not None and beside.verdict is not None and not (proved and beside.verdict == "holds"):
+    if milp is not None and not (proved and milp.verdict == "holds"):
         info["decided_by"] = "bab/milp"
-        return beside.verdict, beside.found
+        return milp.verdict, milp.found
     if proved:  # with conjunctions the MILP proved, the two halves decided it together
         info["decided_by"] = "bab/milp" if "milp" in proofs.by.values() else "bab"
         return "holds", None
