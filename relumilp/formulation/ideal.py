@@ -42,7 +42,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .. import matrices
 from ..bounds.rounding import gamma
 from ..ir import ActivationNode, AffineNode, InputNode, Network
 from .milp import MILP
@@ -57,15 +56,22 @@ STALL = 1e-6
 
 @dataclass
 class _Layer:
-    """The eligible neurons of one ReLU node: ``k`` neurons over ``n`` inputs."""
+    """The eligible neurons of one ReLU node: ``k`` neurons over ``n`` inputs, their weights kept as the
+    ``nnz`` nonzero entries (a convolution's or a lowered max-pool's rows are sparse)."""
 
     x: np.ndarray  # (n,) columns of the previous layer's outputs
     y: np.ndarray  # (k,) columns of the neurons' outputs
     z: np.ndarray  # (k,) columns of their binaries
-    w: np.ndarray  # (k, n) weights of the neurons
     b: np.ndarray  # (k,) biases
-    lo: np.ndarray  # (k, n) Lb: the bound minimising w_i x_i (0 where w_i = 0)
-    hi: np.ndarray  # (k, n) Ub: the bound maximising w_i x_i (0 where w_i = 0)
+    row: np.ndarray  # (nnz,) the neuron of each weight entry
+    col: np.ndarray  # (nnz,) its input, a position in x
+    w: np.ndarray  # (nnz,) the weight
+    lo: np.ndarray  # (nnz,) Lb: the bound minimising w_i x_i
+    hi: np.ndarray  # (nnz,) Ub: the bound maximising w_i x_i
+
+    def sums(self, values: np.ndarray) -> np.ndarray:
+        """Per-neuron sums of per-entry ``values``."""
+        return np.bincount(self.row, weights=values, minlength=self.y.size)
 
 
 class IdealSeparator:
@@ -83,18 +89,24 @@ class IdealSeparator:
             if not isinstance(source, (ActivationNode, InputNode)):
                 continue
             x = milp.node_columns[source.name]
-            w = matrices.densify(affine.weights[0][group.neurons], what=f"the ideal-cut rows of {affine.name!r}")
-            L, U = milp.col_lower[x], milp.col_upper[x]
-            positive = w >= 0.0
-            lo = np.where(positive, L, U)
-            hi = np.where(positive, U, L)
-            lo[w == 0.0] = hi[w == 0.0] = 0.0  # such inputs take no part (and may be unbounded)
-            finite = np.isfinite(lo).all(axis=1) & np.isfinite(hi).all(axis=1)
-            keep = np.flatnonzero(finite)
-            if keep.size:
-                self.layers.append(_Layer(x, milp.node_columns[node.name][group.neurons[keep]], group.columns[keep],
-                                          w[keep], np.asarray(affine.bias, dtype=np.float64)[group.neurons[keep]],
-                                          lo[keep], hi[keep]))
+            w = sp.coo_array(sp.csr_array(affine.weights[0][group.neurons]))  # explicit zeros dropped below
+            entry = w.data != 0.0
+            row, col, data = w.row[entry], w.col[entry], w.data[entry]
+            L, U = milp.col_lower[x][col], milp.col_upper[x][col]
+            positive = data > 0.0
+            lo, hi = np.where(positive, L, U), np.where(positive, U, L)
+            unbounded = np.zeros(group.neurons.size, dtype=bool)
+            unbounded[row[~(np.isfinite(lo) & np.isfinite(hi))]] = True
+            keep = np.flatnonzero(~unbounded)
+            if not keep.size:
+                continue
+            renumber = np.full(group.neurons.size, -1, dtype=np.int64)
+            renumber[keep] = np.arange(keep.size)
+            entry = ~unbounded[row]
+            self.layers.append(_Layer(
+                x, milp.node_columns[node.name][group.neurons[keep]], group.columns[keep],
+                np.asarray(affine.bias, dtype=np.float64)[group.neurons[keep]], renumber[row[entry]], col[entry],
+                data[entry], lo[entry], hi[entry]))
 
     @property
     def num_neurons(self) -> int:
@@ -105,31 +117,33 @@ class IdealSeparator:
         ``tolerance`` (relative): ``(A, upper)`` with rows ``A v <= upper``."""
         blocks, uppers = [], []
         for layer in self.layers:
-            xs, ys, zs = v[layer.x], v[layer.y], v[layer.z][:, None]
+            ys, zk = v[layer.y], v[layer.z]
+            xs, zs = v[layer.x][layer.col], zk[layer.row]
             in_set = layer.w * (xs - layer.lo * (1.0 - zs))  # term of i when i is in I
             out_set = layer.w * layer.hi * zs  # term of i when it is not
             chosen = in_set < out_set
             terms = np.where(chosen, in_set, out_set)
-            rhs = terms.sum(axis=1) + layer.b * zs[:, 0]
-            size = 1.0 + np.abs(ys) + np.abs(terms).sum(axis=1) + np.abs(layer.b * zs[:, 0])
-            violated = np.flatnonzero(ys - rhs > tolerance * size)
-            if violated.size == 0:
+            rhs = layer.sums(terms) + layer.b * zk
+            size = 1.0 + np.abs(ys) + layer.sums(np.abs(terms)) + np.abs(layer.b * zk)
+            violated = ys - rhs > tolerance * size
+            if not violated.any():
                 continue
             # y - sum_I w_i x_i - (sum_I w_i Lb_i + b + sum_{not I} w_i Ub_i) z <= -sum_I w_i Lb_i
-            w, I = layer.w[violated], chosen[violated]
-            lo_part = np.where(I, w * layer.lo[violated], 0.0).sum(axis=1)
-            hi_part = np.where(I, 0.0, w * layer.hi[violated]).sum(axis=1)
-            k, n = w.shape
-            rows = np.concatenate([np.arange(k), np.arange(k), np.repeat(np.arange(k), n)])
-            cols = np.concatenate([layer.y[violated], layer.z[violated], np.tile(layer.x, k)])
-            vals = np.concatenate([np.ones(k), -(lo_part + layer.b[violated] + hi_part), np.where(I, -w, 0.0).ravel()])
-            block = sp.csr_array((vals, (rows, cols)), shape=(k, self.num_columns))
-            block.eliminate_zeros()  # inputs outside I (and zero weights)
-            blocks.append(block)
+            index = np.full(layer.y.size, -1, dtype=np.int64)
+            index[violated] = np.arange(int(violated.sum()))
+            lo_part = layer.sums(np.where(chosen, layer.w * layer.lo, 0.0))[violated]
+            hi_part = layer.sums(np.where(chosen, 0.0, layer.w * layer.hi))[violated]
+            scale = layer.sums(np.abs(layer.w * layer.lo) + np.abs(layer.w * layer.hi))[violated]
+            b = layer.b[violated]
+            k = b.size
+            in_cut = chosen & violated[layer.row]  # inputs outside I take no part
+            rows = np.concatenate([np.arange(k), np.arange(k), index[layer.row[in_cut]]])
+            cols = np.concatenate([layer.y[violated], layer.z[violated], layer.x[layer.col[in_cut]]])
+            vals = np.concatenate([np.ones(k), -(lo_part + b + hi_part), -layer.w[in_cut]])
+            blocks.append(sp.csr_array((vals, (rows, cols)), shape=(k, self.num_columns)))
             # rounded outward: the sums above carry at most n + 2 roundings of terms no larger than these,
             # so the row stays valid for every point of the MILP, not only up to float64 round-off
-            scale = np.abs(w * layer.lo[violated]).sum(axis=1) + np.abs(w * layer.hi[violated]).sum(axis=1)
-            uppers.append(-lo_part + 2.0 * gamma(n + 2) * (scale + np.abs(layer.b[violated]) + 1.0))
+            uppers.append(-lo_part + 2.0 * gamma(layer.x.size + 2) * (scale + np.abs(b) + 1.0))
         if not blocks:
             return sp.csr_array((0, self.num_columns)), np.zeros(0)
         return sp.vstack(blocks).tocsr(), np.concatenate(uppers)
