@@ -1924,7 +1924,11 @@ def _is_state_dict(obj) -> bool:
 def load_torchscript(path) -> torch.jit.ScriptModule:
     """Load a TorchScript archive; a state dict or pickled module gets an explanation, never unpickled."""
     try:
-        return torch.jit.load(str(path), map_location="cpu")
+        # torch 2.14 deprecates TorchScript with a warning on every load; relumilp reads these archives
+        # on purpose (and says so in its docs), so the notice is not the user's to act on
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.* is deprecated", category=Warning)
+            return torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
         reason = one_line(exc)
     save = ("save the model with torch.jit.script(model).save(path), torch.export.save or torch.onnx.export, "
