@@ -19,7 +19,8 @@ Validity (why a cut never removes a point of the MILP): at ``z = 0`` the right-h
 will do: here ``L, U`` are the MILP's own column bounds of that layer's outputs.
 
 Scope: ReLU neurons (kind ``relu``) with a binary, whose pre-activation is an affine node reading a
-single activation or input node (a dense layer); every other neuron keeps its big-M rows only.
+single activation or input node (a dense, sparse or lowered convolutional layer; only its nonzero weights are
+read); every other neuron keeps its big-M rows only.
 
 :func:`root_cuts` runs the loop: solve the LP relaxation of the (equilibrated) MILP with its
 objective, separate the most violated cut of every eligible neuron at the LP point, append the
