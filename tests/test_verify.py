@@ -428,7 +428,7 @@ def test_region_milp_with_ideal_cuts_matches_brute_force(seed):
             else:
                 assert len(cuts) == 1 and cuts[0]["neurons"] > 0
                 recorded += cuts[0]["added"]
-    assert recorded > 0 or seed  # the first net's loose relaxation is cut at least once
+    assert recorded > 0  # interval bounds leave the relaxation loose: the cut rounds bite (50-114 cuts here)
 
 
 def test_an_unknown_formulation_is_refused():

@@ -90,9 +90,9 @@ class IdealSeparator:
             if not isinstance(source, (ActivationNode, InputNode)):
                 continue
             x = milp.node_columns[source.name]
-            w = sp.coo_array(sp.csr_array(affine.weights[0][group.neurons]))  # explicit zeros dropped below
-            entry = w.data != 0.0
-            row, col, data = w.row[entry], w.col[entry], w.data[entry]
+            w = sp.coo_array(sp.csr_array(affine.weights[0][group.neurons]))
+            nonzero = w.data != 0.0  # explicitly stored zeros take no part
+            row, col, data = w.row[nonzero], w.col[nonzero], w.data[nonzero]
             L, U = milp.col_lower[x][col], milp.col_upper[x][col]
             positive = data > 0.0
             lo, hi = np.where(positive, L, U), np.where(positive, U, L)
@@ -103,11 +103,11 @@ class IdealSeparator:
                 continue
             renumber = np.full(group.neurons.size, -1, dtype=np.int64)
             renumber[keep] = np.arange(keep.size)
-            entry = ~unbounded[row]
+            kept = ~unbounded[row]  # the entries of the neurons kept
             self.layers.append(_Layer(
                 x, milp.node_columns[node.name][group.neurons[keep]], group.columns[keep],
-                np.asarray(affine.bias, dtype=np.float64)[group.neurons[keep]], renumber[row[entry]], col[entry],
-                data[entry], lo[entry], hi[entry]))
+                np.asarray(affine.bias, dtype=np.float64)[group.neurons[keep]], renumber[row[kept]], col[kept],
+                data[kept], lo[kept], hi[kept]))
 
     @property
     def num_neurons(self) -> int:
