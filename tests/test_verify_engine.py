@@ -136,20 +136,33 @@ def test_open_rows_are_those_of_conjunctions_not_yet_proven():
 
 
 def test_neuron_branching_starts_from_optimised_root_bounds(wide_case, monkeypatch):
-    """With branch and bound over neurons the default root bounds are ``alpha`` (fixed below the root),
-    optimised from the symbolic ones on a share of the time; over input boxes ``symbolic``."""
+    """With branch and bound over neurons the default root bounds are ``cones`` (fixed below the root):
+    ``alpha`` from the symbolic ones, MILP tightening over cones of influence and ``alpha`` again when
+    that tightened any neuron, each on a share of the time; over input boxes ``symbolic``."""
+    import relumilp.bounds.obbt as obbt
     import relumilp.bounds.symbolic as symbolic
+    from relumilp.verify import CONE_ROOT_SHARE
 
-    calls = []
-    original = symbolic.alpha_bounds
+    calls, cone_calls = [], []
+    original, original_cones = symbolic.alpha_bounds, obbt.cone_bounds
     monkeypatch.setattr(symbolic, "alpha_bounds", lambda *a, **k: calls.append(k) or original(*a, **k))
+
+    def cones(*a, **k):
+        cone_calls.append((k["deadline"].remaining(), k["stats"]))
+        return original_cones(*a, **k)
+
+    monkeypatch.setattr(obbt, "cone_bounds", cones)
     net, domain, best = wide_case
     # just above the optimum: the symbolic bounds alone cannot prove it
     prop = Property(40, 2, (domain,), (OutputConstraint(np.array([[-1.0, 0.0]]), np.array([-best.objective - 0.05])),))
-    assert verify(net, prop, attack_samples=0, time_limit=30).details["tighten"] == "alpha"
-    assert len(calls) == 1 and calls[0]["start"] is not None and calls[0]["deadline"].limited
+    result = verify(net, prop, attack_samples=0, time_limit=30, threads=1)
+    assert result.details["tighten"] == "cones"
+    assert len(cone_calls) == 1 and cone_calls[0][0] <= CONE_ROOT_SHARE * 30
+    tightened = cone_calls[0][1]["cones"]["neurons"]
+    assert len(calls) == (2 if tightened else 1)
+    assert all(k["start"] is not None and k["deadline"].limited for k in calls)
     assert verify(net, prop, attack_samples=0, time_limit=30, branching="input").details["tighten"] == "symbolic"
-    assert len(calls) == 1  # input branching: no optimised root bounds
+    assert len(calls) == (2 if tightened else 1) and len(cone_calls) == 1  # input branching: neither
     assert verify(net, prop, attack_samples=0, time_limit=30, input_split=False).details["tighten"] == "lp"
 
 
@@ -166,6 +179,9 @@ def test_symbolic_root_bounds_that_decide_skip_the_optimisation(wide_case, monke
 
 @pytest.fixture(scope="module")
 def wide_case():
+    """A 40-16-12-2 network: branch and bound splits neurons on it. Its default ``cones`` root bounds are
+    exact on the second layer (16-binary cones) and prove the ``holds`` cases at the root, so the tests
+    of the search and of the MILPs beside it pass ``tighten="alpha"``, which leaves them the work."""
     rng = np.random.default_rng(4)
     from conftest import random_mlp
 
@@ -187,7 +203,7 @@ def test_forty_inputs_go_through_neuron_branching(wide_case, offset, expected):
     net, domain, best = wide_case
     prop = wide_property(domain, best, offset)
     # one thread: the root MILP waits for branch and bound's share instead of racing it (and winning)
-    result = verify(net, prop, attack_samples=0, time_limit=60, threads=1)
+    result = verify(net, prop, attack_samples=0, tighten="alpha", time_limit=60, threads=1)
     assert result.result == expected, result.details
     stats = result.details["regions"][0]["bab"]
     assert stats["branching"] == "relu"
@@ -225,7 +241,7 @@ def test_the_root_milp_decides_what_branch_and_bound_leaves_open(wide_case, offs
     monkeypatch.setattr(verify_bab, "BAB_SHARE", 1e-9)
     net, domain, best = wide_case
     prop = wide_property(domain, best, offset)
-    result = verify(net, prop, attack_samples=0, time_limit=60, threads=1)
+    result = verify(net, prop, attack_samples=0, tighten="alpha", time_limit=60, threads=1)
     assert result.result == expected, result.details
     region = result.details["regions"][0]
     assert region["decided_by"] == "bab/milp" and region["bab"]["branching"] == "relu"
@@ -251,7 +267,7 @@ def test_the_root_milp_runs_without_primal_heuristics_under_the_users_options(wi
     monkeypatch.setattr(verify_bab, "BAB_SHARE", 1e-9)
     net, domain, best = wide_case
     prop = wide_property(domain, best, offset)
-    result = verify(net, prop, attack_samples=0, time_limit=60, threads=1, highs_options={"mip_heuristic_effort": 0.01})
+    result = verify(net, prop, attack_samples=0, tighten="alpha", time_limit=60, threads=1, highs_options={"mip_heuristic_effort": 0.01})
     assert result.result == expected, result.details
     assert result.details["regions"][0]["decided_by"] == "bab/milp"
     assert seen and all(o["mip_heuristic_run_rins"] is False and o["mip_heuristic_run_rens"] is False
@@ -273,7 +289,7 @@ def test_the_root_milp_beside_branch_and_bound_ends_the_search(wide_case, monkey
     monkeypatch.setattr(RegionObjective, "closes", lambda self, upper, search: np.zeros(upper.shape, dtype=bool))
     net, domain, best = wide_case
     prop = wide_property(domain, best, 0.05)
-    result = verify(net, prop, attack_samples=0, time_limit=120, threads=2)
+    result = verify(net, prop, attack_samples=0, tighten="alpha", time_limit=120, threads=2)
     region = result.details["regions"][0]
     assert result.result == "holds" and region["decided_by"] == "bab/milp", result.details
     assert region["bab_time"] < 60 and region["root_milp_time"] < 60
@@ -319,7 +335,7 @@ def test_both_root_milps_beside_branch_and_bound_decide_and_stop(wide_case, monk
     monkeypatch.setattr(RegionObjective, "closes", lambda self, upper, search: np.zeros(upper.shape, dtype=bool))
     net, domain, best = wide_case
     prop = wide_property(domain, best, offset)
-    result = verify(net, prop, attack_samples=0, time_limit=300, threads=3)
+    result = verify(net, prop, attack_samples=0, tighten="alpha", time_limit=300, threads=3)
     assert result.result == expected and result.time < 150, result.details
     assert sorted(started) == ["bigm", "ideal_cuts"] and not _root_milp_threads()
 
@@ -347,7 +363,7 @@ def test_branch_and_bound_ends_the_root_milp_beside_it(wide_case, monkeypatch, o
     monkeypatch.setattr(verify_bab, "milp_decide", stubborn)
     net, domain, best = wide_case
     prop = wide_property(domain, best, offset)
-    result = verify(net, prop, attack_samples=0, time_limit=300, threads=2)
+    result = verify(net, prop, attack_samples=0, tighten="alpha", time_limit=300, threads=2)
     assert result.result == expected and result.time < 150, result.details
     assert solved == [True] and not _root_milp_threads()
 
@@ -536,7 +552,8 @@ def test_the_root_milp_stops_a_little_before_the_region_deadline(wide_case, monk
     for threads in (1, 2):
         seen.clear()
         start = time.perf_counter()
-        verify(net, wide_property(domain, best, 0.05), attack_samples=0, time_limit=60, threads=threads)
+        verify(net, wide_property(domain, best, 0.05), attack_samples=0, tighten="alpha", time_limit=60,
+               threads=threads)
         assert seen and max(seen) < start + 60 - 0.02 * 50
 
 

@@ -8,7 +8,11 @@
 * ``alpha`` -- back-substitution with optimised lower-line slopes (alpha-CROWN), layer by layer
   (:func:`.symbolic.alpha_bounds`);
 * ``lp`` -- LP-based OBBT on the neurons symbolic bounds leave unstable (:mod:`.obbt`);
-* ``milp`` -- MILP-based OBBT on the neurons still unstable after LP, with a per-neuron time limit.
+* ``milp`` -- MILP-based OBBT on the neurons still unstable after LP, with a per-neuron time limit;
+* ``cones`` -- beside ``lp``, after ``alpha``: MILP-based OBBT of each neuron over its cone of influence
+  (receptive field, :mod:`.cones`) where that cone holds at most ``max_binaries`` unstable neurons --
+  exact bounds for the early layers of a convolutional network at the cost of many small MILPs -- then
+  ``alpha`` again from them, which carries the gain to the later layers (:func:`.obbt.cone_bounds`).
 
 Interval and symbolic bounds use the domain's box; LP and MILP also use its rows ``A x <= b``.
 """
@@ -27,7 +31,7 @@ from .interval import interval_bounds
 __all__ = ["METHODS", "Bounds", "big_m_values", "compute_bounds", "interval_bounds", "phases", "stability_counts"]
 
 #: options that change the bounds OBBT computes (and so belong to the cache key)
-_RESULT_OPTIONS = ("milp_time_limit", "lp_time_limit", "mip_rel_gap", "tighten_outputs", "steps", "lr")
+_RESULT_OPTIONS = ("milp_time_limit", "lp_time_limit", "mip_rel_gap", "tighten_outputs", "steps", "lr", "max_binaries")
 
 
 def compute_bounds(net: Network, domain, method: str = "interval", **options) -> Bounds:
@@ -48,7 +52,9 @@ def compute_bounds(net: Network, domain, method: str = "interval", **options) ->
       network, domain, method and options, and store new ones;
     * ``stats`` -- a dict that receives OBBT solver statistics;
     * ``steps``, ``lr`` -- projected Adam steps and step size of the ``alpha`` pass (also when it runs
-      before ``lp`` / ``milp``), defaults :data:`.symbolic.ALPHA_STEPS`, :data:`.symbolic.ALPHA_LR`;
+      before ``cones`` / ``lp`` / ``milp``), defaults :data:`.symbolic.ALPHA_STEPS`, :data:`.symbolic.ALPHA_LR`;
+    * ``max_binaries`` -- ``cones`` only: the most unstable neurons a tightened neuron's cone may hold
+      (default :data:`.obbt.CONE_BINARIES`);
     * ``time_limit`` -- seconds (or a :class:`relumilp.limits.Deadline`) for the whole call. Symbolic
       back-substitution and LP/MILP OBBT stop when it runs out and returns the sound bounds it has (neurons not yet tightened keep
       their interval/symbolic bounds) with ``bounds.complete = False``; such bounds are not cached;
@@ -85,8 +91,10 @@ def _compute(net, domain, method, executor=None, workers=None, progress=False, s
     alpha = {k: options.pop(k) for k in ("steps", "lr") if k in options}
     if alpha and method in ("interval", "symbolic"):
         raise RelumilpError(f"option(s) {', '.join(sorted(alpha))} only apply to the alpha, lp and milp methods")
+    if "max_binaries" in options and method != "cones":
+        raise RelumilpError("option max_binaries only applies to the cones method")
     if method in ("interval", "symbolic", "alpha") and options:
-        raise RelumilpError(f"option(s) {', '.join(sorted(options))} only apply to the lp and milp methods")
+        raise RelumilpError(f"option(s) {', '.join(sorted(options))} only apply to the cones, lp and milp methods")
     start = time.perf_counter()
     bounds = interval_bounds(net, domain)
     times = {"interval": time.perf_counter() - start}
@@ -103,6 +111,16 @@ def _compute(net, domain, method, executor=None, workers=None, progress=False, s
         bounds = alpha_bounds(net, domain, start=bounds, device=device, deadline=deadline, **alpha)
         times["alpha"] = time.perf_counter() - start
     bounds.times = times
+    if method == "cones":
+        from .obbt import cone_bounds
+        from .symbolic import alpha_bounds
+
+        bounds = cone_bounds(net, domain, bounds, executor=executor, workers=workers, progress=progress, stats=stats,
+                             deadline=deadline, **options)
+        start, complete, cone_time = time.perf_counter(), bounds.complete, bounds.times.get("cones", 0.0)
+        bounds = alpha_bounds(net, domain, start=bounds, device=device, deadline=deadline, **alpha)
+        bounds.complete &= complete
+        bounds.times = {**times, "cones": cone_time, "alpha": times["alpha"] + time.perf_counter() - start}
     if method in ("lp", "milp"):
         from .obbt import obbt_bounds
 

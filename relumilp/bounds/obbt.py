@@ -466,42 +466,47 @@ def _affine_objectives(node: AffineNode, milp: MILP) -> tuple[np.ndarray, np.nda
     return columns, weights
 
 
-def _run_chunks(problem: LayerProblem, neurons: np.ndarray, signs: np.ndarray, executor, workers: int,
-                bar, deadline: Deadline) -> list[ChunkResult]:
-    """Solve the sequence ``(neurons, signs)`` in near-equal contiguous chunks of at most
-    ``2 * chunk_size`` solves (fixed by the sequence alone, so every executor does the same solves).
-    Without ``executor``, ``workers > 1`` spreads two or more chunks over the local process pool.
+def _layer_tasks(problem: LayerProblem, neurons: np.ndarray, signs: np.ndarray) -> list:
+    """The sequence ``(neurons, signs)`` in near-equal contiguous chunks of at most ``2 * chunk_size``
+    solves (fixed by the sequence alone, so every executor does the same solves), as
+    :func:`_run_tasks` tasks."""
+    pieces = max(1, math.ceil(neurons.size / (2 * max(1, int(problem.options.chunk_size)))))
+    return [(solve_chunk, (problem, chunk, chunk_signs), chunk)
+            for chunk, chunk_signs in zip(np.array_split(neurons, pieces), np.array_split(signs, pieces))]
 
-    Past the deadline (plus :data:`DEADLINE_GRACE`) results are no longer awaited: chunks not back by
+
+def _run_tasks(tasks: list, executor, workers: int, bar, deadline: Deadline) -> list[ChunkResult]:
+    """Run ``(function, args, neurons)`` tasks, each returning a :class:`ChunkResult` for ``neurons``.
+    Without ``executor``, ``workers > 1`` spreads two or more tasks over the local process pool.
+
+    Past the deadline (plus :data:`DEADLINE_GRACE`) results are no longer awaited: tasks not back by
     then count as unimproved (their neurons keep their cheaper bounds), and a local pool is stopped,
     since its workers may still be starting up or busy."""
-    pieces = max(1, math.ceil(neurons.size / (2 * max(1, int(problem.options.chunk_size)))))
-    chunks = list(zip(np.array_split(neurons, pieces), np.array_split(signs, pieces)))
-    local = executor is None and workers > 1 and len(chunks) > 1
+    local = executor is None and workers > 1 and len(tasks) > 1
     if local:
         executor = shared_process_pool(workers)
     if executor is None:
         results = []
-        for chunk, chunk_signs in chunks:
-            results.append(solve_chunk(problem, chunk, chunk_signs))
-            bar.update(chunk.size)
+        for function, args, neurons in tasks:
+            results.append(function(*args))
+            bar.update(neurons.size)
         return results
-    futures = {executor.submit(solve_chunk, problem, chunk, chunk_signs): k for k, (chunk, chunk_signs) in enumerate(chunks)}
-    results: list = [None] * len(chunks)
+    futures = {executor.submit(function, *args): k for k, (function, args, _) in enumerate(tasks)}
+    results: list = [None] * len(tasks)
     wait = None if not deadline.limited else deadline.remaining() + DEADLINE_GRACE
     try:
         for future in as_completed(futures, timeout=wait):
             k = futures[future]
             results[k] = future.result()
-            bar.update(chunks[k][0].size)
+            bar.update(tasks[k][2].size)
     except FuturesTimeout:
         for future in futures:
             future.cancel()
         if local:
             kill_pool(workers)
-        for k, (chunk, _) in enumerate(chunks):
+        for k, (_, _, neurons) in enumerate(tasks):
             if results[k] is None:
-                unique = np.unique(chunk)
+                unique = np.unique(neurons)
                 results[k] = ChunkResult(unique, np.full(unique.size, -np.inf), np.full(unique.size, np.inf),
                                          complete=False)
     except BrokenProcessPool as exc:
@@ -556,6 +561,99 @@ def obbt_bounds(
                  deadline)
 
 
+#: :func:`cone_bounds` tightens a neuron only when its cone holds at most this many unstable neurons
+#: (binaries): oval21 ``cifar_base`` / ``cifar_wide`` second-layer cones hold 20-63, and their MILPs
+#: take 0.05-1 s each; the dense layers after them depend on every unstable neuron
+CONE_BINARIES = 64
+#: per-solve time limit of :func:`cone_bounds` (seconds; the dual bound is used at the limit)
+CONE_TIME_LIMIT = 2.0
+
+
+def solve_cones(net: Network, bounds: Bounds, domain: InputDomain, node: str, neurons: np.ndarray,
+                min_stop: np.ndarray, max_stop: np.ndarray, options: OBBTOptions, stop_at: float) -> ChunkResult:
+    """Minimise and maximise each of ``neurons`` of ``node`` over the MILP of its cone of influence
+    (:mod:`.cones`; top-level, picklable). Bounds not improved come back as ``-inf`` / ``+inf``."""
+    from .cones import cone, restrict
+
+    start = time.perf_counter()
+    result = ChunkResult(np.asarray(neurons), np.full(len(neurons), -np.inf), np.full(len(neurons), np.inf))
+    for k, j in enumerate(neurons):
+        restricted = restrict(net, cone(net, node, int(j)), bounds, domain)
+        if restricted is None:
+            continue
+        sub, sub_bounds, sub_domain = restricted
+        milp = build_milp(sub, sub_bounds, sub_domain, upto=node)
+        problem = LayerProblem(milp, milp.node_columns[node], min_stop[[j]], max_stop[[j]], "milp", options,
+                               stop_at=stop_at)
+        if problem.deadline().expired():
+            result.complete = False
+            break
+        solved = solve_chunk(problem, np.zeros(2, dtype=np.int64), np.array([1.0, -1.0]))
+        result.lower[k], result.upper[k] = solved.lower[0], solved.upper[0]
+        result.complete &= solved.complete
+        for key in ("solves", "iterations", "early", "timeouts"):
+            setattr(result, key, getattr(result, key) + getattr(solved, key))
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def cone_bounds(net: Network, domain: InputDomain, start: Bounds, max_binaries: int = CONE_BINARIES,
+                executor: Executor | None = None, workers: int | None = None, progress: bool = False,
+                stats: dict | None = None, deadline: Deadline | float | None = None, **options) -> Bounds:
+    """MILP bound tightening over cones of influence, starting from ``start`` (:mod:`.cones`).
+
+    Node by node in topological order, each neuron that feeds an activation and is unstable under the
+    bounds so far, and whose cone holds at most ``max_binaries`` unstable neurons, is minimised and
+    maximised over the big-M MILP of its cone alone (with HiGHS's dual bound and the margins of
+    MILP-OBBT above; per-solve limit ``milp_time_limit``, default :data:`CONE_TIME_LIMIT`); the
+    tightened bounds feed the cones of later nodes. Neurons with larger cones (the dense layers of a
+    convolutional network, every layer of a dense one) keep their bounds: run
+    :func:`relumilp.bounds.symbolic.alpha_bounds` from the result to carry the gain to them.
+    ``executor`` / ``workers`` / ``progress`` / ``deadline`` / ``stats`` as for :func:`obbt_bounds`;
+    ``stats["cones"]`` counts the neurons tightened and the solves.
+    """
+    from .cones import cone
+
+    unknown = set(options) - set(OBBTOptions.__dataclass_fields__)
+    if unknown:
+        raise RelumilpError(f"unknown bound option(s): {', '.join(sorted(unknown))}")
+    options.setdefault("milp_time_limit", CONE_TIME_LIMIT)
+    opts = OBBTOptions(**options)
+    deadline = Deadline.of(deadline)
+    workers = default_workers() if workers is None else int(workers)
+    if workers < 1:
+        raise RelumilpError(f"workers must be at least 1, got {workers}")
+    if int(max_binaries) < 1:
+        raise RelumilpError(f"max_binaries must be at least 1, got {max_binaries!r}")
+    domain.check_not_empty(deadline)
+    stats = stats if stats is not None else {}
+    counts = stats.setdefault("cones", {"solves": 0, "iterations": 0, "early": 0, "timeouts": 0, "neurons": 0})
+    bounds = start.copy()
+    clock = time.perf_counter()
+    stop_at = time.time() + deadline.remaining()
+    for node in net.affines:
+        targets, min_stop, max_stop = _thresholds(net, node, *bounds[node.name], outputs=False)
+        if targets.size == 0:
+            continue
+        if deadline.expired():
+            bounds.complete = False
+            break
+        sizes = np.array([cone(net, node.name, int(j), bounds, limit=int(max_binaries)).binaries for j in targets])
+        targets = targets[(sizes >= 1) & (sizes <= int(max_binaries))]  # no binary: symbolic bounds are exact
+        if targets.size == 0:
+            continue
+        pieces = max(1, math.ceil(targets.size / max(1, int(opts.chunk_size))))
+        tasks = [(solve_cones, (net, bounds, domain, node.name, chunk, min_stop, max_stop, opts, stop_at), chunk)
+                 for chunk in np.array_split(targets, pieces)]
+        with progress_bar(progress, f"cones {node.name}", " neurons", total=targets.size) as bar:
+            results = _run_tasks(tasks, executor, workers, bar, deadline)
+        counts["neurons"] += int(targets.size)
+        bounds = _merge(net, domain, bounds, node, results, counts)
+    bounds.times = {**bounds.times, "cones": time.perf_counter() - clock}
+    stats["complete"] = bounds.complete
+    return bounds
+
+
 # -- local process pools ----------------------------------------------------------------------------
 
 def _obbt(net, domain, start, method, opts, executor, workers, progress, stats, deadline: Deadline) -> Bounds:
@@ -597,28 +695,35 @@ def _obbt(net, domain, start, method, opts, executor, workers, progress, stats, 
                 problem = LayerProblem(milp, milp.node_columns[node.name], min_stop, max_stop, stage, opts,
                                        stop_at=stop_at)
             with progress_bar(progress, f"{stage} {node.name}", " solves", total=neurons.size) as bar:
-                results = _run_chunks(problem, neurons, signs, executor, workers, bar, deadline)
-            lower, upper = bounds[node.name]
-            new_lower, new_upper = np.full(node.size, -np.inf), np.full(node.size, np.inf)
-            for r in results:
-                bounds.complete &= r.complete
-                new_lower[r.neurons] = np.maximum(new_lower[r.neurons], r.lower)
-                new_upper[r.neurons] = np.minimum(new_upper[r.neurons], r.upper)
-                for key in ("solves", "iterations", "early", "timeouts"):
-                    stats[stage][key] += getattr(r, key)
+                results = _run_tasks(_layer_tasks(problem, neurons, signs), executor, workers, bar, deadline)
             stats[stage]["neurons"] += int(targets.size)
-            # the solves bound the exact value; the float64 forward pass may differ by its rounding
-            slack = 2.0 * envelope(net, bounds.lower, bounds.upper, node.name)
-            new_lower = np.nextafter(new_lower - slack, -np.inf)
-            new_upper = np.nextafter(new_upper + slack, np.inf)
-            bounds.lower[node.name], bounds.upper[node.name] = intersect(lower, upper, new_lower, new_upper)
-            # push the tightened bounds forward (activation outputs, later nodes) by interval arithmetic
-            bounds = _forward(net, domain, bounds)
+            bounds = _merge(net, domain, bounds, node, results, stats[stage])
             times[stage] += time.perf_counter() - clock
     bounds.times.update({k: v for k, v in times.items() if k in stages})
     bounds.method = method
     stats["complete"] = bounds.complete
     return bounds
+
+
+def _merge(net: Network, domain: InputDomain, bounds: Bounds, node: AffineNode, results: list[ChunkResult],
+           stats: dict) -> Bounds:
+    """``bounds`` with node ``node`` intersected with the solves' ``results`` (widened for the float64
+    forward pass) and pushed forward by interval arithmetic; solver counts are added to ``stats``."""
+    lower, upper = bounds[node.name]
+    new_lower, new_upper = np.full(node.size, -np.inf), np.full(node.size, np.inf)
+    for r in results:
+        bounds.complete &= r.complete
+        new_lower[r.neurons] = np.maximum(new_lower[r.neurons], r.lower)
+        new_upper[r.neurons] = np.minimum(new_upper[r.neurons], r.upper)
+        for key in ("solves", "iterations", "early", "timeouts"):
+            stats[key] += getattr(r, key)
+    # the solves bound the exact value; the float64 forward pass may differ by its rounding
+    slack = 2.0 * envelope(net, bounds.lower, bounds.upper, node.name)
+    new_lower = np.nextafter(new_lower - slack, -np.inf)
+    new_upper = np.nextafter(new_upper + slack, np.inf)
+    bounds.lower[node.name], bounds.upper[node.name] = intersect(lower, upper, new_lower, new_upper)
+    # push the tightened bounds forward (activation outputs, later nodes) by interval arithmetic
+    return _forward(net, domain, bounds)
 
 
 def _forward(net: Network, domain: InputDomain, bounds: Bounds) -> Bounds:

@@ -1,0 +1,146 @@
+"""Cones of influence (relumilp.bounds.cones) and MILP bound tightening over them (the ``cones`` method).
+
+Oracles: the restricted network computes the same neuron as the whole one (forward passes); the cone
+MILP bounds contain, and on small cones equal, the exact range found by enumerating activation patterns
+of the network up to the neuron (one LP each); bounds hold on samples, also with domain rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from relumilp.bounds import compute_bounds
+from relumilp.bounds.cones import cone, restrict
+from relumilp.domain import InputDomain
+from relumilp.errors import RelumilpError
+from relumilp.frontends.torch import from_torch
+from relumilp.ir import Network
+
+from oracles import brute_force_optima
+
+
+def _conv_net(seed: int, channels: int = 2):
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Conv2d(1, channels, 2), nn.ReLU(),
+        nn.Conv2d(channels, 2, 2, stride=1, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(2 * 3 * 4, 3),
+    ).double().eval()
+    return from_torch(model, input_shape=(1, 3, 4))  # 12 inputs
+
+
+def _upto(net: Network, node: str) -> Network:
+    """The network computing node ``node`` (the oracle enumerates its activation patterns)."""
+    return Network(list(net.order), node, name=f"{net.name}[{node}]")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_restricted_network_computes_the_same_neuron(seed):
+    net = _conv_net(seed)
+    rng = np.random.default_rng(seed)
+    domain = InputDomain.box(np.full(net.input_size, -1.0), np.full(net.input_size, 1.0))
+    bounds = compute_bounds(net, domain, "interval")
+    X = rng.uniform(-1, 1, (50, net.input_size))
+    values = net.forward_all(X)
+    checked = 0
+    for node in net.affines:
+        for j in range(node.size):
+            c = cone(net, node.name, j, bounds)
+            restricted = restrict(net, c, bounds, domain)
+            if restricted is None:
+                continue
+            sub, sub_bounds, sub_domain = restricted
+            inputs = c.keep[net.input.name]
+            assert sub.output_size == 1 and sub.input_size == inputs.size
+            np.testing.assert_allclose(sub.forward(X[:, inputs])[:, 0], values[node.name][:, j], rtol=1e-12, atol=1e-12)
+            for name in c.keep:  # the restricted bounds are the whole network's, on the kept indices
+                np.testing.assert_array_equal(sub_bounds.lower[name], bounds.lower[name][c.keep[name]])
+            checked += 1
+    assert checked > 10
+    # a second-layer convolution neuron reads a window, not the whole input
+    second = net.affines[1]
+    assert cone(net, second.name, 0).keep[net.input.name].size < net.input_size
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cone_bounds_are_the_exact_ranges_on_tiny_conv_nets(seed):
+    net = _conv_net(seed)
+    rng = np.random.default_rng(10 + seed)
+    centre = rng.uniform(-0.5, 0.5, net.input_size)
+    lower, upper = centre - 0.6, centre + 0.6
+    domain = InputDomain.box(lower, upper)
+    alpha = compute_bounds(net, domain, "alpha")
+    stats: dict = {}
+    cones = compute_bounds(net, domain, "cones", max_binaries=64, workers=1, stats=stats)
+    assert cones.method == "cones" and "cones" in cones.times
+    tightened = 0
+    for node in net.affines[1:-1]:  # the first reads the box (exact already), the last feeds no activation
+        truncated = _upto(net, node.name)
+        for j in np.flatnonzero((alpha.lower[node.name] < 0) & (alpha.upper[node.name] > 0)):
+            exact = brute_force_optima(truncated, lower, upper, np.eye(node.size)[j])
+            lo, hi = exact["min"][0], exact["max"][0]
+            lo_c, hi_c = cones.lower[node.name][j], cones.upper[node.name][j]
+            assert lo_c <= lo + 1e-9 and hi_c >= hi - 1e-9, (node.name, j)  # sound
+            # exact, except where the MILP stopped early once the neuron's phase was decided
+            assert lo_c >= lo - 1e-5 or (lo >= 0.0 and lo_c >= -1e-6), (node.name, j, lo, lo_c)
+            assert hi_c <= hi + 1e-5 or (hi <= 0.0 and hi_c <= 1e-6), (node.name, j, hi, hi_c)
+            tightened += int(lo_c > alpha.lower[node.name][j] + 1e-6 or hi_c < alpha.upper[node.name][j] - 1e-6)
+    assert stats["cones"]["neurons"] > 0
+    assert tightened > 0  # cones beat alpha somewhere on every seed (else this test could not fail)
+    for name in cones.lower:  # never looser than alpha
+        assert np.all(cones.lower[name] >= alpha.lower[name] - 1e-12)
+        assert np.all(cones.upper[name] <= alpha.upper[name] + 1e-12)
+
+
+def test_cone_bounds_hold_on_samples_with_domain_rows():
+    net = _conv_net(5)
+    rng = np.random.default_rng(5)
+    n = net.input_size
+    A = np.zeros((2, n))
+    A[0, :3] = 1.0  # reads a few inputs: kept by the cones that read all of them
+    A[1, :] = rng.normal(size=n)  # reads every input: dropped from every smaller cone (a relaxation)
+    b = np.array([0.5, 0.3])
+    domain = InputDomain(np.full(n, -1.0), np.full(n, 1.0), A, b)
+    bounds = compute_bounds(net, domain, "cones", workers=1)
+    X = rng.uniform(-1, 1, (20000, n))
+    X = X[np.all(X @ A.T <= b, axis=1)]
+    assert X.shape[0] > 1000
+    bounds.check_sound(net, X)
+    c = cone(net, net.affines[1].name, 0)
+    sub_domain = restrict(net, c, compute_bounds(net, domain, "interval"), domain)[2]
+    kept = c.keep[net.input.name]
+    expect_first = set(range(3)) <= set(kept.tolist())
+    assert (sub_domain.A is not None and sub_domain.A.shape[0] == 1) == expect_first
+
+
+def test_dense_layers_keep_their_bounds_beyond_max_binaries():
+    rng = np.random.default_rng(2)
+    layers = [(rng.normal(size=(8, 4)), rng.normal(size=8) * 0.1), (rng.normal(size=(8, 8)), rng.normal(size=8) * 0.1),
+              (rng.normal(size=(2, 8)), np.zeros(2))]
+    net = Network.sequential(layers)
+    domain = InputDomain.box(np.full(4, -1.0), np.full(4, 1.0))
+    alpha = compute_bounds(net, domain, "alpha")
+    unstable = int(np.sum((alpha.lower["linear0"] < 0) & (alpha.upper["linear0"] > 0)))
+    assert unstable >= 2
+    few = compute_bounds(net, domain, "cones", max_binaries=unstable - 1, workers=1)
+    for name in alpha.lower:  # every second-layer cone holds all first-layer binaries: nothing tightened
+        np.testing.assert_array_equal(few.lower[name], alpha.lower[name])
+    enough = compute_bounds(net, domain, "cones", max_binaries=unstable, workers=1)
+    for j in np.flatnonzero((alpha.lower["linear1"] < 0) & (alpha.upper["linear1"] > 0)):
+        exact = brute_force_optima(_upto(net, "linear1"), domain.lower, domain.upper, np.eye(8)[j])
+        assert enough.lower["linear1"][j] <= exact["min"][0] + 1e-9
+        assert enough.lower["linear1"][j] >= exact["min"][0] - 1e-5 or exact["min"][0] >= 0.0
+
+
+def test_cone_options_are_checked():
+    net = _conv_net(0)
+    domain = InputDomain.box(np.full(net.input_size, -1.0), np.full(net.input_size, 1.0))
+    with pytest.raises(RelumilpError, match="max_binaries only applies to the cones method"):
+        compute_bounds(net, domain, "alpha", max_binaries=3)
+    with pytest.raises(RelumilpError, match="max_binaries must be at least 1"):
+        compute_bounds(net, domain, "cones", max_binaries=0)
+    with pytest.raises(RelumilpError, match="unknown bound option"):
+        compute_bounds(net, domain, "cones", no_such_option=1)
