@@ -7,6 +7,8 @@ their names from here.
 
 #: bound methods, cheapest first: each runs every cheaper one before it (``relumilp.bounds.compute_bounds``)
 BOUND_METHODS = ("interval", "symbolic", "alpha", "cones", "lp", "milp")
+#: the bound methods that solve LPs / MILPs: they take worker processes, progress bars and solver time limits
+SOLVER_BOUND_METHODS = ("cones", "lp", "milp")
 #: how ``relumilp.optimize`` answers: branch and bound over input boxes, one big-M MILP, or the faster one
 SOLVE_METHODS = ("auto", "bab", "milp")
 #: ``auto`` uses input-box branch and bound up to this many inputs (over a box domain) ...

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
-from .choices import BAB_MAX_INPUTS, FORMULATIONS, MILP_MAX_NEURONS
+from .choices import BAB_MAX_INPUTS, FORMULATIONS, MILP_MAX_NEURONS, SOLVER_BOUND_METHODS
 from .choices import SOLVE_METHODS as METHODS
 from .errors import RelumilpError, SolveError
 from .limits import Deadline
@@ -406,7 +406,7 @@ def optimize(
             return _optimize_bab(net, domain, (maximize, minimize, objective), tighten, bounds, deadline, gap, branching,
                                  threads, log, check, started, progress, bound_options)
     try:
-        if progress and tighten in ("lp", "milp"):
+        if progress and tighten in SOLVER_BOUND_METHODS:
             bound_options.setdefault("progress", True)
         compiled = compile_network(network, input_bounds, tighten=tighten, scale=scale, bounds=bounds,
                                    time_limit=deadline, **bound_options)

@@ -144,3 +144,24 @@ def test_cone_options_are_checked():
         compute_bounds(net, domain, "cones", max_binaries=0)
     with pytest.raises(RelumilpError, match="unknown bound option"):
         compute_bounds(net, domain, "cones", no_such_option=1)
+
+
+def test_milp_obbt_solves_small_cones_alone_with_the_same_bounds(monkeypatch):
+    """``milp`` OBBT on a box solves a neuron over its cone when that holds at most half the model's
+    binaries: the bounds match those of the whole-model MILPs."""
+    import relumilp.bounds.obbt as obbt
+
+    net = _conv_net(1, channels=3)
+    rng = np.random.default_rng(1)
+    centre = rng.uniform(-0.5, 0.5, net.input_size)
+    domain = InputDomain.box(centre - 0.6, centre + 0.6)
+    solved = []
+    real = obbt.solve_cones
+    monkeypatch.setattr(obbt, "solve_cones", lambda *a: solved.append(len(a[4])) or real(*a))
+    with_cones = compute_bounds(net, domain, "milp", workers=1)
+    assert sum(solved) > 0
+    monkeypatch.setattr(obbt, "_cone_sizes", lambda net, node, targets, bounds, limit: np.full(targets.size, limit + 1))
+    whole = compute_bounds(net, domain, "milp", workers=1)
+    for name in whole.lower:
+        np.testing.assert_allclose(with_cones.lower[name], whole.lower[name], atol=1e-6, rtol=1e-6)
+        np.testing.assert_allclose(with_cones.upper[name], whole.upper[name], atol=1e-6, rtol=1e-6)

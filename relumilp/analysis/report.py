@@ -16,6 +16,7 @@ import numpy as np
 
 from ..activations import label
 from ..bounds import big_m_values
+from ..choices import SOLVER_BOUND_METHODS
 from ..domain import InputDomain
 from ..errors import RelumilpError
 from .regions import RegionCount, count_regions, regions_upper_bound
@@ -274,7 +275,7 @@ def analyze_network(network, domain, tighten: str = "interval", scale: bool | st
         after = before
     else:
         options = {**bound_options, "time_limit": deadline}
-        if progress and tighten in ("lp", "milp"):
+        if progress and tighten in SOLVER_BOUND_METHODS:
             options.setdefault("progress", True)
         after = _compile(network, domain, tighten, scale, options)
     for phase in ("bounds", "scaling", "formulation"):

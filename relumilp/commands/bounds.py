@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 from .._io import atomic_write_text, check_writable
+from ..choices import SOLVER_BOUND_METHODS
 from ..errors import RelumilpError
 from .common import (add_domain_arguments, add_model_arguments, add_quiet_argument, add_tighten_arguments,
                      load_domain, load_model, positive_int, print_json, seconds, show_progress)
@@ -27,7 +28,7 @@ def register(subparsers) -> None:
     parser.add_argument("--workers", type=positive_int, metavar="N",
                         help="parallel processes for LP/MILP tightening (default: every core)")
     parser.add_argument("--milp-time-limit", type=seconds, metavar="S",
-                        help="seconds per neuron for --tighten milp (the solver's dual bound is used at the limit)")
+                        help="seconds per neuron for --tighten milp or cones (the solver's dual bound is used at the limit)")
     parser.add_argument("--time-limit", type=seconds, metavar="S",
                         help="seconds for the whole run; LP/MILP tightening then stops with the sound bounds "
                              "it has (\"complete\": false)")
@@ -71,12 +72,12 @@ def run(args) -> int:
     net, default_domain = load_model(args)
     domain = load_domain(args, net, default_domain)
     options = {}
-    if args.tighten in ("lp", "milp"):
+    if args.tighten in SOLVER_BOUND_METHODS:
         options.update(workers=args.workers, progress=args.progress or show_progress(args))
         if args.milp_time_limit is not None:
             options["milp_time_limit"] = args.milp_time_limit
     elif args.workers is not None or args.milp_time_limit is not None:
-        raise RelumilpError("--workers and --milp-time-limit apply to --tighten lp or milp only")
+        raise RelumilpError("--workers and --milp-time-limit apply to --tighten cones, lp or milp only")
     if args.cache:
         options["cache"] = args.cache
     if args.time_limit is not None:

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..choices import SOLVER_BOUND_METHODS
 from ..errors import RelumilpError
 from .fit import LambdaSchedule, _as_2d, fit_surrogate
 
@@ -58,8 +59,8 @@ def to_network(model: nn.Module):
 def _bounds(net, lower, upper, method: str, time_limit: float | None = None):
     from ..bounds import compute_bounds
 
-    options = {"workers": 1} if method in ("lp", "milp") else {}
-    if time_limit is not None and method in ("lp", "milp"):
+    options = {"workers": 1} if method in SOLVER_BOUND_METHODS else {}
+    if time_limit is not None and method in SOLVER_BOUND_METHODS:
         options["time_limit"] = time_limit
     return compute_bounds(net, (lower, upper), method, **options)
 
