@@ -271,7 +271,7 @@ def _root_bounds(margin_net, domain, settings: Settings, members):
         times["cones"] = time.perf_counter() - clock
         if stats["cones"]["neurons"]:
             bounds = alpha(tightened)
-    bounds.times, bounds.method = times, "cones"
+    bounds.times, bounds.method = times, ("cones" if "cones" in times else "alpha")
     return bounds
 
 
