@@ -165,3 +165,44 @@ def test_milp_obbt_solves_small_cones_alone_with_the_same_bounds(monkeypatch):
     for name in whole.lower:
         np.testing.assert_allclose(with_cones.lower[name], whole.lower[name], atol=1e-6, rtol=1e-6)
         np.testing.assert_allclose(with_cones.upper[name], whole.upper[name], atol=1e-6, rtol=1e-6)
+
+
+def _skip_net(seed: int) -> Network:
+    """``h = W0 x``, ``r = relu(h)``, ``g = W1 r + S h`` (a skip connection before the activation), then
+    ``relu(g)`` and an output: ``h`` is read by the activation and by ``g``, on different indices."""
+    from relumilp.ir import ActivationNode, AffineNode, InputNode
+
+    rng = np.random.default_rng(seed)
+    W1 = np.zeros((4, 6))
+    W1[np.arange(4), np.arange(4)] = rng.normal(size=4)  # g_k reads r_k only
+    S = np.zeros((4, 6))
+    S[np.arange(4), np.arange(2, 6)] = rng.normal(size=4)  # and h_{k+2}
+    nodes = [InputNode("x", 3),
+             AffineNode("h", 6, ("x",), (rng.normal(size=(6, 3)),), rng.normal(size=6) * 0.3),
+             ActivationNode("r", 6, ("h",), kind="relu"),
+             AffineNode("g", 4, ("r", "h"), (W1, S), rng.normal(size=4) * 0.3),
+             ActivationNode("s", 4, ("g",), kind="relu"),
+             AffineNode("y", 2, ("s",), (rng.normal(size=(2, 4)),), np.zeros(2))]
+    return Network(nodes, "y")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_cones_through_a_skip_connection_before_an_activation(seed):
+    """A node read by its activation and by another node keeps one index set for both (no size clash:
+    building the restricted network used to fail here), and ``cones`` and ``milp`` bounds hold on samples."""
+    net = _skip_net(seed)
+    domain = InputDomain.box(np.full(3, -1.0), np.full(3, 1.0))
+    bounds = compute_bounds(net, domain, "interval")
+    X = np.random.default_rng(seed).uniform(-1, 1, (50, 3))
+    values = net.forward_all(X)
+    for j in range(4):
+        c = cone(net, "g", j, bounds)
+        np.testing.assert_array_equal(c.keep["r"], c.keep["h"])
+        sub = restrict(net, c, bounds, domain)[0]
+        np.testing.assert_allclose(sub.forward(X[:, c.keep["x"]])[:, 0], values["g"][:, j], rtol=1e-12, atol=1e-12)
+    cones = compute_bounds(net, domain, "cones", workers=1)
+    milp = compute_bounds(net, domain, "milp", workers=1)
+    for j in range(4):
+        lo, hi = values["g"][:, j].min(), values["g"][:, j].max()
+        assert cones.lower["g"][j] <= lo and cones.upper["g"][j] >= hi
+        assert milp.lower["g"][j] <= lo and milp.upper["g"][j] >= hi

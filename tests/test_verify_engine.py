@@ -138,7 +138,7 @@ def test_open_rows_are_those_of_conjunctions_not_yet_proven():
 def test_neuron_branching_starts_from_optimised_root_bounds(wide_case, monkeypatch):
     """With branch and bound over neurons the default root bounds are ``cones`` (fixed below the root):
     ``alpha`` from the symbolic ones, MILP tightening over cones of influence and ``alpha`` again when
-    that tightened any neuron, each on a share of the time; over input boxes ``symbolic``."""
+    that bounded any neuron, each on a share of the time; over input boxes ``symbolic``."""
     import relumilp.bounds.obbt as obbt
     import relumilp.bounds.symbolic as symbolic
     from relumilp.verify import CONE_ROOT_SHARE

@@ -55,20 +55,32 @@ def cone(net: Network, node: str, neuron: int, bounds: Bounds | None = None, lim
     soon as that count exceeds it: the returned cone is then incomplete, with ``binaries > limit``
     (a dense layer's cone is the whole network before it; no need to walk it all)."""
     keep: dict[str, np.ndarray] = {node: np.array([int(neuron)], dtype=np.int64)}
+
+    def count(item) -> int:
+        if bounds is None or not isinstance(item, ActivationNode):
+            return 0
+        lower, upper = bounds[item.inputs[0]]
+        rows = keep[item.name]
+        return phases(item, lower[rows], upper[rows]).num_binaries
+
     binaries = 0
     for item in reversed(net.order):  # every reader of a node comes later: its indices are final here
         rows = keep.get(item.name)
         if rows is None or isinstance(item, InputNode):
             continue
-        if bounds is not None and isinstance(item, ActivationNode):
-            lower, upper = bounds[item.inputs[0]]
-            binaries += phases(item, lower[rows], upper[rows]).num_binaries
-            if limit is not None and binaries > limit:
-                break
+        binaries += count(item)
+        if limit is not None and binaries > limit:
+            return Cone(node, int(neuron), keep, binaries)
         for source, weight in zip(item.inputs, getattr(item, "weights", (None,))):
             read = rows if weight is None else _reads(weight, rows)
             if read.size:  # a source the rows give only zero weights is not read
                 keep[source] = read if source not in keep else np.union1d(keep[source], read)
+    # an activation keeps every index its input keeps (the input may also be read by another node,
+    # e.g. a skip connection before the activation): its node in the restricted network has their size
+    for item in net.activations:
+        if item.name in keep:
+            keep[item.name] = keep[item.inputs[0]]
+    binaries = sum(count(item) for item in net.activations if item.name in keep)
     return Cone(node, int(neuron), keep, binaries)
 
 

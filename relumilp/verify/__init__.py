@@ -229,7 +229,7 @@ def _root_bounds(margin_net, domain, settings: Settings, members):
     neurons) runs the symbolic pass to the deadline, the slope optimisation (``alpha``) for at most
     ``alpha_share`` of the time left after it, MILP bound tightening over cones of influence for at most
     :data:`CONE_ROOT_SHARE` (the neurons whose cone holds few binaries: the early layers of a
-    convolutional network, :func:`relumilp.bounds.obbt.cone_bounds`) and, when that tightened any,
+    convolutional network, :func:`relumilp.bounds.obbt.cone_bounds`) and, when that bounded any neuron,
     ``alpha`` once more to carry it to the later layers. Through the lowered max-pool trees of
     verivital's max-pooling net the symbolic pass alone takes 60-110 s of its 420 s, and the
     optimisation several times that, which branch and bound needs more. Branch and bound keeps these
