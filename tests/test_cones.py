@@ -160,7 +160,8 @@ def test_milp_obbt_solves_small_cones_alone_with_the_same_bounds(monkeypatch):
     monkeypatch.setattr(obbt, "solve_cones", lambda *a: solved.append(len(a[4])) or real(*a))
     with_cones = compute_bounds(net, domain, "milp", workers=1)
     assert sum(solved) > 0
-    monkeypatch.setattr(obbt, "_cone_sizes", lambda net, node, targets, bounds, limit: np.full(targets.size, limit + 1))
+    monkeypatch.setattr(obbt, "_cone_sizes",
+                        lambda net, node, targets, bounds, limit, deadline=None: np.full(targets.size, limit + 1))
     whole = compute_bounds(net, domain, "milp", workers=1)
     for name in whole.lower:
         np.testing.assert_allclose(with_cones.lower[name], whole.lower[name], atol=1e-6, rtol=1e-6)

@@ -100,7 +100,8 @@ def restrict(net: Network, cone: Cone, bounds: Bounds, domain: InputDomain):
             nodes.append(InputNode(item.name, rows.size))
         elif isinstance(item, AffineNode):
             weights = tuple(
-                matrices.tidy(sp.csr_array(w)[rows][:, keep[s]] if matrices.is_sparse(w) else np.asarray(w)[np.ix_(rows, keep[s])])
+                matrices.tidy(sp.csr_array(w)[rows][:, keep[s]] if matrices.is_sparse(w)
+                              else np.asarray(w)[np.ix_(rows, keep[s])])
                 for s, w in zip(item.inputs, item.weights) if s in keep
             )
             inputs = tuple(s for s in item.inputs if s in keep)

@@ -603,11 +603,18 @@ def solve_cones(net: Network, bounds: Bounds, domain: InputDomain, node: str, ne
     return result
 
 
-def _cone_sizes(net: Network, node: AffineNode, targets: np.ndarray, bounds: Bounds, limit: int) -> np.ndarray:
-    """The binaries in each target neuron's cone of influence (any count above ``limit`` stands for all)."""
+def _cone_sizes(net: Network, node: AffineNode, targets: np.ndarray, bounds: Bounds, limit: int,
+                deadline: Deadline | None = None) -> np.ndarray:
+    """The binaries in each target neuron's cone of influence (any count above ``limit`` stands for all;
+    once ``deadline`` has passed, the targets not yet walked count ``limit + 1``: not solved over a cone)."""
     from .cones import cone
 
-    return np.array([cone(net, node.name, int(j), bounds, limit=limit).binaries for j in targets], dtype=np.int64)
+    sizes = np.full(targets.size, limit + 1, dtype=np.int64)
+    for k, j in enumerate(targets):
+        if deadline is not None and deadline.expired():
+            break
+        sizes[k] = cone(net, node.name, int(j), bounds, limit=limit).binaries
+    return sizes
 
 
 def _cone_tasks(net, bounds, domain, node: AffineNode, targets: np.ndarray, min_stop, max_stop, options: OBBTOptions,
@@ -657,7 +664,7 @@ def cone_bounds(net: Network, domain: InputDomain, start: Bounds, max_binaries: 
         if deadline.expired():
             bounds.complete = False
             break
-        sizes = _cone_sizes(net, node, targets, bounds, int(max_binaries))
+        sizes = _cone_sizes(net, node, targets, bounds, int(max_binaries), deadline)
         targets = targets[(sizes >= 1) & (sizes <= int(max_binaries))]  # no binary: symbolic bounds are exact
         if targets.size == 0:
             continue
@@ -712,7 +719,8 @@ def _obbt(net, domain, start, method, opts, executor, workers, progress, stats, 
                 # over a box, a neuron whose cone of influence holds at most half the model's binaries is
                 # solved over its cone alone: the same bound from a smaller MILP (module .cones)
                 if domain.is_box:
-                    local = _cone_sizes(net, node, targets, bounds, milp.num_binaries // 2) <= milp.num_binaries // 2
+                    half = milp.num_binaries // 2
+                    local = _cone_sizes(net, node, targets, bounds, half, deadline) <= half
                 neurons, signs = _min_then_max(targets[~local])
                 problem = LayerProblem(milp, milp.node_columns[node.name], min_stop, max_stop, stage, opts,
                                        stop_at=stop_at)

@@ -234,8 +234,8 @@ def _root_bounds(margin_net, domain, settings: Settings, members):
     verivital's max-pooling net the symbolic pass alone takes 60-110 s of its 420 s, and the
     optimisation several times that, which branch and bound needs more. Branch and bound keeps these
     intermediate bounds in every node, so what they gain pays off everywhere: oval21 ``cifar_base``
-    img7779's margin lower bounds rose by 0.08-0.65 over ``alpha``'s (the weakest from -1.297 to -0.643). When bounds already prove every
-    conjunction of ``members`` unreachable, they are the answer."""
+    img7779's margin lower bounds rose by 0.08-0.65 over ``alpha``'s (the weakest row's from -1.297 to
+    -0.643). When bounds already prove every conjunction of ``members`` unreachable, they are the answer."""
     from ..bounds import compute_bounds
     from ..bounds.obbt import cone_bounds
     from ..bounds.symbolic import alpha_bounds
