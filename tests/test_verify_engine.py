@@ -159,6 +159,7 @@ def test_neuron_branching_starts_from_optimised_root_bounds(wide_case, monkeypat
     assert result.details["tighten"] == "cones"
     assert len(cone_calls) == 1 and cone_calls[0][0] <= CONE_ROOT_SHARE * 30
     tightened = cone_calls[0][1]["cones"]["neurons"]
+    assert tightened > 0  # the second-layer cones hold at most 16 binaries: the cone pass has work here
     assert len(calls) == (2 if tightened else 1)
     assert all(k["start"] is not None and k["deadline"].limited for k in calls)
     assert verify(net, prop, attack_samples=0, time_limit=30, branching="input").details["tighten"] == "symbolic"

@@ -264,7 +264,8 @@ def _root_bounds(margin_net, domain, settings: Settings, members):
     if not proved(bounds) and not deadline.expired():
         stats: dict = {}
         # the threads asked for, but no worker processes from a plain script (a spawned worker re-runs it)
-        workers = settings.bound_options.get("workers") or min(settings.threads or default_workers(), default_workers())
+        most = default_workers()
+        workers = settings.bound_options.get("workers") or min(settings.threads or most, most)
         clock = time.perf_counter()
         tightened = cone_bounds(margin_net, domain, bounds, deadline=deadline.share(CONE_ROOT_SHARE),
                                 workers=workers, executor=settings.bound_options.get("executor"), stats=stats)
