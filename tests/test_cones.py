@@ -146,6 +146,59 @@ def test_cone_options_are_checked():
         compute_bounds(net, domain, "cones", no_such_option=1)
 
 
+def test_step_shares_and_stop_when_are_checked_and_applied(monkeypatch):
+    """``shares`` caps each step at its fraction of the time left; ``stop_when`` skips the later steps
+    and labels the bounds with the last step run; bad shares are refused."""
+    import relumilp.bounds.obbt as obbt
+    import relumilp.bounds.symbolic as symbolic
+
+    net = _conv_net(0)
+    domain = InputDomain.box(np.full(net.input_size, -1.0), np.full(net.input_size, 1.0))
+    with pytest.raises(RelumilpError, match="'cones' is not a step of the alpha method"):
+        compute_bounds(net, domain, "alpha", shares={"cones": 0.1})
+    with pytest.raises(RelumilpError, match="share must be in"):
+        compute_bounds(net, domain, "cones", shares={"alpha": 0.0})
+    with pytest.raises(RelumilpError, match="steps: none"):
+        compute_bounds(net, domain, "interval", shares={"symbolic": 0.5})
+
+    alpha_left, cone_left = [], []
+    real_alpha, real_cones = symbolic.alpha_bounds, obbt.cone_bounds
+    monkeypatch.setattr(symbolic, "alpha_bounds",
+                        lambda *a, **k: alpha_left.append(k["deadline"].remaining()) or real_alpha(*a, **k))
+    monkeypatch.setattr(obbt, "cone_bounds",
+                        lambda *a, **k: cone_left.append(k["deadline"].remaining()) or real_cones(*a, **k))
+    full = compute_bounds(net, domain, "cones", workers=1, time_limit=60, shares={"alpha": 0.25, "cones": 0.1})
+    assert len(cone_left) == 1 and cone_left[0] <= 0.1 * 60
+    assert len(alpha_left) == 2 and all(left <= 0.25 * 60 for left in alpha_left)  # alpha again after cones
+    assert full.method == "cones" and full.complete and set(full.times) == {"interval", "symbolic", "alpha", "cones"}
+
+    seen = []
+    stopped = compute_bounds(net, domain, "cones", workers=1, stop_when=lambda b: seen.append(b.method) or len(seen) > 2)
+    assert seen == ["interval", "symbolic", "alpha"]  # checked before each step
+    assert stopped.method == "alpha" and not stopped.complete and len(cone_left) == 1
+    for name in stopped.lower:  # what ran is what a run of that method gives
+        lo, hi = compute_bounds(net, domain, "alpha")[name]
+        np.testing.assert_allclose(stopped.lower[name], lo, atol=1e-9)
+        np.testing.assert_allclose(stopped.upper[name], hi, atol=1e-9)
+
+
+@pytest.mark.parametrize("max_binaries, passes", [(1, 1), (64, 2)])
+def test_cones_run_alpha_again_only_when_the_cone_pass_tightened_a_neuron(monkeypatch, max_binaries, passes):
+    """Every second-layer cone of this net holds 2 or more unstable neurons: with ``max_binaries=1`` the
+    cone pass has nothing to solve and the second ``alpha`` pass is skipped."""
+    import relumilp.bounds.symbolic as symbolic
+
+    net = _conv_net(0)
+    domain = InputDomain.box(np.full(net.input_size, -1.0), np.full(net.input_size, 1.0))
+    calls = []
+    real = symbolic.alpha_bounds
+    monkeypatch.setattr(symbolic, "alpha_bounds", lambda *a, **k: calls.append(1) or real(*a, **k))
+    stats: dict = {}
+    bounds = compute_bounds(net, domain, "cones", max_binaries=max_binaries, workers=1, stats=stats)
+    assert (stats["cones"]["neurons"] > 0) == (passes == 2)
+    assert len(calls) == passes and bounds.method == "cones"
+
+
 def test_milp_obbt_solves_small_cones_alone_with_the_same_bounds(monkeypatch):
     """``milp`` OBBT on a box solves a neuron over its cone when that holds at most half the model's
     binaries: the bounds match those of the whole-model MILPs."""

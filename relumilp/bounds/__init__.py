@@ -11,8 +11,9 @@
 * ``milp`` -- MILP-based OBBT on the neurons still unstable after LP, with a per-neuron time limit;
 * ``cones`` -- beside ``lp``, after ``alpha``: MILP-based OBBT of each neuron over its cone of influence
   (receptive field, :mod:`.cones`) where that cone holds at most ``max_binaries`` unstable neurons --
-  exact bounds for the early layers of a convolutional network at the cost of many small MILPs -- then
-  ``alpha`` again from them, which carries the gain to the later layers (:func:`.obbt.cone_bounds`).
+  exact bounds for the early layers of a convolutional network at the cost of many small MILPs -- then,
+  when that tightened any neuron, ``alpha`` again from them, which carries the gain to the later layers
+  (:func:`.obbt.cone_bounds`).
 
 Interval and symbolic bounds use the domain's box; LP and MILP also use its rows ``A x <= b``.
 """
@@ -55,6 +56,12 @@ def compute_bounds(net: Network, domain, method: str = "interval", **options) ->
       before ``cones`` / ``lp`` / ``milp``), defaults :data:`.symbolic.ALPHA_STEPS`, :data:`.symbolic.ALPHA_LR`;
     * ``max_binaries`` -- ``cones`` only: the most unstable neurons a tightened neuron's cone may hold
       (default :data:`.obbt.CONE_BINARIES`);
+    * ``shares`` -- a dict from step names (``symbolic``, ``alpha``, ``cones``, ``lp``, ``milp``: those
+      the method runs after interval arithmetic) to the fraction of the time left that the step may take
+      when it starts (``alpha`` after ``cones`` is a second ``alpha`` step); the others run to the deadline;
+    * ``stop_when`` -- a predicate on the bounds, checked before each step: once it holds, the remaining
+      steps are skipped (e.g. once the bounds prove what they are wanted for); the bounds are then labelled
+      with the last step run and have ``complete = False``;
     * ``time_limit`` -- seconds (or a :class:`relumilp.limits.Deadline`) for the whole call. Symbolic
       back-substitution and LP/MILP OBBT stop when it runs out and returns the sound bounds it has (neurons not yet tightened keep
       their interval/symbolic bounds) with ``bounds.complete = False``; such bounds are not cached;
@@ -85,8 +92,13 @@ def compute_bounds(net: Network, domain, method: str = "interval", **options) ->
     return bounds
 
 
+#: the steps of each method after interval arithmetic (``milp``'s OBBT runs an LP stage first)
+_STEPS = {"interval": (), "symbolic": ("symbolic",), "alpha": ("symbolic", "alpha"),
+          "cones": ("symbolic", "alpha", "cones"), "lp": ("symbolic", "alpha", "lp"), "milp": ("symbolic", "alpha", "milp")}
+
+
 def _compute(net, domain, method, executor=None, workers=None, progress=False, stats=None, device=None,
-             time_limit=None, **options):
+             time_limit=None, shares=None, stop_when=None, **options):
     deadline = Deadline.of(time_limit)
     alpha = {k: options.pop(k) for k in ("steps", "lr") if k in options}
     if alpha and method in ("interval", "symbolic"):
@@ -95,38 +107,75 @@ def _compute(net, domain, method, executor=None, workers=None, progress=False, s
         raise RelumilpError("option max_binaries only applies to the cones method")
     if method in ("interval", "symbolic", "alpha") and options:
         raise RelumilpError(f"option(s) {', '.join(sorted(options))} only apply to the cones, lp and milp methods")
-    start = time.perf_counter()
-    bounds = interval_bounds(net, domain)
-    times = {"interval": time.perf_counter() - start}
-    if method != "interval":
-        from .symbolic import symbolic_bounds
+    shares = _step_shares(shares, method)
+    times: dict[str, float] = {}
 
-        start = time.perf_counter()
-        bounds = symbolic_bounds(net, domain, start=bounds, device=device, deadline=deadline)
-        times["symbolic"] = time.perf_counter() - start
-    if method not in ("interval", "symbolic"):
-        from .symbolic import alpha_bounds
+    def step(name, bounds, run):
+        """``run(bounds, deadline)`` within the step's share of the time left; never complete after an
+        incomplete start."""
+        clock = time.perf_counter()
+        result = run(bounds, deadline.share(shares[name]) if name in shares else deadline)
+        if bounds is not None:
+            result.complete &= bounds.complete
+        if name in ("lp", "milp"):  # OBBT times its own stages (``milp`` runs the LP stage first)
+            times.update({k: v for k, v in result.times.items() if k in ("lp", "milp")})
+        else:
+            times[name] = times.get(name, 0.0) + time.perf_counter() - clock
+        result.times = dict(times)
+        return result
 
-        start = time.perf_counter()
-        bounds = alpha_bounds(net, domain, start=bounds, device=device, deadline=deadline, **alpha)
-        times["alpha"] = time.perf_counter() - start
-    bounds.times = times
-    if method == "cones":
-        from .obbt import cone_bounds
-        from .symbolic import alpha_bounds
+    def done(bounds) -> bool:
+        """True once ``stop_when`` holds: later steps are skipped and the bounds are not the method's own."""
+        if stop_when is None or not stop_when(bounds):
+            return False
+        bounds.complete = False
+        return True
 
-        bounds = cone_bounds(net, domain, bounds, executor=executor, workers=workers, progress=progress, stats=stats,
-                             deadline=deadline, **options)
-        start, complete, cone_time = time.perf_counter(), bounds.complete, bounds.times.get("cones", 0.0)
-        bounds = alpha_bounds(net, domain, start=bounds, device=device, deadline=deadline, **alpha)
-        bounds.complete &= complete
-        bounds.times = {**times, "cones": cone_time, "alpha": times["alpha"] + time.perf_counter() - start}
-    if method in ("lp", "milp"):
-        from .obbt import obbt_bounds
+    from .symbolic import alpha_bounds, symbolic_bounds
 
-        bounds = obbt_bounds(
-            net, domain, bounds, method, executor=executor, workers=workers, progress=progress, stats=stats,
-            deadline=deadline, **options
-        )
-    bounds.method = method
+    def optimised(bounds, until):
+        return alpha_bounds(net, domain, start=bounds, device=device, deadline=until, **alpha)
+
+    bounds = step("interval", None, lambda _, until: interval_bounds(net, domain))
+    reached = "interval"  # the last step run: the bounds' label when ``stop_when`` cut the method short
+    for name in _STEPS[method]:
+        if done(bounds):
+            break
+        reached = name
+        if name == "symbolic":
+            bounds = step(name, bounds, lambda b, until: symbolic_bounds(net, domain, start=b, device=device,
+                                                                         deadline=until))
+        elif name == "alpha":
+            bounds = step(name, bounds, optimised)
+        elif name == "cones":
+            from .obbt import cone_bounds
+
+            counts: dict = {}
+            bounds = step(name, bounds, lambda b, until: cone_bounds(
+                net, domain, b, executor=executor, workers=workers, progress=progress, stats=counts,
+                deadline=until, **options))
+            if stats is not None:
+                stats.update(counts)
+            if counts["cones"]["neurons"] and not done(bounds):  # carry the cones' gain to the later layers
+                bounds = step("alpha", bounds, optimised)
+        else:  # lp, milp
+            from .obbt import obbt_bounds
+
+            bounds = step(name, bounds, lambda b, until: obbt_bounds(
+                net, domain, b, method, executor=executor, workers=workers, progress=progress, stats=stats,
+                deadline=until, **options))
+    bounds.method = reached
     return bounds
+
+
+def _step_shares(shares, method: str) -> dict:
+    """``shares`` checked: each named step of ``method`` may take that fraction of the time left when it starts."""
+    shares = dict(shares or {})
+    steps = _STEPS[method]
+    for name, fraction in shares.items():
+        if name not in steps:
+            raise RelumilpError(f"shares: {name!r} is not a step of the {method} method "
+                                f"(steps: {', '.join(steps) or 'none'})")
+        if not 0.0 < float(fraction) <= 1.0:
+            raise RelumilpError(f"shares: the {name} step's share must be in (0, 1], got {fraction!r}")
+    return {name: float(fraction) for name, fraction in shares.items()}

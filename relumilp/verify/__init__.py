@@ -185,17 +185,18 @@ def verify(
     split = True if input_split is None else bool(input_split)
     if branching not in BRANCHING:
         raise RelumilpError(f"branching must be one of {', '.join(BRANCHING)}, got {branching!r}")
-    alpha_share = None
+    root_shares = None
     if tighten is None:
         neurons = resolve_branching(branching, net.input_size) == "relu"
         tighten = ("cones" if neurons else "symbolic") if split else "lp"
-        alpha_share = ALPHA_ROOT_SHARE if tighten == "cones" else None
+        if tighten == "cones":
+            root_shares = {"alpha": ALPHA_ROOT_SHARE, "cones": CONE_ROOT_SHARE}
     settings = Settings(
         deadline=deadline,
         tighten=tighten, disjunction=disjunction, input_split=split,
         attack_samples=int(attack_samples), leaf_binaries=int(leaf_binaries), batch_size=max(1, int(batch_size)),
         max_depth=int(max_depth), threads=threads, log=log, highs_options=highs_options, bound_options=bound_options,
-        progress=bool(progress), branching=branching, seed=int(seed), alpha_share=alpha_share,
+        progress=bool(progress), branching=branching, seed=int(seed), root_shares=root_shares,
         formulation=formulation,
     )
     swallow_banner()  # keep HiGHS's start-up banner off stdout (--json)
@@ -226,54 +227,30 @@ def verify(
 
 def _root_bounds(margin_net, domain, settings: Settings, members):
     """The region's bounds by ``settings.tighten``. Verify's default (``cones`` with branch and bound on
-    neurons) runs the symbolic pass to the deadline, the slope optimisation (``alpha``) for at most
-    ``alpha_share`` of the time left after it, MILP bound tightening over cones of influence for at most
-    :data:`CONE_ROOT_SHARE` (the neurons whose cone holds few binaries: the early layers of a
-    convolutional network, :func:`relumilp.bounds.obbt.cone_bounds`) and, when that bounded any neuron,
-    ``alpha`` once more to carry it to the later layers. Through the lowered max-pool trees of
-    verivital's max-pooling net the symbolic pass alone takes 60-110 s of its 420 s, and the
-    optimisation several times that, which branch and bound needs more. Branch and bound keeps these
-    intermediate bounds in every node, so what they gain pays off everywhere: oval21 ``cifar_base``
-    img7779's margin lower bounds rose by 0.08-0.65 over ``alpha``'s (the weakest row's from -1.297 to
-    -0.643). When bounds already prove every conjunction of ``members`` unreachable, they are the answer."""
+    neurons, ``settings.root_shares``) runs the symbolic pass to the deadline, the slope optimisation
+    (``alpha``) for at most :data:`ALPHA_ROOT_SHARE` of the time left after it, MILP bound tightening over
+    cones of influence for at most :data:`CONE_ROOT_SHARE` (the neurons whose cone holds few binaries: the
+    early layers of a convolutional network, :func:`relumilp.bounds.obbt.cone_bounds`) and, when that
+    bounded any neuron, ``alpha`` once more to carry it to the later layers (:func:`relumilp.bounds.compute_bounds`).
+    Through the lowered max-pool trees of verivital's max-pooling net the symbolic pass alone takes 60-110 s
+    of its 420 s, and the optimisation several times that, which branch and bound needs more. Branch and
+    bound keeps these intermediate bounds in every node, so what they gain pays off everywhere: oval21
+    ``cifar_base`` img7779's margin lower bounds rose by 0.08-0.65 over ``alpha``'s (the weakest row's
+    from -1.297 to -0.643). A step is skipped once the bounds prove every conjunction of ``members``
+    unreachable: they are the answer."""
     from ..bounds import compute_bounds
-    from ..bounds.obbt import cone_bounds
-    from ..bounds.symbolic import alpha_bounds
     from ..parallel import default_workers
 
-    deadline = settings.deadline
-    if settings.tighten != "cones" or settings.alpha_share is None:
-        return compute_bounds(margin_net, domain, settings.tighten, time_limit=deadline, **settings.bound_options)
-    bounds = compute_bounds(margin_net, domain, "symbolic", time_limit=deadline, **settings.bound_options)
-    times = dict(bounds.times)
+    options = dict(settings.bound_options)
+    if settings.root_shares is not None:
+        def proved(bounds) -> bool:
+            g_lower = bounds.lower[margin_net.output]
+            return all(g_lower[rows].max() > 0.0 for rows in members)
 
-    def proved(bounds) -> bool:
-        g_lower = bounds.lower[margin_net.output]
-        return all(g_lower[rows].max() > 0.0 for rows in members)
-
-    def alpha(start):
-        clock = time.perf_counter()
-        result = alpha_bounds(margin_net, domain, start=start, deadline=deadline.share(settings.alpha_share))
-        result.complete &= start.complete
-        times["alpha"] = times.get("alpha", 0.0) + time.perf_counter() - clock
-        return result
-
-    if proved(bounds):
-        return bounds
-    bounds = alpha(bounds)
-    if not proved(bounds) and not deadline.expired():
-        stats: dict = {}
-        # the threads asked for, but no worker processes from a plain script (a spawned worker re-runs it)
-        most = default_workers()
-        workers = settings.bound_options.get("workers") or min(settings.threads or most, most)
-        clock = time.perf_counter()
-        tightened = cone_bounds(margin_net, domain, bounds, deadline=deadline.share(CONE_ROOT_SHARE),
-                                workers=workers, executor=settings.bound_options.get("executor"), stats=stats)
-        times["cones"] = time.perf_counter() - clock
-        if stats["cones"]["neurons"]:
-            bounds = alpha(tightened)
-    bounds.times, bounds.method = times, ("cones" if "cones" in times else "alpha")
-    return bounds
+        most = default_workers()  # the threads asked for, but no worker processes from a plain script
+        options.update(shares=settings.root_shares, stop_when=proved,
+                       workers=options.get("workers") or min(settings.threads or most, most))
+    return compute_bounds(margin_net, domain, settings.tighten, time_limit=settings.deadline, **options)
 
 
 def _verify_region(net, domain, outputs, settings: Settings, rng, info):

@@ -52,9 +52,9 @@ class Settings:
     branching: str = "auto"
     #: seed of the random points the branch and bound tries (the attack's are drawn from it too)
     seed: int = 0
-    #: with verify's default ``alpha`` root bounds: the share of the time left after the symbolic pass that
-    #: the slope optimisation may take (None: ``tighten`` runs to the deadline, as the user asked)
-    alpha_share: float | None = None
+    #: with verify's default ``cones`` root bounds: the share of the time left that each of its steps may
+    #: take (``compute_bounds``'s ``shares``; None: ``tighten`` runs to the deadline, as the user asked)
+    root_shares: dict | None = None
     #: a region's MILP: ``"ideal_cuts"`` strengthens it by root rounds of ideal ReLU cuts before HiGHS
     #: solves it (:func:`relumilp.formulation.ideal.root_cuts`), ``"bigm"`` leaves it as compiled
     formulation: str = "ideal_cuts"
