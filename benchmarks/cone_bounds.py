@@ -1,8 +1,9 @@
 """Root bounds of verify on convolutional networks: ``alpha`` against ``cones``, side by side in one run.
 
 For each oval21 instance, the margin network of its first input region (:func:`relumilp.verify.spec_network`)
-is bounded over the region's box by ``compute_bounds(..., "alpha")`` and by ``"cones"`` (``alpha``, MILP
-bound tightening over cones of influence, ``alpha`` again; :func:`relumilp.bounds.obbt.cone_bounds`).
+is bounded over the region's box by ``compute_bounds(..., "alpha")`` and by ``"cones"`` (MILP bound
+tightening over cones of influence, :func:`relumilp.bounds.obbt.cone_bounds`, then ``alpha`` on the nodes
+it did not bound exactly).
 Reported per method: seconds, unstable neurons (MILP binaries), and the lower bound of the weakest margin
 row (the row whose lower bound is smallest: ``> 0`` on every row of a conjunction proves it unreachable;
 branch and bound keeps these intermediate bounds in every node, so a higher one helps everywhere). Every

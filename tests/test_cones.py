@@ -90,9 +90,11 @@ def test_cone_bounds_are_the_exact_ranges_on_tiny_conv_nets(seed):
             tightened += int(lo_c > alpha.lower[node.name][j] + 1e-6 or hi_c < alpha.upper[node.name][j] - 1e-6)
     assert stats["cones"]["neurons"] > 0
     assert tightened > 0  # cones beat alpha somewhere on every seed (else this test could not fail)
-    for name in cones.lower:  # never looser than alpha
-        assert np.all(cones.lower[name] >= alpha.lower[name] - 1e-12)
-        assert np.all(cones.upper[name] <= alpha.upper[name] + 1e-12)
+    # every cone is small and no solve was cut short: each node's range is exact (checked above)
+    assert set(stats["cones"]["exact"]) == {node.name for node in net.affines[:-1]}
+    for name in cones.lower:  # never looser than alpha, but for the MILPs' tolerance margins
+        assert np.all(cones.lower[name] >= alpha.lower[name] - 1e-6)
+        assert np.all(cones.upper[name] <= alpha.upper[name] + 1e-6)
 
 
 def test_cone_bounds_hold_on_samples_with_domain_rows():
@@ -169,34 +171,54 @@ def test_step_shares_and_stop_when_are_checked_and_applied(monkeypatch):
                         lambda *a, **k: cone_left.append(k["deadline"].remaining()) or real_cones(*a, **k))
     full = compute_bounds(net, domain, "cones", workers=1, time_limit=60, shares={"alpha": 0.25, "cones": 0.1})
     assert len(cone_left) == 1 and cone_left[0] <= 0.1 * 60
-    assert len(alpha_left) == 2 and all(left <= 0.25 * 60 for left in alpha_left)  # alpha again after cones
-    assert full.method == "cones" and full.complete and set(full.times) == {"interval", "symbolic", "alpha", "cones"}
+    assert len(alpha_left) == 1 and alpha_left[0] <= 0.25 * 60
+    assert full.method == "cones" and full.complete and set(full.times) == {"interval", "symbolic", "cones", "alpha"}
 
     seen = []
-    stopped = compute_bounds(net, domain, "cones", workers=1, stop_when=lambda b: seen.append(b.method) or len(seen) > 2)
-    assert seen == ["interval", "symbolic", "alpha"]  # checked before each step
-    assert stopped.method == "alpha" and not stopped.complete and len(cone_left) == 1
+    stopped = compute_bounds(net, domain, "cones", workers=1, stop_when=lambda b: seen.append(b.method) or len(seen) > 1)
+    assert seen == ["interval", "symbolic"]  # checked before each step
+    assert stopped.method == "symbolic" and not stopped.complete and len(cone_left) == 1
     for name in stopped.lower:  # what ran is what a run of that method gives
-        lo, hi = compute_bounds(net, domain, "alpha")[name]
-        np.testing.assert_allclose(stopped.lower[name], lo, atol=1e-9)
-        np.testing.assert_allclose(stopped.upper[name], hi, atol=1e-9)
+        lo, hi = compute_bounds(net, domain, "symbolic")[name]
+        np.testing.assert_array_equal(stopped.lower[name], lo)
+        np.testing.assert_array_equal(stopped.upper[name], hi)
 
 
-@pytest.mark.parametrize("max_binaries, passes", [(1, 1), (64, 2)])
-def test_cones_run_alpha_again_only_when_the_cone_pass_tightened_a_neuron(monkeypatch, max_binaries, passes):
+@pytest.mark.parametrize("max_binaries, optimised", [(1, ["linear1", "linear2"]), (64, ["linear2"])])
+def test_the_alpha_step_of_cones_leaves_out_the_nodes_bounded_exactly(monkeypatch, max_binaries, optimised):
     """Every second-layer cone of this net holds 2 or more unstable neurons: with ``max_binaries=1`` the
-    cone pass has nothing to solve and the second ``alpha`` pass is skipped."""
+    cone pass bounds only the first layer exactly, and ``alpha`` optimises the second and the output."""
     import relumilp.bounds.symbolic as symbolic
 
     net = _conv_net(0)
+    assert [node.name for node in net.affines] == ["linear0", "linear1", "linear2"]
     domain = InputDomain.box(np.full(net.input_size, -1.0), np.full(net.input_size, 1.0))
     calls = []
     real = symbolic.alpha_bounds
-    monkeypatch.setattr(symbolic, "alpha_bounds", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(symbolic, "alpha_bounds", lambda *a, **k: calls.append(k["nodes"]) or real(*a, **k))
     stats: dict = {}
     bounds = compute_bounds(net, domain, "cones", max_binaries=max_binaries, workers=1, stats=stats)
-    assert (stats["cones"]["neurons"] > 0) == (passes == 2)
-    assert len(calls) == passes and bounds.method == "cones"
+    assert calls == [optimised] and bounds.method == "cones"
+    assert (stats["cones"]["neurons"] > 0) == (max_binaries > 1)
+
+
+def test_nodes_with_larger_cones_are_not_listed_exact_and_alpha_optimises_only_the_named_nodes():
+    from relumilp.bounds.symbolic import alpha_bounds
+
+    net = _conv_net(2)
+    domain = InputDomain.box(np.full(net.input_size, -1.0), np.full(net.input_size, 1.0))
+    symbolic = compute_bounds(net, domain, "symbolic")
+    stats: dict = {}
+    compute_bounds(net, domain, "cones", max_binaries=2, workers=1, stats=stats)
+    first, second = net.affines[0].name, net.affines[1].name
+    assert stats["cones"]["neurons"] > 0 and stats["cones"]["exact"] == [first]  # some second-layer cones hold 3+
+    only_first = alpha_bounds(net, domain, start=symbolic, nodes=[first])
+    every = alpha_bounds(net, domain, start=symbolic)
+    for bounds in (only_first, every):
+        bounds.check_sound(net, domain.lower + np.random.default_rng(0).random((2000, net.input_size)) * 2.0)
+    np.testing.assert_array_equal(only_first.lower[second], symbolic.lower[second])  # left as it was
+    assert np.any(every.lower[second] > symbolic.lower[second] + 1e-9)  # what the default would have gained
+    assert np.all(only_first.lower[net.output] >= symbolic.lower[net.output] - 1e-12)  # the output: optimised
 
 
 def test_milp_obbt_solves_small_cones_alone_with_the_same_bounds(monkeypatch):

@@ -137,11 +137,11 @@ def test_open_rows_are_those_of_conjunctions_not_yet_proven():
 
 def test_neuron_branching_starts_from_optimised_root_bounds(wide_case, monkeypatch):
     """With branch and bound over neurons the default root bounds are ``cones`` (fixed below the root):
-    ``alpha`` from the symbolic ones, MILP tightening over cones of influence and ``alpha`` again when
-    that bounded any neuron, each on a share of the time; over input boxes ``symbolic``."""
+    MILP tightening over cones of influence from the symbolic bounds, then ``alpha`` on the nodes the
+    cones did not bound exactly, each on a share of the time; over input boxes ``symbolic``."""
     import relumilp.bounds.obbt as obbt
     import relumilp.bounds.symbolic as symbolic
-    from relumilp.verify import CONE_ROOT_SHARE
+    from relumilp.verify import ALPHA_ROOT_SHARE, CONE_ROOT_SHARE
 
     calls, cone_calls = [], []
     original, original_cones = symbolic.alpha_bounds, obbt.cone_bounds
@@ -158,12 +158,13 @@ def test_neuron_branching_starts_from_optimised_root_bounds(wide_case, monkeypat
     result = verify(net, prop, attack_samples=0, time_limit=30, threads=1)
     assert result.details["tighten"] == "cones"
     assert len(cone_calls) == 1 and cone_calls[0][0] <= CONE_ROOT_SHARE * 30
-    tightened = cone_calls[0][1]["cones"]["neurons"]
-    assert tightened > 0  # the second-layer cones hold at most 16 binaries: the cone pass has work here
-    assert len(calls) == (2 if tightened else 1)
-    assert all(k["start"] is not None and k["deadline"].limited for k in calls)
+    cone_stats = cone_calls[0][1]["cones"]
+    assert cone_stats["neurons"] > 0  # the second-layer cones hold at most 16 binaries: the cone pass has work here
+    assert len(calls) == 1 and calls[0]["start"] is not None
+    assert calls[0]["deadline"].remaining() <= ALPHA_ROOT_SHARE * 30
+    assert set(calls[0]["nodes"]).isdisjoint(cone_stats["exact"]) and cone_stats["exact"]
     assert verify(net, prop, attack_samples=0, time_limit=30, branching="input").details["tighten"] == "symbolic"
-    assert len(calls) == (2 if tightened else 1) and len(cone_calls) == 1  # input branching: neither
+    assert len(calls) == 1 and len(cone_calls) == 1  # input branching: neither
     assert verify(net, prop, attack_samples=0, time_limit=30, input_split=False).details["tighten"] == "lp"
 
 

@@ -56,7 +56,7 @@ restricts this to the output rows whose bound matters per box (e.g. those a bran
 not proven yet; cost is linear in the number of forms): the others keep their plain bound, and their
 parameters come back unchanged from ``slopes``. With
 ``"nodes": "all"`` (the ``alpha`` bound method, :func:`relumilp.bounds.symbolic.alpha_bounds`) every
-affine node that feeds an activation gets the same treatment, in topological order, for its lower and
+affine node that feeds an activation (or, with a collection of node names, each named one) gets the same treatment, in topological order, for its lower and
 upper bound of each neuron still unstable (batched over the node's neurons, in chunks), so later nodes
 are relaxed with the tightened bounds; otherwise the intermediate nodes keep their plain bounds. The gradient pass is never trusted: the bound is evaluated again in float64 at the
 chosen ``t`` (clamped to ``[0, 1]``) with the same margins as every back-substituted bound, then
@@ -412,9 +412,12 @@ class BoundEngine:
                                 f"got {refine!r}")
         complete = True
         nodes = "output" if optimise is None else optimise.get("nodes", "output")
-        if nodes not in ("output", "all"):
-            raise RelumilpError(f"optimise nodes must be 'output' or 'all', got {nodes!r}")
-        every_layer = nodes == "all"
+        if isinstance(nodes, str):
+            if nodes not in ("output", "all"):
+                raise RelumilpError(f"optimise nodes must be 'output', 'all' or node names, got {nodes!r}")
+            nodes = set(self.symbolic) if nodes == "all" else set()
+        else:
+            nodes = set(nodes)
         lo: dict = {}
         hi: dict = {}
         relax: dict = {}
@@ -433,7 +436,7 @@ class BoundEngine:
                     l, u, done = self._refine(index, l, u, mask, lo, hi, relax, deadline)
                     complete = complete and done
                     l, u, empty = self._split(op.name, l, u, splits, empty)
-                if every_layer and op.name in self.readers and op.name in self.symbolic:
+                if op.name in nodes and op.name in self.readers and op.name in self.symbolic:
                     # optimised slopes for this node's own bounds, on the neurons still undecided, so
                     # that the relaxations downstream are built from the tightened bounds; a smooth kind's
                     # neurons are never decided (every one would be optimised, 20 passes each: a ViT's

@@ -638,7 +638,11 @@ def cone_bounds(net: Network, domain: InputDomain, start: Bounds, max_binaries: 
     convolutional network, every layer of a dense one) keep their bounds: run
     :func:`relumilp.bounds.symbolic.alpha_bounds` from the result to carry the gain to them.
     ``executor`` / ``workers`` / ``progress`` / ``deadline`` / ``stats`` as for :func:`obbt_bounds`;
-    ``stats["cones"]`` counts the neurons tightened and the solves.
+    ``stats["cones"]`` counts the neurons tightened and the solves, and lists under ``"exact"`` the
+    nodes whose unstable neurons all got their range over the box to the MILP's tolerance (every cone
+    small enough, no solve cut short): optimised slopes cannot tighten those, so a later ``alpha`` pass
+    can leave them out. Neurons of a node whose early-stop threshold was reached are only proven
+    stable, which is all a relaxation needs of them.
     """
     unknown = set(options) - set(OBBTOptions.__dataclass_fields__)
     if unknown:
@@ -654,6 +658,9 @@ def cone_bounds(net: Network, domain: InputDomain, start: Bounds, max_binaries: 
     domain.check_not_empty(deadline)
     stats = stats if stats is not None else {}
     counts = stats.setdefault("cones", {"solves": 0, "iterations": 0, "early": 0, "timeouts": 0, "neurons": 0})
+    exact = counts.setdefault("exact", [])
+    # a neuron whose cone holds no binary is exact only once back-substitution has bounded it
+    exact_start = start.complete and start.method != "interval"
     bounds = start.copy()
     clock = time.perf_counter()
     stop_at = time.time() + deadline.remaining()
@@ -665,14 +672,20 @@ def cone_bounds(net: Network, domain: InputDomain, start: Bounds, max_binaries: 
             bounds.complete = False
             break
         sizes = _cone_sizes(net, node, targets, bounds, int(max_binaries), deadline)
+        every = bool(np.all(sizes <= int(max_binaries)))
         targets = targets[(sizes >= 1) & (sizes <= int(max_binaries))]  # no binary: symbolic bounds are exact
         if targets.size == 0:
+            if every and exact_start:
+                exact.append(node.name)
             continue
         tasks = _cone_tasks(net, bounds, domain, node, targets, min_stop, max_stop, opts, stop_at)
         with progress_bar(progress, f"cones {node.name}", " neurons", total=targets.size) as bar:
             results = _run_tasks(tasks, executor, workers, bar, deadline)
         counts["neurons"] += int(targets.size)
+        timeouts = counts["timeouts"]
         bounds = _merge(net, domain, bounds, node, results, counts)
+        if every and exact_start and counts["timeouts"] == timeouts and all(r.complete for r in results):
+            exact.append(node.name)
     bounds.times = {**bounds.times, "cones": time.perf_counter() - clock}
     stats["complete"] = bounds.complete
     return bounds

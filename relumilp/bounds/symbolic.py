@@ -110,7 +110,8 @@ ALPHA_LR = 0.25
 
 
 def alpha_bounds(net: Network, domain: InputDomain, start: Bounds | None = None, device=None,
-                 deadline: Deadline | None = None, steps: int = ALPHA_STEPS, lr: float = ALPHA_LR) -> Bounds:
+                 deadline: Deadline | None = None, steps: int = ALPHA_STEPS, lr: float = ALPHA_LR,
+                 nodes=None) -> Bounds:
     r"""Optimised-relaxation (alpha-CROWN, Xu et al. 2021) bounds of every node over the box of ``domain``.
 
     Layer by layer in topological order, every affine node that feeds an activation (and the output)
@@ -127,9 +128,12 @@ def alpha_bounds(net: Network, domain: InputDomain, start: Bounds | None = None,
     :func:`~relumilp.bounds.compute_bounds` gives), the plain back-substitution is not repeated: only the
     unstable neurons' optimised bounds are computed (the optimisation starts from the plain relaxation
     and keeps the best bound it sees), which halves the time through verivital's max-pool trees.
+    ``nodes``: the affine nodes whose bounds are optimised (default every one); the others keep their
+    bounds (the output's are always optimised).
     """
     if int(steps) < 0 or not float(lr) > 0:
         raise RelumilpError(f"alpha bounds need steps >= 0 and lr > 0, got steps={steps!r}, lr={lr!r}")
     return symbolic_bounds(net, domain, start, device, deadline,
-                           optimise={"nodes": "all", "steps": int(steps), "lr": float(lr)},
+                           optimise={"nodes": "all" if nodes is None else tuple(nodes), "steps": int(steps),
+                                     "lr": float(lr)},
                            refine="all" if start is None else "output")

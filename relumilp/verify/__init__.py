@@ -58,12 +58,12 @@ __all__ = ["verify", "VerificationResult", "spec_network", "unsafe_milp", "decis
 RESULTS = ("holds", "violated", "unknown")
 #: the gradient attack's share of the time left (:func:`.attack.gradient_attack`)
 ATTACK_SHARE = 0.1
-#: the default root bounds' share of the time left after their symbolic pass, for each of their two
-#: ``alpha`` passes (:func:`_root_bounds`)
-ALPHA_ROOT_SHARE = 0.25
-#: the default root bounds' share of the time left for MILP bound tightening over cones of influence
-#: (:func:`relumilp.bounds.obbt.cone_bounds`; oval21 ``cifar_wide``: 37 s on two processes)
+#: the default root bounds' share of the time left for MILP bound tightening over cones of influence,
+#: after their symbolic pass (:func:`relumilp.bounds.obbt.cone_bounds`; oval21 ``cifar_wide``: 37 s on
+#: two processes)
 CONE_ROOT_SHARE = 0.1
+#: the default root bounds' share of the time left for their ``alpha`` pass, after the cones (:func:`_root_bounds`)
+ALPHA_ROOT_SHARE = 0.25
 DISJUNCTIONS = ("bigm", "split")
 
 
@@ -227,17 +227,17 @@ def verify(
 
 def _root_bounds(margin_net, domain, settings: Settings, members):
     """The region's bounds by ``settings.tighten``. Verify's default (``cones`` with branch and bound on
-    neurons, ``settings.root_shares``) runs the symbolic pass to the deadline, the slope optimisation
-    (``alpha``) for at most :data:`ALPHA_ROOT_SHARE` of the time left after it, MILP bound tightening over
-    cones of influence for at most :data:`CONE_ROOT_SHARE` (the neurons whose cone holds few binaries: the
-    early layers of a convolutional network, :func:`relumilp.bounds.obbt.cone_bounds`) and, when that
-    bounded any neuron, ``alpha`` once more to carry it to the later layers (:func:`relumilp.bounds.compute_bounds`).
-    Through the lowered max-pool trees of verivital's max-pooling net the symbolic pass alone takes 60-110 s
-    of its 420 s, and the optimisation several times that, which branch and bound needs more. Branch and
-    bound keeps these intermediate bounds in every node, so what they gain pays off everywhere: oval21
-    ``cifar_base`` img7779's margin lower bounds rose by 0.08-0.65 over ``alpha``'s (the weakest row's
-    from -1.297 to -0.643). A step is skipped once the bounds prove every conjunction of ``members``
-    unreachable: they are the answer."""
+    neurons, ``settings.root_shares``) runs the symbolic pass to the deadline, MILP bound tightening over
+    cones of influence for at most :data:`CONE_ROOT_SHARE` of the time left (the neurons whose cone holds
+    few binaries: the early layers of a convolutional network, :func:`relumilp.bounds.obbt.cone_bounds`),
+    then the slope optimisation (``alpha``) for at most :data:`ALPHA_ROOT_SHARE` on the nodes the cones
+    did not bound exactly, which carries their gain to the later layers
+    (:func:`relumilp.bounds.compute_bounds`). Through the lowered max-pool trees of verivital's
+    max-pooling net the symbolic pass alone takes 40-110 s of its 420 s and ``alpha`` several times that,
+    while the cone MILPs bound those trees exactly in 50 s. Branch and bound keeps these intermediate
+    bounds in every node, so what they gain pays off everywhere: oval21 ``cifar_base`` img7779's margin
+    lower bounds rose by 0.08-0.65 over ``alpha``'s (the weakest row's from -1.297 to -0.643). A step is
+    skipped once the bounds prove every conjunction of ``members`` unreachable: they are the answer."""
     from ..bounds import compute_bounds
     from ..parallel import default_workers
 
