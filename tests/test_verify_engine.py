@@ -162,19 +162,24 @@ def test_neuron_branching_starts_from_optimised_root_bounds(wide_case, monkeypat
     assert cone_stats["neurons"] > 0  # the second-layer cones hold at most 16 binaries: the cone pass has work here
     assert len(calls) == 1 and calls[0]["start"] is not None
     assert calls[0]["deadline"].remaining() <= ALPHA_ROOT_SHARE * 30
-    assert set(calls[0]["nodes"]).isdisjoint(cone_stats["exact"]) and cone_stats["exact"]
+    # the first layer reads the box (its cones hold no binary): exact, so alpha leaves it out
+    assert "linear0" in cone_stats["exact"] and calls[0]["nodes"] is not None
+    assert "linear0" not in calls[0]["nodes"] and "spec_margin" in calls[0]["nodes"]
     assert verify(net, prop, attack_samples=0, time_limit=30, branching="input").details["tighten"] == "symbolic"
     assert len(calls) == 1 and len(cone_calls) == 1  # input branching: neither
     assert verify(net, prop, attack_samples=0, time_limit=30, input_split=False).details["tighten"] == "lp"
 
 
 def test_symbolic_root_bounds_that_decide_skip_the_optimisation(wide_case, monkeypatch):
-    """When the symbolic pass already proves the property, the slope optimisation is not run."""
+    """When the symbolic pass already proves the property, neither the cone MILPs nor the slope
+    optimisation run."""
+    import relumilp.bounds.obbt as obbt
     import relumilp.bounds.symbolic as symbolic
 
     net, domain, best = wide_case
     prop = Property(40, 2, (domain,), (OutputConstraint(np.array([[-1.0, 0.0]]), np.array([-best.objective - 100.0])),))
     monkeypatch.setattr(symbolic, "alpha_bounds", lambda *a, **k: pytest.fail("alpha bounds were computed"))
+    monkeypatch.setattr(obbt, "cone_bounds", lambda *a, **k: pytest.fail("cone bounds were computed"))
     result = verify(net, prop, attack_samples=0, time_limit=30)
     assert result.result == "holds" and result.details["regions"][0]["decided_by"] == "bounds"
 

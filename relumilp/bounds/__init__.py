@@ -56,12 +56,12 @@ def compute_bounds(net: Network, domain, method: str = "interval", **options) ->
       network, domain, method and options, and store new ones;
     * ``stats`` -- a dict that receives OBBT solver statistics;
     * ``steps``, ``lr`` -- projected Adam steps and step size of the ``alpha`` pass (also when it runs
-      before ``cones`` / ``lp`` / ``milp``), defaults :data:`.symbolic.ALPHA_STEPS`, :data:`.symbolic.ALPHA_LR`;
+      after ``cones`` or before ``lp`` / ``milp``), defaults :data:`.symbolic.ALPHA_STEPS`, :data:`.symbolic.ALPHA_LR`;
     * ``max_binaries`` -- ``cones`` only: the most unstable neurons a tightened neuron's cone may hold
       (default :data:`.obbt.CONE_BINARIES`);
     * ``shares`` -- a dict from step names (``symbolic``, ``alpha``, ``cones``, ``lp``, ``milp``: those
       the method runs after interval arithmetic) to the fraction of the time left that the step may take
-      when it starts (``alpha`` after ``cones`` is a second ``alpha`` step); the others run to the deadline;
+      when it starts; the others run to the deadline;
     * ``stop_when`` -- a predicate on the bounds, checked before each step: once it holds, the remaining
       steps are skipped (e.g. once the bounds prove what they are wanted for); the bounds are then labelled
       with the last step run and have ``complete = False``;
@@ -124,7 +124,7 @@ def _compute(net, domain, method, executor=None, workers=None, progress=False, s
             times.update({k: v for k, v in result.times.items() if k in ("lp", "milp")})
         else:
             times[name] = times.get(name, 0.0) + time.perf_counter() - clock
-        result.times = dict(times)
+        result.times, result.method = dict(times), name
         return result
 
     def done(bounds) -> bool:
@@ -153,13 +153,11 @@ def _compute(net, domain, method, executor=None, workers=None, progress=False, s
         elif name == "cones":
             from .obbt import cone_bounds
 
-            counts: dict = {}
+            counts: dict = {} if stats is None else stats
             bounds = step(name, bounds, lambda b, until: cone_bounds(
                 net, domain, b, executor=executor, workers=workers, progress=progress, stats=counts,
                 deadline=until, **options))
             exact = set(counts["cones"]["exact"])
-            if stats is not None:
-                stats.update(counts)
         else:  # lp, milp
             from .obbt import obbt_bounds
 

@@ -56,8 +56,8 @@ restricts this to the output rows whose bound matters per box (e.g. those a bran
 not proven yet; cost is linear in the number of forms): the others keep their plain bound, and their
 parameters come back unchanged from ``slopes``. With
 ``"nodes": "all"`` (the ``alpha`` bound method, :func:`relumilp.bounds.symbolic.alpha_bounds`) every
-affine node that feeds an activation (or, with a collection of node names, each named one) gets the same treatment, in topological order, for its lower and
-upper bound of each neuron still unstable (batched over the node's neurons, in chunks), so later nodes
+affine node that feeds an activation (with a collection of node names, each named one) gets the same
+treatment, in topological order, for its lower and upper bound of each neuron still unstable (batched over the node's neurons, in chunks), so later nodes
 are relaxed with the tightened bounds; otherwise the intermediate nodes keep their plain bounds. The gradient pass is never trusted: the bound is evaluated again in float64 at the
 chosen ``t`` (clamped to ``[0, 1]``) with the same margins as every back-substituted bound, then
 intersected with the plain one, so it is sound and never looser. The steps themselves therefore run in

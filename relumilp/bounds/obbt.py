@@ -409,6 +409,7 @@ def _solve_milp(h, problem: LayerProblem, stop_state: dict, result: ChunkResult,
     column, so part of the margin is relative to it."""
     seconds = deadline.cap(problem.options.milp_time_limit)
     if seconds <= 0.0:
+        result.complete = False
         return -math.inf, False  # out of time: the neuron keeps its cheaper bound
     # interruptible: Ctrl-C stops the solve at once (raised here; the chunk is dropped)
     name = run_highs(h, seconds, mip=True)
@@ -418,6 +419,8 @@ def _solve_milp(h, problem: LayerProblem, stop_state: dict, result: ChunkResult,
     if status == highspy.HighsModelStatus.kInfeasible:
         return -math.inf, False  # not a proof (tolerances); an empty domain is caught up front
     result.timeouts += int(status == highspy.HighsModelStatus.kTimeLimit)
+    if status == highspy.HighsModelStatus.kTimeLimit and seconds < problem.options.milp_time_limit:
+        result.complete = False  # cut short by the caller's deadline, not by its own limit
     trusted = (
         highspy.HighsModelStatus.kOptimal,
         highspy.HighsModelStatus.kTimeLimit,
@@ -640,8 +643,8 @@ def cone_bounds(net: Network, domain: InputDomain, start: Bounds, max_binaries: 
     ``executor`` / ``workers`` / ``progress`` / ``deadline`` / ``stats`` as for :func:`obbt_bounds`;
     ``stats["cones"]`` counts the neurons tightened and the solves, and lists under ``"exact"`` the
     nodes whose unstable neurons all got their range over the box to the MILP's tolerance (every cone
-    small enough, no solve cut short): optimised slopes cannot tighten those, so a later ``alpha`` pass
-    can leave them out. Neurons of a node whose early-stop threshold was reached are only proven
+    small enough, every solve optimal within the default gap; a failed solve leaves its neuron's bound
+    as it was): optimised slopes cannot tighten those, so a later ``alpha`` pass can leave them out. Neurons of a node whose early-stop threshold was reached are only proven
     stable, which is all a relaxation needs of them.
     """
     unknown = set(options) - set(OBBTOptions.__dataclass_fields__)
@@ -658,9 +661,10 @@ def cone_bounds(net: Network, domain: InputDomain, start: Bounds, max_binaries: 
     domain.check_not_empty(deadline)
     stats = stats if stats is not None else {}
     counts = stats.setdefault("cones", {"solves": 0, "iterations": 0, "early": 0, "timeouts": 0, "neurons": 0})
-    exact = counts.setdefault("exact", [])
-    # a neuron whose cone holds no binary is exact only once back-substitution has bounded it
-    exact_start = start.complete and start.method != "interval"
+    counts["exact"] = exact = []  # this call's
+    # a neuron whose cone holds no binary is exact only once back-substitution has bounded it, and a
+    # smooth kind's MILP rows are only a relaxation
+    exact_start = start.complete and start.method != "interval" and not net.has_smooth
     bounds = start.copy()
     clock = time.perf_counter()
     stop_at = time.time() + deadline.remaining()
@@ -672,6 +676,8 @@ def cone_bounds(net: Network, domain: InputDomain, start: Bounds, max_binaries: 
             bounds.complete = False
             break
         sizes = _cone_sizes(net, node, targets, bounds, int(max_binaries), deadline)
+        if deadline.expired():  # targets not walked were left out as if their cones were too large
+            bounds.complete = False
         every = bool(np.all(sizes <= int(max_binaries)))
         targets = targets[(sizes >= 1) & (sizes <= int(max_binaries))]  # no binary: symbolic bounds are exact
         if targets.size == 0:
@@ -684,7 +690,8 @@ def cone_bounds(net: Network, domain: InputDomain, start: Bounds, max_binaries: 
         counts["neurons"] += int(targets.size)
         timeouts = counts["timeouts"]
         bounds = _merge(net, domain, bounds, node, results, counts)
-        if every and exact_start and counts["timeouts"] == timeouts and all(r.complete for r in results):
+        solved = all(r.complete and np.all(np.isfinite(r.lower)) and np.all(np.isfinite(r.upper)) for r in results)
+        if every and exact_start and counts["timeouts"] == timeouts and solved and opts.mip_rel_gap <= 1e-6:
             exact.append(node.name)
     bounds.times = {**bounds.times, "cones": time.perf_counter() - clock}
     stats["complete"] = bounds.complete

@@ -133,7 +133,12 @@ def alpha_bounds(net: Network, domain: InputDomain, start: Bounds | None = None,
     """
     if int(steps) < 0 or not float(lr) > 0:
         raise RelumilpError(f"alpha bounds need steps >= 0 and lr > 0, got steps={steps!r}, lr={lr!r}")
+    if nodes is not None:
+        nodes = tuple(nodes)
+        unknown = sorted(set(nodes) - {node.name for node in net.affines})
+        if unknown:
+            raise RelumilpError(f"alpha bounds: no affine node named {', '.join(map(repr, unknown))} in {net.name!r}")
     return symbolic_bounds(net, domain, start, device, deadline,
-                           optimise={"nodes": "all" if nodes is None else tuple(nodes), "steps": int(steps),
+                           optimise={"nodes": "all" if nodes is None else nodes, "steps": int(steps),
                                      "lr": float(lr)},
                            refine="all" if start is None else "output")

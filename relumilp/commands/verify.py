@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     parser.add_argument("--time-limit", type=seconds, metavar="S", help="wall-clock limit in seconds (whole run)")
     parser.add_argument("--tighten", choices=BOUND_METHODS, default=None,
                         help="bound method per input region (default: lp for a single MILP; with branch and "
-                             "bound, alpha when it splits neurons, symbolic when it splits inputs)")
+                             "bound, cones when it splits neurons, symbolic when it splits inputs)")
     parser.add_argument("--disjunction", choices=("split", "bigm"), default="split",
                         help="encoding of a disjunctive unsafe set: one MILP per disjunct (default) or one "
                              "MILP with a binary per disjunct")

@@ -138,8 +138,8 @@ def verify(
     ``network`` is an IR :class:`Network` or anything :func:`relumilp.frontends.load_network` reads.
     ``time_limit`` (seconds) covers the whole call. ``tighten`` is the bound method for each input
     region (and so for the MILP's big-M coefficients; default with branch and bound ``cones`` when it
-    splits neurons -- ``alpha``, then MILP tightening over cones of influence, then ``alpha`` again, each
-    within a share of the time (:func:`_root_bounds`); its intermediate bounds stay fixed below the root,
+    splits neurons -- MILP tightening over cones of influence from the symbolic bounds, then ``alpha`` on
+    the nodes the cones did not bound exactly, each within a share of the time (:func:`_root_bounds`); its intermediate bounds stay fixed below the root,
     so the root's tight ones pay off in every node: oval21 ``cifar_base`` img2908 ``holds`` in 60 s from
     ``alpha`` ones, ``unknown`` at 120 s from ``symbolic`` ones -- and ``symbolic`` when it splits input
     boxes; ``lp`` without); ``disjunction``
@@ -248,8 +248,9 @@ def _root_bounds(margin_net, domain, settings: Settings, members):
             return all(g_lower[rows].max() > 0.0 for rows in members)
 
         most = default_workers()  # the threads asked for, but no worker processes from a plain script
-        options.update(shares=settings.root_shares, stop_when=proved,
-                       workers=options.get("workers") or min(settings.threads or most, most))
+        options.setdefault("shares", settings.root_shares)
+        options.setdefault("stop_when", proved)
+        options["workers"] = options.get("workers") or min(settings.threads or most, most)
     return compute_bounds(margin_net, domain, settings.tighten, time_limit=settings.deadline, **options)
 
 
