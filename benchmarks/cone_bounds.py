@@ -19,7 +19,6 @@ Default: the six oval21 instances that verify has not decided at 720 s and four 
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.tables import markdown, save_rows  # noqa: E402
 from benchmarks.node_throughput import instance_files  # noqa: E402
 from benchmarks.problems import shared_data_dir  # noqa: E402
 from relumilp.bounds import compute_bounds  # noqa: E402
@@ -79,17 +79,8 @@ def main() -> None:
     for instance in args.instances.split(","):
         rows += measure(instance.strip(), args.workers)
         print(f"{instance}: done", file=sys.stderr)
-    out = Path(args.out)
-    partial = out.with_suffix(".partial")
-    with partial.open("w", newline="") as handle:  # written whole or not at all
-        writer = csv.DictWriter(handle, FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    partial.replace(out)
-    print("| " + " | ".join(FIELDS) + " |")
-    print("|" + " --- |" * len(FIELDS))
-    for row in rows:
-        print("| " + " | ".join(str(row[k]) for k in FIELDS) + " |")
+    save_rows(args.out, FIELDS, rows)
+    print(markdown(FIELDS, rows))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ both give the same product. Prints a Markdown table and writes ``benchmarks/resu
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.tables import markdown, save_rows  # noqa: E402
 from relumilp.matrices import TorchSparse  # noqa: E402
 
 FIELDS = ["layer", "rows", "csr_ms", "conv_transpose_ms", "speed_up", "max_difference"]
@@ -71,17 +71,8 @@ def main() -> None:
     torch.set_num_threads(1)
     rows = [measure(name, c_in, c_out, side, count, max(1, args.repeats))
             for name, c_in, c_out, side in LAYERS for count in (64, 1152)]
-    out = Path(args.out)
-    partial = out.with_suffix(".partial")
-    with partial.open("w", newline="") as handle:  # written whole or not at all
-        writer = csv.DictWriter(handle, FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    partial.replace(out)
-    print("| " + " | ".join(FIELDS) + " |")
-    print("|" + " --- |" * len(FIELDS))
-    for row in rows:
-        print("| " + " | ".join(str(row[k]) for k in FIELDS) + " |")
+    save_rows(args.out, FIELDS, rows)
+    print(markdown(FIELDS, rows))
     if max(row["max_difference"] for row in rows) > 1e-9:
         raise SystemExit("the two products differ: the comparison is void")
 
