@@ -419,7 +419,8 @@ def _solve_milp(h, problem: LayerProblem, stop_state: dict, result: ChunkResult,
     if status == highspy.HighsModelStatus.kInfeasible:
         return -math.inf, False  # not a proof (tolerances); an empty domain is caught up front
     result.timeouts += int(status == highspy.HighsModelStatus.kTimeLimit)
-    if status == highspy.HighsModelStatus.kTimeLimit and seconds < problem.options.milp_time_limit:
+    limit = problem.options.milp_time_limit
+    if status == highspy.HighsModelStatus.kTimeLimit and (limit is None or seconds < limit):
         result.complete = False  # cut short by the caller's deadline, not by its own limit
     trusted = (
         highspy.HighsModelStatus.kOptimal,
@@ -644,8 +645,9 @@ def cone_bounds(net: Network, domain: InputDomain, start: Bounds, max_binaries: 
     ``stats["cones"]`` counts the neurons tightened and the solves, and lists under ``"exact"`` the
     nodes whose unstable neurons all got their range over the box to the MILP's tolerance (every cone
     small enough, every solve optimal within the default gap; a failed solve leaves its neuron's bound
-    as it was): optimised slopes cannot tighten those, so a later ``alpha`` pass can leave them out. Neurons of a node whose early-stop threshold was reached are only proven
-    stable, which is all a relaxation needs of them.
+    as it was): optimised slopes cannot tighten those, so a later ``alpha`` pass can leave them out.
+    Neurons of a node whose early-stop threshold was reached are only proven stable, which is all a
+    relaxation needs of them.
     """
     unknown = set(options) - set(OBBTOptions.__dataclass_fields__)
     if unknown:
@@ -691,7 +693,8 @@ def cone_bounds(net: Network, domain: InputDomain, start: Bounds, max_binaries: 
         timeouts = counts["timeouts"]
         bounds = _merge(net, domain, bounds, node, results, counts)
         solved = all(r.complete and np.all(np.isfinite(r.lower)) and np.all(np.isfinite(r.upper)) for r in results)
-        if every and exact_start and counts["timeouts"] == timeouts and solved and opts.mip_rel_gap <= 1e-6:
+        if (every and exact_start and counts["timeouts"] == timeouts and solved
+                and opts.mip_rel_gap <= OBBTOptions.mip_rel_gap):
             exact.append(node.name)
     bounds.times = {**bounds.times, "cones": time.perf_counter() - clock}
     stats["complete"] = bounds.complete

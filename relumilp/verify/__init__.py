@@ -139,8 +139,8 @@ def verify(
     ``time_limit`` (seconds) covers the whole call. ``tighten`` is the bound method for each input
     region (and so for the MILP's big-M coefficients; default with branch and bound ``cones`` when it
     splits neurons -- MILP tightening over cones of influence from the symbolic bounds, then ``alpha`` on
-    the nodes the cones did not bound exactly, each within a share of the time (:func:`_root_bounds`); its intermediate bounds stay fixed below the root,
-    so the root's tight ones pay off in every node: oval21 ``cifar_base`` img2908 ``holds`` in 60 s from
+    the nodes the cones did not bound exactly, each within a share of the time (:func:`_root_bounds`);
+    its intermediate bounds stay fixed below the root, so the root's tight ones pay off in every node: oval21 ``cifar_base`` img2908 ``holds`` in 60 s from
     ``alpha`` ones, ``unknown`` at 120 s from ``symbolic`` ones -- and ``symbolic`` when it splits input
     boxes; ``lp`` without); ``disjunction``
     the encoding of several unsafe conjunctions (``split``, the default: one MILP per conjunction;
