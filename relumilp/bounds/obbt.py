@@ -680,21 +680,20 @@ def cone_bounds(net: Network, domain: InputDomain, start: Bounds, max_binaries: 
         sizes = _cone_sizes(net, node, targets, bounds, int(max_binaries), deadline)
         if deadline.expired():  # targets not walked were left out as if their cones were too large
             bounds.complete = False
-        every = bool(np.all(sizes <= int(max_binaries)))
+        all_small = exact_start and bool(np.all(sizes <= int(max_binaries)))
         targets = targets[(sizes >= 1) & (sizes <= int(max_binaries))]  # no binary: symbolic bounds are exact
         if targets.size == 0:
-            if every and exact_start:
+            if all_small:
                 exact.append(node.name)
             continue
         tasks = _cone_tasks(net, bounds, domain, node, targets, min_stop, max_stop, opts, stop_at)
         with progress_bar(progress, f"cones {node.name}", " neurons", total=targets.size) as bar:
             results = _run_tasks(tasks, executor, workers, bar, deadline)
         counts["neurons"] += int(targets.size)
-        timeouts = counts["timeouts"]
         bounds = _merge(net, domain, bounds, node, results, counts)
-        solved = all(r.complete and np.all(np.isfinite(r.lower)) and np.all(np.isfinite(r.upper)) for r in results)
-        if (every and exact_start and counts["timeouts"] == timeouts and solved
-                and opts.mip_rel_gap <= OBBTOptions.mip_rel_gap):
+        optimal = all(r.complete and not r.timeouts and np.isfinite(r.lower).all() and np.isfinite(r.upper).all()
+                      for r in results)
+        if all_small and optimal and opts.mip_rel_gap <= OBBTOptions.mip_rel_gap:
             exact.append(node.name)
     bounds.times = {**bounds.times, "cones": time.perf_counter() - clock}
     stats["complete"] = bounds.complete
