@@ -433,3 +433,93 @@ def test_one_sided_clips_are_shifted_relus_and_a_reversed_range_is_refused():
         np.testing.assert_array_equal(net.forward(x), expected)
     with pytest.raises(UnsupportedOperatorError, match="clip range"):
         from_onnx(clip_model(13, TensorProto.DOUBLE, 0.5, 0.25))
+
+
+# -- edge cases of the ONNX spec, and invalid models onnxruntime refuses -------------------------------
+
+def _graph(nodes, shape, initializers=(), opset=13, sparse=()):
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.asarray(v), k) for k, v in initializers],
+                              sparse_initializer=list(sparse))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+
+
+@pytest.mark.parametrize("start, end, step", [(-100, -200, -1), (-100, 100, 1), (100, -100, -1), (2, -100, -2),
+                                              (-1, 0, -1), (3, 1, -1), (0, -1, 1), (-2, 100, 2), (5, 0, -3)])
+def test_slice_clamps_start_and_end_as_the_spec_says(start, end, step):
+    # Python slices wrap a negative end again and empty a start below -size; ONNX clamps both once
+    ort = pytest.importorskip("onnxruntime")
+    ints = lambda name, v: (name, np.array([v], np.int64))
+    nodes = [helper.make_node("Slice", ["x", "s", "e", "a", "t"], ["z"]), helper.make_node("Concat", ["x", "z"], ["y"], axis=2)]
+    proto = _graph(nodes, [1, 2, 5], [ints("s", start), ints("e", end), ints("a", 2), ints("t", step)])
+    x = np.random.default_rng(0).normal(size=(1, 2, 5)).astype(np.float32)
+    expected = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    net = from_onnx(proto)
+    assert net.output_size == expected.size
+    np.testing.assert_allclose(net.forward(x.reshape(1, -1).astype(np.float64)), expected.reshape(1, -1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("indices", [np.array([1, 11]), np.array([[0, 1], [2, 3]])])
+def test_sparse_initializers_are_read(indices):
+    ort = pytest.importorskip("onnxruntime")
+    weight = helper.make_sparse_tensor(numpy_helper.from_array(np.array([2.0, -1.5], np.float32), "W"),
+                                       numpy_helper.from_array(indices.astype(np.int64), "W_idx"), [3, 4])
+    proto = _graph([helper.make_node("MatMul", ["x", "W"], ["y"])], [1, 3], sparse=[weight])
+    x = np.array([[0.5, -1.0, 2.0]], np.float32)
+    expected = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(from_onnx(proto).forward(x.astype(np.float64)), expected, rtol=1e-6)
+
+
+_W = ("w", np.ones((2, 1, 3, 3), np.float32))
+
+
+@pytest.mark.parametrize("node, initializers, shape, pattern", [
+    (helper.make_node("Conv", ["x", "w"], ["y"], strides=[0, 1]), [_W], [1, 1, 5, 5], "strides"),
+    (helper.make_node("Conv", ["x", "w"], ["y"], dilations=[0, 1]), [_W], [1, 1, 5, 5], "dilations"),
+    (helper.make_node("Conv", ["x", "w"], ["y"], strides=[-1, 1]), [_W], [1, 1, 5, 5], "strides"),
+    (helper.make_node("Conv", ["x", "w"], ["y"], auto_pad="SAME_UPPER", strides=[0, 1]), [_W], [1, 1, 5, 5], "strides"),
+    (helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[2, 2]), [_W], [1, 1, 5, 5], "kernel_shape"),
+    (helper.make_node("Conv", ["x", "w"], ["y"], pads=[-1, 0, 0, 0]), [_W], [1, 1, 5, 5], "pads"),
+    (helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[0, 1]), [("w", np.ones((1, 2, 3, 3), np.float32))],
+     [1, 1, 5, 5], "strides"),
+    (helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2], output_padding=[2, 0]),
+     [("w", np.ones((1, 2, 3, 3), np.float32))], [1, 1, 5, 5], "output_padding"),
+    (helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[1, 0]), [], [1, 1, 5, 5], "strides"),
+    (helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[-1, 1]), [], [1, 1, 5, 5], "dilations"),
+    (helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], strides=[0, 1]), [], [1, 1, 5, 5], "strides"),
+    (helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], pads=[2, 2, 2, 2]), [], [1, 1, 5, 5], "pads"),
+    (helper.make_node("Flatten", ["x"], ["y"], axis=5), [], [1, 1, 5, 5], "axis"),
+    (helper.make_node("Pad", ["x", "p", "v"], ["y"]), [("p", np.array([0, 1, 0, 1], np.int64)),
+                                                       ("v", np.array(np.nan, np.float32))], [1, 3], "Pad value"),
+    (helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"]),
+     [(k, np.array(v, np.float32)) for k, v in (("s", [1, 1, 1]), ("b", [0, 0, 0]), ("m", [0, 0, 0]), ("v", [1, -2, 1]))],
+     [1, 3], "variance"),
+    (helper.make_node("Slice", ["x", "s", "e"], ["y"]), [("s", np.array([5], np.int64)), ("e", np.array([9], np.int64))],
+     [1, 3], "no element"),
+    (helper.make_node("Relu", ["x"], ["y"]), [], [1, 0], "no elements"),
+])
+def test_invalid_models_are_refused_in_one_line(node, initializers, shape, pattern):
+    with pytest.raises((InvalidNetworkError, ModelFileError), match=pattern) as info:
+        from_onnx(_graph([node], shape, initializers))
+    assert "\n" not in str(info.value)
+
+
+def test_split_into_more_parts_than_elements_leaves_the_last_empty_and_says_so():
+    nodes = [helper.make_node("Split", ["x"], ["a", "b", "c", "d"], axis=1, num_outputs=4),
+             helper.make_node("Concat", ["a", "c"], ["y"], axis=1)]
+    with pytest.raises(InvalidNetworkError, match="no element"):
+        from_onnx(_graph(nodes, [1, 6], opset=18))
+    nodes[0] = helper.make_node("Split", ["x"], ["a", "b", "c"], axis=1, num_outputs=3)  # 3, 3, 1 of 7
+    net = from_onnx(_graph(nodes, [1, 7], opset=18))
+    x = np.arange(7.0)[None]
+    np.testing.assert_array_equal(net.forward(x), x[:, [0, 1, 2, 6]])
+
+
+def test_a_clip_bound_from_the_network_and_a_tensor_defined_twice_are_refused():
+    nodes = [helper.make_node("ReduceMin", ["x"], ["m"], keepdims=0, axes=[0, 1]), helper.make_node("Clip", ["x", "m"], ["y"])]
+    with pytest.raises(UnsupportedOperatorError, match="Clip with a bound computed from the network"):
+        from_onnx(_graph(nodes, [1, 3]))
+    nodes = [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Neg", ["x"], ["y"])]
+    with pytest.raises(ModelFileError, match="more than once"):
+        from_onnx(_graph(nodes, [1, 3]))

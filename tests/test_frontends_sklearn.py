@@ -9,10 +9,10 @@ sklearn = pytest.importorskip("sklearn")
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.neural_network import MLPClassifier, MLPRegressor  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import MinMaxScaler, StandardScaler  # noqa: E402
+from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, Normalizer, RobustScaler, StandardScaler  # noqa: E402
 
 import relumilp  # noqa: E402
-from relumilp.errors import UnsupportedOperatorError  # noqa: E402
+from relumilp.errors import InvalidNetworkError, UnsupportedOperatorError  # noqa: E402
 
 
 def data(seed=0, n=200, d=3):
@@ -60,8 +60,29 @@ def test_optimum_of_a_sklearn_surrogate_is_the_forward_pass_maximum():
     assert result.objective == pytest.approx(float(model.predict(result.x[None])[0]), abs=1e-9)
 
 
-@pytest.mark.parametrize("make", [lambda: MLPRegressor(activation="tanh", max_iter=5),
-                                  lambda: make_pipeline(MinMaxScaler(clip=True), MLPRegressor(max_iter=5))])
+@pytest.mark.parametrize("scaler", [lambda: StandardScaler(with_mean=False), lambda: StandardScaler(with_std=False),
+                                    MaxAbsScaler, RobustScaler, lambda: RobustScaler(with_centering=False),
+                                    lambda: RobustScaler(with_scaling=False)])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "logistic"])
+def test_every_scaler_option_and_smooth_activation_match_predict(scaler, activation):
+    # StandardScaler(with_mean=False) still stores mean_, which transform() does not subtract
+    X, y = data(3)
+    model = fitted(make_pipeline(scaler(), MLPRegressor(hidden_layer_sizes=(7, 5), activation=activation, max_iter=100,
+                                                        random_state=0)), X, y)
+    net = relumilp.load_network(model)
+    np.testing.assert_allclose(net.forward(X)[:, 0], model.predict(X), rtol=1e-12, atol=1e-12)
+
+
+def test_non_finite_weights_are_refused_naming_the_layer():
+    X, y = data()
+    model = fitted(MLPRegressor(hidden_layer_sizes=(4,), max_iter=5), X, y)
+    model.coefs_[1][0, 0] = np.nan
+    with pytest.raises(InvalidNetworkError, match=r"layer 1 .*coefs_\[1\]"):
+        relumilp.load_network(model)
+
+
+@pytest.mark.parametrize("make", [lambda: make_pipeline(MinMaxScaler(clip=True), MLPRegressor(max_iter=5)),
+                                  lambda: make_pipeline(Normalizer(), MLPRegressor(max_iter=5))])
 def test_refused_models_say_what_to_change(make):
     X, y = data()
     with pytest.raises(UnsupportedOperatorError):

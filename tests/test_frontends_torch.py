@@ -407,3 +407,20 @@ def test_reading_the_indices_of_max_is_a_one_line_error():
     for model in (ArgMax(), Masked()):
         with pytest.raises(UnsupportedOperatorError, match="indices of max / min along a dimension"):
             from_torch(model, (6,))
+
+
+@pytest.mark.parametrize("write", [lambda p: p.write_bytes(b"garbage"),
+                                   lambda p: __import__("zipfile").ZipFile(p, "w").writestr("a.txt", "hello")])
+def test_a_corrupt_pt2_file_gives_one_line_and_no_logged_traceback(tmp_path, capfd, write):
+    path = tmp_path / "model.pt2"
+    write(path)
+    with pytest.raises(ModelFileError, match="cannot read .* as a torch.export program") as info:
+        load_network(path)
+    assert "\n" not in str(info.value) and "warnings above" not in str(info.value)
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_convolutional_module_without_input_shape_asks_for_it():
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(144, 2))
+    with pytest.raises(InvalidNetworkError, match="pass input_shape"):
+        load_network(module.eval())

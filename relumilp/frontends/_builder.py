@@ -424,7 +424,10 @@ class NetworkBuilder:
 
     def index(self, x: Sym, key) -> Sym:
         """Basic indexing / slicing ``x[key]``."""
-        return self._gather(x, np.asarray(self._positions(x.shape)[key]))
+        positions = np.asarray(self._positions(x.shape)[key])
+        if positions.size == 0:  # the IR has no empty tensors
+            raise self.invalid(f"selects no element of a tensor of shape {x.shape}; empty tensors are not supported")
+        return self._gather(x, positions)
 
     def _expand(self, x: Sym, shape) -> Sym:
         if x.shape == tuple(shape):
@@ -790,6 +793,9 @@ class NetworkBuilder:
         channels = var.shape[0]
         scale = np.ones(channels) if scale is None else self.const(scale, "the scale")
         shift = np.zeros(channels) if shift is None else self.const(shift, "the shift")
+        if not np.all(var + float(eps) > 0.0):
+            raise self.invalid(f"batch norm running variance plus epsilon must be positive, got a minimum of "
+                               f"{float(np.min(var + float(eps))):.6g}")
         factor = scale / np.sqrt(var + float(eps))
         offset = shift - self.const(mean, "the running mean") * factor
         axis = 1 if x.ndim >= 2 else 0
@@ -930,6 +936,23 @@ class NetworkBuilder:
         flat = np.ravel_multi_index(tuple(np.clip(coords, 0, np.asarray(size) - 1).transpose(2, 0, 1)), size)
         return flat, valid
 
+    def _window_args(self, what: str, kernel, stride, pads, dilation) -> tuple[tuple[int, ...], ...]:
+        """``(kernel, stride, pads, dilation)`` of a ``len(kernel)``-d window operator as int tuples (stride
+        defaults to 1 here; pooling passes its kernel), refusing what ONNX and torch refuse: a kernel,
+        stride or dilation below 1, a negative pad, or a length that does not match the dimensions."""
+        d = len(kernel)
+        kernel = tuple(int(k) for k in kernel)
+        stride = tuple(int(v) for v in (stride if stride is not None and len(stride) else (1,) * d))
+        dilation = tuple(int(v) for v in (dilation if dilation is not None and len(dilation) else (1,) * d))
+        pads = tuple(int(v) for v in (pads if pads is not None and len(pads) else (0,) * (2 * d)))
+        for name, values, size, least in (("kernel", kernel, d, 1), ("strides", stride, d, 1),
+                                          ("dilations", dilation, d, 1), ("pads", pads, 2 * d, 0)):
+            if len(values) != size:
+                raise self.invalid(f"{what} {name} {values} must have {size} values for {d} spatial dimensions")
+            if any(v < least for v in values):
+                raise self.invalid(f"{what} {name} {values} must all be at least {least}")
+        return kernel, stride, pads, dilation
+
     def _out_size(self, size, kernel, stride, pads, dilation, ceil_mode: bool = False) -> tuple[int, ...]:
         """Window positions per dimension: ``floor`` (or ``ceil``) of ``(size + pads - dilation (kernel - 1)
         - 1) / stride`` plus one. In ceil mode a last window that would start past the input and its
@@ -964,8 +987,7 @@ class NetworkBuilder:
         if groups < 1 or c_out % groups:
             raise self.invalid(f"{c_out} output channels cannot form {groups} groups")
         batched, (c_in, *size) = self._spatial(x, c_in_g * groups, d, "a convolution")
-        stride, dilation = tuple(stride or (1,) * d), tuple(dilation or (1,) * d)
-        pads = tuple(pads or (0,) * (2 * d))
+        kernel, stride, pads, dilation = self._window_args("convolution", kernel, stride, pads, dilation)
         out = self._out_size(size, kernel, stride, pads, dilation)
         flat, valid = self._window(tuple(size), kernel, stride, pads[:d], dilation, out)  # (P, K)
         P, K, S = flat.shape[0], flat.shape[1], math.prod(size)
@@ -997,8 +1019,14 @@ class NetworkBuilder:
         if groups < 1 or c_in % groups:
             raise self.invalid(f"{c_in} input channels cannot form {groups} groups")
         batched, (_, *size) = self._spatial(x, c_in, d, "a transposed convolution")
-        stride, dilation = tuple(stride or (1,) * d), tuple(dilation or (1,) * d)
-        pads, extra = tuple(pads or (0,) * (2 * d)), tuple(output_padding or (0,) * d)
+        kernel, stride, pads, dilation = self._window_args("transposed convolution", kernel, stride, pads, dilation)
+        extra = tuple(int(v) for v in (output_padding if output_padding is not None and len(output_padding)
+                                       else (0,) * d))
+        # torch's rule: output padding only adds the positions that a stride or dilation step leaves
+        # between the last window and the end
+        if len(extra) != d or any(not 0 <= e < max(s, t) for e, s, t in zip(extra, stride, dilation)):
+            raise self.invalid(f"transposed convolution output_padding {extra} must have {d} values, each at "
+                               f"least 0 and smaller than its stride {stride} or dilation {dilation}")
         out = tuple((size[i] - 1) * stride[i] - pads[i] - pads[d + i] + dilation[i] * (kernel[i] - 1) + extra[i] + 1
                     for i in range(d))
         if any(v < 1 for v in out):
@@ -1027,8 +1055,11 @@ class NetworkBuilder:
         ``summed``, the sum itself (zero padding adds nothing)."""
         d = len(kernel)
         batched, (channels, *size) = self._spatial(x, None, d, "average pooling")
-        kernel, stride = tuple(int(k) for k in kernel), tuple(stride or kernel)
-        dilation, pads = tuple(dilation or (1,) * d), tuple(pads or (0,) * (2 * d))
+        kernel, stride, pads, dilation = self._window_args("average pooling", kernel, stride or kernel, pads,
+                                                           dilation)
+        # a window of padding only would divide by a count of 0 (ONNX Runtime refuses these pads too)
+        if any(pads[i] >= kernel[i] or pads[d + i] >= kernel[i] for i in range(d)):
+            raise self.invalid(f"average pooling pads {pads} must be smaller than the kernel {kernel}")
         out = self._out_size(size, kernel, stride, pads, dilation, ceil_mode)
         flat, valid = self._window(tuple(size), kernel, stride, pads[:d], dilation, out)
         P, K, S = flat.shape[0], flat.shape[1], math.prod(size)
@@ -1075,8 +1106,7 @@ class NetworkBuilder:
         """
         d = len(kernel)
         batched, (channels, *size) = self._spatial(x, None, d, "max pooling")
-        kernel, stride = tuple(int(k) for k in kernel), tuple(stride or kernel)
-        dilation, pads = tuple(dilation or (1,) * d), tuple(pads or (0,) * (2 * d))
+        kernel, stride, pads, dilation = self._window_args("max pooling", kernel, stride or kernel, pads, dilation)
         if any(pads[i] >= kernel[i] or pads[d + i] >= kernel[i] for i in range(d)):
             raise self.invalid(f"max pooling pads {pads} must be smaller than the kernel {kernel}")
         out = self._out_size(size, kernel, stride, pads, dilation, ceil_mode)

@@ -72,6 +72,8 @@ def _bound(value, default_attr) -> float | None:
 
 
 def _clip(b, node, values, attrs, opset):
+    if any(is_sym(v) for v in values[1:]):
+        raise b.unsupported("Clip with a bound computed from the network input", ["constant Clip bounds"])
     if opset < 11:
         return b.clip(values[0], _bound(None, attrs.get("min")), _bound(None, attrs.get("max")))
     return b.clip(values[0], _bound(_optional(values, 1), None), _bound(_optional(values, 2), None))
@@ -80,6 +82,8 @@ def _clip(b, node, values, attrs, opset):
 def _flatten(b, node, values, attrs, opset):
     x = values[0]
     axis = attrs.get("axis", 1)
+    if not -x.ndim <= axis <= x.ndim:
+        raise b.invalid(f"Flatten axis {axis} is outside [-{x.ndim}, {x.ndim}] for a rank-{x.ndim} input")
     axis = axis + x.ndim if axis < 0 else axis
     return b.reshape(x, (int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis:]))))
 
@@ -200,17 +204,30 @@ def _sym_pads(b, x, attrs, kernel, stride, dilation, what: str) -> list[int]:
 
 
 def _window_attrs(b, x, attrs, kernel, what):
+    """``(strides, pads, dilations)`` of a window operator (checked by the builder; strides and dilations
+    here first, since ``auto_pad`` divides by them)."""
     d = len(kernel)
     stride = [int(v) for v in attrs.get("strides", [1] * d)]
     dilation = [int(v) for v in attrs.get("dilations", [1] * d)]
+    if len(stride) != d or len(dilation) != d or min(stride + dilation, default=1) < 1:
+        raise b.invalid(f"{what} strides {stride} and dilations {dilation} must have {d} values, each at least 1")
     return stride, _sym_pads(b, x, attrs, kernel, stride, dilation, what), dilation
+
+
+def _kernel(b, w, attrs, what) -> list[int]:
+    """The kernel of a convolution: its weight's spatial shape, which ``kernel_shape`` may only repeat."""
+    kernel = [int(k) for k in np.shape(w)[2:]]
+    if "kernel_shape" in attrs and [int(k) for k in attrs["kernel_shape"]] != kernel:
+        raise b.invalid(f"{what} kernel_shape {list(attrs['kernel_shape'])} differs from its weight's "
+                        f"spatial shape {kernel}")
+    return kernel
 
 
 def _conv(b, node, values, attrs, opset):
     x, w, bias = values[0], values[1], _optional(values, 2)
     if is_sym(w) or is_sym(bias):
         raise b._nonlinear("convolution")
-    kernel = list(attrs.get("kernel_shape", np.shape(w)[2:]))
+    kernel = _kernel(b, w, attrs, "Conv")
     stride, pads, dilation = _window_attrs(b, x, attrs, kernel, "Conv")
     return b.conv(x, w, bias, stride, pads, dilation, attrs.get("group", 1))
 
@@ -219,7 +236,7 @@ def _conv_transpose(b, node, values, attrs, opset):
     x, w, bias = values[0], values[1], _optional(values, 2)
     if is_sym(w) or is_sym(bias):
         raise b._nonlinear("transposed convolution")
-    kernel = list(attrs.get("kernel_shape", np.shape(w)[2:]))
+    kernel = _kernel(b, w, attrs, "ConvTranspose")
     d = len(kernel)
     if "output_shape" in attrs:
         raise b.unsupported("ConvTranspose with output_shape", ["ConvTranspose with pads and output_padding"])
@@ -266,6 +283,8 @@ def _pad(b, node, values, attrs, opset):
         raise b.invalid("Pad amounts and value must be constants")
     pads = [int(p) for p in np.asarray(pads).reshape(-1)]
     value = 0.0 if value is None or np.size(value) == 0 else float(np.asarray(value).reshape(-1)[0])
+    if not math.isfinite(value):
+        raise b.invalid(f"Pad value {value} is not finite")
     axes = list(range(x.ndim)) if axes is None else [b.axis(a, x.ndim) for a in np.asarray(axes).reshape(-1)]
     if len(pads) != 2 * len(axes):
         raise b.invalid(f"Pad has {len(pads)} pad amounts for {len(axes)} axes; it needs two per axis, "
@@ -288,13 +307,24 @@ def _slice(b, node, values, attrs, opset):
     axes = range(len(starts)) if axes is None else np.asarray(axes).reshape(-1)
     steps = np.ones(len(starts), dtype=np.int64) if steps is None else np.asarray(steps).reshape(-1)
     key = [slice(None)] * x.ndim
-    big = np.iinfo(np.int64).max // 2  # ONNX spells "to the end" as huge values; Python slices clamp them
     for start, end, axis, step in zip(starts, ends, axes, steps):
         if step == 0:
             raise b.invalid("Slice step 0")
-        end = None if (step < 0 and end < -big) else int(end)
-        key[b.axis(axis, x.ndim)] = slice(int(start), end, int(step))
+        axis = b.axis(axis, x.ndim)
+        key[axis] = _slice_key(int(start), int(end), int(step), x.shape[axis])
     return b.index(x, tuple(key))
+
+
+def _slice_key(start: int, end: int, step: int, size: int) -> slice:
+    """The Python slice of ONNX Slice's ``start:end:step`` on an axis of ``size``: negative values count
+    from the end once, then both are clamped (to ``[0, size]`` going forward, ``[0, size - 1]`` and
+    ``[-1, size - 1]`` going backward), where Python would wrap a negative end again or clamp a start
+    below ``-size`` to an empty slice."""
+    start, end = start + size if start < 0 else start, end + size if end < 0 else end
+    if step > 0:
+        return slice(min(max(start, 0), size), min(max(end, 0), size), step)
+    start, end = min(max(start, 0), size - 1), min(max(end, -1), size - 1)
+    return slice(start, None if end < 0 else end, step)
 
 
 def _gather(b, node, values, attrs, opset):
@@ -347,10 +377,13 @@ def _split(b, node, values, attrs, opset):
         raise b.invalid("Split sizes must be constants")
     count = sum(1 for _ in node.output)
     if sizes is None or np.size(sizes) == 0:
-        n = attrs.get("num_outputs", count)
+        n = int(attrs.get("num_outputs", count))
         length = x.shape[axis]
+        if n < 1:
+            raise b.invalid(f"Split into {n} outputs")
+        # equal parts of ceil(length / n), the last one smaller (empty when the parts run out first)
         part = -(-length // n)
-        sizes = [part] * (length // part) + ([length % part] if length % part else [])
+        sizes = [min(part, max(0, length - k * part)) for k in range(n)]
     return b.split(x, [int(s) for s in np.asarray(sizes).reshape(-1)], axis)
 
 
@@ -689,7 +722,7 @@ def _dims_of(value_info):
 
 
 def _fixed_dims(value_info) -> list:
-    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in _dims_of(value_info)]
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None for d in _dims_of(value_info)]
 
 
 def _output_dims(model: onnx.ModelProto) -> list:
@@ -723,6 +756,8 @@ def _input_value(model: onnx.ModelProto, constants: dict, b: NetworkBuilder):
             )
     batched = len(dims) >= 2 and dims[0] in (None, 1)
     shape = dims[1:] if batched else dims
+    if 0 in shape:
+        raise InvalidNetworkError(f"the ONNX input {inputs[0].name!r} has shape {dims}, with no elements")
     if not shape or None in shape:
         raise InvalidNetworkError(
             f"the ONNX input {inputs[0].name!r} has unknown shape {dims}; "
@@ -932,6 +967,18 @@ def _convert(b: NetworkBuilder, node, env: dict, opsets, opset: int) -> None:
     env.update((name, value) for name, value in zip(node.output, results) if name)
 
 
+def _dense(sparse: onnx.SparseTensorProto) -> np.ndarray:
+    """A sparse initializer as a dense array: its values at flat positions, or at coordinates
+    (``indices`` of shape ``(nnz, rank)``)."""
+    values = numpy_helper.to_array(sparse.values).reshape(-1)
+    indices = numpy_helper.to_array(sparse.indices).astype(np.int64)
+    shape = tuple(int(d) for d in sparse.dims)
+    dense = np.zeros(shape, dtype=values.dtype)
+    flat = indices.reshape(-1) if indices.ndim == 1 else np.ravel_multi_index(tuple(indices.T), shape)
+    dense.reshape(-1)[flat] = values
+    return dense
+
+
 def from_onnx(source, name: str | None = None) -> Network:
     """Convert an ONNX model (path, ``onnx.ModelProto`` or its serialised bytes) to the IR; batch dimensions
     are dropped."""
@@ -939,9 +986,15 @@ def from_onnx(source, name: str | None = None) -> Network:
     graph = model.graph
     try:
         constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        constants.update((t.values.name, _dense(t)) for t in graph.sparse_initializer)
     except Exception as exc:
         raise ModelFileError(f"cannot read the ONNX initializers: {one_line(exc)}") from None
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+    produced = [name for node in graph.node for name in node.output if name]
+    defined = produced + list(constants) + [v.name for v in graph.input if v.name not in constants]
+    if len(set(defined)) != len(defined):
+        twice = sorted({name for name in defined if defined.count(name) > 1})
+        raise ModelFileError(f"the ONNX graph defines tensor {twice[0]!r} more than once (invalid ONNX)")
     b = NetworkBuilder()
     input_name, x = _input_value(model, constants, b)
     env = {**constants, input_name: x}

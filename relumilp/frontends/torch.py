@@ -1395,9 +1395,12 @@ def _track_view(op: _Op, args: tuple, kwargs: dict, value, env: dict, views: dic
 
 
 def _first_linear_width(ops: list[_Op]) -> int | None:
-    """``in_features`` of the first linear layer, which fixes the input size when none is given."""
+    """``in_features`` of the first linear layer, which fixes the input size when none is given (None when
+    a convolution or pooling comes first: its input has a spatial shape no linear layer tells)."""
     constants = {}
     for op in ops:
+        if "conv" in op.name or "pool" in op.name:
+            return None
         if op.name == "constant":
             constants[op.outputs[0]] = op.call()
         elif op.name == "linear":
@@ -1415,7 +1418,8 @@ def _build(program: _Program, input_shape, name: str | None) -> Network:
         width = _first_linear_width(program.ops)
         if width is None:
             raise InvalidNetworkError(
-                f"cannot tell the input size of {program.name!r} (no leading Linear layer); pass input_shape"
+                f"cannot tell the input shape of {program.name!r} (it does not start with a Linear layer); "
+                "pass input_shape, e.g. input_shape=(3, 32, 32) for one 3-channel 32x32 image"
             )
         input_shape = (width,)
     elif isinstance(input_shape, int):
@@ -1951,7 +1955,24 @@ def load_torchscript(path) -> torch.jit.ScriptModule:
 
 def load_exported(path):
     """Load a ``torch.export`` program saved with ``torch.export.save`` (``.pt2``)."""
+    import logging
+
+    # torch.export.load logs the traceback of a failed read as a warning before raising a generic error:
+    # keep it off the user's terminal, and report its last line (the cause) instead
+    logger, caught = logging.getLogger("torch.export"), []
+
+    class Catch(logging.Handler):
+        def emit(self, record):
+            caught.append(record)
+
+    handlers, propagate = logger.handlers[:], logger.propagate  # torch installs its own handlers there
+    logger.handlers, logger.propagate = [Catch()], False
     try:
         return torch.export.load(str(path))
     except Exception as exc:
-        raise ModelFileError(f"cannot read {path} as a torch.export program (.pt2): {one_line(exc)}") from None
+        causes = [record.exc_info[1] for record in caught if record.exc_info and record.exc_info[1] is not None]
+        cause = one_line(causes[-1] if causes else exc)
+        cause = cause if len(cause) <= 160 else cause[:159] + "…"  # torch appends paragraphs of advice
+        raise ModelFileError(f"cannot read {path} as a torch.export program (.pt2): {cause}") from None
+    finally:
+        logger.handlers, logger.propagate = handlers, propagate
