@@ -143,6 +143,13 @@ def test_true_false_and_constant_atoms():
     assert len(prop.output_disjuncts) == 1 and prop.output_disjuncts[0].d[0] == -1.0
 
 
+def test_a_false_constant_constraint_makes_the_property_vacuous_without_contradicting_notes():
+    prop = parse_vnnlib(declare(2, 1) + BOX2 + "(assert (>= (* 0 Y_0) 1))")
+    assert not prop.input_disjuncts
+    assert any("involves no variable and is false" in note for note in prop.notes)
+    assert not any("every output is unsafe" in note for note in prop.notes)
+
+
 def test_empty_input_region_is_dropped_with_a_note():
     text = declare(1, 1) + """
     (assert (or (and (>= X_0 0) (<= X_0 1)) (and (>= X_0 5) (<= X_0 4))))
@@ -206,6 +213,13 @@ def _error(text) -> str:
         ("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (<= X_0 1e))",
          "p.vnnlib:3:17: expected a number or a declared variable, got: 1e"),
         ("(declare-const X_0 Real)", "no output variables declared"),
+        ("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (>= Y_0 1e999))",
+         "p.vnnlib:3:9: a constant or coefficient of this constraint is infinite or NaN"),
+        ("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (>= (/ Y_0 1e-320) 1))", "infinite or NaN"),
+        ("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert " + "(and " * 3000 + "(>= Y_0 1)" + ")" * 3001,
+         "p.vnnlib:3:1: this assertion is nested too deeply to read"),
+        ("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (>= " + "(+ 1 " * 3000 + "Y_0" + ")" * 3000 + " 1))",
+         "nested too deeply"),
     ],
 )
 def test_malformed_input_gives_a_located_error(text, expected):

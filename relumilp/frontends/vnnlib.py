@@ -111,15 +111,33 @@ class _Source:
         line, column = self.position(offset)
         snippet = ""
         if not isinstance(node_or_offset, int):
-            snippet = _render(node_or_offset)
+            snippet = _render(node_or_offset, 81)
             snippet = f": {snippet if len(snippet) <= 80 else snippet[:77] + '...'}"
         return VNNLibError(f"{self.name}:{line}:{column}: {message}{snippet}")
 
 
-def _render(node) -> str:
-    if isinstance(node, Atom):
-        return node.text
-    return "(" + " ".join(_render(item) for item in node.items) + ")"
+def _render(node, limit: int | None = None) -> str:
+    """``node`` as text on one line, cut after ``limit`` characters (iterative: nesting has no limit)."""
+    parts: list[str] = []
+    size = 0
+    stack: list = [node]
+    while stack and (limit is None or size < limit):
+        item = stack.pop()
+        if isinstance(item, str):  # a closing parenthesis or a separator
+            text = item
+        elif isinstance(item, Atom):
+            text = item.text
+        else:
+            text = "("
+            follow: list = [")"]
+            for k, child in enumerate(reversed(item.items)):
+                follow.append(child)
+                if k < len(item.items) - 1:
+                    follow.append(" ")
+            stack.extend(follow)
+        parts.append(text)
+        size += len(text)
+    return "".join(parts)
 
 
 def parse_sexprs(text: str, name: str = "<string>") -> list[SExpr | Atom]:
@@ -333,6 +351,9 @@ class _Parser:
                 "each atom must constrain only X or only Y variables",
             )
         kind = kinds.pop() if kinds else ""
+        if not (math.isfinite(expr.const) and all(math.isfinite(v) for v in coef.values())):
+            raise self.source.error(node, "a constant or coefficient of this constraint is infinite or NaN in "
+                                          "float64 (it overflows); rescale it")
         items = tuple(sorted((i, v) for (_, i), v in coef.items()))
         key = (kind, items, 0.0 - expr.const)
         if key not in self.atom_ids:
@@ -445,7 +466,11 @@ def parse_vnnlib(text: str, name: str = "<string>", num_inputs: int | None = Non
     # (input assertions) x (output assertions) never needs expanding.
     groups: dict[str, list] = {"X": [], "Y": [], "mixed": []}
     for node in asserts:
-        dnf = parser.formula(node.items[1])
+        try:
+            dnf = parser.formula(node.items[1])
+        except RecursionError:  # the reader is iterative; formulas and terms are read recursively
+            raise source.error(node, "this assertion is nested too deeply to read; flatten its (and ...), "
+                                     "(or ...) or (+ ...)") from None
         kinds = {parser.atoms[a].kind for conj in dnf for a in conj} - {""}
         groups["mixed" if len(kinds) > 1 else (kinds.pop() if kinds else "X")].append(dnf)
     if not asserts:
@@ -455,7 +480,7 @@ def parse_vnnlib(text: str, name: str = "<string>", num_inputs: int | None = Non
     mixed_dnf = parser.conjoin(groups["mixed"], None) if groups["mixed"] else [frozenset()]
     prop = _build_property(parser, source, n_in, n_out, input_dnf, output_dnf, mixed_dnf)
     notes = list(prop.notes)
-    if not groups["Y"] and not groups["mixed"]:
+    if not groups["Y"] and not groups["mixed"] and prop.input_disjuncts:
         notes.append("the property has no output constraint, so every output is unsafe: any input in the input "
                      "region violates it")
     if not prop.input_disjuncts:
@@ -531,7 +556,7 @@ def _input_domain(atoms, conj: frozenset, n_in: int, source: _Source, notes: lis
         atom = atoms[a]
         if atom.kind == "":
             if not _constant_holds(atom):
-                notes.append(f"an input region contains the false constant constraint at {_where(source, atom)}")
+                notes.append(f"the constraint at {_where(source, atom)} involves no variable and is false")
                 return None
             continue
         if len(atom.coef) == 1:
