@@ -3,11 +3,13 @@
 Each run is a fresh ``python -m relumilp`` subprocess with ``--time-limit T``; the table reports its wall
 time (start-up and imports included), the overshoot ``wall - T`` and whether it stayed within the
 promise ``T * 1.1 + 2 s``. Networks: ACAS Xu 1_1 over property 2's input region (skipped when
-``../shared/data/acasxu`` is absent; see :func:`benchmarks.problems.shared_data_dir`) and a
-deterministic random 2-64-64-64-1 net over ``[-3, 3]^2``. Prints a Markdown table and writes
-``benchmarks/results/time_limits.csv``.
+``../shared/data/acasxu`` is absent; see :func:`benchmarks.problems.shared_data_dir`), a
+deterministic random 2-64-64-64-1 net over ``[-3, 3]^2`` and (``dense``) a random 784-200-200-200-10
+net over an L-inf ball of 0.0006, whose dense leaf MILPs once spent seconds in HiGHS's presolve past
+the limit. Each command runs with every bound method and with none given (``default``). Prints a
+Markdown table and writes ``benchmarks/results/time_limits.csv``.
 
-    python -m benchmarks.time_limits [--limits 5 20] [--nets acas random]
+    python -m benchmarks.time_limits [--limits 5 20] [--nets acas random dense]
 """
 
 from __future__ import annotations
@@ -42,6 +44,15 @@ def random_net() -> Network:
     return Network.sequential(layers, "relu")
 
 
+def dense_net() -> Network:
+    """A deterministic random 784-200-200-200-10 ReLU net (He-scaled weights)."""
+    rng = np.random.default_rng(1)
+    sizes = [784, 200, 200, 200, 10]
+    layers = [(rng.normal(0.0, np.sqrt(2.0 / n_in), size=(n_out, n_in)), rng.normal(0.0, 0.1, size=n_out))
+              for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+    return Network.sequential(layers, "relu")
+
+
 def problems(folder: Path, names) -> dict:
     """``{name: (model, input-bounds JSON, property)}`` for the available networks."""
     out = {}
@@ -59,6 +70,23 @@ def problems(folder: Path, names) -> dict:
         box = folder / "random-box.json"
         box.write_text(json.dumps({"lower": lower, "upper": upper}))
         out["random 2-64x3"] = (model, box, prop)
+    if "dense" in names:
+        net = dense_net()
+        model = folder / "dense-784-200x3-10.npz"
+        net.save(model)
+        centre = np.random.default_rng(0).random(784)
+        label = int(np.argmax(net.forward(centre[None])[0]))
+        lower, upper = np.clip(centre - 0.0006, 0.0, 1.0), np.clip(centre + 0.0006, 0.0, 1.0)
+        prop = folder / "dense.vnnlib"
+        prop.write_text("".join(f"(declare-const X_{i} Real)\n" for i in range(784))
+                        + "".join(f"(declare-const Y_{j} Real)\n" for j in range(10))
+                        + "".join(f"(assert (>= X_{i} {a!r}))\n(assert (<= X_{i} {b!r}))\n"
+                                  for i, (a, b) in enumerate(zip(lower.tolist(), upper.tolist())))
+                        + "(assert (or " + " ".join(f"(and (>= Y_{j} Y_{label}))" for j in range(10) if j != label)
+                        + "))\n")
+        box = folder / "dense-box.json"
+        box.write_text(json.dumps({"lower": lower.tolist(), "upper": upper.tolist()}))
+        out["dense 784-200x3-10"] = (model, box, prop)
     acas = shared_data_dir() / "acasxu"
     if "acas" in names and (acas / "ACASXU_run2a_1_1_batch_2000.onnx").exists():
         from relumilp.frontends.vnnlib import read_vnnlib
@@ -75,9 +103,10 @@ def problems(folder: Path, names) -> dict:
 
 def command_line(command, model, box, prop, method, limit) -> list[str]:
     base = [sys.executable, "-m", "relumilp", command]
+    tighten = [] if method == "default" else ["--tighten", method]
     if command == "verify":
-        return base + [str(model), str(prop), "--tighten", method, "--time-limit", str(limit), "--json"]
-    args = base + [str(model), "--input-bounds", str(box), "--tighten", method, "--time-limit", str(limit), "--json"]
+        return base + [str(model), str(prop), *tighten, "--time-limit", str(limit), "--json"]
+    args = base + [str(model), "--input-bounds", str(box), *tighten, "--time-limit", str(limit), "--json"]
     if command == "solve":
         return args + ["--maximize", "0"]
     return args + (["--workers", "2"] if method in ("lp", "milp") else [])
@@ -98,14 +127,14 @@ def outcome(command, stdout: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limits", type=float, nargs="+", default=[5.0, 20.0])
-    parser.add_argument("--nets", nargs="+", default=["acas", "random"], choices=("acas", "random"))
+    parser.add_argument("--nets", nargs="+", default=["acas", "random", "dense"], choices=("acas", "random", "dense"))
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for net_name, (model, box, prop) in problems(Path(tmp), args.nets).items():
             for limit in args.limits:
                 for command in COMMANDS:
-                    for method in METHODS:
+                    for method in ("default", *METHODS):
                         cmd = command_line(command, model, box, prop, method, limit)
                         start = time.perf_counter()
                         # a hard cap far above the promise, so a regression cannot hang the benchmark

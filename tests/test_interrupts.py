@@ -20,6 +20,7 @@ import pytest
 
 from relumilp.bounds import compute_bounds
 from relumilp.domain import InputDomain
+from relumilp.ir import Network
 from relumilp.optimization import optimize
 from relumilp.verify import verify
 
@@ -267,3 +268,46 @@ def test_a_deadline_made_stoppable_again_ends_with_its_parent_only_downwards():
     assert child.expired() and not parent.expired() and not sibling.expired()
     parent.end()
     assert sibling.expired() and sibling.remaining() == 0.0 and sibling.earlier(10).expired()
+
+
+def test_highs_presolve_is_skipped_when_less_time_is_left_than_it_may_take():
+    """HiGHS's MIP presolve does not stop at the time limit: with too little time left for a model's
+    nonzeros it is switched off (and said so); with time enough it runs."""
+    from relumilp.backends.highs import PRESOLVE_SECONDS_PER_NONZERO, solve_milp
+    from relumilp.pipeline import compile_network
+
+    rng = np.random.default_rng(0)
+    sizes = [40, 120, 120, 1]
+    net = Network.sequential([(rng.normal(size=(b, a)) / np.sqrt(a), rng.normal(size=b) * 0.1)
+                              for a, b in zip(sizes[:-1], sizes[1:])], "relu")
+    milp = compile_network(net, InputDomain.box(-1.0, 1.0, 40), tighten="interval").milp.with_objective(np.ones(1), "max")
+    short = 0.5 * PRESOLVE_SECONDS_PER_NONZERO * milp.A.nnz
+    run = solve_milp(milp, time_limit=short, threads=1)
+    assert run.status == "time_limit" and any("presolve skipped" in note for note in run.notes)
+    small = Network.sequential([(rng.normal(size=(4, 2)), np.zeros(4)), (rng.normal(size=(1, 4)), np.zeros(1))], "relu")
+    milp = compile_network(small, InputDomain.box(-1.0, 1.0, 2)).milp.with_objective(np.ones(1), "max")
+    run = solve_milp(milp, time_limit=30.0, threads=1)
+    assert run.status == "optimal" and not any("presolve" in note for note in run.notes)
+
+
+def test_a_deadline_passed_during_a_highs_run_is_a_time_limit_not_an_interrupt():
+    import highspy
+
+    from relumilp.backends.highs import run
+    from relumilp.limits import Deadline
+
+    rng = np.random.default_rng(1)
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 1)
+    n = 200
+    for j in range(n):
+        h.addVar(0.0, 1.0)
+        h.changeColIntegrality(j, highspy.HighsVarType.kInteger)
+        h.changeColCost(j, -float(rng.integers(10, 100)))
+    for _ in range(30):
+        w = rng.integers(10, 100, n).astype(float)
+        h.addRow(-highspy.kHighsInf, w.sum() / 2, n, np.arange(n, dtype=np.int32), w)
+    clock = time.perf_counter()
+    assert run(h, deadline=Deadline.after(0.5), mip=True) == "time_limit"
+    assert time.perf_counter() - clock < 0.5 + latency_allowed()
