@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bounds_benchmark import problems  # noqa: E402
 
 from benchmarks.study import _loadavg, _md_table  # noqa: E402
-from relumilp._io import atomic_path  # noqa: E402
+from relumilp._io import any_file, atomic_path  # noqa: E402
 from relumilp.bounds import compute_bounds  # noqa: E402
 from relumilp.formulation.ideal import root_cuts  # noqa: E402
 from relumilp.ir import Network  # noqa: E402
@@ -82,7 +82,7 @@ def main(argv=None) -> None:
     started, load = time.strftime("%Y-%m-%d %H:%M"), _loadavg()
     rows = run(args.nets, args.time_limit)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    with atomic_path(RESULTS / "ideal_cuts.csv") as tmp, open(tmp, "w", newline="") as handle:
+    with atomic_path(RESULTS / "ideal_cuts.csv", ours=any_file) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=FIELDS)
         writer.writeheader()
         writer.writerows(rows)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from relumilp._io import atomic_write_text
+from relumilp._io import any_file, atomic_write_text
 from relumilp.errors import UnsupportedOperatorError
 from relumilp.frontends.onnx import from_onnx
 
@@ -127,7 +127,7 @@ def main(argv=None) -> None:
         writer = csv.DictWriter(text, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-        atomic_write_text(args.csv, text.getvalue())
+        atomic_write_text(args.csv, text.getvalue(), ours=any_file)
     sys.stdout.flush()
 
 

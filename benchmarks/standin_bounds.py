@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from relumilp._io import atomic_write_text
+from relumilp._io import any_file, atomic_write_text
 from relumilp.bounds import compute_bounds
 from relumilp.domain import InputDomain
 from relumilp.errors import RelumilpError
@@ -69,7 +69,7 @@ def main(argv=None) -> None:
         writer = csv.DictWriter(text, FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-        atomic_write_text(args.csv, text.getvalue())
+        atomic_write_text(args.csv, text.getvalue(), ours=any_file)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from relumilp._io import atomic_write_text
+from relumilp._io import any_file, atomic_write_text
 
 
 def save_rows(path, fields: list[str], rows: list[dict]) -> None:
@@ -14,7 +14,7 @@ def save_rows(path, fields: list[str], rows: list[dict]) -> None:
     writer = csv.DictWriter(buffer, fields)
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
+    atomic_write_text(path, buffer.getvalue(), ours=any_file)
 
 
 def markdown(fields: list[str], rows: list[dict]) -> str:

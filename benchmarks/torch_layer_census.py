@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from relumilp._io import atomic_write_text
+from relumilp._io import any_file, atomic_write_text
 from relumilp.frontends import from_torch
 
 #: layer name -> (constructor, the per-sample shape it reads)
@@ -131,7 +131,7 @@ def main(argv=None) -> None:
         writer = csv.DictWriter(text, ["layer", "fx", "export", "trace"])
         writer.writeheader()
         writer.writerows(rows)
-        atomic_write_text(args.csv, text.getvalue())
+        atomic_write_text(args.csv, text.getvalue(), ours=any_file)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from relumilp._io import atomic_write_text
+from relumilp._io import any_file, atomic_write_text
 from relumilp.bounds import METHODS
 
 FIELDS = ["network", "property", "result", "time", "time_limit", "decided_by", "boxes", "milps", "cex_forward",
@@ -126,7 +126,7 @@ def run_instances(instances, args) -> list[dict]:
         if args.details:
             details.append(json.dumps({"network": model.name, "property": vnnlib.name, "result": result.result,
                                        "regions": regions}, default=_plain))
-            atomic_write_text(args.details, "\n".join(details) + "\n")
+            atomic_write_text(args.details, "\n".join(details) + "\n", ours=any_file)
     return rows
 
 
@@ -140,7 +140,7 @@ def write_csv(path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=FIELDS)
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
+    atomic_write_text(path, buffer.getvalue(), ours=any_file)
 
 
 def summary(rows: list[dict]) -> str:

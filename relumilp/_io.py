@@ -1,4 +1,12 @@
-"""File output that is written whole or not at all (temporary file in the same folder, then rename).
+"""File output that is written whole or not at all (temporary file in the same folder, then rename),
+and that never replaces a file relumilp did not write.
+
+**Ours or not.** Every file relumilp writes carries a mark near its start (:data:`MARKS`: a comment
+line in MPS and LP files, a ``"written_by"`` key first in JSON, a generator ``<meta>`` in HTML, the
+``Software`` text of a PNG, the producer of an ONNX model, the format tag of a ``.npz``) or is a
+VNN-COMP result file. An existing file at an output path is replaced only when it is empty or
+:func:`written_by_relumilp`; anything else is refused with a one-line error, before any work when the
+caller checks the path up front (:func:`check_writable`).
 
 Every failure to write (missing folder, a directory in the way, no permission, a read-only or virtual
 file system such as /proc) becomes one :class:`~relumilp.errors.ModelFileError` naming the path and the
@@ -17,6 +25,57 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .errors import ModelFileError
+
+
+#: the marks by which :func:`written_by_relumilp` knows our files (searched in their first 8 KiB)
+MARKS = (
+    b"written by relumilp",  # MPS ("* ..."), LP ("\\ ...") and HTML ("<meta name=generator ...>") text
+    b'"written_by": "relumilp"',  # JSON documents
+    b"Software\x00relumilp",  # PNG text chunk
+    b"\x12\x08relumilp",  # ONNX ModelProto.producer_name
+)
+#: first words of the VNN-COMP result files that ``relumilp verify --result-file`` writes
+RESULT_WORDS = ("sat", "unsat", "timeout", "unknown", "error", "violated", "holds")
+JSON_MARK = {"written_by": "relumilp"}
+
+
+def any_file(path) -> bool:
+    """An ``ours`` that owns every path: for files whose name alone says whose they are (benchmark results)."""
+    return True
+TEXT_MARK = "written by relumilp"
+
+
+def written_by_relumilp(path) -> bool:
+    """Whether the existing file ``path`` may be replaced: empty, or written by relumilp (module docstring)."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            return True
+        with open(path, "rb") as handle:
+            head = handle.read(8192)
+    except OSError:
+        return False
+    if any(mark in head for mark in MARKS):
+        return True
+    if path.suffix.lower() == ".npz":  # a network or bound cache: the format tag of its metadata
+        import json
+
+        import numpy as np
+
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                return str(json.loads(str(npz["__meta__"])).get("format", "")).startswith("relumilp-")
+        except Exception:  # not a zip, no metadata, not JSON: not ours
+            return False
+    words = head.split()
+    return len(head) < 8192 and bool(words) and words[0].decode("ascii", "replace") in RESULT_WORDS
+
+
+def _check_replaceable(path: Path, ours: Callable | None) -> None:
+    """Refuse an existing file at ``path`` that ``ours`` (default :func:`written_by_relumilp`) does not own."""
+    if path.is_file() and not (ours or written_by_relumilp)(path):
+        raise ModelFileError(f"will not overwrite {path}: it exists and relumilp did not write it; "
+                             "move it away or choose another name")
 
 
 def _reason(exc: OSError) -> str:
@@ -58,18 +117,26 @@ def make_folder(path, what: str = "folder") -> Path:
     return path
 
 
-def check_writable(path) -> Path:
-    """``path`` if a file can be written there (probed with a temporary file), else a one-line error."""
+def check_writable(path, ours: Callable | None = None) -> Path:
+    """``path`` if a file can be written there (probed with a temporary file) and no file that is not
+    ours (``ours``, default :func:`written_by_relumilp`) is in the way, else a one-line error."""
     path = Path(path)
     os.unlink(_temp_beside(path))
+    _check_replaceable(path, ours)
     return path
 
 
 @contextlib.contextmanager
-def atomic_path(path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` (same suffix); it replaces ``path`` only on success."""
+def atomic_path(path, ours: Callable | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffix); it replaces ``path`` only on success, and
+    only if ``path`` is missing or ours (``ours``, default :func:`written_by_relumilp`)."""
     path = Path(path)
     tmp = _temp_beside(path)
+    try:
+        _check_replaceable(path, ours)
+    except ModelFileError:
+        os.unlink(tmp)
+        raise
     try:
         try:
             yield Path(tmp)
@@ -85,17 +152,23 @@ def atomic_path(path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-def atomic_write(path, write: Callable, binary: bool = False) -> Path:
-    """Call ``write(handle)`` on a temporary file beside ``path`` and move it into place on success."""
-    with atomic_path(path) as tmp:
+def atomic_write(path, write: Callable, binary: bool = False, ours: Callable | None = None) -> Path:
+    """Call ``write(handle)`` on a temporary file beside ``path`` and move it into place on success
+    (:func:`atomic_path`)."""
+    with atomic_path(path, ours) as tmp:
         with open(tmp, "wb" if binary else "w") as handle:
             write(handle)
     return Path(path)
 
 
-def atomic_write_text(path, text: str) -> Path:
-    """Write ``text`` to ``path`` whole or not at all."""
-    return atomic_write(path, lambda handle: handle.write(text))
+def atomic_write_text(path, text: str, ours: Callable | None = None) -> Path:
+    """Write ``text`` to ``path`` whole or not at all (:func:`atomic_path`)."""
+    return atomic_write(path, lambda handle: handle.write(text), ours=ours)
+
+
+def marked_json(data: dict) -> dict:
+    """``data`` with :data:`JSON_MARK` first (so :func:`written_by_relumilp` knows the file)."""
+    return {**JSON_MARK, **{k: v for k, v in data.items() if k not in JSON_MARK}}
 
 
 @contextlib.contextmanager

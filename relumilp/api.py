@@ -28,7 +28,7 @@ from pyomo.core.base.block import BlockData, declare_custom_block
 
 from .domain import InputDomain
 from .errors import InvalidDomainError
-from .formulation.pyomo_block import bounds_of, emit_block, flatten_vars, link
+from .formulation.pyomo_block import bounds_of, emit_block, flatten_vars, link, value_of
 from .pipeline import CompiledNetwork, compile_network
 
 _counter = itertools.count()
@@ -92,7 +92,7 @@ class NetworkBlockData(BlockData):
             x = _values(self.inputs)
             if self.linked_inputs:
                 unset = np.isnan(x)
-                x[unset] = np.array([np.nan if v.value is None else v.value for v in self.linked_inputs])[unset]
+                x[unset] = np.array([value_of(v) for v in self.linked_inputs])[unset]
             unset = np.isnan(x)
             x[unset] = ((compiled.domain.lower + compiled.domain.upper) / 2)[unset]
         vector = start_vector(compiled.network, compiled.milp, x)
@@ -100,7 +100,9 @@ class NetworkBlockData(BlockData):
             var.set_value(float(value), skip_validation=True)
         for ours, theirs in ((self.inputs, self.linked_inputs), (self.outputs, self.linked_outputs)):
             for i, var in enumerate(theirs or ()):
-                var.set_value(ours[i].value, skip_validation=True)
+                # a user's expression takes its value from its own variables; a fixed variable keeps its own
+                if getattr(var, "is_variable_type", lambda: False)() and not var.fixed:
+                    var.set_value(ours[i].value, skip_validation=True)
 
     def warm_start_from_search(self, maximize: int | None = None, minimize: int | None = None, objective=None,
                                time_limit: float | None = None, **optimize_options):

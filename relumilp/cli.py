@@ -20,15 +20,22 @@ from .limits import Deadline, terminate_as_interrupt
 COMMANDS = ("solve", "compile", "stats", "bounds", "verify")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, with its usage errors on one line (argparse prints the whole usage block first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"relumilp: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="relumilp",
         description="Compile trained ReLU networks into MILPs and solve them to certified global optimality.",
     )
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"relumilp {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_OneLineParser)
     for name in COMMANDS:
         importlib.import_module(f".commands.{name}", __package__).register(subparsers)
     return parser

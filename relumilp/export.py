@@ -24,6 +24,7 @@ def export_onnx(module, path, input_shape=None, opset: int = 17, check: bool = T
     ``Linear`` layer. With ``check``, the exported file is read back and its forward pass compared
     with the module's on random inputs (float32 accuracy), raising :class:`RelumilpError` on a mismatch.
     """
+    import onnx
     import torch
 
     from .frontends import load_network
@@ -46,6 +47,9 @@ def export_onnx(module, path, input_shape=None, opset: int = 17, check: bool = T
             torch.onnx.export(module, (example,), str(tmp), dynamo=False, opset_version=opset,
                               input_names=["input"], output_names=["output"],
                               dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+            exported = onnx.load(str(tmp))
+            exported.producer_name = "relumilp"  # how a later export knows the file is ours to replace
+            onnx.save(exported, str(tmp))
         net = load_network(path)
         if check:
             x = torch.randn((64, *input_shape), dtype=example.dtype)

@@ -183,9 +183,14 @@ def _solve_with_session(model, deadline, gap, threads, log, highs_options, warms
     result = SolveResult(status=solution.status, notes=list(solution.notes),
                          stats={"numerics": solution.numerics, "nodes": solution.nodes})
     if solution.x is not None:
-        for var, value in zip(columns, solution.x):
+        # HiGHS's values may pass a bound or an integer by its tolerances: the user's model gets them
+        # snapped (a Var never holds a value its own bounds refuse)
+        x = np.clip(solution.x, lower, upper)
+        nearest = np.round(x)
+        x = np.where(integer & (np.abs(x - nearest) <= INTEGER_SNAP), nearest, x)
+        for var, value in zip(columns, x):
             var.set_value(float(value), skip_validation=True)
-        result.objective = float(cost @ solution.x) + offset
+        result.objective = float(cost @ x) + offset
     if solution.bound is not None:
         result.bound = solution.bound + offset
     return result
@@ -285,9 +290,14 @@ def output_objective(size: int, maximize: int | None = None, minimize: int | Non
         raise RelumilpError("give exactly one of maximize=K, minimize=K or objective=(coefficients, sense)")
     if objective is not None:
         coefficients, sense = objective
-        coefficients = np.asarray(coefficients, dtype=np.float64).ravel()
+        try:
+            coefficients = np.asarray(coefficients, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            raise RelumilpError(f"objective coefficients must be {size} numbers") from None
         if coefficients.size != size or sense not in ("min", "max"):
             raise RelumilpError(f"objective must be ({size} coefficients, 'min' or 'max')")
+        if not np.isfinite(coefficients).all():
+            raise RelumilpError(f"objective coefficients must be finite, got {coefficients.tolist()}")
         return coefficients, sense
     index = maximize if maximize is not None else minimize
     if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
@@ -479,10 +489,22 @@ def _optimize_bab(net, domain, choice, tighten, bounds, deadline, gap, branching
     return result
 
 
+#: integer columns of a solved Pyomo model within this of an integer are loaded as that integer
+INTEGER_SNAP = 1e-6
+#: the smallest relative gap that can be certified: HiGHS stops at half the gap and its bound gets a
+#: relative margin of :data:`~relumilp.backends.highs.BOUND_MARGIN` (1e-8) on top
+MIN_GAP = 1e-7
+
+
 def _check_gap(mip_gap) -> float:
-    gap = float(mip_gap)
-    if not gap >= 0.0:
-        raise RelumilpError(f"the MIP gap must be a non-negative number, got {mip_gap!r}")
+    try:
+        gap = float(mip_gap)
+    except (TypeError, ValueError):
+        raise RelumilpError(f"the MIP gap must be a number, got {mip_gap!r}") from None
+    if not gap >= MIN_GAP or math.isinf(gap):
+        raise RelumilpError(f"the MIP gap must be a finite number of at least {MIN_GAP:g} (a relative gap; "
+                            f"HiGHS's bound carries a safety margin of 1e-8, so a smaller one is never certified), "
+                            f"got {mip_gap!r}")
     return gap
 
 
@@ -492,8 +514,15 @@ def _into_domain(domain, x: np.ndarray, inside: np.ndarray) -> np.ndarray | None
     x = np.clip(x, domain.lower, domain.upper)
     if domain.A is None or np.all(domain.A @ x <= domain.b):
         return x
-    for t in (1.0 - 2.0 ** -k for k in range(1, 60)):
-        candidate = np.clip(inside + t * (x - inside), domain.lower, domain.upper)
+    # the furthest point towards x that the rows allow (exact arithmetic), then closer to ``inside`` by
+    # growing fractions until float64 agrees: a solver's point that breaks a row by rounding barely moves
+    direction = x - inside
+    rate, slack = domain.A @ direction, domain.b - domain.A @ inside
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reach = np.where(rate > 0.0, slack / rate, np.inf)
+    furthest = float(np.clip(np.min(reach), 0.0, 1.0))
+    for shrink in (0.0, *(2.0 ** -k for k in range(52, 0, -1))):
+        candidate = np.clip(inside + furthest * (1.0 - shrink) * direction, domain.lower, domain.upper)
         if np.all(domain.A @ candidate <= domain.b):
             return candidate
     return None

@@ -219,3 +219,67 @@ def test_an_output_index_that_is_not_an_integer_is_a_one_line_error():
         with pytest.raises(relumilp.RelumilpError, match="one output index .*objective=") as err:
             relumilp.optimize(net, ([-1, -1], [1, 1]), maximize=index)
         assert "\n" not in str(err.value)
+
+
+def test_optimum_on_a_domain_row_is_certified_at_the_row():
+    """The solver's point breaks a row ``A x <= b`` by rounding only: it is moved onto the row, not half-way
+    to a sampled point (which cost the certificate)."""
+    rng = np.random.default_rng(7)
+    failures = []
+    for seed in range(12):
+        net = random_mlp(np.random.default_rng(seed), [3, 6, 3])
+        A, b = rng.normal(size=(1, 3)), np.array([-0.3])
+        domain = relumilp.InputDomain.of({"lower": -np.ones(3), "upper": np.ones(3), "A": A, "b": b}, 3)
+        c = rng.normal(size=3)
+        if not domain.contains(domain.sample(2000, rng)).any():
+            continue
+        result = relumilp.optimize(net, domain, objective=(c, "max"), time_limit=30)
+        assert result.status in ("optimal", "unknown")
+        assert np.all(A @ result.x <= b) and domain.contains(result.x[None], tol=0.0).all()
+        best, _ = brute_force_optima(net, -np.ones(3), np.ones(3), c, A, b)["max"]
+        assert result.objective <= best + 1e-6 * max(1.0, abs(best))
+        failures += [seed] if result.status != "optimal" or result.objective < best - 1e-6 * max(1.0, abs(best)) else []
+    assert not failures
+
+
+@pytest.mark.parametrize("objective,gap,pattern", [
+    (([np.nan, 1.0], "max"), None, "finite"),
+    (([np.inf, 1.0], "max"), None, "finite"),
+    (([1.0, "a"], "max"), None, "numbers"),
+    (([1.0, 1.0], "max"), 0.0, "at least"),
+    (([1.0, 1.0], "max"), "abc", "must be a number"),
+])
+def test_bad_objectives_and_gaps_are_one_line_errors(objective, gap, pattern):
+    from relumilp.errors import RelumilpError
+
+    net = random_mlp(np.random.default_rng(0), [2, 4, 2])
+    with pytest.raises(RelumilpError, match=pattern):
+        relumilp.optimize(net, (-np.ones(2), np.ones(2)), objective=objective, mip_gap=gap, time_limit=10)
+
+
+def test_inputs_and_outputs_may_be_pyomo_expressions():
+    net = random_mlp(np.random.default_rng(3), [2, 6, 1])
+    m = pyo.ConcreteModel()
+    m.u = pyo.Var(bounds=(-1, 1))
+    m.w = pyo.Var()
+    m.v = pyo.Var()
+    m.v.fix(0.25)  # fixed, with no bounds: its value is its box
+    relumilp.add_network(m, net, inputs=[m.u + 0.5 * m.v, 2 * m.u], outputs=[3 * m.w])
+    m.obj = pyo.Objective(expr=m.w, sense=pyo.maximize)
+    result = relumilp.solve(m, time_limit=30)
+    u = np.linspace(-1, 1, 40001)
+    best = net.forward(np.stack([u + 0.125, 2 * u], axis=1))[:, 0].max() / 3
+    assert result.status == "optimal" and pyo.value(m.w) == pytest.approx(best, abs=1e-6)
+    assert -1.0 <= pyo.value(m.u) <= 1.0
+
+
+def test_an_unbounded_model_says_so():
+    net = random_mlp(np.random.default_rng(4), [2, 4, 1])
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(range(2), bounds=(-1, 1))
+    m.y = pyo.Var()
+    m.free = pyo.Var()
+    relumilp.add_network(m, net, inputs=m.x, outputs=m.y)
+    m.obj = pyo.Objective(expr=m.y + m.free, sense=pyo.maximize)
+    result = relumilp.solve(m, time_limit=30)
+    assert result.status == "unbounded" and any("unbounded" in note for note in result.notes)

@@ -255,3 +255,56 @@ def test_training_mode_warning_is_one_cli_line(tmp_path):
     path = tmp_path / "train.pt"
     torch.jit.script(_torch_mlp("dropout").train()).save(str(path))
     assert_warnings(run_cli("bounds", path, "--box", "-1:1"), "training mode", "model.eval()")
+
+
+# -- 4. no output file that relumilp did not write is replaced ---------------------------------------------
+
+
+OUTPUTS = [
+    ("compile", ["-o", "{}"], "model.mps"),
+    ("compile", ["-o", "{}"], "model.lp"),
+    ("compile", ["-o", "{out}.mps", "--names", "{}"], "names.json"),
+    ("bounds", ["-o", "{}"], "bounds.json"),
+    ("stats", ["--html", "{}"], "report.html"),
+    ("verify", ["--result-file", "{}"], "result.txt"),
+]
+
+
+@pytest.mark.parametrize("name,options,filename", OUTPUTS)
+def test_a_file_relumilp_did_not_write_is_never_replaced_but_its_own_is(files, tmp_path, name, options, filename):
+    target = tmp_path / filename
+    argv = lambda: [*command(files, name), *[o.format(target, out=tmp_path / "side") for o in options]]
+    target.write_text("my precious data\n")
+    assert_error(run_cli(*argv()), "will not overwrite", filename)
+    assert target.read_text() == "my precious data\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [filename]  # nothing else written, no temporary file
+    target.write_text("")  # an empty file holds nothing to lose
+    assert run_cli(*argv()).returncode == 0
+    first = target.read_bytes()
+    assert first and run_cli(*argv()).returncode == 0  # a second run replaces its own file
+    assert target.stat().st_size > 0
+
+
+def test_python_writers_keep_the_rule(tmp_path):
+    import torch
+
+    import relumilp
+    from relumilp.errors import ModelFileError
+
+    net = random_mlp(np.random.default_rng(1), [2, 4, 1])
+    module = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    writers = {"net.npz": net.save, "net.onnx": lambda p: relumilp.export_onnx(module, p)}
+    for filename, write in writers.items():
+        path = tmp_path / filename
+        path.write_bytes(b"someone else's")
+        with pytest.raises(ModelFileError, match="will not overwrite"):
+            write(path)
+        assert path.read_bytes() == b"someone else's"
+        path.unlink()
+        write(path)
+        write(path)  # its own file: replaced
+
+
+def test_usage_errors_are_one_line(files):
+    assert_error(run_cli(*command(files, "solve"), "--tighten", "bogus"), "invalid choice", "--help")
+    assert_error(run_cli("bogus"), "invalid choice")

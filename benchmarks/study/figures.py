@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from relumilp._io import atomic_path
+from relumilp._io import any_file, atomic_path
 
 if TYPE_CHECKING:
     from benchmarks.study.runner import Config
@@ -23,7 +23,7 @@ def _save_figure(fig, path: Path) -> Path:
     fig.tight_layout()
     for ax in fig.axes:
         _no_minor_labels(ax)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, ours=any_file) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

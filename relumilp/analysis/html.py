@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._io import TEXT_MARK
 from ..errors import RelumilpError
 from ..activations import label
 from .report import big_int, domain_text
@@ -349,6 +350,7 @@ def html_report(report, network=None, optima: list[Optimum] | None = None, title
     links.append(("times", "Times"))
     nav = "".join(f'<a href="#{anchor}">{text}</a>' for anchor, text in links)
     return f"""<!DOCTYPE html>
+<!-- {TEXT_MARK} -->
 <html lang="en">
 <head>
 <meta charset="utf-8">

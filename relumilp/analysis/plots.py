@@ -41,7 +41,7 @@ def _save(fig, path) -> Path | bytes:
     _, canvas_class = _matplotlib()
     canvas_class(fig)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=150, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=150, bbox_inches="tight", metadata={"Software": "relumilp"})
     data = buffer.getvalue()
     if path is None:
         return data

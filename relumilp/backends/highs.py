@@ -114,6 +114,13 @@ def to_highs(milp: MILP, log: bool = False, threads: int | None = None, names: b
 
     With ``names``, columns and rows carry :meth:`MILP.column_names` / :meth:`MILP.row_names` (for
     written models; solves do not need them)."""
+    # HiGHS does not refuse NaN: a NaN cost made a run ignore its time limit
+    for what, values in (("objective", milp.objective), ("constraint matrix", milp.A.data),
+                         ("column bounds", np.concatenate([milp.col_lower, milp.col_upper])),
+                         ("row bounds", np.concatenate([milp.row_lower, milp.row_upper]))):
+        if values is not None and np.isnan(values).any():
+            raise RelumilpError(f"the model's {what} holds NaN; check the objective, constraints and bounds "
+                                "you gave")
     h = new_highs(log, threads)
     lp = highspy.HighsLp()
     lp.num_col_ = milp.num_columns
@@ -412,6 +419,11 @@ def solve_milp(milp: MILP, *, time_limit: float | None = None, deadline: Deadlin
     if info.primal_solution_status == 2:  # kSolutionStatusFeasible
         result.x = scaled.unscale(np.array(h.getSolution().col_value))
         result.objective = float(info.objective_function_value) / scaled.objective_scale
+    if status == "unknown" and h.getModelStatus() == highspy.HighsModelStatus.kUnboundedOrInfeasible:
+        # presolve tells no more; a feasible point settles which
+        result.status = "unbounded" if result.x is not None else "unknown"
+        result.notes.append("HiGHS found the model unbounded" if result.x is not None
+                            else "HiGHS found the model unbounded or infeasible")
     dual = float(info.mip_dual_bound) if integer else (float(info.objective_function_value)
                                                      if status == "optimal" else math.nan)
     sign = 1.0 if milp.sense == "max" else -1.0

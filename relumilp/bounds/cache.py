@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write, atomic_write_text, check_writable
+from .._io import any_file, atomic_write, atomic_write_text, check_writable
 from ..domain import InputDomain
 from ..errors import ModelFileError
 from ..ir import Network
@@ -55,9 +55,9 @@ def check_cache(cache) -> None:
     """Raise a one-line error now if ``cache`` could not be written later (the CLI checks before computing)."""
     path, single = _target(cache)
     if single or not path.is_dir():
-        check_writable(path)  # the file, or the cache directory still to be created, goes in path's folder
+        check_writable(path, ours=_is_cache_file)  # the file, or the cache directory to be created, goes there
     else:
-        check_writable(path / "bounds.npz")
+        check_writable(path / "bounds.npz", ours=_is_cache_file)
 
 
 def cache_path(cache, key: dict) -> Path:
@@ -70,7 +70,9 @@ def cache_path(cache, key: dict) -> Path:
 
 
 def save_bounds(path, bounds: Bounds, key: dict) -> Path:
-    """Write ``bounds`` with ``key`` to ``path`` (``.json`` or ``.npz``), whole or not at all."""
+    """Write ``bounds`` with ``key`` to ``path`` (``.json`` or ``.npz``), whole or not at all. ``path`` comes
+    from :func:`cache_path`, which already refused a file that is not ours (a single-file cache must be a
+    bound cache; in a cache directory only our own digest names are written, so a corrupt one is replaced)."""
     path = Path(path)
     try:
         path.parent.mkdir(exist_ok=True)
@@ -80,12 +82,13 @@ def save_bounds(path, bounds: Bounds, key: dict) -> Path:
     if path.suffix == ".json":
         data = dict(meta, lower={k: v.tolist() for k, v in bounds.lower.items()},
                     upper={k: v.tolist() for k, v in bounds.upper.items()})
-        return atomic_write_text(path, json.dumps(data))
+        return atomic_write_text(path, json.dumps(data), ours=any_file)
     arrays = {}
     for i, name in enumerate(bounds.lower):
         arrays[f"lower{i}"] = np.asarray(bounds.lower[name], dtype=np.float64)
         arrays[f"upper{i}"] = np.asarray(bounds.upper[name], dtype=np.float64)
-    return atomic_write(path, lambda handle: np.savez(handle, __meta__=np.array(json.dumps(meta)), **arrays), binary=True)
+    return atomic_write(path, lambda handle: np.savez(handle, __meta__=np.array(json.dumps(meta)), **arrays), binary=True,
+                        ours=any_file)
 
 
 def load_bounds(path, key: dict | None = None) -> Bounds | None:

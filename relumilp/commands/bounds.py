@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from .._io import atomic_write_text, check_writable
+from .._io import atomic_write_text, check_writable, marked_json
 from ..choices import SOLVER_BOUND_METHODS
 from ..errors import RelumilpError
 from .common import (add_domain_arguments, add_model_arguments, add_quiet_argument, add_tighten_arguments,
@@ -90,7 +90,7 @@ def run(args) -> int:
     data = bounds.to_json(net)
     data["scaled"] = bool(args.scale)
     if args.output:
-        atomic_write_text(args.output, json.dumps(data, allow_nan=False))
+        atomic_write_text(args.output, json.dumps(marked_json(data), allow_nan=False))
     if args.json:
         print_json(data)
         return 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import highspy
 
-from .._io import atomic_path, atomic_write_text
+from .._io import TEXT_MARK, atomic_path, atomic_write_text, marked_json
 from ..backends.highs import to_highs
 from ..errors import ModelFileError
 from .milp import MILP
@@ -28,8 +28,12 @@ def write_model(milp: MILP, path, names_path=None) -> Path:
     with atomic_path(path) as tmp:
         if h.writeModel(str(tmp)) == highspy.HighsStatus.kError:
             raise ModelFileError(f"HiGHS could not write {path}")
+        # a comment line first, by which a later run knows the file is ours to replace
+        comment = "* " if path.suffix.lower() == ".mps" else "\\ "
+        body = Path(tmp).read_bytes()
+        Path(tmp).write_bytes(f"{comment}{TEXT_MARK}\n".encode() + body)
     if names_path is not None:
         names = {"columns": milp.column_names(), "rows": milp.row_names(),
                  "inputs": milp.input_columns.tolist(), "outputs": milp.output_columns.tolist()}
-        atomic_write_text(names_path, json.dumps(names))
+        atomic_write_text(names_path, json.dumps(marked_json(names)))
     return path

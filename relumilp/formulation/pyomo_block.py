@@ -113,9 +113,24 @@ def flatten_vars(variables) -> list:
 
 
 def bounds_of(variables) -> tuple[np.ndarray, np.ndarray] | None:
-    """The (lower, upper) bounds of user variables, or None when any is unbounded."""
-    lows = [v.lb for v in variables]
-    highs = [v.ub for v in variables]
+    """The (lower, upper) bounds of user variables -- a fixed one's value, an expression's bounds from
+    its variables' (Pyomo's interval arithmetic) -- or None when any is unbounded."""
+    from pyomo.contrib.fbbt.fbbt import compute_bounds_on_expr
+
+    lows, highs = [], []
+    for v in variables:
+        if getattr(v, "is_variable_type", lambda: False)():
+            low, high = (v.value, v.value) if v.fixed and v.value is not None else (v.lb, v.ub)
+        else:
+            low, high = compute_bounds_on_expr(v)
+        lows.append(low)
+        highs.append(high)
     if any(v is None for v in lows + highs):
         return None
     return np.array(lows, dtype=float), np.array(highs, dtype=float)
+
+
+def value_of(item) -> float:
+    """The current value of a user variable or expression (NaN when unset)."""
+    value = pyo.value(item, exception=False)
+    return np.nan if value is None else float(value)
