@@ -1,12 +1,14 @@
 """File output that is written whole or not at all (temporary file in the same folder, then rename),
 and that never replaces a file relumilp did not write.
 
-**Ours or not.** Every file relumilp writes carries a mark near its start (:data:`MARKS`: a comment
-line in MPS and LP files, a ``"written_by"`` key first in JSON, a generator ``<meta>`` in HTML, the
-``Software`` text of a PNG, the producer of an ONNX model, the format tag of a ``.npz``) or is a
-VNN-COMP result file. An existing file at an output path is replaced only when it is empty or
-:func:`written_by_relumilp`; anything else is refused with a one-line error, before any work when the
-caller checks the path up front (:func:`check_writable`).
+**Ours or not.** Every file relumilp writes begins with a mark (:data:`MARK_PREFIXES`: a comment line
+in MPS and LP files, a ``"written_by"`` key first in JSON, a comment after the HTML doctype; the
+``Software`` text chunk of a PNG, the producer of an ONNX model, the format tag of a ``.npz``), or is a
+VNN-COMP result file (:func:`vnncomp_result`, for that output only). An existing file at an output path
+is replaced only when it is empty or its writer's ``ours`` test (default :func:`written_by_relumilp`)
+accepts it; anything else -- a user's file, a device or pipe such as ``/dev/null``, a symbolic link --
+is refused with a one-line error, before any work when the caller checks the path up front
+(:func:`check_writable`).
 
 Every failure to write (missing folder, a directory in the way, no permission, a read-only or virtual
 file system such as /proc) becomes one :class:`~relumilp.errors.ModelFileError` naming the path and the
@@ -27,35 +29,35 @@ from typing import Callable, Iterator
 from .errors import ModelFileError
 
 
-#: the marks by which :func:`written_by_relumilp` knows our files (searched in their first 8 KiB)
-MARKS = (
-    b"written by relumilp",  # MPS ("* ..."), LP ("\\ ...") and HTML ("<meta name=generator ...>") text
-    b'"written_by": "relumilp"',  # JSON documents
-    b"Software\x00relumilp",  # PNG text chunk
-    b"\x12\x08relumilp",  # ONNX ModelProto.producer_name
-)
+#: how our files begin (MPS and LP comment lines, the JSON key put first, the HTML comment after the doctype)
+MARK_PREFIXES = (b"* written by relumilp", b"\\ written by relumilp", b'{"written_by": "relumilp"',
+                 b"<!DOCTYPE html>\n<!-- written by relumilp -->")
 #: first words of the VNN-COMP result files that ``relumilp verify --result-file`` writes
-RESULT_WORDS = ("sat", "unsat", "timeout", "unknown", "error", "violated", "holds")
+RESULT_WORDS = ("sat", "unsat", "timeout", "unknown", "error")
 JSON_MARK = {"written_by": "relumilp"}
+TEXT_MARK = "written by relumilp"
 
 
 def any_file(path) -> bool:
     """An ``ours`` that owns every path: for files whose name alone says whose they are (benchmark results)."""
     return True
-TEXT_MARK = "written by relumilp"
 
 
 def written_by_relumilp(path) -> bool:
-    """Whether the existing file ``path`` may be replaced: empty, or written by relumilp (module docstring)."""
+    """Whether the existing file ``path`` may be replaced: empty, or one relumilp wrote (module docstring)."""
     path = Path(path)
     try:
         if path.stat().st_size == 0:
             return True
         with open(path, "rb") as handle:
-            head = handle.read(8192)
+            head = handle.read(512)
     except OSError:
         return False
-    if any(mark in head for mark in MARKS):
+    if head.startswith(MARK_PREFIXES):
+        return True
+    if head.startswith(b"\x89PNG") and b"tEXtSoftware\x00relumilp" in head:  # a text chunk after the header
+        return True
+    if b"\x12\x08relumilp" in head[:16]:  # ONNX: producer_name, right after ir_version
         return True
     if path.suffix.lower() == ".npz":  # a network or bound cache: the format tag of its metadata
         import json
@@ -67,13 +69,30 @@ def written_by_relumilp(path) -> bool:
                 return str(json.loads(str(npz["__meta__"])).get("format", "")).startswith("relumilp-")
         except Exception:  # not a zip, no metadata, not JSON: not ours
             return False
-    words = head.split()
-    return len(head) < 8192 and bool(words) and words[0].decode("ascii", "replace") in RESULT_WORDS
+    return False
+
+
+def vnncomp_result(path) -> bool:
+    """An ``ours`` for VNN-COMP result files (which carry no mark): empty, ours by mark, or a short file
+    whose first line is one of :data:`RESULT_WORDS` alone."""
+    if written_by_relumilp(path):
+        return True
+    try:
+        text = Path(path).read_bytes()[:65536].decode("ascii")
+    except (OSError, UnicodeDecodeError):
+        return False
+    lines = text.splitlines()
+    return bool(lines) and lines[0].strip() in RESULT_WORDS and (lines[0].strip() == "sat" or len(lines) == 1)
 
 
 def _check_replaceable(path: Path, ours: Callable | None) -> None:
-    """Refuse an existing file at ``path`` that ``ours`` (default :func:`written_by_relumilp`) does not own."""
-    if path.is_file() and not (ours or written_by_relumilp)(path):
+    """Refuse anything at ``path`` but a missing file or one ``ours`` (default :func:`written_by_relumilp`)
+    owns: a device or pipe (``/dev/null`` too) would be replaced by a regular file."""
+    if not os.path.lexists(path) or path.is_dir():  # a directory is refused by _temp_beside
+        return
+    if not path.is_file() or path.is_symlink():
+        raise ModelFileError(f"will not write {path}: it is not a regular file; give a file name")
+    if not (ours or written_by_relumilp)(path):
         raise ModelFileError(f"will not overwrite {path}: it exists and relumilp did not write it; "
                              "move it away or choose another name")
 

@@ -308,3 +308,24 @@ def test_python_writers_keep_the_rule(tmp_path):
 def test_usage_errors_are_one_line(files):
     assert_error(run_cli(*command(files, "solve"), "--tighten", "bogus"), "invalid choice", "--help")
     assert_error(run_cli("bogus"), "invalid choice")
+
+
+def test_pipes_inputs_and_look_alikes_are_never_replaced(files, tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    assert_error(run_cli(*command(files, "bounds"), "-o", fifo), "not a regular file")
+    assert fifo.is_fifo()
+    notes = tmp_path / "notes.json"  # starts with a VNN-COMP answer word, but this is no result file
+    notes.write_text("error analysis of run 7 -- keep\n")
+    assert_error(run_cli(*command(files, "bounds"), "-o", notes), "will not overwrite")
+    lp = tmp_path / "build.lp"  # mentions our mark, but not as its first line
+    lp.write_text("\\ hand-written; the big model is written by relumilp\nMaximize\n obj: x\nEnd\n")
+    assert_error(run_cli(*command(files, "compile"), "-o", lp), "will not overwrite")
+    model = tmp_path / "net.npz"  # a network relumilp wrote, and this run's input
+    model.write_bytes((files / "net.npz").read_bytes())
+    assert_error(run_cli("bounds", model, "--box", "-1:1", "-o", model), "is also the model")
+    assert_error(run_cli(*command(files, "compile"), "-o", tmp_path / "m.mps", "--names", tmp_path / "m.mps"),
+                 "is also another output")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["build.lp", "net.npz", "notes.json", "pipe.json"]

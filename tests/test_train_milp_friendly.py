@@ -243,3 +243,29 @@ def test_recipe_rejects_bad_options():
         MilpFriendlyRecipe(lambda_min=1.0, lambda_max=0.1)
     with pytest.raises(RelumilpError):
         MilpFriendlyRecipe(confirm=("best", 0))
+
+
+@pytest.mark.parametrize("options,pattern", [
+    ({"stability": 1.0}, "chooses stability itself"),
+    ({"schedule": LambdaSchedule(0, 2)}, "chooses schedule itself"),
+    ({"lamda_max": 0.3}, "unknown fit_surrogate option"),
+    ({"activation": "clipped"}, "finetune_epochs=0"),
+    ({"activation": "sigmoid"}, "piecewise-linear"),
+])
+def test_milp_friendly_refuses_what_it_would_ignore_or_fail_on(options, pattern):
+    X, y = _data(40)
+    with pytest.raises(RelumilpError, match=pattern):
+        fit_surrogate(X, y, hidden=(4,), epochs=2, progress=False, milp_friendly=True, steps=1, proxy="symbolic",
+                      **options)
+
+
+def test_milp_friendly_trains_with_the_other_settings():
+    """Options such as group_l1 train the plain network and the candidates (they were once dropped)."""
+    X, y = _data(60)
+    common = dict(hidden=(6,), epochs=4, batch_size=30, seed=0, device="cpu", progress=False, milp_friendly=True,
+                  steps=1, proxy="symbolic", finetune_epochs=0)
+    plain, _ = fit_surrogate(X, y, **common)
+    grouped, hist = fit_surrogate(X, y, group_l1=0.5, **common)
+    assert not torch.equal(plain[0].weight, grouped[0].weight)
+    clipped, _ = fit_surrogate(X, y, activation="clipped", **common)  # two kinks: no phase fine-tune
+    assert len(hist["recipe"]["candidates"]) == 2 and clipped is not None

@@ -368,3 +368,16 @@ def test_sampler_argument_validation():
         PerturbSoftmax(tau=0.0)
     with pytest.raises(RelumilpError):
         PerturbArgmax(sigma=-1.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_soft_exponential_gradients_stay_finite_past_the_domain_edge(dtype):
+    # in float32 ``min_arg - 1`` rounds to -1, where the clamped log1p once made 0 * inf = NaN gradients
+    from relumilp.train.modules import soft_exponential
+
+    x = torch.tensor([-100.0, -3.0, 0.0, 2.0], dtype=dtype, requires_grad=True)
+    alpha = torch.tensor(-0.5, dtype=dtype, requires_grad=True)
+    y = soft_exponential(x, alpha)
+    y.sum().backward()
+    assert torch.isfinite(y).all() and torch.isfinite(x.grad).all() and torch.isfinite(alpha.grad).all()
+    assert x.grad[0] == 0.0 and float(y[0]) == pytest.approx(-math.log(1e-12) / -0.5, rel=1e-6)

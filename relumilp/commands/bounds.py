@@ -14,7 +14,8 @@ from .._io import atomic_write_text, check_writable, marked_json
 from ..choices import SOLVER_BOUND_METHODS
 from ..errors import RelumilpError
 from .common import (add_domain_arguments, add_model_arguments, add_quiet_argument, add_tighten_arguments,
-                     load_domain, load_model, positive_int, print_json, seconds, show_progress)
+                     check_separate_outputs, load_domain, load_model, positive_int, print_json, seconds,
+                     show_progress)
 
 
 def register(subparsers) -> None:
@@ -65,6 +66,7 @@ def run(args) -> int:
     from ..bounds import compute_bounds
     from ..bounds.cache import check_cache
 
+    check_separate_outputs(args, args.output)
     if args.output:  # refuse a bad path before the (possibly long) computation
         check_writable(args.output)
     if args.cache:

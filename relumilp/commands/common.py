@@ -25,6 +25,28 @@ if TYPE_CHECKING:  # numerical modules load when a command runs, not for --help
     from ..ir import Network
 
 
+def check_separate_outputs(args, *outputs) -> None:
+    """Refuse an output path that is also one of the command's inputs (model, property, input bounds,
+    bound cache) or another of its outputs: writing it would destroy what the run reads or writes."""
+    from pathlib import Path
+
+    def same(a, b) -> bool:
+        a, b = Path(a), Path(b)
+        try:
+            return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+        except OSError:
+            return False
+
+    roles = [(getattr(args, name, None), role) for name, role in
+             (("model", "the model"), ("property", "the property"), ("input_bounds", "the input bounds"),
+              ("cache", "the bound cache"))]
+    for path in (path for path in outputs if path is not None):
+        for other, role in roles:
+            if other is not None and same(path, other):
+                raise RelumilpError(f"output {path} is also {role}; give each output its own new file")
+        roles.append((path, "another output"))
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", metavar="MODEL",
                         help="network file: .onnx, TorchScript (.pt/.pth/.ts), torch.export (.pt2) or relumilp .npz")

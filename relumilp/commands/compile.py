@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._io import check_writable
-from .common import add_problem_arguments, load_domain, load_model, objective_choice, print_warning
+from .common import add_problem_arguments, check_separate_outputs, load_domain, load_model, objective_choice, print_warning
 
 
 def register(subparsers) -> None:
@@ -20,6 +20,7 @@ def run(args) -> int:
     from ..optimization import output_objective
     from ..pipeline import compile_network
 
+    check_separate_outputs(args, args.output, args.names)
     check_writable(args.output)  # refuse bad paths before compiling
     if args.names:
         check_writable(args.names)

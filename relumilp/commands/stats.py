@@ -12,8 +12,9 @@ from pathlib import Path
 from .._io import atomic_write_text, check_writable, make_folder
 from ..errors import RelumilpError
 from ..limits import Deadline
-from .common import (add_domain_arguments, add_model_arguments, add_quiet_argument, add_tighten_arguments, count,
-                     load_domain, load_model, print_json, seconds, seconds_or_zero, show_progress)
+from .common import (add_domain_arguments, add_model_arguments, add_quiet_argument, add_tighten_arguments,
+                     check_separate_outputs, count, load_domain, load_model, print_json, seconds, seconds_or_zero,
+                     show_progress)
 
 
 #: seconds per MILP for the --html optima when no exact regions give them and --solve-time-limit is 0
@@ -68,6 +69,7 @@ def run(args) -> int:
                             "use --regions mip or sample")
     if args.plot:
         make_folder(args.plot, "--plot")
+    check_separate_outputs(args, args.html)
     if args.html:
         check_writable(args.html)  # refuse a bad path before minutes of analysis
     report = analyze_network(net, domain, tighten=args.tighten, scale=args.scale, regions=args.regions,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .._io import atomic_write_text, check_writable
+from .._io import atomic_write_text, check_writable, vnncomp_result
 from ..choices import BOUND_METHODS, FORMULATIONS
-from .common import (add_quiet_argument, positive_int, print_json, print_warning, quiet_stdout, seconds,
-                     show_progress)
+from .common import (add_quiet_argument, check_separate_outputs, positive_int, print_json, print_warning,
+                     quiet_stdout, seconds, show_progress)
 
 
 def register(subparsers) -> None:
@@ -56,8 +56,9 @@ def run(args) -> int:
     from ..frontends.vnnlib import read_vnnlib
     from ..verify import verify
 
+    check_separate_outputs(args, args.result_file)
     if args.result_file:
-        check_writable(args.result_file)
+        check_writable(args.result_file, ours=vnncomp_result)
     net = load_network(args.model)
     prop = read_vnnlib(args.property, net.input_size, net.output_size)
     with quiet_stdout(args):
@@ -68,7 +69,7 @@ def run(args) -> int:
         print_warning(note)
     interrupted = bool(result.details.get("interrupted"))
     if args.result_file and not interrupted:  # an interrupted run has no answer to record
-        atomic_write_text(args.result_file, result.vnncomp_text())
+        atomic_write_text(args.result_file, result.vnncomp_text(), ours=vnncomp_result)
     code = 130 if interrupted else 0
     if args.json:
         data = result.to_json()

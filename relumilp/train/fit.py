@@ -290,11 +290,34 @@ def fit_surrogate(
     from tqdm.auto import tqdm
 
     if milp_friendly:
+        import inspect
+
         from .recipe import MilpFriendlyRecipe
 
+        # the recipe sets its penalty's weight, the schedule, the start and the phases itself
+        managed = {"stability": stability, "unstable": unstable, "schedule": schedule, "init_model": init_model,
+                   "phases": phases}
+        clash = [name for name, value in managed.items() if value is not None and not (value == 0.0)]
+        if clash:
+            raise RelumilpError(f"with milp_friendly=True the recipe chooses {', '.join(clash)} itself; leave "
+                                "them out (its penalty and weight range are recipe options: penalty=, lambda_min=, "
+                                "lambda_max=)")
+        # options that both mean the same: given here, they are the recipe's (unless given to it directly)
+        for name, value, default in (("l1", l1, 0.0), ("bound_method", bound_method, "interval"),
+                                     ("sub_boxes", sub_boxes, None), ("layer_weights", layer_weights, None)):
+            if not (value is None if default is None else value == default):
+                recipe_options.setdefault(name, value)
+        known = set(inspect.signature(MilpFriendlyRecipe).parameters)
+        unknown = sorted(set(recipe_options) - known)
+        if unknown:
+            raise RelumilpError(f"unknown fit_surrogate option(s) {unknown}; the recipe takes "
+                                f"{', '.join(sorted(known - {'max_mse_ratio', 'progress'}))}")
+        # every other setting trains the plain network and every candidate alike
         base = dict(hidden=hidden, activation=activation, clip=clip, negative_slope=negative_slope, dropout=dropout,
                     epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, val_split=val_split,
-                    seed=seed, device=device, bounds=bounds, standardize=standardize, dtype=dtype)
+                    seed=seed, device=device, bounds=bounds, standardize=standardize, dtype=dtype,
+                    group_l1=group_l1, big_m=big_m, big_m_variant=big_m_variant, epsilon=epsilon,
+                    proximal=proximal, regularizers=regularizers)
         recipe = MilpFriendlyRecipe(max_mse_ratio=max_mse_ratio, progress=progress, **recipe_options)
         return recipe.fit(X, y, **base)
     if recipe_options:

@@ -79,16 +79,19 @@ def _expm1_over(u: torch.Tensor) -> torch.Tensor:
 def _log1p_over(v: torch.Tensor, min_arg: float) -> torch.Tensor:
     """``log1p(v) / v`` with limit 1 at 0: ``sum_k (-v)**k / (k+1)`` for small v.
 
-    ``1 + v`` is clamped below at ``min_arg`` (the log's domain edge, see :class:`SoftExponential`).
+    Where ``1 + v <= min_arg`` (the log's domain edge, see :class:`SoftExponential`; compared in ``v``'s
+    dtype) it returns ``log(2)``, a finite stand-in that :func:`soft_exponential` replaces by the edge
+    value: the log is never evaluated there, so no infinite derivative meets a zero one (in float32
+    ``min_arg - 1`` rounds to -1, where a clamped ``log1p`` made NaN gradients).
     """
     small = v.abs() < _series_threshold(v.dtype)
     vs = torch.where(small, v, torch.zeros_like(v))
     series = torch.zeros_like(v)
     for k in reversed(range(_SERIES_TERMS)):  # 1 - v/2 + v^2/3 - ...
         series = series * (-vs) + 1.0 / (k + 1)
-    vd = torch.where(small, torch.ones_like(v), v)
-    clamped = torch.clamp(vd, min=min_arg - 1.0)
-    return torch.where(small, series, torch.log1p(clamped) / vd)
+    past = v <= min_arg - 1.0
+    vd = torch.where(small | past, torch.ones_like(v), v)
+    return torch.where(small, series, torch.log1p(vd) / vd)
 
 
 def soft_exponential(x: torch.Tensor, alpha: torch.Tensor, min_arg: float = 1e-12) -> torch.Tensor:

@@ -214,6 +214,13 @@ class MilpFriendlyRecipe:
 
         X, Y = _as_2d(X, "X"), _as_2d(y, "y")
         base = {"epochs": 200, "lr": 1e-3, **base}
+        activation = base.get("activation", "relu")
+        if activation not in ("relu", "leaky", "clipped"):
+            raise RelumilpError(f"the MILP-friendly recipe needs piecewise-linear activations (relu, leaky, "
+                                f"clipped), got {activation!r}")
+        if activation == "clipped" and self.finetune_epochs != 0:
+            raise RelumilpError("the recipe's fine-tune fixes one kink per neuron, and a clipped ReLU has two: "
+                                "pass finetune_epochs=0 with activation='clipped'")
         started = time.perf_counter()
         show = self.progress and sys.stderr.isatty()
         bar = tqdm(total=self.steps + 1, desc="milp-friendly", disable=not show, leave=False, file=sys.stderr)
