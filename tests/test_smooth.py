@@ -324,3 +324,24 @@ def test_small_smooth_maximisations_are_solved_not_closed_at_a_relaxation_leaf(s
     grid = np.stack(np.meshgrid(np.linspace(-1, 1, 101), np.linspace(-1, 1, 101)), -1).reshape(-1, 2)
     assert result.bound >= net.forward(grid).max()
     assert result.objective == net.forward(result.x[None])[0, 0]
+
+
+@pytest.mark.parametrize("method", ["interval", "symbolic", "alpha"])
+def test_soft_exponential_bounds_refuse_its_domain_edge_and_hold_just_inside(method):
+    """alpha < 0: past ``x = 1/alpha - alpha`` the forward pass is the clamp, where the formula's error
+    model once gave bounds 1e-13 inside the value; boxes reaching the edge are refused, boxes just
+    inside it hold on samples."""
+    from relumilp.ir import ActivationNode, AffineNode, InputNode, Network
+
+    act = SoftExponential(-0.5)  # edge at x = -1.5
+    net = Network([InputNode("input", 1), AffineNode("a", 1, ("input",), (np.ones((1, 1)),), np.zeros(1)),
+                   ActivationNode("f", 1, ("a",), act)], "f")
+    for low, high in ((-1.6, -1.59), (-1.6, -1.4)):
+        with pytest.raises(InvalidNetworkError, match="domain edge"):
+            compute_bounds(net, InputDomain.box(low, high, 1), method)
+    low, high = -1.5 + 1e-9, -1.4
+    bounds = compute_bounds(net, InputDomain.box(low, high, 1), method)
+    x = np.concatenate([np.linspace(low, high, 20001), [low, high]])[:, None]
+    lower, upper = bounds["f"]
+    values = net.forward(x)[:, 0]
+    assert lower[0] <= values.min() and values.max() <= upper[0]

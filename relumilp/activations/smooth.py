@@ -828,10 +828,30 @@ class SoftExponential(SmoothActivation):
 
     def check_domain(self, lower, upper, name: str = "") -> None:
         super().check_domain(lower, upper, name)
-        if self.alpha < 0.0 and np.any(self._w(np.asarray(lower)) <= 1e-12):
-            edge = 1.0 / self.alpha - self.alpha
-            raise InvalidNetworkError(f"SoftExponential(alpha={self.alpha}) pre-activation bounds reach its domain "
-                                      f"edge x = {edge:.6g}")
+        self._check_edge(lower, name)
+
+    def _check_edge(self, lower, name: str = "") -> None:
+        """Refuse bounds that reach the log's domain edge (alpha < 0): there the forward pass is the
+        train module's clamp, a constant, and the error model and curvature of the formula no longer hold
+        (they gave bounds 1e-13 inside the value; found by sampling). Called wherever bounds first meet
+        the kind, as :meth:`_Elementary.check_values` is."""
+        if self.alpha < 0.0:
+            with np.errstate(invalid="ignore"):
+                reached = ~(self._w(np.asarray(lower, dtype=np.float64)) > self.MIN_ARG)  # NaN reaches it too
+            if np.any(reached):
+                edge = 1.0 / self.alpha - self.alpha
+                where = f" of {name!r}" if name else ""
+                raise InvalidNetworkError(
+                    f"SoftExponential(alpha={self.alpha}) neurons{where}: their input's bounds reach the domain "
+                    f"edge x = {edge:.6g} (bound the input domain more tightly, or use a tighter bound method)")
+
+    def interval(self, lo, hi):
+        self._check_edge(lo)
+        return super().interval(lo, hi)
+
+    def linear_relaxation_numpy(self, l, u):
+        self._check_edge(l)
+        return super().linear_relaxation_numpy(l, u)
 
     def _d1(self, x):
         a = self.alpha
