@@ -40,6 +40,8 @@ _LAZY = {
     "verify": (".verify", "verify"),
     "VerificationResult": (".verify", "VerificationResult"),
     "prune": (".pruning", "prune"),
+    "pruning": (".pruning", None),
+    "train": (".train", None),
     "scale_network": (".scaling", "scale_network"),
     "analyze_network": (".analysis.report", "analyze_network"),
     "export_onnx": (".export", "export_onnx"),

@@ -199,19 +199,38 @@ def stdout_to_stderr() -> Iterator[None]:
     Only the descriptor is moved (``sys.stdout`` keeps writing to fd 1): Pyomo's output capture, which
     re-routes descriptors 1 and 2 itself, deadlocks when ``sys.stdout`` is the stderr stream.
     """
+    with _stdout_to(2):
+        yield
+
+
+@contextlib.contextmanager
+def stdout_discarded() -> Iterator[None]:
+    """Within the block, everything written to stdout (Python's and file descriptor 1) is dropped: for
+    libraries that print what their exception already says (torch's ONNX exporter prints its graph)."""
+    sink = os.open(os.devnull, os.O_WRONLY)
+    try:
+        with _stdout_to(sink):
+            yield
+    finally:
+        os.close(sink)
+
+
+@contextlib.contextmanager
+def _stdout_to(fd: int) -> Iterator[None]:
+    """File descriptor 1 pointed at ``fd`` within the block (native code's buffered output included)."""
     sys.stdout.flush()
     try:
         saved = os.dup(1)
     except (OSError, ValueError):  # no real stdout (embedded interpreter): nothing to protect
         yield
         return
-    os.dup2(2, 1)
+    os.dup2(fd, 1)
     try:
         yield
     finally:
         sys.stdout.flush()
         try:
-            ctypes.CDLL(None).fflush(None)  # native code's buffered output still belongs to stderr
+            ctypes.CDLL(None).fflush(None)  # native code's buffered output still belongs to the block
         except (OSError, AttributeError, TypeError):  # no C library to flush (not POSIX)
             pass
         os.dup2(saved, 1)

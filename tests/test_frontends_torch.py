@@ -424,3 +424,22 @@ def test_a_convolutional_module_without_input_shape_asks_for_it():
     module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(144, 2))
     with pytest.raises(InvalidNetworkError, match="pass input_shape"):
         load_network(module.eval())
+
+
+def test_export_onnx_keeps_the_file_on_failure_and_checks_to_the_modules_precision(tmp_path, capfd):
+    from relumilp import export_onnx
+    from relumilp.errors import RelumilpError
+    from relumilp.train import SoftExponential
+
+    path = tmp_path / "m.onnx"
+    module = nn.Sequential(nn.Linear(2, 3), SoftExponential(0.5), nn.Linear(3, 1))  # expm1: not at opset 17
+    with pytest.raises(RelumilpError, match="torch cannot export"):
+        export_onnx(module, path)
+    assert not path.exists() and list(tmp_path.iterdir()) == []
+    assert "graph" not in capfd.readouterr().out  # torch's printed TorchScript graph is dropped
+    for dtype in (torch.float16, torch.bfloat16):
+        half = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)).to(dtype)
+        net = export_onnx(half, tmp_path / f"{str(dtype)[6:]}.onnx")
+        assert net.output_size == 2
+    with pytest.raises(RelumilpError, match="input_shape"):
+        export_onnx(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 1)), tmp_path / "c.onnx")

@@ -102,3 +102,21 @@ def test_json_stdout_is_clean_in_a_fresh_process(model3):
                            "mip", "--samples", "200", "--json"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["linear_regions"]["method"] == "mip"
+
+
+def test_stats_of_a_smooth_network_reports_what_applies(tmp_path):
+    """A sigmoid network has no pieces or linear regions: the census counts no neuron stable, regions are
+    not counted, and the rest of the report (bounds, model size) is there."""
+    from relumilp.activations import Sigmoid
+    from relumilp.analysis.report import analyze_network
+    from relumilp.domain import InputDomain
+    from relumilp.ir import Network
+
+    rng = np.random.default_rng(0)
+    net = Network.sequential([(rng.normal(size=(4, 2)), np.zeros(4)), (rng.normal(size=(1, 4)), np.zeros(1))],
+                             Sigmoid())
+    report = analyze_network(net, InputDomain.box(-1.0, 1.0, 2), samples=200)
+    assert report.regions is None and report.regions_upper_bound is None
+    assert all(layer.empirical_stable == 0 for layer in report.layers)
+    text = report.to_text()
+    assert "smooth activation" in text and report.model["binaries"] >= 0

@@ -173,6 +173,8 @@ class NetworkReport:
         if self.regions_upper_bound is not None:
             out.append(f"architecture upper bound:    {big_int(self.regions_upper_bound)} over all of input space "
                        f"({self.regions_upper_bound_source})")
+        else:
+            out.append(f"architecture upper bound:    none ({self.regions_upper_bound_source})")
         out.append("  (the count on the input domain is what matters for optimisation)")
         out.append("")
         fmt = lambda v: "-" if v is None else f"{v:.4g}"
@@ -285,7 +287,7 @@ def analyze_network(network, domain, tighten: str = "interval", scale: bool | st
     stability = stability_report(net, domain, bounds=bounds, samples=samples, seed=seed, deadline=deadline)
     times.update(stability.times)
     region_count = None
-    if regions not in (None, "none"):
+    if regions not in (None, "none") and not net.has_smooth:  # a smooth network has no linear regions
         start = time.perf_counter()
         region_count = count_regions(net, domain, regions, bounds=bounds,
                                      time_limit=deadline.earlier(region_time_limit),

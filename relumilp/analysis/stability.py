@@ -106,11 +106,13 @@ def proven_stability(net: Network, bounds: Bounds) -> list[LayerStability]:
 
 
 def pieces_seen(net: Network, x: np.ndarray, chunk: int = 8192) -> dict[str, np.ndarray]:
-    """``{activation node: bool array (neurons, pieces)}``: which pieces each neuron was on over rows of ``x``."""
-    seen = {node.name: np.zeros((node.size, node.activation.num_pieces), dtype=bool) for node in net.activations}
+    """``{activation node: bool array (neurons, pieces)}``: which pieces each neuron was on over rows of ``x``
+    (piecewise-linear nodes only: a smooth kind has no pieces)."""
+    nodes = [node for node in net.activations if not getattr(node.activation, "smooth", False)]  # no pieces
+    seen = {node.name: np.zeros((node.size, node.activation.num_pieces), dtype=bool) for node in nodes}
     for first in range(0, len(x), chunk):
         values = net.forward_all(x[first:first + chunk])
-        for node in net.activations:
+        for node in nodes:
             table = node.activation
             index = table.pattern(values[node.inputs[0]])
             for p in range(table.num_pieces):
@@ -132,6 +134,9 @@ def empirical_census(net: Network, x: np.ndarray, rows: list[LayerStability], de
     if seen is None:
         seen = pieces_seen(net, x)
     for node, row in zip(net.activations, rows):
+        if node.name not in seen:  # a smooth kind: no pieces to be stable on, as its phases say
+            row.empirical_stable = row.empirical_always_active = row.empirical_always_inactive = 0
+            continue
         table = node.activation
         flags = seen[node.name]
         one_piece = flags.sum(axis=1) == 1

@@ -1685,7 +1685,7 @@ def _smooth_layer_op(module: nn.Module, where: str):
         if module.alpha.numel() != 1 or module.min_arg != 1e-12:
             raise UnsupportedOperatorError(f"{where}: SoftExponential with alpha of shape {tuple(module.alpha.shape)}, "
                                            f"min_arg {module.min_arg:g}", ["one scalar alpha, min_arg 1e-12"])
-        return "soft_exponential", (float(module.alpha),), where
+        return "soft_exponential", (float(module.alpha.detach()),), where
     return None
 
 

@@ -62,6 +62,8 @@ def regions_upper_bound(net: Network) -> tuple[int | None, str]:
     the input domain (:func:`count_regions`) is what matters for optimisation; this bound is only the
     worst case of the architecture.
     """
+    if net.has_smooth:
+        return None, "a smooth activation: the network is not piecewise linear"
     if not net.is_sequential or len(net.activations) != len(net.affines) - 1:
         return None, "not a plain MLP (no architecture bound implemented)"
     widths = [node.size for node in net.activations]
