@@ -274,3 +274,41 @@ def test_monotonicity_penalty_makes_a_fit_monotone():
 
     assert train(0.0) > 0.5  # the unconstrained fit follows the parabola down (by ~1)
     assert train(10.0) < 0.02
+
+
+def test_l1_reaches_every_layer_and_group_l1_refuses_what_it_cannot_see():
+    """L1 once silently gave 0 on a custom module and skipped convolutions; group L1 gave 0 on both."""
+
+    class MLP(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(2, 3), nn.Linear(3, 1)
+
+        def forward(self, x):
+            return self.b(torch.relu(self.a(x)))
+
+    custom = MLP()
+    expected = custom.a.weight.abs().sum() + custom.b.weight.abs().sum()
+    assert torch.isclose(L1Penalty(1.0)(custom), expected)
+    assert torch.isclose(L1Penalty(1.0, include_output=False)(custom), custom.a.weight.abs().sum())
+    conv = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 1))
+    assert torch.isclose(L1Penalty(1.0)(conv), conv[0].weight.abs().sum() + conv[3].weight.abs().sum())
+    assert L1Penalty(1.0)(nn.Sequential(nn.ReLU())) == 0.0  # no parameters: no StopIteration
+    for model in (custom, conv):
+        with pytest.raises(UnsupportedOperatorError):
+            GroupL1Penalty(1.0)(model)
+
+
+def test_penalties_refuse_bad_boxes_and_weights_and_keep_balls_inside_the_box():
+    model = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1)).double()
+    with pytest.raises(RelumilpError, match="inputs but the model takes"):
+        ReLUStabilityPenalty(1.0, lower=-np.ones(3), upper=np.ones(3))(model)
+    for lower in ([np.nan, 0.0], [-np.inf, 0.0]):
+        with pytest.raises(RelumilpError, match="finite"):
+            ReLUStabilityPenalty(1.0, lower=lower, upper=[1.0, 1.0])
+    with pytest.raises(RelumilpError, match="weight"):
+        BigMPenalty(-1.0, lower=-np.ones(2), upper=np.ones(2))
+    # a sample outside the box: its ball is clamped to the box's nearest point, never inverted
+    penalty = BigMPenalty(1.0, lower=-np.ones(2), upper=np.ones(2), epsilon=0.1, variant="width")
+    lo, hi = penalty.domain(torch.tensor([[5.0, 0.0]], dtype=torch.float64))
+    assert bool((lo <= hi).all()) and float(penalty(model, torch.tensor([[5.0, 0.0]], dtype=torch.float64))) >= 0.0

@@ -42,6 +42,8 @@ def resolve_device(device="auto") -> torch.device:
         raise RelumilpError(f"unknown device {device!r}: {exc}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RelumilpError("device 'cuda' requested but CUDA is not available; use device='auto' or 'cpu'")
+    if dev.type == "meta":
+        raise RelumilpError("device 'meta' holds no data to train on; use device='auto', 'cpu' or 'cuda'")
     return dev
 
 
@@ -335,14 +337,19 @@ def fit_surrogate(
         raise RelumilpError("epochs must be >= 0 and batch_size >= 1")
     if not (math.isfinite(lr) and lr > 0):
         raise RelumilpError(f"lr must be > 0, got {lr}")
+    if dtype not in (torch.float32, torch.float64):  # Adam's epsilon underflows in half precision
+        raise RelumilpError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     dev = resolve_device(device)
     started = time.perf_counter()
 
     if bounds is None:
         lower, upper = X.min(axis=0), X.max(axis=0)
     else:
-        lower = np.broadcast_to(np.asarray(bounds[0], dtype=np.float64), (d,)).copy()
-        upper = np.broadcast_to(np.asarray(bounds[1], dtype=np.float64), (d,)).copy()
+        try:
+            lower = np.broadcast_to(np.asarray(bounds[0], dtype=np.float64), (d,)).copy()
+            upper = np.broadcast_to(np.asarray(bounds[1], dtype=np.float64), (d,)).copy()
+        except (ValueError, TypeError, IndexError):
+            raise RelumilpError(f"bounds must be (lower, upper), each one number or {d} numbers") from None
         if not (np.all(np.isfinite(lower)) and np.all(np.isfinite(upper)) and np.all(lower <= upper)):
             raise RelumilpError("bounds must be finite with lower <= upper")
 

@@ -137,7 +137,10 @@ def sequential_layers(model: nn.Module) -> tuple[list[tuple[torch.Tensor, torch.
 
 
 def hidden_linears(model: nn.Module) -> list[nn.Linear]:
-    """The Linear modules directly feeding an activation (their rows are the hidden neurons' inputs)."""
+    """The Linear modules directly feeding an activation (their rows are the hidden neurons' inputs), in a
+    model of the kind :func:`sequential_layers` reads (anything else is refused: a penalty that cannot see
+    the hidden layers must not silently be 0)."""
+    sequential_layers(model)  # refuses what it cannot read, in one line
     result, last = [], None
     for module in _flat_modules(model):
         if isinstance(module, _SKIPPED):
@@ -175,9 +178,10 @@ def _adam_step_size(optimizer, param: torch.Tensor, step: float | None) -> torch
 
 
 class L1Penalty(nn.Module):
-    """``weight * sum |W_ij|`` over the weight matrices of the model's Linear layers (not biases).
+    """``weight * sum |W_ij|`` over the weights of every Linear and convolution module of the model, in
+    any module structure (not biases).
 
-    ``include_output=False`` leaves the last Linear layer unpenalised.
+    ``include_output=False`` leaves the last Linear layer (in registration order) unpenalised.
     """
 
     def __init__(self, weight: float = 1e-4, include_output: bool = True):
@@ -186,14 +190,16 @@ class L1Penalty(nn.Module):
         self.include_output = include_output
 
     def _weights(self, model) -> list[torch.Tensor]:
-        linears = [m for m in _flat_modules(model) if isinstance(m, nn.Linear)]
+        # every Linear and convolution of any module, in registration order (the last Linear is the output)
+        layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))]
         if not self.include_output:
-            linears = linears[:-1]
-        return [m.weight for m in linears]
+            last = max((k for k, m in enumerate(layers) if isinstance(m, nn.Linear)), default=None)
+            layers = [m for k, m in enumerate(layers) if k != last]
+        return [m.weight for m in layers]
 
     def value(self, model) -> torch.Tensor:
         """The unweighted penalty."""
-        ref = next(model.parameters())
+        ref = next(model.parameters(), torch.zeros(()))
         return sum((w.abs().sum() for w in self._weights(model)), torch.zeros((), dtype=ref.dtype, device=ref.device))
 
     def forward(self, model, x_batch=None) -> torch.Tensor:
@@ -227,7 +233,7 @@ class GroupL1Penalty(nn.Module):
 
     def value(self, model) -> torch.Tensor:
         """The unweighted penalty."""
-        ref = next(model.parameters())
+        ref = next(model.parameters(), torch.zeros(()))
         zero = torch.zeros((), dtype=ref.dtype, device=ref.device)
         return sum((torch.linalg.vector_norm(self._rows(m), dim=1).sum() for m in hidden_linears(model)), zero)
 
@@ -271,6 +277,8 @@ def pre_activation_bounds(
 
     layers, activations = sequential_layers(model)
     w0 = layers[0][0]
+    if lower.shape[-1] != w0.shape[1]:
+        raise RelumilpError(f"the input box has {lower.shape[-1]} inputs but the model takes {w0.shape[1]}")
     lower = lower.to(dtype=w0.dtype, device=w0.device)
     upper = upper.to(dtype=w0.dtype, device=w0.device)
     bounds = mlp_bounds(layers, activations, lower, upper, method=method)
@@ -310,11 +318,14 @@ class _BoundPenalty(nn.Module):
         if sub_boxes is not None and (epsilon is not None or lower is None):
             raise RelumilpError("sub_boxes splits the input box: give lower and upper, and no epsilon")
         self.weight = float(weight)
+        if not (math.isfinite(self.weight) and self.weight >= 0.0):
+            raise RelumilpError(f"a penalty weight must be finite and >= 0, got {weight}")
         self.method = method
         self.register_buffer("lower", None if lower is None else torch.as_tensor(lower, dtype=torch.float64).flatten())
         self.register_buffer("upper", None if upper is None else torch.as_tensor(upper, dtype=torch.float64).flatten())
-        if self.lower is not None and (self.lower.shape != self.upper.shape or bool((self.lower > self.upper).any())):
-            raise RelumilpError("lower and upper must have the same size with lower <= upper")
+        if self.lower is not None and (self.lower.shape != self.upper.shape or not bool((self.lower <= self.upper).all())
+                                       or not bool(torch.isfinite(self.lower).all() and torch.isfinite(self.upper).all())):
+            raise RelumilpError("lower and upper must be finite, of the same size, with lower <= upper")
         if epsilon is not None:
             eps = torch.as_tensor(epsilon, dtype=torch.float64)
             if bool((eps < 0).any()) or not bool(torch.isfinite(eps).all()):
@@ -345,8 +356,13 @@ class _BoundPenalty(nn.Module):
         eps = self.epsilon.to(dtype=x.dtype, device=x.device)
         lo, hi = x - eps, x + eps
         if self.lower is not None:
-            lo = torch.maximum(lo, self.lower.to(dtype=x.dtype, device=x.device))
-            hi = torch.minimum(hi, self.upper.to(dtype=x.dtype, device=x.device))
+            if self.lower.numel() != x.shape[1]:
+                raise RelumilpError(f"{type(self).__name__}: the box has {self.lower.numel()} inputs, the batch "
+                                    f"{x.shape[1]}")
+            box_lo, box_hi = self.lower.to(dtype=x.dtype, device=x.device), self.upper.to(dtype=x.dtype, device=x.device)
+            # a sample outside the box keeps a ball of the box's nearest point (never an inverted box)
+            lo = torch.minimum(torch.maximum(lo, box_lo), box_hi)
+            hi = torch.maximum(torch.minimum(hi, box_hi), lo)
         return lo, hi
 
     def per_neuron(self, l, u, act: Activation, layer: int) -> torch.Tensor:  # pragma: no cover - abstract
