@@ -35,22 +35,22 @@ from relumilp.ir import Network  # noqa: E402
 COMMANDS = ("solve", "verify", "bounds")
 
 
-def random_net() -> Network:
-    """A deterministic random 2-64-64-64-1 ReLU net (He-scaled weights)."""
-    rng = np.random.default_rng(0)
-    sizes = [2, 64, 64, 64, 1]
-    layers = [(rng.normal(0.0, np.sqrt(2.0 / n_in), size=(n_out, n_in)), rng.normal(0.0, 0.3, size=n_out))
+def he_net(sizes, seed: int, bias_scale: float) -> Network:
+    """A deterministic random ReLU MLP of layer ``sizes`` (He-scaled weights, biases of ``bias_scale``)."""
+    rng = np.random.default_rng(seed)
+    layers = [(rng.normal(0.0, np.sqrt(2.0 / n_in), size=(n_out, n_in)), rng.normal(0.0, bias_scale, size=n_out))
               for n_in, n_out in zip(sizes[:-1], sizes[1:])]
     return Network.sequential(layers, "relu")
+
+
+def random_net() -> Network:
+    """A deterministic random 2-64-64-64-1 ReLU net."""
+    return he_net([2, 64, 64, 64, 1], 0, 0.3)
 
 
 def dense_net() -> Network:
-    """A deterministic random 784-200-200-200-10 ReLU net (He-scaled weights)."""
-    rng = np.random.default_rng(1)
-    sizes = [784, 200, 200, 200, 10]
-    layers = [(rng.normal(0.0, np.sqrt(2.0 / n_in), size=(n_out, n_in)), rng.normal(0.0, 0.1, size=n_out))
-              for n_in, n_out in zip(sizes[:-1], sizes[1:])]
-    return Network.sequential(layers, "relu")
+    """A deterministic random 784-200-200-200-10 ReLU net."""
+    return he_net([784, 200, 200, 200, 10], 1, 0.1)
 
 
 def problems(folder: Path, names) -> dict:

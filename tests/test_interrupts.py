@@ -169,29 +169,35 @@ def test_verify_interrupt_stops_the_root_milp_beside_branch_and_bound(tmp_path):
     assert answer["result"] == "unknown" and answer["interrupted"] is True
 
 
-def test_an_ended_deadline_stops_highs_in_another_thread():
-    """A stoppable deadline ended from another thread stops a running HiGHS solve as a time limit (not as
-    Ctrl-C), and every deadline derived from it ends with it."""
-    import threading
-
+def hard_knapsack(seed: int):
+    """A HiGHS instance holding a multi-knapsack that takes it far longer than any test here."""
     import highspy
 
-    from relumilp.backends.highs import run
-    from relumilp.errors import RelumilpError
-    from relumilp.limits import Deadline
-
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", 1)
     n = 200
-    for j in range(n):  # a multi-knapsack that takes HiGHS far longer than this test
+    for j in range(n):
         h.addVar(0.0, 1.0)
         h.changeColIntegrality(j, highspy.HighsVarType.kInteger)
         h.changeColCost(j, -float(rng.integers(10, 100)))
     for _ in range(30):
         w = rng.integers(10, 100, n).astype(float)
         h.addRow(-highspy.kHighsInf, w.sum() / 2, n, np.arange(n, dtype=np.int32), w)
+    return h
+
+
+def test_an_ended_deadline_stops_highs_in_another_thread():
+    """A stoppable deadline ended from another thread stops a running HiGHS solve as a time limit (not as
+    Ctrl-C), and every deadline derived from it ends with it."""
+    import threading
+
+    from relumilp.backends.highs import run
+    from relumilp.errors import RelumilpError
+    from relumilp.limits import Deadline
+
+    h = hard_knapsack(0)
     deadline = Deadline.after(600).stoppable()
     derived = deadline.share(0.5)
     threading.Timer(1.0, deadline.end).start()
@@ -291,23 +297,10 @@ def test_highs_presolve_is_skipped_when_less_time_is_left_than_it_may_take():
 
 
 def test_a_deadline_passed_during_a_highs_run_is_a_time_limit_not_an_interrupt():
-    import highspy
-
     from relumilp.backends.highs import run
     from relumilp.limits import Deadline
 
-    rng = np.random.default_rng(1)
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("threads", 1)
-    n = 200
-    for j in range(n):
-        h.addVar(0.0, 1.0)
-        h.changeColIntegrality(j, highspy.HighsVarType.kInteger)
-        h.changeColCost(j, -float(rng.integers(10, 100)))
-    for _ in range(30):
-        w = rng.integers(10, 100, n).astype(float)
-        h.addRow(-highspy.kHighsInf, w.sum() / 2, n, np.arange(n, dtype=np.int32), w)
+    h = hard_knapsack(1)
     clock = time.perf_counter()
     assert run(h, deadline=Deadline.after(0.5), mip=True) == "time_limit"
     assert time.perf_counter() - clock < 0.5 + latency_allowed()
