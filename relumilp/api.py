@@ -27,8 +27,8 @@ import pyomo.environ as pyo
 from pyomo.core.base.block import BlockData, declare_custom_block
 
 from .domain import InputDomain
-from .errors import InvalidDomainError
-from .formulation.pyomo_block import bounds_of, emit_block, flatten_vars, link, value_of
+from .errors import InvalidDomainError, RelumilpError, SolveError
+from .formulation.pyomo_block import bounds_of, current_range, emit_block, flatten_vars, link, value_of
 from .pipeline import CompiledNetwork, compile_network
 
 _counter = itertools.count()
@@ -75,6 +75,25 @@ class NetworkBlockData(BlockData):
     #: the user's variables tied to the block's ``inputs`` / ``outputs`` by ``add_network`` (flat lists)
     linked_inputs: list | None = None
     linked_outputs: list | None = None
+    #: whether the domain was read from ``linked_inputs``' bounds (no ``input_bounds``): :func:`relumilp.solve`
+    #: then checks that they still lie in it
+    domain_from_inputs: bool = False
+
+    def check_domain(self) -> None:
+        """Raise unless every linked input can only take values in the box the block was compiled for
+        (when that box was read from their bounds): a bound widened, a fixed value moved or a parameter
+        changed after :func:`add_network` would otherwise be cut off by the block without a word."""
+        if not (self.domain_from_inputs and self.linked_inputs):
+            return
+        domain = self.compiled.domain
+        for i, item in enumerate(self.linked_inputs):
+            low, high = current_range(item)
+            slack = 1e-9 * max(1.0, abs(domain.lower[i]), abs(domain.upper[i]))
+            if low < domain.lower[i] - slack or high > domain.upper[i] + slack:
+                raise SolveError(
+                    f"network block {self.name}: input {i} ({item}) can now take values in [{low:.6g}, {high:.6g}], "
+                    f"outside the box [{domain.lower[i]:.6g}, {domain.upper[i]:.6g}] it was compiled for from the "
+                    "variables' bounds; add the network again, or pass input_bounds= covering every case")
 
     def warm_start(self, x=None) -> None:
         """Set every variable of the block from the forward pass at input ``x``: a MIP start.
@@ -88,6 +107,14 @@ class NetworkBlockData(BlockData):
         from .formulation.bigm import start_vector
 
         compiled = self.compiled
+        if x is not None:
+            try:
+                x = np.asarray(x, dtype=np.float64).reshape(-1)
+            except (TypeError, ValueError):
+                raise RelumilpError("warm_start takes one input point (numbers)") from None
+            if x.size != compiled.network.input_size or not compiled.domain.contains(x[None], tol=1e-9)[0]:
+                raise RelumilpError(f"warm_start needs a point of the block's domain ({compiled.network.input_size} "
+                                    "finite numbers inside it): the start must satisfy every row of the block")
         if x is None:
             x = _values(self.inputs)
             if self.linked_inputs:
@@ -201,11 +228,14 @@ def add_network(
     ``NetworkBlock`` over the samples, returned), from one compiled network per distinct input box:
     bounds are computed once per box, not once per sample. ``outputs`` is then indexed the same way.
     """
+    if not isinstance(model, pyo.Block):
+        raise RelumilpError(f"add_network needs a Pyomo model or block to add to, got {type(model).__name__}")
     samples = _sample_rows(inputs)
     if samples is not None:
-        return _add_batch(model, network, samples, _sample_rows(outputs) if outputs is not None else None,
-                          input_bounds, name, dict(tighten=tighten, scale=scale, bounds=bounds, **bound_options))
+        return _add_batch(model, network, samples, outputs, input_bounds, name,
+                          dict(tighten=tighten, scale=scale, bounds=bounds, **bound_options))
     input_vars = flatten_vars(inputs)
+    from_inputs = input_bounds is None
     if input_bounds is None and input_vars:
         input_bounds = bounds_of(input_vars)
         if input_bounds is None:
@@ -214,7 +244,9 @@ def add_network(
     name = _free_name(model, name)
     block = NetworkBlock(concrete=True)
     model.add_component(name, block)
-    return populate_block(block, compiled, inputs=input_vars, outputs=outputs)
+    populate_block(block, compiled, inputs=input_vars, outputs=outputs)
+    block.domain_from_inputs = from_inputs
+    return block
 
 
 def _sample_rows(variables) -> list[list] | None:
@@ -234,9 +266,18 @@ def _sample_rows(variables) -> list[list] | None:
 
 
 def _add_batch(model, network, samples, outputs, input_bounds, name, options) -> pyo.Block:
-    """One network block per sample, sharing one compiled network per distinct input box."""
-    if outputs is not None and len(outputs) != len(samples):
-        raise InvalidDomainError(f"{len(samples)} input samples but {len(outputs)} output samples")
+    """One network block per sample, sharing one compiled network per distinct input box. ``outputs`` is
+    2-D like the inputs, or flat (``m.Y[s]`` for a one-output network): ``output_size`` per sample."""
+    if outputs is not None:
+        rows = _sample_rows(outputs)
+        if rows is None:
+            flat = flatten_vars(outputs)
+            width = len(flat) // len(samples) if len(flat) % len(samples) == 0 else 0
+            rows = [flat[k * width:(k + 1) * width] for k in range(len(samples))] if width else None
+        if rows is None or len(rows) != len(samples):
+            raise InvalidDomainError(f"{len(samples)} input samples, but the outputs cannot be split into as many "
+                                     "samples: give them indexed by (sample, output), or one per sample")
+        outputs = rows
     name = _free_name(model, name)
     blocks = NetworkBlock(range(len(samples)), concrete=True)
     model.add_component(name, blocks)
@@ -251,6 +292,7 @@ def _add_batch(model, network, samples, outputs, input_bounds, name, options) ->
         if key not in compiled_for:
             compiled_for[key] = compile_network(network, domain, **options)
         populate_block(blocks[k], compiled_for[key], inputs=row, outputs=None if outputs is None else outputs[k])
+        blocks[k].domain_from_inputs = input_bounds is None
     return blocks
 
 

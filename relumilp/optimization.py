@@ -125,10 +125,20 @@ def solve(
 
     from .backends.highs import OPTIMALITY_GAP
 
+    import pyomo.environ as pyo
+
+    from .api import network_blocks
+
     if check not in ("warn", "raise", "off"):
         raise RelumilpError("check must be 'warn', 'raise' or 'off'")
+    if not isinstance(model, pyo.Block):
+        raise RelumilpError(f"solve needs a Pyomo model, got {type(model).__name__}")
+    if solver is None or not (isinstance(solver, str) or hasattr(solver, "solve")):
+        raise RelumilpError(f"solver must be a solver name such as 'highs' or a Pyomo solver object, got {solver!r}")
     deadline = Deadline.of(time_limit)
     gap = OPTIMALITY_GAP if mip_gap is None else _check_gap(mip_gap)
+    for block in network_blocks(model):  # a block cuts off inputs outside its domain: they must not reach it
+        block.check_domain()
     if warmstart:
         _start_network_blocks(model)
     started = time.perf_counter()
@@ -152,8 +162,12 @@ def _solve_with_session(model, deadline, gap, threads, log, highs_options, warms
     from .backends.highs import solve_milp
     from .formulation.milp import MILP
 
+    from pyomo.common.errors import InfeasibleConstraintException
+
     try:
         form = LinearStandardFormCompiler().write(model, mixed_form=True, set_sense=None)
+    except InfeasibleConstraintException as exc:  # a constraint of fixed values only, violated
+        return SolveResult(status="infeasible", notes=[f"a constraint holds no variable and is false: {exc}"])
     except (ValueError, TypeError, RuntimeError) as exc:
         raise SolveError(f"the model is not a mixed-integer linear program: {exc}") from None
     if len(form.objectives) > 1:
@@ -190,7 +204,8 @@ def _solve_with_session(model, deadline, gap, threads, log, highs_options, warms
         x = np.where(integer & (np.abs(x - nearest) <= INTEGER_SNAP), nearest, x)
         for var, value in zip(columns, x):
             var.set_value(float(value), skip_validation=True)
-        result.objective = float(cost @ x) + offset
+        # an unbounded model has points but no optimum: its objective value means nothing
+        result.objective = None if solution.status == "unbounded" else float(cost @ x) + offset
     if solution.bound is not None:
         result.bound = solution.bound + offset
     return result
@@ -206,13 +221,19 @@ def _solve_with_pyomo(model, solver, deadline, gap, log) -> SolveResult:
     opt = pyo.SolverFactory(solver) if isinstance(solver, str) else solver
     if not opt.available(exception_flag=False):
         raise SolveError(f"the solver {solver!r} is not available here")
-    options = {}
-    if deadline.limited:
-        options["time_limit"] = max(deadline.remaining(), 0.01)
-    if hasattr(opt, "config"):  # appsi solvers behind SolverFactory take their settings there
-        for key, value in (("time_limit", options.get("time_limit")), ("mip_gap", 0.5 * gap)):
-            if value is not None and key in opt.config:
-                setattr(opt.config, key, value)
+    limit = max(deadline.remaining(), 0.01) if deadline.limited else None
+    if hasattr(opt, "config"):  # appsi and current solver interfaces take their settings there, by these names
+        for keys, value in ((("time_limit",), limit), (("mip_gap", "rel_gap"), 0.5 * gap)):
+            for key in keys:
+                if value is not None and key in opt.config:
+                    setattr(opt.config, key, value)
+    else:  # legacy shell interfaces: the option names differ by solver; these are the common ones
+        names = {"cbc": ("seconds", "ratioGap"), "glpk": ("tmlim", "mipgap"), "gurobi": ("TimeLimit", "MIPGap"),
+                 "cplex": ("timelimit", "mipgap"), "scip": ("limits/time", "limits/gap")}.get(str(solver).lower())
+        if names is not None:
+            if limit is not None:
+                opt.options[names[0]] = limit
+            opt.options[names[1]] = 0.5 * gap
     results = opt.solve(model, load_solutions=False, tee=log)
     status = {Condition.optimal: "optimal", Condition.maxTimeLimit: "time_limit",
               Condition.infeasible: "infeasible", Condition.unbounded: "unbounded",
@@ -270,10 +291,10 @@ def _check_blocks(model, result: SolveResult, check: str, tolerance: float) -> N
         result.blocks.append({"block": block.name, "x": report.x, "y": report.y, "y_milp": report.y_milp,
                               "discrepancy": report.max_error, "matches": matches})
         if not matches and check != "off":
-            message = (
-                f"block {block.name}: MILP outputs differ from the forward pass by {report.max_error:.3g}; "
-                "the big-M coefficients may be too large for the solver tolerances (tighten bounds or scale)"
-            )
+            reason = ("its network has a smooth activation, whose MILP is a piecewise-linear relaxation: the "
+                      "objective bounds what the network attains" if block.compiled.network.has_smooth else
+                      "the big-M coefficients may be too large for the solver tolerances (tighten bounds or scale)")
+            message = f"block {block.name}: MILP outputs differ from the forward pass by {report.max_error:.3g}; {reason}"
             if check == "raise":
                 raise SolveError(message)
             warnings.warn(message, stacklevel=3)

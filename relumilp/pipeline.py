@@ -15,6 +15,7 @@ import numpy as np
 
 from .bounds import Bounds, big_m_values, compute_bounds, stability_counts
 from .domain import InputDomain
+from .errors import RelumilpError
 from .formulation.bigm import build_milp
 from .formulation.milp import MILP
 from .ir import Network
@@ -80,6 +81,36 @@ class CompiledNetwork:
         return write_model(milp, path, names_path)
 
 
+#: random domain points (besides the centre) at which precomputed bounds are checked
+BOUNDS_CHECK_POINTS = 256
+
+
+def _check_given_bounds(net: Network, domain: InputDomain, bounds) -> None:
+    """Refuse precomputed bounds that cannot be this network's over this domain: missing or mis-sized
+    nodes, an input box that does not cover the domain's, or a forward value (at the domain's centre,
+    corners of its box and random points) outside them. Not a proof that they are sound, but bounds
+    made for another box or network cut off points without a word."""
+    if not isinstance(bounds, Bounds):
+        raise RelumilpError(f"bounds must be a relumilp Bounds (from compute_bounds), got {type(bounds).__name__}")
+    for node in net.order:
+        lo, hi = bounds.lower.get(node.name), bounds.upper.get(node.name)
+        if lo is None or hi is None or np.shape(lo) != (node.size,) or np.shape(hi) != (node.size,):
+            raise RelumilpError(f"the given bounds do not fit this network (node {node.name!r} of size {node.size}); "
+                                "compute them with compute_bounds on this network")
+    lo, hi = bounds[net.input.name]
+    if np.any(lo > domain.lower) or np.any(hi < domain.upper):
+        raise RelumilpError("the given bounds were computed for a smaller input box than this domain; compute them "
+                            "on this domain")
+    rng = np.random.default_rng(0)
+    corners = np.where(rng.random((8, net.input_size)) < 0.5, domain.lower, domain.upper)
+    points = np.vstack([(domain.lower + domain.upper) / 2, corners, domain.sample(BOUNDS_CHECK_POINTS, rng)])
+    points = points[domain.contains(points)] if domain.A is not None else points
+    for name, value in net.forward_all(points).items():
+        if np.any(value < bounds.lower[name]) or np.any(value > bounds.upper[name]):
+            raise RelumilpError(f"the given bounds do not hold for this network on this domain (node {name!r}): "
+                                "they were computed for another network or domain")
+
+
 def compile_network(
     network,
     domain,
@@ -105,6 +136,8 @@ def compile_network(
     start = time.perf_counter()
     if bounds is None:
         bounds = compute_bounds(net, domain, tighten, **bound_options)
+    else:
+        _check_given_bounds(net, domain, bounds)
     times["bounds"] = time.perf_counter() - start
     original = None
     if scale:

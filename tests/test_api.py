@@ -283,3 +283,98 @@ def test_an_unbounded_model_says_so():
     m.obj = pyo.Objective(expr=m.y + m.free, sense=pyo.maximize)
     result = relumilp.solve(m, time_limit=30)
     assert result.status == "unbounded" and any("unbounded" in note for note in result.notes)
+    assert result.objective is None  # points, but no optimum
+
+
+def _grid_max(net, fixed=None, n=2001):
+    g = np.linspace(-1, 1, n)
+    points = np.c_[g, np.full(n, fixed)] if fixed is not None else np.stack(np.meshgrid(g[::4], g[::4]), -1).reshape(-1, 2)
+    return float(net.forward(points)[:, 0].max())
+
+
+def test_a_parametric_study_by_fixing_inputs_and_what_the_block_refuses():
+    """A fixed input keeps its declared bounds as the block's box, so later cases solve right; a box read
+    from a value that changes later (a Param) is refused, not silently cut off."""
+    net = random_mlp(np.random.default_rng(5), [2, 8, 1])
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(range(2), bounds=(-1, 1))
+    m.y = pyo.Var()
+    m.x[1].fix(0.0)
+    relumilp.add_network(m, net, inputs=m.x, outputs=m.y)
+    m.obj = pyo.Objective(expr=m.y, sense=pyo.maximize)
+    for value in (0.0, 0.5, None):
+        if value is None:
+            m.x[1].unfix()
+        else:
+            m.x[1].fix(value)
+        result = relumilp.solve(m, time_limit=30)
+        assert result.status == "optimal"
+        assert result.objective == pytest.approx(_grid_max(net, value), abs=2e-3)
+        assert result.objective >= _grid_max(net, value) - 1e-9
+    p = pyo.ConcreteModel()
+    p.x = pyo.Var(bounds=(-1, 1))
+    p.q = pyo.Param(initialize=0.0, mutable=True)
+    p.y = pyo.Var()
+    relumilp.add_network(p, net, inputs=[p.x, p.q], outputs=p.y)
+    p.obj = pyo.Objective(expr=p.y, sense=pyo.maximize)
+    p.q = 0.5
+    with pytest.raises(relumilp.errors.SolveError, match="outside the box"):
+        relumilp.solve(p, time_limit=30)
+
+
+def test_a_batch_with_one_output_per_sample_and_bad_counts():
+    net = random_mlp(np.random.default_rng(6), [2, 4, 1])
+    m = pyo.ConcreteModel()
+    m.S = pyo.Set(initialize=[0, 1, 2])
+    m.X = pyo.Var(m.S, [0, 1], bounds=(-1, 1))
+    m.Y = pyo.Var(m.S)  # one output per sample: once silently left unlinked
+    relumilp.add_network(m, net, inputs=m.X, outputs=m.Y)
+    m.obj = pyo.Objective(expr=sum(m.Y[s] for s in m.S), sense=pyo.maximize)
+    result = relumilp.solve(m, time_limit=30)
+    assert result.status == "optimal" and result.objective == pytest.approx(3 * _grid_max(net), abs=1e-2)
+    bad = pyo.ConcreteModel()
+    bad.X = pyo.Var(range(3), range(2), bounds=(-1, 1))
+    bad.Y = pyo.Var(range(2))
+    with pytest.raises(InvalidDomainError, match="3 input samples"):
+        relumilp.add_network(bad, net, inputs=bad.X, outputs=bad.Y)
+
+
+def test_bad_arguments_of_the_pyomo_door_are_one_line_errors():
+    from relumilp.errors import RelumilpError
+
+    net = random_mlp(np.random.default_rng(7), [2, 4, 1])
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(range(2), bounds=(-1, 1))
+    m.y = pyo.Var()
+    for call in (lambda: relumilp.add_network(None, net, inputs=m.x),
+                 lambda: relumilp.add_network(m, net, inputs={"a": m.x[0]}),
+                 lambda: relumilp.add_network(m, net, inputs=[m.x[0], 0.5]),
+                 lambda: relumilp.add_network(m, net, inputs=m.x, bounds="foo"),
+                 lambda: relumilp.solve(None),
+                 lambda: relumilp.solve(m, solver=None)):
+        with pytest.raises(RelumilpError):
+            call()
+    block = relumilp.add_network(m, net, inputs=m.x, outputs=m.y)
+    for x in ("ab", [5.0, 0.2], [np.nan, 0.0]):
+        with pytest.raises(RelumilpError, match="warm_start"):
+            block.warm_start(x)
+    m.fixed = pyo.Constraint(expr=m.x[0] <= 0.3)
+    m.x[0].fix(0.5)  # a constraint of fixed values only, and false
+    m.obj = pyo.Objective(expr=m.y, sense=pyo.maximize)
+    assert relumilp.solve(m, time_limit=30).status == "infeasible"
+
+
+def test_given_bounds_that_are_not_this_networks_are_refused():
+    from relumilp.errors import RelumilpError
+
+    net = random_mlp(np.random.default_rng(8), [2, 6, 1])
+    other = random_mlp(np.random.default_rng(9), [2, 6, 1])
+    small = relumilp.compute_bounds(net, (-0.1 * np.ones(2), 0.1 * np.ones(2)), "interval")
+    with pytest.raises(RelumilpError, match="smaller input box"):
+        relumilp.compile_network(net, (-np.ones(2), np.ones(2)), bounds=small)
+    with pytest.raises(RelumilpError, match="do not hold"):
+        relumilp.compile_network(net, (-np.ones(2), np.ones(2)),
+                                 bounds=relumilp.compute_bounds(other, (-np.ones(2), np.ones(2)), "interval"))
+    with pytest.raises(RelumilpError, match="do not fit"):
+        relumilp.compile_network(net, (-np.ones(2), np.ones(2)), bounds=relumilp.compute_bounds(
+            random_mlp(np.random.default_rng(1), [2, 3, 1]), (-np.ones(2), np.ones(2)), "interval"))

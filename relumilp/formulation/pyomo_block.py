@@ -102,13 +102,22 @@ def link(block: pyo.Block, name: str, ours, theirs: Sequence, size: int) -> list
 
 
 def flatten_vars(variables) -> list:
-    """A flat list of scalar Pyomo variables from an indexed Var, a scalar, or (nested) lists/arrays."""
+    """A flat list of scalar Pyomo variables (or expressions of them) from an indexed Var, a scalar, or
+    (nested) lists/arrays; anything else is refused in one line."""
     if variables is None:
         return []
     if hasattr(variables, "is_indexed"):
-        return [variables[i] for i in variables.index_set()] if variables.is_indexed() else [variables]
+        try:
+            return [variables[i] for i in variables.index_set()] if variables.is_indexed() else [variables]
+        except (ValueError, RuntimeError) as exc:  # e.g. a Var not constructed yet
+            raise InvalidDomainError(f"cannot read the variables {variables}: {exc}") from None
+    if getattr(variables, "is_expression_type", lambda: False)():
+        return [variables]
     if isinstance(variables, np.ndarray):
         variables = variables.ravel().tolist()
+    if not isinstance(variables, (list, tuple)):
+        raise InvalidDomainError(f"inputs and outputs must be Pyomo variables or expressions (an indexed Var, or a "
+                                 f"list of them), got {type(variables).__name__}")
     return [v for item in variables for v in flatten_vars(item)]
 
 
@@ -120,7 +129,8 @@ def bounds_of(variables) -> tuple[np.ndarray, np.ndarray] | None:
     lows, highs = [], []
     for v in variables:
         if getattr(v, "is_variable_type", lambda: False)():
-            low, high = (v.value, v.value) if v.fixed and v.value is not None else (v.lb, v.ub)
+            # a fixed variable's declared bounds when it has them (it may be fixed elsewhere later)
+            low, high = (v.lb, v.ub) if v.lb is not None and v.ub is not None or not v.fixed else (v.value, v.value)
         else:
             low, high = compute_bounds_on_expr(v)
         lows.append(low)
@@ -128,6 +138,18 @@ def bounds_of(variables) -> tuple[np.ndarray, np.ndarray] | None:
     if any(v is None for v in lows + highs):
         return None
     return np.array(lows, dtype=float), np.array(highs, dtype=float)
+
+
+def current_range(item) -> tuple[float, float]:
+    """The values a user's variable or expression can take now: a fixed variable's value, else its bounds
+    (an expression's from its variables'); infinite where unbounded."""
+    from pyomo.contrib.fbbt.fbbt import compute_bounds_on_expr
+
+    if getattr(item, "is_variable_type", lambda: False)():
+        low, high = (item.value, item.value) if item.fixed and item.value is not None else (item.lb, item.ub)
+    else:
+        low, high = compute_bounds_on_expr(item)
+    return (-np.inf if low is None else float(low)), (np.inf if high is None else float(high))
 
 
 def value_of(item) -> float:
