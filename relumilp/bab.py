@@ -1092,9 +1092,9 @@ def node_compiled(fnet: Network, lower, upper, bounds: tuple[dict, dict], A=None
     compiled with the node's engine ``bounds`` (:func:`node_bounds`): split neurons are clamped at their
     kink there, so it relaxes the network over the node's region (a leaf's model)."""
     from .bounds.base import Bounds
-    from .pipeline import compile_network
+    from .pipeline import compile_with_bounds
 
-    return compile_network(fnet, InputDomain(lower, upper, A, b), bounds=Bounds(*bounds, "symbolic"))
+    return compile_with_bounds(fnet, InputDomain(lower, upper, A, b), Bounds(*bounds, "symbolic"))
 
 
 def search(objective, domain: InputDomain, *, deadline: Deadline, gap: float = 0.0, root_bounds=None,

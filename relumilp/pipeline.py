@@ -125,7 +125,6 @@ def compile_network(
     cheaper ones first); precomputed ``bounds`` skip that step. ``scale`` applies a-posteriori ReLU
     scaling to normalise the big-M coefficients (function unchanged).
     """
-    times: dict[str, float] = {}
     if isinstance(network, Network):
         net = network
     else:
@@ -138,7 +137,15 @@ def compile_network(
         bounds = compute_bounds(net, domain, tighten, **bound_options)
     else:
         _check_given_bounds(net, domain, bounds)
-    times["bounds"] = time.perf_counter() - start
+    return compile_with_bounds(net, domain, bounds, scale, {"bounds": time.perf_counter() - start})
+
+
+def compile_with_bounds(net: Network, domain: InputDomain, bounds: Bounds, scale: bool | str = False,
+                        times: dict | None = None) -> CompiledNetwork:
+    """:func:`compile_network`'s last steps with ``bounds`` taken as they are: for bounds relumilp made
+    itself, including a branch-and-bound node's (valid on the node's region only, which the forward-pass
+    check of user-given bounds would refuse)."""
+    times = {"bounds": 0.0} if times is None else times
     original = None
     if scale:
         from .scaling import scale_network

@@ -256,7 +256,7 @@ def _root_bounds(margin_net, domain, settings: Settings, members):
 
 def _verify_region(net, domain, outputs, settings: Settings, rng, info):
     """``("holds", None)``, ``("violated", (x, y))`` or ``(None, None)`` (unknown) for one input region."""
-    from ..pipeline import compile_network
+    from ..pipeline import compile_with_bounds
 
     clock = time.perf_counter()
     found = attack.sampling_attack(net, domain, outputs, settings.attack_samples, rng)
@@ -269,7 +269,7 @@ def _verify_region(net, domain, outputs, settings: Settings, rng, info):
     G, h, members = stack_rows(outputs)
     margin_net = spec_network(net, G, h)
     clock = time.perf_counter()
-    compiled = compile_network(margin_net, domain, bounds=_root_bounds(margin_net, domain, settings, members))
+    compiled = compile_with_bounds(margin_net, domain, _root_bounds(margin_net, domain, settings, members))
     info["bounds_time"] = time.perf_counter() - clock
     g_lower, _ = compiled.bounds[margin_net.output]
     stats = compiled.stats()
