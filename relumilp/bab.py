@@ -104,6 +104,12 @@ REFINE = {"input": "undecided", "relu": "output"}
 #: estimated bounds (:meth:`_Search.choose_neurons`; 1: the score alone). oval21 ``cifar_base`` img2908,
 #: nodes to ``holds``: 1,687 with 1, 823 with 3, 139 with 6, 117 with 8, 71 with 12, 97 with 24
 STRONG_CANDIDATES = 8
+#: input branching: a worse half below its parent's bound by less than this (relative to max(1, |bound|))
+#: does not count as a gain, so the first-order score decides among such inputs (:meth:`_Search.branch_inputs`)
+STRONG_GAIN_TOL = 1e-7
+#: input branching: an input narrower than the widest one (relative to the domain) by more than 2**THIN_LEAD
+#: is split only when no other input can be
+THIN_LEAD = 8
 #: the estimates of a batch may take at most this multiple of the time its bounds took (then the nodes
 #: not reached choose by score): 0.24 on oval21, but a deep lowered max-pool tree makes every
 #: back-substitution slow
@@ -819,15 +825,31 @@ class _Search:
         cand_L[:, 2 * dims + 1, dims] = mid
         start = {name: (np.repeat(lo[name][rows], 2 * n, axis=0), np.repeat(hi[name][rows], 2 * n, axis=0))
                  for name in self.kept}
-        flat_L, flat_U = cand_L.reshape(-1, n), cand_U.reshape(-1, n)
+        # the halves, then each parent box itself: bounded alike, so a gain is what halving buys
+        flat_L, flat_U = np.concatenate([cand_L.reshape(-1, n), L]), np.concatenate([cand_U.reshape(-1, n), U])
+        start = {name: (np.concatenate([a, lo[name][rows]]), np.concatenate([b, hi[name][rows]]))
+                 for name, (a, b) in start.items()}
         result, _ = self.objective.bound_boxes(self.engine, flat_L, flat_U, start, None, None, 0, self.deadline, False)
-        child_ub = np.minimum(self.objective.node_upper(result.lower, flat_L, flat_U),
-                              np.repeat(upper[rows], 2 * n)).reshape(r, n, 2)
+        bound = self.objective.node_upper(result.lower, flat_L, flat_U)
+        child_ub = np.minimum(bound[: 2 * n * r], np.repeat(upper[rows], 2 * n)).reshape(r, n, 2)
         worse = np.where(halvable[rows], child_ub.max(axis=2), np.inf)
+        # The halves are bounded without optimised slopes, so against the parent's own (optimised) bound most
+        # inputs tied, and a rounding-level gain made one input win every round until its width hit float64
+        # resolution while the others never split. The gain is measured against the parent box bounded the
+        # same way, and one below STRONG_GAIN_TOL is no gain: the first-order score decides among those.
+        parent = np.minimum(bound[2 * n * r:], upper[rows])[:, None]
+        gain = parent - np.minimum(worse, parent)
+        gain = np.where(gain > STRONG_GAIN_TOL * np.maximum(1.0, np.abs(parent)), gain, 0.0)
+        gain = np.where(np.isfinite(worse), gain, -np.inf)
+        # and no input is halved more than THIN_LEAD times beyond the widest one (relative to the domain): a
+        # steep input can keep a small real gain round after round while the others are never split
+        relative = (U - L) / self.width0
+        thin = relative * 2.0 ** THIN_LEAD < relative.max(axis=1, keepdims=True)
+        gain = np.where(thin & np.isfinite(gain), -1.0, gain)
         first_order = np.abs(lam[rows]) * (U - L) + 1e-12 * (U - L) / self.width0
-        dim = np.lexsort((-first_order, worse), axis=1)[:, 0]
+        dim = np.lexsort((-first_order, -gain), axis=1)[:, 0]
         k = np.arange(r)
-        pick = lambda a, side: a.reshape(r, 2 * n, *a.shape[1:])[k, 2 * dim + side]
+        pick = lambda a, side: a[: 2 * n * r].reshape(r, 2 * n, *a.shape[1:])[k, 2 * dim + side]
         both = lambda a: np.concatenate([pick(a, 0), pick(a, 1)])
         kids = self.children(rows, batch, lo, hi, upper, slopes, batch.get("splits") or self.no_splits(len(batch["L"])))
         kids["ub"] = np.concatenate([child_ub[k, dim, 0], child_ub[k, dim, 1]])
@@ -1029,6 +1051,8 @@ class LinearObjective:
         """
         lower, upper, row, first = context
         search.stats["leaf_milp_time"] += run.seconds
+        if run.status in ("time_limit", "interrupted"):  # cut short: its bound (if any) is HiGHS's dual bound
+            search.stats["leaf_milp_cut_short"] = search.stats.get("leaf_milp_cut_short", 0) + 1
         seen = [self.value(first)] if self.in_node(first, lower, upper, row) else []
         if run.x is not None:
             x = np.clip(run.x, lower, upper)
@@ -1185,8 +1209,11 @@ def branch_and_bound(net: Network, domain: InputDomain, coefficients: np.ndarray
     status = "optimal" if status == "done" else status
     bound = state.bound()
     if status == "optimal" and bound > state.threshold():
-        status = "unknown"  # closed by leaves whose MILP failed: no certificate
-        state.notes.append("some leaf MILPs gave no usable bound: the global bound stays above the gap")
+        if state.stats.get("leaf_milp_cut_short") and deadline.expired():
+            status = "time_limit"  # leaves the deadline cut short closed their nodes at their dual bounds
+        else:
+            status = "unknown"  # closed by leaves whose MILP failed: no certificate
+            state.notes.append("some leaf MILPs gave no usable bound: the global bound stays above the gap")
     finite = math.isfinite(bound)
     solution = MilpSolution(status, bound=sign * bound if finite else None, notes=state.notes)
     return solution, state.best_x, state.stats

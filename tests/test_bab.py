@@ -378,3 +378,46 @@ def test_narrowed_bounds_refuse_rows_outside_their_fill():
         nodes.push(row([-1.0, 0.4, -2.0], [1.0, 2.0, 3.0]))
     with pytest.raises(RelumilpError, match="outside the stored fill"):
         nodes.push(row([-1.0, 0.5, -2.0], [1.0, 2.0, 3.5]))
+
+
+def test_input_branching_splits_every_input_not_one_to_float64_resolution():
+    """A random 5-20-20-2 net once had one input halved to width 6e-14 while the others were never split
+    (the halves' plain bounds tied with the parent's optimised one, and a rounding-level gain won every
+    round). No box may now be narrower along an input than 2**THIN_LEAD times the widest (relative to the
+    domain) plus one split, and the search proves the optimum the MILP finds."""
+    from relumilp.bab import THIN_LEAD, LinearObjective, search
+
+    rng = np.random.default_rng(103)
+    sizes = [5, 20, 20, 2]
+    net = Network.sequential([(rng.normal(size=(b, a)) / np.sqrt(a), rng.normal(size=b) * 0.1)
+                              for a, b in zip(sizes[:-1], sizes[1:])], "relu")
+    lower, upper = -2.0 * np.ones(5), 2.0 * np.ones(5)
+    domain = InputDomain.of((lower, upper), 5)
+    state, status = search(LinearObjective(net, np.array([0.0, 1.0]), -1.0), domain, deadline=Deadline.of(20),
+                           gap=1e-6, branching="input")
+    widths = (state.nodes.column("U") - state.nodes.column("L")) / (upper - lower)
+    if widths.size:
+        assert np.all(widths.max(axis=1) <= 2.0 ** (THIN_LEAD + 1) * widths.min(axis=1))
+    best = optimize(net, domain, minimize=1, method="milp", time_limit=60)
+    assert best.status == "optimal" and status == "done"
+    assert state.bound() <= -best.objective + 1e-6 * max(1.0, abs(best.objective))
+
+
+def test_a_leaf_cut_short_by_the_deadline_is_a_time_limit_not_a_failure():
+    """ReLU6 neurons cannot be split, so the root is a leaf; when the deadline cuts its MILP short the
+    answer is 'time_limit' (it once was 'unknown', saying leaf MILPs gave no usable bound)."""
+    import torch
+
+    from relumilp.frontends import load_network
+
+    torch.manual_seed(10)
+    layers, width = [], 2
+    for _ in range(3):
+        layers += [torch.nn.Linear(width, 24), torch.nn.ReLU6()]
+        width = 24
+    net = load_network(torch.nn.Sequential(*layers, torch.nn.Linear(width, 1)).double())
+    result = optimize(net, (np.array([-3.0, -2.0]), np.array([3.0, 2.0])), maximize=0, method="bab",
+                      branching="relu", time_limit=1.0)
+    assert result.status in ("time_limit", "optimal")  # optimal only on a machine that solves it in time
+    assert not any("no usable bound" in note for note in result.notes)
+    assert result.bound >= result.objective
