@@ -823,12 +823,10 @@ class _Search:
         cand_L, cand_U = np.repeat(L[:, None, :], 2 * n, axis=1), np.repeat(U[:, None, :], 2 * n, axis=1)
         cand_U[:, 2 * dims, dims] = mid  # candidate 2d: the lower half along input d; 2d + 1: the upper half
         cand_L[:, 2 * dims + 1, dims] = mid
-        start = {name: (np.repeat(lo[name][rows], 2 * n, axis=0), np.repeat(hi[name][rows], 2 * n, axis=0))
-                 for name in self.kept}
         # the halves, then each parent box itself: bounded alike, so a gain is what halving buys
         flat_L, flat_U = np.concatenate([cand_L.reshape(-1, n), L]), np.concatenate([cand_U.reshape(-1, n), U])
-        start = {name: (np.concatenate([a, lo[name][rows]]), np.concatenate([b, hi[name][rows]]))
-                 for name, (a, b) in start.items()}
+        start = {name: tuple(np.concatenate([np.repeat(bound[name][rows], 2 * n, axis=0), bound[name][rows]])
+                             for bound in (lo, hi)) for name in self.kept}
         result, _ = self.objective.bound_boxes(self.engine, flat_L, flat_U, start, None, None, 0, self.deadline, False)
         bound = self.objective.node_upper(result.lower, flat_L, flat_U)
         child_ub = np.minimum(bound[: 2 * n * r], np.repeat(upper[rows], 2 * n)).reshape(r, n, 2)

@@ -124,32 +124,31 @@ def flatten_vars(variables) -> list:
 def bounds_of(variables) -> tuple[np.ndarray, np.ndarray] | None:
     """The (lower, upper) bounds of user variables -- a fixed one's value, an expression's bounds from
     its variables' (Pyomo's interval arithmetic) -- or None when any is unbounded."""
+    # a fixed variable's declared bounds when it has both (it may be fixed to another value later)
+    ranges = np.array([_range(v, declared=True) for v in variables], dtype=float).reshape(-1, 2)
+    if not np.isfinite(ranges).all():
+        return None
+    return ranges[:, 0].copy(), ranges[:, 1].copy()
+
+
+def _range(item, declared: bool) -> tuple[float, float]:
+    """``(low, high)`` of a user's variable or expression (infinite where unbounded): a fixed variable's
+    value, or with ``declared`` its bounds when it has both; an expression's from its variables'."""
     from pyomo.contrib.fbbt.fbbt import compute_bounds_on_expr
 
-    lows, highs = [], []
-    for v in variables:
-        if getattr(v, "is_variable_type", lambda: False)():
-            # a fixed variable's declared bounds when it has them (it may be fixed elsewhere later)
-            low, high = (v.lb, v.ub) if v.lb is not None and v.ub is not None or not v.fixed else (v.value, v.value)
-        else:
-            low, high = compute_bounds_on_expr(v)
-        lows.append(low)
-        highs.append(high)
-    if any(v is None for v in lows + highs):
-        return None
-    return np.array(lows, dtype=float), np.array(highs, dtype=float)
+    if getattr(item, "is_variable_type", lambda: False)():
+        bounded = item.lb is not None and item.ub is not None
+        fixed = item.fixed and item.value is not None and not (declared and bounded)
+        low, high = (item.value, item.value) if fixed else (item.lb, item.ub)
+    else:
+        low, high = compute_bounds_on_expr(item)
+    return (-np.inf if low is None else float(low)), (np.inf if high is None else float(high))
 
 
 def current_range(item) -> tuple[float, float]:
     """The values a user's variable or expression can take now: a fixed variable's value, else its bounds
     (an expression's from its variables'); infinite where unbounded."""
-    from pyomo.contrib.fbbt.fbbt import compute_bounds_on_expr
-
-    if getattr(item, "is_variable_type", lambda: False)():
-        low, high = (item.value, item.value) if item.fixed and item.value is not None else (item.lb, item.ub)
-    else:
-        low, high = compute_bounds_on_expr(item)
-    return (-np.inf if low is None else float(low)), (np.inf if high is None else float(high))
+    return _range(item, declared=False)
 
 
 def value_of(item) -> float:

@@ -138,16 +138,17 @@ def sequential_layers(model: nn.Module) -> tuple[list[tuple[torch.Tensor, torch.
 
 def hidden_linears(model: nn.Module) -> list[nn.Linear]:
     """The Linear modules directly feeding an activation (their rows are the hidden neurons' inputs), in a
-    model of the kind :func:`sequential_layers` reads (anything else is refused: a penalty that cannot see
-    the hidden layers must not silently be 0)."""
-    sequential_layers(model)  # refuses what it cannot read, in one line
+    model of the modules :func:`sequential_layers` reads (any other module is refused: a penalty that
+    cannot see the hidden layers must not silently be 0)."""
     result, last = [], None
     for module in _flat_modules(model):
         if isinstance(module, _SKIPPED):
             continue
         if isinstance(module, nn.Linear):
             last = module
-        elif _activation_spec(module) is not None and last is not None:
+        elif _activation_spec(module) is None:
+            raise UnsupportedOperatorError(f"module {type(module).__name__}", _SUPPORTED)
+        elif last is not None:
             result.append(last)
             last = None
     return result
