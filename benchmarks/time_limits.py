@@ -9,13 +9,12 @@ net over an L-inf ball of 0.0006, whose dense leaf MILPs once spent seconds in H
 the limit. Each command runs with every bound method and with none given (``default``). Prints a
 Markdown table and writes ``benchmarks/results/time_limits.csv``.
 
-    python -m benchmarks.time_limits [--limits 5 20] [--nets acas random dense]
+    python -m benchmarks.time_limits [--limits 5 20] [--nets acas random dense] [--out CSV]
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import subprocess
 import sys
@@ -29,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.problems import shared_data_dir  # noqa: E402
+from benchmarks.tables import markdown, save_rows  # noqa: E402
 from relumilp.bounds import METHODS  # noqa: E402
 from relumilp.ir import Network  # noqa: E402
 
@@ -128,6 +128,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limits", type=float, nargs="+", default=[5.0, 20.0])
     parser.add_argument("--nets", nargs="+", default=["acas", "random", "dense"], choices=("acas", "random", "dense"))
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "time_limits.csv",
+                        help="the CSV to write (default: benchmarks/results/time_limits.csv)")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -148,19 +150,10 @@ def main() -> None:
                         print(f"{net_name:<14} {command:<7} {method:<9} {limit:>5g} s: {wall:7.2f} s "
                               f"({row['outcome']})", file=sys.stderr, flush=True)
     header = list(rows[0]) if rows else []
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for row in rows:
-        print("| " + " | ".join(str(row[k]) for k in header) + " |")
-    path = ROOT / "benchmarks" / "results" / "time_limits.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".csv.tmp")
-    with partial.open("w", newline="") as f:  # written whole or not at all
-        writer = csv.DictWriter(f, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(rows)
-    partial.replace(path)
-    print(f"wrote {path.relative_to(ROOT)}")
+    print(markdown(header, rows))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_rows(args.out, header, rows)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

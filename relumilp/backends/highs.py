@@ -303,7 +303,7 @@ def run(h: highspy.Highs, time_limit: float | None = None, deadline: Deadline | 
 #: HiGHS's MIP presolve neither checks the time limit nor calls back, and on dense layers it is slow:
 #: on a leaf MILP of a 784-200-200-200-10 net (945 rows, 240,092 nonzeros, 11 binaries) it took 4.1 s of
 #: a 12.4 s solve that takes 2.2 s without it, and made a 5 s verify call return after 6.2 s. A MIP run
-#: with fewer seconds left than this many per nonzero skips presolve (benchmarks/time_limits.py)
+#: with fewer seconds left than this many per nonzero skips presolve (overshoots: benchmarks/time_limits.py)
 PRESOLVE_SECONDS_PER_NONZERO = 2e-5
 
 
