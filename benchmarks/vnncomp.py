@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import re
 import statistics
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.tables import save_rows
 from relumilp._io import any_file, atomic_write_text
 from relumilp.bounds import METHODS
 
@@ -136,11 +136,7 @@ def _plain(value):
 
 
 def write_csv(path, rows: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=FIELDS)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue(), ours=any_file)
+    save_rows(path, FIELDS, rows)
 
 
 def summary(rows: list[dict]) -> str:

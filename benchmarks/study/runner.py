@@ -41,6 +41,7 @@ import benchmarks.study
 from benchmarks.problems import PROBLEMS, Problem, available, get_problem
 from benchmarks.study.figures import make_figures
 from benchmarks.study.report import _fmt, markdown, summaries, training_markdown
+from benchmarks.tables import save_rows
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "benchmarks" / "results"
@@ -728,13 +729,10 @@ def environment() -> dict:
 
 
 def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
+    """``rows`` under ``columns`` (then any other keys they have, sorted), written whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
     extra = sorted({k for r in rows for k in r} - set(columns))
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns + extra, extrasaction="ignore")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    save_rows(path, columns + extra, [{k: ("" if v is None else v) for k, v in r.items()} for r in rows])
 
 
 def rows_path(config: Config, out_dir: Path) -> Path:
