@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import matrices
-from ..activations import (Abs, Clip, ClippedReLU, HardSigmoid, Identity, LeakyReLU, PiecewiseLinear, ReLU, Sigmoid,
+from ..activations import (Abs, Clip, ClippedReLU, HardSigmoid, Identity, PiecewiseLinear, ReLU, Sigmoid,
                            prelu)
 from ..errors import InvalidNetworkError, UnsupportedOperatorError
 from ..ir import ActivationNode, AffineNode, InputNode, Network, Node
@@ -1587,12 +1587,9 @@ class NetworkBuilder:
         return self._activate(x, ReLU())
 
     def leaky_relu(self, x: Sym, alpha: float) -> Sym:
-        alpha = float(alpha)
-        if alpha == 0.0:
-            return self.relu(x)
-        if not alpha < 1.0:
-            raise self.unsupported(f"LeakyReLU slope {alpha}", ["negative slopes below 1"])
-        return self._activate(x, LeakyReLU(alpha))
+        """``x if x >= 0 else alpha x`` for any finite slope: a ReLU (0), a leaky ReLU (below 1), the identity (1)
+        or, for a slope above 1, the concave piecewise-linear kind, exactly as PReLU with that one slope."""
+        return self.prelu(x, float(alpha))
 
     def smooth(self, x: Sym, kind: str, **params) -> Sym:
         """A smooth activation of ``kind`` (:mod:`relumilp.activations.smooth`), compiled through

@@ -32,6 +32,17 @@ from ._builder import SIGN_HINT, STEP_HINT, ConstantBuilder, NetworkBuilder, Sig
 _FLT_MAX = 3.4028234663852886e38  # Clip's unbounded defaults in the attribute form (opset < 11)
 
 
+class _MissingAttribute(KeyError):
+    """A required attribute the node does not have (an invalid model)."""
+
+
+class _Attributes(dict):
+    """A node's attributes; reading an absent one raises :class:`_MissingAttribute` (reported in one line)."""
+
+    def __missing__(self, name):
+        raise _MissingAttribute(name)
+
+
 def _attrs(node) -> dict:
     """Node attributes; float ones decoded as the shortest decimal that rounds to their float32 value.
 
@@ -39,7 +50,7 @@ def _attrs(node) -> dict:
     in float32: an exporter given 0.1 stores 0.10000000149. Reading back 0.1 recovers the value the
     model was built with, so the IR matches the source framework's exactly.
     """
-    values = {}
+    values = _Attributes()
     for attr in node.attribute:
         value = helper.get_attribute_value(attr)
         if attr.type == onnx.AttributeProto.FLOAT:
@@ -130,8 +141,17 @@ def _batch_norm(b, node, values, attrs, opset):
 
 
 def _dropout(b, node, values, attrs, opset):
-    x = values[0]
-    return x, np.ones(x.shape, dtype=bool)  # inference: identity, nothing dropped
+    """Dropout in inference: the identity, nothing dropped. A ``training_mode`` input (opset 12) that is true
+    with a positive ratio drops random elements (onnxruntime does): refused, as training-mode BatchNormalization."""
+    x, ratio, training = values[0], _optional(values, 1), _optional(values, 2)
+    if is_sym(ratio) or is_sym(training):
+        raise b.unsupported("Dropout with a ratio or training_mode computed from the network input",
+                            ["inference-mode Dropout"])
+    ratio = 0.5 if ratio is None or np.size(ratio) == 0 else float(np.asarray(ratio).reshape(-1)[0])
+    if training is not None and np.size(training) and bool(np.asarray(training).reshape(-1)[0]) and ratio > 0:
+        raise b.unsupported("training-mode Dropout (training_mode is true)", ["inference-mode Dropout"],
+                            "export the model in eval mode")
+    return x, np.ones(x.shape, dtype=bool)
 
 
 def _shape(b, node, values, attrs, opset):
@@ -139,11 +159,21 @@ def _shape(b, node, values, attrs, opset):
     return shape[attrs.get("start", 0) : attrs.get("end", len(shape))]
 
 
+#: the types a Cast of a network value may convert to: those relumilp computes in (float32 and float64)
+_EXACT_CASTS = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE)
+
+
 def _cast(b, node, values, attrs, opset):
+    """Cast: the identity to float32 / float64. A conversion to an integer or
+    boolean type truncates and one to float16, bfloat16 or a float8 type rounds the value, as onnxruntime
+    computes it: both are refused, as in the torch frontend."""
     if isinstance(values[0], Step):  # a comparison cast to bool or float stays the same step
         return values[0]
-    if helper.tensor_dtype_to_np_dtype(attrs["to"]).kind != "f":
-        raise b.unsupported("Cast of a network value to a non-float type", ["Cast to float types"])
+    to = int(attrs["to"])
+    if to not in _EXACT_CASTS:
+        name = onnx.TensorProto.DataType.Name(to).lower() if to in onnx.TensorProto.DataType.values() else f"type {to}"
+        raise b.unsupported(f"Cast of a network value to {name}", ["Cast to float (float32) or double (float64)"],
+                            "a conversion to an integer, boolean or 16-bit type rounds the value")
     return values[0]
 
 
@@ -626,7 +656,7 @@ _OPS: dict[str, _Handler] = {
     "Squeeze": _squeeze,
     "Unsqueeze": _unsqueeze,
     "Transpose": lambda b, n, v, a, o: b.transpose(v[0], a.get("perm")),
-    "Concat": lambda b, n, v, a, o: b.concat(v, a["axis"]),
+    "Concat": lambda b, n, v, a, o: b.concat(v, a.get("axis", 1) if o < 4 else a["axis"]),  # optional, 1, before opset 4
     "Identity": lambda b, n, v, a, o: v[0],
     "Dropout": _dropout,
     "BatchNormalization": _batch_norm,
@@ -930,6 +960,32 @@ def _inline_if(b: NetworkBuilder, node, env: dict, opsets, opset: int) -> None:
     env.update((name, local[o.name]) for name, o in zip(node.output, branch.output) if name)
 
 
+#: binary operators whose opset < 7 forms broadcast the second input onto the first only with ``broadcast=1``,
+#: its dimensions aligned from ``axis`` (Add-6, Sub-6, Mul-6, Div-6: a per-channel bias of shape (C,) at axis 1)
+_LEGACY_BROADCAST = frozenset({"Add", "Sub", "Mul", "Div"})
+
+
+def _legacy_broadcast(b: NetworkBuilder, node, values: list) -> list:
+    """The inputs of an opset < 7 Add / Sub / Mul / Div with ``broadcast=1`` and ``axis``, the second given
+    trailing dimensions of 1 so that numpy's (trailing) broadcasting aligns it at ``axis`` as the old spec does;
+    without ``axis`` the old rule is numpy's suffix matching already."""
+    attrs = _attrs(node)
+    if not attrs.get("broadcast", 0) or "axis" not in attrs or len(values) != 2:
+        return values
+    a, c = values
+    if not (is_sym(a) or isinstance(a, np.ndarray)) or isinstance(c, (Step, SignOf)):
+        return values
+    rank = a.ndim
+    shape = tuple(c.shape) if is_sym(c) else np.shape(c)
+    axis = int(attrs["axis"])
+    axis = axis + rank if axis < 0 else axis
+    if not 0 <= axis <= rank - len(shape):
+        raise b.invalid(f"broadcast axis {attrs['axis']} does not fit a second input of shape {shape} "
+                        f"to a first of rank {rank}")
+    shape = shape + (1,) * (rank - axis - len(shape))
+    return [a, b.reshape(c, shape) if is_sym(c) else np.reshape(c, shape)]
+
+
 def _convert(b: NetworkBuilder, node, env: dict, opsets, opset: int) -> None:
     label = node.name or (node.output[0] if node.output else "?")
     b.where = f"ONNX node '{label}' ({node.op_type})"
@@ -939,12 +995,14 @@ def _convert(b: NetworkBuilder, node, env: dict, opsets, opset: int) -> None:
     if node.op_type == "If" and node.domain in ("", "ai.onnx"):
         return _inline_if(b, node, env, opsets, opset)
     values = [env[n] if n else None for n in node.input]
+    if opset < 7 and node.op_type in _LEGACY_BROADCAST and node.domain in ("", "ai.onnx"):
+        values = _legacy_broadcast(b, node, values)
     if any(isinstance(v, SignOf) for v in values) and node.op_type != "Mul":
         raise UnsupportedOperatorError(f"use of Sign by ONNX operator '{node.op_type}' (node '{label}')",
                                        ["Sign(x) * Abs(x)"], SIGN_HINT)
-    if any(isinstance(v, Step) for v in values) and node.op_type not in ("Where", "Mul", "Cast", "Not"):
+    if any(isinstance(v, Step) for v in values) and node.op_type not in ("Where", "Mul", "Cast", "Not", "Identity"):
         raise UnsupportedOperatorError(f"use of a comparison by ONNX operator '{node.op_type}' (node '{label}')",
-                                       ["Where", "Mul", "Cast", "Not"], STEP_HINT)
+                                       ["Where", "Mul", "Cast", "Not", "Identity"], STEP_HINT)
     if not any(is_sym(v) or isinstance(v, (SignOf, Step)) for v in values):
         results = _fold_own(b, node, values, opset)
         if results is None:
@@ -959,6 +1017,8 @@ def _convert(b: NetworkBuilder, node, env: dict, opsets, opset: int) -> None:
             results = handler(b, node, values, _attrs(node), opset)
         except RelumilpError:  # already one line (some are ValueErrors too)
             raise
+        except _MissingAttribute as exc:
+            raise ModelFileError(f"{b.where} lacks its required attribute {exc.args[0]!r}") from None
         except (ValueError, IndexError, KeyError, TypeError) as exc:
             # attributes or input shapes the node's own rules reject (an invalid model): one line, not a trace
             shapes = ", ".join(str(tuple(getattr(v, "shape", ()))) for v in values if v is not None)
