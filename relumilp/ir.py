@@ -172,6 +172,7 @@ class Network:
         input_shape: Sequence[int] | None = None,
         output_shape: Sequence[int] | None = None,
         name: str = "network",
+        valid_box: tuple | None = None,
     ):
         nodes = [self._checked(node) for node in nodes]
         self.name = name
@@ -210,6 +211,14 @@ class Network:
             raise InvalidNetworkError(f"input shape {self.input_shape} does not hold {self.input.size} values")
         if math.prod(self.output_shape) != self.output_size:
             raise InvalidNetworkError(f"output shape {self.output_shape} does not hold {self.output_size} values")
+        #: ``(lower, upper)``: the input box outside which this network no longer equals the network it was
+        #: derived from (set by :func:`relumilp.pruning.prune`; None: valid everywhere)
+        self.valid_box = None
+        if valid_box is not None:
+            lower, upper = (np.array(v, dtype=np.float64).reshape(-1) for v in valid_box)
+            if lower.shape != (self.input.size,) or upper.shape != (self.input.size,):
+                raise InvalidNetworkError(f"valid_box must give {self.input.size} lower and upper values")
+            self.valid_box = (lower, upper)
 
     # -- construction helpers -------------------------------------------------------------------
 
@@ -289,7 +298,8 @@ class Network:
     def replace(self, nodes: Iterable[Node], **kwargs) -> "Network":
         """A new network with some nodes swapped for new ones of the same name (others kept)."""
         swapped = {node.name: node for node in nodes}
-        args = dict(output=self.output, input_shape=self.input_shape, output_shape=self.output_shape, name=self.name)
+        args = dict(output=self.output, input_shape=self.input_shape, output_shape=self.output_shape, name=self.name,
+                    valid_box=self.valid_box)
         args.update(kwargs)
         return Network([swapped.get(node.name, node) for node in self.order], **args)
 
@@ -421,6 +431,8 @@ class Network:
             "output_shape": list(self.output_shape),
             "nodes": spec,
         }
+        if self.valid_box is not None:
+            meta["valid_box"] = [self.valid_box[0].tolist(), self.valid_box[1].tolist()]
         import json
 
         def write(handle):
@@ -456,7 +468,8 @@ class Network:
             else:  # format-1 files give kind, alpha and cap for every kind; from_spec reads both
                 spec = {k: v for k, v in entry.items() if k not in ("type", "name", "size", "inputs")}
                 nodes.append(ActivationNode(**common, activation=_activations.from_spec(spec)))
-        return cls(nodes, meta["output"], meta["input_shape"], meta["output_shape"], meta["name"])
+        return cls(nodes, meta["output"], meta["input_shape"], meta["output_shape"], meta["name"],
+                   valid_box=meta.get("valid_box"))
 
 
 def _weight_bytes(w) -> bytes:

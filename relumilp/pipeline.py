@@ -68,8 +68,10 @@ class CompiledNetwork:
     def to_highs(self, objective: np.ndarray | None = None, sense: str = "min", log: bool = False):
         """A ``highspy.Highs`` model of the MILP, with ``objective @ outputs`` when given."""
         from .backends.highs import to_highs
+        from .formulation.highs import warn_dropped_entries
 
         milp = self.milp if objective is None else self.milp.with_objective(objective, sense)
+        warn_dropped_entries(milp, "the highspy model", stacklevel=3)
         return to_highs(milp, log=log)
 
     def write(self, path, objective: np.ndarray | None = None, sense: str = "min", names_path=None):

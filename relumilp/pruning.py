@@ -178,7 +178,12 @@ def prune(net: Network, bounds: Bounds, tol: float = 0.0) -> Network:
     else:
         output = fresh(net.output)
         nodes.append(affine(output, out_coef, out_const))
-    return Network(nodes, output, input_shape=net.input_shape, output_shape=net.output_shape, name=net.name)
+    # the pruned network equals net only where the bounds hold: on the input box they were computed for
+    lower, upper = (np.asarray(v, dtype=np.float64) for v in bounds[input_name])
+    if net.valid_box is not None:
+        lower, upper = np.maximum(lower, net.valid_box[0]), np.minimum(upper, net.valid_box[1])
+    return Network(nodes, output, input_shape=net.input_shape, output_shape=net.output_shape, name=net.name,
+                   valid_box=(lower, upper))
 
 
 def _is_identity(coef: dict[str, np.ndarray], const: np.ndarray, name: str) -> bool:

@@ -64,7 +64,10 @@ def scale_factors(net: Network, bounds: Bounds, rule: str = "unit") -> dict[str,
         acts = [c for c in consumers if isinstance(c, ActivationNode) and c.activation.breakpoints]
         if not acts:
             continue
-        if any(a.name == net.output for a in acts):
+        # the factor travels through every chain of activation nodes after this one (act -> act): all of
+        # them must accept it, and none of them may be the network output
+        chain = _activation_chain(net, node.name)
+        if any(a.name == net.output for a in chain):
             continue
         lower, upper = bounds[node.name]
         M = np.maximum(np.abs(lower), np.abs(upper))
@@ -78,10 +81,23 @@ def scale_factors(net: Network, bounds: Bounds, rule: str = "unit") -> dict[str,
             a[unstable] = 1.0 / np.sqrt(np.abs(lower[unstable]) * np.abs(upper[unstable]))
         else:
             a = np.full(node.size, _layer_factor(M))
-        if not all(act.activation.homogeneous for act in acts):
+        if not all(act.activation.homogeneous for act in chain):
             a = np.full(node.size, _layer_factor(M))
         factors[node.name] = _power_of_two(a)
     return factors
+
+
+def _activation_chain(net: Network, name: str) -> list[ActivationNode]:
+    """The activation nodes that carry node ``name``'s scale: its activation consumers, theirs, and so on."""
+    chain, stack, seen = [], [name], set()
+    while stack:
+        for successor in net.graph.successors(stack.pop()):
+            node = net[successor]
+            if isinstance(node, ActivationNode) and successor not in seen:
+                seen.add(successor)
+                chain.append(node)
+                stack.append(successor)
+    return chain
 
 
 def _layer_factor(M: np.ndarray) -> float:

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import relumilp
 from relumilp.bounds.base import Bounds, phases, stability_counts
 from relumilp.bounds.interval import interval_bounds
 from relumilp.domain import InputDomain
@@ -214,3 +215,43 @@ def test_prune_module_converts_bounds_and_prunes():
     assert sum(pruned.hidden_sizes) < 32
     same = prune_module(model, domain)
     assert same.content_hash == pruned.content_hash
+
+
+# -- A pruned network remembers the box it was pruned over and refuses a domain reaching outside it.
+
+
+def _net():
+    W1 = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, -1.0]])
+    b1 = np.array([0.2, 0.3, 0.0])
+    return relumilp.Network.sequential([(W1, b1), (np.array([[-1.0, -1.0, 0.5]]), np.zeros(1))], "relu")
+
+
+def test_pruned_network_refuses_a_bigger_domain(tmp_path):
+    net = _net()
+    pruned = prune(net, relumilp.compute_bounds(net, ([0, 0], [1, 1])))
+    assert pruned.hidden_sizes == [1]
+    # inside the box: the pruned optimum is the original's
+    inside = relumilp.optimize(pruned, ([0, 0], [1, 1]), maximize=0)
+    assert inside.objective == pytest.approx(relumilp.optimize(net, ([0, 0], [1, 1]), maximize=0).objective)
+    # outside: refused, also after a round trip through .npz (the original's optimum there is 0.4, the pruned 1.5)
+    path = tmp_path / "pruned.npz"
+    pruned.save(path)
+    for candidate in (pruned, relumilp.Network.load(path)):
+        with pytest.raises(relumilp.RelumilpError, match="pruned over"):
+            relumilp.optimize(candidate, ([-1, -1], [1, 1]), maximize=0)
+
+
+# -- prune(..., tol) changes every neuron by at most tol, whatever the slope change at the kink.
+
+
+@pytest.mark.parametrize("spec", ["relu", {"kind": "leaky_relu", "alpha": -1.0},
+                                  {"kind": "pwl", "breakpoints": [0.0], "slopes": [0.0, 10.0], "offset": 0.0},
+                                  {"kind": "hard_sigmoid", "alpha": 0.2, "beta": 0.5}])
+@pytest.mark.parametrize("low", [-0.008, -0.0005, -0.3])
+def test_lossy_pruning_error_is_at_most_tol(spec, low):
+    tol = 0.01
+    net = relumilp.Network.sequential([(np.array([[1.0]]), np.array([0.0])), (np.array([[1.0]]), np.array([0.0]))], spec)
+    box = ([low], [1.0])
+    pruned = prune(net, relumilp.compute_bounds(net, box), tol=tol)
+    x = np.linspace(low, 1.0, 20001)[:, None]
+    assert np.abs(net.forward(x) - pruned.forward(x)).max() <= tol * (1 + 1e-12)

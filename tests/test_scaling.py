@@ -8,7 +8,10 @@ import pytest
 from relumilp.bounds import compute_bounds
 from relumilp.domain import InputDomain
 from relumilp.errors import RelumilpError
-from relumilp.ir import ActivationNode, Network
+import relumilp
+from relumilp.activations import get
+from relumilp.bounds import big_m_values
+from relumilp.ir import ActivationNode, AffineNode, InputNode, Network
 from relumilp.pipeline import compile_network
 from relumilp.scaling import RULES, big_m_stats, scale_factors, scale_network
 from relumilp.optimization import optimize
@@ -99,3 +102,59 @@ def test_compile_network_records_the_original():
     compiled = compile_network(net, InputDomain.box(-1.0, 1.0, 2), tighten="symbolic", scale=True)
     assert compiled.original is net and compiled.network is not net
     assert "scaling" in compiled.times
+
+
+# -- Scaling must accept activation chains (act -> act) and leave the function and the output unchanged.
+
+
+def _chain(second, output_is_activation):
+    rng = np.random.default_rng(0)
+    nodes = [InputNode("input", 2),
+             AffineNode("linear0", 4, ("input",), (rng.normal(size=(4, 2)),), rng.normal(size=4)),
+             ActivationNode("act0", 4, ("linear0",), get("relu")),
+             ActivationNode("act1", 4, ("act0",), second)]
+    if output_is_activation:
+        return Network(nodes, "act1")
+    nodes.append(AffineNode("linear1", 1, ("act1",), (rng.normal(size=(1, 4)),), rng.normal(size=1)))
+    return Network(nodes, "linear1")
+
+
+@pytest.mark.parametrize("rule", ["unit", "geomean", "layer"])
+@pytest.mark.parametrize("second, output_is_activation", [
+    (get("clip", low=-0.5, high=0.5), False), (get("clipped_relu", cap=0.7), False),
+    (get("leaky_relu", alpha=0.1), True), (get("relu"), True)])
+def test_scaling_accepts_activation_chains(second, output_is_activation, rule):
+    net = _chain(second, output_is_activation)
+    domain = InputDomain.box([-1, -1], [1, 1])
+    bounds = compute_bounds(net, domain, "interval")
+    scaled, scaled_bounds = scale_network(net, bounds, rule)
+    x = domain.sample(2000, np.random.default_rng(1))
+    assert np.array_equal(scaled.forward(x), net.forward(x))
+    for name, value in scaled.forward_all(x).items():
+        lo, hi = scaled_bounds[name]
+        assert np.all(value >= lo) and np.all(value <= hi)
+
+
+# -- Rescaling a kind without its own ``rescaled`` (hard sigmoid) must be exact: g(a x) == a f(x) bitwise.
+
+
+@pytest.mark.parametrize("alpha, beta", [(-0.3, 0.1), (0.2, 0.5), (1 / 6, 0.5), (-0.7, 0.9), (0.3, -0.2)])
+@pytest.mark.parametrize("factor", [2.0 ** -5, 0.25, 8.0])
+def test_hard_sigmoid_rescaled_is_bitwise(alpha, beta, factor):
+    f = get("hard_sigmoid", alpha=alpha, beta=beta)
+    g = f.rescaled(factor)
+    x = np.concatenate([np.linspace(-20, 20, 20001), np.array(f.breakpoints),
+                        np.nextafter(np.array(f.breakpoints), np.inf), np.nextafter(np.array(f.breakpoints), -np.inf)])
+    assert np.array_equal(g.apply(factor * x), factor * f.apply(x))
+    assert np.array_equal(g.offsets, factor * f.offsets)
+
+
+# -- big_m_values is what its docstring says: the ReLU big-M coefficients, a bound-range measure for other kinds.
+
+
+def test_relu_big_m_is_the_largest_binary_coefficient():
+    net = relumilp.Network.sequential([(np.array([[2.0, 1.0]]), np.array([0.5])), (np.ones((1, 1)), np.zeros(1))], "relu")
+    compiled = relumilp.compile_network(net, ([-1, -1], [1, 1]))
+    A = compiled.milp.A.toarray()
+    largest = np.abs(A[:, compiled.milp.integrality]).max()
+    assert abs(big_m_values(compiled.network, compiled.bounds)["act0"][0] - largest) < 1e-9

@@ -295,11 +295,14 @@ class Activation:
         return slope, offset
 
     def snapped(self, lower: np.ndarray, upper: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
-        """Bounds within ``tol`` of a kink moved onto it (lossy pruning)."""
+        """Bounds close enough to a kink moved onto it (lossy pruning): within ``tol / |slope change|`` of
+        kink ``b``, so that the neuron's value changes by at most ``tol`` (``tol`` itself for ReLU)."""
         lower, upper = lower.copy(), upper.copy()
-        for b in self.breakpoints:
-            lower[(lower < b) & (lower >= b - tol)] = b
-            upper[(upper > b) & (upper <= b + tol)] = b
+        for k, b in enumerate(self.breakpoints):
+            change = abs(float(self.slopes[k + 1] - self.slopes[k]))
+            reach = tol / change if change > 0.0 else np.inf  # no slope change: the same line on both sides
+            lower[(lower < b) & (lower >= b - reach)] = b
+            upper[(upper > b) & (upper <= b + reach)] = b
         return lower, np.maximum(upper, lower)
 
     # -- rounding and scaling -------------------------------------------------------------------
@@ -366,8 +369,13 @@ class Activation:
         from .pwl import PiecewiseLinear
 
         factor = float(factor)
-        return PiecewiseLinear([factor * b for b in self.breakpoints], self.slopes.tolist(),
-                               factor * float(self.apply(np.float64(0.0))))
+        table = PiecewiseLinear([factor * b for b in self.breakpoints], self.slopes.tolist(),
+                                factor * float(self.apply(np.float64(0.0))))
+        # the offsets PiecewiseLinear derives by continuity round differently from this kind's own (a
+        # hard sigmoid's saturation levels 0 and 1 came out as 1e-17 and 1 - 1e-16): take the exact table
+        # scaled by the power of two, so that g(a x) = a f(x) holds bitwise
+        table._set_pieces(table.breakpoints, self.slopes.tolist(), [factor * float(o) for o in self.offsets])
+        return table
 
     # -- formulations -----------------------------------------------------------------------------
 

@@ -210,7 +210,8 @@ def _big_m_section(report) -> str:
                      "tightening.")
     return f"""
 <section id="big-m"><h2>Big-M coefficients</h2>
-<p class="explain">Each unstable neuron with bounds [L, U] is modelled with M = max(&minus;L, U). The LP
+<p class="explain">Each unstable ReLU neuron with bounds [L, U] is modelled with M = max(&minus;L, U) (other
+kinds: the largest distance from a kink they cross to the far bound, M = max(b &minus; L, U &minus; b)). The LP
 relaxation of a big-M constraint is weaker the larger M is, so large M means weak bounds in
 branch-and-bound, more nodes and, at extreme sizes, numerical trouble. Tightening shrinks M (and proves
 some neurons stable, removing their M altogether).</p>

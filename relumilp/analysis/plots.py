@@ -216,7 +216,7 @@ def plot_big_m(report, path, title: str | None = None) -> Path | bytes:
         _plain_minor_labels(ax2.yaxis)
         ax2.set_ylabel("big-M")
         ax2.set_title(f"per layer ({after.label}; unstable neurons in brackets)", fontsize=10)
-    ax.set_xlabel("big-M = max(-L, U) of unstable neurons")
+    ax.set_xlabel("big-M of unstable neurons: max(-L, U) for ReLU, max(b - L, U - b) over crossed kinks b")
     ax.set_ylabel("neurons")
     ax.set_title(title or "big-M coefficients")
     return _save(fig, path)

@@ -113,7 +113,7 @@ def _finite(values: np.ndarray) -> np.ndarray:
 HIGHS_INFINITY = 1e20
 
 
-def to_highs(milp: MILP, log: bool = False, threads: int | None = None, names: bool = False) -> highspy.Highs:
+def to_highs(milp: MILP, log: bool = False, threads: int | None = None, names: bool | tuple = False) -> highspy.Highs:
     """A ``highspy.Highs`` instance holding ``milp`` (objective included when set).
 
     With ``names``, columns and rows carry :meth:`MILP.column_names` / :meth:`MILP.row_names` (for
@@ -141,9 +141,10 @@ def to_highs(milp: MILP, log: bool = False, threads: int | None = None, names: b
         lp.integrality_ = [
             highspy.HighsVarType.kInteger if flag else highspy.HighsVarType.kContinuous for flag in milp.integrality
         ]
-    if names:
-        lp.col_names_ = milp.column_names()
-        lp.row_names_ = milp.row_names()
+    if names:  # True: the MILP's own names; or a pair (column names, row names) chosen by the caller
+        columns, rows = names if isinstance(names, tuple) else (milp.column_names(), milp.row_names())
+        lp.col_names_ = list(columns)
+        lp.row_names_ = list(rows)
     bad = int(np.count_nonzero(~np.isfinite(csc.data)))
     if milp.objective is not None:  # a NaN cost made HiGHS ignore its time limit
         bad += int(np.count_nonzero(~np.isfinite(milp.objective)))

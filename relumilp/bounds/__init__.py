@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from ..domain import InputDomain
 from ..errors import RelumilpError
 from ..ir import Network
@@ -36,6 +38,18 @@ __all__ = ["METHODS", "Bounds", "big_m_values", "compute_bounds", "interval_boun
 
 #: options that change the bounds OBBT computes (and so belong to the cache key)
 _RESULT_OPTIONS = ("milp_time_limit", "lp_time_limit", "mip_rel_gap", "tighten_outputs", "steps", "lr", "max_binaries")
+
+
+def _check_valid_box(net: Network, domain: InputDomain) -> None:
+    """A pruned network equals its original only on the box it was pruned over: refuse a domain beyond it."""
+    low, high = net.valid_box
+    outside = np.flatnonzero((domain.lower < low) | (domain.upper > high))
+    if outside.size:
+        i = int(outside[0])
+        raise RelumilpError(
+            f"{net.name!r} was pruned over an input box and equals the original network only there, but this "
+            f"domain reaches outside it at {outside.size} input(s) (input {i}: [{domain.lower[i]:g}, "
+            f"{domain.upper[i]:g}] against [{low[i]:g}, {high[i]:g}]): prune over this domain, or use the original network")
 
 
 def compute_bounds(net: Network, domain, method: str = "interval", **options) -> Bounds:
@@ -77,6 +91,8 @@ def compute_bounds(net: Network, domain, method: str = "interval", **options) ->
     if method not in METHODS:
         raise RelumilpError(f"unknown bound method {method!r}; choose one of {', '.join(METHODS)}")
     domain = InputDomain.of(domain, net.input_size)
+    if net.valid_box is not None:
+        _check_valid_box(net, domain)
     cache = options.pop("cache", None)
     key = None
     if cache is not None:

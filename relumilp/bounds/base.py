@@ -103,8 +103,11 @@ def phases(node: ActivationNode, lower: np.ndarray, upper: np.ndarray) -> Phases
 
 
 def big_m_values(net: Network, bounds: Bounds) -> dict[str, np.ndarray]:
-    """Per activation layer, the big-M magnitude of each unstable neuron: the largest coefficient its
-    binaries get, ``max(b - L, U - b)`` over the kinks ``b`` it can cross (``max(-L, U)`` for ReLU).
+    """Per activation layer, the big-M magnitude of each unstable neuron: ``max(b - L, U - b)`` over the
+    kinks ``b`` it can cross, the pre-activation range on the far side of a kink. For ReLU these are the
+    big-M coefficients ``-L`` and ``U`` themselves; the rows of other kinds carry them times the slope
+    change at the kink (LeakyReLU: ``(1 - alpha) L``, ``(1 - alpha) U``) or cut at the next kink (clip:
+    ``a - L``, ``U - b``, ``b - a``), so there this is a measure of the bounds, not a matrix entry.
 
     The one definition behind :meth:`relumilp.pipeline.CompiledNetwork.big_m`, the report's big-M
     statistics and :func:`relumilp.scaling.big_m_stats`.

@@ -28,7 +28,8 @@ def spec_network(net: Network, G: np.ndarray, h: np.ndarray) -> Network:
     G = np.asarray(G, dtype=np.float64)
     h = np.asarray(h, dtype=np.float64)
     spec = AffineNode("spec_margin", G.shape[0], (net.output,), (G,), -h)
-    return Network([*net.order, spec], spec.name, input_shape=net.input_shape, name=f"{net.name}+spec")
+    return Network([*net.order, spec], spec.name, input_shape=net.input_shape, name=f"{net.name}+spec",
+                   valid_box=net.valid_box)
 
 
 def stack_rows(outputs) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
