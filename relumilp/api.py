@@ -169,6 +169,15 @@ class NetworkBlockData(BlockData):
         everything = network.forward_all(x)
         y = everything[network.output]
         errors = np.abs(y - y_milp)
+        # the user's side of the link rows is what the objective sees: a link row that the solver held
+        # only to its tolerances (or that equilibration relaxed) must not hide behind a consistent block
+        if self.linked_outputs or self.linked_inputs:
+            x_user = np.array([value_of(v) for v in self.linked_inputs]) if self.linked_inputs else x
+            y_user = np.array([value_of(v) for v in self.linked_outputs]) if self.linked_outputs else y_milp
+            with np.errstate(invalid="ignore"):
+                user_errors = np.abs(network.forward(np.nan_to_num(x_user, nan=0.0)) - y_user)
+                user_errors = np.where(np.isnan(x_user).any(), np.inf, user_errors)
+            errors = np.maximum(errors, user_errors)
         max_error = float(np.max(errors, initial=0.0)) if np.isfinite(errors).all() else float("inf")
         report = BlockCheck(x=x, y=y, y_milp=y_milp, errors=errors, max_error=max_error)
         if nodes:

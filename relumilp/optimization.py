@@ -150,6 +150,11 @@ def solve(
     if result.objective is not None:
         _check_blocks(model, result, check, tolerance)
         _certify_model(result, gap)
+    elif result.status == "optimal":
+        # HiGHS's word without a point it accepts as feasible (e.g. an LP whose unscaled solution breaks
+        # the feasibility tolerance): nothing for the forward pass to confirm
+        result.notes.append("the solver reported optimal but returned no feasible point: no certificate")
+        result.status = "unknown"
     return result
 
 

@@ -429,6 +429,10 @@ def solve_milp(milp: MILP, *, time_limit: float | None = None, deadline: Deadlin
         result.status = "unbounded" if result.x is not None else "unknown"
         result.notes.append("HiGHS found the model unbounded" if result.x is not None
                             else "HiGHS found the model unbounded or infeasible")
+    if result.status == "unbounded" and not math.isfinite(scaled.max_widening):
+        # the relaxation of a negligible entry freed a column: HiGHS's "unbounded" is the relaxation's
+        result.status = "unknown"
+        result.notes.append("the relaxed model is unbounded, which says nothing about the original one")
     dual = float(info.mip_dual_bound) if integer else (float(info.objective_function_value)
                                                      if status == "optimal" else math.nan)
     sign = 1.0 if milp.sense == "max" else -1.0

@@ -7,9 +7,15 @@ HiGHS solves *as if it were another model*, with no warning: the audit of issue 
 ``holds``, cut-off bounds and wrong optima that way. :func:`equilibrate` rewrites the model so that the
 tolerances mean the same thing everywhere:
 
+0. **Implied bounds.** A declared bound can be far wider than the values a column can take (a user's
+   output variable bounded by +-1e10, or free, tied to a network output in ``[-1, 1]`` by an equality
+   row): an equality row whose other columns are all bounded bounds the column by
+   ``(|rhs| + sum_k |a_k| max|v_k|) / |a_j|`` (widened for rounding), and the solver's copy gets that.
 1. **Columns by magnitude.** Every continuous column ``v_j`` with finite bounds is written as
    ``v_j = d_j \hat v_j`` with ``d_j`` the power of two nearest ``max(|l_j|, |u_j|)``, so every scaled
-   column lies in about ``[-1, 1]``. Integer (binary) columns keep ``d_j = 1``.
+   column lies in about ``[-1, 1]``. Integer (binary) columns keep ``d_j = 1``. A continuous column still
+   unbounded is scaled up by the power of two that brings its entries level with the largest entry of
+   its least lopsided row (left at 1, its entries could be relaxed away and the column freed).
 2. **Rows by their largest contribution.** Row ``i`` is multiplied by the power of two ``r_i`` nearest
    ``1 / max_j |a_ij| d_j``: its largest term then reaches about 1, and each scaled entry
    ``\hat a_ij = r_i a_ij d_j`` is the share of the row's scale that column ``j`` can contribute.
@@ -51,6 +57,13 @@ def _power_of_two(values: np.ndarray) -> np.ndarray:
     ok = np.isfinite(values) & (values > 0)
     out[ok] = np.exp2(np.round(np.log2(values[ok])))
     return out
+
+
+def _row_max(A: sp.csr_array) -> np.ndarray:
+    """The largest absolute entry of each row (0 for an empty row)."""
+    if not A.nnz:
+        return np.zeros(A.shape[0])
+    return np.asarray(abs(A).max(axis=1).toarray(), dtype=np.float64).reshape(-1)
 
 
 def coefficient_range(A: sp.spmatrix) -> tuple[float, float]:
@@ -101,22 +114,74 @@ def equilibrate(milp: MILP) -> Equilibrated:
     A = sp.csr_array(milp.A, copy=True)
     A.sum_duplicates()
     range_before = coefficient_range(A)
-    magnitude = np.maximum(np.abs(np.where(np.isfinite(milp.col_lower), milp.col_lower, 0.0)),
-                           np.abs(np.where(np.isfinite(milp.col_upper), milp.col_upper, 0.0)))
-    bounded = np.isfinite(milp.col_lower) & np.isfinite(milp.col_upper)
+    # a declared bound can be far wider than the values a column can take (a user's output variable
+    # with bounds +-1e10 or none, tied to a network output in [-1, 1] by an equality): scaled by its bound,
+    # the column's values sink below the solver's tolerances, or its entries are relaxed away next to
+    # the others. An equality row with every other column bounded implies |v_j| <= (|rhs| +
+    # sum_k |a_k| max|v_k|) / |a_j|: tighten the column to that (widened for the sum's rounding).
+    col_lower, col_upper = milp.col_lower.copy(), milp.col_upper.copy()
+    magnitude = np.maximum(np.abs(np.where(np.isfinite(col_lower), col_lower, 0.0)),
+                           np.abs(np.where(np.isfinite(col_upper), col_upper, 0.0)))
+    bounded = np.isfinite(col_lower) & np.isfinite(col_upper)
+    equal = np.isfinite(milp.row_lower) & (milp.row_lower == milp.row_upper)
+    if equal.any() and A.nnz:
+        rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
+        size = np.abs(A.data)
+        terms = size * np.where(bounded, magnitude, np.inf)[A.indices]
+        open_ = ~np.isfinite(terms)
+        total = np.bincount(rows, weights=np.where(open_, 0.0, terms), minlength=A.shape[0])
+        opens = np.bincount(rows, weights=open_.astype(float), minlength=A.shape[0])
+        # the sum of the other terms, without cancellation against a dominant term: each row's largest
+        # finite term is left out of ``rest`` and added back for the other entries (then every
+        # subtraction loses at most (n + 1) eps of a result no smaller than that term)
+        finite_terms = np.where(open_, -1.0, terms)
+        order = np.lexsort((-finite_terms, rows))
+        first = np.zeros(rows.size, dtype=bool)
+        starts = A.indptr[:-1][np.diff(A.indptr) > 0]
+        first[order[np.searchsorted(rows[order], rows[starts])]] = True
+        top = np.zeros(A.shape[0])
+        top[rows[first]] = np.maximum(finite_terms[first], 0.0)
+        rest = np.bincount(rows, weights=np.where(first | open_, 0.0, terms), minlength=A.shape[0])
+        others = np.where(open_, total[rows], np.where(first, rest[rows], rest[rows] - terms + top[rows]))
+        use = (equal[rows] & (np.diff(A.indptr)[rows] >= 2) & (size > 0) & ~milp.integrality[A.indices]
+               & (opens[rows] - open_ == 0))
+        implied = (np.abs(np.where(equal, milp.row_lower, 0.0))[rows[use]] + others[use]) / size[use]
+        implied = implied * (1.0 + 1e-9) + 1e-300
+        cap = np.full(A.shape[1], np.inf)
+        np.minimum.at(cap, A.indices[use], implied)
+        tighter = cap < np.where(bounded, magnitude, np.inf)
+        col_lower = np.where(tighter, np.maximum(col_lower, -cap), col_lower)
+        col_upper = np.where(tighter, np.minimum(col_upper, cap), col_upper)
+        magnitude = np.where(tighter, np.maximum(np.abs(col_lower), np.abs(col_upper)), magnitude)
+        bounded = bounded | tighter
     # subnormal magnitudes (a node that is exactly 0, bounded by round-off margins) are left unscaled:
     # their scale would make the row's entries subnormal and its row scale overflow
     normal = magnitude >= np.finfo(np.float64).tiny
     col_scale = np.where(bounded & ~milp.integrality & normal, _power_of_two(np.where(normal, magnitude, 1.0)), 1.0)
     A = A @ sp.diags_array(col_scale)
     A = sp.csr_array(A)
-    row_max = np.zeros(A.shape[0])
-    if A.nnz:
-        row_max = np.maximum.reduceat(np.abs(A.data), A.indptr[:-1]) if A.nnz else row_max
-        row_max[np.diff(A.indptr) == 0] = 0.0
+    # a continuous column with an infinite bound (a free output variable of the user's model) has no
+    # magnitude to scale by: next to columns scaled by theirs its entries can fall below SMALL, and
+    # relaxing them would leave it unconstrained (an "unbounded" model). Scale it up instead, by the
+    # power of two that brings its entry level with the largest of its least lopsided row.
+    free = ~bounded & ~milp.integrality
+    if free.any() and A.nnz:
+        largest = _row_max(A)
+        C = sp.csc_array(A)
+        columns = np.repeat(np.arange(A.shape[1]), np.diff(C.indptr))
+        entries = np.abs(C.data)
+        with np.errstate(divide="ignore"):
+            ratio = np.where(entries > 0, largest[C.indices] / np.where(entries > 0, entries, 1.0), np.inf)
+        least = np.full(A.shape[1], np.inf)
+        np.minimum.at(least, columns, ratio)
+        grow = free & np.isfinite(least) & (least > 1.0)
+        extra = np.where(grow, _power_of_two(np.where(grow, least, 1.0)), 1.0)
+        col_scale = col_scale * extra
+        A = sp.csr_array(A @ sp.diags_array(extra))
+    row_max = _row_max(A)
     row_scale = _power_of_two(1.0 / np.where(row_max > 0, row_max, 1.0))
     A = sp.csr_array(sp.diags_array(row_scale) @ A)
-    col_lower, col_upper = milp.col_lower / col_scale, milp.col_upper / col_scale
+    col_lower, col_upper = col_lower / col_scale, col_upper / col_scale
     row_lower, row_upper = milp.row_lower * row_scale, milp.row_upper * row_scale
 
     # relax entries HiGHS would drop: remove them and widen their rows by what they can contribute
