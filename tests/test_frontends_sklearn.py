@@ -87,3 +87,21 @@ def test_refused_models_say_what_to_change(make):
     X, y = data()
     with pytest.raises(UnsupportedOperatorError):
         relumilp.load_network(fitted(make(), X, y))
+
+
+# MLPRegressor(loss="poisson") predicts exp(last layer): the compiled network's output must be predict().
+def test_poisson_regressor_output_is_its_prediction():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 2))
+    y = np.exp(0.5 * X[:, 0] - 0.3 * X[:, 1])
+    try:
+        model = MLPRegressor(hidden_layer_sizes=(6,), loss="poisson", max_iter=200, random_state=0)
+    except TypeError:  # scikit-learn before the poisson loss
+        pytest.skip("this scikit-learn has no MLPRegressor(loss=...)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning
+        model.fit(X, y)
+    assert model.out_activation_ == "exp"
+    net = relumilp.load_network(model)
+    np.testing.assert_allclose(net.forward(X[:20]), model.predict(X[:20]).reshape(20, 1), rtol=1e-12)
+    assert net.activations[-1].activation.kind == "exp"

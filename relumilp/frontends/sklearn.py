@@ -5,7 +5,8 @@ IR as (out, in)) with the hidden activation between them: ``relu`` and ``identit
 ``logistic`` and ``tanh`` (the smooth kinds ``sigmoid`` and ``tanh``: their MILP is an outer relaxation,
 see :mod:`relumilp.activations.smooth`). The output is the last affine layer *before*
 scikit-learn's output function: for a regressor that is the prediction itself (``out_activation_`` is
-``identity``); for a classifier it is the logit(s), whose argmax (or sign, for one logistic output) is
+``identity``; with ``loss="poisson"`` it is ``exp``, and the network ends with an exp neuron, so that its
+output is still ``predict``); for a classifier it is the logit(s), whose argmax (or sign, for one logistic output) is
 the predicted class -- ``predict_proba`` would apply a softmax or logistic function on top.
 
 Scalers before the MLP are folded into the first affine layer, exactly as affine maps compose:
@@ -21,7 +22,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidNetworkError, UnsupportedOperatorError
-from ..ir import Network
+from ..ir import ActivationNode, Network
+from .. import activations as _activations
 
 #: scikit-learn hidden activations and their IR kinds
 ACTIVATIONS = {"relu": "relu", "identity": "identity", "logistic": "sigmoid", "tanh": "tanh"}
@@ -81,4 +83,13 @@ def from_sklearn(model, name: str | None = None) -> Network:
         d, e = _scaler_map(scaler)
         W, b = layers[0]
         layers[0] = (W * d, W @ e + b)
-    return Network.sequential(layers, ACTIVATIONS[mlp.activation], name=name or kind)
+    net = Network.sequential(layers, ACTIVATIONS[mlp.activation], name=name or kind)
+    out = getattr(mlp, "out_activation_", "identity")
+    if kind == "MLPRegressor" and out != "identity":
+        # predict() applies the output function (exp for loss="poisson"): the network's output is the prediction
+        if out != "exp":
+            raise UnsupportedOperatorError(f"MLPRegressor output activation {out!r}", ["identity", "exp"])
+        last = net.order[-1]
+        exp = ActivationNode("output_exp", last.size, (last.name,), _activations.get("exp"))
+        net = Network([*net.order, exp], exp.name, name=net.name)
+    return net
