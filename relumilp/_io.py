@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -35,6 +36,8 @@ MARK_PREFIXES = (b"* written by relumilp", b"\\ written by relumilp", b'{"writte
 #: first words of the VNN-COMP result files that ``relumilp verify --result-file`` writes
 RESULT_WORDS = ("sat", "unsat", "timeout", "unknown", "error")
 JSON_MARK = {"written_by": "relumilp"}
+#: one line of a VNN-COMP counterexample: ``(X_0 0.5)``, possibly opening or closing the list
+_ASSIGNMENT_LINE = re.compile(r"\(?(\s*\(\s*[XY]_\d+\s+[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*\))+\s*\)?")
 TEXT_MARK = "written by relumilp"
 
 
@@ -81,8 +84,16 @@ def vnncomp_result(path) -> bool:
         text = Path(path).read_bytes()[:65536].decode("ascii")
     except (OSError, UnicodeDecodeError):
         return False
-    lines = text.splitlines()
-    return bool(lines) and lines[0].strip() in RESULT_WORDS and (lines[0].strip() == "sat" or len(lines) == 1)
+    lines = [line.strip() for line in text.splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    if not lines or lines[0] not in RESULT_WORDS:
+        return False
+    if lines[0] != "sat":
+        return len(lines) == 1
+    # "sat" is followed by nothing but the assignment ((X_0 v) (X_1 v) ... (Y_0 v)): anything else is
+    # someone's text that merely starts with the word
+    return all(_ASSIGNMENT_LINE.fullmatch(line) for line in lines[1:])
 
 
 def _check_replaceable(path: Path, ours: Callable | None) -> None:

@@ -1197,7 +1197,7 @@ def branch_and_bound(net: Network, domain: InputDomain, coefficients: np.ndarray
     from .backends.highs import MilpSolution
 
     if domain.A is not None:
-        raise RelumilpError("branch and bound needs a box domain (no rows A x <= b): use method='milp'")
+        raise RelumilpError("branch and bound needs a box domain (no rows A x <= b): use method='milp' (--method milp)")
     sign = 1.0 if sense == "max" else -1.0
     objective = LinearObjective(net, coefficients, sign, polish=polish)
     state, status = search(objective, domain, deadline=deadline, gap=gap, root_bounds=root_bounds,

@@ -86,6 +86,9 @@ class InputDomain:
             raise ModelFileError(f"input-bounds file not found: {path}") from None
         except (OSError, ValueError) as exc:
             raise ModelFileError(f"cannot read input bounds from {path}: {exc}") from None
+        except RecursionError:  # json raises it (not a ValueError) for arrays/objects nested too deeply
+            raise ModelFileError(f"cannot read input bounds from {path}: it is nested too deeply to be "
+                                 '{"lower": [...], "upper": [...]}') from None
         if not isinstance(data, dict) or "lower" not in data or "upper" not in data:
             raise InvalidDomainError(f'{path} must hold a JSON object {{"lower": [...], "upper": [...]}}')
         try:

@@ -23,6 +23,11 @@ from dataclasses import dataclass, field
 from .errors import RelumilpError
 
 
+#: a time limit beyond this many seconds (about 30 years) is no limit: the time left is handed to
+#: ``threading`` / ``concurrent.futures`` waits, which overflow (OverflowError) beyond about 9.2e9 s
+UNLIMITED_AFTER = 1e9
+
+
 class _Stop:
     """The early end of a :meth:`Deadline.stoppable` deadline: set by its own :meth:`set`, or by its
     parent's (a deadline made stoppable again ends with the one it came from)."""
@@ -52,15 +57,15 @@ class Deadline:
 
     @classmethod
     def after(cls, seconds: float | None) -> "Deadline":
-        """A deadline ``seconds`` from now; ``None`` means no limit."""
-        if seconds is None:
+        """A deadline ``seconds`` from now; ``None`` (or more than :data:`UNLIMITED_AFTER`) means no limit."""
+        if seconds is None or check_time_limit(seconds) > UNLIMITED_AFTER:
             return cls()
         return cls(time.perf_counter() + check_time_limit(seconds))
 
     @classmethod
     def since_process_start(cls, seconds: float | None) -> "Deadline":
         """A deadline ``seconds`` after this process started (the CLI: its limit includes start-up)."""
-        if seconds is None:
+        if seconds is None or check_time_limit(seconds) > UNLIMITED_AFTER:
             return cls()
         return cls(time.perf_counter() - process_age() + check_time_limit(seconds))
 
@@ -111,7 +116,7 @@ class Deadline:
 
     def earlier(self, seconds: float | None) -> "Deadline":
         """This deadline, or ``seconds`` from now if that comes first."""
-        if seconds is None:
+        if seconds is None or float(seconds) > UNLIMITED_AFTER:
             return self
         return Deadline(min(self.at, time.perf_counter() + float(seconds)), self.stop)
 

@@ -422,7 +422,8 @@ def optimize(
     if method not in METHODS:
         raise RelumilpError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if method == "bab" and formulation != "bigm":
-        raise RelumilpError("formulation= applies to method='milp' (branch and bound solves its own leaf MILPs)")
+        raise RelumilpError("formulation= (--formulation) applies to method='milp' (--method milp) only: branch and bound "
+                            "solves its own leaf MILPs")
     net, domain = _problem(network, input_bounds)
     if net.has_smooth:  # no exact MILP: a certified interval (relumilp.smooth)
         gap = SMOOTH_GAP if mip_gap is None else gap

@@ -21,6 +21,25 @@ from .errors import RelumilpError
 
 _POOLS: dict[int, ProcessPoolExecutor] = {}
 
+#: threads or worker processes per core beyond which a request is refused: thousands of HiGHS threads
+#: (or processes) exhaust the machine before any solve starts, and HiGHS then aborts or hangs, deaf to the
+#: time limit and to Ctrl-C
+MAX_PER_CORE = 4
+
+
+def max_parallel() -> int:
+    """The most threads or worker processes relumilp starts for one request: :data:`MAX_PER_CORE` per core."""
+    return MAX_PER_CORE * (os.cpu_count() or 1)
+
+
+def check_parallel(count, what: str = "threads") -> int:
+    """``count`` as a whole number from 1 to :func:`max_parallel`, or a one-line error naming ``what``."""
+    if isinstance(count, bool) or not isinstance(count, (int, float)) or count != int(count) \
+            or not 1 <= count <= max_parallel():
+        raise RelumilpError(f"{what} must be a whole number from 1 to {max_parallel()} "
+                            f"({MAX_PER_CORE} per core here), got {count!r}")
+    return int(count)
+
 
 def shared_process_pool(workers: int) -> ProcessPoolExecutor:
     """A local pool of ``workers`` processes, started on first use and reused by later calls.
@@ -30,6 +49,7 @@ def shared_process_pool(workers: int) -> ProcessPoolExecutor:
     caller's main module, so a script that tightens bounds in parallel needs the usual
     ``if __name__ == "__main__":`` guard.
     """
+    workers = check_parallel(workers, "workers")
     pool = _POOLS.get(workers)
     if pool is None or getattr(pool, "_broken", False):
         if not _POOLS:

@@ -32,6 +32,7 @@ from .._progress import progress_bar
 from ..errors import RelumilpError, SolveError
 from ..formulation.milp import MILP
 from ..limits import Deadline
+from ..parallel import check_parallel
 
 INF = highspy.kHighsInf
 
@@ -100,8 +101,9 @@ def new_highs(log: bool = False, threads: int | None = None) -> highspy.Highs:
     h = highspy.Highs()
     h.setOptionValue("output_flag", bool(log))
     if threads:
+        threads = check_parallel(threads)
         set_threads(threads)
-        h.setOptionValue("threads", int(threads))
+        h.setOptionValue("threads", threads)
     return h
 
 

@@ -121,6 +121,6 @@ def _read(path) -> tuple[dict, dict, dict] | None:
                 data = json.loads(str(npz["__meta__"]))
                 lower = {name: npz[f"lower{i}"] for i, name in enumerate(data["nodes"])}
                 upper = {name: npz[f"upper{i}"] for i, name in enumerate(data["nodes"])}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):  # deep JSON: not ours
         return None
     return (data, lower, upper) if isinstance(data, dict) and data.get("format") == FORMAT else None

@@ -14,7 +14,7 @@ from .._io import atomic_write_text, check_writable, marked_json
 from ..choices import SOLVER_BOUND_METHODS
 from ..errors import RelumilpError
 from .common import (add_domain_arguments, add_model_arguments, add_quiet_argument, add_tighten_arguments,
-                     check_separate_outputs, load_domain, load_model, positive_int, print_json, seconds,
+                     check_separate_outputs, load_domain, load_model, parallel_count, print_json, seconds,
                      show_progress)
 
 
@@ -26,7 +26,7 @@ def register(subparsers) -> None:
     add_domain_arguments(parser)
     add_tighten_arguments(parser)
     parser.add_argument("-o", "--output", metavar="BOUNDS.json", help="write the bounds as JSON")
-    parser.add_argument("--workers", type=positive_int, metavar="N",
+    parser.add_argument("--workers", type=parallel_count, metavar="N",
                         help="parallel processes for LP/MILP tightening (default: every core)")
     parser.add_argument("--milp-time-limit", type=seconds, metavar="S",
                         help="seconds per neuron for --tighten milp or cones (the solver's dual bound is used at the limit)")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from .._io import stdout_to_stderr
 from ..choices import BOUND_METHODS
 from ..errors import RelumilpError
+from ..parallel import MAX_PER_CORE, max_parallel
 
 if TYPE_CHECKING:  # numerical modules load when a command runs, not for --help
     from ..domain import InputDomain
@@ -138,6 +139,12 @@ seconds_or_zero = _option_type(
 fraction = _option_type(lambda text, what: _number(text, what, float, "a number >= 0", lambda v: 0 <= v < math.inf))
 #: a count of threads, workers ...
 positive_int = _option_type(lambda text, what: _number(text, what, int, "a whole number >= 1", lambda v: v >= 1))
+
+
+#: a count of threads or worker processes: 1 up to :data:`relumilp.parallel.MAX_PER_CORE` per core
+parallel_count = _option_type(lambda text, what: _number(
+    text, what, int, f"a whole number from 1 to {max_parallel()} ({MAX_PER_CORE} per core)",
+    lambda v: 1 <= v <= max_parallel()))
 #: a count that may be zero
 count = _option_type(lambda text, what: _number(text, what, int, "a whole number >= 0", lambda v: v >= 0))
 #: any whole number (a seed, an output index)

@@ -6,7 +6,7 @@ import math
 
 from ..choices import BAB_MAX_INPUTS, FORMULATIONS, SOLVE_METHODS
 from .common import (add_problem_arguments, add_quiet_argument, fraction, load_domain, load_model, objective_choice,
-                     positive_int, print_json, quiet_stdout, seconds, show_progress)
+                     parallel_count, print_json, quiet_stdout, seconds, show_progress)
 
 
 def register(subparsers) -> None:
@@ -19,7 +19,7 @@ def register(subparsers) -> None:
                         help="bigm (default), or bigm strengthened by root rounds of ideal ReLU cuts "
                              "(Anderson et al. 2020) before the MILP solve")
     parser.add_argument("--mip-gap", type=fraction, metavar="G", help="relative MIP gap to stop at")
-    parser.add_argument("--threads", type=positive_int, metavar="N", help="HiGHS threads")
+    parser.add_argument("--threads", type=parallel_count, metavar="N", help="HiGHS threads")
     parser.add_argument("--log", action="store_true", help="show the HiGHS log (on stderr with --json)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     add_quiet_argument(parser)

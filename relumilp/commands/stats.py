@@ -67,11 +67,11 @@ def run(args) -> int:
     if args.regions == "exact" and net.input_size > 2:
         raise RelumilpError(f"--regions exact needs 1 or 2 inputs (the network has {net.input_size}); "
                             "use --regions mip or sample")
-    if args.plot:
-        make_folder(args.plot, "--plot")
-    check_separate_outputs(args, args.html)
+    check_separate_outputs(args, args.html, args.plot)
     if args.html:
         check_writable(args.html)  # refuse a bad path before minutes of analysis
+    if args.plot:  # only once every other output is known to be fine: an error leaves no folder behind
+        make_folder(args.plot, "--plot")
     report = analyze_network(net, domain, tighten=args.tighten, scale=args.scale, regions=args.regions,
                              region_time_limit=args.region_time_limit, samples=args.samples, seed=args.seed,
                              time_limit=deadline, progress=show_progress(args))
@@ -151,6 +151,10 @@ def _optima(net, domain, args, regions, deadline) -> list:
                                       time_limit=deadline.earlier(limit), progress=show_progress(args))
             except RelumilpError as exc:
                 print(f"relumilp: note: MILP {word} not solved ({exc})", file=sys.stderr)
+            if result is not None and result.status == "interrupted":
+                # optimize turns Ctrl-C into a status; here it must stop the whole command (the next
+                # solve would otherwise start afresh, and the report be written as if nothing happened)
+                raise KeyboardInterrupt
         why = "MILP not run" if result is None else f"MILP {result.status}"
         if result is not None and result.status == "optimal" and result.x is not None:
             check = ""

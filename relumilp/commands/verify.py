@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._io import atomic_write_text, check_writable, vnncomp_result
 from ..choices import BOUND_METHODS, FORMULATIONS
-from .common import (add_quiet_argument, check_separate_outputs, positive_int, print_json, print_warning,
+from .common import (add_quiet_argument, check_separate_outputs, parallel_count, print_json, print_warning,
                      quiet_stdout, seconds, show_progress)
 
 
@@ -36,7 +36,7 @@ def register(subparsers) -> None:
     parser.add_argument("--formulation", choices=FORMULATIONS, default="ideal_cuts",
                         help="a region's MILP: big-M strengthened by root rounds of ideal ReLU cuts (default), "
                              "or bigm as compiled; from 3 threads both run beside the branch and bound")
-    parser.add_argument("--threads", type=positive_int, metavar="N",
+    parser.add_argument("--threads", type=parallel_count, metavar="N",
                         help="threads (default: all); with 2 or more, the root MILP runs beside the branch and bound "
                              "over neurons on N-1 HiGHS threads, with 1 they take turns")
     parser.add_argument("--log", action="store_true", help="show the HiGHS log (on stderr with --json)")
