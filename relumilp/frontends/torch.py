@@ -1478,15 +1478,20 @@ SOURCE_TOLERANCE_FLOAT64 = 1e-5
 #: the same for a source that runs only in float32: it differs from the float64 IR by about 1e-6 relative, and
 #: ill-conditioned networks amplify that, so only a gross misreading is caught
 SOURCE_TOLERANCE = 5e-2
+#: a float64 copy is made of modules up to this many parameter and buffer entries (160 MB in float64)
+TWIN_MAX_ENTRIES = 20_000_000
 
 
 def _float64_twin(runner, dtype):
     """A float64 copy of a module source in eval mode (the source itself if it is float64 already), for the
-    tight comparison; None when there is none (a TorchScript module, a copy that cannot be made)."""
+    tight comparison; None when there is none (a TorchScript module, a copy that cannot be made, a module
+    too large to copy: :data:`TWIN_MAX_ENTRIES`)."""
     if not isinstance(runner, nn.Module) or isinstance(runner, torch.jit.ScriptModule):
         return None
     if dtype == torch.float64:
         return runner
+    if sum(t.numel() for t in list(runner.parameters()) + list(runner.buffers())) > TWIN_MAX_ENTRIES:
+        return None
     try:
         import copy
 
