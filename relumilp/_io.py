@@ -115,6 +115,8 @@ def _reason(exc: OSError) -> str:
 def _temp_beside(path: Path) -> str:
     """A new empty temporary file in ``path``'s folder (same suffix), or a one-line error."""
     folder = path.parent if str(path.parent) else Path(".")
+    if str(path) in ("", ".", "-"):  # "-" is no file here: output goes to named files only
+        raise ModelFileError(f"cannot write {str(path)!r}: give a file name (standard output is not an output file)")
     if path.is_dir():
         raise ModelFileError(f"cannot write {path}: it is a directory; give a file name")
     if not folder.is_dir():

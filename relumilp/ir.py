@@ -453,7 +453,11 @@ class Network:
             raise ModelFileError(f"model file not found: {path}") from None
         except Exception as exc:
             raise ModelFileError(f"cannot read {path} as a relumilp network (.npz): {exc}") from None
-        if meta.get("format") != "relumilp-network-1":
+        found = meta.get("format") if isinstance(meta, dict) else None
+        if isinstance(found, str) and found.startswith("relumilp-network-") and found != "relumilp-network-1":
+            raise ModelFileError(f"{path} is a relumilp network file of format {found!r}, newer than this "
+                                 "relumilp reads (relumilp-network-1): upgrade relumilp")
+        if found != "relumilp-network-1":
             raise ModelFileError(f"{path} is not a relumilp network file")
         nodes: list[Node] = []
         for i, entry in enumerate(meta["nodes"]):

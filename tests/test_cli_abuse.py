@@ -161,3 +161,27 @@ def test_absurd_parallelism_is_refused_in_python_too():
     net = random_mlp(np.random.default_rng(0), [2, 4, 1])
     with pytest.raises(RelumilpError, match="threads must be"):
         relumilp.optimization.optimize(net, ([-1, -1], [1, 1]), maximize=0, threads=100000)
+
+
+# -- Names that are no file: a folder as the model, "-" or "" as an output, a network file of a newer format.
+
+
+def test_a_folder_as_model_and_dash_as_output_are_named(tmp_path):
+    assert_error(run_cli("stats", str(tmp_path)), "is a folder")
+    existed = os.path.exists("-")
+    assert_error(run_cli("compile", "--example", "peaks", "-o", "-"), "give a file name")
+    assert os.path.exists("-") == existed  # no file named "-" was written
+
+
+def test_a_newer_network_file_asks_for_an_upgrade(tmp_path):
+    import json
+
+    net = random_mlp(np.random.default_rng(0), [2, 3, 1])
+    net.save(tmp_path / "net.npz")
+    with np.load(tmp_path / "net.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(str(arrays["__meta__"]))
+    meta["format"] = "relumilp-network-999"
+    arrays["__meta__"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "future.npz", **arrays)
+    assert_error(run_cli("stats", str(tmp_path / "future.npz")), "newer than this relumilp reads")

@@ -60,6 +60,8 @@ def load_network(source, input_shape=None) -> Network:
             return from_sklearn(source)
         return from_torch(source, input_shape)
     path = Path(source)
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a folder: give the model file itself (.onnx, .pt, .pt2, .ts, .npz)")
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
     suffix = path.suffix.lower()
