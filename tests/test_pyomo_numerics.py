@@ -15,6 +15,19 @@ import relumilp  # noqa: E402
 from relumilp.backends import highs  # noqa: E402
 
 
+def _maximise_output(net, inputs: int, y_bounds=(None, None)):
+    """Maximise the network's output inside a Pyomo model: inputs in [0, 1], the user's output variable
+    with ``y_bounds`` (free by default, as in the README). Returns the result and the model."""
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(range(inputs), bounds=(0.0, 1.0))
+    m.y = pyo.Var(bounds=y_bounds)
+    relumilp.add_network(m, net, inputs=m.x, outputs=m.y)
+    m.obj = pyo.Objective(expr=m.y, sense=pyo.maximize)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return relumilp.solve(m, threads=1, time_limit=20), m
+
+
 # -- A free output variable next to a network whose outputs exceed ~1e9: equilibration must not relax its
 # entry away (relumilp.solve answered 'unbounded' on a bounded box).
 
@@ -22,14 +35,7 @@ from relumilp.backends import highs  # noqa: E402
 @pytest.mark.parametrize("scale", [1e4, 1e5, 1e6])
 def test_free_output_variable_large_outputs_not_unbounded(scale):
     net = relumilp.Network.sequential([(np.array([[scale]]), np.zeros(1)), (np.array([[scale]]), np.zeros(1))], "relu")
-    m = pyo.ConcreteModel()
-    m.x = pyo.Var(range(1), bounds=(0.0, 1.0))
-    m.y = pyo.Var()  # free, as in the README
-    relumilp.add_network(m, net, inputs=m.x, outputs=m.y)
-    m.obj = pyo.Objective(expr=m.y, sense=pyo.maximize)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        r = relumilp.solve(m, threads=1, time_limit=20)
+    r, _ = _maximise_output(net, 1)
     assert r.status not in ("unbounded", "infeasible", "infeasible_or_unbounded"), r.notes
     if r.status == "optimal":
         assert r.bound >= scale * scale
@@ -40,14 +46,7 @@ def test_free_output_variable_lopsided_output_layer_not_unbounded():
     """y = 1e10 (relu(x) - relu(x - 1e-10)) = min(1e10 x, 1): the output is small, its layer's weights are not."""
     net = relumilp.Network.sequential([(np.array([[1.0], [1.0]]), np.array([0.0, -1e-10])),
                                        (np.array([[1e10, -1e10]]), np.zeros(1))], "relu")
-    m = pyo.ConcreteModel()
-    m.x = pyo.Var(range(1), bounds=(0.0, 1.0))
-    m.y = pyo.Var()
-    relumilp.add_network(m, net, inputs=m.x, outputs=m.y)
-    m.obj = pyo.Objective(expr=m.y, sense=pyo.maximize)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        r = relumilp.solve(m, threads=1, time_limit=20)
+    r, _ = _maximise_output(net, 1)
     assert r.status not in ("unbounded", "infeasible", "infeasible_or_unbounded"), r.notes
 
 
@@ -89,14 +88,7 @@ def test_optimal_without_point_is_not_certified(monkeypatch):
 @pytest.mark.parametrize("B", [1e3, 1e9, 1e10, 1e12, 1e15])
 def test_wide_output_bound_keeps_the_optimum(B):
     net = relumilp.Network.sequential([(np.eye(2), np.zeros(2)), (np.array([[1.0, -1.0]]), np.zeros(1))], "relu")
-    m = pyo.ConcreteModel()
-    m.x = pyo.Var(range(2), bounds=(0.0, 1.0))
-    m.y = pyo.Var(bounds=(-B, B))
-    relumilp.add_network(m, net, inputs=m.x, outputs=m.y)
-    m.obj = pyo.Objective(expr=m.y, sense=pyo.maximize)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        r = relumilp.solve(m, threads=1, time_limit=20)
+    r, m = _maximise_output(net, 2, (-B, B))
     assert r.status == "optimal", r.notes
     assert r.bound >= 1.0  # forward(1, 0) = 1
     assert r.objective >= 1.0 - 1e-6
