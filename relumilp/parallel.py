@@ -10,6 +10,8 @@ local pool: callers submit the same tasks to either.
 from __future__ import annotations
 
 import atexit
+import math
+import numbers
 import ctypes
 import multiprocessing as mp
 import os
@@ -34,8 +36,8 @@ def max_parallel() -> int:
 
 def check_parallel(count, what: str = "threads") -> int:
     """``count`` as a whole number from 1 to :func:`max_parallel`, or a one-line error naming ``what``."""
-    if isinstance(count, bool) or not isinstance(count, (int, float)) or count != int(count) \
-            or not 1 <= count <= max_parallel():
+    if isinstance(count, bool) or not isinstance(count, numbers.Real) or not math.isfinite(count) \
+            or count != int(count) or not 1 <= count <= max_parallel():
         raise RelumilpError(f"{what} must be a whole number from 1 to {max_parallel()} "
                             f"({MAX_PER_CORE} per core here), got {count!r}")
     return int(count)
