@@ -105,3 +105,43 @@ def test_check_reads_the_users_side_of_the_link():
     block.warm_start(np.array([0.0, 0.0]))
     m.y.set_value(1.0)  # the block says 0 at x = 0, the user's variable 1: the link row is broken
     assert not block.check().matches(1e-6)
+
+
+# -- An LP handed a start point ended kUnknown in HiGHS ('error' from relumilp.solve) on this badly scaled
+# network (weights 1e-9 .. 3e7, every neuron stable over the box, the first input fixed); optimize decided it.
+
+
+def test_badly_scaled_lp_with_a_start_point_is_solved():
+    from relumilp.activations import Clip, ClippedReLU
+    from relumilp.ir import ActivationNode, AffineNode, InputNode, Network
+
+    W0 = np.array([[-1.0287575855078312e-09, -0.0003265757266742172], [-0.0014663089150495944, 8.804112460341773e-07],
+                   [-471.73016458781336, 0.07791260364736995], [-8645.31827492219, -0.000914288568447252]])
+    W1 = np.array([[6.427315609653164e-05, 1.2071375081939718e-06, 383640.28760137246, -0.7711849650357546],
+                   [-1.178317736195765e-05, -27409523.060521882, -114451.49662921378, 0.0007659469609250497],
+                   [0.0005570938027141962, 9.131060464787222e-08, -4.7096009174546756e-08, -4506.509413193709]])
+    W2 = np.array([[-113934.84023588097, 0.00018792074719290686, 53528.94307264786],
+                   [-4925729.460459727, -111.43927331052939, -399856.7929545252]])
+    net = Network([
+        InputNode("input", 2),
+        AffineNode("linear0", 4, ("input",), (W0,), np.array([0.4434944545573303, 0.3318384522409684,
+                                                               -0.34550814437488003, 0.884433058067748])),
+        ActivationNode("act0", 4, ("linear0",), ClippedReLU(6.0)),
+        AffineNode("linear1", 3, ("act0",), (W1,), np.array([-0.16647300992839512, 0.5846931479956714,
+                                                              -0.2823891200142374])),
+        ActivationNode("act1", 3, ("linear1",), Clip(-1.0, 1.0)),
+        AffineNode("linear2", 2, ("act1",), (W2,), np.array([0.24304272956792844, -0.7585254554605567])),
+    ], "linear2")
+    lo, hi = np.array([-0.5144317423686732, 0.1495012636619493]), np.array([-0.5144317423686732, 1.290625939449608])
+    m = pyo.ConcreteModel()
+    m.T = pyo.Var(range(2), bounds=lambda m, i: (lo[i] * 50 + 350, hi[i] * 50 + 350))
+    m.y = pyo.Var(range(2))
+    relumilp.add_network(m, net, inputs=[(m.T[i] - 350) / 50 for i in range(2)], outputs=[m.y[0], m.y[1]])
+    m.obj = pyo.Objective(expr=m.y[0], sense=pyo.minimize)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = relumilp.solve(m, threads=1, time_limit=30)
+        reference = relumilp.optimize(net, (lo, hi), minimize=0, threads=1, time_limit=30)
+    assert reference.status == "optimal"
+    assert r.status == "optimal", (r.status, r.notes)
+    assert abs(r.objective - reference.objective) <= 1e-6 * max(1.0, abs(reference.objective))

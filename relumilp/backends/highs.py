@@ -382,8 +382,9 @@ def solve_milp(milp: MILP, *, time_limit: float | None = None, deadline: Deadlin
     the same on every layer (tight tolerances on an *unscaled* model made HiGHS reject near-optimal
     points after postsolve while still pruning their nodes). HiGHS stops at half of ``mip_rel_gap`` with no
     absolute gap, which leaves room for the bound's margin and for the caller's forward-pass check
-    within ``mip_rel_gap``. ``start`` (original column values) is handed over as a MIP start.
-    ``progress`` shows the incumbent, bound and gap on stderr while HiGHS runs.
+    within ``mip_rel_gap``. ``start`` (original column values) is handed over as a MIP start (to a MIP only: an LP
+    started from a point ended ``kUnknown`` on a badly scaled model; a MIP that ends without a status from
+    its start is solved once more without it). ``progress`` shows the incumbent, bound and gap on stderr while HiGHS runs.
     """
     from ..formulation.numerics import equilibrate
 
@@ -413,7 +414,7 @@ def solve_milp(milp: MILP, *, time_limit: float | None = None, deadline: Deadlin
         h.setOptionValue("presolve", "off")
         notes.append(f"HiGHS presolve skipped: {seconds:.3g} s left, less than it may take on "
                      f"{scaled.milp.A.nnz} nonzeros (it does not stop at the time limit)")
-    if start is not None:
+    if start is not None and integer:  # an LP gains little from a start, and HiGHS can end kUnknown from one
         solution = highspy.HighsSolution()
         solution.col_value = scaled.scale_columns(start).tolist()
         solution.value_valid = True
@@ -421,6 +422,13 @@ def solve_milp(milp: MILP, *, time_limit: float | None = None, deadline: Deadlin
     with _progress_display(h, progress, milp.sense, scaled.objective_scale) if integer else contextlib.nullcontext():
         status = run(h, time_limit=time_limit, deadline=deadline, mip=integer, on_interrupt=on_interrupt)
     info = h.getInfo()
+    if status == "error" and start is not None and integer and not (deadline or Deadline()).expired():
+        # a MIP start HiGHS cannot use can leave it without a model status: once more from scratch
+        retry = solve_milp(milp, time_limit=time_limit, deadline=deadline, mip_rel_gap=mip_rel_gap, threads=threads,
+                           log=log, options=options, on_interrupt=on_interrupt,
+                           stop_at_first_solution=stop_at_first_solution, progress=progress)
+        retry.notes.append("HiGHS ended without a status from the MIP start; solved again without it")
+        return retry
     result = MilpSolution(status, nodes=int(info.mip_node_count) if integer else 0, numerics=scaled.report(),
                           notes=notes)
     if info.primal_solution_status == 2:  # kSolutionStatusFeasible
