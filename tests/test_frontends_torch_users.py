@@ -152,3 +152,22 @@ def test_source_check_runs_a_float64_copy_and_catches_small_misreadings():
     with pytest.raises(InvalidNetworkError, match="differs from the model's own forward pass"):
         torch_frontend._check_against_source(model, program, net)
     assert next(model.parameters()).dtype == torch.float32
+
+
+# -- x.T and x.mT in a forward: transposes, as torch computes them.
+
+
+def test_transpose_attributes_of_a_network_value():
+    class Transposing(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.first, self.last = nn.Linear(6, 6), nn.Linear(6, 2)
+
+        def forward(self, x):
+            h = torch.relu(self.first(x)).reshape(-1, 2, 3).mT.reshape(-1, 6)
+            return self.last(torch.relu(h).T.T)
+
+    model = Transposing().double()
+    net = from_torch(model, input_shape=(6,))
+    x = np.random.default_rng(0).normal(size=(5, 6))
+    np.testing.assert_allclose(net.forward(x), model(torch.tensor(x)).detach().numpy(), rtol=1e-12, atol=1e-12)

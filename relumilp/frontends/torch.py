@@ -310,7 +310,11 @@ def _getattr(b, a):
         return getattr(x, attr)
     if is_sym(x) and attr in ("shape", "ndim"):
         return torch.Size(x.shape) if attr == "shape" else x.ndim
-    raise b.unsupported(f"attribute '{attr}' of a network value", ["shape", "ndim"])
+    if is_sym(x) and attr == "T":  # all dimensions reversed (torch's x.T)
+        return b.transpose(x, list(range(x.ndim))[::-1])
+    if is_sym(x) and attr == "mT" and x.ndim >= 2:  # the last two dimensions swapped
+        return b.transpose(x, [*range(x.ndim - 2), x.ndim - 1, x.ndim - 2])
+    raise b.unsupported(f"attribute '{attr}' of a network value", ["shape", "ndim", "T", "mT"])
 
 
 def _getitem(b, a):
