@@ -185,3 +185,10 @@ def test_a_newer_network_file_asks_for_an_upgrade(tmp_path):
     arrays["__meta__"] = np.array(json.dumps(meta))
     np.savez(tmp_path / "future.npz", **arrays)
     assert_error(run_cli("stats", str(tmp_path / "future.npz")), "newer than this relumilp reads")
+
+
+# -- --branching with --no-input-split was silently ignored: one line names the conflict.
+
+
+def test_branching_without_branch_and_bound_is_refused(files):
+    assert_error(run_cli(*command(files, "verify"), "--no-input-split", "--branching", "relu"), "--no-input-split")

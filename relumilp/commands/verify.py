@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .._io import atomic_write_text, check_writable, vnncomp_result
 from ..choices import BOUND_METHODS, FORMULATIONS
+from ..errors import RelumilpError
 from .common import (add_quiet_argument, check_separate_outputs, parallel_count, print_json, print_warning,
                      quiet_stdout, seconds, show_progress)
 
@@ -30,9 +31,9 @@ def register(subparsers) -> None:
                        help="branch and bound before the MILP (the default)")
     split.add_argument("--no-input-split", dest="input_split", action="store_false",
                        help="solve each input region as one MILP")
-    parser.add_argument("--branching", choices=("auto", "input", "relu"), default="auto",
-                        help="what branch and bound splits: input boxes, unstable ReLUs, or auto (input boxes "
-                             "for few inputs, ReLUs beyond)")
+    parser.add_argument("--branching", choices=("auto", "input", "relu"), default=None,
+                        help="what branch and bound splits: input boxes, unstable ReLUs, or auto (the default: "
+                             "input boxes for few inputs, ReLUs beyond)")
     parser.add_argument("--formulation", choices=FORMULATIONS, default="ideal_cuts",
                         help="a region's MILP: big-M strengthened by root rounds of ideal ReLU cuts (default), "
                              "or bigm as compiled; from 3 threads both run beside the branch and bound")
@@ -56,6 +57,9 @@ def run(args) -> int:
     from ..frontends.vnnlib import read_vnnlib
     from ..verify import verify
 
+    if args.input_split is False and args.branching is not None:
+        raise RelumilpError("--branching chooses what branch and bound splits, and --no-input-split turns branch "
+                            "and bound off: give one of them")
     check_separate_outputs(args, args.result_file)
     if args.result_file:
         check_writable(args.result_file, ours=vnncomp_result)
@@ -63,7 +67,7 @@ def run(args) -> int:
     prop = read_vnnlib(args.property, net.input_size, net.output_size)
     with quiet_stdout(args):
         result = verify(net, prop, time_limit=args.time_limit, tighten=args.tighten, disjunction=args.disjunction,
-                        input_split=args.input_split, branching=args.branching, threads=args.threads, log=args.log,
+                        input_split=args.input_split, branching=args.branching or "auto", threads=args.threads, log=args.log,
                         progress=show_progress(args), formulation=args.formulation)
     for note in result.details.get("notes", ()):  # e.g. an empty input region: the answer may be vacuous
         print_warning(note)
