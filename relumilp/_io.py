@@ -36,6 +36,8 @@ MARK_PREFIXES = (b"* written by relumilp", b"\\ written by relumilp", b'{"writte
 #: first words of the VNN-COMP result files that ``relumilp verify --result-file`` writes
 RESULT_WORDS = ("sat", "unsat", "timeout", "unknown", "error")
 JSON_MARK = {"written_by": "relumilp"}
+#: the largest VNN-COMP result file recognised as one (a counterexample of about 200,000 values)
+RESULT_FILE_LIMIT = 16 * 2**20
 #: one line of a VNN-COMP counterexample: ``(X_0 0.5)``, possibly opening or closing the list
 _ASSIGNMENT_LINE = re.compile(r"\(?(\s*\(\s*[XY]_\d+\s+[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*\))+\s*\)?")
 TEXT_MARK = "written by relumilp"
@@ -81,7 +83,12 @@ def vnncomp_result(path) -> bool:
     if written_by_relumilp(path):
         return True
     try:
-        text = Path(path).read_bytes()[:65536].decode("ascii")
+        # whole, up to a counterexample's size (3,072 inputs: about 90 KB): a cut would leave a partial line
+        with open(path, "rb") as handle:
+            text = handle.read(RESULT_FILE_LIMIT + 1)
+        if len(text) > RESULT_FILE_LIMIT:
+            return False
+        text = text.decode("ascii")
     except (OSError, UnicodeDecodeError):
         return False
     lines = [line.strip() for line in text.splitlines()]

@@ -488,7 +488,12 @@ def _problem(network, input_bounds):
     from .ir import Network
 
     net = network if isinstance(network, Network) else load_network(network)
-    return net, InputDomain.of(input_bounds, net.input_size)
+    domain = InputDomain.of(input_bounds, net.input_size)
+    if net.valid_box is not None:  # a pruned network, also when bounds are given
+        from .bounds import check_valid_box
+
+        check_valid_box(net, domain)
+    return net, domain
 
 
 def _optimize_bab(net, domain, choice, tighten, bounds, deadline, gap, branching, threads, log, check, started, progress,

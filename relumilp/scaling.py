@@ -65,9 +65,9 @@ def scale_factors(net: Network, bounds: Bounds, rule: str = "unit") -> dict[str,
         if not acts:
             continue
         # the factor travels through every chain of activation nodes after this one (act -> act): all of
-        # them must accept it, and none of them may be the network output
+        # them must accept it (no smooth kind: it has no rescaled form), and none may be the network output
         chain = _activation_chain(net, node.name)
-        if any(a.name == net.output for a in chain):
+        if any(a.name == net.output or getattr(a.activation, "smooth", False) for a in chain):
             continue
         lower, upper = bounds[node.name]
         M = np.maximum(np.abs(lower), np.abs(upper))

@@ -192,3 +192,17 @@ def test_a_newer_network_file_asks_for_an_upgrade(tmp_path):
 
 def test_branching_without_branch_and_bound_is_refused(files):
     assert_error(run_cli(*command(files, "verify"), "--no-input-split", "--branching", "relu"), "--no-input-split")
+
+
+# -- A result file of a CIFAR-sized counterexample (3,072 inputs, about 100 KB) is still recognised as one.
+
+
+def test_a_large_counterexample_result_file_is_ours(tmp_path):
+    from relumilp._io import vnncomp_result
+
+    path = tmp_path / "result.txt"
+    values = "\n".join(f"(X_{i} {-0.1234567890123456789 * (i + 1):.17g})" for i in range(3072))
+    path.write_text(f"sat\n({values}\n(Y_0 1.5))\n")
+    assert path.stat().st_size > 65536 and vnncomp_result(path)
+    path.write_text("sat\n" + values + "\nmy own notes\n")
+    assert not vnncomp_result(path)

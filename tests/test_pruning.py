@@ -255,3 +255,15 @@ def test_lossy_pruning_error_is_at_most_tol(spec, low):
     pruned = prune(net, relumilp.compute_bounds(net, box), tol=tol)
     x = np.linspace(low, 1.0, 20001)[:, None]
     assert np.abs(net.forward(x) - pruned.forward(x)).max() <= tol * (1 + 1e-12)
+
+
+def test_pruned_network_refuses_a_bigger_box_with_precomputed_bounds_too():
+    """Given bounds skip compute_bounds: optimize and compile_network still check the pruned box."""
+    W1 = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, -1.0]])
+    net = Network.sequential([(W1, np.array([0.2, 0.3, 0.0])), (np.array([[-1.0, -1.0, 0.5]]), np.zeros(1))], "relu")
+    pruned = prune(net, relumilp.compute_bounds(net, ([0, 0], [1, 1])))
+    wide = relumilp.compute_bounds(net, ([-1, -1], [1, 1]))  # of the original: the right sizes only by chance
+    for call in (lambda: relumilp.optimize(pruned, ([-1, -1], [1, 1]), minimize=0, bounds=wide),
+                 lambda: relumilp.compile_network(pruned, ([-1, -1], [1, 1]), bounds=wide)):
+        with pytest.raises(relumilp.RelumilpError, match="pruned over"):
+            call()

@@ -158,3 +158,15 @@ def test_relu_big_m_is_the_largest_binary_coefficient():
     A = compiled.milp.A.toarray()
     largest = np.abs(A[:, compiled.milp.integrality]).max()
     assert abs(big_m_values(compiled.network, compiled.bounds)["act0"][0] - largest) < 1e-9
+
+
+def test_scaling_skips_chains_through_a_smooth_kind():
+    """affine -> relu -> sigmoid: the sigmoid has no rescaled form, so the affine node keeps factor 1."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Sigmoid(), torch.nn.Linear(4, 1)).double()
+    net = relumilp.load_network(model)
+    scaled = optimize(net, ([-1, -1], [1, 1]), maximize=0, scale=True)
+    plain = optimize(net, ([-1, -1], [1, 1]), maximize=0)
+    assert scaled.status == plain.status == "optimal"
+    assert abs(scaled.objective - plain.objective) <= 1e-6

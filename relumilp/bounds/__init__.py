@@ -40,7 +40,7 @@ __all__ = ["METHODS", "Bounds", "big_m_values", "compute_bounds", "interval_boun
 _RESULT_OPTIONS = ("milp_time_limit", "lp_time_limit", "mip_rel_gap", "tighten_outputs", "steps", "lr", "max_binaries")
 
 
-def _check_valid_box(net: Network, domain: InputDomain) -> None:
+def check_valid_box(net: Network, domain: InputDomain) -> None:
     """A pruned network equals its original only on the box it was pruned over: refuse a domain beyond it."""
     low, high = net.valid_box
     outside = np.flatnonzero((domain.lower < low) | (domain.upper > high))
@@ -92,7 +92,7 @@ def compute_bounds(net: Network, domain, method: str = "interval", **options) ->
         raise RelumilpError(f"unknown bound method {method!r}; choose one of {', '.join(METHODS)}")
     domain = InputDomain.of(domain, net.input_size)
     if net.valid_box is not None:
-        _check_valid_box(net, domain)
+        check_valid_box(net, domain)
     cache = options.pop("cache", None)
     key = None
     if cache is not None:

@@ -14,7 +14,7 @@ from .._io import TEXT_MARK, atomic_path, atomic_write_text, marked_json
 from ..backends.highs import to_highs
 from ..errors import ModelFileError
 from .milp import MILP
-from .numerics import SMALL
+from .numerics import SMALL, dropped_by_highs
 
 
 def write_model(milp: MILP, path, names_path=None) -> Path:
@@ -68,7 +68,7 @@ def warn_dropped_entries(milp: MILP, what: str, stacklevel: int = 3) -> None:
     rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
     row_largest = np.zeros(A.shape[0])
     np.maximum.at(row_largest, rows, np.nan_to_num(contribution, nan=0.0, posinf=np.inf))
-    small = (np.abs(A.data) <= SMALL) & (A.data != 0.0)
+    small = dropped_by_highs(A.data)
     lost = small & ~(contribution <= 1e-6 * np.maximum(1.0, row_largest[rows]))
     if lost.any():
         warnings.warn(f"{what}: {int(lost.sum())} matrix coefficient(s) of magnitude <= {SMALL:g} that matter; "

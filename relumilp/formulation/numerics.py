@@ -59,6 +59,11 @@ def _power_of_two(values: np.ndarray) -> np.ndarray:
     return out
 
 
+def dropped_by_highs(values: np.ndarray) -> np.ndarray:
+    """Which matrix entries HiGHS drops when it is handed a model: nonzeros with ``|a| <= SMALL``."""
+    return (np.abs(values) <= SMALL) & (values != 0.0)
+
+
 def _row_max(A: sp.csr_array) -> np.ndarray:
     """The largest absolute entry of each row (0 for an empty row)."""
     if not A.nnz:
@@ -135,18 +140,21 @@ def equilibrate(milp: MILP) -> Equilibrated:
         # finite term is left out of ``rest`` and added back for the other entries (then every
         # subtraction loses at most (n + 1) eps of a result no smaller than that term)
         finite_terms = np.where(open_, -1.0, terms)
-        order = np.lexsort((-finite_terms, rows))
+        nonempty = np.diff(A.indptr) > 0
+        top = np.full(A.shape[0], -1.0)
+        top[nonempty] = np.maximum.reduceat(finite_terms, A.indptr[:-1][nonempty])
+        # one entry per row holding its top term: the first such (entries are stored row by row)
+        candidates = np.flatnonzero(finite_terms == top[rows])
         first = np.zeros(rows.size, dtype=bool)
-        starts = A.indptr[:-1][np.diff(A.indptr) > 0]
-        first[order[np.searchsorted(rows[order], rows[starts])]] = True
-        top = np.zeros(A.shape[0])
-        top[rows[first]] = np.maximum(finite_terms[first], 0.0)
+        first[candidates[np.r_[True, rows[candidates][1:] != rows[candidates][:-1]]]] = True
+        top = np.maximum(top, 0.0)
         rest = np.bincount(rows, weights=np.where(first | open_, 0.0, terms), minlength=A.shape[0])
         others = np.where(open_, total[rows], np.where(first, rest[rows], rest[rows] - terms + top[rows]))
         use = (equal[rows] & (np.diff(A.indptr)[rows] >= 2) & (size > 0) & ~milp.integrality[A.indices]
                & (opens[rows] - open_ == 0))
-        implied = (np.abs(np.where(equal, milp.row_lower, 0.0))[rows[use]] + others[use]) / size[use]
-        implied = implied * (1.0 + 1e-9) + 1e-300
+        # the absolute slack before the division: others that underflowed must not make the cap 0
+        implied = (np.abs(np.where(equal, milp.row_lower, 0.0))[rows[use]] + others[use] + 1e-300) / size[use]
+        implied = implied * (1.0 + 1e-9)
         cap = np.full(A.shape[1], np.inf)
         np.minimum.at(cap, A.indices[use], implied)
         tighter = cap < np.where(bounded, magnitude, np.inf)
@@ -187,7 +195,7 @@ def equilibrate(milp: MILP) -> Equilibrated:
     # relax entries HiGHS would drop: remove them and widen their rows by what they can contribute
     reach = np.maximum(np.abs(np.where(np.isfinite(col_lower), col_lower, np.inf)),
                        np.abs(np.where(np.isfinite(col_upper), col_upper, np.inf)))
-    small = (np.abs(A.data) < SMALL) & (A.data != 0.0)
+    small = dropped_by_highs(A.data)
     relaxed, widest = int(small.sum()), 0.0
     if relaxed:
         rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))[small]
