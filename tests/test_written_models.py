@@ -54,3 +54,18 @@ def test_names_map_matches_the_file(tmp_path, suffix):
     x = np.array([values[mapping["columns"][i]] for i in mapping["inputs"]])
     y = np.array([values[mapping["columns"][j]] for j in mapping["outputs"]])
     assert relumilp.examples.peaks().forward(x) == pytest.approx(y, abs=1e-5)
+
+
+def test_entries_of_exactly_the_drop_threshold_are_relaxed_not_lost():
+    """HiGHS drops |a| <= 1e-9 (not only below): twenty entries of -1e-9 in one row, max v20 subject to
+    v20 <= 1e-9 sum v_k, has optimum 2e-8; the bound must not cut it off (it was 1e-8)."""
+    import scipy.sparse as sp
+
+    from relumilp.backends.highs import solve_milp
+    from relumilp.formulation.milp import MILP
+
+    n = 20
+    milp = MILP(np.zeros(n + 1), np.ones(n + 1), np.zeros(n + 1, bool), sp.csr_array(np.r_[np.full(n, -1e-9), 1.0][None, :]),
+                np.array([-np.inf]), np.zeros(1), {}, {}, {}, "", "", objective=np.r_[np.zeros(n), 1.0], sense="max")
+    result = solve_milp(milp)
+    assert result.bound is not None and result.bound >= n * 1e-9
