@@ -36,18 +36,13 @@ import numpy as np
 from . import matrices
 from .bounds.base import Bounds, big_m_values, phases
 from .errors import RelumilpError
+from .formulation.numerics import power_of_two
 from .ir import ActivationNode, AffineNode, InputNode, Network
 
+#: scale factors are powers of two between 2^-60 and 2^60
+FACTOR_EXPONENT_LIMIT = 60
+
 RULES = ("unit", "geomean", "layer", "none")
-
-
-def _power_of_two(a: np.ndarray) -> np.ndarray:
-    """The power of two nearest (in log scale) to each positive finite ``a``; 1 elsewhere."""
-    a = np.asarray(a, dtype=np.float64)
-    ok = np.isfinite(a) & (a > 0)
-    out = np.ones_like(a)
-    out[ok] = np.exp2(np.clip(np.round(np.log2(a[ok])), -60, 60))
-    return out
 
 
 def scale_factors(net: Network, bounds: Bounds, rule: str = "unit") -> dict[str, np.ndarray]:
@@ -83,7 +78,7 @@ def scale_factors(net: Network, bounds: Bounds, rule: str = "unit") -> dict[str,
             a = np.full(node.size, _layer_factor(M))
         if not all(act.activation.homogeneous for act in chain):
             a = np.full(node.size, _layer_factor(M))
-        factors[node.name] = _power_of_two(a)
+        factors[node.name] = power_of_two(a, FACTOR_EXPONENT_LIMIT)
     return factors
 
 

@@ -51,11 +51,14 @@ SMALL = 1e-9
 LOOSE_RELAXATION = 1e-6
 
 
-def _power_of_two(values: np.ndarray) -> np.ndarray:
-    """The power of two nearest each positive finite value (1 elsewhere)."""
-    out = np.ones_like(values, dtype=np.float64)
+def power_of_two(values: np.ndarray, limit: int | None = None) -> np.ndarray:
+    """The power of two nearest (in log scale) each positive finite value (1 elsewhere), its exponent
+    clipped to ``[-limit, limit]`` when given."""
+    values = np.asarray(values, dtype=np.float64)
+    out = np.ones_like(values)
     ok = np.isfinite(values) & (values > 0)
-    out[ok] = np.exp2(np.round(np.log2(values[ok])))
+    exponents = np.round(np.log2(values[ok]))
+    out[ok] = np.exp2(exponents if limit is None else np.clip(exponents, -limit, limit))
     return out
 
 
@@ -165,7 +168,7 @@ def equilibrate(milp: MILP) -> Equilibrated:
     # subnormal magnitudes (a node that is exactly 0, bounded by round-off margins) are left unscaled:
     # their scale would make the row's entries subnormal and its row scale overflow
     normal = magnitude >= np.finfo(np.float64).tiny
-    col_scale = np.where(bounded & ~milp.integrality & normal, _power_of_two(np.where(normal, magnitude, 1.0)), 1.0)
+    col_scale = np.where(bounded & ~milp.integrality & normal, power_of_two(np.where(normal, magnitude, 1.0)), 1.0)
     A = A @ sp.diags_array(col_scale)
     A = sp.csr_array(A)
     # a continuous column with an infinite bound (a free output variable of the user's model) has no
@@ -183,11 +186,11 @@ def equilibrate(milp: MILP) -> Equilibrated:
         least = np.full(A.shape[1], np.inf)
         np.minimum.at(least, columns, ratio)
         grow = free & np.isfinite(least) & (least > 1.0)
-        extra = np.where(grow, _power_of_two(np.where(grow, least, 1.0)), 1.0)
+        extra = np.where(grow, power_of_two(np.where(grow, least, 1.0)), 1.0)
         col_scale = col_scale * extra
         A = sp.csr_array(A @ sp.diags_array(extra))
     row_max = _row_max(A)
-    row_scale = _power_of_two(1.0 / np.where(row_max > 0, row_max, 1.0))
+    row_scale = power_of_two(1.0 / np.where(row_max > 0, row_max, 1.0))
     A = sp.csr_array(sp.diags_array(row_scale) @ A)
     col_lower, col_upper = col_lower / col_scale, col_upper / col_scale
     row_lower, row_upper = milp.row_lower * row_scale, milp.row_upper * row_scale
@@ -216,7 +219,7 @@ def equilibrate(milp: MILP) -> Equilibrated:
         if largest > 0.0:
             # only ever scaled up: a solver's relative gap is floored at an absolute 1 (HiGHS:
             # max(1, |objective|)), which must not grow in original units
-            objective_scale = max(1.0, float(_power_of_two(np.array([1.0 / largest]))[0]))
+            objective_scale = max(1.0, float(power_of_two(np.array([1.0 / largest]))[0]))
             objective = objective * objective_scale
     scaled = MILP(**{
         **milp.__dict__,
