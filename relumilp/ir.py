@@ -173,6 +173,7 @@ class Network:
         output_shape: Sequence[int] | None = None,
         name: str = "network",
         valid_box: tuple | None = None,
+        valid_rows: tuple | None = None,
     ):
         nodes = [self._checked(node) for node in nodes]
         self.name = name
@@ -219,6 +220,15 @@ class Network:
             if lower.shape != (self.input.size,) or upper.shape != (self.input.size,):
                 raise InvalidNetworkError(f"valid_box must give {self.input.size} lower and upper values")
             self.valid_box = (lower, upper)
+        #: ``(A, b)``: rows ``A x <= b`` of the domain it was pruned over, which the bounds behind that pruning
+        #: relied on (None: the box alone)
+        self.valid_rows = None
+        if valid_rows is not None:
+            A, b = np.array(valid_rows[0], dtype=np.float64), np.array(valid_rows[1], dtype=np.float64).reshape(-1)
+            if A.ndim != 2 or A.shape != (b.size, self.input.size):
+                raise InvalidNetworkError(f"valid_rows must give rows of {self.input.size} coefficients and one "
+                                          "right-hand side each")
+            self.valid_rows = (A, b)
 
     # -- construction helpers -------------------------------------------------------------------
 
@@ -299,7 +309,7 @@ class Network:
         """A new network with some nodes swapped for new ones of the same name (others kept)."""
         swapped = {node.name: node for node in nodes}
         args = dict(output=self.output, input_shape=self.input_shape, output_shape=self.output_shape, name=self.name,
-                    valid_box=self.valid_box)
+                    valid_box=self.valid_box, valid_rows=self.valid_rows)
         args.update(kwargs)
         return Network([swapped.get(node.name, node) for node in self.order], **args)
 
@@ -433,6 +443,8 @@ class Network:
         }
         if self.valid_box is not None:
             meta["valid_box"] = [self.valid_box[0].tolist(), self.valid_box[1].tolist()]
+        if self.valid_rows is not None:
+            meta["valid_rows"] = [self.valid_rows[0].tolist(), self.valid_rows[1].tolist()]
         import json
 
         def write(handle):
@@ -473,7 +485,7 @@ class Network:
                 spec = {k: v for k, v in entry.items() if k not in ("type", "name", "size", "inputs")}
                 nodes.append(ActivationNode(**common, activation=_activations.from_spec(spec)))
         return cls(nodes, meta["output"], meta["input_shape"], meta["output_shape"], meta["name"],
-                   valid_box=meta.get("valid_box"))
+                   valid_box=meta.get("valid_box"), valid_rows=meta.get("valid_rows"))
 
 
 def _weight_bytes(w) -> bytes:

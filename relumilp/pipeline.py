@@ -94,7 +94,7 @@ def _check_given_bounds(net: Network, domain: InputDomain, bounds) -> None:
     made for another box or network cut off points without a word."""
     if not isinstance(bounds, Bounds):
         raise RelumilpError(f"bounds must be a relumilp Bounds (from compute_bounds), got {type(bounds).__name__}")
-    if net.valid_box is not None:  # a pruned network: its own box first, as compute_bounds checks it
+    if net.valid_box is not None or net.valid_rows is not None:  # a pruned network, as compute_bounds checks
         check_valid_box(net, domain)
     for node in net.order:
         lo, hi = bounds.lower.get(node.name), bounds.upper.get(node.name)

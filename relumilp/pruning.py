@@ -182,8 +182,11 @@ def prune(net: Network, bounds: Bounds, tol: float = 0.0) -> Network:
     lower, upper = (np.asarray(v, dtype=np.float64) for v in bounds[input_name])
     if net.valid_box is not None:
         lower, upper = np.maximum(lower, net.valid_box[0]), np.minimum(upper, net.valid_box[1])
+    # and only where the rows the bounds relied on hold (a domain A x <= b): kept with it, and required later
+    rows = [r for r in (net.valid_rows, bounds.rows) if r is not None]
+    valid_rows = (np.vstack([A for A, _ in rows]), np.concatenate([b for _, b in rows])) if rows else None
     return Network(nodes, output, input_shape=net.input_shape, output_shape=net.output_shape, name=net.name,
-                   valid_box=(lower, upper))
+                   valid_box=(lower, upper), valid_rows=valid_rows)
 
 
 def _is_identity(coef: dict[str, np.ndarray], const: np.ndarray, name: str) -> bool:

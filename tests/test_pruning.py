@@ -267,3 +267,23 @@ def test_pruned_network_refuses_a_bigger_box_with_precomputed_bounds_too():
                  lambda: relumilp.compile_network(pruned, ([-1, -1], [1, 1]), bounds=wide)):
         with pytest.raises(relumilp.RelumilpError, match="pruned over"):
             call()
+
+
+def test_pruned_network_keeps_the_rows_of_its_domain(tmp_path):
+    """Pruned over {x in [-1, 1]^2, x0 + x1 >= 1.5} with LP bounds (which use the row), the network equals the
+    original only there: the same box without the row is refused; the row itself, or a box inside it, is fine."""
+    W1 = np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0]])
+    net = Network.sequential([(W1, np.array([-1.0, 0.0, 0.0])), (np.array([[1.0, -1.0, -1.0]]), np.zeros(1))], "relu")
+    A, b = np.array([[-1.0, -1.0]]), np.array([-1.5])
+    domain = InputDomain(np.array([-1.0, -1.0]), np.array([1.0, 1.0]), A, b)
+    pruned = prune(net, relumilp.compute_bounds(net, domain, "lp"))
+    assert pruned.valid_rows is not None and pruned.activations[0].size == 2  # x0 + x1 - 1 >= 0.5 there: folded
+    with pytest.raises(relumilp.RelumilpError, match="rows A x <= b"):
+        relumilp.optimize(pruned, ([-1, -1], [1, 1]), minimize=0)
+    inside = relumilp.optimize(pruned, domain, minimize=0)
+    assert inside.status == "optimal"
+    assert inside.objective == pytest.approx(relumilp.optimize(net, domain, minimize=0).objective, abs=1e-9)
+    assert relumilp.optimize(pruned, ([0.8, 0.8], [1, 1]), minimize=0).status == "optimal"  # a box inside the row
+    pruned.save(tmp_path / "pruned.npz")
+    with pytest.raises(relumilp.RelumilpError, match="rows A x <= b"):  # the rows travel with the file
+        relumilp.optimize(Network.load(tmp_path / "pruned.npz"), ([-1, -1], [1, 1]), minimize=0)

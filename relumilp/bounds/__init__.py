@@ -23,6 +23,7 @@ Interval and symbolic bounds use the domain's box; LP and MILP also use its rows
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -41,15 +42,35 @@ _RESULT_OPTIONS = ("milp_time_limit", "lp_time_limit", "mip_rel_gap", "tighten_o
 
 
 def check_valid_box(net: Network, domain: InputDomain) -> None:
-    """A pruned network equals its original only on the box it was pruned over: refuse a domain beyond it."""
-    low, high = net.valid_box
-    outside = np.flatnonzero((domain.lower < low) | (domain.upper > high))
-    if outside.size:
-        i = int(outside[0])
-        raise RelumilpError(
-            f"{net.name!r} was pruned over an input box and equals the original network only there, but this "
-            f"domain reaches outside it at {outside.size} input(s) (input {i}: [{domain.lower[i]:g}, "
-            f"{domain.upper[i]:g}] against [{low[i]:g}, {high[i]:g}]): prune over this domain, or use the original network")
+    """A pruned network equals its original only on the domain it was pruned over (its box, and the rows
+    ``A x <= b`` it had): refuse a domain beyond it, in one line."""
+    if net.valid_box is not None:
+        low, high = net.valid_box
+        outside = np.flatnonzero((domain.lower < low) | (domain.upper > high))
+        if outside.size:
+            i = int(outside[0])
+            raise RelumilpError(
+                f"{net.name!r} was pruned over an input box and equals the original network only there, but this "
+                f"domain reaches outside it at {outside.size} input(s) (input {i}: [{domain.lower[i]:g}, "
+                f"{domain.upper[i]:g}] against [{low[i]:g}, {high[i]:g}]): prune over this domain, or use the original network")
+    if net.valid_rows is not None:
+        missing = [i for i, (a, b) in enumerate(zip(*net.valid_rows)) if not _implied(a, b, domain)]
+        if missing:
+            raise RelumilpError(
+                f"{net.name!r} was pruned over a domain with rows A x <= b and equals the original network only "
+                f"where they hold, but this domain does not keep {len(missing)} of them (give the same rows, or a "
+                "box inside them), or use the original network")
+
+
+def _implied(a: np.ndarray, b: float, domain: InputDomain) -> bool:
+    """Whether ``a x <= b`` holds on all of ``domain``: one of its rows says so (the same coefficients, a
+    right-hand side no larger), or the largest ``a x`` over its box stays below ``b`` (with a margin for
+    the sum's rounding)."""
+    if domain.A is not None and np.any(np.all(domain.A == a, axis=1) & (domain.b <= b)):
+        return True
+    terms = np.maximum(a * domain.lower, a * domain.upper)
+    total = float(np.sum(terms))
+    return math.isfinite(total) and total + 1e-12 * (float(np.sum(np.abs(terms))) + 1.0) <= b
 
 
 def compute_bounds(net: Network, domain, method: str = "interval", **options) -> Bounds:
@@ -91,7 +112,7 @@ def compute_bounds(net: Network, domain, method: str = "interval", **options) ->
     if method not in METHODS:
         raise RelumilpError(f"unknown bound method {method!r}; choose one of {', '.join(METHODS)}")
     domain = InputDomain.of(domain, net.input_size)
-    if net.valid_box is not None:
+    if net.valid_box is not None or net.valid_rows is not None:
         check_valid_box(net, domain)
     cache = options.pop("cache", None)
     key = None
@@ -101,13 +122,20 @@ def compute_bounds(net: Network, domain, method: str = "interval", **options) ->
         key = cache_key(net, domain, method, {k: options[k] for k in _RESULT_OPTIONS if k in options})
         cached = load_bounds(cache_path(cache, key), key)
         if cached is not None:
-            return cached
+            return _with_rows(cached, domain)
     bounds = _compute(net, domain, method, **options)
     if cache is not None:
         from .cache import save_bounds
 
         if bounds.complete:  # bounds cut short by a time limit would be reused as if final
             save_bounds(cache_path(cache, key), bounds, key)
+    return _with_rows(bounds, domain)
+
+
+def _with_rows(bounds: Bounds, domain: InputDomain) -> Bounds:
+    """``bounds`` marked with the domain's rows, which pruning keeps (they may rely on them)."""
+    if domain.A is not None:
+        bounds.rows = (np.array(domain.A, dtype=np.float64), np.array(domain.b, dtype=np.float64))
     return bounds
 
 

@@ -31,6 +31,9 @@ class Bounds:
     complete:
         False when a time limit stopped the pass early: the bounds are sound, but some neurons kept
         the bounds of a cheaper method.
+    rows:
+        ``(A, b)``: the domain's rows ``A x <= b`` when it had any (LP and MILP bounds rely on them; set
+        by :func:`relumilp.bounds.compute_bounds`), else None.
     """
 
     lower: dict[str, np.ndarray]
@@ -38,6 +41,7 @@ class Bounds:
     method: str = "interval"
     times: dict[str, float] = field(default_factory=dict)
     complete: bool = True
+    rows: tuple | None = None
 
     def __getitem__(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         return self.lower[name], self.upper[name]
@@ -53,6 +57,7 @@ class Bounds:
             self.method,
             dict(self.times),
             self.complete,
+            self.rows,
         )
 
     def check_sound(self, net: Network, samples: np.ndarray, tol: float = 1e-9) -> None:
