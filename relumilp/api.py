@@ -175,7 +175,8 @@ class NetworkBlockData(BlockData):
             x_user = np.array([value_of(v) for v in self.linked_inputs]) if self.linked_inputs else x
             y_user = np.array([value_of(v) for v in self.linked_outputs]) if self.linked_outputs else y_milp
             with np.errstate(invalid="ignore"):
-                user_errors = np.abs(network.forward(np.nan_to_num(x_user, nan=0.0)) - y_user)
+                y_at_user = y if np.array_equal(x_user, x) else network.forward(np.nan_to_num(x_user, nan=0.0))
+                user_errors = np.abs(y_at_user - y_user)
                 user_errors = np.where(np.isnan(x_user).any(), np.inf, user_errors)
             errors = np.maximum(errors, user_errors)
         max_error = float(np.max(errors, initial=0.0)) if np.isfinite(errors).all() else float("inf")

@@ -172,8 +172,7 @@ class Network:
         input_shape: Sequence[int] | None = None,
         output_shape: Sequence[int] | None = None,
         name: str = "network",
-        valid_box: tuple | None = None,
-        valid_rows: tuple | None = None,
+        valid_domain=None,
     ):
         nodes = [self._checked(node) for node in nodes]
         self.name = name
@@ -212,23 +211,14 @@ class Network:
             raise InvalidNetworkError(f"input shape {self.input_shape} does not hold {self.input.size} values")
         if math.prod(self.output_shape) != self.output_size:
             raise InvalidNetworkError(f"output shape {self.output_shape} does not hold {self.output_size} values")
-        #: ``(lower, upper)``: the input box outside which this network no longer equals the network it was
-        #: derived from (set by :func:`relumilp.pruning.prune`; None: valid everywhere)
-        self.valid_box = None
-        if valid_box is not None:
-            lower, upper = (np.array(v, dtype=np.float64).reshape(-1) for v in valid_box)
-            if lower.shape != (self.input.size,) or upper.shape != (self.input.size,):
-                raise InvalidNetworkError(f"valid_box must give {self.input.size} lower and upper values")
-            self.valid_box = (lower, upper)
-        #: ``(A, b)``: rows ``A x <= b`` of the domain it was pruned over, which the bounds behind that pruning
-        #: relied on (None: the box alone)
-        self.valid_rows = None
-        if valid_rows is not None:
-            A, b = np.array(valid_rows[0], dtype=np.float64), np.array(valid_rows[1], dtype=np.float64).reshape(-1)
-            if A.ndim != 2 or A.shape != (b.size, self.input.size):
-                raise InvalidNetworkError(f"valid_rows must give rows of {self.input.size} coefficients and one "
-                                          "right-hand side each")
-            self.valid_rows = (A, b)
+        #: the input domain (an :class:`~relumilp.domain.InputDomain`: a box, and rows ``A x <= b`` if it had
+        #: any) outside which this network no longer equals the one it was derived from (set by
+        #: :func:`relumilp.pruning.prune`; None: valid everywhere)
+        self.valid_domain = None
+        if valid_domain is not None:
+            from .domain import InputDomain
+
+            self.valid_domain = InputDomain.of(valid_domain, self.input.size)
 
     # -- construction helpers -------------------------------------------------------------------
 
@@ -305,11 +295,17 @@ class Network:
                 nodes.append(ActivationNode(f"act{k}", w.shape[0], (nodes[-1].name,), spec))
         return cls(nodes, nodes[-1].name, input_shape=input_shape, name=name)
 
+    @property
+    def valid_rows(self) -> tuple | None:
+        """``(A, b)`` of :attr:`valid_domain` when it has rows ``A x <= b``, else None."""
+        valid = self.valid_domain
+        return None if valid is None or valid.A is None else (valid.A, valid.b)
+
     def replace(self, nodes: Iterable[Node], **kwargs) -> "Network":
         """A new network with some nodes swapped for new ones of the same name (others kept)."""
         swapped = {node.name: node for node in nodes}
         args = dict(output=self.output, input_shape=self.input_shape, output_shape=self.output_shape, name=self.name,
-                    valid_box=self.valid_box, valid_rows=self.valid_rows)
+                    valid_domain=self.valid_domain)
         args.update(kwargs)
         return Network([swapped.get(node.name, node) for node in self.order], **args)
 
@@ -441,10 +437,11 @@ class Network:
             "output_shape": list(self.output_shape),
             "nodes": spec,
         }
-        if self.valid_box is not None:
-            meta["valid_box"] = [self.valid_box[0].tolist(), self.valid_box[1].tolist()]
-        if self.valid_rows is not None:
-            meta["valid_rows"] = [self.valid_rows[0].tolist(), self.valid_rows[1].tolist()]
+        if self.valid_domain is not None:
+            valid = self.valid_domain
+            meta["valid_domain"] = {"lower": valid.lower.tolist(), "upper": valid.upper.tolist()}
+            if valid.A is not None:
+                meta["valid_domain"].update(A=valid.A.tolist(), b=valid.b.tolist())
         import json
 
         def write(handle):
@@ -485,7 +482,7 @@ class Network:
                 spec = {k: v for k, v in entry.items() if k not in ("type", "name", "size", "inputs")}
                 nodes.append(ActivationNode(**common, activation=_activations.from_spec(spec)))
         return cls(nodes, meta["output"], meta["input_shape"], meta["output_shape"], meta["name"],
-                   valid_box=meta.get("valid_box"), valid_rows=meta.get("valid_rows"))
+                   valid_domain=meta.get("valid_domain"))
 
 
 def _weight_bytes(w) -> bytes:

@@ -58,16 +58,18 @@ class Deadline:
     @classmethod
     def after(cls, seconds: float | None) -> "Deadline":
         """A deadline ``seconds`` from now; ``None`` (or more than :data:`UNLIMITED_AFTER`) means no limit."""
-        if seconds is None or check_time_limit(seconds) > UNLIMITED_AFTER:
+        seconds = None if seconds is None else check_time_limit(seconds)
+        if seconds is None or seconds > UNLIMITED_AFTER:
             return cls()
-        return cls(time.perf_counter() + check_time_limit(seconds))
+        return cls(time.perf_counter() + seconds)
 
     @classmethod
     def since_process_start(cls, seconds: float | None) -> "Deadline":
         """A deadline ``seconds`` after this process started (the CLI: its limit includes start-up)."""
-        if seconds is None or check_time_limit(seconds) > UNLIMITED_AFTER:
+        seconds = None if seconds is None else check_time_limit(seconds)
+        if seconds is None or seconds > UNLIMITED_AFTER:
             return cls()
-        return cls(time.perf_counter() - process_age() + check_time_limit(seconds))
+        return cls(time.perf_counter() - process_age() + seconds)
 
     @classmethod
     def of(cls, value: "Deadline | float | None") -> "Deadline":

@@ -489,10 +489,9 @@ def _problem(network, input_bounds):
 
     net = network if isinstance(network, Network) else load_network(network)
     domain = InputDomain.of(input_bounds, net.input_size)
-    if net.valid_box is not None or net.valid_rows is not None:  # a pruned network, also with given bounds
-        from .bounds import check_valid_box
+    from .bounds import check_valid_domain
 
-        check_valid_box(net, domain)
+    check_valid_domain(net, domain)  # a pruned network's domain, also when bounds are given
     return net, domain
 
 

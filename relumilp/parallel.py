@@ -34,12 +34,16 @@ def max_parallel() -> int:
     return MAX_PER_CORE * (os.cpu_count() or 1)
 
 
+def parallel_rule() -> str:
+    """What a thread or worker count must be, for messages."""
+    return f"a whole number from 1 to {max_parallel()} ({MAX_PER_CORE} per core here)"
+
+
 def check_parallel(count, what: str = "threads") -> int:
     """``count`` as a whole number from 1 to :func:`max_parallel`, or a one-line error naming ``what``."""
     if isinstance(count, bool) or not isinstance(count, numbers.Real) or not math.isfinite(count) \
             or count != int(count) or not 1 <= count <= max_parallel():
-        raise RelumilpError(f"{what} must be a whole number from 1 to {max_parallel()} "
-                            f"({MAX_PER_CORE} per core here), got {count!r}")
+        raise RelumilpError(f"{what} must be {parallel_rule()}, got {count!r}")
     return int(count)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .bounds import Bounds, big_m_values, check_valid_box, compute_bounds, stability_counts
+from .bounds import Bounds, big_m_values, check_valid_domain, compute_bounds, stability_counts
 from .domain import InputDomain
 from .errors import RelumilpError
 from .formulation.bigm import build_milp
@@ -94,8 +94,7 @@ def _check_given_bounds(net: Network, domain: InputDomain, bounds) -> None:
     made for another box or network cut off points without a word."""
     if not isinstance(bounds, Bounds):
         raise RelumilpError(f"bounds must be a relumilp Bounds (from compute_bounds), got {type(bounds).__name__}")
-    if net.valid_box is not None or net.valid_rows is not None:  # a pruned network, as compute_bounds checks
-        check_valid_box(net, domain)
+    check_valid_domain(net, domain)  # a pruned network's domain, as compute_bounds checks it
     for node in net.order:
         lo, hi = bounds.lower.get(node.name), bounds.upper.get(node.name)
         if lo is None or hi is None or np.shape(lo) != (node.size,) or np.shape(hi) != (node.size,):

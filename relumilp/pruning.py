@@ -178,15 +178,16 @@ def prune(net: Network, bounds: Bounds, tol: float = 0.0) -> Network:
     else:
         output = fresh(net.output)
         nodes.append(affine(output, out_coef, out_const))
-    # the pruned network equals net only where the bounds hold: on the input box they were computed for
+    # the pruned network equals net only where the bounds hold: on the domain they were computed over (its
+    # box and rows), within the domain net itself was valid on
     lower, upper = (np.asarray(v, dtype=np.float64) for v in bounds[input_name])
-    if net.valid_box is not None:
-        lower, upper = np.maximum(lower, net.valid_box[0]), np.minimum(upper, net.valid_box[1])
-    # and only where the rows the bounds relied on hold (a domain A x <= b): kept with it, and required later
-    rows = [r for r in (net.valid_rows, bounds.rows) if r is not None]
-    valid_rows = (np.vstack([A for A, _ in rows]), np.concatenate([b for _, b in rows])) if rows else None
+    rows = [(d.A, d.b) for d in (net.valid_domain, bounds.domain) if d is not None and d.A is not None]
+    if net.valid_domain is not None:
+        lower, upper = np.maximum(lower, net.valid_domain.lower), np.minimum(upper, net.valid_domain.upper)
+    valid = InputDomain(lower, upper, *((np.vstack([A for A, _ in rows]), np.concatenate([b for _, b in rows]))
+                                        if rows else (None, None)))
     return Network(nodes, output, input_shape=net.input_shape, output_shape=net.output_shape, name=net.name,
-                   valid_box=(lower, upper), valid_rows=valid_rows)
+                   valid_domain=valid)
 
 
 def _is_identity(coef: dict[str, np.ndarray], const: np.ndarray, name: str) -> bool:

@@ -41,20 +41,22 @@ __all__ = ["METHODS", "Bounds", "big_m_values", "compute_bounds", "interval_boun
 _RESULT_OPTIONS = ("milp_time_limit", "lp_time_limit", "mip_rel_gap", "tighten_outputs", "steps", "lr", "max_binaries")
 
 
-def check_valid_box(net: Network, domain: InputDomain) -> None:
+def check_valid_domain(net: Network, domain: InputDomain) -> None:
     """A pruned network equals its original only on the domain it was pruned over (its box, and the rows
-    ``A x <= b`` it had): refuse a domain beyond it, in one line."""
-    if net.valid_box is not None:
-        low, high = net.valid_box
-        outside = np.flatnonzero((domain.lower < low) | (domain.upper > high))
-        if outside.size:
-            i = int(outside[0])
-            raise RelumilpError(
-                f"{net.name!r} was pruned over an input box and equals the original network only there, but this "
-                f"domain reaches outside it at {outside.size} input(s) (input {i}: [{domain.lower[i]:g}, "
-                f"{domain.upper[i]:g}] against [{low[i]:g}, {high[i]:g}]): prune over this domain, or use the original network")
-    if net.valid_rows is not None:
-        missing = [i for i, (a, b) in enumerate(zip(*net.valid_rows)) if not _implied(a, b, domain)]
+    ``A x <= b`` it had): refuse a domain beyond it, in one line (any other network: nothing to check)."""
+    valid = net.valid_domain
+    if valid is None:
+        return
+    outside = np.flatnonzero((domain.lower < valid.lower) | (domain.upper > valid.upper))
+    if outside.size:
+        i = int(outside[0])
+        raise RelumilpError(
+            f"{net.name!r} was pruned over an input box and equals the original network only there, but this "
+            f"domain reaches outside it at {outside.size} input(s) (input {i}: [{domain.lower[i]:g}, "
+            f"{domain.upper[i]:g}] against [{valid.lower[i]:g}, {valid.upper[i]:g}]): prune over this domain, or "
+            "use the original network")
+    if valid.A is not None:
+        missing = [i for i, (a, b) in enumerate(zip(valid.A, valid.b)) if not _implied(a, b, domain)]
         if missing:
             raise RelumilpError(
                 f"{net.name!r} was pruned over a domain with rows A x <= b and equals the original network only "
@@ -112,8 +114,7 @@ def compute_bounds(net: Network, domain, method: str = "interval", **options) ->
     if method not in METHODS:
         raise RelumilpError(f"unknown bound method {method!r}; choose one of {', '.join(METHODS)}")
     domain = InputDomain.of(domain, net.input_size)
-    if net.valid_box is not None or net.valid_rows is not None:
-        check_valid_box(net, domain)
+    check_valid_domain(net, domain)
     cache = options.pop("cache", None)
     key = None
     if cache is not None:
@@ -122,20 +123,19 @@ def compute_bounds(net: Network, domain, method: str = "interval", **options) ->
         key = cache_key(net, domain, method, {k: options[k] for k in _RESULT_OPTIONS if k in options})
         cached = load_bounds(cache_path(cache, key), key)
         if cached is not None:
-            return _with_rows(cached, domain)
+            return _with_domain(cached, domain)
     bounds = _compute(net, domain, method, **options)
     if cache is not None:
         from .cache import save_bounds
 
         if bounds.complete:  # bounds cut short by a time limit would be reused as if final
             save_bounds(cache_path(cache, key), bounds, key)
-    return _with_rows(bounds, domain)
+    return _with_domain(bounds, domain)
 
 
-def _with_rows(bounds: Bounds, domain: InputDomain) -> Bounds:
-    """``bounds`` marked with the domain's rows, which pruning keeps (they may rely on them)."""
-    if domain.A is not None:
-        bounds.rows = (np.array(domain.A, dtype=np.float64), np.array(domain.b, dtype=np.float64))
+def _with_domain(bounds: Bounds, domain: InputDomain) -> Bounds:
+    """``bounds`` marked with the domain they hold on (pruning keeps it, rows included)."""
+    bounds.domain = domain
     return bounds
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..activations import Phases
 from ..choices import BOUND_METHODS as METHODS  # noqa: F401  (order of the methods; re-exported)
+from ..domain import InputDomain
 from ..ir import ActivationNode, Network
 
 
@@ -31,9 +32,9 @@ class Bounds:
     complete:
         False when a time limit stopped the pass early: the bounds are sound, but some neurons kept
         the bounds of a cheaper method.
-    rows:
-        ``(A, b)``: the domain's rows ``A x <= b`` when it had any (LP and MILP bounds rely on them; set
-        by :func:`relumilp.bounds.compute_bounds`), else None.
+    domain:
+        The input domain they hold on (set by :func:`relumilp.bounds.compute_bounds`; LP and MILP bounds
+        rely on its rows ``A x <= b``), or None.
     """
 
     lower: dict[str, np.ndarray]
@@ -41,7 +42,7 @@ class Bounds:
     method: str = "interval"
     times: dict[str, float] = field(default_factory=dict)
     complete: bool = True
-    rows: tuple | None = None
+    domain: InputDomain | None = None
 
     def __getitem__(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         return self.lower[name], self.upper[name]
@@ -57,7 +58,7 @@ class Bounds:
             self.method,
             dict(self.times),
             self.complete,
-            self.rows,
+            self.domain,
         )
 
     def check_sound(self, net: Network, samples: np.ndarray, tol: float = 1e-9) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from .._io import stdout_to_stderr
 from ..choices import BOUND_METHODS
 from ..errors import RelumilpError
-from ..parallel import MAX_PER_CORE, max_parallel
+from ..parallel import max_parallel, parallel_rule
 
 if TYPE_CHECKING:  # numerical modules load when a command runs, not for --help
     from ..domain import InputDomain
@@ -141,10 +141,9 @@ fraction = _option_type(lambda text, what: _number(text, what, float, "a number 
 positive_int = _option_type(lambda text, what: _number(text, what, int, "a whole number >= 1", lambda v: v >= 1))
 
 
-#: a count of threads or worker processes: 1 up to :data:`relumilp.parallel.MAX_PER_CORE` per core
-parallel_count = _option_type(lambda text, what: _number(
-    text, what, int, f"a whole number from 1 to {max_parallel()} ({MAX_PER_CORE} per core)",
-    lambda v: 1 <= v <= max_parallel()))
+#: a count of threads or worker processes: the range :func:`relumilp.parallel.check_parallel` allows
+parallel_count = _option_type(lambda text, what: _number(text, what, int, parallel_rule(),
+                                                         lambda v: 1 <= v <= max_parallel()))
 #: a count that may be zero
 count = _option_type(lambda text, what: _number(text, what, int, "a whole number >= 0", lambda v: v >= 0))
 #: any whole number (a seed, an output index)

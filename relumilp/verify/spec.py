@@ -29,7 +29,7 @@ def spec_network(net: Network, G: np.ndarray, h: np.ndarray) -> Network:
     h = np.asarray(h, dtype=np.float64)
     spec = AffineNode("spec_margin", G.shape[0], (net.output,), (G,), -h)
     return Network([*net.order, spec], spec.name, input_shape=net.input_shape, name=f"{net.name}+spec",
-                   valid_box=net.valid_box, valid_rows=net.valid_rows)
+                   valid_domain=net.valid_domain)
 
 
 def stack_rows(outputs) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
